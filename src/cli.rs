@@ -1,0 +1,249 @@
+//! The command line: argument types and one function per subcommand.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::db::{self, Target};
+use crate::events::ingest::{self, Format, IngestOptions};
+use crate::status;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dvault",
+    version,
+    about = "Event-sourced Data Vault 2.0 warehouse on PostgreSQL",
+    long_about = "Event-sourced Data Vault 2.0 warehouse on PostgreSQL.\n\n\
+        Without DATABASE_URL, dvault starts (or reuses) a private PostgreSQL server \
+        under .dvault/ from the system's server binaries."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// PostgreSQL connection URL; unset: a private server under --home.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Directory for dvault's local state (the private server).
+    #[arg(long, env = "DVAULT_HOME", global = true, default_value = ".dvault")]
+    pub home: PathBuf,
+    /// Log filter, e.g. `info`, `dvault=debug`.
+    #[arg(long, env = "DVAULT_LOG", global = true, default_value = "warn")]
+    pub log: String,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or update the schema (a no-op when it is current) and the views.
+    Migrate,
+    /// Append CSV or NDJSON (CloudEvents) files to the event log.
+    Ingest(IngestArgs),
+    /// Show the database, schema version, events, rejections and the loader's position.
+    Status,
+    /// List quarantined input (most recent first).
+    Rejected(RejectedArgs),
+    /// Manage the private PostgreSQL server.
+    Local {
+        #[command(subcommand)]
+        action: LocalAction,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Files to ingest (.csv, .ndjson, .jsonl).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Format, when the file name does not tell.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// CSV: the event type of every row, e.g. customer_registered.
+    #[arg(long = "type", value_name = "EVENT_TYPE")]
+    pub event_type: Option<String>,
+    /// CSV: the record source of every row, e.g. crm.
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// CSV: column holding the business time (ISO 8601); default: ingestion time.
+    #[arg(long, value_name = "COLUMN")]
+    pub time_field: Option<String>,
+    /// Events per transaction.
+    #[arg(long, default_value_t = 20_000)]
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RejectedArgs {
+    /// How many to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocalAction {
+    /// Start the private server (if not running) and print its URL.
+    Start,
+    /// Stop the private server.
+    Stop,
+}
+
+impl GlobalArgs {
+    pub fn config(&self) -> Config {
+        Config {
+            database_url: self.database_url.clone().filter(|u| !u.is_empty()),
+            home: self.home.clone(),
+            ..Config::default()
+        }
+    }
+}
+
+pub fn init_tracing(cli: &Cli) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.global.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.global.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Run one command; errors are printed with their whole cause chain.
+pub async fn run(cli: Cli) -> ExitCode {
+    let config = cli.global.config();
+    match dispatch(cli.command, &config).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = e.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
+
+async fn dispatch(command: Command, config: &Config) -> CliResult {
+    match command {
+        Command::Migrate => migrate(config).await,
+        Command::Ingest(args) => ingest(config, args).await,
+        Command::Status => {
+            let target = Target::resolve(config).await?;
+            let client = db::connect_migrated(&target).await?;
+            let report = status::collect(&client).await?;
+            println!("database:   {}", target.describe());
+            print!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rejected(args) => {
+            let target = Target::resolve(config).await?;
+            let client = db::connect_migrated(&target).await?;
+            print!("{}", status::rejected(&client, args.limit).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Local { action } => {
+            let home = config.home.clone();
+            match action {
+                LocalAction::Start => {
+                    let server =
+                        tokio::task::spawn_blocking(move || db::local::ensure_running(&home))
+                            .await??;
+                    println!("{}", server.url(db::local::DATABASE));
+                }
+                LocalAction::Stop => {
+                    let stopped =
+                        tokio::task::spawn_blocking(move || db::local::stop(&home)).await??;
+                    println!(
+                        "{}",
+                        if stopped {
+                            "stopped the private server"
+                        } else {
+                            "the private server was not running"
+                        }
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn migrate(config: &Config) -> CliResult {
+    let target = Target::resolve(config).await?;
+    let mut client = db::connect(&target.url).await?;
+    let done = db::migrate(&mut client).await?;
+    println!("database: {}", target.describe());
+    if done.applied.is_empty() {
+        println!("schema is current");
+    } else {
+        for m in &done.applied {
+            println!("applied {m}");
+        }
+    }
+    println!(
+        "schema version {}, {} view files applied",
+        done.version.unwrap_or(0),
+        done.views
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
+    let target = Target::resolve(config).await?;
+    let mut client = db::connect_migrated(&target).await?;
+    let opts = IngestOptions {
+        format: args.format,
+        event_type: args.event_type,
+        source: args.source,
+        time_field: args.time_field,
+        batch_size: args.batch_size,
+        progress: true,
+    };
+    let mut failed = false;
+    let (mut inserted, mut rejected) = (0, 0);
+    for file in &args.files {
+        match ingest::ingest_file(&mut client, file, &opts).await {
+            Ok(summary) => {
+                inserted += summary.inserted;
+                rejected += summary.rejected;
+                println!("{summary}");
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    if args.files.len() > 1 {
+        println!(
+            "total: {} events ingested, {} rejected",
+            ingest::thousands(inserted),
+            ingest::thousands(rejected)
+        );
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,245 @@
+//! Connections, pools, migrations and the business views.
+
+pub mod local;
+
+use std::str::FromStr;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::{Client, NoTls};
+
+use crate::config::{Config, redact_url};
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+}
+pub use embedded::{MAPPINGS, VIEWS};
+
+mod migrations {
+    refinery::embed_migrations!("vault/schema");
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Local(#[from] local::LocalError),
+    #[error("invalid DATABASE_URL {url}: {source}")]
+    BadUrl {
+        url: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        target: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("migration failed: {0}")]
+    Migrate(#[from] refinery::Error),
+    #[error("view file views/{file} failed: {source}")]
+    View {
+        file: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("cannot build the connection pool: {0}")]
+    Pool(String),
+    #[error(transparent)]
+    Sql(#[from] tokio_postgres::Error),
+}
+
+/// Where the database is, resolved once per process.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: String,
+    /// `Some` when dvault runs its private server.
+    pub local: Option<local::LocalServer>,
+}
+
+impl Target {
+    /// The `DATABASE_URL` if given; else the private server, started if needed.
+    pub async fn resolve(config: &Config) -> Result<Target, DbError> {
+        if let Some(url) = &config.database_url {
+            return Ok(Target {
+                url: url.clone(),
+                local: None,
+            });
+        }
+        let home = config.home.clone();
+        let server = tokio::task::spawn_blocking(move || local::ensure_running(&home))
+            .await
+            .map_err(|e| DbError::Pool(e.to_string()))??;
+        let target = Target {
+            url: server.url(local::DATABASE),
+            local: Some(server.clone()),
+        };
+        // The private cluster starts with only `postgres`; make ours.
+        let admin = connect(&server.url("postgres")).await?;
+        let exists = admin
+            .query_opt(
+                "SELECT 1 FROM pg_database WHERE datname = $1",
+                &[&local::DATABASE],
+            )
+            .await?
+            .is_some();
+        if !exists {
+            let created = admin
+                .batch_execute(&format!("CREATE DATABASE {}", local::DATABASE))
+                .await;
+            if let Err(e) = created {
+                // another process may have won the race
+                if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(target)
+    }
+
+    /// What to show a user: the redacted URL, and the data directory if private.
+    pub fn describe(&self) -> String {
+        match &self.local {
+            Some(server) => format!(
+                "{} (private server, data in {})",
+                self.url,
+                server.data_dir.display()
+            ),
+            None => redact_url(&self.url),
+        }
+    }
+}
+
+fn pg_config(url: &str) -> Result<tokio_postgres::Config, DbError> {
+    let mut config =
+        tokio_postgres::Config::from_str(url).map_err(|source| DbError::BadUrl {
+            url: redact_url(url),
+            source,
+        })?;
+    if config.get_application_name().is_none() {
+        config.application_name("dvault");
+    }
+    Ok(config)
+}
+
+/// One connection, its driver spawned on the runtime.
+pub async fn connect(url: &str) -> Result<Client, DbError> {
+    let config = pg_config(url)?;
+    let (client, connection) =
+        config
+            .connect(NoTls)
+            .await
+            .map_err(|source| DbError::Connect {
+                target: redact_url(url),
+                source,
+            })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// A pool of `size` connections.
+pub fn pool(url: &str, size: usize) -> Result<Pool, DbError> {
+    let manager = Manager::from_config(
+        pg_config(url)?,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .build()
+        .map_err(|e| DbError::Pool(e.to_string()))
+}
+
+/// What `migrate` did.
+#[derive(Debug, Default)]
+pub struct Migrated {
+    pub applied: Vec<String>,
+    pub version: Option<i32>,
+    pub views: usize,
+}
+
+/// Bring the schema up to date (a no-op when it is), then (re)apply the views.
+/// Serialized by an advisory lock, so concurrent callers do not collide.
+pub async fn migrate(client: &mut Client) -> Result<Migrated, DbError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK])
+        .await?;
+    let result = migrate_locked(client).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK])
+        .await?;
+    result
+}
+
+const MIGRATE_LOCK: i64 = 0x6476_6175_6c74_0001; // "dvault" + 1
+
+async fn migrate_locked(client: &mut Client) -> Result<Migrated, DbError> {
+    let report = migrations::migrations::runner()
+        .set_abort_divergent(true)
+        .run_async(client)
+        .await?;
+    let applied = report
+        .applied_migrations()
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
+    let views = apply_views(client).await?;
+    Ok(Migrated {
+        applied,
+        version: schema_version(client).await?,
+        views,
+    })
+}
+
+/// Re-create every view, in file-name order, in one transaction.
+async fn apply_views(client: &mut Client) -> Result<usize, DbError> {
+    let tx = client.transaction().await?;
+    for (file, sql) in VIEWS {
+        tx.batch_execute(sql).await.map_err(|source| DbError::View {
+            file: file.to_string(),
+            source,
+        })?;
+    }
+    tx.commit().await?;
+    Ok(VIEWS.len())
+}
+
+/// The latest migration applied, if any.
+pub async fn schema_version(client: &Client) -> Result<Option<i32>, DbError> {
+    let exists = client
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get::<_, bool>(0);
+    if !exists {
+        return Ok(None);
+    }
+    Ok(client
+        .query_one("SELECT max(version) FROM refinery_schema_history", &[])
+        .await?
+        .get(0))
+}
+
+/// The newest migration this binary knows.
+pub fn latest_known_version() -> i32 {
+    migrations::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version() as i32)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Connect and make sure the schema is current: what every command needing the
+/// schema does first.
+pub async fn connect_migrated(target: &Target) -> Result<Client, DbError> {
+    let mut client = connect(&target.url).await?;
+    if schema_version(&client).await? != Some(latest_known_version()) {
+        migrate(&mut client).await?;
+    }
+    Ok(client)
+}

@@ -1,0 +1,189 @@
+//! CloudEvents 1.0 in JSON: one event per object. Pure functions, no I/O.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::NewEvent;
+
+/// The attributes dvault reads; extension attributes are allowed and ignored.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    specversion: Option<&'a RawValue>,
+    #[serde(rename = "type")]
+    #[serde(borrow)]
+    ty: Option<&'a RawValue>,
+    #[serde(borrow)]
+    source: Option<&'a RawValue>,
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    time: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+}
+
+/// Parse one CloudEvent from JSON text. `received_at` stands in for a missing `time`.
+/// The error names what is wrong, for `event_log.rejected`.
+pub fn parse(text: &str, received_at: DateTime<Utc>) -> Result<NewEvent, String> {
+    let value: &RawValue =
+        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    if !value.get().starts_with('{') {
+        return Err("not a CloudEvent: expected a JSON object".into());
+    }
+    let env: Envelope<'_> =
+        serde_json::from_str(value.get()).map_err(|e| format!("invalid JSON: {e}"))?;
+    from_envelope(env, received_at)
+}
+
+/// Parse a JSON value that is already known to be one object (an element of a batch).
+pub fn parse_value(value: &RawValue, received_at: DateTime<Utc>) -> Result<NewEvent, String> {
+    parse(value.get(), received_at)
+}
+
+fn string_attr(name: &str, raw: Option<&RawValue>, required: bool) -> Result<Option<String>, String> {
+    let Some(raw) = raw else {
+        return if required {
+            Err(format!("not a CloudEvent: missing required attribute \"{name}\""))
+        } else {
+            Ok(None)
+        };
+    };
+    if raw.get() == "null" && !required {
+        return Ok(None);
+    }
+    match serde_json::from_str::<String>(raw.get()) {
+        Ok(s) if s.is_empty() && required => Err(format!(
+            "not a CloudEvent: attribute \"{name}\" must not be empty"
+        )),
+        Ok(s) if s.contains('\0') => Err(format!("attribute \"{name}\" contains a NUL character")),
+        Ok(s) => Ok(Some(s)),
+        Err(_) => Err(format!(
+            "not a CloudEvent: attribute \"{name}\" must be a string, got {}",
+            preview(raw.get())
+        )),
+    }
+}
+
+fn from_envelope(env: Envelope<'_>, received_at: DateTime<Utc>) -> Result<NewEvent, String> {
+    let spec = string_attr("specversion", env.specversion, true)?.unwrap_or_default();
+    if spec != "1.0" {
+        return Err(format!(
+            "not a CloudEvent: specversion must be \"1.0\", got \"{spec}\""
+        ));
+    }
+    let event_type = string_attr("type", env.ty, true)?.unwrap_or_default();
+    let source = string_attr("source", env.source, true)?.unwrap_or_default();
+    let time_text = string_attr("time", env.time, false)?;
+    let occurred_at = match &time_text {
+        Some(t) => DateTime::parse_from_rfc3339(t)
+            .map_err(|e| format!("attribute \"time\": \"{t}\" is not an RFC 3339 timestamp ({e})"))?
+            .with_timezone(&Utc),
+        None => received_at,
+    };
+    let data = env
+        .data
+        .ok_or_else(|| "missing required attribute \"data\" (the event payload)".to_string())?;
+    if !data.get().starts_with('{') {
+        return Err(format!(
+            "attribute \"data\" must be a JSON object, got {}",
+            preview(data.get())
+        ));
+    }
+    if data.get().contains("\\u0000") {
+        return Err("attribute \"data\" contains a NUL character (\\u0000)".into());
+    }
+    let payload = data.get().to_string();
+    let event_id = match string_attr("id", env.id, false)? {
+        Some(id) if !id.is_empty() => id,
+        _ => NewEvent::derive_id(&event_type, &source, time_text.as_deref(), &payload),
+    };
+    Ok(NewEvent {
+        event_id,
+        event_type,
+        source,
+        occurred_at,
+        payload,
+    })
+}
+
+/// The start of a JSON value, for messages.
+pub fn preview(text: &str) -> String {
+    const MAX: usize = 40;
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        let cut: String = text.chars().take(MAX).collect();
+        format!("{cut}...")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .expect("valid")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_full_event_parses() {
+        let e = parse(
+            r#"{"specversion":"1.0","type":"customer_registered","source":"crm","id":"e1",
+               "time":"2024-01-20T12:00:00+02:00","data":{"customer_id":"C1"},"ext":"x"}"#,
+            now(),
+        )
+        .expect("valid event");
+        assert_eq!(e.event_id, "e1");
+        assert_eq!(e.event_type, "customer_registered");
+        assert_eq!(e.source, "crm");
+        assert_eq!(e.occurred_at.to_rfc3339(), "2024-01-20T10:00:00+00:00");
+        assert_eq!(e.payload, r#"{"customer_id":"C1"}"#);
+    }
+
+    #[test]
+    fn missing_id_and_time_are_derived() {
+        let line = r#"{"specversion":"1.0","type":"t","source":"s","data":{"a":1}}"#;
+        let a = parse(line, now()).expect("valid");
+        let b = parse(line, now()).expect("valid");
+        assert_eq!(a.event_id, b.event_id);
+        assert_eq!(a.event_id.len(), 64);
+        assert_eq!(a.occurred_at, now());
+    }
+
+    #[test]
+    fn bad_events_say_what_is_wrong() {
+        let cases = [
+            ("{not json", "invalid JSON"),
+            ("[1,2]", "expected a JSON object"),
+            (r#"{"type":"t","source":"s","data":{}}"#, "missing required attribute \"specversion\""),
+            (r#"{"specversion":"0.3","type":"t","source":"s","data":{}}"#, "specversion must be \"1.0\""),
+            (r#"{"specversion":"1.0","source":"s","data":{}}"#, "missing required attribute \"type\""),
+            (r#"{"specversion":"1.0","type":"","source":"s","data":{}}"#, "\"type\" must not be empty"),
+            (r#"{"specversion":"1.0","type":7,"source":"s","data":{}}"#, "\"type\" must be a string"),
+            (r#"{"specversion":"1.0","type":"t","data":{}}"#, "missing required attribute \"source\""),
+            (r#"{"specversion":"1.0","type":"t","source":"s"}"#, "missing required attribute \"data\""),
+            (r#"{"specversion":"1.0","type":"t","source":"s","data":[1]}"#, "must be a JSON object"),
+            (r#"{"specversion":"1.0","type":"t","source":"s","time":"yesterday","data":{}}"#, "not an RFC 3339 timestamp"),
+            (r#"{"specversion":"1.0","type":"t","source":"s","data":{"a":"\u0000"}}"#, "NUL"),
+        ];
+        for (line, expected) in cases {
+            let err = parse(line, now()).expect_err(line);
+            assert!(err.contains(expected), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected_not_a_crash() {
+        let deep = format!(
+            r#"{{"specversion":"1.0","type":"t","source":"s","data":{{"a":{}1{}}}}}"#,
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        let err = parse(&deep, now()).expect_err("too deep");
+        assert!(err.contains("recursion limit"), "{err}");
+    }
+}

@@ -1,0 +1,589 @@
+//! `dvault ingest`: stream CSV and NDJSON files into the event log.
+//!
+//! A blocking thread reads and parses the file in batches while the async side
+//! writes the previous batch with `COPY ... BINARY`, so both cores work. Bad rows go
+//! to `event_log.rejected` and never stop the good ones. A file already ingested
+//! (same content, same options) is recognised by its digest and skipped.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, GenericClient};
+
+use super::csv_rows::{Header, RowSpec};
+use super::{NewEvent, append, cloudevents, copy_in};
+
+/// Input file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Header row, RFC 4180 quoting, UTF-8; one event per row.
+    Csv,
+    /// One CloudEvents 1.0 JSON object per line.
+    Ndjson,
+}
+
+impl Format {
+    /// From the file name: `.csv`, `.ndjson` / `.jsonl`.
+    pub fn detect(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "csv" => Some(Format::Csv),
+            "ndjson" | "jsonl" => Some(Format::Ndjson),
+            _ => None,
+        }
+    }
+}
+
+/// How to read the files of one `ingest` call.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Overrides detection by extension.
+    pub format: Option<Format>,
+    /// For CSV: what each row is. `None` is an error for CSV files.
+    pub event_type: Option<String>,
+    pub source: Option<String>,
+    pub time_field: Option<String>,
+    pub batch_size: usize,
+    /// Show a progress bar (only ever on a terminal).
+    pub progress: bool,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            format: None,
+            event_type: None,
+            source: None,
+            time_field: None,
+            batch_size: 20_000,
+            progress: false,
+        }
+    }
+}
+
+/// A problem with a whole file: nothing of it was ingested.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{path}: writing to the event log failed: {source}")]
+    Db {
+        path: PathBuf,
+        source: tokio_postgres::Error,
+    },
+}
+
+/// What one file's ingest did.
+#[derive(Debug, Clone, Default)]
+pub struct IngestSummary {
+    pub path: PathBuf,
+    pub inserted: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    /// The very same file (content and options) was ingested before: nothing read.
+    pub already_ingested_at: Option<DateTime<Utc>>,
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for IngestSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(at) = self.already_ingested_at {
+            return write!(
+                f,
+                "{}: nothing new, this file was ingested at {} ({} events)",
+                self.path.display(),
+                at.format("%Y-%m-%d %H:%M:%S UTC"),
+                thousands(self.inserted)
+            );
+        }
+        let rate = self.inserted as f64 / self.elapsed.as_secs_f64().max(1e-9);
+        write!(
+            f,
+            "{}: ingested {} events",
+            self.path.display(),
+            thousands(self.inserted)
+        )?;
+        let mut notes = Vec::new();
+        if self.rejected > 0 {
+            notes.push(format!(
+                "{} rejected: see dvault rejected",
+                thousands(self.rejected)
+            ));
+        }
+        if self.duplicates > 0 {
+            notes.push(format!(
+                "{} already in the log",
+                thousands(self.duplicates)
+            ));
+        }
+        if !notes.is_empty() {
+            write!(f, " ({})", notes.join("; "))?;
+        }
+        write!(
+            f,
+            " in {:.2} s, {} events/s",
+            self.elapsed.as_secs_f64(),
+            thousands(rate as u64)
+        )
+    }
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A row or line that could not become an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub line: u64,
+    pub reason: String,
+    pub raw: String,
+}
+
+/// Text safe for a `text` column: invalid UTF-8 replaced, NUL shown as `\0`.
+pub fn printable(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw).replace('\0', "\\0")
+}
+
+/// One parsed slice of the file.
+struct Batch {
+    events: Vec<NewEvent>,
+    rejects: Vec<Rejection>,
+    /// Bytes of the file read so far.
+    position: u64,
+}
+
+enum Parsed {
+    Batch(Batch),
+    /// The file cannot be read at all (I/O error, unusable header).
+    Fatal(IngestError),
+}
+
+/// Ingest one file. `client` must not be inside a transaction.
+pub async fn ingest_file(
+    client: &mut Client,
+    path: &Path,
+    opts: &IngestOptions,
+) -> Result<IngestSummary, IngestError> {
+    let started = Instant::now();
+    let file_err = |message: String| IngestError::File {
+        path: path.to_path_buf(),
+        message,
+    };
+    let format = opts.format.or_else(|| Format::detect(path)).ok_or_else(|| {
+        file_err("cannot tell the format from the file name; use --format csv or --format ndjson".into())
+    })?;
+    let spec = match format {
+        Format::Csv => Some(RowSpec {
+            event_type: opts.event_type.clone().ok_or_else(|| {
+                file_err("a CSV file needs --type EVENT_TYPE (what each row is)".into())
+            })?,
+            source: opts
+                .source
+                .clone()
+                .ok_or_else(|| file_err("a CSV file needs --source NAME (where it came from)".into()))?,
+            time_field: opts.time_field.clone(),
+        }),
+        Format::Ndjson => None,
+    };
+    let digest = {
+        let owned = path.to_path_buf();
+        let key = format!("{format:?}\u{1f}{spec:?}");
+        tokio::task::spawn_blocking(move || file_digest(&owned, &key))
+            .await
+            .map_err(|e| file_err(e.to_string()))?
+            .map_err(|source| IngestError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?
+    };
+    let db_err = |source| IngestError::Db {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(row) = client
+        .query_opt(
+            "SELECT ingested_at, events FROM ops.ingested_files WHERE digest = $1",
+            &[&digest.as_slice()],
+        )
+        .await
+        .map_err(db_err)?
+    {
+        return Ok(IngestSummary {
+            path: path.to_path_buf(),
+            inserted: row.get::<_, i64>(1) as u64,
+            already_ingested_at: Some(row.get(0)),
+            elapsed: started.elapsed(),
+            ..IngestSummary::default()
+        });
+    }
+
+    let file = File::open(path).map_err(|source| IngestError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let progress = progress_bar(opts.progress, size, path);
+    let (tx, mut rx) = mpsc::channel::<Parsed>(2);
+    let reader = {
+        let path = path.to_path_buf();
+        let batch_size = opts.batch_size.max(1);
+        let received_at = Utc::now();
+        tokio::task::spawn_blocking(move || match spec {
+            Some(spec) => parse_csv(file, &path, &spec, batch_size, received_at, &tx),
+            None => parse_ndjson(file, &path, batch_size, received_at, &tx),
+        })
+    };
+
+    let display_path = path.display().to_string();
+    let mut summary = IngestSummary {
+        path: path.to_path_buf(),
+        ..IngestSummary::default()
+    };
+    while let Some(parsed) = rx.recv().await {
+        let batch = match parsed {
+            Parsed::Batch(batch) => batch,
+            Parsed::Fatal(e) => return Err(e),
+        };
+        let (appended, rejected) = write_batch(client, &batch, &display_path, &digest)
+            .await
+            .map_err(db_err)?;
+        summary.inserted += appended.inserted;
+        summary.duplicates += appended.duplicates;
+        summary.rejected += rejected;
+        progress.set_position(batch.position);
+    }
+    reader.await.map_err(|e| file_err(e.to_string()))?;
+    progress.finish_and_clear();
+
+    client
+        .execute(
+            "INSERT INTO ops.ingested_files (digest, path, format, events, duplicates, rejected)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (digest) DO NOTHING",
+            &[
+                &digest.as_slice(),
+                &display_path,
+                &format!("{format:?}").to_lowercase(),
+                &(summary.inserted as i64),
+                &(summary.duplicates as i64),
+                &(summary.rejected as i64),
+            ],
+        )
+        .await
+        .map_err(db_err)?;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+fn progress_bar(wanted: bool, size: u64, path: &Path) -> indicatif::ProgressBar {
+    if !wanted || !io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(size);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(path.display().to_string());
+    bar
+}
+
+/// One transaction per batch: the fast `COPY` path, or, when some events are
+/// already in the log, the `ON CONFLICT DO NOTHING` path. Rejections ride along.
+async fn write_batch(
+    client: &mut Client,
+    batch: &Batch,
+    file: &str,
+    digest: &[u8; 32],
+) -> Result<(super::Appended, u64), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let appended = match copy_in(&tx, &batch.events).await {
+        Ok(n) => super::Appended {
+            inserted: n,
+            duplicates: 0,
+        },
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            tx.rollback().await?;
+            let tx = client.transaction().await?;
+            let appended = append(&tx, &batch.events).await?;
+            let rejected = store_rejections(&tx, &batch.rejects, file, digest).await?;
+            tx.commit().await?;
+            return Ok((appended, rejected));
+        }
+        Err(e) => return Err(e),
+    };
+    let rejected = store_rejections(&tx, &batch.rejects, file, digest).await?;
+    tx.commit().await?;
+    Ok((appended, rejected))
+}
+
+/// Quarantine rejected input; a line already quarantined from the same input is
+/// not stored twice. Returns how many rejections the batch had.
+pub async fn store_rejections(
+    client: &impl GenericClient,
+    rejects: &[Rejection],
+    file: &str,
+    digest: &[u8; 32],
+) -> Result<u64, tokio_postgres::Error> {
+    if rejects.is_empty() {
+        return Ok(0);
+    }
+    let lines: Vec<i64> = rejects.iter().map(|r| r.line as i64).collect();
+    let reasons: Vec<&str> = rejects.iter().map(|r| r.reason.as_str()).collect();
+    let raws: Vec<&str> = rejects.iter().map(|r| r.raw.as_str()).collect();
+    client
+        .execute(
+            "INSERT INTO event_log.rejected (stage, file, line, input_digest, reason, raw)
+             SELECT 'ingest', $1, line, $2, reason, raw
+               FROM unnest($3::bigint[], $4::text[], $5::text[]) AS r(line, reason, raw)
+             ON CONFLICT (input_digest, line) WHERE stage = 'ingest' DO NOTHING",
+            &[&file, &digest.as_slice(), &lines, &reasons, &raws],
+        )
+        .await?;
+    Ok(rejects.len() as u64)
+}
+
+/// SHA-256 of the ingest options and the file's bytes.
+fn file_digest(path: &Path, options: &str) -> io::Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    h.update(options.as_bytes());
+    h.update([0]);
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+/// Collects parsed rows and hands full batches to the writer.
+struct Batcher<'a> {
+    batch: Batch,
+    size: usize,
+    tx: &'a mpsc::Sender<Parsed>,
+}
+
+impl<'a> Batcher<'a> {
+    fn new(size: usize, tx: &'a mpsc::Sender<Parsed>) -> Self {
+        Batcher {
+            batch: Batch {
+                events: Vec::with_capacity(size),
+                rejects: Vec::new(),
+                position: 0,
+            },
+            size,
+            tx,
+        }
+    }
+
+    /// Returns false when the writer has gone away (it failed): stop reading.
+    fn push(&mut self, item: Result<NewEvent, Rejection>, position: u64) -> bool {
+        match item {
+            Ok(e) => self.batch.events.push(e),
+            Err(r) => self.batch.rejects.push(r),
+        }
+        self.batch.position = position;
+        if self.batch.events.len() + self.batch.rejects.len() >= self.size {
+            return self.flush();
+        }
+        true
+    }
+
+    fn flush(&mut self) -> bool {
+        let position = self.batch.position;
+        let full = std::mem::replace(
+            &mut self.batch,
+            Batch {
+                events: Vec::with_capacity(self.size),
+                rejects: Vec::new(),
+                position,
+            },
+        );
+        if full.events.is_empty() && full.rejects.is_empty() {
+            return true;
+        }
+        self.tx.blocking_send(Parsed::Batch(full)).is_ok()
+    }
+}
+
+fn parse_csv(
+    file: File,
+    path: &Path,
+    spec: &RowSpec,
+    batch_size: usize,
+    received_at: DateTime<Utc>,
+    tx: &mpsc::Sender<Parsed>,
+) {
+    let fatal = |message: String| {
+        let _ = tx.blocking_send(Parsed::Fatal(IngestError::File {
+            path: path.to_path_buf(),
+            message,
+        }));
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(BufReader::with_capacity(1 << 20, file));
+    let mut record = csv::ByteRecord::new();
+    let header = match reader.read_byte_record(&mut record) {
+        Ok(true) => {
+            let fields: Vec<&[u8]> = record.iter().collect();
+            match Header::parse(&fields, spec) {
+                Ok(h) => h,
+                Err(message) => return fatal(format!("line 1: {message}")),
+            }
+        }
+        Ok(false) => return fatal("the file is empty: a CSV file needs a header row".into()),
+        Err(e) => return fatal(format!("cannot read the header: {e}")),
+    };
+    let mut batcher = Batcher::new(batch_size, tx);
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                return fatal(match e.position() {
+                    Some(p) => format!("line {}: cannot read: {e}", p.line()),
+                    None => format!("cannot read: {e}"),
+                });
+            }
+        }
+        let (line, position) = record
+            .position()
+            .map_or((0, 0), |p| (p.line(), p.byte()));
+        let fields: Vec<&[u8]> = record.iter().collect();
+        // a blank line is no row
+        if fields.len() == 1 && fields[0].is_empty() {
+            continue;
+        }
+        let item = header
+            .event(&fields, spec, received_at)
+            .map_err(|reason| Rejection {
+                line,
+                reason,
+                raw: csv_line(&record),
+            });
+        if !batcher.push(item, position) {
+            return;
+        }
+    }
+    batcher.flush();
+}
+
+/// A row written back as CSV text, for the rejected table.
+fn csv_line(record: &csv::ByteRecord) -> String {
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    if writer.write_byte_record(record).is_err() {
+        return String::new();
+    }
+    let bytes = writer.into_inner().unwrap_or_default();
+    printable(bytes.strip_suffix(b"\n").unwrap_or(&bytes))
+}
+
+fn parse_ndjson(
+    file: File,
+    path: &Path,
+    batch_size: usize,
+    received_at: DateTime<Utc>,
+    tx: &mpsc::Sender<Parsed>,
+) {
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut batcher = Batcher::new(batch_size, tx);
+    let mut buf = Vec::with_capacity(4096);
+    let mut line_no = 0u64;
+    let mut position = 0u64;
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(n) => position += n as u64,
+            Err(e) => {
+                let _ = tx.blocking_send(Parsed::Fatal(IngestError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                }));
+                return;
+            }
+        }
+        line_no += 1;
+        let mut line = buf.as_slice();
+        if line_no == 1 {
+            line = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line);
+        }
+        let truncated = !line.ends_with(b"\n");
+        line = line.strip_suffix(b"\n").unwrap_or(line);
+        line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let item = match std::str::from_utf8(line) {
+            Err(e) => Err(format!(
+                "invalid UTF-8 (bad byte at offset {})",
+                e.valid_up_to()
+            )),
+            Ok(text) => cloudevents::parse(text, received_at).map_err(|reason| {
+                if truncated {
+                    format!("{reason} (the last line has no newline: truncated file?)")
+                } else {
+                    reason
+                }
+            }),
+        }
+        .map_err(|reason| Rejection {
+            line: line_no,
+            reason,
+            raw: printable(line),
+        });
+        if !batcher.push(item, position) {
+            return;
+        }
+    }
+    batcher.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(99_998), "99,998");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn formats_from_extensions() {
+        assert_eq!(Format::detect(Path::new("a/b.CSV")), Some(Format::Csv));
+        assert_eq!(Format::detect(Path::new("x.ndjson")), Some(Format::Ndjson));
+        assert_eq!(Format::detect(Path::new("x.jsonl")), Some(Format::Ndjson));
+        assert_eq!(Format::detect(Path::new("x.txt")), None);
+    }
+}

@@ -1,0 +1,226 @@
+//! The append-only event log: appending (single, batch, bulk `COPY`) and reading
+//! committed events in order from a checkpoint.
+
+pub mod cloudevents;
+pub mod csv_rows;
+pub mod ingest;
+mod sql_types;
+
+use chrono::{DateTime, Utc};
+use futures_util::pin_mut;
+use sha2::{Digest, Sha256};
+use tokio_postgres::GenericClient;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+
+pub use sql_types::{RawJson, Xid8};
+
+/// An event about to be appended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// CloudEvents id; unique per source.
+    pub event_id: String,
+    pub event_type: String,
+    pub source: String,
+    /// Business time.
+    pub occurred_at: DateTime<Utc>,
+    /// The `data` object as JSON text.
+    pub payload: String,
+}
+
+impl NewEvent {
+    /// An id for an event that came without one: a digest of what it says, so the
+    /// same input always gets the same id (and is stored once).
+    pub fn derive_id(event_type: &str, source: &str, time: Option<&str>, payload: &str) -> String {
+        let mut h = Sha256::new();
+        for part in [event_type, source, time.unwrap_or(""), payload] {
+            h.update(part.as_bytes());
+            h.update([0x1f]);
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+/// An event read back from the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub xid: Xid8,
+    pub event_id: String,
+    pub event_type: String,
+    pub source: String,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    pub payload: String,
+}
+
+impl StoredEvent {
+    pub fn position(&self) -> Checkpoint {
+        Checkpoint {
+            xid: self.xid,
+            seq: self.seq,
+        }
+    }
+}
+
+/// A position in the log: everything at or before it has been consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Checkpoint {
+    pub xid: Xid8,
+    pub seq: i64,
+}
+
+impl Checkpoint {
+    /// Before the first event.
+    pub const START: Checkpoint = Checkpoint {
+        xid: Xid8(0),
+        seq: 0,
+    };
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Appended {
+    pub inserted: u64,
+    /// Events already in the log (same source and id): not stored again.
+    pub duplicates: u64,
+}
+
+const INSERT_UNNEST: &str = "
+    INSERT INTO event_log.events (event_id, event_type, record_source, occurred_at, payload)
+    SELECT id, ty, src, ts, body::json
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+           AS t(id, ty, src, ts, body)
+    ON CONFLICT (record_source, event_id) DO NOTHING";
+
+/// Append events; those already in the log are skipped. Runs in the caller's
+/// transaction if it is one. Suits small batches (the API); `copy_in` is the bulk path.
+pub async fn append(
+    client: &impl GenericClient,
+    events: &[NewEvent],
+) -> Result<Appended, tokio_postgres::Error> {
+    if events.is_empty() {
+        return Ok(Appended::default());
+    }
+    let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
+    let times: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at).collect();
+    let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
+    let inserted = client
+        .execute(INSERT_UNNEST, &[&ids, &types, &sources, &times, &payloads])
+        .await?;
+    Ok(Appended {
+        inserted,
+        duplicates: events.len() as u64 - inserted,
+    })
+}
+
+/// Bulk append with `COPY ... BINARY`. Fails with a unique violation if any event is
+/// already in the log (the caller then rolls back and uses [`append`]).
+pub async fn copy_in(
+    client: &tokio_postgres::Transaction<'_>,
+    events: &[NewEvent],
+) -> Result<u64, tokio_postgres::Error> {
+    let sink = client
+        .copy_in(
+            "COPY event_log.events (event_id, event_type, record_source, occurred_at, payload) \
+             FROM STDIN BINARY",
+        )
+        .await?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+            Type::JSON,
+        ],
+    );
+    pin_mut!(writer);
+    for e in events {
+        writer
+            .as_mut()
+            .write(&[
+                &e.event_id,
+                &e.event_type,
+                &e.source,
+                &e.occurred_at,
+                &RawJson(&e.payload),
+            ])
+            .await?;
+    }
+    writer.finish().await
+}
+
+const READ_AFTER: &str = "
+    SELECT seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload
+      FROM event_log.events
+     WHERE (xid, seq) > ($1, $2)
+       AND xid < pg_snapshot_xmin(pg_current_snapshot())
+     ORDER BY xid, seq
+     LIMIT $3";
+
+/// Up to `limit` committed events after `after`, in `(xid, seq)` order.
+///
+/// Only events written by transactions older than every transaction still running
+/// are returned, so an event committed late with a lower `seq` can never appear
+/// behind a checkpoint that has moved past it: a reader may wait for a slow writer,
+/// but never skips its events.
+pub async fn read_after(
+    client: &impl GenericClient,
+    after: Checkpoint,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, tokio_postgres::Error> {
+    let rows = client
+        .query(READ_AFTER, &[&after.xid, &after.seq, &limit])
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| StoredEvent {
+            seq: r.get(0),
+            xid: r.get(1),
+            event_id: r.get(2),
+            event_type: r.get(3),
+            source: r.get(4),
+            occurred_at: r.get(5),
+            recorded_at: r.get(6),
+            payload: r.get::<_, RawJson<'_>>(7).0.to_string(),
+        })
+        .collect())
+}
+
+/// The checkpoint stored for `consumer`, or [`Checkpoint::START`].
+pub async fn load_checkpoint(
+    client: &impl GenericClient,
+    consumer: &str,
+) -> Result<Checkpoint, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT xid, seq FROM ops.checkpoints WHERE consumer = $1",
+            &[&consumer],
+        )
+        .await?;
+    Ok(row.map_or(Checkpoint::START, |r| Checkpoint {
+        xid: r.get(0),
+        seq: r.get(1),
+    }))
+}
+
+/// Store `consumer`'s checkpoint; call it in the transaction that did the work.
+pub async fn save_checkpoint(
+    client: &impl GenericClient,
+    consumer: &str,
+    at: Checkpoint,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO ops.checkpoints (consumer, xid, seq) VALUES ($1, $2, $3)
+             ON CONFLICT (consumer) DO UPDATE
+                SET xid = excluded.xid, seq = excluded.seq, updated_at = now()",
+            &[&consumer, &at.xid, &at.seq],
+        )
+        .await?;
+    Ok(())
+}

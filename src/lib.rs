@@ -1,0 +1,11 @@
+//! dvault: an event-sourced Data Vault 2.0 warehouse on PostgreSQL.
+//!
+//! Data flows one way: files and API calls append to the event log
+//! ([`events`]), the loader projects the log into hubs, links and satellites, and
+//! SQL views turn the vault into a Customer 360.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod events;
+pub mod status;

@@ -1,0 +1,143 @@
+//! `dvault status` and `dvault rejected`: what is in the log and where the loader is.
+
+use std::fmt::{self, Write as _};
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient;
+
+use crate::events::ingest::thousands;
+use crate::events::{self, Checkpoint};
+
+/// The consumer name of the vault loader's checkpoint.
+pub const LOADER: &str = "vault_loader";
+
+#[derive(Debug)]
+pub struct Status {
+    pub schema_version: Option<i32>,
+    pub events_by_type: Vec<(String, i64)>,
+    pub rejected_by_stage: Vec<(String, i64)>,
+    pub checkpoint: Checkpoint,
+    pub pending: i64,
+    pub oldest_pending: Option<DateTime<Utc>>,
+}
+
+pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgres::Error> {
+    let events_by_type = client
+        .query(
+            "SELECT event_type, count(*) FROM event_log.events GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let rejected_by_stage = client
+        .query(
+            "SELECT stage, count(*) FROM event_log.rejected GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let checkpoint = events::load_checkpoint(client, LOADER).await?;
+    let pending = client
+        .query_one(
+            "SELECT count(*), min(recorded_at) FROM event_log.events WHERE (xid, seq) > ($1, $2)",
+            &[&checkpoint.xid, &checkpoint.seq],
+        )
+        .await?;
+    let schema_version = client
+        .query_one("SELECT max(version) FROM refinery_schema_history", &[])
+        .await?
+        .get(0);
+    Ok(Status {
+        schema_version,
+        events_by_type,
+        rejected_by_stage,
+        checkpoint,
+        pending: pending.get(0),
+        oldest_pending: pending.get(1),
+    })
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "schema:     version {}", self.schema_version.unwrap_or(0))?;
+        let total: i64 = self.events_by_type.iter().map(|(_, n)| n).sum();
+        writeln!(f, "events:     {}", thousands(total as u64))?;
+        for (ty, n) in &self.events_by_type {
+            writeln!(f, "  {ty:<28} {:>12}", thousands(*n as u64))?;
+        }
+        let rejected: i64 = self.rejected_by_stage.iter().map(|(_, n)| n).sum();
+        write!(f, "rejected:   {}", thousands(rejected as u64))?;
+        if rejected > 0 {
+            let parts: Vec<String> = self
+                .rejected_by_stage
+                .iter()
+                .map(|(stage, n)| format!("{} at {stage}", thousands(*n as u64)))
+                .collect();
+            write!(f, " ({}; see dvault rejected)", parts.join(", "))?;
+        }
+        writeln!(f)?;
+        if self.checkpoint == Checkpoint::START {
+            writeln!(f, "loader:     nothing loaded yet")?;
+        } else {
+            writeln!(
+                f,
+                "loader:     checkpoint xid {} seq {}",
+                self.checkpoint.xid, self.checkpoint.seq
+            )?;
+        }
+        write!(f, "lag:        {} events not loaded", thousands(self.pending as u64))?;
+        if let Some(oldest) = self.oldest_pending {
+            let age = Utc::now() - oldest;
+            write!(f, ", oldest recorded {} s ago", age.num_seconds())?;
+        }
+        writeln!(f)
+    }
+}
+
+/// The most recent rejections, as a readable listing.
+pub async fn rejected(
+    client: &impl GenericClient,
+    limit: i64,
+) -> Result<String, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT id, rejected_at, stage, file, line, event_seq, reason, raw
+               FROM event_log.rejected ORDER BY id DESC LIMIT $1",
+            &[&limit],
+        )
+        .await?;
+    let mut out = String::new();
+    if rows.is_empty() {
+        out.push_str("nothing rejected\n");
+    }
+    for r in rows {
+        let at: DateTime<Utc> = r.get(1);
+        let stage: String = r.get(2);
+        let place = match (r.get::<_, Option<String>>(3), r.get::<_, Option<i64>>(4)) {
+            (Some(file), Some(line)) => format!("{file}:{line}"),
+            (Some(file), None) => file,
+            _ => match r.get::<_, Option<i64>>(5) {
+                Some(seq) => format!("event seq {seq}"),
+                None => "-".into(),
+            },
+        };
+        let reason: String = r.get(6);
+        let raw: Option<String> = r.get(7);
+        let _ = writeln!(
+            out,
+            "#{} {} [{stage}] {place}: {reason}",
+            r.get::<_, i64>(0),
+            at.format("%Y-%m-%d %H:%M:%S")
+        );
+        if let Some(raw) = raw {
+            let shown: String = raw.chars().take(120).collect();
+            let more = if raw.chars().count() > 120 { "..." } else { "" };
+            let _ = writeln!(out, "    {shown}{more}");
+        }
+    }
+    Ok(out)
+}
