@@ -63,7 +63,11 @@ pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgr
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "schema:     version {}", self.schema_version.unwrap_or(0))?;
+        writeln!(
+            f,
+            "schema:     version {}",
+            self.schema_version.unwrap_or(0)
+        )?;
         let total: i64 = self.events_by_type.iter().map(|(_, n)| n).sum();
         writeln!(f, "events:     {}", thousands(total as u64))?;
         for (ty, n) in &self.events_by_type {
@@ -89,7 +93,11 @@ impl fmt::Display for Status {
                 self.checkpoint.xid, self.checkpoint.seq
             )?;
         }
-        write!(f, "lag:        {} events not loaded", thousands(self.pending as u64))?;
+        write!(
+            f,
+            "lag:        {} events not loaded",
+            thousands(self.pending as u64)
+        )?;
         if let Some(oldest) = self.oldest_pending {
             let age = Utc::now() - oldest;
             write!(f, ", oldest recorded {} s ago", age.num_seconds())?;

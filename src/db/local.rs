@@ -170,10 +170,11 @@ fn server_owner() -> Result<Option<Owner>, LocalError> {
     for wanted in ["postgres", "nobody"] {
         for line in passwd.lines() {
             let fields: Vec<&str> = line.split(':').collect();
-            if fields.len() >= 4 && fields[0] == wanted {
-                if let (Ok(uid), Ok(gid)) = (fields[2].parse(), fields[3].parse()) {
-                    return Ok(Some(Owner { uid, gid }));
-                }
+            if fields.len() >= 4
+                && fields[0] == wanted
+                && let (Ok(uid), Ok(gid)) = (fields[2].parse(), fields[3].parse())
+            {
+                return Ok(Some(Owner { uid, gid }));
             }
         }
     }

@@ -107,11 +107,10 @@ impl Target {
 }
 
 fn pg_config(url: &str) -> Result<tokio_postgres::Config, DbError> {
-    let mut config =
-        tokio_postgres::Config::from_str(url).map_err(|source| DbError::BadUrl {
-            url: redact_url(url),
-            source,
-        })?;
+    let mut config = tokio_postgres::Config::from_str(url).map_err(|source| DbError::BadUrl {
+        url: redact_url(url),
+        source,
+    })?;
     if config.get_application_name().is_none() {
         config.application_name("dvault");
     }
@@ -121,14 +120,13 @@ fn pg_config(url: &str) -> Result<tokio_postgres::Config, DbError> {
 /// One connection, its driver spawned on the runtime.
 pub async fn connect(url: &str) -> Result<Client, DbError> {
     let config = pg_config(url)?;
-    let (client, connection) =
-        config
-            .connect(NoTls)
-            .await
-            .map_err(|source| DbError::Connect {
-                target: redact_url(url),
-                source,
-            })?;
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|source| DbError::Connect {
+            target: redact_url(url),
+            source,
+        })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "connection closed");
@@ -197,10 +195,12 @@ async fn migrate_locked(client: &mut Client) -> Result<Migrated, DbError> {
 async fn apply_views(client: &mut Client) -> Result<usize, DbError> {
     let tx = client.transaction().await?;
     for (file, sql) in VIEWS {
-        tx.batch_execute(sql).await.map_err(|source| DbError::View {
-            file: file.to_string(),
-            source,
-        })?;
+        tx.batch_execute(sql)
+            .await
+            .map_err(|source| DbError::View {
+                file: file.to_string(),
+                source,
+            })?;
     }
     tx.commit().await?;
     Ok(VIEWS.len())
@@ -229,7 +229,7 @@ pub fn latest_known_version() -> i32 {
     migrations::migrations::runner()
         .get_migrations()
         .iter()
-        .map(|m| m.version() as i32)
+        .map(|m| m.version())
         .max()
         .unwrap_or(0)
 }

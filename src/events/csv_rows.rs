@@ -244,9 +244,13 @@ mod tests {
 
         let err = h.event(&[b"C1", b"x"], &s, now).expect_err("ragged");
         assert_eq!(err, "wrong number of columns: expected 3, found 2");
-        let err = h.event(&[b"C1", b"\xff", b"2024-03-01"], &s, now).expect_err("utf8");
+        let err = h
+            .event(&[b"C1", b"\xff", b"2024-03-01"], &s, now)
+            .expect_err("utf8");
         assert!(err.contains("column \"name\" is not valid UTF-8"), "{err}");
-        let err = h.event(&[b"C1", b"a\0b", b"2024-03-01"], &s, now).expect_err("nul");
+        let err = h
+            .event(&[b"C1", b"a\0b", b"2024-03-01"], &s, now)
+            .expect_err("nul");
         assert!(err.contains("NUL"), "{err}");
         let err = h.event(&[b"C1", b"x", b"soon"], &s, now).expect_err("time");
         assert!(err.contains("\"soon\" is not an ISO 8601"), "{err}");

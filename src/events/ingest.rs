@@ -120,10 +120,7 @@ impl fmt::Display for IngestSummary {
             ));
         }
         if self.duplicates > 0 {
-            notes.push(format!(
-                "{} already in the log",
-                thousands(self.duplicates)
-            ));
+            notes.push(format!("{} already in the log", thousands(self.duplicates)));
         }
         if !notes.is_empty() {
             write!(f, " ({})", notes.join("; "))?;
@@ -142,7 +139,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -188,18 +185,23 @@ pub async fn ingest_file(
         path: path.to_path_buf(),
         message,
     };
-    let format = opts.format.or_else(|| Format::detect(path)).ok_or_else(|| {
-        file_err("cannot tell the format from the file name; use --format csv or --format ndjson".into())
-    })?;
+    let format = opts
+        .format
+        .or_else(|| Format::detect(path))
+        .ok_or_else(|| {
+            file_err(
+                "cannot tell the format from the file name; use --format csv or --format ndjson"
+                    .into(),
+            )
+        })?;
     let spec = match format {
         Format::Csv => Some(RowSpec {
             event_type: opts.event_type.clone().ok_or_else(|| {
                 file_err("a CSV file needs --type EVENT_TYPE (what each row is)".into())
             })?,
-            source: opts
-                .source
-                .clone()
-                .ok_or_else(|| file_err("a CSV file needs --source NAME (where it came from)".into()))?,
+            source: opts.source.clone().ok_or_else(|| {
+                file_err("a CSV file needs --source NAME (where it came from)".into())
+            })?,
             time_field: opts.time_field.clone(),
         }),
         Format::Ndjson => None,
@@ -471,9 +473,7 @@ fn parse_csv(
                 });
             }
         }
-        let (line, position) = record
-            .position()
-            .map_or((0, 0), |p| (p.line(), p.byte()));
+        let (line, position) = record.position().map_or((0, 0), |p| (p.line(), p.byte()));
         let fields: Vec<&[u8]> = record.iter().collect();
         // a blank line is no row
         if fields.len() == 1 && fields[0].is_empty() {

@@ -1,0 +1,238 @@
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::RngExt;
+
+use dvault::events::{self, Checkpoint, NewEvent};
+
+use crate::harness::{TestDb, read_at_least};
+
+fn event(id: &str) -> NewEvent {
+    NewEvent {
+        event_id: id.to_string(),
+        event_type: "customer_registered".into(),
+        source: "test".into(),
+        occurred_at: Utc::now(),
+        payload: format!(r#"{{"customer_id":"{id}"}}"#),
+    }
+}
+
+#[tokio::test]
+async fn migrating_twice_is_a_no_op() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let again = dvault::db::migrate(&mut client).await.expect("migrate");
+    assert!(again.applied.is_empty(), "applied {:?}", again.applied);
+    assert_eq!(again.version, Some(dvault::db::latest_known_version()));
+    let schemas: Vec<String> = client
+        .query(
+            "SELECT nspname::text FROM pg_namespace
+              WHERE nspname IN ('event_log','raw_vault','business_vault','mart','ops')
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("query")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        schemas,
+        ["business_vault", "event_log", "mart", "ops", "raw_vault"]
+    );
+}
+
+#[tokio::test]
+async fn the_log_refuses_update_delete_and_truncate() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    events::append(&client, &[event("a")])
+        .await
+        .expect("append");
+    for sql in [
+        "UPDATE event_log.events SET event_type = 'x'",
+        "DELETE FROM event_log.events",
+        "TRUNCATE event_log.events",
+    ] {
+        let err = client.batch_execute(sql).await.expect_err(sql);
+        let message = err.as_db_error().map(|e| e.message().to_string());
+        let verb = sql.split_whitespace().next().unwrap_or_default();
+        assert_eq!(
+            message.as_deref(),
+            Some(format!("event_log.events is append-only: {verb} is not allowed").as_str()),
+            "{sql}"
+        );
+    }
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM event_log.events", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn appending_the_same_event_twice_stores_it_once() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let first = events::append(&client, &[event("a"), event("b")])
+        .await
+        .expect("append");
+    assert_eq!(first.inserted, 2);
+    let second = events::append(&client, &[event("b"), event("c")])
+        .await
+        .expect("append");
+    assert_eq!(second.inserted, 1);
+    assert_eq!(second.duplicates, 1);
+    let read = read_at_least(&client, Checkpoint::START, 3).await;
+    let ids: Vec<&str> = read.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    assert_eq!(read[0].payload, r#"{"customer_id":"a"}"#);
+}
+
+#[tokio::test]
+async fn checkpoints_round_trip() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    assert_eq!(
+        events::load_checkpoint(&client, "x").await.expect("load"),
+        Checkpoint::START
+    );
+    events::append(&client, &[event("a")])
+        .await
+        .expect("append");
+    let read = read_at_least(&client, Checkpoint::START, 1).await;
+    let e = &read[0];
+    events::save_checkpoint(&client, "x", e.position())
+        .await
+        .expect("save");
+    assert_eq!(
+        events::load_checkpoint(&client, "x").await.expect("load"),
+        e.position()
+    );
+    assert!(
+        events::read_after(&client, e.position(), 10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}
+
+/// The classic trap: sequence numbers are handed out at insert but become visible
+/// at commit. Writers here hold their transactions open for random times (some
+/// take their transaction id early, some roll back) while a reader consumes from
+/// its checkpoint in small pages. The reader must see every committed event exactly
+/// once, never a rolled-back one, in strictly increasing checkpoint order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reader_never_skips_events_that_commit_late() {
+    const WRITERS: usize = 6;
+    const TXS_PER_WRITER: usize = 25;
+    let db = TestDb::new().await;
+    let pool = db.pool(WRITERS + 2);
+
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let pool = pool.clone();
+        writers.push(tokio::spawn(async move {
+            let mut committed = Vec::new();
+            let mut rolled_back = Vec::new();
+            for t in 0..TXS_PER_WRITER {
+                let (early_xid, n, delay, rollback) = {
+                    let mut rng = rand::rng();
+                    (
+                        rng.random_bool(0.3),
+                        rng.random_range(1..=4),
+                        rng.random_range(0..25),
+                        rng.random_bool(0.15),
+                    )
+                };
+                let mut client = pool.get().await.expect("connection");
+                let tx = client.transaction().await.expect("begin");
+                if early_xid {
+                    tx.execute("SELECT pg_current_xact_id()", &[])
+                        .await
+                        .expect("xid");
+                    tokio::time::sleep(Duration::from_millis(delay / 2)).await;
+                }
+                let batch: Vec<NewEvent> =
+                    (0..n).map(|i| event(&format!("w{w}-t{t}-e{i}"))).collect();
+                events::append(&*tx, &batch).await.expect("append");
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                let ids = batch.into_iter().map(|e| e.event_id);
+                if rollback {
+                    tx.rollback().await.expect("rollback");
+                    rolled_back.extend(ids);
+                } else {
+                    tx.commit().await.expect("commit");
+                    committed.extend(ids);
+                }
+            }
+            (committed, rolled_back)
+        }));
+    }
+
+    let reader_pool = pool.clone();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader_done = done.clone();
+    let reader = tokio::spawn(async move {
+        let client = reader_pool.get().await.expect("connection");
+        let mut at = Checkpoint::START;
+        let mut seen: Vec<(Checkpoint, String)> = Vec::new();
+        let mut quiet_rounds_after_done = 0;
+        loop {
+            let finished = reader_done.load(std::sync::atomic::Ordering::SeqCst);
+            let page = events::read_after(&**client, at, 7).await.expect("read");
+            if page.is_empty() {
+                if finished {
+                    quiet_rounds_after_done += 1;
+                    if quiet_rounds_after_done > 3 {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                continue;
+            }
+            for e in page {
+                assert!(e.position() > at, "positions must increase");
+                at = e.position();
+                seen.push((at, e.event_id));
+            }
+        }
+        seen
+    });
+
+    let mut committed = HashSet::new();
+    let mut rolled_back = HashSet::new();
+    for w in writers {
+        let (c, r) = w.await.expect("writer");
+        committed.extend(c);
+        rolled_back.extend(r);
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = reader.await.expect("reader");
+
+    let seen_ids: Vec<&String> = seen.iter().map(|(_, id)| id).collect();
+    let unique: HashSet<&String> = seen_ids.iter().copied().collect();
+    assert_eq!(unique.len(), seen_ids.len(), "an event was read twice");
+    let committed_refs: HashSet<&String> = committed.iter().collect();
+    let missing: Vec<_> = committed_refs.difference(&unique).collect();
+    assert!(
+        missing.is_empty(),
+        "skipped {} committed events, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let phantom: Vec<_> = unique.difference(&committed_refs).collect();
+    assert!(
+        phantom.is_empty(),
+        "read {} events that were not committed, e.g. {:?}",
+        phantom.len(),
+        &phantom[..phantom.len().min(5)]
+    );
+    assert!(
+        rolled_back.iter().all(|id| !unique.contains(id)),
+        "read a rolled-back event"
+    );
+    assert!(committed.len() > WRITERS * TXS_PER_WRITER / 2);
+}

@@ -1,0 +1,229 @@
+//! Test harness: each test gets its own database, cloned from a migrated template.
+//!
+//! The server is `DATABASE_URL` when set, else a private server (the same code as
+//! `dvault` uses) under the cargo target directory, started once and shared by all
+//! test processes. A test's database is dropped when the test passes and kept (its
+//! name printed) when it fails.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use deadpool_postgres::Pool;
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+use dvault::db;
+
+static SERVER: OnceCell<String> = OnceCell::const_new();
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The server's admin URL (database `postgres`).
+async fn server() -> &'static str {
+    SERVER
+        .get_or_init(|| async {
+            match std::env::var("DATABASE_URL") {
+                Ok(url) if !url.is_empty() => with_dbname(&url, "postgres"),
+                _ => {
+                    let home = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dvault");
+                    let server =
+                        tokio::task::spawn_blocking(move || db::local::ensure_running(&home))
+                            .await
+                            .expect("join")
+                            .expect("start the private test server");
+                    server.url("postgres")
+                }
+            }
+        })
+        .await
+}
+
+/// `url` pointing at database `name` (URL or key=value form).
+pub fn with_dbname(url: &str, name: &str) -> String {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let (base, query) = match url.find('?') {
+            Some(i) => (&url[..i], &url[i..]),
+            None => (url, ""),
+        };
+        let scheme_end = base.find("://").map_or(0, |i| i + 3);
+        let host_end = base[scheme_end..]
+            .find('/')
+            .map_or(base.len(), |i| scheme_end + i);
+        format!("{}/{name}{query}", &base[..host_end])
+    } else {
+        let kept: Vec<&str> = url
+            .split_whitespace()
+            .filter(|kv| !kv.starts_with("dbname="))
+            .collect();
+        format!("{} dbname={name}", kept.join(" "))
+    }
+}
+
+/// Name of the template for this version of the schema and views.
+fn template_name() -> String {
+    let mut h = Sha256::new();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut files: Vec<_> = std::fs::read_dir(format!("{root}/vault/schema"))
+        .expect("vault/schema")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    for f in files {
+        h.update(std::fs::read(&f).expect("read migration"));
+    }
+    for (name, sql) in db::VIEWS {
+        h.update(name.as_bytes());
+        h.update(sql.as_bytes());
+    }
+    format!("dvault_tpl_{}", &hex::encode(h.finalize())[..12])
+}
+
+async fn ensure_template(admin: &Client) -> String {
+    let name = template_name();
+    admin
+        .execute("SELECT pg_advisory_lock(7362510)", &[])
+        .await
+        .expect("lock");
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .expect("query")
+        .is_some();
+    if !exists {
+        let building = format!("{name}_building");
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"),
+            format!(
+                "CREATE DATABASE {building} TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C.UTF-8'"
+            ),
+        ] {
+            admin.batch_execute(&sql).await.expect("create template");
+        }
+        {
+            let mut client = db::connect(&with_dbname(server().await, &building))
+                .await
+                .expect("connect to template");
+            db::migrate(&mut client).await.expect("migrate template");
+        }
+        rename_when_free(admin, &building, &name).await;
+    }
+    admin
+        .execute("SELECT pg_advisory_unlock(7362510)", &[])
+        .await
+        .expect("unlock");
+    name
+}
+
+/// Retry `sql` while the source database still has a closing session on it.
+async fn retry_in_use(admin: &Client, sql: &str) {
+    for attempt in 0.. {
+        match admin.batch_execute(sql).await {
+            Ok(()) => return,
+            Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) && attempt < 100 => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{sql}: {e}"),
+        }
+    }
+}
+
+async fn rename_when_free(admin: &Client, from: &str, to: &str) {
+    retry_in_use(admin, &format!("ALTER DATABASE {from} RENAME TO {to}")).await;
+}
+
+/// A fresh, migrated database for one test.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    admin_url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let admin_url = server().await.to_string();
+        let admin = db::connect(&admin_url)
+            .await
+            .expect("connect to the test server");
+        let template = ensure_template(&admin).await;
+        let name = format!(
+            "dvault_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u32>()
+        );
+        retry_in_use(
+            &admin,
+            &format!("CREATE DATABASE {name} TEMPLATE {template}"),
+        )
+        .await;
+        TestDb {
+            url: with_dbname(&admin_url, &name),
+            name,
+            admin_url,
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        db::connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    pub fn pool(&self, size: usize) -> Pool {
+        db::pool(&self.url, size).expect("pool")
+    }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "test failed: kept its database {} for inspection",
+                self.name
+            );
+            return;
+        }
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let admin = db::connect(&admin_url).await.expect("connect");
+                admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// Read after `after` until at least `n` events come back (or 30 s pass).
+///
+/// The reader only sees events of transactions older than every writing
+/// transaction still running on the server, and tests in other databases of the
+/// same server write concurrently: a read may briefly come back short.
+pub async fn read_at_least(
+    client: &impl tokio_postgres::GenericClient,
+    after: dvault::events::Checkpoint,
+    n: usize,
+) -> Vec<dvault::events::StoredEvent> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let events = dvault::events::read_after(client, after, 10_000)
+            .await
+            .expect("read");
+        if events.len() >= n || std::time::Instant::now() > deadline {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

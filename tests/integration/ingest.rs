@@ -1,0 +1,287 @@
+use std::io::Write;
+use std::path::PathBuf;
+
+use dvault::events::ingest::{Format, IngestOptions, ingest_file};
+
+use crate::harness::TestDb;
+
+fn write(dir: &tempdir::Dir, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.path().join(name);
+    let mut f = std::fs::File::create(&path).expect("create");
+    f.write_all(bytes).expect("write");
+    path
+}
+
+/// A scratch directory removed on drop.
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new() -> Dir {
+            let p = std::env::temp_dir().join(format!(
+                "dvault-test-{}-{}",
+                std::process::id(),
+                rand::random::<u64>()
+            ));
+            std::fs::create_dir_all(&p).expect("mkdir");
+            Dir(p)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn csv_opts() -> IngestOptions {
+    IngestOptions {
+        event_type: Some("customer_registered".into()),
+        source: Some("crm".into()),
+        time_field: Some("signup_date".into()),
+        batch_size: 3,
+        ..IngestOptions::default()
+    }
+}
+
+async fn rejected(client: &tokio_postgres::Client) -> Vec<(i64, String, String)> {
+    client
+        .query(
+            "SELECT line, reason, raw FROM event_log.rejected ORDER BY line",
+            &[],
+        )
+        .await
+        .expect("rejected")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+#[tokio::test]
+async fn good_rows_land_bad_rows_are_quarantined_and_a_second_ingest_adds_nothing() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let dir = tempdir::Dir::new();
+    let file = write(
+        &dir,
+        "customers.csv",
+        b"\xef\xbb\xbfcustomer_id,name,signup_date\r\n\
+          C1,Ann,2024-01-02\r\n\
+          C2,\"Bob \"\"the\"\" builder, jr\",2024-01-03\n\
+          C3,short\n\
+          C4,\xff\xfe,2024-01-05\n\
+          C5,Eve,yesterday\n\
+          C6,\"multi\nline\",2024-01-06T10:00:00+02:00\n\
+          C7,Nul\0Byte,2024-01-07\n\
+          \n\
+          C8,Ok,2024-01-08\n",
+    );
+    let first = ingest_file(&mut client, &file, &csv_opts())
+        .await
+        .expect("ingest");
+    assert_eq!(
+        (first.inserted, first.rejected, first.duplicates),
+        (4, 4, 0)
+    );
+
+    let rows = client
+        .query(
+            "SELECT payload->>'customer_id', payload->>'name', occurred_at::text
+               FROM event_log.events ORDER BY seq",
+            &[],
+        )
+        .await
+        .expect("events");
+    let got: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("C1".into(), "Ann".into(), "2024-01-02 00:00:00+00".into()),
+            (
+                "C2".into(),
+                "Bob \"the\" builder, jr".into(),
+                "2024-01-03 00:00:00+00".into()
+            ),
+            (
+                "C6".into(),
+                "multi\nline".into(),
+                "2024-01-06 08:00:00+00".into()
+            ),
+            ("C8".into(), "Ok".into(), "2024-01-08 00:00:00+00".into()),
+        ]
+    );
+    let bad = rejected(&client).await;
+    assert_eq!(bad.len(), 4);
+    assert_eq!(bad[0].0, 4);
+    assert_eq!(bad[0].1, "wrong number of columns: expected 3, found 2");
+    assert_eq!(bad[0].2, "C3,short");
+    assert_eq!(bad[1].0, 5);
+    assert!(
+        bad[1].1.contains("column \"name\" is not valid UTF-8"),
+        "{}",
+        bad[1].1
+    );
+    assert_eq!(bad[2].0, 6);
+    assert!(
+        bad[2].1.contains("\"yesterday\" is not an ISO 8601"),
+        "{}",
+        bad[2].1
+    );
+    assert_eq!(bad[3].0, 9);
+    assert!(bad[3].1.contains("NUL byte"), "{}", bad[3].1);
+    assert_eq!(bad[3].2, "C7,Nul\\0Byte,2024-01-07");
+
+    let again = ingest_file(&mut client, &file, &csv_opts())
+        .await
+        .expect("re-ingest");
+    assert!(again.already_ingested_at.is_some());
+    assert!(again.to_string().contains("nothing new"), "{again}");
+
+    // The same rows in another file (and a new one) store only the new one,
+    // and quarantine nothing twice.
+    let copy = write(
+        &dir,
+        "customers2.csv",
+        b"customer_id,name,signup_date\nC1,Ann,2024-01-02\nC9,New,2024-01-09\nC3,short\n",
+    );
+    let third = ingest_file(&mut client, &copy, &csv_opts())
+        .await
+        .expect("ingest copy");
+    assert_eq!(
+        (third.inserted, third.duplicates, third.rejected),
+        (1, 1, 1)
+    );
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM event_log.events", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 5);
+}
+
+#[tokio::test]
+async fn csv_file_level_problems_stop_that_file_with_a_clear_message() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let dir = tempdir::Dir::new();
+    let dup = write(&dir, "dup.csv", b"id,name,id\n1,a,1\n");
+    let err = ingest_file(&mut client, &dup, &csv_opts())
+        .await
+        .expect_err("duplicate header");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("dup.csv: line 1: header names \"id\" twice"),
+        "{msg}"
+    );
+
+    let no_time = write(&dir, "t.csv", b"customer_id,name\n1,a\n");
+    let err = ingest_file(&mut client, &no_time, &csv_opts())
+        .await
+        .expect_err("missing time column");
+    assert!(
+        err.to_string()
+            .contains("--time-field \"signup_date\" is not a column")
+    );
+
+    let untyped = IngestOptions {
+        event_type: None,
+        ..csv_opts()
+    };
+    let err = ingest_file(&mut client, &no_time, &untyped)
+        .await
+        .expect_err("no --type");
+    assert!(err.to_string().contains("needs --type"), "{err}");
+
+    let missing = dir.path().join("nope.csv");
+    let err = ingest_file(&mut client, &missing, &csv_opts())
+        .await
+        .expect_err("missing file");
+    assert!(err.to_string().contains("nope.csv"), "{err}");
+
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM event_log.events", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn ndjson_mixes_types_and_quarantines_every_kind_of_bad_line() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let dir = tempdir::Dir::new();
+    let deep = format!(
+        r#"{{"specversion":"1.0","type":"t","source":"s","id":"deep","data":{{"a":{}1{}}}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let mut body = String::new();
+    body.push_str(r#"{"specversion":"1.0","type":"customer_registered","source":"crm","id":"1","time":"2024-01-01T00:00:00Z","data":{"customer_id":"C1"}}"#);
+    body.push('\n');
+    body.push_str(r#"{"specversion":"1.0","type":"order_placed","source":"shop","id":"2","data":{"order_id":"O1","total":1e400}}"#);
+    body.push_str("\r\n");
+    body.push_str("{\"specversion\":\"1.0\",\"type\":\"x\"\n"); // line 3: broken JSON
+    body.push_str(r#"{"type":"x","source":"s","data":{}}"#); // 4: no specversion
+    body.push('\n');
+    body.push_str(&deep); // 5
+    body.push('\n');
+    body.push_str(r#"{"specversion":"1.0","type":"t","source":"s","data":"text"}"#); // 6
+    body.push('\n');
+    body.push('\n'); // 7: blank, skipped
+    let mut bytes = body.into_bytes();
+    bytes.extend_from_slice(b"{\"specversion\":\"1.0\",\"type\":\"\xff\"}\n"); // 8: bad UTF-8
+    bytes.extend_from_slice(br#"{"specversion":"1.0","type":"t","source":"s","id":"3","data":{"#); // 9: truncated
+    let file = write(&dir, "events.ndjson", &bytes);
+    let summary = ingest_file(&mut client, &file, &IngestOptions::default())
+        .await
+        .expect("ingest");
+    assert_eq!((summary.inserted, summary.rejected), (2, 6), "{summary}");
+    let bad = rejected(&client).await;
+    let lines: Vec<i64> = bad.iter().map(|b| b.0).collect();
+    assert_eq!(lines, [3, 4, 5, 6, 8, 9]);
+    assert!(bad[0].1.starts_with("invalid JSON"), "{}", bad[0].1);
+    assert!(bad[1].1.contains("specversion"), "{}", bad[1].1);
+    assert!(bad[2].1.contains("nested deeper than"), "{}", bad[2].1);
+    assert!(
+        bad[3].1.contains("\"data\" must be a JSON object"),
+        "{}",
+        bad[3].1
+    );
+    assert!(bad[4].1.contains("invalid UTF-8"), "{}", bad[4].1);
+    assert!(bad[5].1.contains("truncated"), "{}", bad[5].1);
+    let stored: String = client
+        .query_one(
+            "SELECT payload::text FROM event_log.events WHERE event_id = '2'",
+            &[],
+        )
+        .await
+        .expect("payload")
+        .get(0);
+    assert_eq!(
+        stored, r#"{"order_id":"O1","total":1e400}"#,
+        "kept verbatim"
+    );
+
+    // --format overrides the extension
+    let txt = write(
+        &dir,
+        "more.txt",
+        br#"{"specversion":"1.0","type":"t","source":"s","id":"x","data":{}}"#,
+    );
+    let opts = IngestOptions {
+        format: Some(Format::Ndjson),
+        ..IngestOptions::default()
+    };
+    let s = ingest_file(&mut client, &txt, &opts).await.expect("ingest");
+    assert_eq!(s.inserted, 1);
+}
