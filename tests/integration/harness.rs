@@ -173,7 +173,6 @@ impl TestDb {
     pub fn pool(&self, size: usize) -> Pool {
         db::pool(&self.url, size).expect("pool")
     }
-    }
 }
 
 impl Drop for TestDb {
