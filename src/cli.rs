@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 use crate::db::{self, Target};
 use crate::events::ingest::{self, Format, IngestOptions};
+use crate::load::{self, Loader};
+use crate::mapping::Mappings;
 use crate::status;
 
 #[derive(Debug, Parser)]
@@ -54,6 +56,10 @@ pub enum Command {
     Migrate,
     /// Append CSV or NDJSON (CloudEvents) files to the event log.
     Ingest(IngestArgs),
+    /// Project new events of the log into the vault (hubs, links, satellites).
+    Load(LoadArgs),
+    /// Empty the vault and replay the whole log.
+    Rebuild(LoadArgs),
     /// Show the database, schema version, events, rejections and the loader's position.
     Status,
     /// List quarantined input (most recent first).
@@ -85,6 +91,19 @@ pub struct IngestArgs {
     /// Events per transaction.
     #[arg(long, default_value_t = 20_000)]
     pub batch_size: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Events per transaction.
+    #[arg(long, default_value_t = 50_000)]
+    pub batch_size: i64,
+    /// Exit at once if another loader is running, instead of waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Mapping files to use instead of the ones built in.
+    #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
+    pub mappings: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +166,8 @@ async fn dispatch(command: Command, config: &Config) -> CliResult {
     match command {
         Command::Migrate => migrate(config).await,
         Command::Ingest(args) => ingest(config, args).await,
+        Command::Load(args) => load(config, args, false).await,
+        Command::Rebuild(args) => load(config, args, true).await,
         Command::Status => {
             let target = Target::resolve(config).await?;
             let client = db::connect_migrated(&target).await?;
@@ -246,4 +267,24 @@ async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
+    let mappings = match &args.mappings {
+        Some(dir) => Mappings::from_dir(dir)?,
+        None => Mappings::builtin()?,
+    };
+    let target = Target::resolve(config).await?;
+    let mut client = db::connect_migrated(&target).await?;
+    let mut loader = Loader::new(&client, mappings).await?;
+    loader.batch_size = args.batch_size.max(1);
+    Loader::lock(&client, !args.no_wait).await?;
+    let summary = if rebuild {
+        load::rebuild(&mut client, &loader).await
+    } else {
+        loader.run(&mut client).await
+    };
+    Loader::unlock(&client).await?;
+    print!("{}", summary?);
+    Ok(ExitCode::SUCCESS)
 }

@@ -8,4 +8,8 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod events;
+pub mod generate;
+pub mod hash;
+pub mod load;
+pub mod mapping;
 pub mod status;

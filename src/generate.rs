@@ -1,0 +1,1 @@
+//! `dvault gen`: deterministic synthetic Customer 360 data.

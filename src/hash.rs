@@ -1,0 +1,192 @@
+//! The hashing standard: hash keys and hashdiffs, SHA-256 over normalized text.
+//!
+//! The rule follows AutomateDV (dbt) with `hash: SHA` on PostgreSQL, so keys match
+//! `sha256(convert_to(upper(trim(x)), 'UTF8'))` in a UTF-8 database:
+//!
+//! * each part is trimmed of spaces (U+0020 only, like SQL `TRIM`) and upper-cased
+//!   with the one-to-one mapping PostgreSQL's `upper` applies (`é` → `É`, but `ß`
+//!   stays `ß`); an empty result counts as NULL;
+//! * a single-part key is the SHA-256 of that text; NULL gives no key;
+//! * several parts (links, hashdiffs) are joined with `||`, NULL parts written `^^`;
+//!   a key whose parts are all NULL is no key. A key part containing `||` or equal
+//!   to `^^` is refused: it could collide with another key.
+//!
+//! Values reach this module as the canonical text of their type (see
+//! [`crate::mapping::Value::canonical`]).
+
+use sha2::{Digest, Sha256};
+
+/// Bumped whenever the rule changes; a vault built with another version must be rebuilt.
+pub const HASH_VERSION: &str = "1";
+
+/// A 32-byte SHA-256 digest.
+pub type Hash = [u8; 32];
+
+const NULL_PART: &str = "^^";
+const SEPARATOR: &str = "||";
+
+/// Why a key cannot be hashed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("every part of the key is empty")]
+    Empty,
+    #[error("key part {0:?} contains \"||\" or is \"^^\", which could collide with another key")]
+    Ambiguous(String),
+}
+
+/// Trim spaces and upper-case like PostgreSQL; `None` when nothing is left.
+pub fn normalize(part: &str) -> Option<String> {
+    let trimmed = part.trim_matches(' ');
+    if trimmed.is_empty() {
+        return None;
+    }
+    Some(trimmed.chars().map(upper_one_to_one).collect())
+}
+
+/// The upper case of `c` when it is a single character, else `c` itself: what
+/// glibc's `towupper` (and so PostgreSQL's `upper` in a UTF-8 database) does.
+fn upper_one_to_one(c: char) -> char {
+    if c.is_ascii() {
+        return c.to_ascii_uppercase();
+    }
+    let mut upper = c.to_uppercase();
+    match (upper.next(), upper.next()) {
+        (Some(u), None) => u,
+        _ => c,
+    }
+}
+
+fn sha256(text: &str) -> Hash {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+/// Hash key of a single-part business key.
+pub fn hash_key(part: &str) -> Result<Hash, KeyError> {
+    normalize(part).map(|p| sha256(&p)).ok_or(KeyError::Empty)
+}
+
+/// Join normalized parts with `||`, NULLs as `^^`. Returns the text and whether
+/// any part was present.
+fn join_parts<'a>(
+    parts: impl IntoIterator<Item = Option<&'a str>>,
+    check: bool,
+) -> Result<(String, bool), KeyError> {
+    let mut out = String::new();
+    let mut any = false;
+    for (i, part) in parts.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(SEPARATOR);
+        }
+        match part.and_then(normalize) {
+            Some(p) => {
+                if check && (p.contains(SEPARATOR) || p == NULL_PART) {
+                    return Err(KeyError::Ambiguous(p));
+                }
+                any = true;
+                out.push_str(&p);
+            }
+            None => out.push_str(NULL_PART),
+        }
+    }
+    Ok((out, any))
+}
+
+/// Hash key over several parts (a link, a composite business key), in order.
+pub fn hash_key_multi<'a>(
+    parts: impl IntoIterator<Item = Option<&'a str>>,
+) -> Result<Hash, KeyError> {
+    let (text, any) = join_parts(parts, true)?;
+    if !any {
+        return Err(KeyError::Empty);
+    }
+    Ok(sha256(&text))
+}
+
+/// Hashdiff of a satellite row: its payload columns' canonical text, in
+/// alphabetical order of the column names (the caller sorts).
+pub fn hashdiff<'a>(parts: impl IntoIterator<Item = Option<&'a str>>) -> Hash {
+    // Payload values are not keys: `||` inside them cannot make two rows collide
+    // in a way that matters (a false "no change" would need equal texts).
+    let (text, _) = join_parts(parts, false).unwrap_or_default();
+    sha256(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(h: Hash) -> String {
+        hex::encode(h)
+    }
+
+    #[test]
+    fn single_keys_match_known_digests() {
+        assert_eq!(
+            hex(hash_key("C001").expect("key")),
+            "a4906a54b9b8416b9a8136e3665eb9d5c1cab6e72830f662d9b80a0d68b46b07"
+        );
+        assert_eq!(
+            hex(hash_key(" josé").expect("key")),
+            "93440b808fa3855907c19a13640c0528028b6f127c0ec7c789c0a15f18e653db"
+        );
+        // sha256('') is the famous e3b0...; but an empty key is no key
+        assert_eq!(hash_key("   "), Err(KeyError::Empty));
+        assert_eq!(
+            hex(sha256("")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            hex(sha256("ABC")),
+            "b5d4045c3f466fa91fe2cc6abe79232a1a57cdf104f7a26e716e0a1e2789df78"
+        );
+        assert_eq!(hash_key(" abc ").expect("key"), sha256("ABC"));
+        assert_eq!(hash_key("abc").expect("key"), hash_key("ABC").expect("key"));
+    }
+
+    #[test]
+    fn normalization_is_postgres_upper_trim() {
+        assert_eq!(normalize("  josé ").as_deref(), Some("JOSÉ"));
+        assert_eq!(normalize("straße").as_deref(), Some("STRAßE"));
+        assert_eq!(normalize("\tx\n").as_deref(), Some("\tX\n"));
+        assert_eq!(normalize("ǆ").as_deref(), Some("Ǆ"));
+        assert_eq!(normalize("ŉ").as_deref(), Some("ŉ"));
+        assert_eq!(normalize("😀 a").as_deref(), Some("😀 A"));
+        assert_eq!(normalize(""), None);
+        assert_eq!(normalize("   "), None);
+    }
+
+    #[test]
+    fn multi_part_keys_join_with_separator_and_null_marker() {
+        assert_eq!(
+            hex(hash_key_multi([Some("o1"), Some(" p1"), Some("1")]).expect("key")),
+            "592bf6162a79afd9e703f1e84ac64f30de3f238afa7504b6fc761b23f4e29761"
+        );
+        assert_eq!(
+            hex(hash_key_multi([Some("o1"), None, Some("")]).expect("key")),
+            "de667ece8829bca562b6ed884c209a128cebb09a7e0a844dfc0da8d093b086d2"
+        );
+        assert_eq!(hash_key_multi([None, Some(" ")]), Err(KeyError::Empty));
+        assert!(matches!(
+            hash_key_multi([Some("a||b"), Some("c")]),
+            Err(KeyError::Ambiguous(_))
+        ));
+        assert!(matches!(
+            hash_key_multi([Some("^^"), Some("c")]),
+            Err(KeyError::Ambiguous(_))
+        ));
+    }
+
+    #[test]
+    fn hashdiff_keeps_every_column_position() {
+        assert_eq!(
+            hex(hashdiff([Some("Berlin"), None, Some("Ann")])),
+            "04ac350907b71d41c7bdff9bfdca2a43ef248a9e3228e6cba273e75728a49007"
+        );
+        assert_ne!(
+            hashdiff([Some("a"), None]),
+            hashdiff([None, Some("a")]),
+            "a value moving to another column is a change"
+        );
+        assert_eq!(hashdiff([None, None]), sha256("^^||^^"));
+    }
+}

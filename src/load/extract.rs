@@ -1,0 +1,368 @@
+//! Event → vault rows, following the mappings. Pure: no I/O.
+//!
+//! An event is all or nothing: if any key or value does not fit, none of its rows
+//! are kept and the reason names the mapping, the target, the field and the value.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value as Json;
+
+use crate::hash::{self, Hash};
+use crate::mapping::types::parse_value;
+use crate::mapping::{EventMapping, FieldPath, Mappings, Parent, Value};
+
+/// What every row of one event shares.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub seq: i64,
+    pub load_dts: DateTime<Utc>,
+    pub applied_dts: DateTime<Utc>,
+    pub source: Arc<str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HubRow {
+    pub hk: Hash,
+    pub business_key: Vec<String>,
+    pub origin: Arc<Origin>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LinkRow {
+    pub hk: Hash,
+    pub hub_keys: Vec<Hash>,
+    pub dependent: Vec<Value>,
+    pub origin: Arc<Origin>,
+}
+
+/// A satellite row as the event states it: `None` columns were not given and carry
+/// forward from the version before it.
+#[derive(Debug, Clone)]
+pub struct SatRow {
+    pub parent: Hash,
+    pub values: Vec<Option<Value>>,
+    pub origin: Arc<Origin>,
+}
+
+/// Rows of a batch, per target (indexed like [`Mappings`]' hubs, links, satellites).
+#[derive(Debug, Default)]
+pub struct Rows {
+    pub hubs: Vec<Vec<HubRow>>,
+    pub links: Vec<Vec<LinkRow>>,
+    pub satellites: Vec<Vec<SatRow>>,
+}
+
+impl Rows {
+    pub fn new(m: &Mappings) -> Rows {
+        Rows {
+            hubs: vec![Vec::new(); m.hubs.len()],
+            links: vec![Vec::new(); m.links.len()],
+            satellites: vec![Vec::new(); m.satellites.len()],
+        }
+    }
+
+    fn mark(&self) -> Vec<usize> {
+        self.hubs
+            .iter()
+            .map(Vec::len)
+            .chain(self.links.iter().map(Vec::len))
+            .chain(self.satellites.iter().map(Vec::len))
+            .collect()
+    }
+
+    fn truncate(&mut self, mark: &[usize]) {
+        let mut lens = mark.iter();
+        for v in &mut self.hubs {
+            v.truncate(*lens.next().unwrap_or(&0));
+        }
+        for v in &mut self.links {
+            v.truncate(*lens.next().unwrap_or(&0));
+        }
+        for v in &mut self.satellites {
+            v.truncate(*lens.next().unwrap_or(&0));
+        }
+    }
+
+    /// Rows in all targets.
+    pub fn len(&self) -> usize {
+        self.mark().iter().sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A hub key of one event: once, or per element of the array its key iterates.
+enum Keys {
+    One(Hash, Vec<String>),
+    Each(Vec<(Hash, Vec<String>)>),
+}
+
+impl Keys {
+    fn get(&self, i: usize) -> (&Hash, &[String]) {
+        match self {
+            Keys::One(h, bk) => (h, bk),
+            Keys::Each(v) => (&v[i].0, &v[i].1),
+        }
+    }
+}
+
+fn walk<'a>(mut v: &'a Json, path: &[String]) -> Option<&'a Json> {
+    for p in path {
+        v = v.get(p)?;
+    }
+    Some(v)
+}
+
+/// The elements of an array field; a missing or null array has none.
+fn elements<'a>(payload: &'a Json, array: &[String]) -> Result<&'a [Json], String> {
+    match walk(payload, array) {
+        None | Some(Json::Null) => Ok(&[]),
+        Some(Json::Array(items)) => Ok(items),
+        Some(other) => Err(format!(
+            "field \"{}\" must be an array, got {}",
+            array.join("."),
+            crate::events::cloudevents::preview(&other.to_string())
+        )),
+    }
+}
+
+/// The value at `path`, for row `i` of its array (ignored for top-level paths).
+fn lookup<'a>(
+    payload: &'a Json,
+    path: &FieldPath,
+    items: &'a [Json],
+    i: usize,
+) -> Option<&'a Json> {
+    match path {
+        FieldPath::Top(p) => walk(payload, p),
+        FieldPath::Each { field, .. } => items.get(i).and_then(|item| walk(item, field)),
+    }
+}
+
+/// A business key part: strings and numbers; trimmed.
+fn key_text(v: Option<&Json>) -> Option<String> {
+    match v? {
+        Json::String(s) => Some(s.trim_matches(' ').to_string()),
+        Json::Number(n) => Some(n.to_string()),
+        Json::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+    .filter(|s| !s.is_empty())
+}
+
+/// Project one event into `out`. `Err` is the reason to reject it; then `out` is
+/// left as it was.
+pub fn extract(
+    m: &Mappings,
+    em: &EventMapping,
+    payload: &Json,
+    origin: Arc<Origin>,
+    out: &mut Rows,
+) -> Result<(), String> {
+    let mark = out.mark();
+    let result = extract_into(m, em, payload, origin, out);
+    if result.is_err() {
+        out.truncate(&mark);
+    }
+    result
+}
+
+fn extract_into(
+    m: &Mappings,
+    em: &EventMapping,
+    payload: &Json,
+    origin: Arc<Origin>,
+    rows: &mut Rows,
+) -> Result<(), String> {
+    if !payload.is_object() {
+        return Err("the payload is not a JSON object".into());
+    }
+    let at = |target: &str, path: &FieldPath, i: Option<usize>| -> String {
+        let row = i
+            .map(|i| format!(" (element {})", i + 1))
+            .unwrap_or_default();
+        format!(
+            "{}, event \"{}\", {target}, field \"{path}\"{row}",
+            em.file, em.event_type
+        )
+    };
+
+    // hub keys
+    let mut keys: Vec<Option<Keys>> = (0..m.hubs.len()).map(|_| None).collect();
+    for (h, paths) in &em.hubs {
+        let hub = &m.hubs[*h];
+        let target = format!("hub \"{}\"", hub.name);
+        let array = em.hub_array(*h);
+        let items = match array {
+            Some(a) => elements(payload, a)
+                .map_err(|e| format!("{}: {e}", at(&target, &paths[0], None)))?,
+            None => &[],
+        };
+        let key_at = |i: usize| -> Result<(Hash, Vec<String>), String> {
+            let mut parts = Vec::with_capacity(paths.len());
+            for p in paths {
+                let text = key_text(lookup(payload, p, items, i)).ok_or_else(|| {
+                    format!(
+                        "{}: the business key is missing or empty",
+                        at(&target, p, array.map(|_| i))
+                    )
+                })?;
+                parts.push(text);
+            }
+            let hk = if parts.len() == 1 {
+                hash::hash_key(&parts[0])
+            } else {
+                hash::hash_key_multi(parts.iter().map(|p| Some(p.as_str())))
+            }
+            .map_err(|e| format!("{}: {e}", at(&target, &paths[0], array.map(|_| i))))?;
+            Ok((hk, parts))
+        };
+        let k = match array {
+            None => {
+                let (hk, bk) = key_at(0)?;
+                Keys::One(hk, bk)
+            }
+            Some(_) => Keys::Each((0..items.len()).map(key_at).collect::<Result<_, _>>()?),
+        };
+        match &k {
+            Keys::One(hk, bk) => rows.hubs[*h].push(HubRow {
+                hk: *hk,
+                business_key: bk.clone(),
+                origin: origin.clone(),
+            }),
+            Keys::Each(v) => rows.hubs[*h].extend(v.iter().map(|(hk, bk)| HubRow {
+                hk: *hk,
+                business_key: bk.clone(),
+                origin: origin.clone(),
+            })),
+        }
+        keys[*h] = Some(k);
+    }
+    let hub_keys = |h: usize| keys[h].as_ref();
+
+    // links: per row of their scope
+    let mut link_keys: Vec<Option<Vec<Hash>>> = (0..m.links.len()).map(|_| None).collect();
+    for (l, dep_paths) in &em.links {
+        let link = &m.links[*l];
+        let target = format!("link \"{}\"", link.name);
+        let array = em.link_array(m, *l);
+        let (n, items) = match array {
+            Some(a) => {
+                let items = elements(payload, a).map_err(|e| {
+                    format!("{}: {e}", at(&target, &FieldPath::Top(a.to_vec()), None))
+                })?;
+                (items.len(), items)
+            }
+            None => (1, &[][..]),
+        };
+        let mut hks = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut parts: Vec<String> = Vec::new();
+            let mut hub_hks = Vec::with_capacity(link.hubs.len());
+            for &h in &link.hubs {
+                let Some(k) = hub_keys(h) else {
+                    return Err(format!(
+                        "{}: hub key missing",
+                        at(&target, &dep_paths[0], None)
+                    ));
+                };
+                let (hk, bk) = k.get(if matches!(k, Keys::Each(_)) { i } else { 0 });
+                hub_hks.push(*hk);
+                parts.extend(bk.iter().cloned());
+            }
+            let mut dependent = Vec::with_capacity(dep_paths.len());
+            for (p, (col, ty)) in dep_paths.iter().zip(&link.dependent_keys) {
+                let where_ = || {
+                    at(
+                        &format!("{target}, dependent key \"{col}\""),
+                        p,
+                        array.map(|_| i),
+                    )
+                };
+                let v = parse_value(lookup(payload, p, items, i).unwrap_or(&Json::Null), *ty)
+                    .map_err(|e| format!("{}: {e}", where_()))?
+                    .ok_or_else(|| format!("{}: missing", where_()))?;
+                parts.push(v.canonical());
+                dependent.push(v);
+            }
+            let hk = hash::hash_key_multi(parts.iter().map(|p| Some(p.as_str()))).map_err(|e| {
+                format!(
+                    "{}: {e}",
+                    at(&target, &FieldPath::Top(vec![]), array.map(|_| i))
+                )
+            })?;
+            hks.push(hk);
+            rows.links[*l].push(LinkRow {
+                hk,
+                hub_keys: hub_hks,
+                dependent,
+                origin: origin.clone(),
+            });
+        }
+        link_keys[*l] = Some(hks);
+    }
+
+    // satellites
+    for (s, paths) in &em.satellites {
+        let sat = &m.satellites[*s];
+        let target = format!("satellite \"{}\"", sat.name);
+        let parents: Vec<Hash> = match sat.parent {
+            Parent::Hub(h) => match hub_keys(h) {
+                Some(Keys::One(hk, _)) => vec![*hk],
+                Some(Keys::Each(v)) => v.iter().map(|(hk, _)| *hk).collect(),
+                None => Vec::new(),
+            },
+            Parent::Link(l) => link_keys[l].clone().unwrap_or_default(),
+        };
+        let array = paths
+            .iter()
+            .flatten()
+            .find_map(FieldPath::array)
+            .or(match sat.parent {
+                Parent::Hub(h) => em.hub_array(h),
+                Parent::Link(l) => em.link_array(m, l),
+            });
+        let items = match array {
+            Some(a) => elements(payload, a)
+                .map_err(|e| format!("{}: {e}", at(&target, &FieldPath::Top(a.to_vec()), None)))?,
+            None => &[],
+        };
+        let n = if array.is_some() { items.len() } else { 1 };
+        for i in 0..n {
+            let parent = match parents.len() {
+                1 => parents[0],
+                _ => match parents.get(i) {
+                    Some(p) => *p,
+                    None => continue,
+                },
+            };
+            let mut values = Vec::with_capacity(paths.len());
+            for (path, (col, ty)) in paths.iter().zip(&sat.columns) {
+                let v = match path {
+                    None => None,
+                    Some(p) => match lookup(payload, p, items, i) {
+                        None => None,
+                        Some(json) => parse_value(json, *ty).map_err(|e| {
+                            format!(
+                                "{}: {e}",
+                                at(&format!("{target}, column \"{col}\""), p, array.map(|_| i))
+                            )
+                        })?,
+                    },
+                };
+                values.push(v);
+            }
+            if values.iter().any(Option::is_some) {
+                rows.satellites[*s].push(SatRow {
+                    parent,
+                    values,
+                    origin: origin.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}

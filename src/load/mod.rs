@@ -1,0 +1,398 @@
+//! `dvault load`: project committed events after the checkpoint into the vault.
+//!
+//! One transaction per batch: read events after the checkpoint, extract rows per
+//! mapping and hash them in Rust, stage them with `COPY ... BINARY`, insert new hub
+//! and link rows and changed satellite versions with set-based SQL, quarantine the
+//! events that do not fit, and move the checkpoint — all or nothing. A crash at any
+//! point loses nothing and duplicates nothing.
+
+pub mod extract;
+pub mod satellite;
+pub mod write;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+use tokio_postgres::{Client, Transaction};
+
+use crate::events::ingest::thousands;
+use crate::events::{self, StoredEvent};
+use crate::hash::HASH_VERSION;
+use crate::mapping::{MappingErrors, Mappings, catalog};
+use extract::{Origin, Rows};
+
+/// The checkpoint consumer name of the vault loader.
+pub const CONSUMER: &str = "vault_loader";
+/// Advisory lock held by the one loader allowed to write.
+pub const LOADER_LOCK: i64 = 0x6476_6175_6c74_0002;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Mappings(#[from] MappingErrors),
+    #[error(
+        "the vault was built with hash version {found}, this dvault hashes with version {HASH_VERSION}: run `dvault rebuild`"
+    )]
+    HashVersion { found: String },
+    #[error(
+        "another loader is running (it holds the loader lock); try again later or drop --no-wait"
+    )]
+    Busy,
+    #[error("{0}")]
+    Internal(String),
+    #[error("database error while {doing}: {source}")]
+    Db {
+        doing: &'static str,
+        source: tokio_postgres::Error,
+    },
+}
+
+trait Doing<T> {
+    fn doing(self, what: &'static str) -> Result<T, LoadError>;
+}
+
+impl<T> Doing<T> for Result<T, tokio_postgres::Error> {
+    fn doing(self, doing: &'static str) -> Result<T, LoadError> {
+        self.map_err(|source| LoadError::Db { doing, source })
+    }
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Default)]
+pub struct LoadSummary {
+    pub batches: u64,
+    pub events: u64,
+    pub rejected: u64,
+    /// rows inserted per vault table
+    pub rows: BTreeMap<String, u64>,
+    pub elapsed: Duration,
+}
+
+impl LoadSummary {
+    pub fn rows_total(&self) -> u64 {
+        self.rows.values().sum()
+    }
+
+    fn add(&mut self, other: &LoadSummary) {
+        self.batches += other.batches;
+        self.events += other.events;
+        self.rejected += other.rejected;
+        for (t, n) in &other.rows {
+            *self.rows.entry(t.clone()).or_default() += n;
+        }
+    }
+}
+
+impl fmt::Display for LoadSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.events == 0 {
+            return writeln!(
+                f,
+                "nothing new to load ({:.3} s)",
+                self.elapsed.as_secs_f64()
+            );
+        }
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        writeln!(
+            f,
+            "loaded {} events in {:.2} s ({} events/s, {} vault rows/s), {} batch(es)",
+            thousands(self.events),
+            secs,
+            thousands((self.events as f64 / secs) as u64),
+            thousands((self.rows_total() as f64 / secs) as u64),
+            self.batches
+        )?;
+        for (table, n) in &self.rows {
+            writeln!(f, "  {table:<28} {:>12}", thousands(*n))?;
+        }
+        if self.rejected > 0 {
+            writeln!(
+                f,
+                "  {} events rejected: see dvault rejected",
+                thousands(self.rejected)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The loader: mappings checked against the database, ready to run batches.
+#[derive(Debug, Clone)]
+pub struct Loader {
+    mappings: Arc<Mappings>,
+    pub batch_size: i64,
+}
+
+impl Loader {
+    /// Check `mappings` against the catalog and the vault's hash version.
+    pub async fn new(client: &Client, mappings: Mappings) -> Result<Loader, LoadError> {
+        catalog::check(client, &mappings)
+            .await
+            .doing("reading the catalog")??;
+        let found: Option<String> = client
+            .query_opt(
+                "SELECT value FROM ops.settings WHERE name = 'hash_version'",
+                &[],
+            )
+            .await
+            .doing("reading the hash version")?
+            .map(|r| r.get(0));
+        match found {
+            Some(v) if v != HASH_VERSION => return Err(LoadError::HashVersion { found: v }),
+            _ => {}
+        }
+        Ok(Loader {
+            mappings: Arc::new(mappings),
+            batch_size: 50_000,
+        })
+    }
+
+    pub fn mappings(&self) -> &Mappings {
+        &self.mappings
+    }
+
+    /// Take the loader lock: wait for it, or fail with [`LoadError::Busy`].
+    pub async fn lock(client: &Client, wait: bool) -> Result<(), LoadError> {
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&LOADER_LOCK])
+            .await
+            .doing("taking the loader lock")?
+            .get(0);
+        if got {
+            return Ok(());
+        }
+        if !wait {
+            return Err(LoadError::Busy);
+        }
+        tracing::warn!("another loader holds the lock; waiting for it to finish");
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&LOADER_LOCK])
+            .await
+            .doing("waiting for the loader lock")?;
+        Ok(())
+    }
+
+    pub async fn unlock(client: &Client) -> Result<(), LoadError> {
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&LOADER_LOCK])
+            .await
+            .doing("releasing the loader lock")?;
+        Ok(())
+    }
+
+    /// Load batches until the log has nothing committed after the checkpoint.
+    pub async fn run(&self, client: &mut Client) -> Result<LoadSummary, LoadError> {
+        let started = Instant::now();
+        let mut total = LoadSummary::default();
+        loop {
+            let batch = self.load_batch(client).await?;
+            let Some(batch) = batch else { break };
+            total.add(&batch);
+            tracing::info!(
+                events = batch.events,
+                rows = batch.rows_total(),
+                rejected = batch.rejected,
+                ms = batch.elapsed.as_millis() as u64,
+                "batch loaded"
+            );
+            if batch.events < self.batch_size as u64 {
+                break;
+            }
+        }
+        total.elapsed = started.elapsed();
+        Ok(total)
+    }
+
+    /// One batch in one transaction; `None` when there was nothing to load.
+    pub async fn load_batch(&self, client: &mut Client) -> Result<Option<LoadSummary>, LoadError> {
+        let started = Instant::now();
+        let tx = client.transaction().await.doing("starting a batch")?;
+        let at = events::load_checkpoint(&tx, CONSUMER)
+            .await
+            .doing("reading the checkpoint")?;
+        let batch = events::read_after(&tx, at, self.batch_size)
+            .await
+            .doing("reading events")?;
+        let Some(last) = batch.last().map(StoredEvent::position) else {
+            return Ok(None);
+        };
+        let mappings = self.mappings.clone();
+        let (rows, rejects) = tokio::task::spawn_blocking(move || project(&mappings, &batch))
+            .await
+            .map_err(|e| LoadError::Internal(format!("projecting the batch failed: {e}")))?;
+        let mut summary = write_rows(&tx, &self.mappings, &rows).await?;
+        summary.rejected = store_rejects(&tx, &rejects).await?;
+        summary.events = rows.events;
+        summary.batches = 1;
+        events::save_checkpoint(&tx, CONSUMER, last)
+            .await
+            .doing("saving the checkpoint")?;
+        tx.commit().await.doing("committing the batch")?;
+        summary.elapsed = started.elapsed();
+        Ok(Some(summary))
+    }
+}
+
+/// Rows of a batch plus how many events it had.
+pub struct Projected {
+    pub rows: Rows,
+    pub events: u64,
+}
+
+impl std::ops::Deref for Projected {
+    type Target = Rows;
+    fn deref(&self) -> &Rows {
+        &self.rows
+    }
+}
+
+/// An event the loader could not project.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    pub seq: i64,
+    pub event_type: String,
+    pub reason: String,
+    pub payload: String,
+}
+
+/// Extract every event of a batch (pure CPU work).
+pub fn project(m: &Mappings, batch: &[StoredEvent]) -> (Projected, Vec<Reject>) {
+    let mut rows = Rows::new(m);
+    let mut rejects = Vec::new();
+    let mut sources: HashMap<&str, Arc<str>> = HashMap::new();
+    for e in batch {
+        let reject = |reason: String| Reject {
+            seq: e.seq,
+            event_type: e.event_type.clone(),
+            reason,
+            payload: e.payload.clone(),
+        };
+        let Some(em) = m.events.get(&e.event_type) else {
+            let mut known: Vec<&str> = m.events.keys().map(String::as_str).collect();
+            known.sort();
+            rejects.push(reject(format!(
+                "no mapping for event type \"{}\" (mapped: {}); add one in vault/mappings/ and run dvault rebuild",
+                e.event_type,
+                known.join(", ")
+            )));
+            continue;
+        };
+        let payload: Json = match serde_json::from_str(&e.payload) {
+            Ok(p) => p,
+            Err(err) => {
+                rejects.push(reject(format!("the payload cannot be read: {err}")));
+                continue;
+            }
+        };
+        let source = sources
+            .entry(e.source.as_str())
+            .or_insert_with(|| Arc::from(e.source.as_str()))
+            .clone();
+        let origin = Arc::new(Origin {
+            seq: e.seq,
+            load_dts: e.recorded_at,
+            applied_dts: e.occurred_at,
+            source,
+        });
+        if let Err(reason) = extract::extract(m, em, &payload, origin, &mut rows) {
+            rejects.push(reject(reason));
+        }
+    }
+    (
+        Projected {
+            rows,
+            events: batch.len() as u64,
+        },
+        rejects,
+    )
+}
+
+async fn write_rows(
+    tx: &Transaction<'_>,
+    m: &Mappings,
+    rows: &Rows,
+) -> Result<LoadSummary, LoadError> {
+    let mut summary = LoadSummary::default();
+    for (h, hub_rows) in rows.hubs.iter().enumerate() {
+        let n = write::hubs(tx, m, h, hub_rows)
+            .await
+            .doing("writing hubs")?;
+        summary.rows.insert(m.hubs[h].name.clone(), n);
+    }
+    for (l, link_rows) in rows.links.iter().enumerate() {
+        let n = write::links(tx, m, l, link_rows)
+            .await
+            .doing("writing links")?;
+        summary.rows.insert(m.links[l].name.clone(), n);
+    }
+    for (s, staged) in rows.satellites.iter().enumerate() {
+        let sat = &m.satellites[s];
+        let since = satellite::earliest_per_parent(staged);
+        let existing = write::existing_versions(tx, m, sat, &since)
+            .await
+            .doing("reading satellite versions")?;
+        let versions = satellite::plan(staged, &existing);
+        let n = write::satellite(tx, m, sat, &versions)
+            .await
+            .doing("writing satellites")?;
+        summary.rows.insert(sat.name.clone(), n);
+    }
+    Ok(summary)
+}
+
+async fn store_rejects(tx: &Transaction<'_>, rejects: &[Reject]) -> Result<u64, LoadError> {
+    if rejects.is_empty() {
+        return Ok(0);
+    }
+    let seqs: Vec<i64> = rejects.iter().map(|r| r.seq).collect();
+    let types: Vec<&str> = rejects.iter().map(|r| r.event_type.as_str()).collect();
+    let reasons: Vec<&str> = rejects.iter().map(|r| r.reason.as_str()).collect();
+    let raws: Vec<&str> = rejects.iter().map(|r| r.payload.as_str()).collect();
+    tx.execute(
+        "INSERT INTO event_log.rejected (stage, event_seq, event_type, reason, raw)
+         SELECT 'load', seq, ty, reason, raw
+           FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS r(seq, ty, reason, raw)
+         ON CONFLICT (event_seq) WHERE stage = 'load' DO NOTHING",
+        &[&seqs, &types, &reasons, &raws],
+    )
+    .await
+    .doing("quarantining rejected events")?;
+    Ok(rejects.len() as u64)
+}
+
+/// Empty the vault and the loader's checkpoint, then replay the whole log.
+pub async fn rebuild(client: &mut Client, loader: &Loader) -> Result<LoadSummary, LoadError> {
+    let m = loader.mappings();
+    let mut tables: Vec<String> = m.hubs.iter().map(|h| h.name.clone()).collect();
+    tables.extend(m.links.iter().map(|l| l.name.clone()));
+    tables.extend(m.satellites.iter().map(|s| s.name.clone()));
+    let list: Vec<String> = tables
+        .iter()
+        .map(|t| format!("raw_vault.{}", write::ident(t)))
+        .collect();
+    let tx = client.transaction().await.doing("starting the rebuild")?;
+    tx.batch_execute(&format!("TRUNCATE {}", list.join(", ")))
+        .await
+        .doing("emptying the vault")?;
+    tx.execute("DELETE FROM event_log.rejected WHERE stage = 'load'", &[])
+        .await
+        .doing("clearing load rejections")?;
+    tx.execute(
+        "DELETE FROM ops.checkpoints WHERE consumer = $1",
+        &[&CONSUMER],
+    )
+    .await
+    .doing("resetting the checkpoint")?;
+    tx.execute(
+        "INSERT INTO ops.settings (name, value) VALUES ('hash_version', $1)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        &[&HASH_VERSION],
+    )
+    .await
+    .doing("recording the hash version")?;
+    tx.commit().await.doing("committing the rebuild's reset")?;
+    loader.run(client).await
+}

@@ -1,0 +1,234 @@
+//! SCD2 for insert-only satellites: which staged rows become new versions.
+//!
+//! Staged rows are merged, per parent key, with the existing rows they could sit
+//! next to, in business-time order (`applied_dts`, then `event_seq`). A staged row
+//! first takes the values it does not state from the version before it (carry
+//! forward), and is written only when its hashdiff differs from that version's.
+//! So several changes to one key in one batch all land in order, a late event lands
+//! in its place in the timeline, and a repeat of the previous version is not written.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::extract::{Origin, SatRow};
+use crate::hash::{self, Hash};
+use crate::mapping::Value;
+
+/// A version already in the satellite.
+#[derive(Debug, Clone)]
+pub struct Existing {
+    pub parent: Hash,
+    pub applied_dts: DateTime<Utc>,
+    pub seq: i64,
+    pub hashdiff: Hash,
+    pub values: Vec<Option<Value>>,
+}
+
+/// A version to insert.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub parent: Hash,
+    pub hashdiff: Hash,
+    pub values: Vec<Option<Value>>,
+    pub origin: Arc<Origin>,
+}
+
+/// Hashdiff of a full row (values in the satellite's alphabetical column order).
+pub fn hashdiff(values: &[Option<Value>]) -> Hash {
+    let texts: Vec<Option<String>> = values
+        .iter()
+        .map(|v| v.as_ref().map(Value::canonical))
+        .collect();
+    hash::hashdiff(texts.iter().map(Option::as_deref))
+}
+
+/// The earliest business time staged per parent: where to look for predecessors.
+pub fn earliest_per_parent(staged: &[SatRow]) -> Vec<(Hash, DateTime<Utc>)> {
+    let mut first: HashMap<Hash, DateTime<Utc>> = HashMap::new();
+    for r in staged {
+        first
+            .entry(r.parent)
+            .and_modify(|t| *t = (*t).min(r.origin.applied_dts))
+            .or_insert(r.origin.applied_dts);
+    }
+    let mut v: Vec<_> = first.into_iter().collect();
+    v.sort();
+    v
+}
+
+enum Item<'a> {
+    Old(&'a Existing),
+    New(&'a SatRow),
+}
+
+impl Item<'_> {
+    fn order(&self) -> (DateTime<Utc>, i64) {
+        match self {
+            Item::Old(e) => (e.applied_dts, e.seq),
+            Item::New(r) => (r.origin.applied_dts, r.origin.seq),
+        }
+    }
+}
+
+/// Decide the new versions. `existing` holds, per staged parent, the version in
+/// force at its earliest staged time and every version after it.
+pub fn plan(staged: &[SatRow], existing: &[Existing]) -> Vec<NewVersion> {
+    let mut by_parent: HashMap<Hash, Vec<Item<'_>>> = HashMap::new();
+    for e in existing {
+        by_parent.entry(e.parent).or_default().push(Item::Old(e));
+    }
+    for r in staged {
+        by_parent.entry(r.parent).or_default().push(Item::New(r));
+    }
+    let mut parents: Vec<Hash> = by_parent.keys().copied().collect();
+    parents.sort();
+    let mut out = Vec::new();
+    for parent in parents {
+        let Some(items) = by_parent.get_mut(&parent) else {
+            continue;
+        };
+        items.sort_by(|a, b| a.order().cmp(&b.order()).then(old_first(a, b)));
+        let mut state: Option<(Vec<Option<Value>>, Hash)> = None;
+        for item in items.iter() {
+            match item {
+                Item::Old(e) => state = Some((e.values.clone(), e.hashdiff)),
+                Item::New(r) => {
+                    let values: Vec<Option<Value>> = match &state {
+                        Some((prev, _)) => r
+                            .values
+                            .iter()
+                            .zip(prev)
+                            .map(|(new, old)| new.clone().or_else(|| old.clone()))
+                            .collect(),
+                        None => r.values.clone(),
+                    };
+                    let hd = hashdiff(&values);
+                    if state.as_ref().is_some_and(|(_, prev)| *prev == hd) {
+                        continue;
+                    }
+                    out.push(NewVersion {
+                        parent,
+                        hashdiff: hd,
+                        values: values.clone(),
+                        origin: r.origin.clone(),
+                    });
+                    state = Some((values, hd));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn old_first(a: &Item<'_>, b: &Item<'_>) -> Ordering {
+    match (a, b) {
+        (Item::Old(_), Item::New(_)) => Ordering::Less,
+        (Item::New(_), Item::Old(_)) => Ordering::Greater,
+        _ => Ordering::Equal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(day: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 1, day, 0, 0, 0)
+            .single()
+            .expect("valid date")
+    }
+
+    fn row(parent: u8, day: u32, seq: i64, city: Option<&str>, name: Option<&str>) -> SatRow {
+        SatRow {
+            parent: [parent; 32],
+            values: vec![
+                city.map(|c| Value::Text(c.into())),
+                name.map(|n| Value::Text(n.into())),
+            ],
+            origin: Arc::new(Origin {
+                seq,
+                load_dts: t(28),
+                applied_dts: t(day),
+                source: "test".into(),
+            }),
+        }
+    }
+
+    fn cities(v: &[NewVersion]) -> Vec<(u32, String)> {
+        use chrono::Datelike;
+        v.iter()
+            .map(|n| {
+                let city = match &n.values[0] {
+                    Some(Value::Text(c)) => c.clone(),
+                    _ => "-".into(),
+                };
+                (n.origin.applied_dts.day(), city)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn changes_in_one_batch_all_land_in_order_and_repeats_do_not() {
+        let staged = [
+            row(1, 3, 3, Some("Oslo"), Some("Ann")),
+            row(1, 1, 1, Some("Rome"), Some("Ann")),
+            row(1, 2, 2, Some("Rome"), Some("Ann")), // repeat of day 1
+            row(1, 4, 4, Some("Rome"), Some("Ann")), // A -> B -> A: kept
+        ];
+        let plan = plan(&staged, &[]);
+        assert_eq!(
+            cities(&plan),
+            [(1, "Rome".into()), (3, "Oslo".into()), (4, "Rome".into())]
+        );
+    }
+
+    #[test]
+    fn partial_rows_carry_the_other_fields_forward() {
+        let staged = [
+            row(1, 1, 1, Some("Rome"), Some("Ann")),
+            row(1, 2, 2, Some("Oslo"), None),
+        ];
+        let plan = plan(&staged, &[]);
+        assert_eq!(plan.len(), 2);
+        assert_eq!(plan[1].values[1], Some(Value::Text("Ann".into())));
+    }
+
+    #[test]
+    fn a_late_row_lands_between_existing_versions() {
+        let old = |day, seq, city: &str| {
+            let values = vec![
+                Some(Value::Text(city.into())),
+                Some(Value::Text("Ann".into())),
+            ];
+            Existing {
+                parent: [1; 32],
+                applied_dts: t(day),
+                seq,
+                hashdiff: hashdiff(&values),
+                values,
+            }
+        };
+        let existing = [old(1, 1, "Rome"), old(5, 2, "Oslo")];
+        // late: day 3 says Paris (lands), day 4 repeats day 1's predecessor? no: repeats Paris
+        let staged = [
+            row(1, 3, 10, Some("Paris"), None),
+            row(1, 4, 11, Some("Paris"), None),
+            row(1, 6, 12, Some("Oslo"), None),
+        ];
+        let plan = plan(&staged, &existing);
+        assert_eq!(
+            cities(&plan),
+            [(3, "Paris".into())],
+            "day 4 and day 6 repeat their predecessor"
+        );
+        assert_eq!(
+            plan[0].values[1],
+            Some(Value::Text("Ann".into())),
+            "name carried from day 1"
+        );
+    }
+}

@@ -1,0 +1,308 @@
+//! The loader's SQL: staging with `COPY ... BINARY`, set-based inserts, and reading
+//! the satellite versions a batch must be compared with. Identifiers come from
+//! mappings already checked against the catalog, and are quoted.
+
+use std::collections::HashSet;
+use std::error::Error;
+
+use bytes::BytesMut;
+use chrono::{DateTime, NaiveDate, Utc};
+use futures_util::pin_mut;
+use postgres_types::{IsNull, ToSql, Type, to_sql_checked};
+use rust_decimal::Decimal;
+use tokio_postgres::Transaction;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+
+use super::extract::{HubRow, LinkRow};
+use super::satellite::{Existing, NewVersion};
+use crate::hash::Hash;
+use crate::mapping::{ColumnType, Mappings, Satellite, Value};
+
+/// `"name"`, with inner quotes doubled.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn table(name: &str) -> String {
+    format!("raw_vault.{}", ident(name))
+}
+
+pub fn pg_type(ty: ColumnType) -> Type {
+    match ty {
+        ColumnType::Text => Type::TEXT,
+        ColumnType::Integer => Type::INT4,
+        ColumnType::Bigint => Type::INT8,
+        ColumnType::Numeric(..) => Type::NUMERIC,
+        ColumnType::Date => Type::DATE,
+        ColumnType::Timestamptz => Type::TIMESTAMPTZ,
+        ColumnType::Boolean => Type::BOOL,
+    }
+}
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        match self {
+            Value::Text(s) => s.to_sql(ty, out),
+            Value::Int(i) if *ty == Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+            Value::Int(i) => i.to_sql(ty, out),
+            Value::Numeric(d) => d.to_sql(ty, out),
+            Value::Date(d) => d.to_sql(ty, out),
+            Value::Timestamptz(t) => t.to_sql(ty, out),
+            Value::Bool(b) => b.to_sql(ty, out),
+        }
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+    to_sql_checked!();
+}
+
+fn read_value(
+    row: &tokio_postgres::Row,
+    idx: usize,
+    ty: ColumnType,
+) -> Result<Option<Value>, tokio_postgres::Error> {
+    Ok(match ty {
+        ColumnType::Text => row.try_get::<_, Option<String>>(idx)?.map(Value::Text),
+        ColumnType::Integer => row
+            .try_get::<_, Option<i32>>(idx)?
+            .map(|v| Value::Int(v.into())),
+        ColumnType::Bigint => row.try_get::<_, Option<i64>>(idx)?.map(Value::Int),
+        ColumnType::Numeric(_, scale) => row.try_get::<_, Option<Decimal>>(idx)?.map(|mut d| {
+            d.rescale(scale);
+            Value::Numeric(d)
+        }),
+        ColumnType::Date => row.try_get::<_, Option<NaiveDate>>(idx)?.map(Value::Date),
+        ColumnType::Timestamptz => row
+            .try_get::<_, Option<DateTime<Utc>>>(idx)?
+            .map(Value::Timestamptz),
+        ColumnType::Boolean => row.try_get::<_, Option<bool>>(idx)?.map(Value::Bool),
+    })
+}
+
+/// A temporary table shaped like `target`, emptied at commit.
+async fn stage_table(tx: &Transaction<'_>, target: &str) -> Result<String, tokio_postgres::Error> {
+    let stage = ident(&format!("stage_{target}"));
+    tx.batch_execute(&format!(
+        "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {}) ON COMMIT DELETE ROWS",
+        table(target)
+    ))
+    .await?;
+    Ok(stage)
+}
+
+/// Insert new hub rows; returns how many were new.
+pub async fn hubs(
+    tx: &Transaction<'_>,
+    m: &Mappings,
+    h: usize,
+    rows: &[HubRow],
+) -> Result<u64, tokio_postgres::Error> {
+    let hub = &m.hubs[h];
+    let mut seen = HashSet::new();
+    let rows: Vec<&HubRow> = rows.iter().filter(|r| seen.insert(r.hk)).collect();
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut cols = vec![ident(&hub.hash_key)];
+    cols.extend(hub.business_key.iter().map(|c| ident(c)));
+    cols.extend(["load_dts".into(), "record_source".into()]);
+    let mut types = vec![Type::BYTEA];
+    types.extend(hub.business_key.iter().map(|_| Type::TEXT));
+    types.extend([Type::TIMESTAMPTZ, Type::TEXT]);
+    let stage = stage_table(tx, &hub.name).await?;
+    let col_list = cols.join(", ");
+    let sink = tx
+        .copy_in(&format!("COPY {stage} ({col_list}) FROM STDIN BINARY"))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for r in &rows {
+        let hk: &[u8] = &r.hk;
+        let source: &str = &r.origin.source;
+        let mut values: Vec<&(dyn ToSql + Sync)> = vec![&hk];
+        values.extend(r.business_key.iter().map(|k| k as &(dyn ToSql + Sync)));
+        values.push(&r.origin.load_dts);
+        values.push(&source);
+        writer.as_mut().write(&values).await?;
+    }
+    writer.finish().await?;
+    tx.execute(
+        &format!(
+            "INSERT INTO {} ({col_list}) SELECT {col_list} FROM {stage} ON CONFLICT DO NOTHING",
+            table(&hub.name)
+        ),
+        &[],
+    )
+    .await
+}
+
+/// Insert new link rows; returns how many were new.
+pub async fn links(
+    tx: &Transaction<'_>,
+    m: &Mappings,
+    l: usize,
+    rows: &[LinkRow],
+) -> Result<u64, tokio_postgres::Error> {
+    let link = &m.links[l];
+    let mut seen = HashSet::new();
+    let rows: Vec<&LinkRow> = rows.iter().filter(|r| seen.insert(r.hk)).collect();
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut cols = vec![ident(&link.hash_key)];
+    cols.extend(link.hubs.iter().map(|&h| ident(&m.hubs[h].hash_key)));
+    cols.extend(link.dependent_keys.iter().map(|(c, _)| ident(c)));
+    cols.extend(["load_dts".into(), "record_source".into()]);
+    let mut types = vec![Type::BYTEA];
+    types.extend(link.hubs.iter().map(|_| Type::BYTEA));
+    types.extend(link.dependent_keys.iter().map(|(_, t)| pg_type(*t)));
+    types.extend([Type::TIMESTAMPTZ, Type::TEXT]);
+    let stage = stage_table(tx, &link.name).await?;
+    let col_list = cols.join(", ");
+    let sink = tx
+        .copy_in(&format!("COPY {stage} ({col_list}) FROM STDIN BINARY"))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for r in &rows {
+        let hk: &[u8] = &r.hk;
+        let hub_keys: Vec<&[u8]> = r.hub_keys.iter().map(|k| &k[..]).collect();
+        let source: &str = &r.origin.source;
+        let mut values: Vec<&(dyn ToSql + Sync)> = vec![&hk];
+        values.extend(hub_keys.iter().map(|k| k as &(dyn ToSql + Sync)));
+        values.extend(r.dependent.iter().map(|v| v as &(dyn ToSql + Sync)));
+        values.push(&r.origin.load_dts);
+        values.push(&source);
+        writer.as_mut().write(&values).await?;
+    }
+    writer.finish().await?;
+    tx.execute(
+        &format!(
+            "INSERT INTO {} ({col_list}) SELECT {col_list} FROM {stage} ON CONFLICT DO NOTHING",
+            table(&link.name)
+        ),
+        &[],
+    )
+    .await
+}
+
+/// The versions staged rows must be compared with: per parent, the one in force at
+/// `since` and every later one.
+pub async fn existing_versions(
+    tx: &Transaction<'_>,
+    m: &Mappings,
+    sat: &Satellite,
+    since: &[(Hash, DateTime<Utc>)],
+) -> Result<Vec<Existing>, tokio_postgres::Error> {
+    if since.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key = ident(m.parent_key(sat.parent));
+    let cols: Vec<String> = sat
+        .columns
+        .iter()
+        .map(|(c, _)| format!("s.{}", ident(c)))
+        .collect();
+    let cols = cols.join(", ");
+    let t = table(&sat.name);
+    let sql = format!(
+        "SELECT v.* FROM (
+           SELECT k.hk, k.since FROM unnest($1::bytea[], $2::timestamptz[]) AS k(hk, since)
+         ) k
+         CROSS JOIN LATERAL (
+           (SELECT s.{key}, s.applied_dts, s.event_seq, s.hashdiff, {cols} FROM {t} s
+             WHERE s.{key} = k.hk AND s.applied_dts <= k.since
+             ORDER BY s.applied_dts DESC, s.event_seq DESC LIMIT 1)
+           UNION ALL
+           (SELECT s.{key}, s.applied_dts, s.event_seq, s.hashdiff, {cols} FROM {t} s
+             WHERE s.{key} = k.hk AND s.applied_dts > k.since)
+         ) v"
+    );
+    let keys: Vec<&[u8]> = since.iter().map(|(k, _)| &k[..]).collect();
+    let times: Vec<DateTime<Utc>> = since.iter().map(|(_, t)| *t).collect();
+    let rows = tx.query(&sql, &[&keys, &times]).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let parent: Vec<u8> = r.try_get(0)?;
+        let hashdiff: Vec<u8> = r.try_get(3)?;
+        let mut values = Vec::with_capacity(sat.columns.len());
+        for (i, (_, ty)) in sat.columns.iter().enumerate() {
+            values.push(read_value(&r, 4 + i, *ty)?);
+        }
+        out.push(Existing {
+            parent: to_hash(&parent),
+            applied_dts: r.try_get(1)?,
+            seq: r.try_get(2)?,
+            hashdiff: to_hash(&hashdiff),
+            values,
+        });
+    }
+    Ok(out)
+}
+
+fn to_hash(bytes: &[u8]) -> Hash {
+    let mut h = [0u8; 32];
+    let n = bytes.len().min(32);
+    h[..n].copy_from_slice(&bytes[..n]);
+    h
+}
+
+/// Append new satellite versions straight into the satellite.
+pub async fn satellite(
+    tx: &Transaction<'_>,
+    m: &Mappings,
+    sat: &Satellite,
+    rows: &[NewVersion],
+) -> Result<u64, tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut cols = vec![
+        ident(m.parent_key(sat.parent)),
+        "applied_dts".into(),
+        "event_seq".into(),
+        "load_dts".into(),
+        "hashdiff".into(),
+        "record_source".into(),
+    ];
+    cols.extend(sat.columns.iter().map(|(c, _)| ident(c)));
+    let mut types = vec![
+        Type::BYTEA,
+        Type::TIMESTAMPTZ,
+        Type::INT8,
+        Type::TIMESTAMPTZ,
+        Type::BYTEA,
+        Type::TEXT,
+    ];
+    types.extend(sat.columns.iter().map(|(_, t)| pg_type(*t)));
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {} ({}) FROM STDIN BINARY",
+            table(&sat.name),
+            cols.join(", ")
+        ))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for r in rows {
+        let parent: &[u8] = &r.parent;
+        let hashdiff: &[u8] = &r.hashdiff;
+        let source: &str = &r.origin.source;
+        let mut values: Vec<&(dyn ToSql + Sync)> = vec![
+            &parent,
+            &r.origin.applied_dts,
+            &r.origin.seq,
+            &r.origin.load_dts,
+            &hashdiff,
+            &source,
+        ];
+        values.extend(r.values.iter().map(|v| v as &(dyn ToSql + Sync)));
+        writer.as_mut().write(&values).await?;
+    }
+    writer.finish().await
+}

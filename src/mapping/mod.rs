@@ -1,0 +1,710 @@
+//! Declarative mappings: which hubs, links and satellites each event type feeds.
+//!
+//! `vault/mappings/*.toml` define the model (hubs, links, satellites with typed
+//! columns) and, per event type, where each key and column comes from in the
+//! payload. Parsing and structural checks are pure ([`Mappings::parse`]); the
+//! check against the live catalog is in [`catalog`]. See `docs/mappings.md`.
+
+pub mod catalog;
+pub mod types;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+
+pub use types::{ColumnType, Value};
+
+/// A mapping mistake: the file, the entry, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {entry}: {problem}")]
+pub struct MappingError {
+    pub file: String,
+    pub entry: String,
+    pub problem: String,
+}
+
+/// All mistakes found, reported together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingErrors(pub Vec<MappingError>);
+
+impl fmt::Display for MappingErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the mappings have {} problem(s):", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for MappingErrors {}
+
+// ---- the TOML shape --------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSpec {
+    #[serde(default)]
+    hubs: BTreeMap<String, HubSpec>,
+    #[serde(default)]
+    links: BTreeMap<String, LinkSpec>,
+    #[serde(default)]
+    satellites: BTreeMap<String, SatSpec>,
+    #[serde(default)]
+    events: Vec<EventSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HubSpec {
+    hash_key: String,
+    business_key: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkSpec {
+    hash_key: String,
+    hubs: Vec<String>,
+    #[serde(default)]
+    dependent_keys: Vec<ColumnSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ColumnSpec {
+    column: String,
+    #[serde(rename = "type")]
+    ty: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SatSpec {
+    parent: String,
+    columns: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventSpec {
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(default)]
+    hubs: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    links: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default)]
+    satellites: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+// ---- the compiled model ----------------------------------------------------
+
+/// Where a value comes from in the payload: `a.b` (nested objects) or
+/// `lines[].b` (each element of an array).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldPath {
+    Top(Vec<String>),
+    Each {
+        array: Vec<String>,
+        field: Vec<String>,
+    },
+}
+
+impl FieldPath {
+    pub fn parse(text: &str) -> Result<FieldPath, String> {
+        let split = |s: &str| -> Result<Vec<String>, String> {
+            let parts: Vec<String> = s.split('.').map(str::to_string).collect();
+            if parts.iter().any(|p| p.is_empty() || p.contains("[]")) {
+                return Err(format!(
+                    "bad field path \"{text}\": use `field`, `a.b` or `array[].field`"
+                ));
+            }
+            Ok(parts)
+        };
+        match text.split_once("[].") {
+            Some((array, field)) => Ok(FieldPath::Each {
+                array: split(array)?,
+                field: split(field)?,
+            }),
+            None => Ok(FieldPath::Top(split(text)?)),
+        }
+    }
+
+    /// The array this path iterates, if any.
+    pub fn array(&self) -> Option<&[String]> {
+        match self {
+            FieldPath::Top(_) => None,
+            FieldPath::Each { array, .. } => Some(array),
+        }
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldPath::Top(p) => f.write_str(&p.join(".")),
+            FieldPath::Each { array, field } => {
+                write!(f, "{}[].{}", array.join("."), field.join("."))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Hub {
+    pub name: String,
+    pub file: String,
+    pub hash_key: String,
+    pub business_key: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub name: String,
+    pub file: String,
+    pub hash_key: String,
+    /// Indexes into [`Mappings::hubs`], in hashing order.
+    pub hubs: Vec<usize>,
+    pub dependent_keys: Vec<(String, ColumnType)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parent {
+    Hub(usize),
+    Link(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct Satellite {
+    pub name: String,
+    pub file: String,
+    pub parent: Parent,
+    /// Payload columns in alphabetical order (the hashdiff order).
+    pub columns: Vec<(String, ColumnType)>,
+}
+
+/// What one event type feeds. Each target is emitted once per event, or once per
+/// element of the array its paths iterate.
+#[derive(Debug, Clone)]
+pub struct EventMapping {
+    pub event_type: String,
+    pub file: String,
+    /// hub index and the paths of its business key columns
+    pub hubs: Vec<(usize, Vec<FieldPath>)>,
+    /// link index and the paths of its dependent keys
+    pub links: Vec<(usize, Vec<FieldPath>)>,
+    /// satellite index and, per column of the satellite, its path if mapped
+    pub satellites: Vec<(usize, Vec<Option<FieldPath>>)>,
+}
+
+/// The whole, validated model.
+#[derive(Debug, Clone, Default)]
+pub struct Mappings {
+    pub hubs: Vec<Hub>,
+    pub links: Vec<Link>,
+    pub satellites: Vec<Satellite>,
+    pub events: HashMap<String, EventMapping>,
+}
+
+impl Mappings {
+    /// The mappings built into the binary (`vault/mappings/`).
+    pub fn builtin() -> Result<Mappings, MappingErrors> {
+        let files: Vec<(String, String)> = crate::db::MAPPINGS
+            .iter()
+            .map(|(name, text)| (format!("vault/mappings/{name}"), text.to_string()))
+            .collect();
+        Mappings::parse(&files)
+    }
+
+    /// Every `*.toml` file of `dir`, in name order.
+    pub fn from_dir(dir: &Path) -> Result<Mappings, MappingErrors> {
+        let fail = |problem: String| {
+            MappingErrors(vec![MappingError {
+                file: dir.display().to_string(),
+                entry: "directory".into(),
+                problem,
+            }])
+        };
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| fail(format!("cannot read: {e}")))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        if paths.is_empty() {
+            return Err(fail("no *.toml mapping files".into()));
+        }
+        let mut files = Vec::new();
+        for p in paths {
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| fail(format!("cannot read {}: {e}", p.display())))?;
+            files.push((p.display().to_string(), text));
+        }
+        Mappings::parse(&files)
+    }
+
+    /// Parse and check `(file name, TOML text)` pairs.
+    pub fn parse(files: &[(String, String)]) -> Result<Mappings, MappingErrors> {
+        let mut errors = Vec::new();
+        let mut specs = Vec::new();
+        for (file, text) in files {
+            match toml::from_str::<FileSpec>(text) {
+                Ok(spec) => specs.push((file.clone(), spec)),
+                Err(e) => errors.push(MappingError {
+                    file: file.clone(),
+                    entry: match e.span() {
+                        Some(span) => format!("line {}", line_of(text, span.start)),
+                        None => "file".into(),
+                    },
+                    problem: e.message().to_string(),
+                }),
+            }
+        }
+        let model = Builder::default().build(specs, &mut errors);
+        if errors.is_empty() {
+            Ok(model)
+        } else {
+            Err(MappingErrors(errors))
+        }
+    }
+
+    pub fn hub_index(&self, name: &str) -> Option<usize> {
+        self.hubs.iter().position(|h| h.name == name)
+    }
+    pub fn link_index(&self, name: &str) -> Option<usize> {
+        self.links.iter().position(|l| l.name == name)
+    }
+    pub fn satellite_index(&self, name: &str) -> Option<usize> {
+        self.satellites.iter().position(|s| s.name == name)
+    }
+
+    /// The hash key column of a satellite's parent.
+    pub fn parent_key(&self, parent: Parent) -> &str {
+        match parent {
+            Parent::Hub(h) => &self.hubs[h].hash_key,
+            Parent::Link(l) => &self.links[l].hash_key,
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = it.map(String::as_str).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    model: Mappings,
+}
+
+impl Builder {
+    fn build(mut self, specs: Vec<(String, FileSpec)>, errors: &mut Vec<MappingError>) -> Mappings {
+        let err = |errors: &mut Vec<MappingError>, file: &str, entry: String, problem: String| {
+            errors.push(MappingError {
+                file: file.to_string(),
+                entry,
+                problem,
+            })
+        };
+        // 1. hubs
+        for (file, spec) in &specs {
+            for (name, hub) in &spec.hubs {
+                let entry = format!("hub \"{name}\"");
+                if let Some(other) = self.model.hubs.iter().find(|h| &h.name == name) {
+                    err(
+                        errors,
+                        file,
+                        entry,
+                        format!("defined again (first in {})", other.file),
+                    );
+                    continue;
+                }
+                if hub.business_key.is_empty() {
+                    err(
+                        errors,
+                        file,
+                        entry,
+                        "business_key is empty: name its column(s)".into(),
+                    );
+                    continue;
+                }
+                self.model.hubs.push(Hub {
+                    name: name.clone(),
+                    file: file.clone(),
+                    hash_key: hub.hash_key.clone(),
+                    business_key: hub.business_key.clone(),
+                });
+            }
+        }
+        // 2. links
+        for (file, spec) in &specs {
+            for (name, link) in &spec.links {
+                let entry = format!("link \"{name}\"");
+                if let Some(other) = self.model.links.iter().find(|l| &l.name == name) {
+                    err(
+                        errors,
+                        file,
+                        entry,
+                        format!("defined again (first in {})", other.file),
+                    );
+                    continue;
+                }
+                let mut hubs = Vec::new();
+                for hub in &link.hubs {
+                    match self.model.hub_index(hub) {
+                        Some(i) if hubs.contains(&i) => err(
+                            errors,
+                            file,
+                            entry.clone(),
+                            format!("names hub \"{hub}\" twice; a link joins distinct hubs"),
+                        ),
+                        Some(i) => hubs.push(i),
+                        None => err(
+                            errors,
+                            file,
+                            entry.clone(),
+                            format!(
+                                "names hub \"{hub}\", which no mapping defines (defined hubs: {}); add [hubs.{hub}] or fix the name",
+                                names(self.model.hubs.iter().map(|h| &h.name))
+                            ),
+                        ),
+                    }
+                }
+                if link.hubs.len() < 2 {
+                    err(
+                        errors,
+                        file,
+                        entry.clone(),
+                        "a link needs at least two hubs".into(),
+                    );
+                }
+                let mut dependent_keys = Vec::new();
+                for c in &link.dependent_keys {
+                    match c.ty.parse::<ColumnType>() {
+                        Ok(t) => dependent_keys.push((c.column.clone(), t)),
+                        Err(e) => err(
+                            errors,
+                            file,
+                            format!("{entry}, dependent key \"{}\"", c.column),
+                            e,
+                        ),
+                    }
+                }
+                self.model.links.push(Link {
+                    name: name.clone(),
+                    file: file.clone(),
+                    hash_key: link.hash_key.clone(),
+                    hubs,
+                    dependent_keys,
+                });
+            }
+        }
+        // 3. satellites
+        for (file, spec) in &specs {
+            for (name, sat) in &spec.satellites {
+                let entry = format!("satellite \"{name}\"");
+                if let Some(other) = self.model.satellites.iter().find(|s| &s.name == name) {
+                    err(
+                        errors,
+                        file,
+                        entry,
+                        format!("defined again (first in {})", other.file),
+                    );
+                    continue;
+                }
+                let parent = match (
+                    self.model.hub_index(&sat.parent),
+                    self.model.link_index(&sat.parent),
+                ) {
+                    (Some(h), _) => Parent::Hub(h),
+                    (None, Some(l)) => Parent::Link(l),
+                    (None, None) => {
+                        err(
+                            errors,
+                            file,
+                            entry,
+                            format!(
+                                "parent \"{}\" is neither a hub nor a link (hubs: {}; links: {})",
+                                sat.parent,
+                                names(self.model.hubs.iter().map(|h| &h.name)),
+                                names(self.model.links.iter().map(|l| &l.name))
+                            ),
+                        );
+                        continue;
+                    }
+                };
+                let mut columns = Vec::new();
+                for (col, ty) in &sat.columns {
+                    match ty.parse::<ColumnType>() {
+                        Ok(t) => columns.push((col.clone(), t)),
+                        Err(e) => err(errors, file, format!("{entry}, column \"{col}\""), e),
+                    }
+                }
+                columns.sort_by(|a, b| a.0.cmp(&b.0));
+                if columns.is_empty() {
+                    err(errors, file, entry, "has no columns".into());
+                    continue;
+                }
+                self.model.satellites.push(Satellite {
+                    name: name.clone(),
+                    file: file.clone(),
+                    parent,
+                    columns,
+                });
+            }
+        }
+        // 4. events
+        for (file, spec) in &specs {
+            for ev in &spec.events {
+                let entry = format!("event \"{}\"", ev.event_type);
+                if let Some(other) = self.model.events.get(&ev.event_type) {
+                    err(
+                        errors,
+                        file,
+                        entry,
+                        format!("mapped again (first in {})", other.file),
+                    );
+                    continue;
+                }
+                if let Some(m) = self.event(file, &entry, ev, errors) {
+                    self.model.events.insert(ev.event_type.clone(), m);
+                }
+            }
+        }
+        // 5. every hub a link joins must be fed by some event
+        for link in &self.model.links {
+            for &h in &link.hubs {
+                let fed = self
+                    .model
+                    .events
+                    .values()
+                    .any(|e| e.hubs.iter().any(|(i, _)| *i == h));
+                if !fed {
+                    err(
+                        errors,
+                        &link.file,
+                        format!("link \"{}\"", link.name),
+                        format!(
+                            "joins hub \"{}\", which no event mapping feeds; add it to the `hubs` of an event",
+                            self.model.hubs[h].name
+                        ),
+                    );
+                }
+            }
+        }
+        self.model
+    }
+
+    fn event(
+        &self,
+        file: &str,
+        entry: &str,
+        ev: &EventSpec,
+        errors: &mut Vec<MappingError>,
+    ) -> Option<EventMapping> {
+        let before = errors.len();
+        let mut problem = |what: String| {
+            errors.push(MappingError {
+                file: file.to_string(),
+                entry: entry.to_string(),
+                problem: what,
+            })
+        };
+        let m = &self.model;
+        let paths = |texts: &[&String], problem: &mut dyn FnMut(String)| -> Vec<FieldPath> {
+            texts
+                .iter()
+                .filter_map(|t| FieldPath::parse(t).map_err(&mut *problem).ok())
+                .collect()
+        };
+        let mut hubs = Vec::new();
+        for (name, fields) in &ev.hubs {
+            let Some(h) = m.hub_index(name) else {
+                problem(format!(
+                    "unknown hub \"{name}\" (defined hubs: {})",
+                    names(m.hubs.iter().map(|h| &h.name))
+                ));
+                continue;
+            };
+            if fields.len() != m.hubs[h].business_key.len() {
+                problem(format!(
+                    "hub \"{name}\" has {} business key column(s) ({}), the event gives {} field(s)",
+                    m.hubs[h].business_key.len(),
+                    m.hubs[h].business_key.join(", "),
+                    fields.len()
+                ));
+                continue;
+            }
+            let refs: Vec<&String> = fields.iter().collect();
+            hubs.push((h, paths(&refs, &mut problem)));
+        }
+        let mut links = Vec::new();
+        for (name, deps) in &ev.links {
+            let Some(l) = m.link_index(name) else {
+                problem(format!(
+                    "unknown link \"{name}\" (defined links: {})",
+                    names(m.links.iter().map(|l| &l.name))
+                ));
+                continue;
+            };
+            let link = &m.links[l];
+            for &h in &link.hubs {
+                if !hubs.iter().any(|(i, _)| *i == h) {
+                    problem(format!(
+                        "feeds link \"{name}\", which needs the key of hub \"{}\": add it to this event's hubs",
+                        m.hubs[h].name
+                    ));
+                }
+            }
+            let mut dep_texts = Vec::new();
+            for (col, _) in &link.dependent_keys {
+                match deps.get(col) {
+                    Some(p) => dep_texts.push(p),
+                    None => problem(format!(
+                        "link \"{name}\" needs its dependent key \"{col}\": add {col} = \"<field>\" under [events.links.{name}]"
+                    )),
+                }
+            }
+            for col in deps.keys() {
+                if !link.dependent_keys.iter().any(|(c, _)| c == col) {
+                    problem(format!(
+                        "link \"{name}\" has no dependent key \"{col}\" (it has: {})",
+                        names(link.dependent_keys.iter().map(|(c, _)| c))
+                    ));
+                }
+            }
+            links.push((l, paths(&dep_texts, &mut problem)));
+        }
+        let mut satellites = Vec::new();
+        for (name, fields) in &ev.satellites {
+            let Some(s) = m.satellite_index(name) else {
+                problem(format!(
+                    "unknown satellite \"{name}\" (defined satellites: {})",
+                    names(m.satellites.iter().map(|s| &s.name))
+                ));
+                continue;
+            };
+            let sat = &m.satellites[s];
+            match sat.parent {
+                Parent::Hub(h) if !hubs.iter().any(|(i, _)| *i == h) => problem(format!(
+                    "feeds satellite \"{name}\" of hub \"{}\": add that hub to this event's hubs",
+                    m.hubs[h].name
+                )),
+                Parent::Link(l) if !links.iter().any(|(i, _)| *i == l) => problem(format!(
+                    "feeds satellite \"{name}\" of link \"{}\": add that link to this event's links",
+                    m.links[l].name
+                )),
+                _ => {}
+            }
+            for col in fields.keys() {
+                if !sat.columns.iter().any(|(c, _)| c == col) {
+                    problem(format!(
+                        "satellite \"{name}\" has no column \"{col}\" (its columns: {})",
+                        names(sat.columns.iter().map(|(c, _)| c))
+                    ));
+                }
+            }
+            let mut cols = Vec::new();
+            for (col, _) in &sat.columns {
+                cols.push(match fields.get(col) {
+                    Some(p) => match FieldPath::parse(p) {
+                        Ok(path) => Some(path),
+                        Err(e) => {
+                            problem(e);
+                            None
+                        }
+                    },
+                    None => None,
+                });
+            }
+            satellites.push((s, cols));
+        }
+        if hubs.is_empty() && links.is_empty() && satellites.is_empty() {
+            problem("feeds nothing: give it hubs, links or satellites".into());
+        }
+        let mapping = EventMapping {
+            event_type: ev.event_type.clone(),
+            file: file.to_string(),
+            hubs,
+            links,
+            satellites,
+        };
+        if let Err(e) = mapping.check_arrays(m) {
+            problem(e);
+        }
+        (errors.len() == before).then_some(mapping)
+    }
+}
+
+impl EventMapping {
+    /// The array (if any) a hub of this event iterates.
+    pub fn hub_array(&self, hub: usize) -> Option<&[String]> {
+        self.hubs
+            .iter()
+            .find(|(h, _)| *h == hub)
+            .and_then(|(_, paths)| paths.iter().find_map(FieldPath::array))
+    }
+
+    /// The array a link of this event iterates: its hubs' and its own paths'.
+    pub fn link_array<'a>(&'a self, m: &Mappings, link: usize) -> Option<&'a [String]> {
+        let own = self
+            .links
+            .iter()
+            .find(|(l, _)| *l == link)
+            .and_then(|(_, paths)| paths.iter().find_map(FieldPath::array));
+        own.or_else(|| m.links[link].hubs.iter().find_map(|&h| self.hub_array(h)))
+    }
+
+    /// At most one array per target, so rows are well defined.
+    fn check_arrays(&self, m: &Mappings) -> Result<(), String> {
+        let check = |what: &str, arrays: Vec<&[String]>| -> Result<(), String> {
+            if let Some(first) = arrays.first()
+                && let Some(other) = arrays.iter().find(|a| *a != first)
+            {
+                return Err(format!(
+                    "{what} mixes fields of two arrays ({}[] and {}[]); a target can iterate one array",
+                    first.join("."),
+                    other.join(".")
+                ));
+            }
+            Ok(())
+        };
+        for (h, paths) in &self.hubs {
+            check(
+                &format!("hub \"{}\"", m.hubs[*h].name),
+                paths.iter().filter_map(FieldPath::array).collect(),
+            )?;
+        }
+        for (l, paths) in &self.links {
+            let mut arrays: Vec<&[String]> = paths.iter().filter_map(FieldPath::array).collect();
+            arrays.extend(m.links[*l].hubs.iter().filter_map(|&h| self.hub_array(h)));
+            check(&format!("link \"{}\"", m.links[*l].name), arrays)?;
+        }
+        for (s, cols) in &self.satellites {
+            let sat = &m.satellites[*s];
+            let mut arrays: Vec<&[String]> =
+                cols.iter().flatten().filter_map(FieldPath::array).collect();
+            arrays.extend(match sat.parent {
+                Parent::Hub(h) => self.hub_array(h),
+                Parent::Link(l) => self.link_array(m, l),
+            });
+            check(&format!("satellite \"{}\"", sat.name), arrays)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,300 @@
+//! Column types a mapping can declare, and typed values with their canonical text
+//! (what PostgreSQL prints with `DateStyle=ISO`, `TimeZone=UTC`), the text that is
+//! hashed. Pure functions.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde_json::Value as Json;
+
+use crate::events::csv_rows::parse_time;
+
+/// A column type of the vault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Text,
+    Integer,
+    Bigint,
+    /// `numeric(precision, scale)`
+    Numeric(u32, u32),
+    Date,
+    Timestamptz,
+    Boolean,
+}
+
+impl FromStr for ColumnType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim().to_ascii_lowercase();
+        Ok(match t.as_str() {
+            "text" => ColumnType::Text,
+            "integer" | "int" | "int4" => ColumnType::Integer,
+            "bigint" | "int8" => ColumnType::Bigint,
+            "date" => ColumnType::Date,
+            "timestamptz" | "timestamp with time zone" => ColumnType::Timestamptz,
+            "boolean" | "bool" => ColumnType::Boolean,
+            _ => {
+                let inner = t
+                    .strip_prefix("numeric(")
+                    .and_then(|r| r.strip_suffix(')'))
+                    .ok_or_else(|| {
+                        format!(
+                            "unknown type \"{s}\"; use text, integer, bigint, numeric(P,S), date, timestamptz or boolean"
+                        )
+                    })?;
+                let (p, sc) = inner.split_once(',').ok_or_else(|| {
+                    format!("type \"{s}\": numeric needs a scale, e.g. numeric(12,2)")
+                })?;
+                let p: u32 = p
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("type \"{s}\": bad precision"))?;
+                let sc: u32 = sc
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("type \"{s}\": bad scale"))?;
+                if p == 0 || p > 28 || sc > p {
+                    return Err(format!(
+                        "type \"{s}\": precision must be 1..=28 and scale at most the precision"
+                    ));
+                }
+                ColumnType::Numeric(p, sc)
+            }
+        })
+    }
+}
+
+impl fmt::Display for ColumnType {
+    /// As PostgreSQL's `format_type` writes it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ColumnType::Text => f.write_str("text"),
+            ColumnType::Integer => f.write_str("integer"),
+            ColumnType::Bigint => f.write_str("bigint"),
+            ColumnType::Numeric(p, s) => write!(f, "numeric({p},{s})"),
+            ColumnType::Date => f.write_str("date"),
+            ColumnType::Timestamptz => f.write_str("timestamp with time zone"),
+            ColumnType::Boolean => f.write_str("boolean"),
+        }
+    }
+}
+
+/// A typed value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Text(String),
+    Int(i64),
+    Numeric(Decimal),
+    Date(NaiveDate),
+    Timestamptz(DateTime<Utc>),
+    Bool(bool),
+}
+
+impl Value {
+    /// The text PostgreSQL prints for this value (ISO dates, UTC, numeric at its
+    /// declared scale): what is hashed.
+    pub fn canonical(&self) -> String {
+        match self {
+            Value::Text(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            Value::Numeric(d) => d.to_string(),
+            Value::Date(d) => d.format("%Y-%m-%d").to_string(),
+            Value::Timestamptz(t) => {
+                let micros = t.timestamp_subsec_micros();
+                let mut s = t.format("%Y-%m-%d %H:%M:%S").to_string();
+                if micros > 0 {
+                    let frac = format!("{micros:06}");
+                    s.push('.');
+                    s.push_str(frac.trim_end_matches('0'));
+                }
+                s.push_str("+00");
+                s
+            }
+            Value::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// Convert a JSON value to `ty`. `Ok(None)` for null (absent). The error says what
+/// was expected, without the field name (the caller adds it).
+pub fn parse_value(json: &Json, ty: ColumnType) -> Result<Option<Value>, String> {
+    let text: std::borrow::Cow<'_, str> = match json {
+        Json::Null => return Ok(None),
+        Json::String(s) => s.as_str().into(),
+        Json::Number(n) => n.to_string().into(),
+        Json::Bool(b) => b.to_string().into(),
+        Json::Array(_) | Json::Object(_) => {
+            return Err(format!(
+                "expected {}, got a JSON {}",
+                ty_name(ty),
+                kind(json)
+            ));
+        }
+    };
+    parse_text(&text, ty, json).map(Some)
+}
+
+fn kind(json: &Json) -> &'static str {
+    match json {
+        Json::Null => "null",
+        Json::Bool(_) => "boolean",
+        Json::Number(_) => "number",
+        Json::String(_) => "string",
+        Json::Array(_) => "array",
+        Json::Object(_) => "object",
+    }
+}
+
+fn ty_name(ty: ColumnType) -> String {
+    match ty {
+        ColumnType::Timestamptz => "timestamptz".into(),
+        other => other.to_string(),
+    }
+}
+
+fn shown(json: &Json) -> String {
+    crate::events::cloudevents::preview(&json.to_string())
+}
+
+fn parse_text(text: &str, ty: ColumnType, json: &Json) -> Result<Value, String> {
+    let bad = || format!("{} is not a valid {}", shown(json), ty_name(ty));
+    let t = text.trim();
+    match ty {
+        ColumnType::Text => {
+            if matches!(json, Json::String(_)) {
+                Ok(Value::Text(text.to_string()))
+            } else {
+                // numbers and booleans given for a text column keep their JSON text
+                Ok(Value::Text(t.to_string()))
+            }
+        }
+        ColumnType::Integer => {
+            let v: i64 = t.parse().map_err(|_| bad())?;
+            i32::try_from(v)
+                .map(|_| Value::Int(v))
+                .map_err(|_| format!("{} is out of range for integer", shown(json)))
+        }
+        ColumnType::Bigint => t.parse().map(Value::Int).map_err(|_| bad()),
+        ColumnType::Numeric(precision, scale) => {
+            let d = Decimal::from_str(t)
+                .or_else(|_| Decimal::from_scientific(t))
+                .map_err(|_| bad())?;
+            let mut d = d.round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero);
+            d.rescale(scale);
+            let int_digits = d.trunc().abs().to_string().trim_start_matches('0').len() as u32;
+            if int_digits > precision - scale {
+                return Err(format!(
+                    "{} is out of range for numeric({precision},{scale})",
+                    shown(json)
+                ));
+            }
+            Ok(Value::Numeric(d))
+        }
+        ColumnType::Date => {
+            if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+                return Ok(Value::Date(d));
+            }
+            parse_time(t)
+                .map(|ts| Value::Date(ts.date_naive()))
+                .ok_or_else(bad)
+        }
+        ColumnType::Timestamptz => parse_time(t)
+            .map(|ts| Value::Timestamptz(ts.round_subsecs(6)))
+            .ok_or_else(bad),
+        ColumnType::Boolean => match t.to_ascii_lowercase().as_str() {
+            "true" | "t" | "yes" | "y" | "on" | "1" => Ok(Value::Bool(true)),
+            "false" | "f" | "no" | "n" | "off" | "0" => Ok(Value::Bool(false)),
+            _ => Err(bad()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn canon(j: Json, ty: &str) -> String {
+        let ty: ColumnType = ty.parse().expect("type");
+        parse_value(&j, ty)
+            .expect("valid")
+            .expect("present")
+            .canonical()
+    }
+
+    fn err(j: Json, ty: &str) -> String {
+        let ty: ColumnType = ty.parse().expect("type");
+        match parse_value(&j, ty) {
+            Ok(v) => panic!("accepted {j} as {ty}: {v:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn numbers_in_any_spelling_give_one_canonical_text() {
+        assert_eq!(canon(json!(10), "numeric(10,2)"), "10.00");
+        assert_eq!(canon(json!(10.0), "numeric(10,2)"), "10.00");
+        assert_eq!(canon(json!("10.00"), "numeric(10,2)"), "10.00");
+        assert_eq!(canon(json!(" 10 "), "numeric(10,2)"), "10.00");
+        assert_eq!(canon(json!(2.345), "numeric(10,2)"), "2.35");
+        assert_eq!(canon(json!(-2.345), "numeric(10,2)"), "-2.35");
+        assert_eq!(canon(json!("1e2"), "numeric(10,2)"), "100.00");
+        assert_eq!(canon(json!(0), "numeric(5,2)"), "0.00");
+        assert!(err(json!(1000), "numeric(5,2)").contains("out of range for numeric(5,2)"));
+        assert!(
+            err(json!("cheap"), "numeric(12,2)").contains("\"cheap\" is not a valid numeric(12,2)")
+        );
+    }
+
+    #[test]
+    fn integers_dates_times_booleans() {
+        assert_eq!(canon(json!(3), "integer"), "3");
+        assert_eq!(canon(json!("3"), "integer"), "3");
+        assert!(err(json!("three"), "integer").contains("\"three\" is not a valid integer"));
+        assert!(err(json!(3.5), "integer").contains("not a valid integer"));
+        assert!(err(json!(3_000_000_000i64), "integer").contains("out of range"));
+        assert_eq!(canon(json!(3_000_000_000i64), "bigint"), "3000000000");
+        assert_eq!(canon(json!("2024-02-29"), "date"), "2024-02-29");
+        assert!(err(json!("2024-13-45"), "date").contains("not a valid date"));
+        assert_eq!(
+            canon(json!("2024-01-20T14:00:00+02:00"), "timestamptz"),
+            "2024-01-20 12:00:00+00"
+        );
+        assert_eq!(
+            canon(json!("2024-01-20 12:00:00.250"), "timestamptz"),
+            "2024-01-20 12:00:00.25+00"
+        );
+        assert_eq!(canon(json!(true), "boolean"), "true");
+        assert_eq!(canon(json!("F"), "boolean"), "false");
+        assert_eq!(canon(json!(" Ann "), "text"), " Ann ");
+        assert_eq!(canon(json!(42), "text"), "42");
+        assert!(err(json!({"a": 1}), "text").contains("got a JSON object"));
+        assert_eq!(parse_value(&Json::Null, ColumnType::Text), Ok(None));
+    }
+
+    #[test]
+    fn types_parse_and_print_like_postgres() {
+        for (input, printed) in [
+            ("text", "text"),
+            ("integer", "integer"),
+            ("numeric(12, 2)", "numeric(12,2)"),
+            ("timestamptz", "timestamp with time zone"),
+            ("DATE", "date"),
+            ("boolean", "boolean"),
+        ] {
+            let ty: ColumnType = input.parse().expect(input);
+            assert_eq!(ty.to_string(), printed);
+        }
+        assert!("numeric".parse::<ColumnType>().is_err());
+        assert!(
+            "varchar"
+                .parse::<ColumnType>()
+                .unwrap_err()
+                .contains("unknown type")
+        );
+        assert!("numeric(2,5)".parse::<ColumnType>().is_err());
+    }
+}
