@@ -15,6 +15,8 @@ use crate::mapping::{EventMapping, FieldPath, Mappings, Parent, Value};
 /// What every row of one event shares.
 #[derive(Debug, Clone)]
 pub struct Origin {
+    /// The event's position in the log, `(xid, seq)`: the order events are decided in.
+    pub xid: u64,
     pub seq: i64,
     pub load_dts: DateTime<Utc>,
     pub applied_dts: DateTime<Utc>,

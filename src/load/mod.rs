@@ -292,6 +292,7 @@ pub fn project(m: &Mappings, batch: &[StoredEvent]) -> (Projected, Vec<Reject>) 
             .or_insert_with(|| Arc::from(e.source.as_str()))
             .clone();
         let origin = Arc::new(Origin {
+            xid: e.xid.0,
             seq: e.seq,
             load_dts: e.recorded_at,
             applied_dts: e.occurred_at,

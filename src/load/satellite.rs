@@ -1,13 +1,19 @@
 //! SCD2 for insert-only satellites: which staged rows become new versions.
 //!
-//! Staged rows are merged, per parent key, with the existing rows they could sit
-//! next to, in business-time order (`applied_dts`, then `event_seq`). A staged row
-//! first takes the values it does not state from the version before it (carry
-//! forward), and is written only when its hashdiff differs from that version's.
-//! So several changes to one key in one batch all land in order, a late event lands
-//! in its place in the timeline, and a repeat of the previous version is not written.
+//! Each staged row is placed, in log order, into its parent's timeline (existing
+//! versions plus the ones this batch already accepted), ordered by business time
+//! (`applied_dts`, then `event_seq`). It takes the values it does not state from
+//! the version before it (carry forward) and is written only when its hashdiff
+//! differs from that version's. So several changes to one key in one batch all land
+//! in order, a late event lands in its place in the timeline, and a repeat of the
+//! version before it is not written.
+//!
+//! Because rows are decided in log order, each decision depends only on the events
+//! before it in the log: how the log is split into batches cannot change the
+//! result, and an incremental load equals a rebuild. Versions already written are
+//! never changed (insert-only): a late event does not rewrite the values that later
+//! versions carried forward before it arrived.
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -59,76 +65,64 @@ pub fn earliest_per_parent(staged: &[SatRow]) -> Vec<(Hash, DateTime<Utc>)> {
     v
 }
 
-enum Item<'a> {
-    Old(&'a Existing),
-    New(&'a SatRow),
-}
-
-impl Item<'_> {
-    fn order(&self) -> (DateTime<Utc>, i64) {
-        match self {
-            Item::Old(e) => (e.applied_dts, e.seq),
-            Item::New(r) => (r.origin.applied_dts, r.origin.seq),
-        }
-    }
+/// One version in a parent's timeline while a batch is planned.
+struct Version {
+    at: (DateTime<Utc>, i64),
+    hashdiff: Hash,
+    values: Vec<Option<Value>>,
 }
 
 /// Decide the new versions. `existing` holds, per staged parent, the version in
 /// force at its earliest staged time and every version after it.
 pub fn plan(staged: &[SatRow], existing: &[Existing]) -> Vec<NewVersion> {
-    let mut by_parent: HashMap<Hash, Vec<Item<'_>>> = HashMap::new();
+    let mut timelines: HashMap<Hash, Vec<Version>> = HashMap::new();
     for e in existing {
-        by_parent.entry(e.parent).or_default().push(Item::Old(e));
+        timelines.entry(e.parent).or_default().push(Version {
+            at: (e.applied_dts, e.seq),
+            hashdiff: e.hashdiff,
+            values: e.values.clone(),
+        });
     }
-    for r in staged {
-        by_parent.entry(r.parent).or_default().push(Item::New(r));
+    for versions in timelines.values_mut() {
+        versions.sort_by_key(|v| v.at);
     }
-    let mut parents: Vec<Hash> = by_parent.keys().copied().collect();
-    parents.sort();
+    let mut order: Vec<&SatRow> = staged.iter().collect();
+    order.sort_by_key(|r| (r.origin.xid, r.origin.seq));
     let mut out = Vec::new();
-    for parent in parents {
-        let Some(items) = by_parent.get_mut(&parent) else {
-            continue;
+    for r in order {
+        let timeline = timelines.entry(r.parent).or_default();
+        let at = (r.origin.applied_dts, r.origin.seq);
+        let pos = timeline.partition_point(|v| v.at < at);
+        let before = pos.checked_sub(1).map(|i| &timeline[i]);
+        let values: Vec<Option<Value>> = match before {
+            Some(prev) => r
+                .values
+                .iter()
+                .zip(&prev.values)
+                .map(|(new, old)| new.clone().or_else(|| old.clone()))
+                .collect(),
+            None => r.values.clone(),
         };
-        items.sort_by(|a, b| a.order().cmp(&b.order()).then(old_first(a, b)));
-        let mut state: Option<(Vec<Option<Value>>, Hash)> = None;
-        for item in items.iter() {
-            match item {
-                Item::Old(e) => state = Some((e.values.clone(), e.hashdiff)),
-                Item::New(r) => {
-                    let values: Vec<Option<Value>> = match &state {
-                        Some((prev, _)) => r
-                            .values
-                            .iter()
-                            .zip(prev)
-                            .map(|(new, old)| new.clone().or_else(|| old.clone()))
-                            .collect(),
-                        None => r.values.clone(),
-                    };
-                    let hd = hashdiff(&values);
-                    if state.as_ref().is_some_and(|(_, prev)| *prev == hd) {
-                        continue;
-                    }
-                    out.push(NewVersion {
-                        parent,
-                        hashdiff: hd,
-                        values: values.clone(),
-                        origin: r.origin.clone(),
-                    });
-                    state = Some((values, hd));
-                }
-            }
+        let hd = hashdiff(&values);
+        if before.is_some_and(|prev| prev.hashdiff == hd) {
+            continue;
         }
+        out.push(NewVersion {
+            parent: r.parent,
+            hashdiff: hd,
+            values: values.clone(),
+            origin: r.origin.clone(),
+        });
+        timeline.insert(
+            pos,
+            Version {
+                at,
+                hashdiff: hd,
+                values,
+            },
+        );
     }
     out
-}
-
-fn old_first(a: &Item<'_>, b: &Item<'_>) -> Ordering {
-    match (a, b) {
-        (Item::Old(_), Item::New(_)) => Ordering::Less,
-        (Item::New(_), Item::Old(_)) => Ordering::Greater,
-        _ => Ordering::Equal,
-    }
 }
 
 #[cfg(test)]
@@ -150,6 +144,7 @@ mod tests {
                 name.map(|n| Value::Text(n.into())),
             ],
             origin: Arc::new(Origin {
+                xid: 1,
                 seq,
                 load_dts: t(28),
                 applied_dts: t(day),

@@ -226,3 +226,76 @@ pub async fn read_at_least(
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// Load until every committed event is loaded (see [`read_at_least`] for why a
+/// single pass can stop short while other tests write).
+pub async fn load_all(client: &mut Client) -> dvault::load::LoadSummary {
+    let loader = dvault::load::Loader::new(
+        client,
+        dvault::mapping::Mappings::builtin().expect("mappings"),
+    )
+    .await
+    .expect("loader");
+    load_all_with(client, &loader).await
+}
+
+pub async fn load_all_with(
+    client: &mut Client,
+    loader: &dvault::load::Loader,
+) -> dvault::load::LoadSummary {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut total = dvault::load::LoadSummary::default();
+    loop {
+        let s = loader.run(client).await.expect("load");
+        total.events += s.events;
+        total.rejected += s.rejected;
+        for (t, n) in s.rows {
+            *total.rows.entry(t).or_default() += n;
+        }
+        let pending: i64 = client
+            .query_one(
+                "SELECT count(*) FROM event_log.events e
+                  WHERE (e.xid, e.seq) > coalesce(
+                    (SELECT (c.xid, c.seq) FROM ops.checkpoints c WHERE c.consumer = 'vault_loader'),
+                    ('0'::xid8, 0::bigint))",
+                &[],
+            )
+            .await
+            .expect("pending")
+            .get(0);
+        if pending == 0 || std::time::Instant::now() > deadline {
+            return total;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// An md5 of every vault table's rows, by table.
+pub async fn vault_checksums(client: &Client) -> std::collections::BTreeMap<String, String> {
+    let tables: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables
+              WHERE table_schema = 'raw_vault' ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("tables")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut out = std::collections::BTreeMap::new();
+    for t in tables {
+        let sum: Option<String> = client
+            .query_one(
+                &format!(
+                    "SELECT md5(string_agg(t::text, E'\\n' ORDER BY t::text)) FROM raw_vault.{t} t"
+                ),
+                &[],
+            )
+            .await
+            .expect("checksum")
+            .get(0);
+        out.insert(t, sum.unwrap_or_else(|| "empty".into()));
+    }
+    out
+}

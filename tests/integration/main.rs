@@ -4,3 +4,4 @@ mod harness;
 
 mod event_log;
 mod ingest;
+mod loader;
