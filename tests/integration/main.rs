@@ -5,3 +5,4 @@ mod harness;
 mod event_log;
 mod ingest;
 mod loader;
+mod loader_robustness;
