@@ -38,9 +38,13 @@ use rand::{RngExt, SeedableRng};
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct GenOptions {
+    /// Same seed, same options: byte-identical files.
     pub seed: u64,
+    /// How many customers sign up over the period.
     pub customers: usize,
+    /// How many products are listed over the period.
     pub products: usize,
+    /// How many orders are placed (exactly); about 2.5 lines each.
     pub orders: usize,
     /// Length of the history in days, ending at `end` (inclusive).
     pub days: u32,
@@ -48,6 +52,7 @@ pub struct GenOptions {
     pub end: chrono::NaiveDate,
     /// Share (0.0..=1.0) of extra broken lines/rows to inject.
     pub dirty: f64,
+    /// The directory to write into (created if missing).
     pub out: std::path::PathBuf,
 }
 
@@ -150,140 +155,53 @@ struct Country {
     cities: &'static [&'static str],
 }
 
+const fn country(
+    name: &'static str,
+    dial_code: &'static str,
+    weight: u32,
+    cities: &'static [&'static str],
+) -> Country {
+    Country {
+        name,
+        dial_code,
+        weight,
+        cities,
+    }
+}
+
+#[rustfmt::skip]
 const COUNTRIES: &[Country] = &[
-    Country {
-        name: "Germany",
-        dial_code: "+49",
-        weight: 18,
-        cities: &["Berlin", "Hamburg", "München", "Köln"],
-    },
-    Country {
-        name: "France",
-        dial_code: "+33",
-        weight: 12,
-        cities: &["Paris", "Lyon", "Marseille", "Toulouse"],
-    },
-    Country {
-        name: "Spain",
-        dial_code: "+34",
-        weight: 10,
-        cities: &["Madrid", "Barcelona", "Sevilla", "Valencia"],
-    },
-    Country {
-        name: "Italy",
-        dial_code: "+39",
-        weight: 9,
-        cities: &["Roma", "Milano", "Napoli", "Torino"],
-    },
-    Country {
-        name: "Poland",
-        dial_code: "+48",
-        weight: 8,
-        cities: &["Warszawa", "Kraków", "Łódź", "Gdańsk"],
-    },
-    Country {
-        name: "Netherlands",
-        dial_code: "+31",
-        weight: 7,
-        cities: &["Amsterdam", "Rotterdam", "Utrecht"],
-    },
-    Country {
-        name: "Sweden",
-        dial_code: "+46",
-        weight: 5,
-        cities: &["Stockholm", "Göteborg", "Malmö"],
-    },
-    Country {
-        name: "United Kingdom",
-        dial_code: "+44",
-        weight: 12,
-        cities: &["London", "Manchester", "Edinburgh"],
-    },
-    Country {
-        name: "United States",
-        dial_code: "+1",
-        weight: 14,
-        cities: &["New York", "Chicago", "San Francisco", "Austin"],
-    },
-    Country {
-        name: "Brazil",
-        dial_code: "+55",
-        weight: 5,
-        cities: &["São Paulo", "Rio de Janeiro", "Curitiba"],
-    },
+    country("Germany", "+49", 18, &["Berlin", "Hamburg", "München", "Köln"]),
+    country("France", "+33", 12, &["Paris", "Lyon", "Marseille", "Toulouse"]),
+    country("Spain", "+34", 10, &["Madrid", "Barcelona", "Sevilla", "Valencia"]),
+    country("Italy", "+39", 9, &["Roma", "Milano", "Napoli", "Torino"]),
+    country("Poland", "+48", 8, &["Warszawa", "Kraków", "Łódź", "Gdańsk"]),
+    country("Netherlands", "+31", 7, &["Amsterdam", "Rotterdam", "Utrecht"]),
+    country("Sweden", "+46", 5, &["Stockholm", "Göteborg", "Malmö"]),
+    country("United Kingdom", "+44", 12, &["London", "Manchester", "Edinburgh"]),
+    country("United States", "+1", 14, &["New York", "Chicago", "San Francisco", "Austin"]),
+    country("Brazil", "+55", 5, &["São Paulo", "Rio de Janeiro", "Curitiba"]),
 ];
 
+#[rustfmt::skip]
 const FIRST_NAMES: &[&str] = &[
-    "Anna",
-    "Ben",
-    "Clara",
-    "David",
-    "Emma",
-    "Felix",
-    "Grace",
-    "Hugo",
-    "Ines",
-    "Jonas",
-    "Katarzyna",
-    "Liam",
-    "Maria",
-    "Noah",
-    "Olivia",
-    "Paul",
-    "Sofia",
-    "Tom",
-    "Lena",
-    "Marco",
-    "Sara",
-    "Lucas",
-    "Julia",
-    "Erik",
-    "José",
-    "Zoë",
-    "Łukasz",
-    "Søren",
-    "Chloé",
-    "Björn",
+    "Anna", "Ben", "Clara", "David", "Emma", "Felix", "Grace", "Hugo", "Ines", "Jonas",
+    "Katarzyna", "Liam", "Maria", "Noah", "Olivia", "Paul", "Sofia", "Tom", "Lena", "Marco",
+    "Sara", "Lucas", "Julia", "Erik", "José", "Zoë", "Łukasz", "Søren", "Chloé", "Björn",
 ];
 
+#[rustfmt::skip]
 const LAST_NAMES: &[&str] = &[
-    "Smith",
-    "Schmidt",
-    "Martin",
-    "Rossi",
-    "Nowak",
-    "de Jong",
-    "Johansson",
-    "Brown",
-    "Silva",
-    "García",
-    "Müller",
-    "Dubois",
-    "Bianchi",
-    "Kowalski",
-    "Jansen",
-    "Andersson",
-    "Taylor",
-    "Santos",
-    "Fernández",
-    "Weber",
-    "Lefèvre",
-    "Wiśniewski",
-    "O'Brien",
-    "Meyer",
-    "Costa",
-    "Larsen",
-    "Moreau",
-    "Romano",
-    "Becker",
-    "Novak",
+    "Smith", "Schmidt", "Martin", "Rossi", "Nowak", "de Jong", "Johansson", "Brown", "Silva",
+    "García", "Müller", "Dubois", "Bianchi", "Kowalski", "Jansen", "Andersson", "Taylor",
+    "Santos", "Fernández", "Weber", "Lefèvre", "Wiśniewski", "O'Brien", "Meyer", "Costa",
+    "Larsen", "Moreau", "Romano", "Becker", "Novak",
 ];
 
 const EMAIL_DOMAINS: &[&str] = &[
     "example.com",
     "mail.example",
     "inbox.example",
-    "post.example",
     "example.org",
 ];
 
@@ -294,97 +212,36 @@ struct Category {
     price: (i64, i64),
 }
 
+const fn category(
+    name: &'static str,
+    nouns: &'static [&'static str],
+    price: (i64, i64),
+) -> Category {
+    Category { name, nouns, price }
+}
+
+#[rustfmt::skip]
 const CATEGORIES: &[Category] = &[
-    Category {
-        name: "Electronics",
-        nouns: &[
-            "Headphones",
-            "Speaker",
-            "Charger",
-            "Keyboard",
-            "Monitor",
-            "Webcam",
-        ],
-        price: (15, 400),
-    },
-    Category {
-        name: "Home",
-        nouns: &["Lamp", "Cushion", "Rug", "Curtain", "Mirror", "Vase"],
-        price: (8, 150),
-    },
-    Category {
-        name: "Kitchen",
-        nouns: &[
-            "Blender",
-            "Kettle",
-            "Pan",
-            "Knife Set",
-            "Toaster",
-            "Coffee Grinder",
-        ],
-        price: (10, 200),
-    },
-    Category {
-        name: "Books",
-        nouns: &["Novel", "Cookbook", "Travel Guide", "Biography", "Atlas"],
-        price: (6, 45),
-    },
-    Category {
-        name: "Toys",
-        nouns: &["Puzzle", "Board Game", "Building Set", "Plush Bear", "Kite"],
-        price: (5, 80),
-    },
-    Category {
-        name: "Sports",
-        nouns: &[
-            "Yoga Mat",
-            "Running Shoes",
-            "Dumbbell Set",
-            "Water Bottle",
-            "Tennis Racket",
-        ],
-        price: (8, 180),
-    },
-    Category {
-        name: "Beauty",
-        nouns: &["Face Cream", "Shampoo", "Perfume", "Lip Balm"],
-        price: (4, 90),
-    },
-    Category {
-        name: "Garden",
-        nouns: &["Hose", "Planter", "Pruning Shears", "Bird Feeder"],
-        price: (6, 120),
-    },
+    category("Electronics", &["Headphones", "Speaker", "Charger", "Keyboard", "Monitor", "Webcam"], (15, 400)),
+    category("Home", &["Lamp", "Cushion", "Rug", "Curtain", "Mirror", "Vase"], (8, 150)),
+    category("Kitchen", &["Blender", "Kettle", "Pan", "Knife Set", "Toaster", "Coffee Grinder"], (10, 200)),
+    category("Books", &["Novel", "Cookbook", "Travel Guide", "Biography", "Atlas"], (6, 45)),
+    category("Toys", &["Puzzle", "Board Game", "Building Set", "Plush Bear", "Kite"], (5, 80)),
+    category("Sports", &["Yoga Mat", "Running Shoes", "Dumbbell Set", "Water Bottle", "Tennis Racket"], (8, 180)),
+    category("Beauty", &["Face Cream", "Shampoo", "Perfume", "Lip Balm"], (4, 90)),
+    category("Garden", &["Hose", "Planter", "Pruning Shears", "Bird Feeder"], (6, 120)),
 ];
 
+#[rustfmt::skip]
 const ADJECTIVES: &[&str] = &[
-    "Classic",
-    "Compact",
-    "Deluxe",
-    "Eco",
-    "Smart",
-    "Premium",
-    "Nordic",
-    "Urban",
-    "Vintage",
-    "Essential",
-    "Ultra",
-    "Pro",
+    "Classic", "Compact", "Deluxe", "Eco", "Smart", "Premium", "Nordic", "Urban", "Vintage",
+    "Essential", "Ultra", "Pro",
 ];
 
+#[rustfmt::skip]
 const BRANDS: &[&str] = &[
-    "Acme",
-    "Nordlys",
-    "Brühl & Söhne",
-    "Casa Bella",
-    "Zenith",
-    "Sol y Mar",
-    "Polar",
-    "Vértice",
-    "Oakridge",
-    "Lumière",
-    "Trekka",
-    "Fjällgård",
+    "Acme", "Nordlys", "Brühl & Söhne", "Casa Bella", "Zenith", "Sol y Mar", "Polar", "Vértice",
+    "Oakridge", "Lumière", "Trekka", "Fjällgård",
 ];
 
 /// Relative activity per hour of day (UTC): quiet nights, an evening peak.
@@ -409,7 +266,7 @@ const CHURN_SHARE: f64 = 0.25;
 const HEAVY_SHARE: f64 = 0.03;
 const HEAVY_WEIGHT: f64 = 12.0;
 /// Product popularity: weight `1 / rank^ZIPF_EXPONENT`.
-const ZIPF_EXPONENT: f64 = 1.1;
+const ZIPF_EXPONENT: f64 = 0.8;
 /// Share of the catalog listed in the first hours of the first day.
 const INITIAL_CATALOG_SHARE: f64 = 0.5;
 /// Signup day = `days × u^SIGNUP_SKEW`: more signups early on.
@@ -422,6 +279,11 @@ const PRODUCT_CHANGES_PER_YEAR: f64 = 2.0;
 /// after their business time (about 1 % of all events).
 const LATE_STATUS_SHARE: f64 = 0.02;
 const LATE_CUSTOMER_UPDATE_SHARE: f64 = 0.05;
+/// Before an online order: share of bought products viewed twice, and chance of a
+/// view of a product that is not bought. With the browse-only sessions below this
+/// makes about 3 views per order.
+const REPEAT_VIEW_SHARE: f64 = 0.1;
+const EXTRA_VIEW_SHARE: f64 = 0.3;
 /// Browse-only sessions (1 to 3 views) per order.
 const BROWSE_SESSIONS_PER_ORDER: f64 = 0.15;
 /// Share of order lines with a discount.
@@ -526,12 +388,15 @@ impl fmt::Display for Cents {
     }
 }
 
-/// Business keys. Customers and products are numbered from their 0-based index;
-/// orders, sessions and transactions from a 1-based counter.
+/// `C000001`, from a customer's 0-based index.
 struct CustomerId(usize);
+/// `P00001`, from a product's 0-based index.
 struct ProductId(usize);
+/// `O0000001`, from a 1-based counter.
 struct OrderId(u64);
+/// `S00000001`, from a 1-based counter.
 struct SessionId(u64);
+/// `T00000001`, from a 1-based counter.
 struct TransactionId(u64);
 
 impl fmt::Display for CustomerId {
@@ -566,17 +431,23 @@ impl fmt::Display for TransactionId {
 
 // ------------------------------------------------------------------ random helpers
 
-/// An index drawn with the given relative weights.
-fn weighted_index(rng: &mut StdRng, weights: &[u32]) -> usize {
-    let total: u32 = weights.iter().sum();
+/// An index into `items`, drawn with the relative weights `weight` gives them.
+fn weighted_pick<T>(rng: &mut StdRng, items: &[T], weight: impl Fn(&T) -> u32) -> usize {
+    let total: u32 = items.iter().map(&weight).sum();
     let mut x = rng.random_range(0..total);
-    for (i, &w) in weights.iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
+        let w = weight(item);
         if x < w {
             return i;
         }
         x -= w;
     }
-    weights.len() - 1
+    items.len() - 1
+}
+
+/// An index drawn with the given relative weights.
+fn weighted_index(rng: &mut StdRng, weights: &[u32]) -> usize {
+    weighted_pick(rng, weights, |&w| w)
 }
 
 /// A time of day in seconds, following [`HOUR_WEIGHTS`].
@@ -712,8 +583,7 @@ impl Customer {
         let first_name = FIRST_NAMES[rng.random_range(0..FIRST_NAMES.len())];
         let last_name = LAST_NAMES[rng.random_range(0..LAST_NAMES.len())];
         let email_domain = rng.random_range(0..EMAIL_DOMAINS.len());
-        let weights: Vec<u32> = COUNTRIES.iter().map(|c| c.weight).collect();
-        let country = weighted_index(rng, &weights);
+        let country = weighted_pick(rng, COUNTRIES, |c| c.weight);
         let city = rng.random_range(0..COUNTRIES[country].cities.len());
         let churns_at = if rng.random_bool(CHURN_SHARE) {
             registered_at + rng.random_range(30 * DAY..=300 * DAY)
@@ -961,12 +831,12 @@ fn daily_order_counts(world: &World, total: usize) -> Vec<usize> {
 }
 
 /// `total` split in proportion to `weights`, rounding the running sum so the parts
-/// add up exactly.
+/// add up exactly (the last part takes what rounding left over).
 fn spread(total: usize, weights: &[f64]) -> Vec<usize> {
     let sum: f64 = weights.iter().sum();
     let mut running = 0.0;
     let mut given = 0usize;
-    weights
+    let mut parts: Vec<usize> = weights
         .iter()
         .map(|w| {
             running += w;
@@ -975,7 +845,11 @@ fn spread(total: usize, weights: &[f64]) -> Vec<usize> {
             given += part;
             part
         })
-        .collect()
+        .collect();
+    if let Some(last) = parts.last_mut() {
+        *last += total - given;
+    }
+    parts
 }
 
 // ------------------------------------------------------------------ the schedule
@@ -1224,8 +1098,8 @@ impl<'a> JsonObject<'a> {
 
 // ------------------------------------------------------------------ broken lines
 
-/// The ways a line of `events.ndjson` is broken on purpose, in the order they are
-/// injected. The first six are rejected by ingest, the last four by the loader.
+/// The ways a line of `events.ndjson` is broken on purpose. Six are rejected by
+/// ingest; four are valid CloudEvents the loader must reject ([`Broken::ingests`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Broken {
     /// An object cut off in the middle.
@@ -1251,6 +1125,7 @@ enum Broken {
 }
 
 impl Broken {
+    /// The injection order: both stages early on, so few broken lines cover both.
     const CYCLE: [Broken; 10] = [
         Broken::TruncatedJson,
         Broken::QuantityNotNumber,
@@ -1520,7 +1395,7 @@ fn write_customers(path: &Path, customers: &[Customer], dirty: f64) -> io::Resul
         counts.good += 1;
         while broken_due(counts.bad_at_ingest, counts.good, dirty) {
             let fresh = CustomerId(customers.len() + counts.bad_at_ingest as usize).to_string();
-            if counts.bad_at_ingest % 2 == 0 {
+            if counts.bad_at_ingest.is_multiple_of(2) {
                 out.write_record([fresh.as_str(), "Ragged"])?;
             } else {
                 out.write_byte_record(&csv::ByteRecord::from(vec![
@@ -1607,10 +1482,10 @@ impl Simulation {
     /// Simulate every day, writing `events.ndjson` and `transactions.csv`.
     fn run(mut self, orders: usize) -> io::Result<Outcome> {
         let calendar = self.world.calendar;
-        let mut lifecycle = self.plan_lifecycles();
+        let lifecycle = self.plan_lifecycles();
         let per_day = daily_order_counts(&self.world, orders);
-        for (day, (due, order_count)) in lifecycle.iter_mut().zip(per_day).enumerate() {
-            for pending in due.drain(..) {
+        for (day, (due, order_count)) in lifecycle.into_iter().zip(per_day).enumerate() {
+            for pending in due {
                 self.queue.push(pending);
             }
             for _ in 0..order_count {
@@ -1707,7 +1582,8 @@ impl Simulation {
         } else {
             self.rng.random_range(3 * MINUTE..=40 * MINUTE)
         };
-        // customer and products must exist when the session starts
+        // the session starts on the same day, after the first signup and listing;
+        // customer and products are picked among those that exist by then
         let browse_from = (at - lead).max(day_start).max(first_order_at - 30);
         let Some(customer) = self.pick_customer(browse_from) else {
             return;
@@ -1747,11 +1623,11 @@ impl Simulation {
         let mut products = Vec::with_capacity(lines.len() + 2);
         for line in lines {
             products.push(line.product);
-            if self.rng.random_bool(0.25) {
+            if self.rng.random_bool(REPEAT_VIEW_SHARE) {
                 products.push(line.product);
             }
         }
-        if self.rng.random_bool(0.5)
+        if self.rng.random_bool(EXTRA_VIEW_SHARE)
             && let Some(extra) = self.world.product_picker.pick(&mut self.rng, from)
         {
             products.push(extra);
@@ -1912,24 +1788,26 @@ impl Simulation {
     }
 
     /// Mostly a price change; sometimes a new name (with or without a new price), a
-    /// new brand or a new category.
+    /// new brand, or a new category (with a name that fits it).
     fn emit_product_update(&mut self, index: usize, time: Ts) -> io::Result<()> {
         let rng = &mut self.rng;
         let p = &mut self.world.products[index];
         let mut data = self.events.event("product_updated", "catalog", time)?;
         data.token("product_id", ProductId(index))?;
         let kind = weighted_index(rng, &[80, 8, 5, 4, 3]);
-        if kind == 1 || kind == 2 {
+        if kind == 4 {
+            p.category = other_index(rng, p.category, CATEGORIES.len());
+        }
+        if kind == 1 || kind == 2 || kind == 4 {
             p.name = product_name(rng, p.category);
             data.str("name", &p.name);
+        }
+        if kind == 4 {
+            data.str("category", CATEGORIES[p.category].name);
         }
         if kind == 3 {
             p.brand = other_index(rng, p.brand, BRANDS.len());
             data.str("brand", BRANDS[p.brand]);
-        }
-        if kind == 4 {
-            p.category = other_index(rng, p.category, CATEGORIES.len());
-            data.str("category", CATEGORIES[p.category].name);
         }
         if kind == 0 || kind == 2 {
             p.price = p.repriced(rng);
@@ -2011,5 +1889,662 @@ impl Simulation {
         data.token("viewed_at", Rfc3339(time))?;
         data.close();
         self.events.commit()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use chrono::Utc;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::events::cloudevents;
+    use crate::events::csv_rows::{Header, RowSpec};
+
+    /// A fresh directory under the system temp dir, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let path =
+                std::env::temp_dir().join(format!("dvault-gen-{}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&path);
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn options(out: &Path, dirty: f64) -> GenOptions {
+        GenOptions {
+            seed: 7,
+            customers: 300,
+            products: 60,
+            orders: 1500,
+            days: 150,
+            end: NaiveDate::from_ymd_opt(2024, 12, 31).expect("valid date"),
+            dirty,
+            out: out.to_path_buf(),
+        }
+    }
+
+    fn run(opts: &GenOptions) -> GenSummary {
+        generate(opts).expect("generate")
+    }
+
+    fn file_counts<'a>(summary: &'a GenSummary, name: &str) -> &'a GenFile {
+        summary
+            .files
+            .iter()
+            .find(|f| f.path.file_name().is_some_and(|n| n == name))
+            .unwrap_or_else(|| panic!("{name} not in the summary"))
+    }
+
+    fn read_lines(path: &Path) -> Vec<Vec<u8>> {
+        let bytes = fs::read(path).expect("read file");
+        bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    /// What dvault would make of one NDJSON line.
+    enum Verdict {
+        Good(Event),
+        RejectedAtIngest(String),
+        /// A valid CloudEvent with a payload that breaks the contract.
+        RejectedAtLoad(Event, String),
+    }
+
+    struct Event {
+        ty: String,
+        source: String,
+        id: String,
+        time: DateTime<Utc>,
+        data: Value,
+    }
+
+    fn judge(line: &[u8]) -> Verdict {
+        let Ok(text) = std::str::from_utf8(line) else {
+            return Verdict::RejectedAtIngest("invalid UTF-8".into());
+        };
+        let parsed = match cloudevents::parse(text, Utc::now()) {
+            Ok(e) => e,
+            Err(reason) => return Verdict::RejectedAtIngest(reason),
+        };
+        let data: Value = serde_json::from_str(&parsed.payload).expect("payload is JSON");
+        let event = Event {
+            ty: parsed.event_type,
+            source: parsed.source,
+            id: parsed.event_id,
+            time: parsed.occurred_at,
+            data,
+        };
+        match check_payload(&event).and_then(|()| check_money(text)) {
+            Ok(()) => Verdict::Good(event),
+            Err(reason) => Verdict::RejectedAtLoad(event, reason),
+        }
+    }
+
+    fn text<'a>(data: &'a Value, key: &str) -> Result<&'a str, String> {
+        data.get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| format!("{key}: missing or not a string"))
+    }
+
+    fn same_time(data: &Value, key: &str, time: DateTime<Utc>) -> Result<(), String> {
+        let at = DateTime::parse_from_rfc3339(text(data, key)?).map_err(|e| e.to_string())?;
+        if at != time {
+            return Err(format!("{key} differs from the event time"));
+        }
+        Ok(())
+    }
+
+    fn integer_in(
+        data: &Value,
+        key: &str,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64, String> {
+        data.get(key)
+            .and_then(Value::as_u64)
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| format!("{key}: not an integer in {range:?}"))
+    }
+
+    fn number(data: &Value, key: &str) -> Result<f64, String> {
+        data.get(key)
+            .and_then(Value::as_f64)
+            .ok_or_else(|| format!("{key}: not a number"))
+    }
+
+    /// Updates carry the key and a non-empty subset of the allowed string fields.
+    fn subset(data: &Value, key: &str, fields: &[&str]) -> Result<(), String> {
+        text(data, key)?;
+        let object = data.as_object().ok_or("data is not an object")?;
+        let others: Vec<&String> = object.keys().filter(|k| *k != key).collect();
+        if others.is_empty() {
+            return Err("an update that changes nothing".into());
+        }
+        for k in others {
+            if k == "price" {
+                number(data, k)?;
+            } else if fields.contains(&k.as_str()) {
+                text(data, k)?;
+            } else {
+                return Err(format!("unexpected field {k}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The payload contract of the loader's mappings.
+    fn check_payload(e: &Event) -> Result<(), String> {
+        let d = &e.data;
+        let source = match e.ty.as_str() {
+            "customer_registered" => {
+                for key in CUSTOMER_COLUMNS {
+                    text(d, key)?;
+                }
+                NaiveDate::parse_from_str(text(d, "signup_date")?, "%Y-%m-%d")
+                    .map_err(|e| format!("signup_date: {e}"))?;
+                "crm"
+            }
+            "customer_updated" => {
+                let fields = [
+                    "first_name",
+                    "last_name",
+                    "email",
+                    "phone",
+                    "city",
+                    "country",
+                ];
+                subset(d, "customer_id", &fields)?;
+                "crm"
+            }
+            "product_listed" => {
+                for key in ["product_id", "name", "category", "brand"] {
+                    text(d, key)?;
+                }
+                number(d, "price")?;
+                "catalog"
+            }
+            "product_updated" => {
+                subset(d, "product_id", &["name", "category", "brand", "price"])?;
+                "catalog"
+            }
+            "order_placed" => {
+                text(d, "order_id")?;
+                text(d, "customer_id")?;
+                same_time(d, "ordered_at", e.time)?;
+                if !["web", "mobile", "store"].contains(&text(d, "channel")?) {
+                    return Err("unknown channel".into());
+                }
+                if text(d, "status")? != "placed" {
+                    return Err("status is not placed".into());
+                }
+                let lines = d["lines"].as_array().ok_or("lines: not an array")?;
+                if lines.is_empty() {
+                    return Err("no lines".into());
+                }
+                for (i, line) in lines.iter().enumerate() {
+                    let no = i as u64 + 1;
+                    integer_in(line, "line_no", no..=no)?;
+                    text(line, "product_id")?;
+                    integer_in(line, "quantity", 1..=5)?;
+                    number(line, "unit_price")?;
+                    number(line, "discount")?;
+                }
+                "shop"
+            }
+            "order_status_changed" => {
+                text(d, "order_id")?;
+                let statuses = ["paid", "shipped", "delivered", "cancelled", "returned"];
+                if !statuses.contains(&text(d, "status")?) {
+                    return Err("unknown status".into());
+                }
+                "shop"
+            }
+            "product_viewed" => {
+                for key in ["session_id", "customer_id", "product_id"] {
+                    text(d, key)?;
+                }
+                same_time(d, "viewed_at", e.time)?;
+                "web"
+            }
+            other => return Err(format!("unknown type {other}")),
+        };
+        if e.source != source {
+            return Err(format!("{} from source {}", e.ty, e.source));
+        }
+        Ok(())
+    }
+
+    /// Every amount is written with exactly two decimals.
+    fn check_money(line: &str) -> Result<(), String> {
+        for key in ["\"price\":", "\"unit_price\":", "\"discount\":"] {
+            for (at, _) in line.match_indices(key) {
+                let value: String = line[at + key.len()..]
+                    .chars()
+                    .take_while(|c| *c != ',' && *c != '}')
+                    .collect();
+                let two_decimals = value.split_once('.').is_some_and(|(units, cents)| {
+                    !units.is_empty()
+                        && units.bytes().all(|b| b.is_ascii_digit())
+                        && cents.len() == 2
+                        && cents.bytes().all(|b| b.is_ascii_digit())
+                });
+                if !two_decimals {
+                    return Err(format!("{key} {value} is not an amount with two decimals"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn good_events(path: &Path) -> Vec<Event> {
+        read_lines(path)
+            .iter()
+            .map(|line| match judge(line) {
+                Verdict::Good(e) => e,
+                Verdict::RejectedAtIngest(r) | Verdict::RejectedAtLoad(_, r) => {
+                    panic!("{r}: {}", String::from_utf8_lossy(line))
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn same_options_give_the_same_bytes() {
+        let (a, b, c) = (
+            TempDir::new("det-a"),
+            TempDir::new("det-b"),
+            TempDir::new("det-c"),
+        );
+        run(&options(&a.0, 0.05));
+        run(&options(&b.0, 0.05));
+        for name in [
+            EVENTS_FILE,
+            CUSTOMERS_FILE,
+            PRODUCTS_FILE,
+            TRANSACTIONS_FILE,
+            MANIFEST_FILE,
+        ] {
+            let left = fs::read(a.0.join(name)).expect("read");
+            let right = fs::read(b.0.join(name)).expect("read");
+            assert!(left == right, "{name} differs between two runs");
+        }
+        run(&GenOptions {
+            seed: 8,
+            ..options(&c.0, 0.05)
+        });
+        let other = fs::read(c.0.join(EVENTS_FILE)).expect("read");
+        assert!(other != fs::read(a.0.join(EVENTS_FILE)).expect("read"));
+    }
+
+    #[test]
+    fn a_clean_run_follows_the_contract() {
+        let dir = TempDir::new("clean");
+        let summary = run(&options(&dir.0, 0.0));
+        let events = good_events(&dir.0.join(EVENTS_FILE));
+        let mut ids = BTreeSet::new();
+        let mut types = BTreeMap::new();
+        for (n, e) in events.iter().enumerate() {
+            assert_eq!(e.id, format!("gen-{}", n + 1));
+            assert!(ids.insert(e.id.clone()));
+            *types.entry(e.ty.as_str()).or_insert(0usize) += 1;
+        }
+        assert_eq!(types.len(), 7, "every event type occurs: {types:?}");
+        // about 3 views per order
+        let views = types["product_viewed"] as f64 / types["order_placed"] as f64;
+        assert!((2.5..=3.5).contains(&views), "{views} views per order");
+        // raw attributes as written
+        for line in read_lines(&dir.0.join(EVENTS_FILE)).iter().take(50) {
+            let v: Value = serde_json::from_slice(line).expect("JSON");
+            assert_eq!(v["specversion"], "1.0");
+            let time = v["time"].as_str().expect("time");
+            assert!(time.len() == 20 && time.ends_with('Z'), "{time}");
+        }
+        for file in &summary.files {
+            assert_eq!(file.bad_at_ingest + file.bad_at_load, 0, "{file:?}");
+        }
+        assert_eq!(file_counts(&summary, EVENTS_FILE).good, events.len() as u64);
+    }
+
+    #[test]
+    fn the_history_is_causal() {
+        let dir = TempDir::new("causal");
+        let opts = options(&dir.0, 0.0);
+        run(&opts);
+        let horizon = Calendar::new(opts.end, opts.days)
+            .expect("calendar")
+            .horizon();
+        let mut registered = BTreeMap::new();
+        let mut prices = BTreeMap::new();
+        let mut listed = BTreeMap::new();
+        let mut placed = BTreeMap::new();
+        let (mut lines, mut late, mut latest) = (0usize, 0usize, DateTime::<Utc>::MIN_UTC);
+        let mut statuses = BTreeSet::new();
+        let events = good_events(&dir.0.join(EVENTS_FILE));
+        for e in &events {
+            let d = &e.data;
+            let key = |k: &str| d[k].as_str().expect("key").to_string();
+            assert!(e.time.timestamp() < horizon, "an event after the end");
+            if e.time < latest {
+                late += 1;
+                assert!(
+                    ["customer_updated", "order_status_changed"].contains(&e.ty.as_str()),
+                    "late {}",
+                    e.ty
+                );
+            }
+            latest = latest.max(e.time);
+            let exists = |map: &BTreeMap<String, DateTime<Utc>>, k: &str| {
+                let since = map
+                    .get(&key(k))
+                    .unwrap_or_else(|| panic!("unknown {k} in {}", e.ty));
+                assert!(*since < e.time, "{} before its {k} existed", e.ty);
+            };
+            match e.ty.as_str() {
+                "customer_registered" => {
+                    registered.insert(key("customer_id"), e.time);
+                }
+                "product_listed" | "product_updated" => {
+                    listed.entry(key("product_id")).or_insert(e.time);
+                    if let Some(price) = d.get("price") {
+                        prices.insert(key("product_id"), price.as_f64().expect("price"));
+                    }
+                }
+                "customer_updated" => exists(&registered, "customer_id"),
+                "product_viewed" => {
+                    exists(&registered, "customer_id");
+                    exists(&listed, "product_id");
+                }
+                "order_placed" => {
+                    exists(&registered, "customer_id");
+                    for line in d["lines"].as_array().expect("lines") {
+                        let product = line["product_id"].as_str().expect("product");
+                        assert!(listed[product] < e.time, "sold before listed");
+                        assert_eq!(line["unit_price"].as_f64(), Some(prices[product]));
+                        lines += 1;
+                    }
+                    placed.insert(key("order_id"), e.time);
+                }
+                "order_status_changed" => {
+                    exists(&placed, "order_id");
+                    statuses.insert(key("status"));
+                }
+                _ => unreachable!(),
+            }
+        }
+        assert_eq!(placed.len(), opts.orders);
+        let per_order = lines as f64 / opts.orders as f64;
+        assert!(
+            (2.3..=2.7).contains(&per_order),
+            "{per_order} lines per order"
+        );
+        assert_eq!(statuses.len(), 5, "{statuses:?}");
+        let late_share = late as f64 / events.len() as f64;
+        assert!((0.002..=0.03).contains(&late_share), "{late_share} late");
+        let rows = read_lines(&dir.0.join(TRANSACTIONS_FILE)).len() - 1;
+        assert_eq!(rows, lines, "one transaction row per order line");
+    }
+
+    /// Rows of a CSV file (header excluded) keyed by their first column.
+    fn csv_rows(path: &Path) -> BTreeMap<String, BTreeMap<String, String>> {
+        let mut reader = csv::Reader::from_path(path).expect("open");
+        let header = reader.headers().expect("header").clone();
+        reader
+            .records()
+            .map(|row| {
+                let row = row.expect("row");
+                let fields: BTreeMap<String, String> = header
+                    .iter()
+                    .zip(row.iter())
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                (row[0].to_string(), fields)
+            })
+            .collect()
+    }
+
+    /// A JSON scalar as the CSV writes it (amounts with two decimals).
+    fn as_csv(value: &Value) -> String {
+        match value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => format!("{:.2}", n.as_f64().expect("number")),
+            other => other.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_snapshots_are_the_events_replayed_in_business_time() {
+        let dir = TempDir::new("snapshots");
+        run(&options(&dir.0, 0.0));
+        let mut events = good_events(&dir.0.join(EVENTS_FILE));
+        // stable: events with the same time keep their file order
+        events.sort_by_key(|e| e.time);
+        let mut state: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for e in &events {
+            let key = match e.ty.as_str() {
+                "customer_registered" | "customer_updated" => "customer_id",
+                "product_listed" | "product_updated" => "product_id",
+                _ => continue,
+            };
+            let id = e.data[key].as_str().expect("key").to_string();
+            let fields = state.entry(id).or_default();
+            for (k, v) in e.data.as_object().expect("object") {
+                fields.insert(k.clone(), as_csv(v));
+            }
+        }
+        let mut snapshot = csv_rows(&dir.0.join(CUSTOMERS_FILE));
+        snapshot.extend(csv_rows(&dir.0.join(PRODUCTS_FILE)));
+        assert_eq!(snapshot.len(), state.len());
+        for (id, row) in &snapshot {
+            assert_eq!(Some(row), state.get(id), "{id}");
+        }
+    }
+
+    #[test]
+    fn the_manifest_matches_the_files() {
+        let dir = TempDir::new("manifest");
+        let summary = run(&options(&dir.0, 0.1));
+        let manifest: Value =
+            serde_json::from_slice(&fs::read(dir.0.join(MANIFEST_FILE)).expect("manifest"))
+                .expect("JSON");
+        let listed = manifest["files"].as_array().expect("files");
+        assert_eq!(listed.len(), 4);
+        for (entry, file) in listed.iter().zip(&summary.files) {
+            let name = entry["path"].as_str().expect("path");
+            assert_eq!(file.path, dir.0.join(name));
+            for (key, value) in [
+                ("good", file.good),
+                ("bad_at_ingest", file.bad_at_ingest),
+                ("bad_at_load", file.bad_at_load),
+            ] {
+                assert_eq!(entry[key].as_u64(), Some(value), "{name} {key}");
+            }
+            let header = u64::from(name.ends_with(".csv"));
+            let lines = read_lines(&file.path).len() as u64 - header;
+            assert_eq!(
+                lines,
+                file.good + file.bad_at_ingest + file.bad_at_load,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn broken_lines_are_rejected_where_announced() {
+        let dir = TempDir::new("dirty");
+        let opts = options(&dir.0, 0.1);
+        let summary = run(&opts);
+        let counts = file_counts(&summary, EVENTS_FILE);
+        let (mut good, mut at_ingest, mut at_load) = (0u64, 0u64, 0u64);
+        // every event that reaches the log has its own id, so none is deduplicated away
+        let mut ids = BTreeSet::new();
+        let mut unique_id = |e: Event| assert!(ids.insert((e.source, e.id)), "duplicate id");
+        for line in read_lines(&dir.0.join(EVENTS_FILE)) {
+            match judge(&line) {
+                Verdict::Good(e) => {
+                    unique_id(e);
+                    good += 1;
+                }
+                Verdict::RejectedAtIngest(_) => at_ingest += 1,
+                Verdict::RejectedAtLoad(e, _) => {
+                    unique_id(e);
+                    at_load += 1;
+                }
+            }
+        }
+        assert_eq!(good, counts.good);
+        assert_eq!(at_ingest, counts.bad_at_ingest);
+        assert_eq!(at_load, counts.bad_at_load);
+        let broken = counts.bad_at_ingest + counts.bad_at_load;
+        assert_eq!(broken, (counts.good as f64 * opts.dirty).floor() as u64);
+        // the cycle of ten kinds: six for ingest, four for the loader
+        assert!(broken >= 100);
+        assert!(counts.bad_at_ingest.abs_diff(broken * 6 / 10) <= 1);
+
+        let customers = file_counts(&summary, CUSTOMERS_FILE);
+        let (good_rows, rejected_rows) = judge_customer_rows(&dir.0.join(CUSTOMERS_FILE));
+        assert_eq!(good_rows, customers.good);
+        assert_eq!(rejected_rows, customers.bad_at_ingest);
+        assert_eq!(customers.good, opts.customers as u64);
+        assert_eq!(
+            customers.bad_at_ingest,
+            (opts.customers as f64 * opts.dirty).floor() as u64
+        );
+    }
+
+    /// Good and rejected rows of `customers.csv`, as `dvault ingest` sees them.
+    fn judge_customer_rows(path: &Path) -> (u64, u64) {
+        let spec = RowSpec {
+            event_type: "customer_registered".into(),
+            source: "crm".into(),
+            time_field: Some("signup_date".into()),
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_path(path)
+            .expect("open");
+        let mut rows = reader.byte_records();
+        let first = rows.next().expect("header").expect("header");
+        let header = Header::parse(&first.iter().collect::<Vec<_>>(), &spec).expect("header");
+        let (mut good, mut rejected) = (0, 0);
+        for row in rows {
+            let row = row.expect("row");
+            match header.event(&row.iter().collect::<Vec<_>>(), &spec, Utc::now()) {
+                Ok(_) => good += 1,
+                Err(_) => rejected += 1,
+            }
+        }
+        (good, rejected)
+    }
+
+    #[test]
+    fn dirt_leaves_the_good_lines_alone() {
+        let (clean, dirty) = (TempDir::new("same-clean"), TempDir::new("same-dirty"));
+        run(&options(&clean.0, 0.0));
+        run(&options(&dirty.0, 0.2));
+        let kept: Vec<Vec<u8>> = read_lines(&dirty.0.join(EVENTS_FILE))
+            .into_iter()
+            .filter(|l| !String::from_utf8_lossy(l).contains("\"id\":\"bad-"))
+            .collect();
+        assert!(kept == read_lines(&clean.0.join(EVENTS_FILE)));
+        for name in [PRODUCTS_FILE, TRANSACTIONS_FILE] {
+            assert!(
+                fs::read(clean.0.join(name)).expect("read")
+                    == fs::read(dirty.0.join(name)).expect("read")
+            );
+        }
+    }
+
+    #[test]
+    fn bad_options_are_refused() {
+        let dir = TempDir::new("refused");
+        let base = options(&dir.0, 0.0);
+        for opts in [
+            GenOptions {
+                days: 0,
+                ..base.clone()
+            },
+            GenOptions {
+                dirty: 1.5,
+                ..base.clone()
+            },
+            GenOptions {
+                dirty: f64::NAN,
+                ..base.clone()
+            },
+            GenOptions {
+                customers: 0,
+                ..base.clone()
+            },
+            GenOptions {
+                days: u32::MAX,
+                ..base.clone()
+            },
+        ] {
+            let err = generate(&opts).expect_err("refused");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        }
+        assert!(!dir.0.exists(), "nothing written for bad options");
+    }
+
+    #[test]
+    fn tiny_worlds_work() {
+        let dir = TempDir::new("tiny");
+        let summary = run(&GenOptions {
+            customers: 1,
+            products: 1,
+            orders: 3,
+            days: 1,
+            ..options(&dir.0, 0.0)
+        });
+        assert!(file_counts(&summary, EVENTS_FILE).good >= 5);
+        good_events(&dir.0.join(EVENTS_FILE));
+        let empty = TempDir::new("empty");
+        let summary = run(&GenOptions {
+            customers: 0,
+            products: 0,
+            orders: 0,
+            ..options(&empty.0, 0.5)
+        });
+        assert!(summary.files.iter().all(|f| f.good + f.bad_at_ingest == 0));
+    }
+
+    #[test]
+    fn values_are_formatted_as_promised() {
+        assert_eq!(Rfc3339(0).to_string(), "1970-01-01T00:00:00Z");
+        assert_eq!(SqlTime(1_709_288_100).to_string(), "2024-03-01 10:15:00");
+        assert_eq!(IsoDate(1_709_288_100).to_string(), "2024-03-01");
+        assert_eq!(Cents(1990).to_string(), "19.90");
+        assert_eq!(Cents(5).to_string(), "0.05");
+        assert_eq!(CustomerId(0).to_string(), "C000001");
+        assert_eq!(ProductId(41).to_string(), "P00042");
+        assert_eq!(OrderId(7).to_string(), "O0000007");
+        let mut folded = String::new();
+        ascii_fold("Łukasz Zoë O'Brien-Müller Søren Weiß", &mut folded);
+        assert_eq!(folded, "lukaszzoeobrienmullersorenweiss");
+        let mut json = Vec::new();
+        push_json_string(&mut json, "a\"b\\c\n\u{1}é");
+        assert_eq!(json, "\"a\\\"b\\\\c\\n\\u0001é\"".as_bytes());
+    }
+
+    #[test]
+    fn order_counts_add_up() {
+        let parts = spread(1000, &[1.0, 0.0, 2.5, 0.3, 7.0]);
+        assert_eq!(parts.iter().sum::<usize>(), 1000);
+        assert_eq!(parts[1], 0);
+        assert!(spread(0, &[1.0, 2.0]).iter().all(|&p| p == 0));
     }
 }

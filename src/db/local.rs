@@ -125,6 +125,10 @@ pub fn stop(home: &Path) -> Result<bool, LocalError> {
     if running_port(&data_dir).is_none() {
         return Ok(false);
     }
+    // pg_ctl may run as another user from `/`: give it an absolute path
+    let data_dir = data_dir
+        .canonicalize()
+        .map_err(io_err("cannot resolve", &data_dir))?;
     let bin = find_bindir()?;
     run(
         "pg_ctl stop",

@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod cli;
 mod event_log;
 mod ingest;
 mod loader;

@@ -22,9 +22,10 @@ CREATE TABLE event_log.events (
     -- the oldest transaction still running, so nothing can appear behind their checkpoint.
     xid           xid8 NOT NULL DEFAULT pg_current_xact_id(),
     -- CloudEvents `id`: given by the producer, or derived from source + content.
-    event_id      text NOT NULL,
-    event_type    text NOT NULL,
-    record_source text NOT NULL,
+    -- "C" collation: byte order, the cheapest to index, and what ids need.
+    event_id      text COLLATE "C" NOT NULL,
+    event_type    text COLLATE "C" NOT NULL,
+    record_source text COLLATE "C" NOT NULL,
     occurred_at   timestamptz NOT NULL,
     -- Arrival time: the writing transaction's start, so one ingest batch shares one value.
     recorded_at   timestamptz NOT NULL DEFAULT now(),

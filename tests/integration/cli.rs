@@ -1,0 +1,86 @@
+//! The binary as a new user runs it: no DATABASE_URL, a private server.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn dvault(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dvault"))
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env("DVAULT_HOME", home)
+        .output()
+        .expect("run dvault")
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "dvault failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn migrate_ingest_load_status_on_a_private_server_with_no_setup() {
+    let home = std::env::temp_dir().join(format!("dvault-cli-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&home).expect("home");
+    let csv = home.join("customers.csv");
+    std::fs::write(
+        &csv,
+        "customer_id,first_name,city,signup_date\nC1,Ann,Rome,2024-01-01\nC2,Bob,Oslo,2024-01-02\nC3,broken\n",
+    )
+    .expect("csv");
+    let csv = csv.to_string_lossy().into_owned();
+
+    let migrated = stdout(&dvault(&home, &["migrate"]));
+    assert!(migrated.contains("private server"), "{migrated}");
+    assert!(stdout(&dvault(&home, &["migrate"])).contains("schema is current"));
+
+    let ingest = [
+        "ingest",
+        &csv,
+        "--type",
+        "customer_registered",
+        "--source",
+        "crm",
+        "--time-field",
+        "signup_date",
+    ];
+    let first = stdout(&dvault(&home, &ingest));
+    assert!(
+        first.contains("ingested 2 events (1 rejected: see dvault rejected)"),
+        "{first}"
+    );
+    let second = stdout(&dvault(&home, &ingest));
+    assert!(second.contains("nothing new"), "{second}");
+
+    let loaded = stdout(&dvault(&home, &["load"]));
+    assert!(loaded.contains("loaded 2 events"), "{loaded}");
+    let status = stdout(&dvault(&home, &["status"]));
+    assert!(status.contains("customer_registered"), "{status}");
+    assert!(status.contains("0 events not loaded"), "{status}");
+    let rejected = stdout(&dvault(&home, &["rejected"]));
+    assert!(
+        rejected.contains("customers.csv:4: wrong number of columns"),
+        "{rejected}"
+    );
+
+    let bad = dvault(
+        &home,
+        &[
+            "ingest",
+            "/nonexistent/file.csv",
+            "--type",
+            "t",
+            "--source",
+            "s",
+        ],
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent/file.csv"));
+
+    assert!(stdout(&dvault(&home, &["local", "stop"])).contains("stopped"));
+    let _ = std::fs::remove_dir_all(&home);
+}
