@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 use crate::db::{self, Target};
 use crate::events::ingest::{self, Format, IngestOptions};
+use crate::generate;
 use crate::load::{self, Loader};
 use crate::mapping::Mappings;
 use crate::status;
@@ -60,6 +61,8 @@ pub enum Command {
     Load(LoadArgs),
     /// Empty the vault and replay the whole log.
     Rebuild(LoadArgs),
+    /// Write deterministic synthetic Customer 360 data (NDJSON events and flat CSVs).
+    Gen(GenArgs),
     /// Show the database, schema version, events, rejections and the loader's position.
     Status,
     /// List quarantined input (most recent first).
@@ -104,6 +107,32 @@ pub struct LoadArgs {
     /// Mapping files to use instead of the ones built in.
     #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
     pub mappings: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Directory to write into (created if missing).
+    #[arg(long, default_value = "data")]
+    pub out: PathBuf,
+    /// Same seed and options give byte-identical files.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 10_000)]
+    pub customers: usize,
+    #[arg(long, default_value_t = 5_000)]
+    pub products: usize,
+    /// Orders (about 2.5 lines each).
+    #[arg(long, default_value_t = 40_000)]
+    pub orders: usize,
+    /// Days of history, ending at --end.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Last business day (YYYY-MM-DD); default: today (UTC).
+    #[arg(long)]
+    pub end: Option<chrono::NaiveDate>,
+    /// Share of extra broken lines to inject (e.g. 0.01), to exercise quarantine.
+    #[arg(long, default_value_t = 0.0)]
+    pub dirty: f64,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +196,7 @@ async fn dispatch(command: Command, config: &Config) -> CliResult {
         Command::Migrate => migrate(config).await,
         Command::Ingest(args) => ingest(config, args).await,
         Command::Load(args) => load(config, args, false).await,
+        Command::Gen(args) => gen_data(args).await,
         Command::Rebuild(args) => load(config, args, true).await,
         Command::Status => {
             let target = Target::resolve(config).await?;
@@ -286,5 +316,42 @@ async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
     };
     Loader::unlock(&client).await?;
     print!("{}", summary?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn gen_data(args: GenArgs) -> CliResult {
+    if !(0.0..=1.0).contains(&args.dirty) {
+        return Err(format!("--dirty must be between 0 and 1, got {}", args.dirty).into());
+    }
+    let opts = generate::GenOptions {
+        seed: args.seed,
+        customers: args.customers,
+        products: args.products,
+        orders: args.orders,
+        days: args.days,
+        end: args.end.unwrap_or_else(|| chrono::Utc::now().date_naive()),
+        dirty: args.dirty,
+        out: args.out,
+    };
+    let started = std::time::Instant::now();
+    let out = opts.out.clone();
+    let summary = tokio::task::spawn_blocking(move || generate::generate(&opts))
+        .await?
+        .map_err(|e| format!("writing to {}: {e}", out.display()))?;
+    for f in &summary.files {
+        let mut line = format!(
+            "{}: {} events",
+            out.join(&f.path).display(),
+            ingest::thousands(f.good)
+        );
+        if f.bad_at_ingest + f.bad_at_load > 0 {
+            line.push_str(&format!(
+                " + {} broken for ingest, {} for load",
+                f.bad_at_ingest, f.bad_at_load
+            ));
+        }
+        println!("{line}");
+    }
+    println!("generated in {:.2} s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }
