@@ -4,6 +4,7 @@ mod harness;
 
 mod cli;
 mod event_log;
+mod generated;
 mod ingest;
 mod loader;
 mod loader_robustness;
