@@ -21,7 +21,7 @@ use tokio_postgres::{Client, Transaction};
 use crate::events::ingest::thousands;
 use crate::events::{self, StoredEvent};
 use crate::hash::HASH_VERSION;
-use crate::mapping::{MappingErrors, Mappings, catalog};
+use crate::mapping::{MappingErrors, Mappings, Parent, catalog};
 use extract::{Origin, Rows};
 
 /// The checkpoint consumer name of the vault loader.
@@ -216,6 +216,7 @@ impl Loader {
         let batch = events::read_after(&tx, at, self.batch_size)
             .await
             .doing("reading events")?;
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "read");
         let Some(last) = batch.last().map(StoredEvent::position) else {
             return Ok(None);
         };
@@ -223,7 +224,9 @@ impl Loader {
         let (rows, rejects) = tokio::task::spawn_blocking(move || project(&mappings, &batch))
             .await
             .map_err(|e| LoadError::Internal(format!("projecting the batch failed: {e}")))?;
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "projected");
         let mut summary = write_rows(&tx, &self.mappings, &rows).await?;
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "written");
         summary.rejected = store_rejects(&tx, &rejects).await?;
         summary.events = rows.events;
         summary.batches = 1;
@@ -317,28 +320,50 @@ async fn write_rows(
     rows: &Rows,
 ) -> Result<LoadSummary, LoadError> {
     let mut summary = LoadSummary::default();
+    // keys that did not exist before this batch: their satellites have no history
+    let mut new_hubs = Vec::with_capacity(rows.hubs.len());
     for (h, hub_rows) in rows.hubs.iter().enumerate() {
-        let n = write::hubs(tx, m, h, hub_rows)
+        let t = Instant::now();
+        let fresh = write::hubs(tx, m, h, hub_rows)
             .await
             .doing("writing hubs")?;
-        summary.rows.insert(m.hubs[h].name.clone(), n);
+        tracing::debug!(table = %m.hubs[h].name, ms = t.elapsed().as_millis() as u64, "hub");
+        summary
+            .rows
+            .insert(m.hubs[h].name.clone(), fresh.len() as u64);
+        new_hubs.push(fresh);
     }
+    let mut new_links = Vec::with_capacity(rows.links.len());
     for (l, link_rows) in rows.links.iter().enumerate() {
-        let n = write::links(tx, m, l, link_rows)
+        let t = Instant::now();
+        let fresh = write::links(tx, m, l, link_rows)
             .await
             .doing("writing links")?;
-        summary.rows.insert(m.links[l].name.clone(), n);
+        tracing::debug!(table = %m.links[l].name, ms = t.elapsed().as_millis() as u64, "link");
+        summary
+            .rows
+            .insert(m.links[l].name.clone(), fresh.len() as u64);
+        new_links.push(fresh);
     }
     for (s, staged) in rows.satellites.iter().enumerate() {
         let sat = &m.satellites[s];
-        let since = satellite::earliest_per_parent(staged);
+        let t = Instant::now();
+        let fresh = match sat.parent {
+            Parent::Hub(h) => &new_hubs[h],
+            Parent::Link(l) => &new_links[l],
+        };
+        let mut since = satellite::earliest_per_parent(staged);
+        since.retain(|(parent, _)| !fresh.contains(parent));
         let existing = write::existing_versions(tx, m, sat, &since)
             .await
             .doing("reading satellite versions")?;
+        let t_existing = t.elapsed().as_millis() as u64;
         let versions = satellite::plan(staged, &existing);
+        let t_plan = t.elapsed().as_millis() as u64;
         let n = write::satellite(tx, m, sat, &versions)
             .await
             .doing("writing satellites")?;
+        tracing::debug!(table = %sat.name, existing = t_existing, plan = t_plan, ms = t.elapsed().as_millis() as u64, "satellite");
         summary.rows.insert(sat.name.clone(), n);
     }
     Ok(summary)

@@ -84,76 +84,121 @@ fn read_value(
     })
 }
 
-/// A temporary table shaped like `target`, emptied at commit.
-async fn stage_table(tx: &Transaction<'_>, target: &str) -> Result<String, tokio_postgres::Error> {
-    let stage = ident(&format!("stage_{target}"));
-    tx.batch_execute(&format!(
-        "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {}) ON COMMIT DELETE ROWS",
-        table(target)
-    ))
-    .await?;
-    Ok(stage)
+/// The keys of `keys` already in `table`'s `key_column`.
+async fn existing_keys(
+    tx: &Transaction<'_>,
+    table_name: &str,
+    key_column: &str,
+    keys: &[&[u8]],
+) -> Result<HashSet<Hash>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {key} FROM {} WHERE {key} = ANY($1::bytea[])",
+                table(table_name),
+                key = ident(key_column)
+            ),
+            &[&keys],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get::<_, &[u8]>(0).map(to_hash))
+        .collect()
 }
 
-/// Insert new hub rows; returns how many were new.
+/// `COPY` rows straight into a vault table.
+async fn copy_rows<R>(
+    tx: &Transaction<'_>,
+    table_name: &str,
+    cols: &[String],
+    types: &[Type],
+    rows: &[R],
+    write: impl for<'r> Fn(&'r R, &mut Vec<Box<dyn ToSql + Sync + Send + 'r>>),
+) -> Result<u64, tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {} ({}) FROM STDIN BINARY",
+            table(table_name),
+            cols.join(", ")
+        ))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, types);
+    pin_mut!(writer);
+    let mut values: Vec<Box<dyn ToSql + Sync + Send>> = Vec::with_capacity(types.len());
+    for r in rows {
+        values.clear();
+        write(r, &mut values);
+        let refs: Vec<&(dyn ToSql + Sync)> = values
+            .iter()
+            .map(|v| v.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        writer.as_mut().write(&refs).await?;
+    }
+    writer.finish().await
+}
+
+/// Rows whose key is new: first occurrence in the batch, not yet in the table.
+async fn new_rows<'a, R>(
+    tx: &Transaction<'_>,
+    table_name: &str,
+    key_column: &str,
+    rows: &'a [R],
+    key: impl Fn(&R) -> Hash,
+) -> Result<Vec<&'a R>, tokio_postgres::Error> {
+    let mut seen = HashSet::new();
+    let firsts: Vec<&R> = rows.iter().filter(|r| seen.insert(key(r))).collect();
+    if firsts.is_empty() {
+        return Ok(firsts);
+    }
+    let keys: Vec<Hash> = firsts.iter().map(|r| key(r)).collect();
+    let key_refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+    let existing = existing_keys(tx, table_name, key_column, &key_refs).await?;
+    Ok(firsts
+        .into_iter()
+        .filter(|r| !existing.contains(&key(r)))
+        .collect())
+}
+
+/// Insert the hub rows whose keys are new; returns those keys. The loader lock
+/// makes the check-then-`COPY` safe: no other writer adds keys meanwhile.
 pub async fn hubs(
     tx: &Transaction<'_>,
     m: &Mappings,
     h: usize,
     rows: &[HubRow],
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<HashSet<Hash>, tokio_postgres::Error> {
     let hub = &m.hubs[h];
-    let mut seen = HashSet::new();
-    let rows: Vec<&HubRow> = rows.iter().filter(|r| seen.insert(r.hk)).collect();
-    if rows.is_empty() {
-        return Ok(0);
-    }
+    let fresh = new_rows(tx, &hub.name, &hub.hash_key, rows, |r| r.hk).await?;
     let mut cols = vec![ident(&hub.hash_key)];
     cols.extend(hub.business_key.iter().map(|c| ident(c)));
     cols.extend(["load_dts".into(), "record_source".into()]);
     let mut types = vec![Type::BYTEA];
     types.extend(hub.business_key.iter().map(|_| Type::TEXT));
     types.extend([Type::TIMESTAMPTZ, Type::TEXT]);
-    let stage = stage_table(tx, &hub.name).await?;
-    let col_list = cols.join(", ");
-    let sink = tx
-        .copy_in(&format!("COPY {stage} ({col_list}) FROM STDIN BINARY"))
-        .await?;
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    pin_mut!(writer);
-    for r in &rows {
-        let hk: &[u8] = &r.hk;
-        let source: &str = &r.origin.source;
-        let mut values: Vec<&(dyn ToSql + Sync)> = vec![&hk];
-        values.extend(r.business_key.iter().map(|k| k as &(dyn ToSql + Sync)));
-        values.push(&r.origin.load_dts);
-        values.push(&source);
-        writer.as_mut().write(&values).await?;
-    }
-    writer.finish().await?;
-    tx.execute(
-        &format!(
-            "INSERT INTO {} ({col_list}) SELECT {col_list} FROM {stage} ON CONFLICT DO NOTHING",
-            table(&hub.name)
-        ),
-        &[],
-    )
-    .await
+    copy_rows(tx, &hub.name, &cols, &types, &fresh, |r, v| {
+        v.push(Box::new(&r.hk[..]));
+        for k in &r.business_key {
+            v.push(Box::new(k.as_str()));
+        }
+        v.push(Box::new(r.origin.load_dts));
+        v.push(Box::new(&*r.origin.source));
+    })
+    .await?;
+    Ok(fresh.iter().map(|r| r.hk).collect())
 }
 
-/// Insert new link rows; returns how many were new.
+/// Insert the link rows whose keys are new; returns those keys.
 pub async fn links(
     tx: &Transaction<'_>,
     m: &Mappings,
     l: usize,
     rows: &[LinkRow],
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<HashSet<Hash>, tokio_postgres::Error> {
     let link = &m.links[l];
-    let mut seen = HashSet::new();
-    let rows: Vec<&LinkRow> = rows.iter().filter(|r| seen.insert(r.hk)).collect();
-    if rows.is_empty() {
-        return Ok(0);
-    }
+    let fresh = new_rows(tx, &link.name, &link.hash_key, rows, |r| r.hk).await?;
     let mut cols = vec![ident(&link.hash_key)];
     cols.extend(link.hubs.iter().map(|&h| ident(&m.hubs[h].hash_key)));
     cols.extend(link.dependent_keys.iter().map(|(c, _)| ident(c)));
@@ -162,33 +207,19 @@ pub async fn links(
     types.extend(link.hubs.iter().map(|_| Type::BYTEA));
     types.extend(link.dependent_keys.iter().map(|(_, t)| pg_type(*t)));
     types.extend([Type::TIMESTAMPTZ, Type::TEXT]);
-    let stage = stage_table(tx, &link.name).await?;
-    let col_list = cols.join(", ");
-    let sink = tx
-        .copy_in(&format!("COPY {stage} ({col_list}) FROM STDIN BINARY"))
-        .await?;
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    pin_mut!(writer);
-    for r in &rows {
-        let hk: &[u8] = &r.hk;
-        let hub_keys: Vec<&[u8]> = r.hub_keys.iter().map(|k| &k[..]).collect();
-        let source: &str = &r.origin.source;
-        let mut values: Vec<&(dyn ToSql + Sync)> = vec![&hk];
-        values.extend(hub_keys.iter().map(|k| k as &(dyn ToSql + Sync)));
-        values.extend(r.dependent.iter().map(|v| v as &(dyn ToSql + Sync)));
-        values.push(&r.origin.load_dts);
-        values.push(&source);
-        writer.as_mut().write(&values).await?;
-    }
-    writer.finish().await?;
-    tx.execute(
-        &format!(
-            "INSERT INTO {} ({col_list}) SELECT {col_list} FROM {stage} ON CONFLICT DO NOTHING",
-            table(&link.name)
-        ),
-        &[],
-    )
-    .await
+    copy_rows(tx, &link.name, &cols, &types, &fresh, |r, v| {
+        v.push(Box::new(&r.hk[..]));
+        for k in &r.hub_keys {
+            v.push(Box::new(&k[..]));
+        }
+        for d in &r.dependent {
+            v.push(Box::new(d));
+        }
+        v.push(Box::new(r.origin.load_dts));
+        v.push(Box::new(&*r.origin.source));
+    })
+    .await?;
+    Ok(fresh.iter().map(|r| r.hk).collect())
 }
 
 /// The versions staged rows must be compared with: per parent, the one in force at
@@ -259,9 +290,6 @@ pub async fn satellite(
     sat: &Satellite,
     rows: &[NewVersion],
 ) -> Result<u64, tokio_postgres::Error> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
     let mut cols = vec![
         ident(m.parent_key(sat.parent)),
         "applied_dts".into(),
@@ -280,29 +308,16 @@ pub async fn satellite(
         Type::TEXT,
     ];
     types.extend(sat.columns.iter().map(|(_, t)| pg_type(*t)));
-    let sink = tx
-        .copy_in(&format!(
-            "COPY {} ({}) FROM STDIN BINARY",
-            table(&sat.name),
-            cols.join(", ")
-        ))
-        .await?;
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    pin_mut!(writer);
-    for r in rows {
-        let parent: &[u8] = &r.parent;
-        let hashdiff: &[u8] = &r.hashdiff;
-        let source: &str = &r.origin.source;
-        let mut values: Vec<&(dyn ToSql + Sync)> = vec![
-            &parent,
-            &r.origin.applied_dts,
-            &r.origin.seq,
-            &r.origin.load_dts,
-            &hashdiff,
-            &source,
-        ];
-        values.extend(r.values.iter().map(|v| v as &(dyn ToSql + Sync)));
-        writer.as_mut().write(&values).await?;
-    }
-    writer.finish().await
+    copy_rows(tx, &sat.name, &cols, &types, rows, |r, v| {
+        v.push(Box::new(&r.parent[..]));
+        v.push(Box::new(r.origin.applied_dts));
+        v.push(Box::new(r.origin.seq));
+        v.push(Box::new(r.origin.load_dts));
+        v.push(Box::new(&r.hashdiff[..]));
+        v.push(Box::new(&*r.origin.source));
+        for value in &r.values {
+            v.push(Box::new(value));
+        }
+    })
+    .await
 }
