@@ -190,7 +190,7 @@ mod tests {
         let a = parse(line, now()).expect("valid");
         let b = parse(line, now()).expect("valid");
         assert_eq!(a.event_id, b.event_id);
-        assert_eq!(a.event_id.len(), 64);
+        assert_eq!(a.event_id.len(), 32);
         assert_eq!(a.occurred_at, now());
     }
 
