@@ -53,6 +53,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole thing in one command: generate seed-sized data, ingest, load, tour.
+    Demo(DemoArgs),
     /// Create or update the schema (a no-op when it is current) and the views.
     Migrate,
     /// Append CSV or NDJSON (CloudEvents) files to the event log.
@@ -107,6 +109,13 @@ pub struct LoadArgs {
     /// Mapping files to use instead of the ones built in.
     #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
     pub mappings: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Stop after loading instead of serving the API.
+    #[arg(long)]
+    pub no_serve: bool,
 }
 
 #[derive(Debug, Args)]
@@ -193,6 +202,7 @@ type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
 
 async fn dispatch(command: Command, config: &Config) -> CliResult {
     match command {
+        Command::Demo(args) => demo(config, args).await,
         Command::Migrate => migrate(config).await,
         Command::Ingest(args) => ingest(config, args).await,
         Command::Load(args) => load(config, args, false).await,
@@ -353,5 +363,12 @@ async fn gen_data(args: GenArgs) -> CliResult {
         println!("{line}");
     }
     println!("generated in {:.2} s", started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn demo(config: &Config, _args: DemoArgs) -> CliResult {
+    let opts = crate::demo::DemoOptions::new(config);
+    let demo = crate::demo::prepare(config, &opts).await?;
+    print!("{}", demo.tour);
     Ok(ExitCode::SUCCESS)
 }

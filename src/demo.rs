@@ -1,0 +1,169 @@
+//! `dvault demo`: the whole product in one command. Generates a seed-sized Customer
+//! 360 data set, ingests it, loads the vault, refreshes the views, prints a short
+//! tour, then serves the API until Ctrl-C.
+
+use std::error::Error;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use chrono::Utc;
+use tokio_postgres::Client;
+
+use crate::config::Config;
+use crate::db::{self, Target};
+use crate::events::ingest::{self, IngestOptions, thousands};
+use crate::generate::{self, GenOptions};
+use crate::load::Loader;
+use crate::mapping::Mappings;
+
+/// The database the demo (re)creates on the private server.
+pub const DEMO_DATABASE: &str = "dvault_demo";
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Where the generated files go.
+    pub data_dir: PathBuf,
+    pub customers: usize,
+    pub products: usize,
+    pub orders: usize,
+}
+
+impl DemoOptions {
+    pub fn new(config: &Config) -> DemoOptions {
+        DemoOptions {
+            data_dir: config.home.join("demo-data"),
+            customers: 10_000,
+            products: 5_000,
+            orders: 40_000,
+        }
+    }
+}
+
+/// A loaded demo: where it is, and what to print.
+pub struct Demo {
+    pub target: Target,
+    pub tour: String,
+}
+
+type DemoResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+/// Generate, ingest, load and describe. On the private server the demo gets a
+/// fresh database each run; with `DATABASE_URL` it uses that database, and running
+/// twice adds nothing (ingest and load are idempotent).
+pub async fn prepare(config: &Config, opts: &DemoOptions) -> DemoResult<Demo> {
+    let mut target = Target::resolve(config).await?;
+    if let Some(server) = &target.local {
+        let admin = db::connect(&server.url("postgres")).await?;
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {DEMO_DATABASE} WITH (FORCE)"
+            ))
+            .await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {DEMO_DATABASE}"))
+            .await?;
+        target.url = server.url(DEMO_DATABASE);
+    }
+    eprintln!("database: {}", target.describe());
+    let mut client = db::connect_migrated(&target).await?;
+
+    let started = Instant::now();
+    let gen_opts = GenOptions {
+        seed: 42,
+        customers: opts.customers,
+        products: opts.products,
+        orders: opts.orders,
+        days: 365,
+        end: Utc::now().date_naive(),
+        dirty: 0.0,
+        out: opts.data_dir.clone(),
+    };
+    let gen_for_thread = gen_opts.clone();
+    let generated = tokio::task::spawn_blocking(move || generate::generate(&gen_for_thread))
+        .await?
+        .map_err(|e| format!("writing {}: {e}", gen_opts.out.display()))?;
+    let gen_time = started.elapsed();
+    let events_file = opts.data_dir.join("events.ndjson");
+    let lines: u64 = generated
+        .files
+        .iter()
+        .filter(|f| f.path.ends_with("transactions.csv"))
+        .map(|f| f.good)
+        .sum();
+
+    let t = Instant::now();
+    let ingested = ingest::ingest_file(
+        &mut client,
+        &events_file,
+        &IngestOptions {
+            progress: true,
+            ..IngestOptions::default()
+        },
+    )
+    .await?;
+    let ingest_time = t.elapsed();
+
+    let t = Instant::now();
+    let loader = Loader::new(&client, Mappings::builtin()?).await?;
+    Loader::lock(&client, true).await?;
+    let loaded = loader.run(&mut client).await;
+    Loader::unlock(&client).await?;
+    let loaded = loaded?;
+    let load_time = t.elapsed();
+
+    let mut tour = String::new();
+    let _ = writeln!(
+        tour,
+        "\nGenerated {} customers, {} products, {} orders with {} order lines ({} events) in {:.2} s",
+        thousands(opts.customers as u64),
+        thousands(opts.products as u64),
+        thousands(opts.orders as u64),
+        thousands(lines),
+        thousands(ingested.inserted.max(loaded.events)),
+        gen_time.as_secs_f64()
+    );
+    let _ = writeln!(
+        tour,
+        "Ingested in {:.2} s, loaded the vault in {:.2} s ({} rows)\n",
+        ingest_time.as_secs_f64(),
+        load_time.as_secs_f64(),
+        thousands(loaded.rows_total())
+    );
+    tour.push_str(&table_counts(&client).await?);
+    let _ = writeln!(tour, "\nTry it in psql:\n  psql \"{}\"", target.url);
+    for q in SAMPLE_QUERIES {
+        let _ = writeln!(tour, "  {q}");
+    }
+    Ok(Demo { target, tour })
+}
+
+const SAMPLE_QUERIES: &[&str] = &[
+    "SELECT customer_id, city, count(*) FROM raw_vault.hub_customer JOIN raw_vault.sat_customer_profile USING (hk_customer) GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 5;",
+    "SELECT s.status, count(*) FROM raw_vault.sat_order_status s GROUP BY 1 ORDER BY 2 DESC;",
+    "SELECT event_type, count(*) FROM event_log.events GROUP BY 1 ORDER BY 2 DESC;",
+];
+
+/// Row counts of every vault and business vault table.
+async fn table_counts(client: &Client) -> DemoResult<String> {
+    let tables: Vec<String> = client
+        .query(
+            "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables
+              WHERE table_schema IN ('raw_vault', 'business_vault') AND table_type = 'BASE TABLE'
+              ORDER BY table_schema DESC, table_name",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut out = String::from("Rows per table:\n");
+    for t in tables {
+        let n: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+            .await?
+            .get(0);
+        let _ = writeln!(out, "  {t:<44} {:>10}", thousands(n as u64));
+    }
+    Ok(out)
+}
