@@ -1,0 +1,188 @@
+-- Order, product and revenue views (current state). They read the business vault
+-- tables the loader keeps current (order_summary, bridge_customer_order_product), not
+-- satellite history. An order counts (revenue, units, buyers) unless its current
+-- status is cancelled or returned; an order without a status row is 'placed'.
+
+CREATE OR REPLACE VIEW mart.orders AS
+SELECT ho.order_id, hc.customer_id, o.ordered_at, o.order_date, o.channel, o.status,
+       o.status_known, o.is_counted, o.lines, o.units, o.amount, o.hk_order, o.hk_customer
+  FROM business_vault.order_summary o
+  JOIN raw_vault.hub_order ho ON ho.hk_order = o.hk_order
+  JOIN raw_vault.hub_customer hc ON hc.hk_customer = o.hk_customer;
+COMMENT ON VIEW mart.orders IS 'One row per order: header, current status, number of lines, units and amount.';
+COMMENT ON COLUMN mart.orders.order_date IS 'UTC day of ordered_at.';
+COMMENT ON COLUMN mart.orders.status IS 'Current status (placed, paid, shipped, delivered, cancelled, returned); ''placed'' when the source sent none.';
+COMMENT ON COLUMN mart.orders.status_known IS 'False when status is the ''placed'' default (e.g. flat transaction files).';
+COMMENT ON COLUMN mart.orders.is_counted IS 'True unless cancelled or returned: only counted orders make revenue.';
+COMMENT ON COLUMN mart.orders.amount IS 'Sum of line amounts (quantity × unit_price − discount), whatever the status.';
+
+CREATE OR REPLACE VIEW mart.order_lines AS
+SELECT ho.order_id, b.line_no, hp.product_id, pd.name AS product_name, pd.category,
+       hc.customer_id, o.ordered_at, o.order_date, o.status, o.is_counted,
+       b.quantity, b.unit_price, b.discount, b.line_amount,
+       b.hk_order, b.hk_order_product, b.hk_product, b.hk_customer
+  FROM business_vault.order_summary o
+  JOIN business_vault.bridge_customer_order_product b ON b.hk_order = o.hk_order
+  JOIN raw_vault.hub_order ho ON ho.hk_order = o.hk_order
+  JOIN raw_vault.hub_customer hc ON hc.hk_customer = o.hk_customer
+  JOIN raw_vault.hub_product hp ON hp.hk_product = b.hk_product
+  LEFT JOIN LATERAL (
+        SELECT s.name, s.category FROM raw_vault.sat_product_details s
+         WHERE s.hk_product = b.hk_product
+         ORDER BY s.applied_dts DESC, s.event_seq DESC LIMIT 1) pd ON true;
+COMMENT ON VIEW mart.order_lines IS 'One row per order line: product (current name and category), quantities, prices and the order''s status.';
+COMMENT ON COLUMN mart.order_lines.line_no IS 'Line number within the order (transaction id for flat transaction files).';
+COMMENT ON COLUMN mart.order_lines.discount IS 'Money amount off the line (not a rate).';
+COMMENT ON COLUMN mart.order_lines.line_amount IS 'quantity × unit_price − discount.';
+COMMENT ON COLUMN mart.order_lines.is_counted IS 'True unless the order is cancelled or returned.';
+
+CREATE OR REPLACE VIEW mart.customer_orders AS
+SELECT x.customer_id, ho.order_id, x.ordered_at, x.order_date, x.channel, x.status,
+       x.is_counted, x.lines, x.units, x.amount, x.order_number, x.days_since_previous_order,
+       x.cumulative_spent, x.hk_customer, x.hk_order
+  FROM (SELECT hc.customer_id, o.*,
+               row_number() OVER w AS order_number,
+               o.order_date - lag(o.order_date) OVER w AS days_since_previous_order,
+               coalesce(sum(o.amount) FILTER (WHERE o.is_counted) OVER w, 0) AS cumulative_spent
+          FROM business_vault.order_summary o
+          JOIN raw_vault.hub_customer hc ON hc.hk_customer = o.hk_customer
+        WINDOW w AS (PARTITION BY o.hk_customer, hc.customer_id ORDER BY o.ordered_at, o.hk_order)) x
+  JOIN raw_vault.hub_order ho ON ho.hk_order = x.hk_order;
+COMMENT ON VIEW mart.customer_orders IS 'Each customer''s orders in time order, with their rank and the running total spent.';
+COMMENT ON COLUMN mart.customer_orders.order_number IS '1 for the customer''s first order, 2 for the second, ... (all orders, whatever the status).';
+COMMENT ON COLUMN mart.customer_orders.days_since_previous_order IS 'UTC days since the customer''s previous order; NULL for the first.';
+COMMENT ON COLUMN mart.customer_orders.cumulative_spent IS 'Amount of the customer''s counted orders up to and including this one.';
+
+CREATE OR REPLACE VIEW mart.products AS
+WITH sales AS (
+    SELECT b.hk_product, sum(b.quantity) AS units_sold, sum(b.line_amount) AS revenue,
+           count(DISTINCT b.hk_order) AS orders, count(DISTINCT b.hk_customer) AS buyers
+      FROM business_vault.bridge_customer_order_product b
+      JOIN business_vault.order_summary o ON o.hk_order = b.hk_order
+     WHERE o.is_counted
+     GROUP BY b.hk_product
+), viewed AS (
+    SELECT v.hk_product, count(*) AS views, count(DISTINCT v.hk_customer) AS viewers
+      FROM raw_vault.link_product_view v
+     GROUP BY v.hk_product
+), converted AS (
+    SELECT v.hk_product, count(*) AS viewers_who_bought
+      FROM (SELECT DISTINCT hk_product, hk_customer FROM raw_vault.link_product_view) v
+     WHERE EXISTS (SELECT FROM business_vault.bridge_customer_order_product b
+                     JOIN business_vault.order_summary o ON o.hk_order = b.hk_order
+                    WHERE b.hk_product = v.hk_product AND b.hk_customer = v.hk_customer
+                      AND o.is_counted)
+     GROUP BY v.hk_product
+)
+SELECT hp.product_id, d.name, d.category, d.brand, d.price,
+       coalesce(s.units_sold, 0) AS units_sold,
+       coalesce(s.revenue, 0.00) AS revenue,
+       coalesce(s.orders, 0) AS orders,
+       coalesce(s.buyers, 0) AS buyers,
+       coalesce(v.views, 0) AS views,
+       coalesce(v.viewers, 0) AS viewers,
+       coalesce(c.viewers_who_bought, 0) AS viewers_who_bought,
+       round(coalesce(c.viewers_who_bought, 0)::numeric / nullif(v.viewers, 0), 4) AS view_to_purchase_rate,
+       rank() OVER (PARTITION BY d.category ORDER BY coalesce(s.revenue, 0) DESC) AS rank_in_category,
+       hp.hk_product
+  FROM raw_vault.hub_product hp
+  LEFT JOIN business_vault.sat_product_details_current d ON d.hk_product = hp.hk_product
+  LEFT JOIN sales s ON s.hk_product = hp.hk_product
+  LEFT JOIN viewed v ON v.hk_product = hp.hk_product
+  LEFT JOIN converted c ON c.hk_product = hp.hk_product;
+COMMENT ON VIEW mart.products IS 'One row per product: current details, sales over counted orders, views and conversion, revenue rank in its category.';
+COMMENT ON COLUMN mart.products.price IS 'Current list price.';
+COMMENT ON COLUMN mart.products.units_sold IS 'Units in counted orders (not cancelled or returned).';
+COMMENT ON COLUMN mart.products.revenue IS 'Line amounts (after discounts) in counted orders.';
+COMMENT ON COLUMN mart.products.buyers IS 'Distinct customers with a counted order of the product.';
+COMMENT ON COLUMN mart.products.views IS 'Product views in the clickstream.';
+COMMENT ON COLUMN mart.products.viewers IS 'Distinct customers who viewed the product.';
+COMMENT ON COLUMN mart.products.viewers_who_bought IS 'Viewers who also have a counted order of the product (at any time).';
+COMMENT ON COLUMN mart.products.view_to_purchase_rate IS 'viewers_who_bought / viewers (0..1, 4 decimals); NULL without views.';
+COMMENT ON COLUMN mart.products.rank_in_category IS 'Rank by revenue within the current category (1 = best; ties share a rank).';
+
+-- Revenue by period. An order belongs to the UTC day (ISO week starting Monday,
+-- month) of ordered_at; its current status decides whether it counts, so a later
+-- cancellation or return removes it from the period it was ordered in. Periods
+-- between the first and the last order with no order show zeros.
+CREATE OR REPLACE VIEW mart.revenue_daily AS
+SELECT p.period::date AS day,
+       coalesce(a.orders, 0) AS orders,
+       coalesce(a.customers, 0) AS customers,
+       coalesce(a.units, 0) AS units,
+       coalesce(a.revenue, 0.00) AS revenue,
+       a.avg_order_value,
+       coalesce(a.orders_cancelled_or_returned, 0) AS orders_cancelled_or_returned,
+       coalesce(a.revenue_lost, 0.00) AS revenue_lost
+  FROM (SELECT generate_series(min(order_date)::timestamp, max(order_date)::timestamp, interval '1 day') AS period
+          FROM business_vault.order_summary) p
+  LEFT JOIN (SELECT o.order_date AS period,
+                    count(*) FILTER (WHERE o.is_counted) AS orders,
+                    count(DISTINCT o.hk_customer) FILTER (WHERE o.is_counted) AS customers,
+                    sum(o.units) FILTER (WHERE o.is_counted) AS units,
+                    sum(o.amount) FILTER (WHERE o.is_counted) AS revenue,
+                    round(avg(o.amount) FILTER (WHERE o.is_counted), 2) AS avg_order_value,
+                    count(*) FILTER (WHERE NOT o.is_counted) AS orders_cancelled_or_returned,
+                    sum(o.amount) FILTER (WHERE NOT o.is_counted) AS revenue_lost
+               FROM business_vault.order_summary o
+              GROUP BY o.order_date) a ON a.period = p.period::date;
+COMMENT ON VIEW mart.revenue_daily IS
+    'Revenue per UTC day of ordered_at, counted orders only (not cancelled or returned, by current status); days without orders show zeros.';
+COMMENT ON COLUMN mart.revenue_daily.orders IS 'Counted orders placed that day.';
+COMMENT ON COLUMN mart.revenue_daily.customers IS 'Distinct customers with a counted order that day.';
+COMMENT ON COLUMN mart.revenue_daily.revenue IS 'Amount of the counted orders (after line discounts).';
+COMMENT ON COLUMN mart.revenue_daily.avg_order_value IS 'revenue / orders; NULL without orders.';
+COMMENT ON COLUMN mart.revenue_daily.orders_cancelled_or_returned IS 'Orders placed that day that are now cancelled or returned.';
+COMMENT ON COLUMN mart.revenue_daily.revenue_lost IS 'Amount of those cancelled or returned orders.';
+
+CREATE OR REPLACE VIEW mart.revenue_weekly AS
+SELECT p.period::date AS week,
+       coalesce(a.orders, 0) AS orders,
+       coalesce(a.customers, 0) AS customers,
+       coalesce(a.units, 0) AS units,
+       coalesce(a.revenue, 0.00) AS revenue,
+       a.avg_order_value,
+       coalesce(a.orders_cancelled_or_returned, 0) AS orders_cancelled_or_returned,
+       coalesce(a.revenue_lost, 0.00) AS revenue_lost
+  FROM (SELECT generate_series(date_trunc('week', min(order_date)::timestamp), max(order_date)::timestamp, interval '1 week') AS period
+          FROM business_vault.order_summary) p
+  LEFT JOIN (SELECT date_trunc('week', o.order_date::timestamp)::date AS period,
+                    count(*) FILTER (WHERE o.is_counted) AS orders,
+                    count(DISTINCT o.hk_customer) FILTER (WHERE o.is_counted) AS customers,
+                    sum(o.units) FILTER (WHERE o.is_counted) AS units,
+                    sum(o.amount) FILTER (WHERE o.is_counted) AS revenue,
+                    round(avg(o.amount) FILTER (WHERE o.is_counted), 2) AS avg_order_value,
+                    count(*) FILTER (WHERE NOT o.is_counted) AS orders_cancelled_or_returned,
+                    sum(o.amount) FILTER (WHERE NOT o.is_counted) AS revenue_lost
+               FROM business_vault.order_summary o
+              GROUP BY 1) a ON a.period = p.period::date;
+COMMENT ON VIEW mart.revenue_weekly IS
+    'Revenue per ISO week (starting Monday, UTC) of ordered_at, counted orders only; same columns as mart.revenue_daily.';
+COMMENT ON COLUMN mart.revenue_weekly.week IS 'Monday of the ISO week.';
+COMMENT ON COLUMN mart.revenue_weekly.customers IS 'Distinct customers with a counted order that week.';
+
+CREATE OR REPLACE VIEW mart.revenue_monthly AS
+SELECT p.period::date AS month,
+       coalesce(a.orders, 0) AS orders,
+       coalesce(a.customers, 0) AS customers,
+       coalesce(a.units, 0) AS units,
+       coalesce(a.revenue, 0.00) AS revenue,
+       a.avg_order_value,
+       coalesce(a.orders_cancelled_or_returned, 0) AS orders_cancelled_or_returned,
+       coalesce(a.revenue_lost, 0.00) AS revenue_lost
+  FROM (SELECT generate_series(date_trunc('month', min(order_date)::timestamp), max(order_date)::timestamp, interval '1 month') AS period
+          FROM business_vault.order_summary) p
+  LEFT JOIN (SELECT date_trunc('month', o.order_date::timestamp)::date AS period,
+                    count(*) FILTER (WHERE o.is_counted) AS orders,
+                    count(DISTINCT o.hk_customer) FILTER (WHERE o.is_counted) AS customers,
+                    sum(o.units) FILTER (WHERE o.is_counted) AS units,
+                    sum(o.amount) FILTER (WHERE o.is_counted) AS revenue,
+                    round(avg(o.amount) FILTER (WHERE o.is_counted), 2) AS avg_order_value,
+                    count(*) FILTER (WHERE NOT o.is_counted) AS orders_cancelled_or_returned,
+                    sum(o.amount) FILTER (WHERE NOT o.is_counted) AS revenue_lost
+               FROM business_vault.order_summary o
+              GROUP BY 1) a ON a.period = p.period::date;
+COMMENT ON VIEW mart.revenue_monthly IS
+    'Revenue per calendar month (UTC) of ordered_at, counted orders only; same columns as mart.revenue_daily.';
+COMMENT ON COLUMN mart.revenue_monthly.month IS 'First day of the month.';
+COMMENT ON COLUMN mart.revenue_monthly.customers IS 'Distinct customers with a counted order that month.';

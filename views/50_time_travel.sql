@@ -1,0 +1,215 @@
+-- Time travel: the marts as they were at a business time ts. Each satellite gives
+-- the version in force at ts (the latest with applied_dts <= ts), an order exists
+-- once it was placed (ordered_at <= ts), with the status and lines it had then, and
+-- the figures relative to ts count only those orders; RFM quintiles are taken over
+-- the customers as they were at ts. At ts = now() they equal the current views.
+--
+-- The functions run with their owner's rights (SECURITY DEFINER, fixed search_path),
+-- so a role that may read mart can call them without any right on raw_vault. They
+-- return no personal data (contact details).
+
+CREATE OR REPLACE FUNCTION mart.orders_as_of(ts timestamptz)
+RETURNS TABLE (order_id text, customer_id text, ordered_at timestamptz, order_date date,
+               channel text, status text, status_known boolean, is_counted boolean,
+               lines integer, units bigint, amount numeric, hk_order bytea, hk_customer bytea)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off  -- compiling these plans costs seconds, running them well under one
+AS $$
+    SELECT ho.order_id, hc.customer_id, d.ordered_at, (d.ordered_at AT TIME ZONE 'UTC')::date,
+           d.channel, business_vault.order_status(st.status), st.status IS NOT NULL,
+           business_vault.is_counted(st.status), coalesce(l.lines, 0)::integer,
+           coalesce(l.units, 0)::bigint, coalesce(l.amount, 0)::numeric(14,2),
+           c.hk_order, c.hk_customer
+      FROM (SELECT DISTINCT ON (loc.hk_order) loc.hk_order, loc.hk_customer
+              FROM raw_vault.link_order_customer loc
+             ORDER BY loc.hk_order, loc.load_dts, loc.hk_order_customer) c
+      JOIN (SELECT DISTINCT ON (s.hk_order) s.hk_order, coalesce(s.ordered_at, s.applied_dts) AS ordered_at, s.channel
+              FROM raw_vault.sat_order_details s
+             WHERE s.applied_dts <= ts
+             ORDER BY s.hk_order, s.applied_dts DESC, s.event_seq DESC) d
+        ON d.hk_order = c.hk_order AND d.ordered_at <= ts
+      LEFT JOIN (SELECT DISTINCT ON (s.hk_order) s.hk_order, s.status
+                   FROM raw_vault.sat_order_status s
+                  WHERE s.applied_dts <= ts
+                  ORDER BY s.hk_order, s.applied_dts DESC, s.event_seq DESC) st
+        ON st.hk_order = c.hk_order
+      LEFT JOIN (SELECT b.hk_order, count(*) AS lines, sum(v.quantity) AS units,
+                        sum(business_vault.line_amount(v.quantity, v.unit_price, v.discount)) AS amount
+                   FROM business_vault.bridge_customer_order_product b
+                   JOIN (SELECT DISTINCT ON (s.hk_order_product) s.hk_order_product, s.quantity, s.unit_price, s.discount
+                           FROM raw_vault.sat_order_line s
+                          WHERE s.applied_dts <= ts
+                          ORDER BY s.hk_order_product, s.applied_dts DESC, s.event_seq DESC) v
+                     ON v.hk_order_product = b.hk_order_product
+                  GROUP BY b.hk_order) l
+        ON l.hk_order = c.hk_order
+      JOIN raw_vault.hub_order ho ON ho.hk_order = c.hk_order
+      JOIN raw_vault.hub_customer hc ON hc.hk_customer = c.hk_customer
+$$;
+COMMENT ON FUNCTION mart.orders_as_of(timestamptz) IS
+    'mart.orders as it was at business time ts: orders placed by ts, with the status and lines they had then.';
+
+CREATE OR REPLACE FUNCTION mart.order_lines_as_of(ts timestamptz)
+RETURNS TABLE (order_id text, line_no text, product_id text, product_name text, category text,
+               customer_id text, ordered_at timestamptz, order_date date, status text,
+               is_counted boolean, quantity integer, unit_price numeric, discount numeric,
+               line_amount numeric, hk_order bytea, hk_order_product bytea, hk_product bytea,
+               hk_customer bytea)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off  -- compiling these plans costs seconds, running them well under one
+AS $$
+    SELECT o.order_id, b.line_no, hp.product_id, pd.name, pd.category, o.customer_id,
+           o.ordered_at, o.order_date, o.status, o.is_counted, v.quantity, v.unit_price,
+           v.discount, business_vault.line_amount(v.quantity, v.unit_price, v.discount)::numeric(14,2),
+           b.hk_order, b.hk_order_product, b.hk_product, o.hk_customer
+      FROM mart.orders_as_of(ts) o
+      JOIN business_vault.bridge_customer_order_product b ON b.hk_order = o.hk_order
+      JOIN (SELECT DISTINCT ON (s.hk_order_product) s.hk_order_product, s.quantity, s.unit_price, s.discount
+              FROM raw_vault.sat_order_line s
+             WHERE s.applied_dts <= ts
+             ORDER BY s.hk_order_product, s.applied_dts DESC, s.event_seq DESC) v
+        ON v.hk_order_product = b.hk_order_product
+      JOIN raw_vault.hub_product hp ON hp.hk_product = b.hk_product
+      LEFT JOIN (SELECT DISTINCT ON (s.hk_product) s.hk_product, s.name, s.category
+                   FROM raw_vault.sat_product_details s
+                  WHERE s.applied_dts <= ts
+                  ORDER BY s.hk_product, s.applied_dts DESC, s.event_seq DESC) pd
+        ON pd.hk_product = b.hk_product
+$$;
+COMMENT ON FUNCTION mart.order_lines_as_of(timestamptz) IS
+    'mart.order_lines as it was at business time ts: lines of the orders placed by ts, with the quantities, prices, product names and categories of then.';
+
+CREATE OR REPLACE FUNCTION mart.customer_360_as_of(ts timestamptz)
+RETURNS TABLE (customer_id text, first_name text, last_name text, city text, country text,
+               signup_date date, orders_count integer, orders_cancelled_or_returned integer,
+               total_spent numeric, avg_order_value numeric, first_order_at timestamptz,
+               last_order_at timestamptz, days_since_last_order integer,
+               avg_days_between_orders numeric, favourite_category text,
+               recency_score integer, frequency_score integer, monetary_score integer,
+               rfm_cell text, segment text, clv_historic numeric, clv_predicted_12m numeric,
+               churn_risk text, is_churned boolean, hk_customer bytea)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off  -- compiling these plans costs seconds, running them well under one
+AS $$
+    WITH o AS (
+        SELECT * FROM mart.orders_as_of(ts)
+    ), a AS (
+        SELECT o.hk_customer,
+               count(*) FILTER (WHERE o.is_counted)::integer AS orders_count,
+               count(*) FILTER (WHERE NOT o.is_counted)::integer AS orders_cancelled_or_returned,
+               coalesce(sum(o.amount) FILTER (WHERE o.is_counted), 0.00) AS total_spent,
+               min(o.ordered_at) FILTER (WHERE o.is_counted) AS first_order_at,
+               max(o.ordered_at) FILTER (WHERE o.is_counted) AS last_order_at,
+               (min(o.ordered_at) FILTER (WHERE o.is_counted) AT TIME ZONE 'UTC')::date AS first_order_date,
+               (max(o.ordered_at) FILTER (WHERE o.is_counted) AT TIME ZONE 'UTC')::date AS last_order_date
+          FROM o
+         GROUP BY o.hk_customer
+    ), fav AS (
+        SELECT DISTINCT ON (o.hk_customer) o.hk_customer, pd.category
+          FROM o
+          JOIN business_vault.bridge_customer_order_product b ON b.hk_order = o.hk_order
+          JOIN (SELECT DISTINCT ON (s.hk_order_product) s.hk_order_product, s.quantity, s.unit_price, s.discount
+                  FROM raw_vault.sat_order_line s
+                 WHERE s.applied_dts <= ts
+                 ORDER BY s.hk_order_product, s.applied_dts DESC, s.event_seq DESC) v
+            ON v.hk_order_product = b.hk_order_product
+          JOIN (SELECT DISTINCT ON (s.hk_product) s.hk_product, s.category
+                  FROM raw_vault.sat_product_details s
+                 WHERE s.applied_dts <= ts
+                 ORDER BY s.hk_product, s.applied_dts DESC, s.event_seq DESC) pd
+            ON pd.hk_product = b.hk_product
+         WHERE o.is_counted AND pd.category IS NOT NULL
+         GROUP BY o.hk_customer, pd.category
+         ORDER BY o.hk_customer, sum(v.quantity) DESC NULLS LAST,
+                  sum(business_vault.line_amount(v.quantity, v.unit_price, v.discount)) DESC NULLS LAST,
+                  pd.category
+    ), q AS (
+        SELECT business_vault.quintile_cuts(coalesce(array_agg(a.last_order_date), '{}')) AS recency,
+               business_vault.quintile_cuts(coalesce(array_agg(a.orders_count), '{}')) AS frequency,
+               business_vault.quintile_cuts(coalesce(array_agg(a.total_spent::numeric), '{}')) AS monetary
+          FROM a
+         WHERE a.orders_count > 0
+    ), pr AS (
+        SELECT DISTINCT ON (s.hk_customer) s.*
+          FROM raw_vault.sat_customer_profile s
+         WHERE s.applied_dts <= ts
+         ORDER BY s.hk_customer, s.applied_dts DESC, s.event_seq DESC
+    ), known AS (
+        -- the customers that existed at ts: a profile or contact version, an order or
+        -- a product view by then
+        SELECT pr.hk_customer FROM pr
+        UNION
+        SELECT s.hk_customer FROM raw_vault.sat_customer_contact s WHERE s.applied_dts <= ts
+        UNION
+        SELECT o.hk_customer FROM o
+        UNION
+        SELECT v.hk_customer FROM raw_vault.link_product_view v WHERE v.viewed_at <= ts
+    )
+    SELECT h.customer_id, pr.first_name, pr.last_name, pr.city, pr.country, pr.signup_date,
+           coalesce(a.orders_count, 0), coalesce(a.orders_cancelled_or_returned, 0),
+           coalesce(a.total_spent, 0.00), round(a.total_spent / nullif(a.orders_count, 0), 2),
+           a.first_order_at, a.last_order_at, s.days_since_last_order, s.avg_days_between_orders,
+           fav.category, s.recency_score, s.frequency_score, s.monetary_score, s.rfm_cell,
+           s.segment, coalesce(a.total_spent, 0.00), s.clv_predicted_12m, s.churn_risk,
+           coalesce(s.churn_risk = 'churned', false), h.hk_customer
+      FROM known k
+      JOIN raw_vault.hub_customer h ON h.hk_customer = k.hk_customer
+      LEFT JOIN pr ON pr.hk_customer = k.hk_customer
+      LEFT JOIN a ON a.hk_customer = k.hk_customer
+      LEFT JOIN fav ON fav.hk_customer = k.hk_customer
+     CROSS JOIN q
+     CROSS JOIN LATERAL business_vault.customer_scores(
+           (ts AT TIME ZONE 'UTC')::date, a.first_order_date, a.last_order_date,
+           a.orders_count, a.total_spent, q.recency, q.frequency, q.monetary) s
+$$;
+COMMENT ON FUNCTION mart.customer_360_as_of(timestamptz) IS
+    'mart.customer_360 (without contact details) as it was at business time ts: profile in force then, orders placed by ts with their status then, RFM over the customers of then, recency, churn and CLV relative to the day of ts.';
+
+CREATE OR REPLACE FUNCTION mart.segments_as_of(ts timestamptz)
+RETURNS TABLE (segment text, customers bigint, customers_pct numeric, revenue numeric,
+               revenue_pct numeric, avg_orders numeric, avg_total_spent numeric,
+               avg_days_since_last_order numeric, clv_predicted_12m numeric, description text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off  -- compiling these plans costs seconds, running them well under one
+AS $$
+    SELECT r.segment,
+           count(c.customer_id),
+           round(100.0 * count(c.customer_id) / nullif(sum(count(c.customer_id)) OVER (), 0), 2),
+           coalesce(sum(c.total_spent), 0.00),
+           round(100.0 * sum(c.total_spent) / nullif(sum(sum(c.total_spent)) OVER (), 0), 2),
+           round(avg(c.orders_count), 2),
+           round(avg(c.total_spent), 2),
+           round(avg(c.days_since_last_order), 1),
+           coalesce(sum(c.clv_predicted_12m), 0.00),
+           r.description
+      FROM mart.rfm_segment_rules r
+      LEFT JOIN mart.customer_360_as_of(ts) c ON c.segment = r.segment
+     GROUP BY r.sort_order, r.segment, r.description
+     ORDER BY r.sort_order
+$$;
+COMMENT ON FUNCTION mart.segments_as_of(timestamptz) IS 'mart.segments as it was at business time ts.';
+
+CREATE OR REPLACE FUNCTION mart.churn_as_of(ts timestamptz)
+RETURNS TABLE (customers_with_orders bigint, active bigint, at_risk bigint, churned bigint,
+               churn_rate numeric, at_risk_rate numeric, prospects bigint, customers bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off  -- compiling these plans costs seconds, running them well under one
+AS $$
+    SELECT count(*) FILTER (WHERE c.orders_count > 0),
+           count(*) FILTER (WHERE c.churn_risk = 'active'),
+           count(*) FILTER (WHERE c.churn_risk = 'at risk'),
+           count(*) FILTER (WHERE c.churn_risk = 'churned'),
+           round(count(*) FILTER (WHERE c.churn_risk = 'churned')::numeric
+                 / nullif(count(*) FILTER (WHERE c.orders_count > 0), 0), 4),
+           round(count(*) FILTER (WHERE c.churn_risk = 'at risk')::numeric
+                 / nullif(count(*) FILTER (WHERE c.orders_count > 0), 0), 4),
+           count(*) FILTER (WHERE c.orders_count = 0),
+           count(*)
+      FROM mart.customer_360_as_of(ts) c
+$$;
+COMMENT ON FUNCTION mart.churn_as_of(timestamptz) IS 'mart.churn as it was at business time ts.';
