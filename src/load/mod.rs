@@ -6,6 +6,7 @@
 //! events that do not fit, and move the checkpoint — all or nothing. A crash at any
 //! point loses nothing and duplicates nothing.
 
+pub mod business;
 pub mod extract;
 pub mod satellite;
 pub mod write;
@@ -16,10 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{Client, GenericClient, Transaction};
 
 use crate::events::ingest::thousands;
-use crate::events::{self, StoredEvent};
+use crate::events::{self, Checkpoint, StoredEvent};
 use crate::hash::HASH_VERSION;
 use crate::mapping::{MappingErrors, Mappings, Parent, catalog};
 use extract::{Origin, Rows};
@@ -120,10 +121,23 @@ impl fmt::Display for LoadSummary {
 }
 
 /// The loader: mappings checked against the database, ready to run batches.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Loader {
     mappings: Arc<Mappings>,
     pub batch_size: i64,
+    read_ahead: Option<String>,
+}
+
+impl fmt::Debug for Loader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loader")
+            .field("batch_size", &self.batch_size)
+            .field(
+                "read_ahead",
+                &self.read_ahead.as_deref().map(crate::config::redact_url),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl Loader {
@@ -147,6 +161,7 @@ impl Loader {
         Ok(Loader {
             mappings: Arc::new(mappings),
             batch_size: 50_000,
+            read_ahead: None,
         })
     }
 
@@ -183,21 +198,32 @@ impl Loader {
         Ok(())
     }
 
+    /// Read ahead on a second connection to `url`: while one batch is written, the
+    /// next is read and projected, so both cores work. Without it, batches run one
+    /// after the other on the caller's connection.
+    pub fn with_read_ahead(mut self, url: &str) -> Loader {
+        self.read_ahead = Some(url.to_string());
+        self
+    }
+
     /// Load batches until the log has nothing committed after the checkpoint.
     pub async fn run(&self, client: &mut Client) -> Result<LoadSummary, LoadError> {
+        match &self.read_ahead {
+            Some(url) => {
+                let reader = crate::db::connect(url).await.map_err(|e| {
+                    LoadError::Internal(format!("opening the read-ahead connection: {e}"))
+                })?;
+                self.run_pipelined(client, &reader).await
+            }
+            None => self.run_sequential(client).await,
+        }
+    }
+
+    async fn run_sequential(&self, client: &mut Client) -> Result<LoadSummary, LoadError> {
         let started = Instant::now();
         let mut total = LoadSummary::default();
-        loop {
-            let batch = self.load_batch(client).await?;
-            let Some(batch) = batch else { break };
+        while let Some(batch) = self.load_batch(client).await? {
             total.add(&batch);
-            tracing::info!(
-                events = batch.events,
-                rows = batch.rows_total(),
-                rejected = batch.rejected,
-                ms = batch.elapsed.as_millis() as u64,
-                "batch loaded"
-            );
             if batch.events < self.batch_size as u64 {
                 break;
             }
@@ -206,37 +232,137 @@ impl Loader {
         Ok(total)
     }
 
-    /// One batch in one transaction; `None` when there was nothing to load.
-    pub async fn load_batch(&self, client: &mut Client) -> Result<Option<LoadSummary>, LoadError> {
+    /// Write batch N on `writer` while batch N+1 is read and projected on `reader`.
+    ///
+    /// Reading ahead is safe: the loader lock keeps other loaders out, each write
+    /// checks that the checkpoint is where the batch starts, and the reader only
+    /// sees events below the oldest running transaction (this loader's own open
+    /// batch included), so an event appended meanwhile waits for the next pass.
+    async fn run_pipelined(
+        &self,
+        writer: &mut Client,
+        reader: &Client,
+    ) -> Result<LoadSummary, LoadError> {
         let started = Instant::now();
-        let tx = client.transaction().await.doing("starting a batch")?;
-        let at = events::load_checkpoint(&tx, CONSUMER)
+        let mut total = LoadSummary::default();
+        let at = events::load_checkpoint(writer, CONSUMER)
             .await
             .doing("reading the checkpoint")?;
-        let batch = events::read_after(&tx, at, self.batch_size)
+        let mut next = self.prepare(reader, at).await?;
+        while let Some(batch) = next.take() {
+            let full = batch.events == self.batch_size as u64;
+            let last = batch.last;
+            let (written, prepared) = if full {
+                tokio::join!(self.write_batch(writer, batch), self.prepare(reader, last))
+            } else {
+                (self.write_batch(writer, batch).await, Ok(None))
+            };
+            total.add(&written?);
+            next = prepared?;
+        }
+        total.elapsed = started.elapsed();
+        Ok(total)
+    }
+
+    /// One batch in one transaction; `None` when there was nothing to load.
+    pub async fn load_batch(&self, client: &mut Client) -> Result<Option<LoadSummary>, LoadError> {
+        let at = events::load_checkpoint(client, CONSUMER)
+            .await
+            .doing("reading the checkpoint")?;
+        match self.prepare(client, at).await? {
+            Some(batch) => self.write_batch(client, batch).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Read up to a batch of events after `after` and project them.
+    async fn prepare(
+        &self,
+        client: &impl GenericClient,
+        after: Checkpoint,
+    ) -> Result<Option<Prepared>, LoadError> {
+        let started = Instant::now();
+        let batch = events::read_after(client, after, self.batch_size)
             .await
             .doing("reading events")?;
-        tracing::debug!(ms = started.elapsed().as_millis() as u64, "read");
         let Some(last) = batch.last().map(StoredEvent::position) else {
             return Ok(None);
         };
+        let read_ms = started.elapsed().as_millis() as u64;
         let mappings = self.mappings.clone();
         let (rows, rejects) = tokio::task::spawn_blocking(move || project(&mappings, &batch))
             .await
             .map_err(|e| LoadError::Internal(format!("projecting the batch failed: {e}")))?;
-        tracing::debug!(ms = started.elapsed().as_millis() as u64, "projected");
-        let mut summary = write_rows(&tx, &self.mappings, &rows).await?;
+        tracing::debug!(
+            read_ms,
+            ms = started.elapsed().as_millis() as u64,
+            "batch prepared"
+        );
+        Ok(Some(Prepared {
+            after,
+            last,
+            events: rows.events,
+            rows,
+            rejects,
+            started,
+        }))
+    }
+
+    /// Write a prepared batch and move the checkpoint, in one transaction.
+    async fn write_batch(
+        &self,
+        client: &mut Client,
+        batch: Prepared,
+    ) -> Result<LoadSummary, LoadError> {
+        let started = Instant::now();
+        let tx = client.transaction().await.doing("starting a batch")?;
+        let at = tx
+            .query_opt(
+                "SELECT xid, seq FROM ops.checkpoints WHERE consumer = $1 FOR UPDATE",
+                &[&CONSUMER],
+            )
+            .await
+            .doing("locking the checkpoint")?
+            .map_or(Checkpoint::START, |r| Checkpoint {
+                xid: r.get(0),
+                seq: r.get(1),
+            });
+        if at != batch.after {
+            return Err(LoadError::Internal(
+                "the checkpoint moved while this batch was prepared (another loader ran without the lock); load again".into(),
+            ));
+        }
+        let mut summary = write_rows(&tx, &self.mappings, &batch.rows).await?;
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "written");
-        summary.rejected = store_rejects(&tx, &rejects).await?;
-        summary.events = rows.events;
+        business::refresh(&tx, &self.mappings, &batch.rows).await?;
+        summary.rejected = store_rejects(&tx, &batch.rejects).await?;
+        summary.events = batch.events;
         summary.batches = 1;
-        events::save_checkpoint(&tx, CONSUMER, last)
+        events::save_checkpoint(&tx, CONSUMER, batch.last)
             .await
             .doing("saving the checkpoint")?;
         tx.commit().await.doing("committing the batch")?;
-        summary.elapsed = started.elapsed();
-        Ok(Some(summary))
+        summary.elapsed = batch.started.elapsed();
+        tracing::info!(
+            events = summary.events,
+            rows = summary.rows_total(),
+            rejected = summary.rejected,
+            write_ms = started.elapsed().as_millis() as u64,
+            "batch loaded"
+        );
+        Ok(summary)
     }
+}
+
+/// A batch read and projected, waiting to be written.
+struct Prepared {
+    /// The checkpoint it starts after, and its last event.
+    after: Checkpoint,
+    last: Checkpoint,
+    events: u64,
+    rows: Projected,
+    rejects: Vec<Reject>,
+    started: Instant,
 }
 
 /// Rows of a batch plus how many events it had.
@@ -403,6 +529,7 @@ pub async fn rebuild(client: &mut Client, loader: &Loader) -> Result<LoadSummary
     tx.batch_execute(&format!("TRUNCATE {}", list.join(", ")))
         .await
         .doing("emptying the vault")?;
+    business::truncate(&tx).await?;
     tx.execute("DELETE FROM event_log.rejected WHERE stage = 'load'", &[])
         .await
         .doing("clearing load rejections")?;
