@@ -1,7 +1,7 @@
 //! The private PostgreSQL server used when no `DATABASE_URL` is given: a cluster
 //! under the project's `.dvault/pg`, created with the system's `initdb` and started
-//! with `pg_ctl` on a free port of 127.0.0.1. It keeps running between commands
-//! (`dvault local stop` stops it).
+//! with `pg_ctl` on a free port of 127.0.0.1 (the previous start's, when it is
+//! free). It keeps running between commands (`dvault local stop` stops it).
 
 use std::fs::{self, File};
 use std::io;
@@ -82,7 +82,13 @@ pub fn ensure_running(home: &Path) -> Result<LocalServer, LocalError> {
     if !data_dir.join("PG_VERSION").exists() {
         init_cluster(&bin, &pg_home, &data_dir, owner.as_ref())?;
     }
-    let port = free_port().map_err(io_err("cannot find a free port on", Path::new("127.0.0.1")))?;
+    // the port of the last start if it is free, so clients holding the URL reconnect
+    let port = match previous_port(&pg_home) {
+        Some(port) => port,
+        None => {
+            free_port().map_err(io_err("cannot find a free port on", Path::new("127.0.0.1")))?
+        }
+    };
     let log = pg_home.join("server.log");
     let options = format!(
         "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=on"
@@ -115,6 +121,7 @@ pub fn ensure_running(home: &Path) -> Result<LocalServer, LocalError> {
             pg_home.join("server.log").display()
         ),
     })?;
+    let _ = fs::write(pg_home.join(PORT_FILE), format!("{port}\n"));
     tracing::info!(data_dir = %data_dir.display(), port, "started the private PostgreSQL server");
     Ok(LocalServer { data_dir, port })
 }
@@ -150,6 +157,19 @@ fn running_port(data_dir: &Path) -> Option<u16> {
     // signal 0: does the process exist?
     let alive = Path::new(&format!("/proc/{pid}")).exists();
     alive.then_some(port)
+}
+
+/// Where the port of the last start is kept (under `home/pg`).
+const PORT_FILE: &str = "port";
+
+/// The port the server last ran on, if it can be bound now.
+fn previous_port(pg_home: &Path) -> Option<u16> {
+    let port: u16 = fs::read_to_string(pg_home.join(PORT_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    TcpListener::bind(("127.0.0.1", port)).ok().map(|_| port)
 }
 
 fn free_port() -> io::Result<u16> {

@@ -1,0 +1,195 @@
+//! GET /analytics/revenue (`mart.revenue_daily|weekly|monthly`) and /analytics/churn
+//! (`mart.churn`).
+
+use axum::extract::State;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, Problem};
+use super::extract::{Json, Query};
+use super::params::{check_range, parse_date};
+use super::state::AppState;
+use super::values::{Money, col, money, money_opt, number_opt, whole};
+
+/// The periods of the revenue series and the query of each (fixed text).
+const PERIODS: [(&str, &str); 3] = [
+    (
+        "day",
+        "SELECT day AS period_start, orders, customers, units, revenue, avg_order_value,
+                orders_cancelled_or_returned, revenue_lost
+           FROM mart.revenue_daily
+          WHERE ($1::date IS NULL OR day >= $1) AND ($2::date IS NULL OR day <= $2)
+          ORDER BY day",
+    ),
+    (
+        "week",
+        "SELECT week AS period_start, orders, customers, units, revenue, avg_order_value,
+                orders_cancelled_or_returned, revenue_lost
+           FROM mart.revenue_weekly
+          WHERE ($1::date IS NULL OR week >= date_trunc('week', $1::timestamp)::date)
+            AND ($2::date IS NULL OR week <= $2)
+          ORDER BY week",
+    ),
+    (
+        "month",
+        "SELECT month AS period_start, orders, customers, units, revenue, avg_order_value,
+                orders_cancelled_or_returned, revenue_lost
+           FROM mart.revenue_monthly
+          WHERE ($1::date IS NULL OR month >= date_trunc('month', $1::timestamp)::date)
+            AND ($2::date IS NULL OR month <= $2)
+          ORDER BY month",
+    ),
+];
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RevenueParams {
+    /// `day`, `week` (ISO, starting Monday) or `month`.
+    #[param(value_type = String, example = "month")]
+    pub period: Option<String>,
+    /// First day to include (YYYY-MM-DD); the period containing it is included.
+    #[param(value_type = Option<String>, example = "2025-01-01")]
+    pub from: Option<String>,
+    /// Last day to include (YYYY-MM-DD): periods starting on or before it.
+    #[param(value_type = Option<String>, example = "2025-12-31")]
+    pub to: Option<String>,
+}
+
+/// Revenue of one period. Only counted orders (not cancelled or returned, by their
+/// current status) make revenue; an order belongs to the period of its `ordered_at`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevenuePoint {
+    /// First day of the period (UTC).
+    pub period_start: NaiveDate,
+    pub orders: i64,
+    pub customers: i64,
+    pub units: i64,
+    pub revenue: Money,
+    pub avg_order_value: Option<Money>,
+    pub orders_cancelled_or_returned: i64,
+    /// Amount of the orders of the period now cancelled or returned.
+    pub revenue_lost: Money,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Revenue {
+    #[schema(example = "month")]
+    pub period: String,
+    /// Every period between the first and the last order (also those without any).
+    pub series: Vec<RevenuePoint>,
+}
+
+/// A revenue series by day, week or month.
+#[utoipa::path(
+    get,
+    path = "/analytics/revenue",
+    tag = "analytics",
+    params(RevenueParams),
+    responses(
+        (status = 200, description = "The series, oldest period first", body = Revenue),
+        (status = 400, description = "`period` missing or unknown, or a bad date", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security((), ("api_key" = ["read"]))
+)]
+pub async fn revenue(
+    State(state): State<AppState>,
+    Query(q): Query<RevenueParams>,
+) -> Result<Json<Revenue>, ApiError> {
+    let names = PERIODS.map(|(name, _)| name);
+    let raw = q
+        .period
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ApiError::bad_param("period", "is required", &names))?;
+    let (period, sql) = PERIODS
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(raw.trim()))
+        .ok_or_else(|| ApiError::bad_param("period", format!("unknown period {raw:?}"), &names))?;
+    let from = q
+        .from
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| parse_date("from", s))
+        .transpose()?;
+    let to =
+        q.to.as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| parse_date("to", s))
+            .transpose()?;
+    check_range(from, to)?;
+    let client = state.db().await?;
+    let stmt = client.prepare_cached(sql).await?;
+    let series = client
+        .query(&stmt, &[&from, &to])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(RevenuePoint {
+                period_start: col(r, "period_start")?,
+                orders: col(r, "orders")?,
+                customers: col(r, "customers")?,
+                units: whole(r, "units")?,
+                revenue: money(r, "revenue")?,
+                avg_order_value: money_opt(r, "avg_order_value")?,
+                orders_cancelled_or_returned: col(r, "orders_cancelled_or_returned")?,
+                revenue_lost: money(r, "revenue_lost")?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(Json(Revenue {
+        period: period.to_string(),
+        series,
+    }))
+}
+
+/// Churn today: customers with a counted order by churn risk, and the rates.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Churn {
+    pub customers: i64,
+    pub customers_with_orders: i64,
+    pub active: i64,
+    pub at_risk: i64,
+    pub churned: i64,
+    /// churned / customers_with_orders (0..1); null without customers with orders.
+    pub churn_rate: Option<f64>,
+    /// at_risk / customers_with_orders (0..1).
+    pub at_risk_rate: Option<f64>,
+    /// Customers without a counted order (not in the rates).
+    pub prospects: i64,
+}
+
+/// Churn rate, churned, at risk and total.
+#[utoipa::path(
+    get,
+    path = "/analytics/churn",
+    tag = "analytics",
+    responses(
+        (status = 200, description = "Churn figures", body = Churn),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security((), ("api_key" = ["read"]))
+)]
+pub async fn churn(State(state): State<AppState>) -> Result<Json<Churn>, ApiError> {
+    let client = state.db().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT customers, customers_with_orders, active, at_risk, churned, churn_rate,
+                    at_risk_rate, prospects
+               FROM mart.churn",
+        )
+        .await?;
+    let r = client.query_one(&stmt, &[]).await?;
+    Ok(Json(Churn {
+        customers: col(&r, "customers")?,
+        customers_with_orders: col(&r, "customers_with_orders")?,
+        active: col(&r, "active")?,
+        at_risk: col(&r, "at_risk")?,
+        churned: col(&r, "churned")?,
+        churn_rate: number_opt(&r, "churn_rate")?,
+        at_risk_rate: number_opt(&r, "at_risk_rate")?,
+        prospects: col(&r, "prospects")?,
+    }))
+}

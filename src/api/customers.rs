@@ -1,0 +1,495 @@
+//! GET /customers, /customers/{id}, /customers/{id}/orders: the Customer 360
+//! (`mart.customer_360`, `mart.customer_360_as_of(ts)`) and a customer's orders
+//! (`mart.customer_orders`). The attribute history is in `history.rs`.
+
+use axum::extract::State;
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, Problem};
+use super::extract::{Json, Path, Query};
+use super::pagination::{Listing, PageRequest, Paging, Sort, next_link, page_of};
+use super::params::{self, parse_as_of};
+use super::state::AppState;
+use super::values::{Money, Timestamp, col, money, money_opt, number_opt, time, time_opt};
+
+/// One customer's 360° profile. Fields without a value are null.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Customer {
+    pub customer_id: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub city: Option<String>,
+    pub country: Option<String>,
+    pub signup_date: Option<NaiveDate>,
+    /// Personal data: null unless the server's database role may read it, and always
+    /// null with `as_of`.
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    /// Counted orders (all but cancelled and returned).
+    pub orders_count: i32,
+    pub orders_cancelled_or_returned: i32,
+    pub total_spent: Money,
+    pub avg_order_value: Option<Money>,
+    pub first_order_at: Option<Timestamp>,
+    pub last_order_at: Option<Timestamp>,
+    pub days_since_last_order: Option<i32>,
+    pub avg_days_between_orders: Option<f64>,
+    pub favourite_category: Option<String>,
+    /// RFM scores, 1-5; null without a counted order.
+    pub recency_score: Option<i32>,
+    pub frequency_score: Option<i32>,
+    pub monetary_score: Option<i32>,
+    pub rfm_cell: Option<String>,
+    /// RFM segment (see GET /segments); `Prospect` without a counted order.
+    pub segment: Option<String>,
+    pub clv_historic: Money,
+    pub clv_predicted_12m: Option<Money>,
+    /// `active`, `at risk` or `churned`; null without a counted order.
+    pub churn_risk: Option<String>,
+    pub is_churned: bool,
+}
+
+const COLUMNS: &str = "c.customer_id, c.first_name, c.last_name, c.city, c.country, c.signup_date, \
+     c.email, c.phone, c.orders_count, c.orders_cancelled_or_returned, c.total_spent, \
+     c.avg_order_value, c.first_order_at, c.last_order_at, c.days_since_last_order, \
+     c.avg_days_between_orders, c.favourite_category, c.recency_score, c.frequency_score, \
+     c.monetary_score, c.rfm_cell, c.segment, c.clv_historic, c.clv_predicted_12m, \
+     c.churn_risk, c.is_churned";
+
+/// `mart.customer_360_as_of` has no contact columns.
+const COLUMNS_AS_OF: &str = "c.customer_id, c.first_name, c.last_name, c.city, c.country, \
+     c.signup_date, NULL::text AS email, NULL::text AS phone, c.orders_count, \
+     c.orders_cancelled_or_returned, c.total_spent, c.avg_order_value, c.first_order_at, \
+     c.last_order_at, c.days_since_last_order, c.avg_days_between_orders, \
+     c.favourite_category, c.recency_score, c.frequency_score, c.monetary_score, c.rfm_cell, \
+     c.segment, c.clv_historic, c.clv_predicted_12m, c.churn_risk, c.is_churned";
+
+impl Customer {
+    fn from_row(r: &Row) -> Result<Customer, ApiError> {
+        Ok(Customer {
+            customer_id: col(r, "customer_id")?,
+            first_name: col(r, "first_name")?,
+            last_name: col(r, "last_name")?,
+            city: col(r, "city")?,
+            country: col(r, "country")?,
+            signup_date: col(r, "signup_date")?,
+            email: col(r, "email")?,
+            phone: col(r, "phone")?,
+            orders_count: col(r, "orders_count")?,
+            orders_cancelled_or_returned: col(r, "orders_cancelled_or_returned")?,
+            total_spent: money(r, "total_spent")?,
+            avg_order_value: money_opt(r, "avg_order_value")?,
+            first_order_at: time_opt(r, "first_order_at")?,
+            last_order_at: time_opt(r, "last_order_at")?,
+            days_since_last_order: col(r, "days_since_last_order")?,
+            avg_days_between_orders: number_opt(r, "avg_days_between_orders")?,
+            favourite_category: col(r, "favourite_category")?,
+            recency_score: col(r, "recency_score")?,
+            frequency_score: col(r, "frequency_score")?,
+            monetary_score: col(r, "monetary_score")?,
+            rfm_cell: col(r, "rfm_cell")?,
+            segment: col(r, "segment")?,
+            clv_historic: money(r, "clv_historic")?,
+            clv_predicted_12m: money_opt(r, "clv_predicted_12m")?,
+            churn_risk: col(r, "churn_risk")?,
+            is_churned: col(r, "is_churned")?,
+        })
+    }
+}
+
+page_of!(CustomerPage, Customer);
+
+/// The sorts of GET /customers; the first is the default.
+pub static SORTS: [Sort; 12] = [
+    sort("customer_id", "c.customer_id", "text", false),
+    sort("-customer_id", "c.customer_id", "text", true),
+    sort("total_spent", "c.total_spent", "numeric", false),
+    sort("-total_spent", "c.total_spent", "numeric", true),
+    sort("orders_count", "c.orders_count", "integer", false),
+    sort("-orders_count", "c.orders_count", "integer", true),
+    sort(
+        "last_order_at",
+        "coalesce(c.last_order_at, '-infinity')",
+        "timestamptz",
+        false,
+    ),
+    sort(
+        "-last_order_at",
+        "coalesce(c.last_order_at, '-infinity')",
+        "timestamptz",
+        true,
+    ),
+    sort(
+        "signup_date",
+        "coalesce(c.signup_date, '-infinity')",
+        "date",
+        false,
+    ),
+    sort(
+        "-signup_date",
+        "coalesce(c.signup_date, '-infinity')",
+        "date",
+        true,
+    ),
+    sort(
+        "clv_predicted_12m",
+        "coalesce(c.clv_predicted_12m, 0)",
+        "numeric",
+        false,
+    ),
+    sort(
+        "-clv_predicted_12m",
+        "coalesce(c.clv_predicted_12m, 0)",
+        "numeric",
+        true,
+    ),
+];
+
+const fn sort(name: &'static str, expr: &'static str, cast: &'static str, desc: bool) -> Sort {
+    Sort {
+        name,
+        expr,
+        cast,
+        desc,
+    }
+}
+
+/// The churn risks clients may filter on, and what they mean in the views.
+const CHURN_RISKS: [(&str, &str); 3] = [
+    ("active", "active"),
+    ("at_risk", "at risk"),
+    ("churned", "churned"),
+];
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// RFM segment, e.g. `Champions` (case-insensitive; GET /segments lists them).
+    pub segment: Option<String>,
+    /// Country, exact but case-insensitive.
+    pub country: Option<String>,
+    /// `active`, `at_risk` (or `at risk`) or `churned`.
+    pub churn_risk: Option<String>,
+    /// Customers who spent at least this much (a decimal, e.g. `100` or `99.50`).
+    #[param(value_type = Option<String>, example = "100.00")]
+    pub min_total_spent: Option<String>,
+    /// `customer_id` (default), `total_spent`, `orders_count`, `last_order_at`,
+    /// `signup_date`, `clv_predicted_12m`; prefix `-` for descending.
+    pub sort: Option<String>,
+    /// Page size, 1-1000 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+    /// Opaque cursor from the `next` link of the previous page.
+    pub cursor: Option<String>,
+    /// Skip this many rows (slower than a cursor on deep pages).
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub skip: Option<String>,
+    /// Same as `skip`.
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub offset: Option<String>,
+}
+
+impl ListParams {
+    fn paging(&self) -> Paging<'_> {
+        Paging {
+            sort: self.sort.as_deref(),
+            limit: self.limit.as_deref(),
+            cursor: self.cursor.as_deref(),
+            skip: self.skip.as_deref(),
+            offset: self.offset.as_deref(),
+        }
+    }
+
+    fn link_params(&self) -> [(&'static str, Option<&str>); 6] {
+        [
+            ("segment", self.segment.as_deref()),
+            ("country", self.country.as_deref()),
+            ("churn_risk", self.churn_risk.as_deref()),
+            ("min_total_spent", self.min_total_spent.as_deref()),
+            ("sort", self.sort.as_deref()),
+            ("limit", self.limit.as_deref()),
+        ]
+    }
+}
+
+/// A page of customers, filtered and sorted.
+#[utoipa::path(
+    get,
+    path = "/customers",
+    tag = "customers",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of customers", body = CustomerPage),
+        (status = 400, description = "A parameter is invalid; `parameter` and `allowed` say which and what would do", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security((), ("api_key" = ["read"]))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListParams>,
+) -> Result<Json<CustomerPage>, ApiError> {
+    let client = state.db().await?;
+    let mut listing = Listing::new(COLUMNS, "mart.customer_360 c", "c.customer_id");
+    if let Some(segment) = q.segment.as_deref().filter(|s| !s.is_empty()) {
+        let segment = params::segment(&client, "segment", segment).await?;
+        listing.filter("c.segment = {}", segment);
+    }
+    if let Some(country) = q.country.clone().filter(|s| !s.is_empty()) {
+        listing.filter("upper(c.country) = upper({})", country);
+    }
+    if let Some(risk) = q.churn_risk.as_deref().filter(|s| !s.is_empty()) {
+        listing.filter("c.churn_risk = {}", churn_risk(risk)?.to_string());
+    }
+    if let Some(min) = q.min_total_spent.as_deref().filter(|s| !s.is_empty()) {
+        let min: Decimal = min.trim().parse().map_err(|_| {
+            ApiError::bad_param(
+                "min_total_spent",
+                format!("{min:?} is not a decimal number"),
+                &["a decimal such as 100 or 99.50"],
+            )
+        })?;
+        listing.filter("c.total_spent >= {}", min);
+    }
+    let page = PageRequest::parse(&SORTS, q.paging())?;
+    let (rows, cursor) = listing.page(&client, &page).await?;
+    let items = rows
+        .iter()
+        .map(Customer::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(CustomerPage {
+        items,
+        limit: page.limit,
+        next: cursor.map(|c| next_link("/customers", &q.link_params(), &c)),
+    }))
+}
+
+/// The members of one segment, like GET /customers?segment=NAME.
+pub async fn list_segment(
+    state: AppState,
+    segment: String,
+    mut q: ListParams,
+) -> Result<Json<CustomerPage>, ApiError> {
+    if q.segment.is_some() {
+        return Err(ApiError::bad_param(
+            "segment",
+            "the segment is already in the path",
+            &[],
+        ));
+    }
+    let path = format!(
+        "/segments/{}/customers",
+        super::pagination::percent_encode(&segment)
+    );
+    q.segment = Some(segment);
+    let Json(mut page) = list(State(state), Query(q)).await?;
+    // the link keeps the path form, without the segment parameter
+    page.next = page.next.map(|link| {
+        let query = link.split_once('?').map_or("", |(_, q)| q);
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|kv| !kv.starts_with("segment="))
+            .collect();
+        format!("{path}?{}", kept.join("&"))
+    });
+    Ok(Json(page))
+}
+
+fn churn_risk(raw: &str) -> Result<&'static str, ApiError> {
+    let wanted = raw.trim().to_ascii_lowercase().replace([' ', '-'], "_");
+    CHURN_RISKS
+        .iter()
+        .find(|(name, _)| *name == wanted)
+        .map(|(_, value)| *value)
+        .ok_or_else(|| {
+            ApiError::bad_param(
+                "churn_risk",
+                format!("unknown churn risk {raw:?}"),
+                &CHURN_RISKS.map(|(name, _)| name),
+            )
+        })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OneParams {
+    /// The profile as it was at this business time: RFC 3339, or a date (its end, UTC).
+    /// Without contact details; slower (computed over the whole history).
+    #[param(value_type = Option<String>, example = "2025-06-30")]
+    pub as_of: Option<String>,
+}
+
+/// One customer's Customer 360 profile, now or as it was at `as_of`.
+#[utoipa::path(
+    get,
+    path = "/customers/{id}",
+    tag = "customers",
+    params(("id" = String, Path, description = "Customer id (business key; matched like the vault does: trimmed, case-insensitive)"), OneParams),
+    responses(
+        (status = 200, description = "The customer", body = Customer),
+        (status = 400, description = "`as_of` is not a timestamp", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such customer (at `as_of`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security((), ("api_key" = ["read"]))
+)]
+pub async fn one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<OneParams>,
+) -> Result<Json<Customer>, ApiError> {
+    let not_found = || ApiError::not_found("customer", &id);
+    let hk = params::hash_key(&id).ok_or_else(not_found)?;
+    let as_of = q
+        .as_of
+        .as_deref()
+        .map(|raw| parse_as_of("as_of", raw))
+        .transpose()?;
+    let client = state.db().await?;
+    let row = match as_of {
+        None => {
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM mart.customer_360 c WHERE c.hk_customer = $1"
+                ))
+                .await?;
+            client.query_opt(&stmt, &[&hk.as_slice()]).await?
+        }
+        Some(ts) => {
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS_AS_OF} FROM mart.customer_360_as_of($1) c WHERE c.hk_customer = $2"
+                ))
+                .await?;
+            client.query_opt(&stmt, &[&ts, &hk.as_slice()]).await?
+        }
+    };
+    Ok(Json(Customer::from_row(&row.ok_or_else(not_found)?)?))
+}
+
+/// One of a customer's orders.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CustomerOrder {
+    pub order_id: String,
+    pub ordered_at: Timestamp,
+    pub order_date: NaiveDate,
+    pub channel: Option<String>,
+    pub status: String,
+    /// False when cancelled or returned: the order is in no revenue figure.
+    pub is_counted: bool,
+    pub line_count: i32,
+    pub units: i64,
+    pub amount: Money,
+    /// 1 for the customer's first order, 2 for the second, ...
+    pub order_number: i64,
+    pub days_since_previous_order: Option<i32>,
+    /// The customer's counted spend up to and including this order.
+    pub cumulative_spent: Money,
+}
+
+page_of!(CustomerOrderPage, CustomerOrder);
+
+static ORDER_SORTS: [Sort; 2] = [
+    sort("-ordered_at", "o.ordered_at", "timestamptz", true),
+    sort("ordered_at", "o.ordered_at", "timestamptz", false),
+];
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OrdersParams {
+    /// `-ordered_at` (newest first, the default) or `ordered_at`.
+    pub sort: Option<String>,
+    /// Page size, 1-1000 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+    /// Opaque cursor from the `next` link of the previous page.
+    pub cursor: Option<String>,
+    /// Skip this many rows (slower than a cursor on deep pages).
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub skip: Option<String>,
+    /// Same as `skip`.
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub offset: Option<String>,
+}
+
+/// A customer's orders, newest first.
+#[utoipa::path(
+    get,
+    path = "/customers/{id}/orders",
+    tag = "customers",
+    params(("id" = String, Path, description = "Customer id"), OrdersParams),
+    responses(
+        (status = 200, description = "A page of the customer's orders", body = CustomerOrderPage),
+        (status = 400, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such customer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security((), ("api_key" = ["read"]))
+)]
+pub async fn orders(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<OrdersParams>,
+) -> Result<Json<CustomerOrderPage>, ApiError> {
+    let not_found = || ApiError::not_found("customer", &id);
+    let hk = params::hash_key(&id).ok_or_else(not_found)?;
+    let page = PageRequest::parse(
+        &ORDER_SORTS,
+        Paging {
+            sort: q.sort.as_deref(),
+            limit: q.limit.as_deref(),
+            cursor: q.cursor.as_deref(),
+            skip: q.skip.as_deref(),
+            offset: q.offset.as_deref(),
+        },
+    )?;
+    let client = state.db().await?;
+    let mut listing = Listing::new(
+        "o.order_id, o.ordered_at, o.order_date, o.channel, o.status, o.is_counted, \
+         o.lines, o.units, o.amount, o.order_number, o.days_since_previous_order, o.cumulative_spent",
+        "mart.customer_orders o",
+        "o.order_id",
+    );
+    listing.filter("o.hk_customer = {}", hk.to_vec());
+    let (rows, cursor) = listing.page(&client, &page).await?;
+    if rows.is_empty() && !params::customer_exists(&client, &hk).await? {
+        return Err(not_found());
+    }
+    let items = rows
+        .iter()
+        .map(|r| {
+            Ok(CustomerOrder {
+                order_id: col(r, "order_id")?,
+                ordered_at: time(r, "ordered_at")?,
+                order_date: col(r, "order_date")?,
+                channel: col(r, "channel")?,
+                status: col(r, "status")?,
+                is_counted: col(r, "is_counted")?,
+                line_count: col(r, "lines")?,
+                units: col(r, "units")?,
+                amount: money(r, "amount")?,
+                order_number: col(r, "order_number")?,
+                days_since_previous_order: col(r, "days_since_previous_order")?,
+                cumulative_spent: money(r, "cumulative_spent")?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let path = format!(
+        "/customers/{}/orders",
+        super::pagination::percent_encode(&id)
+    );
+    let link_params = [("sort", q.sort.as_deref()), ("limit", q.limit.as_deref())];
+    Ok(Json(CustomerOrderPage {
+        items,
+        limit: page.limit,
+        next: cursor.map(|c| next_link(&path, &link_params, &c)),
+    }))
+}

@@ -1,0 +1,352 @@
+//! The API's one error type and its one `IntoResponse`: every error answers
+//! `application/problem+json` (RFC 9457) with one status per variant. Client mistakes
+//! say precisely what is wrong; server faults say nothing of their cause (it is
+//! logged once, in the request's span). No SQL text or stack trace ever reaches a body.
+
+use std::error::Error as _;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use deadpool_postgres::PoolError;
+use serde::Serialize;
+use tokio_postgres::error::SqlState;
+use utoipa::ToSchema;
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Seconds a client should wait before retrying when the database is unreachable.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A query parameter (or path segment) has a value the API cannot use.
+    #[error("parameter `{name}`: {message}")]
+    BadParameter {
+        name: String,
+        message: String,
+        /// The values (or forms) that would be accepted.
+        allowed: Vec<String>,
+    },
+    /// The request as a whole is malformed (unparsable body, bad query string).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("unsupported content type {got:?}")]
+    UnsupportedMediaType {
+        got: String,
+        accepted: &'static [&'static str],
+    },
+    #[error("no {what} {id:?}")]
+    NotFound {
+        what: &'static str,
+        id: String,
+        /// The ids that exist, when they are few (segment names).
+        allowed: Vec<String>,
+    },
+    #[error("no route {method} {path}")]
+    NoRoute { method: String, path: String },
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// Every item of a write was refused; the body says why, item by item.
+    #[error("every event was rejected")]
+    Unprocessable {
+        detail: String,
+        extensions: serde_json::Map<String, serde_json::Value>,
+    },
+    /// The database cannot be reached or is shutting down. The cause is logged only.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The database is reachable but cannot serve: schema behind, views missing.
+    #[error("not ready: {detail}")]
+    NotReady {
+        detail: String,
+        extensions: serde_json::Map<String, serde_json::Value>,
+    },
+    /// The request ran past the server's time limit (or the database cancelled it).
+    #[error("request timed out")]
+    Timeout,
+    /// A fault of ours. The message is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:dvault:problem:bad-parameter",
+    "title": "Bad parameter",
+    "status": 400,
+    "detail": "parameter `sort`: unknown sort \"price\"; allowed: customer_id, -customer_id, total_spent, -total_spent",
+    "parameter": "sort",
+    "allowed": ["customer_id", "-customer_id", "total_spent", "-total_spent"]
+}))]
+pub struct Problem {
+    /// A URN naming the kind of problem; stable, documented in docs/api.md.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// Short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong in this occurrence, precisely.
+    pub detail: String,
+    /// The offending query or path parameter, for `bad-parameter`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    /// The values the parameter accepts, for `bad-parameter`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<String>>,
+    /// Extension members of some problems (e.g. the per-event reasons of a rejected write).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ApiError {
+    /// A bad parameter value, with the values that would be accepted.
+    pub fn bad_param(name: &str, message: impl Into<String>, allowed: &[&str]) -> ApiError {
+        ApiError::BadParameter {
+            name: name.to_string(),
+            message: message.into(),
+            allowed: allowed.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    pub fn not_found(what: &'static str, id: &str) -> ApiError {
+        ApiError::NotFound {
+            what,
+            id: id.to_string(),
+            allowed: Vec::new(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadParameter { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) | ApiError::NotReady { .. } | ApiError::Timeout => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The problem document this error answers with.
+    pub fn problem(&self) -> Problem {
+        let (slug, title) = match self {
+            ApiError::BadParameter { .. } => ("bad-parameter", "Bad parameter"),
+            ApiError::BadRequest(_) => ("bad-request", "Malformed request"),
+            ApiError::UnsupportedMediaType { .. } => {
+                ("unsupported-media-type", "Unsupported content type")
+            }
+            ApiError::NotFound { .. } => ("not-found", "Not found"),
+            ApiError::NoRoute { .. } => ("no-route", "No such endpoint"),
+            ApiError::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
+            ApiError::Unauthorized(_) => ("unauthorized", "Authentication required"),
+            ApiError::Forbidden(_) => ("forbidden", "Forbidden"),
+            ApiError::PayloadTooLarge { .. } => ("payload-too-large", "Request body too large"),
+            ApiError::Unprocessable { .. } => ("events-rejected", "Every event was rejected"),
+            ApiError::Unavailable(_) => ("database-unavailable", "Database unavailable"),
+            ApiError::NotReady { .. } => ("not-ready", "Not ready"),
+            ApiError::Timeout => ("timeout", "Request timed out"),
+            ApiError::Internal(_) => ("internal", "Internal server error"),
+        };
+        let detail = match self {
+            ApiError::BadParameter {
+                name,
+                message,
+                allowed,
+            } if !allowed.is_empty() => {
+                format!(
+                    "parameter `{name}`: {message}; allowed: {}",
+                    allowed.join(", ")
+                )
+            }
+            ApiError::BadParameter { name, message, .. } => {
+                format!("parameter `{name}`: {message}")
+            }
+            ApiError::BadRequest(message) => message.clone(),
+            ApiError::UnsupportedMediaType { got, accepted } => format!(
+                "content type {got:?} is not accepted here; use one of: {}",
+                accepted.join(", ")
+            ),
+            ApiError::NotFound { what, id, allowed } if !allowed.is_empty() => {
+                format!("no {what} {id:?}; allowed: {}", allowed.join(", "))
+            }
+            ApiError::NotFound { what, id, .. } => format!("no {what} {id:?}"),
+            ApiError::NoRoute { method, path } => format!(
+                "no endpoint {method} {path}; the endpoints are listed at /openapi.json and /docs"
+            ),
+            ApiError::MethodNotAllowed { method, path } => {
+                format!("{method} is not allowed on {path}")
+            }
+            ApiError::Unauthorized(reason) => {
+                format!("{reason}: send an API key as `Authorization: Bearer <key>`")
+            }
+            ApiError::Forbidden(reason) => reason.clone(),
+            ApiError::PayloadTooLarge { limit } => {
+                format!("the request body is larger than the limit of {limit} bytes")
+            }
+            ApiError::Unprocessable { detail, .. } | ApiError::NotReady { detail, .. } => {
+                detail.clone()
+            }
+            ApiError::Unavailable(_) => {
+                format!("the database cannot be reached right now; retry in {RETRY_AFTER_SECS} s")
+            }
+            ApiError::Timeout => {
+                "the request took too long and was abandoned; retry later or narrow it".to_string()
+            }
+            ApiError::Internal(_) => {
+                "something went wrong on our side; it has been logged".to_string()
+            }
+        };
+        let (parameter, allowed) = match self {
+            ApiError::BadParameter { name, allowed, .. } => (
+                Some(name.clone()),
+                (!allowed.is_empty()).then(|| allowed.clone()),
+            ),
+            ApiError::NotFound { allowed, .. } if !allowed.is_empty() => {
+                (None, Some(allowed.clone()))
+            }
+            _ => (None, None),
+        };
+        let extensions = match self {
+            ApiError::Unprocessable { extensions, .. } | ApiError::NotReady { extensions, .. } => {
+                extensions.clone()
+            }
+            _ => serde_json::Map::new(),
+        };
+        Problem {
+            problem_type: format!("urn:dvault:problem:{slug}"),
+            title: title.to_string(),
+            status: self.status().as_u16(),
+            detail,
+            parameter,
+            allowed,
+            extensions,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(error = %cause, "request failed"),
+            ApiError::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
+            ApiError::Timeout => tracing::warn!("request timed out"),
+            _ => tracing::debug!(error = %self, "client error"),
+        }
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"dvault\""),
+            );
+        }
+        response
+    }
+}
+
+/// SQLSTATEs that mean "the database is not there right now", not "your query is wrong".
+fn is_unavailable(code: &SqlState) -> bool {
+    code.code().starts_with("08") // connection exceptions
+        || *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CRASH_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
+        || *code == SqlState::TOO_MANY_CONNECTIONS
+        || *code == SqlState::DATABASE_DROPPED
+}
+
+/// The whole cause chain on one line, for logs.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let io = e
+            .source()
+            .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some());
+        match e.code() {
+            _ if e.is_closed() || io => ApiError::Unavailable(chain(&e)),
+            Some(code) if is_unavailable(code) => ApiError::Unavailable(chain(&e)),
+            Some(code) if *code == SqlState::QUERY_CANCELED => ApiError::Timeout,
+            _ => ApiError::Internal(chain(&e)),
+        }
+    }
+}
+
+impl From<PoolError> for ApiError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            // waiting for a free connection: the pool is busy, or the server is away
+            PoolError::Timeout(_) | PoolError::Backend(_) | PoolError::Closed => {
+                ApiError::Unavailable(chain(&e))
+            }
+            PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
+                ApiError::Internal(chain(&e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_parameter_names_the_parameter_and_the_allowed_values() {
+        let e = ApiError::bad_param(
+            "period",
+            "unknown period \"year\"",
+            &["day", "week", "month"],
+        );
+        let p = e.problem();
+        assert_eq!(p.status, 400);
+        assert_eq!(p.parameter.as_deref(), Some("period"));
+        assert_eq!(
+            p.detail,
+            "parameter `period`: unknown period \"year\"; allowed: day, week, month"
+        );
+        let json = serde_json::to_value(&p).expect("json");
+        assert_eq!(json["type"], "urn:dvault:problem:bad-parameter");
+        assert_eq!(json["allowed"][2], "month");
+    }
+
+    #[test]
+    fn internal_errors_say_nothing_of_their_cause() {
+        let p =
+            ApiError::Internal("SELECT secret FROM t: relation does not exist".into()).problem();
+        assert_eq!(p.status, 500);
+        assert!(!p.detail.contains("SELECT"));
+        let p = ApiError::Unavailable("connection refused (127.0.0.1:5432)".into()).problem();
+        assert_eq!(p.status, 503);
+        assert!(!p.detail.contains("127.0.0.1"));
+    }
+}

@@ -1,0 +1,323 @@
+//! POST /events: append CloudEvents to the log, validated like `dvault ingest`. One
+//! event, a JSON array (a CloudEvents batch) or NDJSON, by content type. Events
+//! already in the log are counted as duplicates; bad items are quarantined in
+//! `event_log.rejected` (file `api`) and never stop the good ones.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::error::ApiError;
+use super::extract::{Body, Json};
+use super::state::AppState;
+use crate::events::ingest::{Rejection, printable, store_rejections};
+use crate::events::{NewEvent, append, cloudevents};
+
+/// The content types POST /events accepts.
+pub const CONTENT_TYPES: &[&str] = &[
+    "application/cloudevents+json",
+    "application/cloudevents-batch+json",
+    "application/json",
+    "application/x-ndjson",
+    "application/ndjson",
+];
+
+/// How the body holds its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// One CloudEvent object.
+    Single,
+    /// A JSON array of CloudEvent objects.
+    Batch,
+    /// One CloudEvent object per line.
+    Lines,
+    /// `application/json`: an object or an array, by its first character.
+    ObjectOrArray,
+}
+
+fn shape(headers: &HeaderMap) -> Result<Shape, ApiError> {
+    let raw = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/cloudevents+json" => Ok(Shape::Single),
+        "application/cloudevents-batch+json" => Ok(Shape::Batch),
+        "application/json" => Ok(Shape::ObjectOrArray),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(Shape::Lines),
+        _ => Err(ApiError::UnsupportedMediaType {
+            got: raw.to_string(),
+            accepted: CONTENT_TYPES,
+        }),
+    }
+}
+
+/// What a POST /events did.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "accepted": 2, "duplicates": 1, "rejected": 1,
+    "rejections": [{"item": 3, "reason": "not a CloudEvent: missing required attribute \"type\""}]
+}))]
+pub struct Appended {
+    /// Events newly stored in the log.
+    pub accepted: u64,
+    /// Events already in the log (same `source` and `id`), not stored again.
+    pub duplicates: u64,
+    /// Items that are not valid CloudEvents; kept in `event_log.rejected`.
+    pub rejected: u64,
+    /// Why each rejected item was refused.
+    pub rejections: Vec<ItemRejection>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemRejection {
+    /// 1-based position of the item in the request: its line (NDJSON), its element
+    /// (JSON array), or 1 (a single event).
+    pub item: u64,
+    pub reason: String,
+}
+
+/// Split the body into events and rejections, in request order.
+fn parse(
+    body: &[u8],
+    shape: Shape,
+    received_at: DateTime<Utc>,
+) -> Result<Vec<Result<NewEvent, Rejection>>, ApiError> {
+    let reject = |item: u64, reason: String, raw: &[u8]| Rejection {
+        line: item,
+        reason,
+        raw: printable(raw),
+    };
+    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    let Some(first) = first else {
+        return Err(ApiError::BadRequest(
+            "the request body is empty: no events".into(),
+        ));
+    };
+    let shape = match shape {
+        Shape::ObjectOrArray if first == b'[' => Shape::Batch,
+        Shape::ObjectOrArray => Shape::Single,
+        other => other,
+    };
+    let one = |item: u64, raw: &[u8]| match std::str::from_utf8(raw) {
+        Ok(text) => cloudevents::parse(text, received_at).map_err(|r| reject(item, r, raw)),
+        Err(e) => Err(reject(
+            item,
+            format!("invalid UTF-8 (bad byte at offset {})", e.valid_up_to()),
+            raw,
+        )),
+    };
+    match shape {
+        Shape::Single => Ok(vec![one(1, body)]),
+        Shape::Batch => {
+            let text = std::str::from_utf8(body).map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "the body is not UTF-8 (bad byte at offset {})",
+                    e.valid_up_to()
+                ))
+            })?;
+            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
+                ApiError::BadRequest(format!("the body is not a JSON array of CloudEvents: {e}"))
+            })?;
+            if items.is_empty() {
+                return Err(ApiError::BadRequest("the batch is empty: no events".into()));
+            }
+            Ok(items
+                .iter()
+                .zip(1..)
+                .map(|(raw, item)| one(item, raw.get().as_bytes()))
+                .collect())
+        }
+        Shape::Lines | Shape::ObjectOrArray => Ok(body
+            .split(|&b| b == b'\n')
+            .zip(1..)
+            .filter_map(|(line, item)| {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                (!line.iter().all(u8::is_ascii_whitespace)).then(|| one(item, line))
+            })
+            .collect()),
+    }
+}
+
+/// Append CloudEvents to the event log.
+#[utoipa::path(
+    post,
+    path = "/events",
+    tag = "events",
+    request_body(
+        description = "One CloudEvent (`application/cloudevents+json`, or `application/json` with an object), \
+                       a JSON array of them (`application/cloudevents-batch+json`, or `application/json` with an array), \
+                       or NDJSON, one per line (`application/x-ndjson`). See docs/events.md.",
+        content(
+            (serde_json::Value = "application/cloudevents+json"),
+            (serde_json::Value = "application/cloudevents-batch+json"),
+            (serde_json::Value = "application/json"),
+            (String = "application/x-ndjson")
+        )
+    ),
+    responses(
+        (status = 202, description = "Stored (some items may have been rejected: see `rejections`)", body = Appended),
+        (status = 400, description = "The body is empty or not a JSON array", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown API key", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key has no `write` scope, or no keys are configured", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than the limit", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Unsupported content type", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Every item was rejected; the problem lists why (`rejections`)", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = super::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("api_key" = ["write"]))
+)]
+pub async fn post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<Appended>), ApiError> {
+    let shape = shape(&headers)?;
+    let items = parse(&body, shape, Utc::now())?;
+    let (mut events, mut rejects) = (Vec::new(), Vec::new());
+    for item in items {
+        match item {
+            Ok(e) => events.push(e),
+            Err(r) => rejects.push(r),
+        }
+    }
+    // the digest of the request: posting the same body twice quarantines its bad
+    // items once
+    let mut h = Sha256::new();
+    h.update(format!("{shape:?}").as_bytes());
+    h.update([0]);
+    h.update(&body);
+    let digest: [u8; 32] = h.finalize().into();
+
+    let mut client = state.db().await?;
+    let tx = client.transaction().await?;
+    let appended = append(&*tx, &events).await?;
+    store_rejections(&*tx, &rejects, "api", &digest).await?;
+    tx.commit().await?;
+
+    let result = Appended {
+        accepted: appended.inserted,
+        duplicates: appended.duplicates,
+        rejected: rejects.len() as u64,
+        rejections: rejects
+            .into_iter()
+            .map(|r| ItemRejection {
+                item: r.line,
+                reason: r.reason,
+            })
+            .collect(),
+    };
+    tracing::info!(
+        accepted = result.accepted,
+        duplicates = result.duplicates,
+        rejected = result.rejected,
+        "events appended"
+    );
+    if events.is_empty() {
+        let detail = match result.rejections.as_slice() {
+            [only] => format!("item {}: {}", only.item, only.reason),
+            many => format!(
+                "all {} items were rejected; the first, item {}: {}",
+                many.len(),
+                many[0].item,
+                many[0].reason
+            ),
+        };
+        let extensions = match serde_json::to_value(&result) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        return Err(ApiError::Unprocessable { detail, extensions });
+    }
+    Ok((StatusCode::ACCEPTED, Json(result)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .expect("valid")
+            .with_timezone(&Utc)
+    }
+
+    const GOOD: &str = r#"{"specversion":"1.0","type":"t","source":"s","id":"1","data":{}}"#;
+    const BAD: &str = r#"{"specversion":"1.0","source":"s","data":{}}"#;
+
+    fn summary(items: &[Result<NewEvent, Rejection>]) -> Vec<Result<String, (u64, String)>> {
+        items
+            .iter()
+            .map(|i| match i {
+                Ok(e) => Ok(e.event_id.clone()),
+                Err(r) => Err((r.line, r.reason.clone())),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_shape_splits_into_items() {
+        let single = parse(GOOD.as_bytes(), Shape::Single, now()).expect("ok");
+        assert_eq!(summary(&single), [Ok("1".to_string())]);
+
+        let batch = format!("[{GOOD}, {BAD}]");
+        let batch = parse(batch.as_bytes(), Shape::ObjectOrArray, now()).expect("ok");
+        assert!(batch[0].is_ok());
+        let Err(r) = &batch[1] else {
+            panic!("the second item is bad")
+        };
+        assert_eq!(r.line, 2);
+        assert!(r.reason.contains("\"type\""), "{}", r.reason);
+
+        let lines = format!("{GOOD}\r\n\n{BAD}\n{{oops\n");
+        let lines = parse(lines.as_bytes(), Shape::Lines, now()).expect("ok");
+        let got: Vec<_> = summary(&lines)
+            .into_iter()
+            .map(|i| i.map_err(|(line, _)| line))
+            .collect();
+        assert_eq!(got, [Ok("1".to_string()), Err(3), Err(4)]);
+    }
+
+    #[test]
+    fn whole_body_problems_are_errors_not_items() {
+        for (body, shape) in [
+            ("", Shape::Single),
+            ("  \n", Shape::Lines),
+            ("[]", Shape::Batch),
+            ("[1, ", Shape::Batch),
+            ("{}", Shape::Batch),
+        ] {
+            let err = parse(body.as_bytes(), shape, now()).expect_err(body);
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{body}");
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        let with = |ct: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, ct.parse().expect("header"));
+            shape(&h)
+        };
+        assert_eq!(
+            with("application/cloudevents+json; charset=utf-8").ok(),
+            Some(Shape::Single)
+        );
+        assert_eq!(with("Application/X-NDJSON").ok(), Some(Shape::Lines));
+        assert_eq!(with("application/json").ok(), Some(Shape::ObjectOrArray));
+        let err = with("text/csv").expect_err("unsupported");
+        assert_eq!(err.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(shape(&HeaderMap::new()).is_err());
+    }
+}

@@ -1,0 +1,149 @@
+//! axum's extractors, wrapped so that malformed input answers problem+json like every
+//! other error: `Query`, `Path`, `Json` and `Body` (raw bytes under the size limit).
+//! `Json` also serializes responses.
+
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use super::state::AppState;
+
+/// Query parameters; unknown names and duplicates are a 400 that names them.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                let text = e.body_text();
+                let message = text.trim_start_matches("Failed to deserialize query string: ");
+                Err(match unknown_field(message) {
+                    Some((name, allowed)) => ApiError::BadParameter {
+                        name,
+                        message: "unknown parameter".into(),
+                        allowed,
+                    },
+                    None => ApiError::BadRequest(format!("bad query string: {message}")),
+                })
+            }
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+/// The name and the expected names in serde's "unknown field `x`, expected one of
+/// `a`, `b`" (or "expected `a`", or "there are no fields").
+fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = &message[message.find("unknown field `")? + "unknown field `".len()..];
+    let (name, rest) = rest.split_once('`')?;
+    let allowed = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    Some((name.to_string(), allowed))
+}
+
+/// Path parameters.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                Err(ApiError::BadRequest(format!("bad path: {}", e.body_text())))
+            }
+            Err(e) => Err(ApiError::Internal(e.body_text())),
+        }
+    }
+}
+
+/// A JSON request body, or a JSON response.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.config.body_limit;
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::UnsupportedMediaType {
+                got: String::new(),
+                accepted: &["application/json"],
+            }),
+            Err(JsonRejection::BytesRejection(e)) => Err(body_error(e, limit)),
+            Err(e) => Err(ApiError::BadRequest(format!(
+                "bad JSON body: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// The raw request body, at most the configured limit.
+pub struct Body(pub Bytes);
+
+impl FromRequest<AppState> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.config.body_limit;
+        Bytes::from_request(req, state)
+            .await
+            .map(Body)
+            .map_err(|e| body_error(e, limit))
+    }
+}
+
+fn body_error(e: BytesRejection, limit: usize) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge { limit }
+    } else {
+        ApiError::BadRequest(format!("cannot read the request body: {}", e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_query_parameters_are_named() {
+        assert_eq!(
+            unknown_field("foo: unknown field `foo`, expected one of `segment`, `limit`"),
+            Some((
+                "foo".to_string(),
+                vec!["segment".to_string(), "limit".to_string()]
+            ))
+        );
+        assert_eq!(
+            unknown_field("unknown field `x`, expected `period`"),
+            Some(("x".to_string(), vec!["period".to_string()]))
+        );
+        assert_eq!(
+            unknown_field("unknown field `x`, there are no fields"),
+            Some(("x".to_string(), vec![]))
+        );
+        assert_eq!(unknown_field("invalid digit"), None);
+    }
+}

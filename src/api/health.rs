@@ -1,0 +1,110 @@
+//! GET /health (liveness: the process answers) and GET /ready (readiness: the database
+//! answers, its schema is the one this binary knows, and how far the loader lags).
+
+use axum::extract::State;
+use serde::Serialize;
+use tokio_postgres::Client;
+use utoipa::ToSchema;
+
+use super::error::ApiError;
+use super::extract::Json;
+use super::state::AppState;
+use crate::{db, events, status};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// How far the loader is behind the log.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Lag {
+    /// Events in the log not yet loaded into the vault.
+    pub pending_events: i64,
+    /// Age of the oldest of them, seconds; null when none.
+    pub oldest_pending_seconds: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready`.
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    pub schema_version: i32,
+    pub loader: Lag,
+}
+
+/// Liveness: the process is up. Never touches the database.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses((status = 200, description = "The server is up", body = Health))
+)]
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness: the database answers, the schema is current and the views exist.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve", body = Ready),
+        (status = 503, description = "Database unreachable, schema not current or views missing; `Retry-After` is set",
+         body = super::error::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
+    let client = state.db().await?;
+    let expected = db::latest_known_version();
+    let version = db::schema_version(&client).await.map_err(|e| match e {
+        db::DbError::Sql(e) => ApiError::from(e),
+        other => ApiError::Internal(other.to_string()),
+    })?;
+    let not_ready = |detail: String| {
+        let mut extensions = serde_json::Map::new();
+        extensions.insert("schema_version".into(), version.into());
+        extensions.insert("expected_schema_version".into(), expected.into());
+        ApiError::NotReady { detail, extensions }
+    };
+    if version != Some(expected) {
+        return Err(not_ready(format!(
+            "the database schema is at version {}, this server needs {expected}: run `dvault migrate`",
+            version.unwrap_or(0)
+        )));
+    }
+    let views: bool = client
+        .query_one("SELECT to_regclass('mart.customer_360') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !views {
+        return Err(not_ready(
+            "the business views (mart.*) are missing: run `dvault migrate`".into(),
+        ));
+    }
+    let loader = loader_lag(&client).await?;
+    Ok(Json(Ready {
+        status: "ready",
+        schema_version: expected,
+        loader,
+    }))
+}
+
+const LAG: &str = "
+    SELECT count(*), extract(epoch FROM now() - min(recorded_at))::float8
+      FROM event_log.events
+     WHERE (xid, seq) > ($1, $2)";
+
+/// Events after the loader's checkpoint, and the age of the oldest.
+pub async fn loader_lag(client: &Client) -> Result<Lag, tokio_postgres::Error> {
+    let at = events::load_checkpoint(client, status::LOADER).await?;
+    let row = client.query_one(LAG, &[&at.xid, &at.seq]).await?;
+    Ok(Lag {
+        pending_events: row.get(0),
+        oldest_pending_seconds: row.get(1),
+    })
+}

@@ -1,0 +1,424 @@
+//! Keyset pagination with opaque cursors, and the list query builder.
+//!
+//! A list is ordered by one sort key from a fixed list, then by the row's unique id.
+//! A page asks for `limit + 1` rows after the cursor's (key, id); the extra row tells
+//! whether there is a next page, whose cursor is the (key, id) of the page's last row.
+//! Each page costs the same however deep it is. `skip`/`offset` are accepted too (they
+//! read and drop the skipped rows: slower on deep pages).
+//!
+//! SQL is assembled only from `&'static str` fragments chosen from fixed lists; every
+//! value is a bound parameter.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::error::ApiError;
+
+pub const DEFAULT_LIMIT: i64 = 50;
+pub const MAX_LIMIT: i64 = 1000;
+
+/// One way a list can be sorted: `name` as clients write it (`-` = descending).
+#[derive(Debug)]
+pub struct Sort {
+    pub name: &'static str,
+    /// A never-NULL SQL expression over the list's columns.
+    pub expr: &'static str,
+    /// The SQL type the key's text form is cast back to.
+    pub cast: &'static str,
+    pub desc: bool,
+}
+
+/// Position after which a page starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Cursor {
+    /// The sort it was made for.
+    s: String,
+    /// The sort key of the last row seen, as PostgreSQL prints it.
+    k: String,
+    /// The id of the last row seen.
+    i: String,
+}
+
+impl Cursor {
+    fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    fn decode(raw: &str) -> Option<Cursor> {
+        let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// A validated page request.
+#[derive(Debug)]
+pub struct PageRequest {
+    pub sort: &'static Sort,
+    pub limit: i64,
+    pub offset: i64,
+    after: Option<Cursor>,
+}
+
+/// The raw paging parameters of a request.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Paging<'a> {
+    pub sort: Option<&'a str>,
+    pub limit: Option<&'a str>,
+    pub cursor: Option<&'a str>,
+    pub skip: Option<&'a str>,
+    pub offset: Option<&'a str>,
+}
+
+impl PageRequest {
+    /// Check the paging parameters against the list's sorts (the first is the default).
+    pub fn parse(sorts: &'static [Sort], p: Paging<'_>) -> Result<PageRequest, ApiError> {
+        let names: Vec<&str> = sorts.iter().map(|s| s.name).collect();
+        let sort = match p.sort {
+            None | Some("") => &sorts[0],
+            Some(name) => sorts.iter().find(|s| s.name == name).ok_or_else(|| {
+                ApiError::bad_param("sort", format!("unknown sort {name:?}"), &names)
+            })?,
+        };
+        let limit = match p.limit {
+            None | Some("") => DEFAULT_LIMIT,
+            Some(raw) => match raw.parse::<i64>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::bad_param(
+                        "limit",
+                        format!("{raw:?} is not a whole number from 1 to {MAX_LIMIT}"),
+                        &[],
+                    ));
+                }
+            },
+        };
+        let mut offset = 0;
+        for (name, raw) in [("skip", p.skip), ("offset", p.offset)] {
+            if let Some(raw) = raw.filter(|r| !r.is_empty()) {
+                let n = raw.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                    ApiError::bad_param(name, format!("{raw:?} is not a whole number >= 0"), &[])
+                })?;
+                if offset != 0 && offset != n {
+                    return Err(ApiError::bad_param(
+                        "offset",
+                        "skip and offset are the same parameter; give one",
+                        &[],
+                    ));
+                }
+                offset = n;
+            }
+        }
+        let after = match p.cursor.filter(|c| !c.is_empty()) {
+            None => None,
+            Some(raw) => {
+                let c = Cursor::decode(raw).ok_or_else(|| {
+                    ApiError::bad_param(
+                        "cursor",
+                        "not a cursor this API made; use the `next` link of the previous page",
+                        &[],
+                    )
+                })?;
+                if c.s != sort.name {
+                    return Err(ApiError::bad_param(
+                        "cursor",
+                        format!(
+                            "this cursor belongs to sort={}, not sort={}; keep the sort while paging",
+                            c.s, sort.name
+                        ),
+                        &[],
+                    ));
+                }
+                if offset != 0 {
+                    return Err(ApiError::bad_param(
+                        "cursor",
+                        "give either a cursor or skip/offset, not both",
+                        &[],
+                    ));
+                }
+                Some(c)
+            }
+        };
+        Ok(PageRequest {
+            sort,
+            limit,
+            offset,
+            after,
+        })
+    }
+}
+
+type Param = Box<dyn ToSql + Sync + Send>;
+
+/// A list query: columns and source from fixed text, filters from fixed fragments.
+pub struct Listing {
+    columns: &'static str,
+    from: &'static str,
+    /// The unique id that breaks ties (text).
+    id: &'static str,
+    conditions: Vec<String>,
+    params: Vec<Param>,
+}
+
+impl Listing {
+    pub fn new(columns: &'static str, from: &'static str, id: &'static str) -> Listing {
+        Listing {
+            columns,
+            from,
+            id,
+            conditions: Vec::new(),
+            params: Vec::new(),
+        }
+    }
+
+    fn bind(&mut self, value: Param) -> String {
+        self.params.push(value);
+        format!("${}", self.params.len())
+    }
+
+    /// Add `fragment` (with one `{}` where the value goes) to the WHERE clause.
+    pub fn filter<T: ToSql + Sync + Send + 'static>(&mut self, fragment: &'static str, value: T) {
+        let placeholder = self.bind(Box::new(value));
+        self.conditions.push(fragment.replace("{}", &placeholder));
+    }
+
+    /// Run the query for one page: its rows and the cursor of the next page, if any.
+    pub async fn page(
+        mut self,
+        client: &deadpool_postgres::Client,
+        page: &PageRequest,
+    ) -> Result<(Vec<Row>, Option<String>), ApiError> {
+        let sort = page.sort;
+        let (dir, op) = if sort.desc {
+            ("DESC", "<")
+        } else {
+            ("ASC", ">")
+        };
+        if let Some(after) = &page.after {
+            let k = self.bind(Box::new(after.k.clone()));
+            let i = self.bind(Box::new(after.i.clone()));
+            self.conditions.push(format!(
+                "({}, {}) {op} ({k}::text::{}, {i}::text)",
+                sort.expr, self.id, sort.cast
+            ));
+        }
+        let limit = self.bind(Box::new(page.limit + 1));
+        let offset = self.bind(Box::new(page.offset));
+        let wheres = if self.conditions.is_empty() {
+            "true".to_string()
+        } else {
+            self.conditions.join(" AND ")
+        };
+        let sql = format!(
+            "SELECT {cols}, ({key})::text AS page_key, ({id})::text AS page_id FROM {from} \
+             WHERE {wheres} ORDER BY {key} {dir}, {id} {dir} LIMIT {limit} OFFSET {offset}",
+            cols = self.columns,
+            key = sort.expr,
+            id = self.id,
+            from = self.from,
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        let params: Vec<&(dyn ToSql + Sync)> = self
+            .params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let mut rows = client.query(&stmt, &params).await.map_err(|e| {
+            // a tampered cursor can carry a key that does not cast (class 22: data exception)
+            match e.code() {
+                Some(code) if page.after.is_some() && code.code().starts_with("22") => {
+                    ApiError::bad_param("cursor", "this cursor is damaged", &[])
+                }
+                _ => ApiError::from(e),
+            }
+        })?;
+        let next = if rows.len() as i64 > page.limit {
+            rows.truncate(page.limit as usize);
+            let last = rows
+                .last()
+                .ok_or_else(|| ApiError::Internal("empty page".into()))?;
+            Some(
+                Cursor {
+                    s: sort.name.to_string(),
+                    k: last
+                        .try_get("page_key")
+                        .map_err(|e| ApiError::Internal(e.to_string()))?,
+                    i: last
+                        .try_get("page_id")
+                        .map_err(|e| ApiError::Internal(e.to_string()))?,
+                }
+                .encode(),
+            )
+        } else {
+            None
+        };
+        Ok((rows, next))
+    }
+}
+
+/// The link to the next page: `path`, the request's own parameters (paging ones
+/// dropped) and the cursor.
+pub fn next_link(path: &str, params: &[(&str, Option<&str>)], cursor: &str) -> String {
+    let mut link = String::from(path);
+    let mut sep = '?';
+    for (name, value) in params {
+        if matches!(*name, "cursor" | "skip" | "offset") {
+            continue;
+        }
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            link.push(sep);
+            link.push_str(name);
+            link.push('=');
+            link.push_str(&percent_encode(value));
+            sep = '&';
+        }
+    }
+    link.push(sep);
+    link.push_str("cursor=");
+    link.push_str(cursor);
+    link
+}
+
+/// Percent-encode everything but RFC 3986's unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A page type per item type (so that the OpenAPI document names each).
+macro_rules! page_of {
+    ($page:ident, $item:ty) => {
+        #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+        pub struct $page {
+            pub items: Vec<$item>,
+            /// The page size used.
+            pub limit: i64,
+            /// Link to the next page (same filters and sort, with a cursor); null on the last page.
+            pub next: Option<String>,
+        }
+    };
+}
+pub(crate) use page_of;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static SORTS: [Sort; 2] = [
+        Sort {
+            name: "id",
+            expr: "t.id",
+            cast: "text",
+            desc: false,
+        },
+        Sort {
+            name: "-total",
+            expr: "t.total",
+            cast: "numeric",
+            desc: true,
+        },
+    ];
+
+    fn parse(p: Paging<'_>) -> Result<PageRequest, ApiError> {
+        PageRequest::parse(&SORTS, p)
+    }
+
+    fn detail(r: Result<PageRequest, ApiError>) -> String {
+        r.expect_err("refused").problem().detail
+    }
+
+    #[test]
+    fn defaults_and_limits() {
+        let p = parse(Paging::default()).expect("ok");
+        assert_eq!((p.sort.name, p.limit, p.offset), ("id", DEFAULT_LIMIT, 0));
+        let p = parse(Paging {
+            limit: Some("1000"),
+            skip: Some("20"),
+            ..Paging::default()
+        })
+        .expect("ok");
+        assert_eq!((p.limit, p.offset), (1000, 20));
+        for bad in ["0", "1001", "-1", "ten"] {
+            let d = detail(parse(Paging {
+                limit: Some(bad),
+                ..Paging::default()
+            }));
+            assert!(d.starts_with("parameter `limit`"), "{d}");
+        }
+        let d = detail(parse(Paging {
+            sort: Some("price"),
+            ..Paging::default()
+        }));
+        assert_eq!(
+            d,
+            "parameter `sort`: unknown sort \"price\"; allowed: id, -total"
+        );
+    }
+
+    #[test]
+    fn cursors_round_trip_and_are_checked() {
+        let c = Cursor {
+            s: "-total".into(),
+            k: "12.50".into(),
+            i: "C 1/é".into(),
+        };
+        let raw = c.encode();
+        assert!(
+            raw.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        let p = parse(Paging {
+            sort: Some("-total"),
+            cursor: Some(&raw),
+            ..Paging::default()
+        })
+        .expect("ok");
+        assert_eq!(p.after, Some(c));
+
+        let d = detail(parse(Paging {
+            cursor: Some(&raw),
+            ..Paging::default()
+        }));
+        assert!(d.contains("belongs to sort=-total"), "{d}");
+        let d = detail(parse(Paging {
+            cursor: Some("not-a-cursor"),
+            ..Paging::default()
+        }));
+        assert!(d.starts_with("parameter `cursor`"), "{d}");
+        let d = detail(parse(Paging {
+            sort: Some("-total"),
+            cursor: Some(&raw),
+            offset: Some("5"),
+            ..Paging::default()
+        }));
+        assert!(d.contains("not both"), "{d}");
+    }
+
+    #[test]
+    fn next_links_keep_filters_and_drop_paging() {
+        let link = next_link(
+            "/customers",
+            &[
+                ("segment", Some("Can't Lose Them")),
+                ("country", None),
+                ("limit", Some("10")),
+                ("skip", Some("20")),
+            ],
+            "abc",
+        );
+        assert_eq!(
+            link,
+            "/customers?segment=Can%27t%20Lose%20Them&limit=10&cursor=abc"
+        );
+        assert_eq!(next_link("/orders", &[], "x"), "/orders?cursor=x");
+    }
+}

@@ -1,0 +1,168 @@
+//! Parsing the parameters the read endpoints share: ids (hashed like the vault does),
+//! times and dates, segment names. Every refusal names the parameter and what it takes.
+
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
+
+use super::error::ApiError;
+use crate::hash;
+
+/// The hash key of a business key, as the loader computes it: ids match trimmed and
+/// case-insensitively. `None` for a key that cannot exist (empty, ambiguous).
+pub fn hash_key(id: &str) -> Option<[u8; 32]> {
+    hash::hash_key(id).ok()
+}
+
+const TIME_FORMS: &[&str] = &[
+    "RFC 3339, e.g. 2025-06-30T12:00:00Z",
+    "a date, e.g. 2025-06-30",
+];
+
+/// A timestamp (RFC 3339) or a date (then `at` picks a time of that day, UTC).
+fn parse_time(
+    name: &str,
+    raw: &str,
+    at: impl Fn(NaiveDate) -> Option<DateTime<Utc>>,
+) -> Result<DateTime<Utc>, ApiError> {
+    let raw = raw.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .and_then(at)
+        .ok_or_else(|| {
+            ApiError::bad_param(
+                name,
+                format!("{raw:?} is not a timestamp or a date"),
+                TIME_FORMS,
+            )
+        })
+}
+
+/// `as_of`: a date means the end of that day (UTC).
+pub fn parse_as_of(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
+    parse_time(name, raw, |d| {
+        let end = NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999)?;
+        Some(d.and_time(end).and_utc())
+    })
+}
+
+/// A range's start, inclusive: a date means its midnight (UTC).
+pub fn parse_from(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
+    parse_time(name, raw, |d| Some(d.and_time(NaiveTime::MIN).and_utc()))
+}
+
+/// A range's end, exclusive for a timestamp; a date includes that whole day.
+pub fn parse_to(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
+    parse_time(name, raw, |d| {
+        Some(
+            d.checked_add_days(Days::new(1))?
+                .and_time(NaiveTime::MIN)
+                .and_utc(),
+        )
+    })
+}
+
+/// A date (or the UTC date of a timestamp).
+pub fn parse_date(name: &str, raw: &str) -> Result<NaiveDate, ApiError> {
+    Ok(parse_from(name, raw)?.date_naive())
+}
+
+/// The canonical name of an RFM segment (matched case-insensitively), from the rule
+/// table in the database.
+pub async fn segment(
+    client: &deadpool_postgres::Client,
+    name: &str,
+    raw: &str,
+) -> Result<String, ApiError> {
+    let names = segment_names(client).await?;
+    names
+        .iter()
+        .find(|s| s.eq_ignore_ascii_case(raw.trim()))
+        .cloned()
+        .ok_or_else(|| ApiError::BadParameter {
+            name: name.to_string(),
+            message: format!("unknown segment {raw:?}"),
+            allowed: names,
+        })
+}
+
+/// Every RFM segment, in the rule table's order.
+pub async fn segment_names(client: &deadpool_postgres::Client) -> Result<Vec<String>, ApiError> {
+    let stmt = client
+        .prepare_cached("SELECT segment FROM mart.rfm_segment_rules ORDER BY sort_order")
+        .await?;
+    Ok(client
+        .query(&stmt, &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+pub async fn customer_exists(
+    client: &deadpool_postgres::Client,
+    hk: &[u8; 32],
+) -> Result<bool, ApiError> {
+    let stmt = client
+        .prepare_cached("SELECT EXISTS (SELECT FROM mart.customer_360 c WHERE c.hk_customer = $1)")
+        .await?;
+    Ok(client.query_one(&stmt, &[&hk.as_slice()]).await?.get(0))
+}
+
+/// Check that a range's start is before its end.
+pub fn check_range<T: PartialOrd>(from: Option<T>, to: Option<T>) -> Result<(), ApiError> {
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        return Err(ApiError::bad_param(
+            "to",
+            "`to` is before `from`",
+            &["a time at or after `from`"],
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_dates() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().expect("valid");
+        assert_eq!(
+            parse_from("from", "2025-06-30").ok(),
+            Some(t("2025-06-30T00:00:00Z"))
+        );
+        assert_eq!(
+            parse_to("to", "2025-06-30").ok(),
+            Some(t("2025-07-01T00:00:00Z"))
+        );
+        assert_eq!(
+            parse_as_of("as_of", "2025-06-30").ok(),
+            Some(t("2025-06-30T23:59:59.999999Z"))
+        );
+        assert_eq!(
+            parse_from("from", "2025-06-30T14:00:00+02:00").ok(),
+            Some(t("2025-06-30T12:00:00Z"))
+        );
+        let err = parse_as_of("as_of", "yesterday").expect_err("bad");
+        let p = err.problem();
+        assert_eq!(p.parameter.as_deref(), Some("as_of"));
+        assert!(
+            p.detail
+                .contains("\"yesterday\" is not a timestamp or a date"),
+            "{}",
+            p.detail
+        );
+        assert!(check_range(Some(2), Some(1)).is_err());
+        assert!(check_range(Some(1), None).is_ok());
+    }
+
+    #[test]
+    fn ids_hash_like_the_vault() {
+        assert_eq!(hash_key(" c1 "), hash_key("C1"));
+        assert!(hash_key("   ").is_none());
+    }
+}
