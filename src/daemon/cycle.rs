@@ -1,0 +1,342 @@
+//! One run of the daemon, recorded in `ops.load_runs`: take the loader lock, load
+//! from the checkpoint, and for the nightly cycle refresh materialized views, run the
+//! quality gate and `ANALYZE` what changed; then record how it ended.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_postgres::{CancelToken, Client, NoTls};
+
+use super::maintenance;
+use super::metrics::Metrics;
+use super::progress::{self, LoadProgress};
+use super::quality::{self, Report, Scope};
+use super::retry::{chain, is_cancelled};
+use super::runs::{self, Outcome, RunId, RunStatus, Trigger};
+use super::shutdown::Shutdown;
+use super::{DaemonError, DaemonOptions, Doing};
+use crate::load::{LoadError, LoadSummary, Loader};
+
+/// A run the connection was lost in: closed as failed once the daemon reconnects.
+#[derive(Debug, Clone)]
+pub struct Unfinished {
+    pub id: RunId,
+    pub trigger: Trigger,
+    pub error: String,
+}
+
+/// How a run ended, for the daemon's loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// A stop came while it waited for the loader lock.
+    NotStarted,
+}
+
+/// What a run needs; lives as long as one connection.
+pub struct Cycle<'a> {
+    pub client: &'a mut Client,
+    pub loader: &'a Loader,
+    pub opts: &'a DaemonOptions,
+    pub shutdown: &'a Shutdown,
+    pub metrics: &'a Metrics,
+    pub token: &'a CancelToken,
+    pub url: &'a str,
+}
+
+/// A step failed: the error, the load's summary if the load itself finished, and
+/// whether a stop cancelled it.
+struct StepError {
+    error: DaemonError,
+    summary: Option<LoadSummary>,
+    cancelled: bool,
+}
+
+impl From<DaemonError> for StepError {
+    fn from(error: DaemonError) -> StepError {
+        StepError {
+            error,
+            summary: None,
+            cancelled: false,
+        }
+    }
+}
+
+const CANCELLED: &str = "stopped by SIGTERM/SIGINT: the batch in hand was rolled back; \
+                         the batches committed before it stay loaded";
+
+/// Run `fut` (work on the daemon's connection). Once a stop is asked for, it gets
+/// `grace` to finish (less if the stop is asked for again), then whatever runs on
+/// the connection is cancelled, every 100 ms until `fut` returns: the batch in hand
+/// rolls back. The flag says whether cancelling started.
+pub async fn until_stopped<T>(
+    fut: impl Future<Output = T>,
+    token: &CancelToken,
+    shutdown: &Shutdown,
+    grace: Duration,
+) -> (T, bool) {
+    tokio::pin!(fut);
+    tokio::select! {
+        out = &mut fut => return (out, false),
+        _ = shutdown.wait() => {}
+    }
+    if !grace.is_zero() {
+        tokio::select! {
+            out = &mut fut => return (out, false),
+            _ = tokio::time::sleep(grace) => {}
+            _ = shutdown.wait_again() => {}
+        }
+    }
+    tracing::info!("cancelling the batch in hand");
+    loop {
+        if let Err(e) = token.cancel_query(NoTls).await {
+            tracing::debug!(error = %e, "cancel request failed");
+        }
+        tokio::select! {
+            out = &mut fut => return (out, true),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
+/// After cancelling: a cancel request still on its way could hit the next
+/// statement; a few no-ops take it instead of the run's bookkeeping.
+async fn settle(client: &Client) {
+    for _ in 0..3 {
+        match client.simple_query("SELECT 1").await {
+            Err(e) if is_cancelled(&e) => continue,
+            _ => return,
+        }
+    }
+}
+
+impl Cycle<'_> {
+    /// One run. Errors the daemon should reconnect for are returned (the run is
+    /// remembered in `unfinished`); others end the run as failed, and the daemon
+    /// goes on.
+    pub async fn run(
+        &mut self,
+        trigger: Trigger,
+        unfinished: &mut Option<Unfinished>,
+    ) -> Result<Ended, DaemonError> {
+        let (locked, cancelling) = until_stopped(
+            Loader::lock(self.client, true),
+            self.token,
+            self.shutdown,
+            Duration::ZERO,
+        )
+        .await;
+        if cancelling {
+            settle(self.client).await;
+        }
+        if self.shutdown.requested() {
+            // either cancelled while waiting, or got the lock just now: do not start
+            if locked.is_ok() {
+                Loader::unlock(self.client).await?;
+            }
+            return Ok(Ended::NotStarted);
+        }
+        locked?;
+        let id = runs::start(&*self.client, trigger, false)
+            .await
+            .doing("recording the run's start")?;
+        tracing::debug!(run = id.0, trigger = trigger.as_str(), "run started");
+        match self.steps(trigger, id).await {
+            Ok((summary, report)) => {
+                let passed = report.as_ref().map(Report::passed);
+                let status = if passed == Some(false) {
+                    RunStatus::Failed
+                } else {
+                    RunStatus::Succeeded
+                };
+                let error = report.as_ref().filter(|r| !r.passed()).map(Report::verdict);
+                if trigger == Trigger::Follow && summary.events == 0 {
+                    // nothing was there (yet): not worth a row
+                    runs::discard(&*self.client, id)
+                        .await
+                        .doing("recording the run's end")?;
+                } else {
+                    runs::finish(
+                        &*self.client,
+                        id,
+                        &Outcome {
+                            status,
+                            summary: Some(&summary),
+                            quality: passed,
+                            error: error.clone(),
+                        },
+                    )
+                    .await
+                    .doing("recording the run's end")?;
+                }
+                Loader::unlock(self.client).await?;
+                self.metrics.run_ended(trigger, status, Some(&summary));
+                if let Some(report) = &report {
+                    self.metrics.set_quality(report);
+                }
+                if summary.events > 0 || trigger == Trigger::Schedule {
+                    tracing::info!(
+                        run = id.0,
+                        trigger = trigger.as_str(),
+                        events = summary.events,
+                        rows = summary.rows_total(),
+                        rejected = summary.rejected,
+                        batches = summary.batches,
+                        ms = summary.elapsed.as_millis() as u64,
+                        "loaded"
+                    );
+                }
+                match error {
+                    Some(verdict) => {
+                        tracing::warn!(run = id.0, "{verdict}");
+                        Ok(Ended::Failed)
+                    }
+                    None => Ok(Ended::Succeeded),
+                }
+            }
+            Err(StepError {
+                error,
+                summary,
+                cancelled,
+            }) => {
+                if error.is_transient() && !cancelled {
+                    *unfinished = Some(Unfinished {
+                        id,
+                        trigger,
+                        error: chain(&error),
+                    });
+                    return Err(error);
+                }
+                let status = if cancelled {
+                    RunStatus::Cancelled
+                } else {
+                    RunStatus::Failed
+                };
+                let text = if cancelled {
+                    match error {
+                        DaemonError::Stopped => error.to_string(),
+                        _ => CANCELLED.to_string(),
+                    }
+                } else {
+                    chain(&error)
+                };
+                runs::finish(
+                    &*self.client,
+                    id,
+                    &Outcome {
+                        status,
+                        summary: summary.as_ref(),
+                        quality: None,
+                        error: Some(text.clone()),
+                    },
+                )
+                .await
+                .doing("recording the run's end")?;
+                Loader::unlock(self.client).await?;
+                self.metrics.run_ended(trigger, status, summary.as_ref());
+                if cancelled {
+                    tracing::info!(run = id.0, "run stopped: {text}");
+                    Ok(Ended::Cancelled)
+                } else {
+                    tracing::error!(run = id.0, trigger = trigger.as_str(), error = %text, "run failed");
+                    Ok(Ended::Failed)
+                }
+            }
+        }
+    }
+
+    /// The work of a run: the load; for the nightly cycle also refresh, quality gate
+    /// and ANALYZE.
+    async fn steps(
+        &mut self,
+        trigger: Trigger,
+        id: RunId,
+    ) -> Result<(LoadSummary, Option<Report>), StepError> {
+        let bar = if trigger == Trigger::Schedule {
+            progress::for_load(&*self.client, self.url, false).await
+        } else {
+            LoadProgress::hidden()
+        };
+        let (loaded, cancelling) = until_stopped(
+            self.loader.run(self.client),
+            self.token,
+            self.shutdown,
+            self.opts.stop_grace,
+        )
+        .await;
+        bar.finish();
+        if cancelling {
+            settle(self.client).await;
+        }
+        let summary = match loaded {
+            Ok(s) => s,
+            Err(e) => {
+                let cancelled = cancelling
+                    || matches!(&e, LoadError::Db { source, .. } if is_cancelled(source));
+                return Err(StepError {
+                    error: e.into(),
+                    summary: None,
+                    cancelled,
+                });
+            }
+        };
+        if trigger != Trigger::Schedule {
+            return Ok((summary, None));
+        }
+        let with_summary = |error: DaemonError, cancelled: bool| StepError {
+            error,
+            summary: Some(summary.clone()),
+            cancelled,
+        };
+        if self.shutdown.requested() {
+            return Err(with_summary(DaemonError::Stopped, true));
+        }
+        let refreshed = maintenance::refresh_materialized_views(&*self.client)
+            .await
+            .doing("refreshing materialized views")
+            .map_err(|e| with_summary(e, false))?;
+        let report = quality::run_gate(
+            self.client,
+            &self.opts.quality,
+            self.loader.mappings(),
+            Scope::SinceLastGate,
+            true,
+            Some(id.0),
+        )
+        .await
+        .map_err(|e| with_summary(e.into(), false))?;
+        tracing::info!(run = id.0, passed = report.passed(), "{}", report.verdict());
+        maintenance::analyze_touched(&*self.client, &summary, &refreshed)
+            .await
+            .doing("analyzing the touched tables")
+            .map_err(|e| with_summary(e, false))?;
+        Ok((summary, Some(report)))
+    }
+
+    /// Close the run a lost connection left open, as failed. Its committed batches
+    /// count from the checkpoint.
+    pub async fn close_unfinished(&mut self, u: Unfinished) -> Result<(), DaemonError> {
+        Loader::lock(self.client, true).await?;
+        runs::finish(
+            &*self.client,
+            u.id,
+            &Outcome {
+                status: RunStatus::Failed,
+                summary: None,
+                quality: None,
+                error: Some(format!(
+                    "lost the database: {}; the batches committed before stay loaded, \
+                     the next run went on from the checkpoint",
+                    u.error
+                )),
+            },
+        )
+        .await
+        .doing("recording the end of the interrupted run")?;
+        Loader::unlock(self.client).await?;
+        self.metrics.run_ended(u.trigger, RunStatus::Failed, None);
+        Ok(())
+    }
+}

@@ -1,0 +1,404 @@
+//! Quality gate thresholds and rules: a TOML file (`--quality-config`, env
+//! `DVAULT_QUALITY_CONFIG`); any section left out keeps its default.
+//! `deploy/quality.toml` is the documented default, and a test keeps it equal to
+//! [`QualityConfig::default`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::mapping::{FieldPath, Mappings, Parent};
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QualityConfig {
+    pub completeness: Completeness,
+    pub uniqueness: Uniqueness,
+    pub validity: Validity,
+    pub referential: Referential,
+    pub freshness: Freshness,
+}
+
+/// Required fields, per event type, present (not null, not blank) in at least
+/// `min_ratio` of the events, field by field.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Completeness {
+    pub enabled: bool,
+    pub min_ratio: f64,
+    /// event type → field paths (`a`, `a.b`, `lines[].product_id`)
+    pub required: BTreeMap<String, Vec<String>>,
+}
+
+/// Business keys unique within each source batch (the events one ingest
+/// transaction appended from one source), batch by batch.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Uniqueness {
+    pub enabled: bool,
+    pub min_ratio: f64,
+    /// event type → the field holding the key that should appear once per batch
+    pub keys: BTreeMap<String, String>,
+}
+
+/// Mapped values that parse as their declared types and lie in their domains, in
+/// at least `min_ratio` of the events of each type.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Validity {
+    pub enabled: bool,
+    pub min_ratio: f64,
+    /// `satellite.column` → its domain
+    pub domains: BTreeMap<String, Domain>,
+}
+
+/// Allowed values of a column: a list, and/or numeric bounds.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Domain {
+    pub values: Option<Vec<String>>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// Links whose hub keys must be known: the hub row exists and, when `satellite` is
+/// given, that hub has a row in it (it was registered by its own source, not only
+/// referred to by another event).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Referential {
+    pub enabled: bool,
+    pub max_orphans: i64,
+    pub rules: Vec<ReferenceRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceRule {
+    pub link: String,
+    pub hub: String,
+    #[serde(default)]
+    pub satellite: Option<String>,
+}
+
+/// The newest event in the log is at most `max_age_hours` old.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Freshness {
+    pub enabled: bool,
+    pub max_age_hours: f64,
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+impl Default for Completeness {
+    fn default() -> Self {
+        let required = [
+            (
+                "customer_registered",
+                &[
+                    "customer_id",
+                    "first_name",
+                    "last_name",
+                    "email",
+                    "country",
+                    "signup_date",
+                ][..],
+            ),
+            (
+                "product_listed",
+                &["product_id", "name", "category", "price"],
+            ),
+            (
+                "order_placed",
+                &[
+                    "order_id",
+                    "customer_id",
+                    "ordered_at",
+                    "lines[].product_id",
+                    "lines[].quantity",
+                    "lines[].unit_price",
+                ],
+            ),
+            ("order_status_changed", &["order_id", "status"]),
+            (
+                "product_viewed",
+                &["customer_id", "product_id", "session_id", "viewed_at"],
+            ),
+        ];
+        Completeness {
+            enabled: true,
+            min_ratio: 0.95,
+            required: required
+                .iter()
+                .map(|(t, f)| (t.to_string(), strings(f)))
+                .collect(),
+        }
+    }
+}
+
+impl Default for Uniqueness {
+    fn default() -> Self {
+        Uniqueness {
+            enabled: true,
+            min_ratio: 0.99,
+            keys: [
+                ("customer_registered", "customer_id"),
+                ("product_listed", "product_id"),
+                ("order_placed", "order_id"),
+            ]
+            .iter()
+            .map(|(t, k)| (t.to_string(), k.to_string()))
+            .collect(),
+        }
+    }
+}
+
+impl Default for Validity {
+    fn default() -> Self {
+        let min = |m: f64| Domain {
+            min: Some(m),
+            ..Domain::default()
+        };
+        Validity {
+            enabled: true,
+            min_ratio: 0.90,
+            domains: [
+                (
+                    "sat_order_status.status",
+                    Domain {
+                        values: Some(strings(&[
+                            "placed",
+                            "paid",
+                            "shipped",
+                            "delivered",
+                            "cancelled",
+                            "returned",
+                        ])),
+                        ..Domain::default()
+                    },
+                ),
+                ("sat_order_line.quantity", min(1.0)),
+                ("sat_order_line.unit_price", min(0.0)),
+                ("sat_order_line.discount", min(0.0)),
+                ("sat_product_details.price", min(0.0)),
+            ]
+            .into_iter()
+            .map(|(k, d)| (k.to_string(), d))
+            .collect(),
+        }
+    }
+}
+
+impl Default for Referential {
+    fn default() -> Self {
+        let rule = |link: &str, hub: &str, sat: &str| ReferenceRule {
+            link: link.into(),
+            hub: hub.into(),
+            satellite: Some(sat.into()),
+        };
+        Referential {
+            enabled: true,
+            max_orphans: 0,
+            rules: vec![
+                rule(
+                    "link_order_customer",
+                    "hub_customer",
+                    "sat_customer_profile",
+                ),
+                rule("link_order_product", "hub_product", "sat_product_details"),
+            ],
+        }
+    }
+}
+
+impl Default for Freshness {
+    fn default() -> Self {
+        Freshness {
+            enabled: true,
+            max_age_hours: 26.0,
+        }
+    }
+}
+
+impl QualityConfig {
+    /// Parse a TOML text (`file` names it in errors).
+    pub fn parse(file: &str, text: &str) -> Result<QualityConfig, String> {
+        let config: QualityConfig =
+            toml::from_str(text).map_err(|e| format!("{file}: {}", e.to_string().trim_end()))?;
+        config.check_ratios().map_err(|e| format!("{file}: {e}"))?;
+        Ok(config)
+    }
+
+    /// Read `path`, or the defaults when `None`.
+    pub fn load(path: Option<&Path>) -> Result<QualityConfig, String> {
+        match path {
+            None => Ok(QualityConfig::default()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read the quality config {}: {e}", p.display()))?;
+                QualityConfig::parse(&p.display().to_string(), &text)
+            }
+        }
+    }
+
+    fn check_ratios(&self) -> Result<(), String> {
+        for (section, r) in [
+            ("completeness", self.completeness.min_ratio),
+            ("uniqueness", self.uniqueness.min_ratio),
+            ("validity", self.validity.min_ratio),
+        ] {
+            if !(0.0..=1.0).contains(&r) {
+                return Err(format!(
+                    "[{section}] min_ratio must be between 0 and 1 (0.95 means 95 %), got {r}"
+                ));
+            }
+        }
+        if self.referential.max_orphans < 0 {
+            return Err("[referential] max_orphans must be 0 or more".into());
+        }
+        if self.freshness.max_age_hours.is_nan() || self.freshness.max_age_hours <= 0.0 {
+            return Err("[freshness] max_age_hours must be more than 0".into());
+        }
+        Ok(())
+    }
+
+    /// Every name must exist in the mappings: a misspelt rule would silently check
+    /// nothing. All problems are reported together.
+    pub fn check(&self, m: &Mappings) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let event_known = |t: &str| m.events.contains_key(t);
+        if self.completeness.enabled {
+            for (t, fields) in &self.completeness.required {
+                if !event_known(t) {
+                    problems.push(format!(
+                        "[completeness.required] unknown event type \"{t}\""
+                    ));
+                }
+                for f in fields {
+                    if let Err(e) = FieldPath::parse(f) {
+                        problems.push(format!("[completeness.required] {t}: {e}"));
+                    }
+                }
+            }
+        }
+        if self.uniqueness.enabled {
+            for (t, key) in &self.uniqueness.keys {
+                if !event_known(t) {
+                    problems.push(format!("[uniqueness.keys] unknown event type \"{t}\""));
+                }
+                match FieldPath::parse(key) {
+                    Ok(FieldPath::Top(_)) => {}
+                    Ok(_) => problems.push(format!(
+                        "[uniqueness.keys] {t}: \"{key}\" iterates an array; name one field per event"
+                    )),
+                    Err(e) => problems.push(format!("[uniqueness.keys] {t}: {e}")),
+                }
+            }
+        }
+        if self.validity.enabled {
+            for (name, domain) in &self.validity.domains {
+                let known = name.split_once('.').is_some_and(|(sat, col)| {
+                    m.satellite_index(sat)
+                        .is_some_and(|s| m.satellites[s].columns.iter().any(|(c, _)| c == col))
+                        || m.link_index(sat).is_some_and(|l| {
+                            m.links[l].dependent_keys.iter().any(|(c, _)| c == col)
+                        })
+                });
+                if !known {
+                    problems.push(format!(
+                        "[validity.domains] \"{name}\" is no satellite column (or link dependent key) of the mappings; write \"<satellite>.<column>\""
+                    ));
+                }
+                if domain.values.is_none() && domain.min.is_none() && domain.max.is_none() {
+                    problems.push(format!(
+                        "[validity.domains] \"{name}\": give values = [...], min or max"
+                    ));
+                }
+            }
+        }
+        if self.referential.enabled {
+            for r in &self.referential.rules {
+                let at = format!("[[referential.rules]] link \"{}\"", r.link);
+                let (Some(l), Some(h)) = (m.link_index(&r.link), m.hub_index(&r.hub)) else {
+                    problems.push(format!(
+                        "{at}, hub \"{}\": no such link or hub in the mappings",
+                        r.hub
+                    ));
+                    continue;
+                };
+                if !m.links[l].hubs.contains(&h) {
+                    problems.push(format!("{at} does not join hub \"{}\"", r.hub));
+                }
+                if let Some(sat) = &r.satellite
+                    && m.satellite_index(sat)
+                        .is_none_or(|s| m.satellites[s].parent != Parent::Hub(h))
+                {
+                    problems.push(format!(
+                        "{at}: \"{sat}\" is no satellite of hub \"{}\"",
+                        r.hub
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the quality config has {} problem(s):\n  - {}",
+                problems.len(),
+                problems.join("\n  - ")
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_file_is_the_default() {
+        let text = include_str!("../../../deploy/quality.toml");
+        let parsed = QualityConfig::parse("deploy/quality.toml", text).expect("parses");
+        assert_eq!(parsed, QualityConfig::default());
+    }
+
+    #[test]
+    fn the_defaults_fit_the_builtin_mappings() {
+        let m = Mappings::builtin().expect("mappings");
+        QualityConfig::default().check(&m).expect("defaults fit");
+    }
+
+    #[test]
+    fn sections_left_out_keep_their_defaults() {
+        let c = QualityConfig::parse("q.toml", "[freshness]\nmax_age_hours = 4\n").expect("ok");
+        assert_eq!(c.freshness.max_age_hours, 4.0);
+        assert!(c.freshness.enabled);
+        assert_eq!(c.completeness, Completeness::default());
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = QualityConfig::parse("q.toml", "[completeness]\nmin_ratio = 95\n").unwrap_err();
+        assert!(e.contains("between 0 and 1"), "{e}");
+        let e = QualityConfig::parse("q.toml", "[freshnes]\n").unwrap_err();
+        assert!(e.contains("q.toml"), "{e}");
+        let m = Mappings::builtin().expect("mappings");
+        let c = QualityConfig::parse(
+            "q.toml",
+            "[validity.domains]\n\"sat_order.stat\" = { min = 1 }\n\
+             [[referential.rules]]\nlink = \"link_order_customer\"\nhub = \"hub_product\"\n",
+        )
+        .expect("parses");
+        let e = c.check(&m).unwrap_err();
+        assert!(
+            e.contains("\"sat_order.stat\" is no satellite column"),
+            "{e}"
+        );
+        assert!(e.contains("does not join hub \"hub_product\""), "{e}");
+    }
+}
