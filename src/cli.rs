@@ -2,10 +2,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::api::{self, ApiConfig, ApiKey, Cors};
 use crate::config::Config;
+use crate::daemon::quality::{self, QualityConfig};
+use crate::daemon::runs::{self, Trigger};
+use crate::daemon::{self, DaemonExit, DaemonOptions};
 use crate::db::{self, Target};
 use crate::events::ingest::{self, Format, IngestOptions};
 use crate::generate;
@@ -65,8 +70,18 @@ pub enum Command {
     Rebuild(LoadArgs),
     /// Write deterministic synthetic Customer 360 data (NDJSON events and flat CSVs).
     Gen(GenArgs),
-    /// Show the database, schema version, events, rejections and the loader's position.
+    /// Run the loader as a service: the nightly cycle on a schedule, and with --follow
+    /// new events within a second or two.
+    Daemon(DaemonArgs),
+    /// List recent load runs (nightly, follow and manual).
+    Runs(RunsArgs),
+    /// Run the quality gates on the events loaded since the last gate, and the vault.
+    Check(CheckArgs),
+    /// Show the database, schema version, events, rejections, the loader's position,
+    /// the last run and the quality state.
     Status,
+    /// Serve the Customer 360 REST API (OpenAPI at /openapi.json, Swagger UI at /docs).
+    Serve(ServeArgs),
     /// List quarantined input (most recent first).
     Rejected(RejectedArgs),
     /// Manage the private PostgreSQL server.
@@ -112,10 +127,89 @@ pub struct LoadArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// When to run the nightly cycle (load, refresh, quality gate, ANALYZE): cron
+    /// fields `minute hour day-of-month month day-of-week`; `off` for none.
+    #[arg(long, env = "DVAULT_SCHEDULE", default_value = daemon::schedule::DEFAULT_SCHEDULE)]
+    pub schedule: String,
+    /// Time zone of the schedule (IANA name, e.g. Europe/Berlin).
+    #[arg(long, env = "DVAULT_TIME_ZONE", default_value = daemon::schedule::DEFAULT_TIME_ZONE)]
+    pub time_zone: String,
+    /// Also load new events as they arrive (LISTEN on the log's append notifications).
+    #[arg(long)]
+    pub follow: bool,
+    /// Follow: load once the log has been quiet this many milliseconds...
+    #[arg(long, default_value_t = 200, value_name = "MS")]
+    pub debounce_ms: u64,
+    /// ...or at the latest this many milliseconds after the first event of a burst.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub max_delay_ms: u64,
+    /// Refresh the lag metrics (and, following, look for missed events) this often.
+    #[arg(long, default_value_t = 15, value_name = "SECONDS")]
+    pub poll_secs: u64,
+    /// Exit at once if another daemon works on the database, instead of standing by.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Run the nightly cycle once, now, and exit (status 1 if it failed).
+    #[arg(long)]
+    pub once: bool,
+    /// At start, run the nightly cycle if the schedule fired while no daemon ran.
+    #[arg(long)]
+    pub catch_up: bool,
+    /// Events per transaction.
+    #[arg(long, default_value_t = 50_000)]
+    pub batch_size: i64,
+    /// Mapping files to use instead of the ones built in.
+    #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
+    pub mappings: Option<PathBuf>,
+    /// Quality gate thresholds (TOML; default: deploy/quality.toml's values).
+    #[arg(long, env = "DVAULT_QUALITY_CONFIG", value_name = "FILE")]
+    pub quality_config: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9187.
+    #[arg(long, env = "DVAULT_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// After SIGTERM/SIGINT, seconds the batch in hand may take to finish before it
+    /// is rolled back.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    pub stop_grace_secs: u64,
+    /// Longest wait between attempts to reach a lost database.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub retry_max_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// How many to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: i64,
+    /// Only runs started by this trigger.
+    #[arg(long, value_parser = ["schedule", "follow", "manual"])]
+    pub trigger: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Check every loaded event, not only those loaded since the last gate.
+    #[arg(long)]
+    pub all: bool,
+    /// Do not record the results nor move the gate's checkpoint.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Quality gate thresholds (TOML; default: deploy/quality.toml's values).
+    #[arg(long, env = "DVAULT_QUALITY_CONFIG", value_name = "FILE")]
+    pub quality_config: Option<PathBuf>,
+    /// Mapping files to use instead of the ones built in.
+    #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
+    pub mappings: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Stop after loading instead of serving the API.
     #[arg(long)]
     pub no_serve: bool,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +236,66 @@ pub struct GenArgs {
     /// Share of extra broken lines to inject (e.g. 0.01), to exercise quarantine.
     #[arg(long, default_value_t = 0.0)]
     pub dirty: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "DVAULT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// An API key: SCOPE:SHA256HEX, scope `read` or `write`, and the SHA-256 of the
+    /// bearer token (`printf %s "$TOKEN" | sha256sum`). Repeat, or separate with commas.
+    /// None: reads are open, writes refused.
+    #[arg(
+        long = "api-key",
+        env = "DVAULT_API_KEYS",
+        value_delimiter = ',',
+        value_name = "SCOPE:SHA256",
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+    /// Seconds before a request is abandoned (answered 503, its query cancelled).
+    #[arg(long, env = "DVAULT_REQUEST_TIMEOUT", default_value_t = 30)]
+    pub request_timeout: u64,
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, env = "DVAULT_MAX_BODY", default_value_t = 4 * 1024 * 1024)]
+    pub max_body: usize,
+    /// Origins allowed to call the API from a browser (CORS), `*` for any. Repeat, or
+    /// separate with commas. None: no CORS headers.
+    #[arg(
+        long = "cors-origin",
+        env = "DVAULT_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// Database connections.
+    #[arg(long, env = "DVAULT_POOL_SIZE", default_value_t = 8)]
+    pub pool_size: usize,
+}
+
+impl ServeArgs {
+    pub fn api_config(&self) -> Result<ApiConfig, String> {
+        let keys = self
+            .api_keys
+            .iter()
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| {
+                k.parse::<ApiKey>()
+                    .map_err(|e| format!("--api-key / DVAULT_API_KEYS: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.request_timeout == 0 {
+            return Err("--request-timeout must be at least 1 second".into());
+        }
+        Ok(ApiConfig {
+            listen: self.listen,
+            keys,
+            request_timeout: std::time::Duration::from_secs(self.request_timeout),
+            body_limit: self.max_body,
+            cors: Cors::from_origins(&self.cors_origins),
+            pool_size: self.pool_size.max(1),
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +362,9 @@ async fn dispatch(command: Command, config: &Config) -> CliResult {
         Command::Load(args) => load(config, args, false).await,
         Command::Gen(args) => gen_data(args).await,
         Command::Rebuild(args) => load(config, args, true).await,
+        Command::Daemon(args) => run_daemon(config, args).await,
+        Command::Runs(args) => list_runs(config, args).await,
+        Command::Check(args) => check(config, args).await,
         Command::Status => {
             let target = Target::resolve(config).await?;
             let client = db::connect_migrated(&target).await?;
@@ -216,6 +373,7 @@ async fn dispatch(command: Command, config: &Config) -> CliResult {
             print!("{report}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve(args) => serve(config, args).await,
         Command::Rejected(args) => {
             let target = Target::resolve(config).await?;
             let client = db::connect_migrated(&target).await?;
@@ -269,6 +427,36 @@ async fn migrate(config: &Config) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn serve(config: &Config, args: ServeArgs) -> CliResult {
+    let api_config = args.api_config()?;
+    let target = Target::resolve(config).await?;
+    // bring the schema up to date when this role may; a least-privilege API role
+    // cannot and need not (GET /ready tells whether the schema is current)
+    match db::connect(&target.url).await {
+        Ok(mut client) => {
+            let current = db::schema_version(&client).await.ok().flatten();
+            if current != Some(db::latest_known_version())
+                && let Err(e) = db::migrate(&mut client).await
+            {
+                eprintln!("warning: the schema is not current and migrating failed: {e}");
+            }
+        }
+        Err(e) => eprintln!("warning: {e}; answering 503 until the database is reachable"),
+    }
+    let listener = tokio::net::TcpListener::bind(api_config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", api_config.listen))?;
+    println!(
+        "listening on http://{} (API docs at /docs), database {}",
+        listener.local_addr()?,
+        target.describe()
+    );
+    println!("{}", api::auth::describe(&api_config.keys));
+    let state = api::AppState::new(api_config, &target.url)?;
+    api::serve(listener, state, api::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
     let target = Target::resolve(config).await?;
     let mut client = db::connect_migrated(&target).await?;
@@ -316,17 +504,95 @@ async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
     };
     let target = Target::resolve(config).await?;
     let mut client = db::connect_migrated(&target).await?;
-    let mut loader = Loader::new(&client, mappings).await?;
+    let mut loader = Loader::new(&client, mappings)
+        .await?
+        .with_read_ahead(&target.url);
     loader.batch_size = args.batch_size.max(1);
     Loader::lock(&client, !args.no_wait).await?;
+    let run = runs::start(&client, Trigger::Manual, rebuild).await?;
+    let progress = daemon::progress::for_load(&client, &target.url, rebuild).await;
     let summary = if rebuild {
         load::rebuild(&mut client, &loader).await
     } else {
         loader.run(&mut client).await
     };
+    progress.finish();
+    let recorded = runs::finish(&client, run, &runs::Outcome::of_load(&summary)).await;
     Loader::unlock(&client).await?;
     print!("{}", summary?);
+    recorded?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn mappings_from(dir: Option<&std::path::Path>) -> Result<Mappings, crate::mapping::MappingErrors> {
+    match dir {
+        Some(dir) => Mappings::from_dir(dir),
+        None => Mappings::builtin(),
+    }
+}
+
+async fn run_daemon(config: &Config, args: DaemonArgs) -> CliResult {
+    let mappings = mappings_from(args.mappings.as_deref())?;
+    let schedule = match args.schedule.trim() {
+        "off" | "none" | "" => None,
+        expr => Some(daemon::schedule::Schedule::parse(expr, &args.time_zone)?),
+    };
+    if schedule.is_none() && !args.follow && !args.once {
+        return Err("nothing to do: --schedule off needs --follow or --once".into());
+    }
+    let opts = DaemonOptions {
+        schedule,
+        follow: args.follow,
+        debounce: Duration::from_millis(args.debounce_ms),
+        max_delay: Duration::from_millis(args.max_delay_ms),
+        poll_interval: Duration::from_secs(args.poll_secs.max(1)),
+        no_wait: args.no_wait,
+        once: args.once,
+        catch_up: args.catch_up,
+        batch_size: args.batch_size.max(1),
+        quality: QualityConfig::load(args.quality_config.as_deref())?,
+        metrics_listen: args.metrics_listen,
+        stop_grace: Duration::from_secs(args.stop_grace_secs),
+        retry: daemon::retry::RetryPolicy {
+            max: Duration::from_secs(args.retry_max_secs.max(1)),
+            ..Default::default()
+        },
+    };
+    let shutdown = daemon::shutdown::Shutdown::on_signals()?;
+    match daemon::run(config, mappings, opts, shutdown).await? {
+        DaemonExit::Stopped | DaemonExit::Once { succeeded: true } => Ok(ExitCode::SUCCESS),
+        DaemonExit::Once { succeeded: false } => Ok(ExitCode::FAILURE),
+    }
+}
+
+async fn list_runs(config: &Config, args: RunsArgs) -> CliResult {
+    let target = Target::resolve(config).await?;
+    let client = db::connect_migrated(&target).await?;
+    let trigger = Trigger::ALL
+        .into_iter()
+        .find(|t| Some(t.as_str()) == args.trigger.as_deref());
+    let list = runs::recent(&client, args.limit.max(1), trigger).await?;
+    print!("{}", runs::Listing(&list));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check(config: &Config, args: CheckArgs) -> CliResult {
+    let mappings = mappings_from(args.mappings.as_deref())?;
+    let qc = QualityConfig::load(args.quality_config.as_deref())?;
+    let target = Target::resolve(config).await?;
+    let mut client = db::connect_migrated(&target).await?;
+    let scope = if args.all {
+        quality::Scope::All
+    } else {
+        quality::Scope::SinceLastGate
+    };
+    let report = quality::run_gate(&mut client, &qc, &mappings, scope, !args.dry_run, None).await?;
+    print!("{report}");
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn gen_data(args: GenArgs) -> CliResult {
@@ -366,9 +632,35 @@ async fn gen_data(args: GenArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn demo(config: &Config, _args: DemoArgs) -> CliResult {
+async fn demo(config: &Config, args: DemoArgs) -> CliResult {
+    let api_config = args.serve.api_config()?;
     let opts = crate::demo::DemoOptions::new(config);
     let demo = crate::demo::prepare(config, &opts).await?;
     print!("{}", demo.tour);
+    if args.no_serve {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let listener = tokio::net::TcpListener::bind(api_config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", api_config.listen))?;
+    let addr = listener.local_addr()?;
+    let some_customer: Option<String> = db::connect(&demo.target.url)
+        .await?
+        .query_opt(
+            "SELECT customer_id FROM mart.customer_360 ORDER BY total_spent DESC NULLS LAST LIMIT 1",
+            &[],
+        )
+        .await?
+        .map(|r| r.get(0));
+    println!(
+        "\nServing the Customer 360 API on http://{addr} (docs: http://{addr}/docs); Ctrl-C stops."
+    );
+    if let Some(id) = some_customer {
+        println!("  curl http://{addr}/customers/{id}");
+    }
+    println!("  curl 'http://{addr}/customers?segment=Champions&limit=5'");
+    println!("{}", api::auth::describe(&api_config.keys));
+    let state = api::AppState::new(api_config, &demo.target.url)?;
+    api::serve(listener, state, api::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

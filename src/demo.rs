@@ -105,7 +105,9 @@ pub async fn prepare(config: &Config, opts: &DemoOptions) -> DemoResult<Demo> {
     let ingest_time = t.elapsed();
 
     let t = Instant::now();
-    let loader = Loader::new(&client, Mappings::builtin()?).await?;
+    let loader = Loader::new(&client, Mappings::builtin()?)
+        .await?
+        .with_read_ahead(&target.url);
     Loader::lock(&client, true).await?;
     let loaded = loader.run(&mut client).await;
     Loader::unlock(&client).await?;

@@ -4,8 +4,10 @@
 //! ([`events`]), the loader projects the log into hubs, links and satellites, and
 //! SQL views turn the vault into a Customer 360.
 
+pub mod api;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod db;
 pub mod demo;
 pub mod events;

@@ -22,6 +22,10 @@ pub struct Status {
     /// The oldest transaction on the server that holds a transaction id: the loader
     /// cannot read past it (database, pid, started).
     pub oldest_writer: Option<(String, i32, DateTime<Utc>)>,
+    /// The latest load run (daemon or manual).
+    pub last_run: Option<crate::daemon::runs::Run>,
+    /// The latest quality gate.
+    pub quality: Option<crate::daemon::quality::Report>,
 }
 
 pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgres::Error> {
@@ -64,7 +68,22 @@ pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgr
         .query_one("SELECT max(version) FROM refinery_schema_history", &[])
         .await?
         .get(0);
+    // run history and quality results exist from schema version 5 on
+    let has_runs: bool = client
+        .query_one("SELECT to_regclass('ops.load_runs') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    let (last_run, quality) = if has_runs {
+        (
+            crate::daemon::runs::last(client).await?,
+            crate::daemon::quality::latest(client).await?,
+        )
+    } else {
+        (None, None)
+    };
     Ok(Status {
+        last_run,
+        quality,
         schema_version,
         events_by_type,
         rejected_by_stage,
@@ -117,6 +136,33 @@ impl fmt::Display for Status {
             write!(f, ", oldest recorded {} s ago", age.num_seconds())?;
         }
         writeln!(f)?;
+        match &self.last_run {
+            Some(run) => writeln!(f, "last run:   {}", run.one_line())?,
+            None => writeln!(f, "last run:   none yet")?,
+        }
+        match &self.quality {
+            Some(q) => {
+                let at = q
+                    .checked_at
+                    .map(|t| t.format(" at %Y-%m-%d %H:%M:%S UTC").to_string())
+                    .unwrap_or_default();
+                if q.passed() {
+                    writeln!(f, "quality:    passed ({} checks{at})", q.results.len())?;
+                } else {
+                    writeln!(f, "quality:    FAILED{at}")?;
+                    for r in q.failed() {
+                        writeln!(
+                            f,
+                            "  {:<22} {}: {}",
+                            r.check.as_str(),
+                            r.measure(),
+                            r.detail
+                        )?;
+                    }
+                }
+            }
+            None => writeln!(f, "quality:    not checked yet (dvault check)")?,
+        }
         if let Some((db, pid, since)) = &self.oldest_writer {
             let age = (Utc::now() - *since).num_seconds();
             if age >= 60 {

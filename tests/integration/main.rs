@@ -2,9 +2,12 @@
 
 mod harness;
 
+mod api;
 mod cli;
+mod daemon;
 mod event_log;
 mod generated;
 mod ingest;
 mod loader;
 mod loader_robustness;
+mod views;
