@@ -34,6 +34,20 @@ pub struct Ready {
     pub status: &'static str,
     pub schema_version: i32,
     pub loader: Lag,
+    /// The latest quality gate (`dvault check` or a nightly run); null when none has
+    /// run or this role may not read `ops.quality_results`. A failed gate is
+    /// reported here but does not make the server unready: the data is still served.
+    pub quality: Option<Quality>,
+}
+
+/// The verdict of the latest quality gate.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Quality {
+    pub passed: bool,
+    /// RFC 3339 UTC.
+    pub checked_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// One line: which checks failed and by how much.
+    pub verdict: String,
 }
 
 /// Liveness: the process is up. Never touches the database.
@@ -87,10 +101,22 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiErro
         ));
     }
     let loader = loader_lag(&client).await?;
+    let quality = crate::daemon::quality::latest(&**client)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "no quality verdict for /ready");
+            None
+        })
+        .map(|report| Quality {
+            passed: report.passed(),
+            checked_at: report.checked_at,
+            verdict: report.verdict(),
+        });
     Ok(Json(Ready {
         status: "ready",
         schema_version: expected,
         loader,
+        quality,
     }))
 }
 

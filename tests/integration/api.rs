@@ -1106,6 +1106,33 @@ async fn health_ready_and_metrics() {
     assert_eq!(ready["schema_version"], dvault::db::latest_known_version());
     assert_eq!(ready["loader"]["pending_events"], 0);
     assert!(ready["loader"]["oldest_pending_seconds"].is_null());
+    assert!(ready["quality"].is_null(), "no gate has run yet");
+
+    // a failed quality gate is reported: here freshness with a zero-hour limit
+    let config =
+        std::env::temp_dir().join(format!("dvault-quality-{}.toml", rand::random::<u64>()));
+    std::fs::write(&config, "[freshness]\nmax_age_hours = 0.000001\n").expect("config");
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_dvault"))
+        .args(["check", "--quality-config"])
+        .arg(&config)
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .expect("run dvault check");
+    let _ = std::fs::remove_file(&config);
+    assert!(
+        !check.status.success(),
+        "the freshness check fails: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let ready = app.json("/ready", 200).await;
+    assert_eq!(ready["quality"]["passed"], false);
+    assert!(
+        ready["quality"]["verdict"]
+            .as_str()
+            .is_some_and(|v| v.contains("freshness")),
+        "{}",
+        ready["quality"]
+    );
 
     // an event not yet loaded shows as lag
     let client = db.client().await;
@@ -1138,7 +1165,7 @@ async fn health_ready_and_metrics() {
     for line in [
         "dvault_http_requests_total{method=\"GET\",route=\"/customers/{id}\",status=\"200\"} 1",
         "dvault_http_requests_total{method=\"GET\",route=\"/customers/{id}\",status=\"404\"} 1",
-        "dvault_http_requests_total{method=\"GET\",route=\"/ready\",status=\"200\"} 2",
+        "dvault_http_requests_total{method=\"GET\",route=\"/ready\",status=\"200\"} 3",
         "dvault_http_request_duration_seconds_count{method=\"GET\",route=\"/customers/{id}\"} 2",
         "dvault_http_request_duration_seconds_bucket{method=\"GET\",route=\"/customers/{id}\",le=\"+Inf\"} 2",
         "dvault_db_pool_max_connections 4",
