@@ -23,14 +23,23 @@ SELECT h.customer_id,
   FROM raw_vault.hub_customer h
   JOIN business_vault.pit_customer pit
     ON pit.hk_customer = h.hk_customer AND pit.snapshot_date = 'infinity'
-  JOIN business_vault.sat_customer_profile_with_ghost p
-    ON p.hk_customer = pit.sat_customer_profile_hk
-   AND p.applied_dts = pit.sat_customer_profile_applied_dts
-   AND p.event_seq = pit.sat_customer_profile_event_seq
-  JOIN business_vault.sat_customer_contact_with_ghost c
-    ON c.hk_customer = pit.sat_customer_contact_hk
-   AND c.applied_dts = pit.sat_customer_contact_applied_dts
-   AND c.event_seq = pit.sat_customer_contact_event_seq
+  -- The PIT's satellite keys (ghost keys included) point at exactly one row of the
+  -- ghost-extended satellites. Each is read as a lateral primary-key lookup: the
+  -- planner then walks customers in key order and a page stops after its rows.
+ CROSS JOIN LATERAL (
+       SELECT g.first_name, g.last_name, g.city, g.country, g.signup_date
+         FROM business_vault.sat_customer_profile_with_ghost g
+        WHERE g.hk_customer = pit.sat_customer_profile_hk
+          AND g.applied_dts = pit.sat_customer_profile_applied_dts
+          AND g.event_seq = pit.sat_customer_profile_event_seq
+        LIMIT 1) p
+ CROSS JOIN LATERAL (
+       SELECT g.email, g.phone
+         FROM business_vault.sat_customer_contact_with_ghost g
+        WHERE g.hk_customer = pit.sat_customer_contact_hk
+          AND g.applied_dts = pit.sat_customer_contact_applied_dts
+          AND g.event_seq = pit.sat_customer_contact_event_seq
+        LIMIT 1) c
   LEFT JOIN business_vault.customer_order_summary m ON m.hk_customer = h.hk_customer
   LEFT JOIN business_vault.rfm_cutpoints q ON true
  CROSS JOIN LATERAL business_vault.customer_scores(
