@@ -308,7 +308,8 @@ impl Cycle<'_> {
         .await
         .map_err(|e| with_summary(e.into(), false))?;
         tracing::info!(run = id.0, passed = report.passed(), "{}", report.verdict());
-        maintenance::analyze_touched(&*self.client, &summary, &refreshed)
+        let schema = &self.loader.mappings().schema;
+        maintenance::analyze_touched(&*self.client, schema, &summary, &refreshed)
             .await
             .doing("analyzing the touched tables")
             .map_err(|e| with_summary(e, false))?;

@@ -8,10 +8,7 @@ use tokio_postgres::GenericClient;
 
 use crate::load::LoadSummary;
 
-/// A quoted SQL identifier; names come from the catalog or the checked mappings.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+use crate::mapping::quote_ident as ident;
 
 /// Refresh every materialized view of the business vault and the mart, in name
 /// order; `CONCURRENTLY` (readers are not blocked) when the view has a unique index
@@ -53,6 +50,7 @@ pub async fn refresh_materialized_views(
 /// vault's tables and the refreshed views when it loaded anything, and the log.
 pub async fn analyze_touched(
     client: &impl GenericClient,
+    vault_schema: &str,
     summary: &LoadSummary,
     refreshed: &[String],
 ) -> Result<Vec<String>, tokio_postgres::Error> {
@@ -62,7 +60,7 @@ pub async fn analyze_touched(
     let mut tables: BTreeSet<(String, String)> = BTreeSet::new();
     for (table, n) in &summary.rows {
         if *n > 0 {
-            tables.insert(("raw_vault".into(), table.clone()));
+            tables.insert((vault_schema.into(), table.clone()));
         }
     }
     if summary.events > 0 {

@@ -334,7 +334,9 @@ impl Loader {
         }
         let mut summary = write_rows(&tx, &self.mappings, &batch.rows).await?;
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "written");
-        business::refresh(&tx, &self.mappings, &batch.rows).await?;
+        if self.mappings.is_customer_360() {
+            business::refresh(&tx, &self.mappings, &batch.rows).await?;
+        }
         summary.rejected = store_rejects(&tx, &batch.rejects).await?;
         summary.events = batch.events;
         summary.batches = 1;
@@ -521,15 +523,14 @@ pub async fn rebuild(client: &mut Client, loader: &Loader) -> Result<LoadSummary
     let mut tables: Vec<String> = m.hubs.iter().map(|h| h.name.clone()).collect();
     tables.extend(m.links.iter().map(|l| l.name.clone()));
     tables.extend(m.satellites.iter().map(|s| s.name.clone()));
-    let list: Vec<String> = tables
-        .iter()
-        .map(|t| format!("raw_vault.{}", write::ident(t)))
-        .collect();
+    let list: Vec<String> = tables.iter().map(|t| m.table(t)).collect();
     let tx = client.transaction().await.doing("starting the rebuild")?;
     tx.batch_execute(&format!("TRUNCATE {}", list.join(", ")))
         .await
         .doing("emptying the vault")?;
-    business::truncate(&tx).await?;
+    if m.is_customer_360() {
+        business::truncate(&tx).await?;
+    }
     tx.execute("DELETE FROM event_log.rejected WHERE stage = 'load'", &[])
         .await
         .doing("clearing load rejections")?;

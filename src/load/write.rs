@@ -19,13 +19,7 @@ use crate::hash::Hash;
 use crate::mapping::{ColumnType, Mappings, Satellite, Value};
 
 /// `"name"`, with inner quotes doubled.
-pub fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn table(name: &str) -> String {
-    format!("raw_vault.{}", ident(name))
-}
+pub use crate::mapping::quote_ident as ident;
 
 pub fn pg_type(ty: ColumnType) -> Type {
     match ty {
@@ -87,15 +81,15 @@ fn read_value(
 /// The keys of `keys` already in `table`'s `key_column`.
 async fn existing_keys(
     tx: &Transaction<'_>,
-    table_name: &str,
+    table: &str,
     key_column: &str,
     keys: &[&[u8]],
 ) -> Result<HashSet<Hash>, tokio_postgres::Error> {
     let rows = tx
         .query(
             &format!(
-                "SELECT {key} FROM {} WHERE {key} = ANY($1::bytea[])",
-                table(table_name),
+                "SELECT t.{key} FROM unnest($1::bytea[]) AS k(hk)
+                   JOIN {table} t ON t.{key} = k.hk",
                 key = ident(key_column)
             ),
             &[&keys],
@@ -109,7 +103,7 @@ async fn existing_keys(
 /// `COPY` rows straight into a vault table.
 async fn copy_rows<R>(
     tx: &Transaction<'_>,
-    table_name: &str,
+    table: &str,
     cols: &[String],
     types: &[Type],
     rows: &[R],
@@ -120,8 +114,7 @@ async fn copy_rows<R>(
     }
     let sink = tx
         .copy_in(&format!(
-            "COPY {} ({}) FROM STDIN BINARY",
-            table(table_name),
+            "COPY {table} ({}) FROM STDIN BINARY",
             cols.join(", ")
         ))
         .await?;
@@ -143,7 +136,7 @@ async fn copy_rows<R>(
 /// Rows whose key is new: first occurrence in the batch, not yet in the table.
 async fn new_rows<'a, R>(
     tx: &Transaction<'_>,
-    table_name: &str,
+    table: &str,
     key_column: &str,
     rows: &'a [R],
     key: impl Fn(&R) -> Hash,
@@ -155,7 +148,7 @@ async fn new_rows<'a, R>(
     }
     let keys: Vec<Hash> = firsts.iter().map(|r| key(r)).collect();
     let key_refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
-    let existing = existing_keys(tx, table_name, key_column, &key_refs).await?;
+    let existing = existing_keys(tx, table, key_column, &key_refs).await?;
     Ok(firsts
         .into_iter()
         .filter(|r| !existing.contains(&key(r)))
@@ -171,14 +164,15 @@ pub async fn hubs(
     rows: &[HubRow],
 ) -> Result<HashSet<Hash>, tokio_postgres::Error> {
     let hub = &m.hubs[h];
-    let fresh = new_rows(tx, &hub.name, &hub.hash_key, rows, |r| r.hk).await?;
+    let table = m.table(&hub.name);
+    let fresh = new_rows(tx, &table, &hub.hash_key, rows, |r| r.hk).await?;
     let mut cols = vec![ident(&hub.hash_key)];
     cols.extend(hub.business_key.iter().map(|c| ident(c)));
     cols.extend(["load_dts".into(), "record_source".into()]);
     let mut types = vec![Type::BYTEA];
     types.extend(hub.business_key.iter().map(|_| Type::TEXT));
     types.extend([Type::TIMESTAMPTZ, Type::TEXT]);
-    copy_rows(tx, &hub.name, &cols, &types, &fresh, |r, v| {
+    copy_rows(tx, &table, &cols, &types, &fresh, |r, v| {
         v.push(Box::new(&r.hk[..]));
         for k in &r.business_key {
             v.push(Box::new(k.as_str()));
@@ -198,7 +192,8 @@ pub async fn links(
     rows: &[LinkRow],
 ) -> Result<HashSet<Hash>, tokio_postgres::Error> {
     let link = &m.links[l];
-    let fresh = new_rows(tx, &link.name, &link.hash_key, rows, |r| r.hk).await?;
+    let table = m.table(&link.name);
+    let fresh = new_rows(tx, &table, &link.hash_key, rows, |r| r.hk).await?;
     let mut cols = vec![ident(&link.hash_key)];
     cols.extend(link.hubs.iter().map(|&h| ident(&m.hubs[h].hash_key)));
     cols.extend(link.dependent_keys.iter().map(|(c, _)| ident(c)));
@@ -207,7 +202,7 @@ pub async fn links(
     types.extend(link.hubs.iter().map(|_| Type::BYTEA));
     types.extend(link.dependent_keys.iter().map(|(_, t)| pg_type(*t)));
     types.extend([Type::TIMESTAMPTZ, Type::TEXT]);
-    copy_rows(tx, &link.name, &cols, &types, &fresh, |r, v| {
+    copy_rows(tx, &table, &cols, &types, &fresh, |r, v| {
         v.push(Box::new(&r.hk[..]));
         for k in &r.hub_keys {
             v.push(Box::new(&k[..]));
@@ -240,7 +235,7 @@ pub async fn existing_versions(
         .map(|(c, _)| format!("s.{}", ident(c)))
         .collect();
     let cols = cols.join(", ");
-    let t = table(&sat.name);
+    let t = m.table(&sat.name);
     let sql = format!(
         "SELECT v.* FROM (
            SELECT k.hk, k.since FROM unnest($1::bytea[], $2::timestamptz[]) AS k(hk, since)
@@ -308,7 +303,7 @@ pub async fn satellite(
         Type::TEXT,
     ];
     types.extend(sat.columns.iter().map(|(_, t)| pg_type(*t)));
-    copy_rows(tx, &sat.name, &cols, &types, rows, |r, v| {
+    copy_rows(tx, &m.table(&sat.name), &cols, &types, rows, |r, v| {
         v.push(Box::new(&r.parent[..]));
         v.push(Box::new(r.origin.applied_dts));
         v.push(Box::new(r.origin.seq));

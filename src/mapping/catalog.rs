@@ -1,5 +1,6 @@
 //! Check the mappings against the live catalog: every table and column they name
-//! exists in `raw_vault` with a type that fits.
+//! exists in the vault schema (`raw_vault` unless the mappings name another) with a
+//! type that fits.
 
 use std::collections::HashMap;
 
@@ -7,19 +8,22 @@ use tokio_postgres::GenericClient;
 
 use super::{MappingError, MappingErrors, Mappings, Parent};
 
-/// `raw_vault` table → column → type as `format_type` prints it.
+/// Vault table → column → type as `format_type` prints it.
 type Catalog = HashMap<String, HashMap<String, String>>;
 
-async fn read_catalog(client: &impl GenericClient) -> Result<Catalog, tokio_postgres::Error> {
+async fn read_catalog(
+    client: &impl GenericClient,
+    schema: &str,
+) -> Result<Catalog, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod)
                FROM pg_class c
                JOIN pg_namespace n ON n.oid = c.relnamespace
                JOIN pg_attribute a ON a.attrelid = c.oid
-              WHERE n.nspname = 'raw_vault' AND c.relkind IN ('r', 'p')
+              WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
                 AND a.attnum > 0 AND NOT a.attisdropped",
-            &[],
+            &[&schema],
         )
         .await?;
     let mut catalog = Catalog::new();
@@ -37,7 +41,8 @@ pub async fn check(
     client: &impl GenericClient,
     mappings: &Mappings,
 ) -> Result<Result<(), MappingErrors>, tokio_postgres::Error> {
-    let catalog = read_catalog(client).await?;
+    let catalog = read_catalog(client, &mappings.schema).await?;
+    let schema = &mappings.schema;
     let mut errors = Vec::new();
     let mut expect = |file: &str, entry: &str, table: &str, cols: &[(&str, &str)]| {
         let push = |errors: &mut Vec<MappingError>, problem: String| {
@@ -51,7 +56,7 @@ pub async fn check(
             push(
                 &mut errors,
                 format!(
-                    "table raw_vault.{table} does not exist; create it in a migration (vault/schema/V<n>__<what>.sql) or fix the name"
+                    "table {schema}.{table} does not exist; create it (for the built-in model: a migration vault/schema/V<n>__<what>.sql) or fix the name"
                 ),
             );
             return;
@@ -64,7 +69,7 @@ pub async fn check(
                     push(
                         &mut errors,
                         format!(
-                            "column \"{col}\" does not exist in raw_vault.{table} (its columns: {}); fix the name or add the column in a migration",
+                            "column \"{col}\" does not exist in {schema}.{table} (its columns: {}); fix the name or add the column in a migration",
                             existing.join(", ")
                         ),
                     )
@@ -72,7 +77,7 @@ pub async fn check(
                 Some(actual) if !fits(ty, actual) => push(
                     &mut errors,
                     format!(
-                        "column \"{col}\" of raw_vault.{table} is {actual}, the mapping says {ty}; make them agree"
+                        "column \"{col}\" of {schema}.{table} is {actual}, the mapping says {ty}; make them agree"
                     ),
                 ),
                 Some(_) => {}

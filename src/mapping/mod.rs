@@ -46,6 +46,9 @@ impl std::error::Error for MappingErrors {}
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSpec {
+    /// The PostgreSQL schema of the vault tables (default `raw_vault`); every file
+    /// of a mapping set that names one must name the same.
+    schema: Option<String>,
     #[serde(default)]
     hubs: BTreeMap<String, HubSpec>,
     #[serde(default)]
@@ -200,13 +203,30 @@ pub struct EventMapping {
     pub satellites: Vec<(usize, Vec<Option<FieldPath>>)>,
 }
 
+/// The schema of the vault tables unless the mapping files name another.
+pub const DEFAULT_SCHEMA: &str = "raw_vault";
+
 /// The whole, validated model.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Mappings {
+    /// The PostgreSQL schema holding the hubs, links and satellites.
+    pub schema: String,
     pub hubs: Vec<Hub>,
     pub links: Vec<Link>,
     pub satellites: Vec<Satellite>,
     pub events: HashMap<String, EventMapping>,
+}
+
+impl Default for Mappings {
+    fn default() -> Self {
+        Mappings {
+            schema: DEFAULT_SCHEMA.into(),
+            hubs: Vec::new(),
+            links: Vec::new(),
+            satellites: Vec::new(),
+            events: HashMap::new(),
+        }
+    }
 }
 
 impl Mappings {
@@ -282,6 +302,17 @@ impl Mappings {
         self.satellites.iter().position(|s| s.name == name)
     }
 
+    /// `schema.table`, quoted, for a vault table of this model.
+    pub fn table(&self, name: &str) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(name))
+    }
+
+    /// Whether this is the built-in Customer 360 model's schema (its business vault
+    /// is maintained with it).
+    pub fn is_customer_360(&self) -> bool {
+        self.schema == DEFAULT_SCHEMA
+    }
+
     /// The hash key column of a satellite's parent.
     pub fn parent_key(&self, parent: Parent) -> &str {
         match parent {
@@ -289,6 +320,11 @@ impl Mappings {
             Parent::Link(l) => &self.links[l].hash_key,
         }
     }
+}
+
+/// A double-quoted SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -318,6 +354,43 @@ impl Builder {
                 problem,
             })
         };
+        // 0. the schema
+        let mut schema_from: Option<&str> = None;
+        for (file, spec) in &specs {
+            let Some(schema) = &spec.schema else {
+                continue;
+            };
+            let valid = schema.len() <= 63
+                && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && schema
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                err(
+                    errors,
+                    file,
+                    "schema".into(),
+                    format!(
+                        "\"{schema}\" is not a plain schema name; use lower-case letters, digits and _"
+                    ),
+                );
+            } else if let Some(first) = schema_from {
+                if schema != &self.model.schema {
+                    err(
+                        errors,
+                        file,
+                        "schema".into(),
+                        format!(
+                            "\"{schema}\" differs from \"{}\" in {first}; one mapping set loads one schema",
+                            self.model.schema
+                        ),
+                    );
+                }
+            } else {
+                self.model.schema = schema.clone();
+                schema_from = Some(file);
+            }
+        }
         // 1. hubs
         for (file, spec) in &specs {
             for (name, hub) in &spec.hubs {

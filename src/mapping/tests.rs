@@ -87,6 +87,37 @@ fn a_good_model_compiles() {
 }
 
 #[test]
+fn the_vault_schema_defaults_to_raw_vault_and_can_be_named_once() {
+    let m = parse(&[("a.toml", HUBS), ("b.toml", EVENTS)]).expect("valid");
+    assert_eq!(m.schema, "raw_vault");
+    assert!(m.is_customer_360());
+    assert_eq!(m.table("hub_order"), r#""raw_vault"."hub_order""#);
+
+    let named = format!("schema = \"tpch_vault\"\n{HUBS}");
+    let m = parse(&[("a.toml", &named), ("b.toml", EVENTS)]).expect("valid");
+    assert_eq!(m.schema, "tpch_vault");
+    assert!(!m.is_customer_360());
+    assert_eq!(m.table("hub_order"), r#""tpch_vault"."hub_order""#);
+
+    let other = format!("schema = \"other\"\n{EVENTS}");
+    let p = problems(&[("a.toml", &named), ("b.toml", &other)]);
+    assert_eq!(
+        p,
+        [
+            r#"b.toml: schema: "other" differs from "tpch_vault" in a.toml; one mapping set loads one schema"#
+        ]
+    );
+    let bad = format!("schema = \"Raw-Vault\"\n{HUBS}");
+    let p = problems(&[("a.toml", &bad), ("b.toml", EVENTS)]);
+    assert_eq!(
+        p,
+        [
+            r#"a.toml: schema: "Raw-Vault" is not a plain schema name; use lower-case letters, digits and _"#
+        ]
+    );
+}
+
+#[test]
 fn toml_typos_name_the_line() {
     let p = problems(&[(
         "typo.toml",

@@ -510,7 +510,7 @@ async fn mappings_that_do_not_fit_the_catalog_fail_fast_with_the_fix() {
     assert_eq!(
         p,
         [
-            "vault/mappings/product.toml: satellite \"sat_product_detail\": table raw_vault.sat_product_detail does not exist; create it in a migration (vault/schema/V<n>__<what>.sql) or fix the name"
+            "vault/mappings/product.toml: satellite \"sat_product_detail\": table raw_vault.sat_product_detail does not exist; create it (for the built-in model: a migration vault/schema/V<n>__<what>.sql) or fix the name"
         ]
     );
     // a missing column

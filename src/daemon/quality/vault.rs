@@ -8,11 +8,7 @@ use super::config::{Freshness, ReferenceRule, Referential};
 use super::{Check, CheckResult, Doing, QualityError};
 use crate::mapping::Mappings;
 
-/// A quoted SQL identifier. Names come from the mappings, which are checked against
-/// the catalog, and are quoted all the same.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+use crate::mapping::quote_ident as ident;
 
 /// Tables and columns of one rule, quoted.
 struct RuleSql {
@@ -25,15 +21,15 @@ fn rule_sql(rule: &ReferenceRule, m: &Mappings) -> Option<RuleSql> {
     let h = m.hub_index(&rule.hub)?;
     let hub = &m.hubs[h];
     let hk = ident(&hub.hash_key);
-    let link = format!("raw_vault.{}", ident(&rule.link));
-    let hub_table = format!("raw_vault.{}", ident(&hub.name));
+    let link = m.table(&rule.link);
+    let hub_table = m.table(&hub.name);
     let known = match &rule.satellite {
         Some(sat) => {
             let s = m.satellite_index(sat)?;
             let parent = ident(m.parent_key(m.satellites[s].parent));
             format!(
-                "EXISTS (SELECT 1 FROM raw_vault.{} s WHERE s.{parent} = l.{hk})",
-                ident(sat)
+                "EXISTS (SELECT 1 FROM {} s WHERE s.{parent} = l.{hk})",
+                m.table(sat)
             )
         }
         None => "true".into(),
