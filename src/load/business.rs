@@ -402,31 +402,31 @@ SELECT t.hk_customer, h.customer_id, pr.first_name, pr.last_name, pr.city, pr.co
         SELECT b.hk_customer FROM pg_temp.bv_customers b) t
  CROSS JOIN LATERAL (
        SELECT x.customer_id FROM raw_vault.hub_customer x
-        WHERE x.hk_customer = t.hk_customer) h
+        WHERE x.hk_customer = t.hk_customer OFFSET 0) h
  CROSS JOIN LATERAL (
        SELECT x.sat_customer_profile_hk, x.sat_customer_profile_applied_dts,
               x.sat_customer_profile_event_seq, x.sat_customer_contact_hk,
               x.sat_customer_contact_applied_dts, x.sat_customer_contact_event_seq
          FROM business_vault.pit_customer x
-        WHERE x.hk_customer = t.hk_customer AND x.snapshot_date = 'infinity') pit
+        WHERE x.hk_customer = t.hk_customer AND x.snapshot_date = 'infinity' OFFSET 0) pit
   LEFT JOIN LATERAL (
        SELECT x.first_name, x.last_name, x.city, x.country, x.signup_date
          FROM raw_vault.sat_customer_profile x
         WHERE x.hk_customer = pit.sat_customer_profile_hk
           AND x.applied_dts = pit.sat_customer_profile_applied_dts
-          AND x.event_seq = pit.sat_customer_profile_event_seq) pr ON true
+          AND x.event_seq = pit.sat_customer_profile_event_seq OFFSET 0) pr ON true
   LEFT JOIN LATERAL (
        SELECT x.applied_dts, x.event_seq
          FROM raw_vault.sat_customer_contact x
         WHERE x.hk_customer = pit.sat_customer_contact_hk
           AND x.applied_dts = pit.sat_customer_contact_applied_dts
-          AND x.event_seq = pit.sat_customer_contact_event_seq) co ON true
+          AND x.event_seq = pit.sat_customer_contact_event_seq OFFSET 0) co ON true
   LEFT JOIN LATERAL (
        SELECT x.orders_count, x.orders_cancelled, x.orders_returned, x.total_spent,
               x.first_order_at, x.last_order_at, x.first_order_date, x.last_order_date,
               x.favourite_category
          FROM business_vault.customer_order_summary x
-        WHERE x.hk_customer = t.hk_customer) m ON true
+        WHERE x.hk_customer = t.hk_customer OFFSET 0) m ON true
 ON CONFLICT (hk_customer) DO UPDATE SET
     customer_id = excluded.customer_id, first_name = excluded.first_name,
     last_name = excluded.last_name, city = excluded.city, country = excluded.country,
