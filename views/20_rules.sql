@@ -93,6 +93,11 @@ COMMENT ON FUNCTION business_vault.clv_predicted_12m(numeric, integer, text) IS
 -- boundaries and the reference date, in one place for the current and as-of views.
 -- A standard SQL body (parsed once, here): inlined into a view, it needs no right on
 -- this schema from the role querying the view.
+-- Each step is fenced (OFFSET 0) so that the next one receives plain columns: the
+-- planner inlines a SQL function that uses a parameter more than once (rfm_segment,
+-- churn_risk, clv_predicted_12m) only when its argument is cheap, and otherwise calls
+-- it through the SQL function executor for every row, which made these scores most of
+-- the cost of a page of mart.customer_360.
 CREATE OR REPLACE FUNCTION business_vault.customer_scores(
     reference_date date, first_order_date date, last_order_date date,
     orders_count integer, total_spent numeric,
@@ -109,12 +114,14 @@ BEGIN ATOMIC
       FROM (SELECT CASE WHEN orders_count > 0 THEN reference_date - last_order_date END AS days,
                    CASE WHEN orders_count > 1
                         THEN round((last_order_date - first_order_date)::numeric / (orders_count - 1), 1)
-                   END AS gap) d
+                   END AS gap
+            OFFSET 0) d
      CROSS JOIN LATERAL (
            SELECT business_vault.quintile_score(CASE WHEN orders_count > 0 THEN last_order_date END, recency_cuts) AS r,
                   business_vault.quintile_score(CASE WHEN orders_count > 0 THEN orders_count END, frequency_cuts) AS f,
-                  business_vault.quintile_score(CASE WHEN orders_count > 0 THEN total_spent END, monetary_cuts) AS m) s
-     CROSS JOIN LATERAL (SELECT business_vault.churn_risk(d.days, d.gap) AS risk) c;
+                  business_vault.quintile_score(CASE WHEN orders_count > 0 THEN total_spent END, monetary_cuts) AS m
+            OFFSET 0) s
+     CROSS JOIN LATERAL (SELECT business_vault.churn_risk(d.days, d.gap) AS risk OFFSET 0) c;
 END;
 COMMENT ON FUNCTION business_vault.customer_scores(date, date, date, integer, numeric, date[], integer[], numeric[]) IS
     'Recency, average gap, RFM scores, cell and segment, churn risk and predicted 12-month value of a customer at a reference date.';

@@ -1,50 +1,42 @@
--- The Customer 360: one row per customer, read from the PIT (current row, joined to
--- the satellites through their ghost records), the customer order summary and the
--- RFM boundaries the loader keeps current. A single customer costs a few index
--- lookups; nothing scans the population at query time.
+-- The Customer 360: one row per customer, read from business_vault.customer_360_current
+-- (current profile and order figures, kept by the loader), plus what must not be
+-- stored because it moves by itself: contact details for the roles that may see them,
+-- and the RFM scores, recency, churn risk and predicted CLV against today and the RFM
+-- boundaries of the current population. A single customer is one primary-key lookup;
+-- a page in customer_id order is a range scan of the table's customer_id index that
+-- stops after its rows.
 
 CREATE OR REPLACE VIEW mart.customer_360 AS
-SELECT h.customer_id,
-       p.first_name, p.last_name, p.city, p.country, p.signup_date,
+SELECT t.customer_id,
+       t.first_name, t.last_name, t.city, t.country, t.signup_date,
        c.email, c.phone,
-       coalesce(m.orders_count, 0) AS orders_count,
-       coalesce(m.orders_cancelled + m.orders_returned, 0) AS orders_cancelled_or_returned,
-       coalesce(m.total_spent, 0.00) AS total_spent,
-       round(m.total_spent / nullif(m.orders_count, 0), 2) AS avg_order_value,
-       m.first_order_at, m.last_order_at,
+       coalesce(t.orders_count, 0) AS orders_count,
+       coalesce(t.orders_cancelled + t.orders_returned, 0) AS orders_cancelled_or_returned,
+       coalesce(t.total_spent, 0.00) AS total_spent,
+       round(t.total_spent / nullif(t.orders_count, 0), 2) AS avg_order_value,
+       t.first_order_at, t.last_order_at,
        s.days_since_last_order, s.avg_days_between_orders,
-       m.favourite_category,
+       t.favourite_category,
        s.recency_score, s.frequency_score, s.monetary_score, s.rfm_cell, s.segment,
-       coalesce(m.total_spent, 0.00) AS clv_historic,
+       coalesce(t.total_spent, 0.00) AS clv_historic,
        s.clv_predicted_12m,
        s.churn_risk,
        coalesce(s.churn_risk = 'churned', false) AS is_churned,
-       h.hk_customer
-  FROM raw_vault.hub_customer h
-  JOIN business_vault.pit_customer pit
-    ON pit.hk_customer = h.hk_customer AND pit.snapshot_date = 'infinity'
-  -- The PIT's satellite keys (ghost keys included) point at exactly one row of the
-  -- ghost-extended satellites. Each is read as a lateral primary-key lookup: the
-  -- planner then walks customers in key order and a page stops after its rows.
- CROSS JOIN LATERAL (
-       SELECT g.first_name, g.last_name, g.city, g.country, g.signup_date
-         FROM business_vault.sat_customer_profile_with_ghost g
-        WHERE g.hk_customer = pit.sat_customer_profile_hk
-          AND g.applied_dts = pit.sat_customer_profile_applied_dts
-          AND g.event_seq = pit.sat_customer_profile_event_seq
-        LIMIT 1) p
- CROSS JOIN LATERAL (
-       SELECT g.email, g.phone
-         FROM business_vault.sat_customer_contact_with_ghost g
-        WHERE g.hk_customer = pit.sat_customer_contact_hk
-          AND g.applied_dts = pit.sat_customer_contact_applied_dts
-          AND g.event_seq = pit.sat_customer_contact_event_seq
-        LIMIT 1) c
-  LEFT JOIN business_vault.customer_order_summary m ON m.hk_customer = h.hk_customer
+       t.hk_customer
+  FROM business_vault.customer_360_current t
+  -- contact details: personal data, read from the satellite (a primary-key lookup)
+  -- only for the roles that may read it
+  LEFT JOIN LATERAL (
+       SELECT x.email, x.phone
+         FROM raw_vault.sat_customer_contact x
+        WHERE business_vault.pii_visible()
+          AND x.hk_customer = t.hk_customer
+          AND x.applied_dts = t.contact_applied_dts
+          AND x.event_seq = t.contact_event_seq) c ON true
   LEFT JOIN business_vault.rfm_cutpoints q ON true
  CROSS JOIN LATERAL business_vault.customer_scores(
-       (now() AT TIME ZONE 'UTC')::date, m.first_order_date, m.last_order_date,
-       m.orders_count, m.total_spent, q.recency, q.frequency, q.monetary) s;
+       (now() AT TIME ZONE 'UTC')::date, t.first_order_date, t.last_order_date,
+       t.orders_count, t.total_spent, q.recency, q.frequency, q.monetary) s;
 COMMENT ON VIEW mart.customer_360 IS
     'One row per customer: current profile and contact, order figures, RFM scores and segment, lifetime value and churn risk, relative to today (UTC). Orders count unless cancelled or returned. For another date: mart.customer_360_as_of(ts).';
 COMMENT ON COLUMN mart.customer_360.customer_id IS 'Business key, as first seen (trimmed; keys match case-insensitively when loaded).';

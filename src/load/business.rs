@@ -1,6 +1,7 @@
 //! The business vault, kept current by the loader: `business_vault.pit_customer`,
-//! `bridge_customer_order_product`, `order_summary`, `customer_order_summary` and
-//! `rfm_cutpoints` (see `vault/schema/V4__business_vault.sql` and docs/analysts.md).
+//! `bridge_customer_order_product`, `order_summary`, `customer_order_summary`,
+//! `rfm_cutpoints` (see `vault/schema/V4__business_vault.sql` and docs/analysts.md)
+//! and `customer_360_current` (`V6__customer_current.sql`).
 //!
 //! [`refresh`] runs in the batch's transaction, after its vault rows are written and
 //! before the checkpoint moves: the business vault is always exactly as current as the
@@ -9,6 +10,11 @@
 //! statement reads and rewrites only what those keys reach. The one population-wide
 //! figure, the RFM quintile boundaries, is a single row recomputed from the customer
 //! summary (a sort of the customers with orders) when a customer changed.
+//!
+//! The current Customer 360 row of a customer is rewritten, last, when its PIT or its
+//! order figures may have moved: it copies the PIT's current profile, the key of its
+//! current contact version and its order summary, so that `mart.customer_360` reads
+//! one row per customer and adds only what depends on today and the population.
 //!
 //! PIT rows are change-based daily snapshots: a customer gets a row for each UTC day
 //! on which one of its satellites got a version, plus the current row. A batch
@@ -31,6 +37,7 @@ pub const TABLES: &[&str] = &[
     "business_vault.order_summary",
     "business_vault.customer_order_summary",
     "business_vault.rfm_cutpoints",
+    "business_vault.customer_360_current",
 ];
 
 /// The keys a batch touched, by what they feed.
@@ -379,6 +386,66 @@ WHERE (p.sat_customer_profile_hk, p.sat_customer_profile_applied_dts,
        excluded.sat_customer_contact_hk, excluded.sat_customer_contact_applied_dts,
        excluded.sat_customer_contact_event_seq, excluded.sat_customer_contact_load_dts);
 
+-- Customer 360, current (after the PIT and the customer summary it reads): the
+-- customers whose PIT the batch staged and those whose order figures may have moved.
+INSERT INTO business_vault.customer_360_current AS c
+    (hk_customer, customer_id, first_name, last_name, city, country, signup_date,
+     contact_applied_dts, contact_event_seq, orders_count, orders_cancelled, orders_returned,
+     total_spent, first_order_at, last_order_at, first_order_date, last_order_date,
+     favourite_category)
+SELECT t.hk_customer, h.customer_id, pr.first_name, pr.last_name, pr.city, pr.country,
+       pr.signup_date, co.applied_dts, co.event_seq, m.orders_count, m.orders_cancelled,
+       m.orders_returned, m.total_spent, m.first_order_at, m.last_order_at, m.first_order_date,
+       m.last_order_date, m.favourite_category
+  FROM (SELECT b.hk_customer FROM pg_temp.bv_pit b
+        UNION
+        SELECT b.hk_customer FROM pg_temp.bv_customers b) t
+ CROSS JOIN LATERAL (
+       SELECT x.customer_id FROM raw_vault.hub_customer x
+        WHERE x.hk_customer = t.hk_customer OFFSET 0) h
+ CROSS JOIN LATERAL (
+       SELECT x.sat_customer_profile_hk, x.sat_customer_profile_applied_dts,
+              x.sat_customer_profile_event_seq, x.sat_customer_contact_hk,
+              x.sat_customer_contact_applied_dts, x.sat_customer_contact_event_seq
+         FROM business_vault.pit_customer x
+        WHERE x.hk_customer = t.hk_customer AND x.snapshot_date = 'infinity' OFFSET 0) pit
+  LEFT JOIN LATERAL (
+       SELECT x.first_name, x.last_name, x.city, x.country, x.signup_date
+         FROM raw_vault.sat_customer_profile x
+        WHERE x.hk_customer = pit.sat_customer_profile_hk
+          AND x.applied_dts = pit.sat_customer_profile_applied_dts
+          AND x.event_seq = pit.sat_customer_profile_event_seq OFFSET 0) pr ON true
+  LEFT JOIN LATERAL (
+       SELECT x.applied_dts, x.event_seq
+         FROM raw_vault.sat_customer_contact x
+        WHERE x.hk_customer = pit.sat_customer_contact_hk
+          AND x.applied_dts = pit.sat_customer_contact_applied_dts
+          AND x.event_seq = pit.sat_customer_contact_event_seq OFFSET 0) co ON true
+  LEFT JOIN LATERAL (
+       SELECT x.orders_count, x.orders_cancelled, x.orders_returned, x.total_spent,
+              x.first_order_at, x.last_order_at, x.first_order_date, x.last_order_date,
+              x.favourite_category
+         FROM business_vault.customer_order_summary x
+        WHERE x.hk_customer = t.hk_customer OFFSET 0) m ON true
+ON CONFLICT (hk_customer) DO UPDATE SET
+    customer_id = excluded.customer_id, first_name = excluded.first_name,
+    last_name = excluded.last_name, city = excluded.city, country = excluded.country,
+    signup_date = excluded.signup_date, contact_applied_dts = excluded.contact_applied_dts,
+    contact_event_seq = excluded.contact_event_seq, orders_count = excluded.orders_count,
+    orders_cancelled = excluded.orders_cancelled, orders_returned = excluded.orders_returned,
+    total_spent = excluded.total_spent, first_order_at = excluded.first_order_at,
+    last_order_at = excluded.last_order_at, first_order_date = excluded.first_order_date,
+    last_order_date = excluded.last_order_date, favourite_category = excluded.favourite_category
+WHERE (c.customer_id, c.first_name, c.last_name, c.city, c.country, c.signup_date,
+       c.contact_applied_dts, c.contact_event_seq, c.orders_count, c.orders_cancelled,
+       c.orders_returned, c.total_spent, c.first_order_at, c.last_order_at, c.favourite_category)
+      IS DISTINCT FROM
+      (excluded.customer_id, excluded.first_name, excluded.last_name, excluded.city,
+       excluded.country, excluded.signup_date, excluded.contact_applied_dts,
+       excluded.contact_event_seq, excluded.orders_count, excluded.orders_cancelled,
+       excluded.orders_returned, excluded.total_spent, excluded.first_order_at,
+       excluded.last_order_at, excluded.favourite_category);
+
 SET LOCAL enable_seqscan TO DEFAULT;
 SET LOCAL enable_hashjoin TO DEFAULT;
 SET LOCAL enable_mergejoin TO DEFAULT;
@@ -414,9 +481,9 @@ pub async fn refresh(tx: &Transaction<'_>, m: &Mappings, rows: &Rows) -> Result<
     tx.execute(STAGE_PIT, &[&customers, &since])
         .await
         .doing("staging the customers the batch touched")?;
-    tx.batch_execute(REFRESH)
-        .await
-        .doing("refreshing the business vault (PIT, bridge, order and customer summaries)")?;
+    tx.batch_execute(REFRESH).await.doing(
+        "refreshing the business vault (PIT, bridge, order and customer summaries, Customer 360)",
+    )?;
     tracing::debug!(
         orders = touched.orders.len(),
         order_lines = touched.order_lines.len(),

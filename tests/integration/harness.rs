@@ -270,9 +270,11 @@ pub async fn load_all_with(
     }
 }
 
-/// An md5 of every vault table's rows, by table.
+/// An md5 of every vault table's rows, by table: the raw vault (by table name) and the
+/// business vault tables the loader maintains (`dvault::load::business::TABLES`, by
+/// qualified name), so that "incremental equals rebuild" covers both.
 pub async fn vault_checksums(client: &Client) -> std::collections::BTreeMap<String, String> {
-    let tables: Vec<String> = client
+    let mut tables: Vec<(String, String)> = client
         .query(
             "SELECT table_name::text FROM information_schema.tables
               WHERE table_schema = 'raw_vault' ORDER BY 1",
@@ -281,21 +283,27 @@ pub async fn vault_checksums(client: &Client) -> std::collections::BTreeMap<Stri
         .await
         .expect("tables")
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| {
+            let name: String = r.get(0);
+            (name.clone(), format!("raw_vault.{name}"))
+        })
         .collect();
+    tables.extend(
+        dvault::load::business::TABLES
+            .iter()
+            .map(|t| (t.to_string(), t.to_string())),
+    );
     let mut out = std::collections::BTreeMap::new();
-    for t in tables {
+    for (key, t) in tables {
         let sum: Option<String> = client
             .query_one(
-                &format!(
-                    "SELECT md5(string_agg(t::text, E'\\n' ORDER BY t::text)) FROM raw_vault.{t} t"
-                ),
+                &format!("SELECT md5(string_agg(t::text, E'\\n' ORDER BY t::text)) FROM {t} t"),
                 &[],
             )
             .await
             .expect("checksum")
             .get(0);
-        out.insert(t, sum.unwrap_or_else(|| "empty".into()));
+        out.insert(key, sum.unwrap_or_else(|| "empty".into()));
     }
     out
 }

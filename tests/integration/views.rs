@@ -740,6 +740,71 @@ async fn pit_and_bridge_after_small_incremental_batches_equal_a_rebuild() {
     assert_eq!(business_checksums(&client).await, incremental);
 }
 
+/// `business_vault.customer_360_current` by its definition (what V6 fills an existing
+/// database with): hub, PIT current row, profile, contact key, customer summary.
+const CUSTOMER_360_CURRENT_DEFINED: &str = "
+SELECT h.hk_customer, h.customer_id, pr.first_name, pr.last_name, pr.city, pr.country,
+       pr.signup_date, co.applied_dts, co.event_seq, m.orders_count, m.orders_cancelled,
+       m.orders_returned, m.total_spent, m.first_order_at, m.last_order_at, m.first_order_date,
+       m.last_order_date, m.favourite_category
+  FROM raw_vault.hub_customer h
+  JOIN business_vault.pit_customer pit
+    ON pit.hk_customer = h.hk_customer AND pit.snapshot_date = 'infinity'
+  LEFT JOIN raw_vault.sat_customer_profile pr
+    ON (pr.hk_customer, pr.applied_dts, pr.event_seq)
+     = (pit.sat_customer_profile_hk, pit.sat_customer_profile_applied_dts, pit.sat_customer_profile_event_seq)
+  LEFT JOIN raw_vault.sat_customer_contact co
+    ON (co.hk_customer, co.applied_dts, co.event_seq)
+     = (pit.sat_customer_contact_hk, pit.sat_customer_contact_applied_dts, pit.sat_customer_contact_event_seq)
+  LEFT JOIN business_vault.customer_order_summary m ON m.hk_customer = h.hk_customer
+ ORDER BY h.customer_id";
+
+#[tokio::test]
+async fn the_current_customer_360_table_kept_by_small_batches_equals_its_definition() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    client
+        .batch_execute("SET TimeZone = 'UTC'")
+        .await
+        .expect("time zone");
+    let mut loader = Loader::new(&client, Mappings::builtin().expect("mappings"))
+        .await
+        .expect("loader");
+    loader.batch_size = 2;
+    let stored = "SELECT hk_customer, customer_id, first_name, last_name, city, country,
+                         signup_date, contact_applied_dts, contact_event_seq, orders_count,
+                         orders_cancelled, orders_returned, total_spent, first_order_at,
+                         last_order_at, first_order_date, last_order_date, favourite_category
+                    FROM business_vault.customer_360_current ORDER BY customer_id";
+    // after every small load: profile moves, orders, status changes, late events and
+    // recategorised products each reach the rows of the customers they concern
+    for chunk in shop().chunks(5).chain([&late()[..]]) {
+        append(&client, chunk).await;
+        load_all_with(&mut client, &loader).await;
+        assert_eq!(
+            rows(&client, stored).await,
+            rows(&client, CUSTOMER_360_CURRENT_DEFINED).await
+        );
+    }
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT customer_id, city, contact_event_seq IS NOT NULL, orders_count,
+                    orders_returned, total_spent, favourite_category
+               FROM business_vault.customer_360_current
+              WHERE customer_id IN ('C1', 'C4', 'C8', 'C9') ORDER BY customer_id"
+        )
+        .await,
+        [
+            "(C1,Milan,t,5,0,480.00,Books)",
+            "(C4,Paris,t,1,1,10.00,Outdoor)",
+            "(C8,,f,1,0,30.00,Outdoor)",
+            "(C9,,f,,,,)",
+        ],
+        "late move, late return, late recategorisation; no profile; no order"
+    );
+}
+
 #[tokio::test]
 async fn the_analyst_role_reads_marts_but_no_personal_data() {
     let (_db, client) = setup(&shop()).await;
