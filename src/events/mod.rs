@@ -2,6 +2,7 @@
 //! committed events in order from a checkpoint.
 
 pub mod cloudevents;
+pub mod csv_records;
 pub mod csv_rows;
 pub mod ingest;
 mod sql_types;
