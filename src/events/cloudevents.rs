@@ -6,22 +6,28 @@ use serde_json::value::RawValue;
 
 use super::NewEvent;
 
-/// The attributes dvault reads; extension attributes are allowed and ignored.
+/// The attributes dvault reads; extension attributes are allowed and ignored. An
+/// attribute given as `null` is kept (as the text `null`), so the error can say so.
 #[derive(Deserialize)]
 struct Envelope<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     specversion: Option<&'a RawValue>,
     #[serde(rename = "type")]
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     ty: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     source: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     time: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     data: Option<&'a RawValue>,
+}
+
+/// An attribute that is there, `null` included (`Option` alone reads `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// Parse one CloudEvent from JSON text. `received_at` stands in for a missing `time`.
@@ -192,6 +198,9 @@ mod tests {
         assert_eq!(a.event_id, b.event_id);
         assert_eq!(a.event_id.len(), 32);
         assert_eq!(a.occurred_at, now());
+        let nulls =
+            r#"{"specversion":"1.0","type":"t","source":"s","id":null,"time":null,"data":{"a":1}}"#;
+        assert_eq!(parse(nulls, now()).expect("null id and time"), a);
     }
 
     fn reason(line: &str) -> String {
@@ -237,6 +246,14 @@ mod tests {
             (
                 r#"{"specversion":"1.0","type":"t","source":"s","data":[1]}"#,
                 "must be a JSON object",
+            ),
+            (
+                r#"{"specversion":"1.0","type":"t","source":"s","data":null}"#,
+                "\"data\" must be a JSON object, got null",
+            ),
+            (
+                r#"{"specversion":"1.0","type":null,"source":"s","data":{}}"#,
+                "\"type\" must be a string, got null",
             ),
             (
                 r#"{"specversion":"1.0","type":"t","source":"s","time":"yesterday","data":{}}"#,
