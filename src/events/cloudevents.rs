@@ -103,7 +103,7 @@ fn from_envelope(env: Envelope<'_>, received_at: DateTime<Utc>) -> Result<NewEve
             preview(data.get())
         ));
     }
-    if data.get().contains("\\u0000") {
+    if has_nul_escape(data.get()) {
         return Err("attribute \"data\" contains a NUL character (\\u0000)".into());
     }
     let payload = data.get().to_string();
@@ -118,6 +118,24 @@ fn from_envelope(env: Envelope<'_>, received_at: DateTime<Utc>) -> Result<NewEve
         occurred_at,
         payload,
     })
+}
+
+/// Whether JSON text holds a `\u0000` escape (PostgreSQL's `->>` and `jsonb` refuse
+/// NUL); an escaped backslash followed by `u0000` is text, not one.
+fn has_nul_escape(json: &str) -> bool {
+    let b = json.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if b[i + 1..].starts_with(b"u0000") {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 /// Deepest nesting accepted in an event. Deeper documents are refused here, before
@@ -201,6 +219,15 @@ mod tests {
         let nulls =
             r#"{"specversion":"1.0","type":"t","source":"s","id":null,"time":null,"data":{"a":1}}"#;
         assert_eq!(parse(nulls, now()).expect("null id and time"), a);
+    }
+
+    #[test]
+    fn an_escaped_backslash_before_u0000_is_text_not_nul() {
+        let text =
+            r#"{"specversion":"1.0","type":"t","source":"s","data":{"path":"C:\\u0000\\\\u0000"}}"#;
+        assert!(parse(text, now()).is_ok());
+        let nul = r#"{"specversion":"1.0","type":"t","source":"s","data":{"path":"\\\u0000"}}"#;
+        assert!(reason(nul).contains("NUL"));
     }
 
     fn reason(line: &str) -> String {
