@@ -4,6 +4,8 @@
 pub mod cloudevents;
 pub mod csv_records;
 pub mod csv_rows;
+#[cfg(test)]
+mod fuzz;
 pub mod ingest;
 mod sql_types;
 
