@@ -141,6 +141,14 @@ mod tests {
         );
     }
 
+    /// Found by `numbers_are_kept_exactly`: serde_json's default float parser is off
+    /// by one ulp here (hence its `float_roundtrip` feature).
+    #[test]
+    fn floats_are_read_correctly_rounded() {
+        let v = parse(r#"{"n":0.090515432e-107}"#).expect("valid");
+        assert_eq!(v["n"].as_f64(), Some(9.0515432e-109));
+    }
+
     #[test]
     fn invalid_json_stays_invalid() {
         for bad in [
@@ -156,5 +164,54 @@ mod tests {
         // strings and escapes are left alone
         let v = parse(r#"{"a\"1e400":"x\\","b":"\\"}"#).expect("valid");
         assert_eq!(v, json!({"a\"1e400": "x\\", "b": "\\"}));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// Valid JSON stays valid, and means the same where no number was at risk.
+        #[test]
+        fn valid_json_stays_valid(text in "[-{}\\[\\]\":,0-9.eE+ a\\\\]{0,40}") {
+            let before = serde_json::from_str::<Json>(&text);
+            let after = parse(&text);
+            if let Ok(v) = &before {
+                proptest::prop_assert!(after.is_ok(), "{text}");
+                if matches!(exact_numbers(&text), Cow::Borrowed(_)) {
+                    proptest::prop_assert!(after.is_ok_and(|a| a == *v), "{text}");
+                }
+            }
+        }
+
+        /// Any number token: a JSON number equal to it, or its exact text.
+        #[test]
+        fn numbers_are_kept_exactly(
+            neg in proptest::bool::ANY,
+            int in "0|[1-9][0-9]{0,40}",
+            frac in proptest::option::of("[0-9]{1,30}"),
+            exp in proptest::option::of(-500i32..500),
+        ) {
+            let mut t = format!("{}{int}", if neg { "-" } else { "" });
+            if let Some(f) = frac {
+                t = format!("{t}.{f}");
+            }
+            if let Some(e) = exp {
+                t = format!("{t}e{e}");
+            }
+            let v = parse(&format!("{{\"n\":{t}}}")).map_err(|e| e.to_string());
+            proptest::prop_assert!(v.is_ok(), "{t}: {v:?}");
+            let n = v.map(|v| v["n"].clone()).unwrap_or_default();
+            match &n {
+                Json::String(s) => proptest::prop_assert_eq!(s, &t),
+                Json::Number(_) => {
+                    let exact = t.parse::<f64>().ok();
+                    proptest::prop_assert_eq!(n.as_f64(), exact, "{}", t);
+                    // integers keep their text (serde reads -0 as the float -0.0)
+                    if !t.contains(['.', 'e']) && t != "-0" {
+                        proptest::prop_assert_eq!(n.to_string(), t);
+                    }
+                }
+                other => proptest::prop_assert!(false, "{t}: {other:?}"),
+            }
+        }
     }
 }
