@@ -432,6 +432,14 @@ async fn the_loader_refuses_deep_payloads_that_bypassed_ingest_without_overflowi
     );
 }
 
+/// (case, edits to product.toml, the entry named, the problem)
+type CatalogCase = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+    &'static str,
+);
+
 /// The built-in product mapping with every `from` replaced by `to`, alone in a
 /// directory.
 fn product_mapping(dir: &tempdir::Dir, name: &str, edits: &[(&str, &str)]) -> std::path::PathBuf {
@@ -539,7 +547,7 @@ async fn mapping_typos_name_the_file_and_the_entry() {
     }
 
     // Typos only the live catalog can tell: checked before the loader reads a thing.
-    let catalog_cases: [(&str, &[(&str, &str)], &str, &str); 4] = [
+    let catalog_cases: [CatalogCase; 4] = [
         (
             "misspelled table",
             &[("sat_product_details", "sat_product_detail")],
