@@ -103,9 +103,7 @@ fn from_envelope(env: Envelope<'_>, received_at: DateTime<Utc>) -> Result<NewEve
             preview(data.get())
         ));
     }
-    if has_nul_escape(data.get()) {
-        return Err("attribute \"data\" contains a NUL character (\\u0000)".into());
-    }
+    check_escapes(data.get())?;
     let payload = data.get().to_string();
     let event_id = match string_attr("id", env.id, false)? {
         Some(id) if !id.is_empty() => id,
@@ -120,22 +118,43 @@ fn from_envelope(env: Envelope<'_>, received_at: DateTime<Utc>) -> Result<NewEve
     })
 }
 
-/// Whether JSON text holds a `\u0000` escape (PostgreSQL's `->>` and `jsonb` refuse
-/// NUL); an escaped backslash followed by `u0000` is text, not one.
-fn has_nul_escape(json: &str) -> bool {
+/// Refuse `\u` escapes PostgreSQL's `->>` and `jsonb` (and the loader's JSON parser)
+/// cannot read back: NUL (`\u0000`) and a UTF-16 surrogate without its pair. The
+/// `json` column would store them, and the event would fail later, far from here.
+/// An escaped backslash followed by `u0000` is text, not an escape.
+fn check_escapes(json: &str) -> Result<(), String> {
     let b = json.as_bytes();
+    let unit = |at: usize| -> Option<u16> {
+        let hex = b.get(at..at + 6)?.strip_prefix(b"\\u")?;
+        u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+    };
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' {
-            if b[i + 1..].starts_with(b"u0000") {
-                return true;
-            }
-            i += 2;
-        } else {
+        if b[i] != b'\\' {
             i += 1;
+            continue;
+        }
+        match unit(i) {
+            Some(0) => {
+                return Err("attribute \"data\" contains a NUL character (\\u0000)".into());
+            }
+            Some(hi @ 0xd800..=0xdbff) => match unit(i + 6) {
+                Some(0xdc00..=0xdfff) => i += 12,
+                _ => {
+                    return Err(format!(
+                        "attribute \"data\" contains \\u{hi:04x}, half a UTF-16 surrogate pair without its other half"
+                    ));
+                }
+            },
+            Some(lo @ 0xdc00..=0xdfff) => {
+                return Err(format!(
+                    "attribute \"data\" contains \\u{lo:04x}, half a UTF-16 surrogate pair without its other half"
+                ));
+            }
+            _ => i += 2,
         }
     }
-    false
+    Ok(())
 }
 
 /// Deepest nesting accepted in an event. Deeper documents are refused here, before
@@ -222,12 +241,28 @@ mod tests {
     }
 
     #[test]
-    fn an_escaped_backslash_before_u0000_is_text_not_nul() {
+    fn escapes_postgres_cannot_read_back_are_refused() {
         let text =
             r#"{"specversion":"1.0","type":"t","source":"s","data":{"path":"C:\\u0000\\\\u0000"}}"#;
         assert!(parse(text, now()).is_ok());
         let nul = r#"{"specversion":"1.0","type":"t","source":"s","data":{"path":"\\\u0000"}}"#;
         assert!(reason(nul).contains("NUL"));
+        let emoji =
+            r#"{"specversion":"1.0","type":"t","source":"s","data":{"e":"\ud83d\ude00\\ud800"}}"#;
+        assert!(parse(emoji, now()).is_ok());
+        for lone in [
+            r#""\ud800""#,
+            r#""\ud800\u0041""#,
+            r#""\udc00\ud83d""#,
+            r#""x\uDBFF""#,
+        ] {
+            let line =
+                format!(r#"{{"specversion":"1.0","type":"t","source":"s","data":{{"e":{lone}}}}}"#);
+            assert!(
+                reason(&line).contains("half a UTF-16 surrogate pair"),
+                "{lone}"
+            );
+        }
     }
 
     fn reason(line: &str) -> String {

@@ -599,3 +599,55 @@ async fn mapping_typos_name_the_file_and_the_entry() {
         .to_string();
     assert!(err.contains("missing: directory: cannot read"), "{err}");
 }
+
+#[tokio::test]
+async fn ndjson_escapes_postgres_cannot_read_back_are_refused_at_ingest() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let dir = tempdir::Dir::new();
+    let body = [
+        event(
+            "customer_registered",
+            "1",
+            r#"{"customer_id":"C1","first_name":"\ud83d\ude00"}"#,
+        ),
+        event(
+            "customer_registered",
+            "2",
+            r#"{"customer_id":"C2","x":"\ud800"}"#,
+        ),
+        event(
+            "customer_registered",
+            "3",
+            r#"{"customer_id":"C3","x":"\u0000"}"#,
+        ),
+        event(
+            "customer_registered",
+            "4",
+            r#"{"customer_id":"C4","x":"C:\\u0000"}"#,
+        ),
+    ]
+    .join("\n");
+    let file = write(&dir, "escapes.ndjson", body.as_bytes());
+    let summary = ingest_file(&mut client, &file, &IngestOptions::default())
+        .await
+        .expect("ingest");
+    assert_eq!((summary.inserted, summary.rejected), (2, 2), "{summary}");
+    assert_rejected(
+        &rejected(&client).await,
+        &[
+            (2, "contains \\ud800, half a UTF-16 surrogate pair"),
+            (3, "contains a NUL character"),
+        ],
+    );
+    // what was stored, PostgreSQL and the loader read back
+    let loaded = load_all(&mut client).await;
+    assert_eq!((loaded.events, loaded.rejected), (2, 0));
+    assert_eq!(
+        stored(&client).await,
+        vec![
+            ("C1".to_string(), Some("\u{1f600}".to_string())),
+            ("C4".to_string(), None)
+        ]
+    );
+}
