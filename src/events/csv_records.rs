@@ -160,6 +160,23 @@ impl<R: BufRead> Records<R> {
         let mut at_eof = false;
         let mut terminator: &[u8] = b"";
         loop {
+            // fast path: a run of ordinary bytes inside a field, straight from the buffer
+            if matches!(state, State::Unquoted | State::Quoted)
+                && self.pending_pos >= self.pending.len()
+            {
+                let buf = self.input.fill_buf()?;
+                let n = buf
+                    .iter()
+                    .position(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+                    .unwrap_or(buf.len());
+                if n > 0 {
+                    rec.data.extend_from_slice(&buf[..n]);
+                    rec.raw.extend_from_slice(&buf[..n]);
+                    self.input.consume(n);
+                    self.consumed += n as u64;
+                    continue;
+                }
+            }
             let Some(b) = self.next_byte()? else {
                 at_eof = true;
                 break;
