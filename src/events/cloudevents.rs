@@ -6,22 +6,28 @@ use serde_json::value::RawValue;
 
 use super::NewEvent;
 
-/// The attributes dvault reads; extension attributes are allowed and ignored.
+/// The attributes dvault reads; extension attributes are allowed and ignored. An
+/// attribute given as `null` is kept (as the text `null`), so the error can say so.
 #[derive(Deserialize)]
 struct Envelope<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     specversion: Option<&'a RawValue>,
     #[serde(rename = "type")]
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     ty: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     source: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     time: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     data: Option<&'a RawValue>,
+}
+
+/// An attribute that is there, `null` included (`Option` alone reads `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// Parse one CloudEvent from JSON text. `received_at` stands in for a missing `time`.
@@ -97,9 +103,7 @@ fn from_envelope(env: Envelope<'_>, received_at: DateTime<Utc>) -> Result<NewEve
             preview(data.get())
         ));
     }
-    if data.get().contains("\\u0000") {
-        return Err("attribute \"data\" contains a NUL character (\\u0000)".into());
-    }
+    check_escapes(data.get())?;
     let payload = data.get().to_string();
     let event_id = match string_attr("id", env.id, false)? {
         Some(id) if !id.is_empty() => id,
@@ -112,6 +116,45 @@ fn from_envelope(env: Envelope<'_>, received_at: DateTime<Utc>) -> Result<NewEve
         occurred_at,
         payload,
     })
+}
+
+/// Refuse `\u` escapes PostgreSQL's `->>` and `jsonb` (and the loader's JSON parser)
+/// cannot read back: NUL (`\u0000`) and a UTF-16 surrogate without its pair. The
+/// `json` column would store them, and the event would fail later, far from here.
+/// An escaped backslash followed by `u0000` is text, not an escape.
+fn check_escapes(json: &str) -> Result<(), String> {
+    let b = json.as_bytes();
+    let unit = |at: usize| -> Option<u16> {
+        let hex = b.get(at..at + 6)?.strip_prefix(b"\\u")?;
+        u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match unit(i) {
+            Some(0) => {
+                return Err("attribute \"data\" contains a NUL character (\\u0000)".into());
+            }
+            Some(hi @ 0xd800..=0xdbff) => match unit(i + 6) {
+                Some(0xdc00..=0xdfff) => i += 12,
+                _ => {
+                    return Err(format!(
+                        "attribute \"data\" contains \\u{hi:04x}, half a UTF-16 surrogate pair without its other half"
+                    ));
+                }
+            },
+            Some(lo @ 0xdc00..=0xdfff) => {
+                return Err(format!(
+                    "attribute \"data\" contains \\u{lo:04x}, half a UTF-16 surrogate pair without its other half"
+                ));
+            }
+            _ => i += 2,
+        }
+    }
+    Ok(())
 }
 
 /// Deepest nesting accepted in an event. Deeper documents are refused here, before
@@ -192,6 +235,34 @@ mod tests {
         assert_eq!(a.event_id, b.event_id);
         assert_eq!(a.event_id.len(), 32);
         assert_eq!(a.occurred_at, now());
+        let nulls =
+            r#"{"specversion":"1.0","type":"t","source":"s","id":null,"time":null,"data":{"a":1}}"#;
+        assert_eq!(parse(nulls, now()).expect("null id and time"), a);
+    }
+
+    #[test]
+    fn escapes_postgres_cannot_read_back_are_refused() {
+        let text =
+            r#"{"specversion":"1.0","type":"t","source":"s","data":{"path":"C:\\u0000\\\\u0000"}}"#;
+        assert!(parse(text, now()).is_ok());
+        let nul = r#"{"specversion":"1.0","type":"t","source":"s","data":{"path":"\\\u0000"}}"#;
+        assert!(reason(nul).contains("NUL"));
+        let emoji =
+            r#"{"specversion":"1.0","type":"t","source":"s","data":{"e":"\ud83d\ude00\\ud800"}}"#;
+        assert!(parse(emoji, now()).is_ok());
+        for lone in [
+            r#""\ud800""#,
+            r#""\ud800\u0041""#,
+            r#""\udc00\ud83d""#,
+            r#""x\uDBFF""#,
+        ] {
+            let line =
+                format!(r#"{{"specversion":"1.0","type":"t","source":"s","data":{{"e":{lone}}}}}"#);
+            assert!(
+                reason(&line).contains("half a UTF-16 surrogate pair"),
+                "{lone}"
+            );
+        }
     }
 
     fn reason(line: &str) -> String {
@@ -237,6 +308,14 @@ mod tests {
             (
                 r#"{"specversion":"1.0","type":"t","source":"s","data":[1]}"#,
                 "must be a JSON object",
+            ),
+            (
+                r#"{"specversion":"1.0","type":"t","source":"s","data":null}"#,
+                "\"data\" must be a JSON object, got null",
+            ),
+            (
+                r#"{"specversion":"1.0","type":null,"source":"s","data":{}}"#,
+                "\"type\" must be a string, got null",
             ),
             (
                 r#"{"specversion":"1.0","type":"t","source":"s","time":"yesterday","data":{}}"#,

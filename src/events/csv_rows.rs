@@ -36,6 +36,9 @@ impl Header {
             if name.is_empty() {
                 return Err(format!("header column {} has no name", i + 1));
             }
+            if name.contains('\0') {
+                return Err(format!("header column {} contains a NUL byte", i + 1));
+            }
             if let Some(first) = names.iter().position(|n| *n == name) {
                 return Err(format!(
                     "header names \"{name}\" twice (columns {} and {})",
@@ -217,6 +220,8 @@ mod tests {
         let s = spec(None);
         let err = Header::parse(&[b"id", b"name", b"id"], &s).expect_err("dup");
         assert!(err.contains("\"id\" twice (columns 1 and 3)"), "{err}");
+        let err = Header::parse(&[b"id", b"n\0"], &s).expect_err("nul");
+        assert!(err.contains("column 2 contains a NUL byte"), "{err}");
         let err = Header::parse(&[b"id", b""], &s).expect_err("empty");
         assert!(err.contains("column 2 has no name"), "{err}");
         let err = Header::parse(&[b"id"], &spec(Some("signup_date"))).expect_err("time");

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient};
 
+use super::csv_records::{Record, Records};
 use super::csv_rows::{Header, RowSpec};
 use super::{NewEvent, append, cloudevents, copy_in};
 
@@ -439,70 +440,69 @@ fn parse_csv(
     received_at: DateTime<Utc>,
     tx: &mpsc::Sender<Parsed>,
 ) {
-    let fatal = |message: String| {
-        let _ = tx.blocking_send(Parsed::Fatal(IngestError::File {
-            path: path.to_path_buf(),
-            message,
-        }));
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(BufReader::with_capacity(1 << 20, file));
-    let mut record = csv::ByteRecord::new();
-    let header = match reader.read_byte_record(&mut record) {
-        Ok(true) => {
-            let fields: Vec<&[u8]> = record.iter().collect();
-            match Header::parse(&fields, spec) {
-                Ok(h) => h,
-                Err(message) => return fatal(format!("line 1: {message}")),
-            }
-        }
-        Ok(false) => return fatal("the file is empty: a CSV file needs a header row".into()),
-        Err(e) => return fatal(format!("cannot read the header: {e}")),
-    };
     let mut batcher = Batcher::new(batch_size, tx);
-    loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => {
-                return fatal(match e.position() {
-                    Some(p) => format!("line {}: cannot read: {e}", p.line()),
-                    None => format!("cannot read: {e}"),
-                });
-            }
+    let mut open = true;
+    let input = BufReader::with_capacity(1 << 20, file);
+    let read = read_csv(input, spec, received_at, |item, position| {
+        open = batcher.push(item, position);
+        open
+    });
+    match read {
+        Err(message) => {
+            let _ = tx.blocking_send(Parsed::Fatal(IngestError::File {
+                path: path.to_path_buf(),
+                message,
+            }));
         }
-        let (line, position) = record.position().map_or((0, 0), |p| (p.line(), p.byte()));
-        let fields: Vec<&[u8]> = record.iter().collect();
-        // a blank line is no row
-        if fields.len() == 1 && fields[0].is_empty() {
-            continue;
+        Ok(()) if open => {
+            batcher.flush();
         }
-        let item = header
-            .event(&fields, spec, received_at)
-            .map_err(|reason| Rejection {
-                line,
-                reason,
-                raw: csv_line(&record),
-            });
-        if !batcher.push(item, position) {
-            return;
-        }
+        Ok(()) => {}
     }
-    batcher.flush();
 }
 
-/// A row written back as CSV text, for the rejected table.
-fn csv_line(record: &csv::ByteRecord) -> String {
-    let mut writer = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
-    if writer.write_byte_record(record).is_err() {
-        return String::new();
+/// Every row of a CSV file, in order, as an event or a rejection, handed to `emit`
+/// with the bytes read so far; `emit` returns false to stop. `Err` is a problem
+/// with the whole file (empty, unusable header, unreadable).
+pub fn read_csv(
+    input: impl BufRead,
+    spec: &RowSpec,
+    received_at: DateTime<Utc>,
+    mut emit: impl FnMut(Result<NewEvent, Rejection>, u64) -> bool,
+) -> Result<(), String> {
+    let mut records = Records::new(input);
+    let mut record = Record::default();
+    let header = match records.next_record(&mut record) {
+        Ok(Some(Ok(()))) => Header::parse(&record.fields(), spec)
+            .map_err(|message| format!("line {}: {message}", record.line))?,
+        Ok(Some(Err(m))) => return Err(format!("line {}: the header: {}", m.line, m.reason)),
+        Ok(None) => return Err("the file is empty: a CSV file needs a header row".into()),
+        Err(e) => return Err(format!("cannot read the header: {e}")),
+    };
+    records.expect_fields(header.len());
+    loop {
+        let item = match records.next_record(&mut record) {
+            Ok(Some(Ok(()))) => {
+                header
+                    .event(&record.fields(), spec, received_at)
+                    .map_err(|reason| Rejection {
+                        line: record.line,
+                        reason,
+                        raw: printable(record.raw()),
+                    })
+            }
+            Ok(Some(Err(m))) => Err(Rejection {
+                line: m.line,
+                reason: m.reason,
+                raw: printable(&m.raw),
+            }),
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(format!("line {}: cannot read: {e}", record.line)),
+        };
+        if !emit(item, records.position()) {
+            return Ok(());
+        }
     }
-    let bytes = writer.into_inner().unwrap_or_default();
-    printable(bytes.strip_suffix(b"\n").unwrap_or(&bytes))
 }
 
 fn parse_ndjson(
@@ -512,58 +512,82 @@ fn parse_ndjson(
     received_at: DateTime<Utc>,
     tx: &mpsc::Sender<Parsed>,
 ) {
-    let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut batcher = Batcher::new(batch_size, tx);
+    let mut open = true;
+    let input = BufReader::with_capacity(1 << 20, file);
+    let read = read_ndjson(input, received_at, |item, position| {
+        open = batcher.push(item, position);
+        open
+    });
+    match read {
+        Err(source) => {
+            let _ = tx.blocking_send(Parsed::Fatal(IngestError::Io {
+                path: path.to_path_buf(),
+                source,
+            }));
+        }
+        Ok(()) if open => {
+            batcher.flush();
+        }
+        Ok(()) => {}
+    }
+}
+
+/// Every line of an NDJSON file, in order, as an event or a rejection, handed to
+/// `emit` with the bytes read so far; `emit` returns false to stop. Lines end with
+/// `\n`, `\r\n` or a lone `\r` (raw CRs cannot be inside a JSON string); blank lines
+/// are skipped.
+pub fn read_ndjson(
+    mut input: impl BufRead,
+    received_at: DateTime<Utc>,
+    mut emit: impl FnMut(Result<NewEvent, Rejection>, u64) -> bool,
+) -> io::Result<()> {
     let mut buf = Vec::with_capacity(4096);
     let mut line_no = 0u64;
     let mut position = 0u64;
     loop {
         buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(n) => position += n as u64,
-            Err(e) => {
-                let _ = tx.blocking_send(Parsed::Fatal(IngestError::Io {
-                    path: path.to_path_buf(),
-                    source: e,
-                }));
-                return;
+        match input.read_until(b'\n', &mut buf)? {
+            0 => return Ok(()),
+            n => position += n as u64,
+        }
+        let mut chunk = buf.as_slice();
+        if line_no == 0 {
+            chunk = chunk.strip_prefix(b"\xef\xbb\xbf").unwrap_or(chunk);
+        }
+        let ended = chunk.ends_with(b"\n") || chunk.ends_with(b"\r");
+        chunk = chunk.strip_suffix(b"\n").unwrap_or(chunk);
+        chunk = chunk.strip_suffix(b"\r").unwrap_or(chunk);
+        let mut lines = chunk.split(|&b| b == b'\r').peekable();
+        while let Some(line) = lines.next() {
+            line_no += 1;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let truncated = !ended && lines.peek().is_none();
+            let item = match std::str::from_utf8(line) {
+                Err(e) => Err(format!(
+                    "invalid UTF-8 (bad byte at offset {})",
+                    e.valid_up_to()
+                )),
+                Ok(text) => cloudevents::parse(text, received_at).map_err(|reason| {
+                    if truncated {
+                        format!("{reason} (the last line has no newline: truncated file?)")
+                    } else {
+                        reason
+                    }
+                }),
+            }
+            .map_err(|reason| Rejection {
+                line: line_no,
+                reason,
+                raw: printable(line),
+            });
+            if !emit(item, position) {
+                return Ok(());
             }
         }
-        line_no += 1;
-        let mut line = buf.as_slice();
-        if line_no == 1 {
-            line = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line);
-        }
-        let truncated = !line.ends_with(b"\n");
-        line = line.strip_suffix(b"\n").unwrap_or(line);
-        line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let item = match std::str::from_utf8(line) {
-            Err(e) => Err(format!(
-                "invalid UTF-8 (bad byte at offset {})",
-                e.valid_up_to()
-            )),
-            Ok(text) => cloudevents::parse(text, received_at).map_err(|reason| {
-                if truncated {
-                    format!("{reason} (the last line has no newline: truncated file?)")
-                } else {
-                    reason
-                }
-            }),
-        }
-        .map_err(|reason| Rejection {
-            line: line_no,
-            reason,
-            raw: printable(line),
-        });
-        if !batcher.push(item, position) {
-            return;
-        }
     }
-    batcher.flush();
 }
 
 #[cfg(test)]

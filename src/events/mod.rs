@@ -2,7 +2,10 @@
 //! committed events in order from a checkpoint.
 
 pub mod cloudevents;
+pub mod csv_records;
 pub mod csv_rows;
+#[cfg(test)]
+mod fuzz;
 pub mod ingest;
 mod sql_types;
 

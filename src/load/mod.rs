@@ -8,6 +8,7 @@
 
 pub mod business;
 pub mod extract;
+pub mod payload;
 pub mod satellite;
 pub mod write;
 
@@ -411,7 +412,7 @@ pub fn project(m: &Mappings, batch: &[StoredEvent]) -> (Projected, Vec<Reject>) 
             )));
             continue;
         };
-        let payload: Json = match serde_json::from_str(&e.payload) {
+        let payload: Json = match payload::parse(&e.payload) {
             Ok(p) => p,
             Err(err) => {
                 rejects.push(reject(format!("the payload cannot be read: {err}")));

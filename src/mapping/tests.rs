@@ -257,3 +257,216 @@ fn field_paths_parse_and_print() {
     assert!(FieldPath::parse("a[]").is_err());
     assert!(FieldPath::parse("a[].b[].c").is_err());
 }
+
+// ---- property tests: whatever the text, an answer and never a panic ---------
+
+mod fuzz {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+    use serde_json::Value as Json;
+
+    use super::*;
+    use crate::load::extract::{Origin, Rows, extract};
+
+    fn name() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "a", "b", "hub_a", "hub_b", "l", "s", "", "é", "a.b", "x y",
+        ])
+        .prop_map(String::from)
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "a",
+            "b",
+            "a.b",
+            "l[].a",
+            "l[].b",
+            "m[].a",
+            "l[].b[].c",
+            "",
+            ".",
+            "[]",
+            "l[].",
+            "a..b",
+        ])
+        .prop_map(String::from)
+    }
+
+    fn ty() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "text",
+            "integer",
+            "bigint",
+            "numeric(12,2)",
+            "numeric(28,28)",
+            "numeric(0,0)",
+            "numeric(99999999999,1)",
+            "numeric(",
+            "date",
+            "timestamptz",
+            "boolean",
+            "int",
+            "",
+        ])
+        .prop_map(String::from)
+    }
+
+    /// One line of mapping-ish TOML: real keys with made-up names, and typos.
+    fn line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            name().prop_map(|n| format!("[hubs.\"{n}\"]")),
+            name().prop_map(|n| format!("hash_key = \"hk_{n}\"")),
+            prop::collection::vec(name(), 0..3).prop_map(|v| format!("business_key = {v:?}")),
+            name().prop_map(|n| format!("[links.\"{n}\"]")),
+            prop::collection::vec(name(), 0..3).prop_map(|v| format!("hubs = {v:?}")),
+            (name(), ty()).prop_map(|(c, t)| format!(
+                "dependent_keys = [{{ column = \"{c}\", type = \"{t}\" }}]"
+            )),
+            name().prop_map(|n| format!("[satellites.\"{n}\"]")),
+            name().prop_map(|n| format!("parent = \"{n}\"")),
+            prop::collection::btree_map(name(), ty(), 0..3).prop_map(|m| {
+                let cols: Vec<String> = m
+                    .iter()
+                    .map(|(c, t)| format!("\"{c}\" = \"{t}\""))
+                    .collect();
+                format!("columns = {{ {} }}", cols.join(", "))
+            }),
+            Just("[[events]]".to_string()),
+            name().prop_map(|n| format!("type = \"{n}\"")),
+            (name(), prop::collection::vec(path(), 0..3))
+                .prop_map(|(h, p)| format!("hubs = {{ \"{h}\" = {p:?} }}")),
+            (name(), name(), path())
+                .prop_map(|(l, c, p)| format!("links.\"{l}\" = {{ \"{c}\" = \"{p}\" }}")),
+            (name(), name(), path())
+                .prop_map(|(s, c, p)| format!("satellites.\"{s}\" = {{ \"{c}\" = \"{p}\" }}")),
+            prop::sample::select(vec![
+                "[",
+                "]",
+                "=",
+                "\"",
+                "hubs = 3",
+                "columns = [\"a\"]",
+                "business_key = \"a\"",
+                "bussiness_key = []",
+                "[[events]",
+                "type = 1",
+                "schema = \"x\"",
+                "\u{feff}",
+            ])
+            .prop_map(String::from),
+            "\\PC{0,12}",
+        ]
+    }
+
+    /// Made-up lines, or the good model of these tests with a few lines deleted,
+    /// replaced or added (most of those still parse, so `extract` gets exercised).
+    fn file() -> impl Strategy<Value = String> {
+        let edits = prop::collection::vec((0..3u8, any::<prop::sample::Index>(), line()), 0..4);
+        prop_oneof![
+            prop::collection::vec(line(), 0..24).prop_map(|l| l.join("\n")),
+            edits.prop_map(|edits| {
+                let mut lines: Vec<String> = format!("{HUBS}\n{EVENTS}")
+                    .lines()
+                    .map(String::from)
+                    .collect();
+                for (op, at, line) in edits {
+                    let i = at.index(lines.len());
+                    match op {
+                        0 => {
+                            lines.remove(i);
+                        }
+                        1 => lines[i] = line,
+                        _ => lines.insert(i, line),
+                    }
+                }
+                lines.join("\n")
+            }),
+        ]
+    }
+
+    /// Payload keys: the fields of the good model, and the made-up names.
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "customer_id",
+                "order_id",
+                "address",
+                "city",
+                "signup_date",
+                "l"
+            ])
+            .prop_map(String::from),
+            name(),
+        ]
+    }
+
+    fn payload() -> impl Strategy<Value = Json> {
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::from),
+            any::<i64>().prop_map(Json::from),
+            any::<f64>().prop_map(Json::from),
+            "[a-z0-9 |^.:-]{0,12}".prop_map(Json::from),
+        ];
+        let value = leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Json::from),
+                prop::collection::btree_map(key(), inner, 0..4)
+                    .prop_map(|m| Json::Object(m.into_iter().collect())),
+            ]
+        });
+        prop::collection::btree_map(key(), value, 0..6)
+            .prop_map(|m| Json::Object(m.into_iter().collect()))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Mapping-ish text: the model, or errors naming a file and an entry.
+        #[test]
+        fn mapping_text_gives_a_model_or_named_errors(
+            files in prop::collection::vec(file(), 1..3),
+            payloads in prop::collection::vec(payload(), 0..4),
+        ) {
+            let files: Vec<(String, String)> = files
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| (format!("m{i}.toml"), t))
+                .collect();
+            match Mappings::parse(&files) {
+                Err(errors) => {
+                    prop_assert!(!errors.0.is_empty());
+                    for e in &errors.0 {
+                        prop_assert!(e.file.starts_with('m') && !e.entry.is_empty() && !e.problem.is_empty(), "{e}");
+                    }
+                }
+                // a model that parses projects any payload without a panic
+                Ok(m) => {
+                    for em in m.events.values() {
+                        for p in &payloads {
+                            let origin = Arc::new(Origin {
+                                xid: 1,
+                                seq: 1,
+                                load_dts: chrono::DateTime::UNIX_EPOCH,
+                                applied_dts: chrono::DateTime::UNIX_EPOCH,
+                                source: Arc::from("s"),
+                            });
+                            let mut rows = Rows::new(&m);
+                            if extract(&m, em, p, origin, &mut rows).is_err() {
+                                prop_assert!(rows.is_empty(), "a refused event leaves no rows");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Any text at all.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = Mappings::parse(&[("x.toml".to_string(), text)]);
+        }
+    }
+}

@@ -5,7 +5,7 @@ use dvault::events::ingest::{Format, IngestOptions, ingest_file};
 
 use crate::harness::TestDb;
 
-fn write(dir: &tempdir::Dir, name: &str, bytes: &[u8]) -> PathBuf {
+pub(crate) fn write(dir: &tempdir::Dir, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.path().join(name);
     let mut f = std::fs::File::create(&path).expect("create");
     f.write_all(bytes).expect("write");
@@ -13,7 +13,7 @@ fn write(dir: &tempdir::Dir, name: &str, bytes: &[u8]) -> PathBuf {
 }
 
 /// A scratch directory removed on drop.
-mod tempdir {
+pub(crate) mod tempdir {
     use std::path::{Path, PathBuf};
 
     pub struct Dir(PathBuf);
@@ -50,7 +50,7 @@ fn csv_opts() -> IngestOptions {
     }
 }
 
-async fn rejected(client: &tokio_postgres::Client) -> Vec<(i64, String, String)> {
+pub(crate) async fn rejected(client: &tokio_postgres::Client) -> Vec<(i64, String, String)> {
     client
         .query(
             "SELECT line, reason, raw FROM event_log.rejected ORDER BY line",

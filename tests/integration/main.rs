@@ -7,6 +7,7 @@ mod cli;
 mod daemon;
 mod event_log;
 mod generated;
+mod hostile_input;
 mod ingest;
 mod loader;
 mod loader_robustness;

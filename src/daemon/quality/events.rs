@@ -100,7 +100,7 @@ impl<'a> EventChecks<'a> {
 
     pub fn observe(&mut self, e: Observed<'_>) {
         self.events += 1;
-        let payload: Option<Json> = serde_json::from_str(e.payload).ok();
+        let payload: Option<Json> = crate::load::payload::parse(e.payload).ok();
         let null = Json::Null;
         let p = payload.as_ref().unwrap_or(&null);
         if self.config.completeness.enabled
