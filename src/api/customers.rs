@@ -159,7 +159,7 @@ const fn sort(name: &'static str, expr: &'static str, cast: &'static str, desc: 
 }
 
 /// The churn risks clients may filter on, and what they mean in the views.
-const CHURN_RISKS: [(&str, &str); 3] = [
+pub const CHURN_RISKS: [(&str, &str); 3] = [
     ("active", "active"),
     ("at_risk", "at risk"),
     ("churned", "churned"),
@@ -276,7 +276,7 @@ pub async fn list_segment(
     segment: String,
     mut q: ListParams,
 ) -> Result<Json<CustomerPage>, ApiError> {
-    if q.segment.is_some() {
+    if q.segment.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::bad_param(
             "segment",
             "the segment is already in the path",
@@ -350,6 +350,7 @@ pub async fn one(
     let as_of = q
         .as_of
         .as_deref()
+        .filter(|raw| !raw.is_empty())
         .map(|raw| parse_as_of("as_of", raw))
         .transpose()?;
     let client = state.db().await?;
@@ -396,7 +397,7 @@ pub struct CustomerOrder {
 
 page_of!(CustomerOrderPage, CustomerOrder);
 
-static ORDER_SORTS: [Sort; 2] = [
+pub static ORDER_SORTS: [Sort; 2] = [
     sort("-ordered_at", "o.ordered_at", "timestamptz", true),
     sort("ordered_at", "o.ordered_at", "timestamptz", false),
 ];

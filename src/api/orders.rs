@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
 use super::pagination::{Listing, PageRequest, Paging, Sort, next_link, page_of};
-use super::params::{self, check_range, parse_from, parse_to};
+use super::params::{self, NoParams, check_range, parse_from, parse_to};
 use super::state::AppState;
 use super::values::{Money, Timestamp, col, money, money_opt, time};
 
@@ -122,7 +122,7 @@ async fn with_lines(
 
 page_of!(OrderPage, Order);
 
-static SORTS: [Sort; 4] = [
+pub static SORTS: [Sort; 4] = [
     sort("-ordered_at", "o.ordered_at", "timestamptz", true),
     sort("ordered_at", "o.ordered_at", "timestamptz", false),
     sort("-amount", "o.amount", "numeric", true),
@@ -251,6 +251,7 @@ pub async fn list(
     params(("id" = String, Path, description = "Order id (trimmed, case-insensitive)")),
     responses(
         (status = 200, description = "The order", body = Order),
+        (status = 400, description = "An unknown parameter, or a path segment that is not UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
     ),
@@ -259,6 +260,7 @@ pub async fn list(
 pub async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(NoParams {}): Query<NoParams>,
 ) -> Result<Json<Order>, ApiError> {
     let not_found = || ApiError::not_found("order", &id);
     let hk = params::hash_key(&id).ok_or_else(not_found)?;

@@ -82,8 +82,10 @@ impl PageRequest {
                 ApiError::bad_param("sort", format!("unknown sort {name:?}"), &names)
             })?,
         };
+        // an empty `limit=` or `skip=` is refused like any other non-number (the
+        // document says they are integers); an empty `sort=` or `cursor=` means none
         let limit = match p.limit {
-            None | Some("") => DEFAULT_LIMIT,
+            None => DEFAULT_LIMIT,
             Some(raw) => match raw.parse::<i64>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
                 _ => {
@@ -97,7 +99,7 @@ impl PageRequest {
         };
         let mut offset = 0;
         for (name, raw) in [("skip", p.skip), ("offset", p.offset)] {
-            if let Some(raw) = raw.filter(|r| !r.is_empty()) {
+            if let Some(raw) = raw {
                 let n = raw.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
                     ApiError::bad_param(name, format!("{raw:?} is not a whole number >= 0"), &[])
                 })?;
@@ -347,7 +349,7 @@ mod tests {
         })
         .expect("ok");
         assert_eq!((p.limit, p.offset), (1000, 20));
-        for bad in ["0", "1001", "-1", "ten"] {
+        for bad in ["0", "1001", "-1", "ten", ""] {
             let d = detail(parse(Paging {
                 limit: Some(bad),
                 ..Paging::default()

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
 use super::pagination::{Listing, PageRequest, Paging, Sort, next_link, page_of};
-use super::params;
+use super::params::{self, NoParams};
 use super::state::AppState;
 use super::values::{Money, col, money, money_opt, number_opt};
 
@@ -65,7 +65,7 @@ impl Product {
 
 page_of!(ProductPage, Product);
 
-static SORTS: [Sort; 8] = [
+pub static SORTS: [Sort; 8] = [
     sort("product_id", "p.product_id", "text", false),
     sort("-product_id", "p.product_id", "text", true),
     sort("revenue", "p.revenue", "numeric", false),
@@ -163,6 +163,7 @@ pub async fn list(
     params(("id" = String, Path, description = "Product id (trimmed, case-insensitive)")),
     responses(
         (status = 200, description = "The product", body = Product),
+        (status = 400, description = "An unknown parameter, or a path segment that is not UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
     ),
@@ -171,6 +172,7 @@ pub async fn list(
 pub async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(NoParams {}): Query<NoParams>,
 ) -> Result<Json<Product>, ApiError> {
     let not_found = || ApiError::not_found("product", &id);
     let hk = params::hash_key(&id).ok_or_else(not_found)?;
