@@ -3,6 +3,7 @@
 mod harness;
 
 mod api;
+mod api_hostile;
 mod cli;
 mod daemon;
 mod event_log;
@@ -10,4 +11,5 @@ mod generated;
 mod ingest;
 mod loader;
 mod loader_robustness;
+mod security;
 mod views;
