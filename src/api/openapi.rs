@@ -241,6 +241,7 @@ mod tests {
             "{sort}"
         );
         let from = &doc["paths"]["/analytics/revenue"]["get"]["parameters"][1]["schema"];
-        assert_eq!(from["format"], "date", "{from}");
+        assert_eq!(from["oneOf"][0]["format"], "date", "{from}");
+        assert_eq!(from["oneOf"][1]["enum"][0], "", "{from}");
     }
 }

@@ -609,3 +609,28 @@ async fn a_crowd_of_slow_connections_does_not_block_others() {
     assert_eq!(closed, 200);
     app.stop().await;
 }
+
+/// The OpenAPI document lists the segments as an enum (so that a client following it
+/// gets no 400); they must be the ones the database serves.
+#[tokio::test]
+async fn the_documented_segments_are_the_served_ones() {
+    let db = loaded_db().await;
+    let app = TestApp::spawn(&db.url, open_config()).await;
+    let served: Vec<String> = app.json("/segments", 200).await["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|s| s["segment"].as_str().map(str::to_string))
+        .collect();
+    let doc = app.json("/openapi.json", 200).await;
+    let documented: Vec<String> = doc["paths"]["/segments/{name}/customers"]["get"]["parameters"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "name"))
+        .and_then(|p| p["schema"]["enum"].as_array())
+        .expect("an enum of segment names")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(served, documented);
+    app.stop().await;
+}
