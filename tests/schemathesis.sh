@@ -45,10 +45,12 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/dvault-st.XXXXXX")
 SERVER_PID=""
 DB="dvault_st_$$_$RANDOM"
 
+PRIVATE=""
 if [ -n "${DATABASE_URL:-}" ]; then
     ADMIN_URL="$DATABASE_URL"
 else
-    ADMIN_URL=$("$BIN" local start --home target/schemathesis-pg | sed 's#/[^/]*$#/postgres#')
+    PRIVATE=target/schemathesis-pg
+    ADMIN_URL=$("$BIN" local start --home "$PRIVATE" | sed 's#/[^/]*$#/postgres#')
 fi
 db_url() { printf '%s' "$ADMIN_URL" | sed -E "s#^(postgres(ql)?://[^/]*)/[^?]*#\1/$1#"; }
 URL=$(db_url "$DB")
@@ -57,6 +59,7 @@ cleanup() {
     [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
     psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
     rm -rf "$WORK"
+    [ -z "$PRIVATE" ] || "$BIN" local stop --home "$PRIVATE" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 

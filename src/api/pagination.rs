@@ -296,6 +296,52 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
+/// A list's query parameters: its own filters, then `sort` (documented per list) and
+/// the paging parameters every list shares, with `paging()` to read them. A macro
+/// because `#[serde(deny_unknown_fields)]` cannot be combined with `#[serde(flatten)]`.
+macro_rules! list_params {
+    (
+        pub struct $name:ident {
+            $( $(#[$fmeta:meta])* pub $field:ident: $ty:ty, )*
+        }
+        sort = $sort_doc:literal;
+    ) => {
+        #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+        #[serde(deny_unknown_fields)]
+        #[into_params(parameter_in = Query)]
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: $ty, )*
+            #[doc = $sort_doc]
+            pub sort: Option<String>,
+            /// Page size, 1-1000 (default 50).
+            #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+            pub limit: Option<String>,
+            /// Opaque cursor from the `next` link of the previous page.
+            pub cursor: Option<String>,
+            /// Skip this many rows (slower than a cursor on deep pages).
+            #[param(value_type = Option<i64>, minimum = 0)]
+            pub skip: Option<String>,
+            /// Same as `skip`.
+            #[param(value_type = Option<i64>, minimum = 0)]
+            pub offset: Option<String>,
+        }
+
+        impl $name {
+            /// The paging parameters, for [`PageRequest::parse`](crate::api::pagination::PageRequest::parse).
+            pub fn paging(&self) -> $crate::api::pagination::Paging<'_> {
+                $crate::api::pagination::Paging {
+                    sort: self.sort.as_deref(),
+                    limit: self.limit.as_deref(),
+                    cursor: self.cursor.as_deref(),
+                    skip: self.skip.as_deref(),
+                    offset: self.offset.as_deref(),
+                }
+            }
+        }
+    };
+}
+pub(crate) use list_params;
+
 /// A page type per item type (so that the OpenAPI document names each).
 macro_rules! page_of {
     ($page:ident, $item:ty) => {
