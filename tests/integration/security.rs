@@ -103,6 +103,19 @@ async fn the_loader_role_loads_and_cannot_change_the_log() {
         .get(0);
     assert_eq!(orders, 12, "the loader role loaded the data set");
 
+    // the nightly cycle (load, refresh, quality gate, ANALYZE) runs as this role too
+    let once = tokio::process::Command::new(env!("CARGO_BIN_EXE_dvault"))
+        .args(["daemon", "--once"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .await
+        .expect("run dvault daemon --once");
+    assert!(
+        once.status.success(),
+        "daemon --once as the loader role: {}",
+        String::from_utf8_lossy(&once.stderr)
+    );
+
     // but the log is append-only for it
     log_is_append_only_for(&loader).await;
     let events: i64 = owner
