@@ -8,12 +8,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Query};
-use super::params::{check_range, parse_date};
+use super::params::{NoParams, check_range, parse_date};
 use super::state::AppState;
 use super::values::{Money, col, money, money_opt, number_opt, whole};
 
 /// The periods of the revenue series and the query of each (fixed text).
-const PERIODS: [(&str, &str); 3] = [
+pub const PERIODS: [(&str, &str); 3] = [
     (
         "day",
         "SELECT day AS period_start, orders, customers, units, revenue, avg_order_value,
@@ -168,11 +168,15 @@ pub struct Churn {
     tag = "analytics",
     responses(
         (status = 200, description = "Churn figures", body = Churn),
+        (status = 400, description = "An unknown parameter, or a path segment that is not UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
     ),
     security((), ("api_key" = ["read"]))
 )]
-pub async fn churn(State(state): State<AppState>) -> Result<Json<Churn>, ApiError> {
+pub async fn churn(
+    State(state): State<AppState>,
+    Query(NoParams {}): Query<NoParams>,
+) -> Result<Json<Churn>, ApiError> {
     let client = state.db().await?;
     let stmt = client
         .prepare_cached(

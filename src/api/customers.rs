@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
-use super::pagination::{Listing, PageRequest, Paging, Sort, next_link, page_of};
+use super::pagination::{Listing, PageRequest, Sort, list_params, next_link, page_of};
 use super::params::{self, parse_as_of};
 use super::state::AppState;
 use super::values::{Money, Timestamp, col, money, money_opt, number_opt, time, time_opt};
@@ -159,52 +159,28 @@ const fn sort(name: &'static str, expr: &'static str, cast: &'static str, desc: 
 }
 
 /// The churn risks clients may filter on, and what they mean in the views.
-const CHURN_RISKS: [(&str, &str); 3] = [
+pub const CHURN_RISKS: [(&str, &str); 3] = [
     ("active", "active"),
     ("at_risk", "at risk"),
     ("churned", "churned"),
 ];
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// RFM segment, e.g. `Champions` (case-insensitive; GET /segments lists them).
-    pub segment: Option<String>,
-    /// Country, exact but case-insensitive.
-    pub country: Option<String>,
-    /// `active`, `at_risk` (or `at risk`) or `churned`.
-    pub churn_risk: Option<String>,
-    /// Customers who spent at least this much (a decimal, e.g. `100` or `99.50`).
-    #[param(value_type = Option<String>, example = "100.00")]
-    pub min_total_spent: Option<String>,
-    /// `customer_id` (default), `total_spent`, `orders_count`, `last_order_at`,
-    /// `signup_date`, `clv_predicted_12m`; prefix `-` for descending.
-    pub sort: Option<String>,
-    /// Page size, 1-1000 (default 50).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
-    pub limit: Option<String>,
-    /// Opaque cursor from the `next` link of the previous page.
-    pub cursor: Option<String>,
-    /// Skip this many rows (slower than a cursor on deep pages).
-    #[param(value_type = Option<i64>, minimum = 0)]
-    pub skip: Option<String>,
-    /// Same as `skip`.
-    #[param(value_type = Option<i64>, minimum = 0)]
-    pub offset: Option<String>,
+list_params! {
+    pub struct ListParams {
+        /// RFM segment, e.g. `Champions` (case-insensitive; GET /segments lists them).
+        pub segment: Option<String>,
+        /// Country, exact but case-insensitive.
+        pub country: Option<String>,
+        /// `active`, `at_risk` (or `at risk`) or `churned`.
+        pub churn_risk: Option<String>,
+        /// Customers who spent at least this much (a decimal, e.g. `100` or `99.50`).
+        #[param(value_type = Option<String>, example = "100.00")]
+        pub min_total_spent: Option<String>,
+    }
+    sort = "`customer_id` (default), `total_spent`, `orders_count`, `last_order_at`, `signup_date`, `clv_predicted_12m`; prefix `-` for descending.";
 }
 
 impl ListParams {
-    fn paging(&self) -> Paging<'_> {
-        Paging {
-            sort: self.sort.as_deref(),
-            limit: self.limit.as_deref(),
-            cursor: self.cursor.as_deref(),
-            skip: self.skip.as_deref(),
-            offset: self.offset.as_deref(),
-        }
-    }
-
     fn link_params(&self) -> [(&'static str, Option<&str>); 6] {
         [
             ("segment", self.segment.as_deref()),
@@ -276,7 +252,7 @@ pub async fn list_segment(
     segment: String,
     mut q: ListParams,
 ) -> Result<Json<CustomerPage>, ApiError> {
-    if q.segment.is_some() {
+    if q.segment.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::bad_param(
             "segment",
             "the segment is already in the path",
@@ -350,6 +326,7 @@ pub async fn one(
     let as_of = q
         .as_of
         .as_deref()
+        .filter(|raw| !raw.is_empty())
         .map(|raw| parse_as_of("as_of", raw))
         .transpose()?;
     let client = state.db().await?;
@@ -396,28 +373,15 @@ pub struct CustomerOrder {
 
 page_of!(CustomerOrderPage, CustomerOrder);
 
-static ORDER_SORTS: [Sort; 2] = [
+pub static ORDER_SORTS: [Sort; 2] = [
     sort("-ordered_at", "o.ordered_at", "timestamptz", true),
     sort("ordered_at", "o.ordered_at", "timestamptz", false),
 ];
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct OrdersParams {
-    /// `-ordered_at` (newest first, the default) or `ordered_at`.
-    pub sort: Option<String>,
-    /// Page size, 1-1000 (default 50).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
-    pub limit: Option<String>,
-    /// Opaque cursor from the `next` link of the previous page.
-    pub cursor: Option<String>,
-    /// Skip this many rows (slower than a cursor on deep pages).
-    #[param(value_type = Option<i64>, minimum = 0)]
-    pub skip: Option<String>,
-    /// Same as `skip`.
-    #[param(value_type = Option<i64>, minimum = 0)]
-    pub offset: Option<String>,
+list_params! {
+    pub struct OrdersParams {
+    }
+    sort = "`-ordered_at` (newest first, the default) or `ordered_at`.";
 }
 
 /// A customer's orders, newest first.
@@ -441,16 +405,7 @@ pub async fn orders(
 ) -> Result<Json<CustomerOrderPage>, ApiError> {
     let not_found = || ApiError::not_found("customer", &id);
     let hk = params::hash_key(&id).ok_or_else(not_found)?;
-    let page = PageRequest::parse(
-        &ORDER_SORTS,
-        Paging {
-            sort: q.sort.as_deref(),
-            limit: q.limit.as_deref(),
-            cursor: q.cursor.as_deref(),
-            skip: q.skip.as_deref(),
-            offset: q.offset.as_deref(),
-        },
-    )?;
+    let page = PageRequest::parse(&ORDER_SORTS, q.paging())?;
     let client = state.db().await?;
     let mut listing = Listing::new(
         "o.order_id, o.ordered_at, o.order_date, o.channel, o.status, o.is_counted, \

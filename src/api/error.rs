@@ -71,6 +71,9 @@ pub enum ApiError {
     /// The request ran past the server's time limit (or the database cancelled it).
     #[error("request timed out")]
     Timeout,
+    /// The client did not send its request body within the time limit.
+    #[error("the request body arrived too slowly")]
+    SlowClient { limit_secs: f64 },
     /// A fault of ours. The message is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -135,6 +138,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::SlowClient { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) | ApiError::NotReady { .. } | ApiError::Timeout => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -161,6 +165,7 @@ impl ApiError {
             ApiError::Unavailable(_) => ("database-unavailable", "Database unavailable"),
             ApiError::NotReady { .. } => ("not-ready", "Not ready"),
             ApiError::Timeout => ("timeout", "Request timed out"),
+            ApiError::SlowClient { .. } => ("request-timeout", "Request sent too slowly"),
             ApiError::Internal(_) => ("internal", "Internal server error"),
         };
         let detail = match self {
@@ -208,6 +213,9 @@ impl ApiError {
             ApiError::Timeout => {
                 "the request took too long and was abandoned; retry later or narrow it".to_string()
             }
+            ApiError::SlowClient { limit_secs } => format!(
+                "the request body did not arrive within {limit_secs} s; the connection is closed"
+            ),
             ApiError::Internal(_) => {
                 "something went wrong on our side; it has been logged".to_string()
             }
@@ -247,6 +255,7 @@ impl IntoResponse for ApiError {
             ApiError::Internal(cause) => tracing::error!(error = %cause, "request failed"),
             ApiError::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
             ApiError::Timeout => tracing::warn!("request timed out"),
+            ApiError::SlowClient { .. } => tracing::info!("request body too slow: cut off"),
             _ => tracing::debug!(error = %self, "client error"),
         }
         let body = serde_json::to_vec(&self.problem()).unwrap_or_default();

@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::error::ApiError;
 use super::state::AppState;
@@ -21,6 +23,13 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(name) = parts.uri.query().and_then(nul_parameter) {
+            return Err(ApiError::bad_param(
+                &name,
+                "a NUL character (%00) is not allowed in a value",
+                &[],
+            ));
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
@@ -38,6 +47,15 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Query<T> {
             Err(e) => Err(ApiError::BadRequest(e.body_text())),
         }
     }
+}
+
+/// The name of the first parameter whose value holds a NUL (`%00`): PostgreSQL text
+/// cannot hold one, so it would fail in the database (500) instead of here.
+fn nul_parameter(query: &str) -> Option<String> {
+    query
+        .split('&')
+        .find(|pair| pair.to_ascii_lowercase().contains("%00"))
+        .map(|pair| pair.split('=').next().unwrap_or(pair).to_string())
 }
 
 /// The name and the expected names in serde's "unknown field `x`, expected one of
@@ -79,7 +97,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let limit = state.config.body_limit;
-        match axum::Json::<T>::from_request(req, state).await {
+        refuse_announced_too_large(&req, limit)?;
+        let reading = ReadingBody::start(&req);
+        let read = axum::Json::<T>::from_request(req, state).await;
+        reading.done();
+        match read {
             Ok(axum::Json(v)) => Ok(Json(v)),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::UnsupportedMediaType {
                 got: String::new(),
@@ -108,10 +130,59 @@ impl FromRequest<AppState> for Body {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let limit = state.config.body_limit;
-        Bytes::from_request(req, state)
-            .await
-            .map(Body)
-            .map_err(|e| body_error(e, limit))
+        refuse_announced_too_large(&req, limit)?;
+        let reading = ReadingBody::start(&req);
+        let read = Bytes::from_request(req, state).await;
+        reading.done();
+        read.map(Body).map_err(|e| body_error(e, limit))
+    }
+}
+
+/// Set in a request's extensions by the timeout middleware: true while a handler is
+/// still receiving the request body, so that running out of time then is the
+/// client's slowness (408), not ours (503).
+#[derive(Clone, Default)]
+pub struct BodyProgress(Arc<AtomicBool>);
+
+impl BodyProgress {
+    pub fn reading(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Marks the body as being read until [`ReadingBody::done`]. Not on drop: when the
+/// timeout abandons the read, the mark must still be there for it to see.
+struct ReadingBody(Option<BodyProgress>);
+
+impl ReadingBody {
+    fn start(req: &Request) -> ReadingBody {
+        let progress = req.extensions().get::<BodyProgress>().cloned();
+        if let Some(p) = &progress {
+            p.0.store(true, Ordering::Relaxed);
+        }
+        ReadingBody(progress)
+    }
+}
+
+impl ReadingBody {
+    fn done(self) {
+        if let Some(p) = &self.0 {
+            p.0.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A `Content-Length` over the limit is refused before waiting for the body (which
+/// would otherwise run into the request timeout first).
+fn refuse_announced_too_large(req: &Request, limit: usize) -> Result<(), ApiError> {
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match announced {
+        Some(n) if n > limit as u64 => Err(ApiError::PayloadTooLarge { limit }),
+        _ => Ok(()),
     }
 }
 
@@ -145,5 +216,10 @@ mod tests {
             Some(("x".to_string(), vec![]))
         );
         assert_eq!(unknown_field("invalid digit"), None);
+        assert_eq!(
+            nul_parameter("limit=5&country=a%00b"),
+            Some("country".to_string())
+        );
+        assert_eq!(nul_parameter("country=Italy"), None);
     }
 }

@@ -7,8 +7,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
-use super::extract::{Json, Path};
-use super::params;
+use super::extract::{Json, Path, Query};
+use super::params::{self, NoParams};
 use super::state::AppState;
 use super::values::{Timestamp, col, time, time_opt};
 
@@ -70,6 +70,7 @@ const CONTACT_HISTORY: &str = "
     params(("id" = String, Path, description = "Customer id")),
     responses(
         (status = 200, description = "Every version, oldest first", body = History),
+        (status = 400, description = "An unknown parameter, or a path segment that is not UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such customer", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
     ),
@@ -78,6 +79,7 @@ const CONTACT_HISTORY: &str = "
 pub async fn customer_history(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(NoParams {}): Query<NoParams>,
 ) -> Result<Json<History>, ApiError> {
     let not_found = || ApiError::not_found("customer", &id);
     let hk = params::hash_key(&id).ok_or_else(not_found)?;

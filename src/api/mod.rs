@@ -20,6 +20,7 @@ mod pagination;
 mod params;
 mod products;
 mod segments;
+mod server;
 mod state;
 mod values;
 
@@ -114,15 +115,16 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serve `router(state)` on `listener` until `shutdown` completes; requests in flight
-/// are finished first.
+/// are finished first. A client gets `--request-timeout` to send a request's headers
+/// (also between requests on a kept-alive connection) and, through the timeout
+/// middleware, its body.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let header_timeout = state.config.request_timeout;
+    server::run(listener, router(state), header_timeout, shutdown).await
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -189,9 +191,18 @@ fn cors(config: &Cors) -> CorsLayer {
 
 /// Abandon a request that runs past the configured limit (its query is cancelled by
 /// the database's own `statement_timeout`, set to the same limit).
-async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
+/// A body still arriving when the time is up is the client's slowness: 408, and the
+/// connection is closed (hyper does not keep a connection whose body was not read).
+async fn timeout(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let progress = extract::BodyProgress::default();
+    req.extensions_mut().insert(progress.clone());
+    let limit = state.config.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
+        Err(_) if progress.reading() => ApiError::SlowClient {
+            limit_secs: limit.as_secs_f64(),
+        }
+        .into_response(),
         Err(_) => ApiError::Timeout.into_response(),
     }
 }
@@ -240,7 +251,10 @@ async fn problem_fallback(State(state): State<AppState>, req: Request, next: Nex
         },
         StatusCode::UNAUTHORIZED => ApiError::Unauthorized("not authenticated"),
         StatusCode::FORBIDDEN => ApiError::Forbidden("forbidden".into()),
-        StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => ApiError::Timeout,
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::Timeout,
+        StatusCode::REQUEST_TIMEOUT => ApiError::SlowClient {
+            limit_secs: state.config.request_timeout.as_secs_f64(),
+        },
         s if s.is_client_error() => ApiError::BadRequest(format!(
             "the request was refused ({})",
             s.canonical_reason().unwrap_or("client error")

@@ -8,7 +8,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{
-    analytics, customers, error, events, health, history, metrics, orders, products, segments,
+    analytics, customers, error, events, health, history, metrics, orders, pagination, products,
+    segments,
 };
 
 #[derive(OpenApi)]
@@ -42,7 +43,7 @@ use super::{
         metrics::render,
     ),
     components(schemas(error::Problem)),
-    modifiers(&BearerAuth, &DocumentationRoutes),
+    modifiers(&BearerAuth, &DocumentationRoutes, &PreciseParameters),
     tags(
         (name = "customers", description = "The Customer 360"),
         (name = "products", description = "Product analytics"),
@@ -104,7 +105,143 @@ impl Modify for DocumentationRoutes {
     }
 }
 
+/// The segment names `mart.rfm_segment_rules` ships with (views/20_rules.sql); the
+/// server checks `segment` against the live table, a test checks that they agree.
+pub const SEGMENTS: [&str; 12] = [
+    "Champions",
+    "Loyal",
+    "Potential Loyalist",
+    "New",
+    "Promising",
+    "Need Attention",
+    "About to Sleep",
+    "Can't Lose Them",
+    "At Risk",
+    "Hibernating",
+    "Lost",
+    "Prospect",
+];
+
+/// Query parameters are declared as strings in the handlers (so that a bad value is
+/// our 400 naming it, not a generic rejection); here the document says exactly what
+/// each takes: the sorts and other closed lists as enums, times as date or date-time,
+/// numbers as patterns. A client (or a fuzzer) that follows the document gets no 400.
+/// `offset` stays accepted as a synonym of `skip` but is not documented twice.
+struct PreciseParameters;
+
+impl Modify for PreciseParameters {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use serde_json::{Value, json};
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::path::ParameterIn;
+        let names = |sorts: &[pagination::Sort]| -> Value {
+            let mut v: Vec<&str> = vec![""];
+            v.extend(sorts.iter().map(|s| s.name));
+            json!(v)
+        };
+        let with_empty = |values: &[&str]| -> Value {
+            let mut v = vec![""];
+            v.extend_from_slice(values);
+            json!(v)
+        };
+        // an empty value means "not given", as for every filter
+        let time = json!({"oneOf": [
+            {"type": "string", "format": "date"},
+            {"type": "string", "format": "date-time"},
+            {"type": "string", "enum": [""]}
+        ]});
+        let date = json!({"oneOf": [
+            {"type": "string", "format": "date"},
+            {"type": "string", "enum": [""]}
+        ]});
+        let sorts_of = |path: &str| match path {
+            "/customers" | "/segments/{name}/customers" => Some(names(&customers::SORTS)),
+            "/customers/{id}/orders" => Some(names(&customers::ORDER_SORTS)),
+            "/products" => Some(names(&products::SORTS)),
+            "/orders" => Some(names(&orders::SORTS)),
+            _ => None,
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let Some(params) = item.get.as_mut().and_then(|op| op.parameters.as_mut()) else {
+                continue;
+            };
+            // the segment of /segments/{name}/customers is in its path
+            let members = path == "/segments/{name}/customers";
+            params.retain(|p| {
+                !matches!(p, RefOr::T(p) if p.name == "offset" || (members && p.name == "segment"))
+            });
+            for p in params.iter_mut() {
+                let RefOr::T(p) = p else { continue };
+                let in_path = matches!(p.parameter_in, ParameterIn::Path);
+                let schema = match (p.name.as_str(), in_path) {
+                    ("sort", _) => sorts_of(path).map(|e| json!({"type": "string", "enum": e})),
+                    ("churn_risk", _) => Some(json!({"type": "string", "enum": with_empty(
+                        &customers::CHURN_RISKS.map(|(n, _)| n))})),
+                    ("status", _) => {
+                        Some(json!({"type": "string", "enum": with_empty(&orders::STATUSES)}))
+                    }
+                    ("period", _) => Some(json!({"type": "string",
+                        "enum": analytics::PERIODS.map(|(n, _)| n)})),
+                    ("segment", _) => {
+                        Some(json!({"type": "string", "enum": with_empty(&SEGMENTS)}))
+                    }
+                    ("name", true) => Some(json!({"type": "string", "enum": SEGMENTS})),
+                    ("from" | "to", _) if path == "/analytics/revenue" => Some(date.clone()),
+                    ("from" | "to" | "as_of", _) => Some(time.clone()),
+                    ("min_total_spent", _) => Some(json!({"type": "string",
+                        "pattern": "^(-?[0-9]{1,15}(\\.[0-9]{1,2})?)?$", "example": "100.00"})),
+                    // free text; PostgreSQL text cannot hold a NUL, so it is a 400
+                    ("country" | "category", _) => Some(json!({"type": "string",
+                        "pattern": "^[^\\u0000]*$"})),
+                    ("limit", _) => Some(json!({"type": "integer", "format": "int64",
+                        "minimum": 1, "maximum": pagination::MAX_LIMIT})),
+                    ("skip", _) => Some(json!({"type": "integer", "format": "int64",
+                        "minimum": 0, "maximum": i64::MAX - pagination::MAX_LIMIT - 1})),
+                    _ => None,
+                };
+                if let Some(schema) = schema {
+                    match serde_json::from_value(schema.clone()) {
+                        Ok(s) => p.schema = Some(s),
+                        Err(e) => panic!("{path} {}: {schema} is not a schema: {e}", p.name),
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The Swagger UI at /docs, reading /openapi.json (which it also serves).
 pub fn swagger_ui() -> SwaggerUi {
     SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_precise() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("json");
+        let params = &doc["paths"]["/customers"]["get"]["parameters"];
+        let names: Vec<&str> = params
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert!(!names.contains(&"offset"), "{names:?}");
+        let sort = params
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == "sort"))
+            .expect("sort");
+        assert!(
+            sort["schema"]["enum"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|v| v == "-total_spent")),
+            "{sort}"
+        );
+        let from = &doc["paths"]["/analytics/revenue"]["get"]["parameters"][1]["schema"];
+        assert_eq!(from["oneOf"][0]["format"], "date", "{from}");
+        assert_eq!(from["oneOf"][1]["enum"][0], "", "{from}");
+    }
 }

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 
 use axum::extract::State;
 use chrono::NaiveDate;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio_postgres::Row;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
-use super::pagination::{Listing, PageRequest, Paging, Sort, next_link, page_of};
-use super::params::{self, check_range, parse_from, parse_to};
+use super::pagination::{Listing, PageRequest, Sort, list_params, next_link, page_of};
+use super::params::{self, NoParams, check_range, parse_from, parse_to};
 use super::state::AppState;
 use super::values::{Money, Timestamp, col, money, money_opt, time};
 
@@ -122,7 +122,7 @@ async fn with_lines(
 
 page_of!(OrderPage, Order);
 
-static SORTS: [Sort; 4] = [
+pub static SORTS: [Sort; 4] = [
     sort("-ordered_at", "o.ordered_at", "timestamptz", true),
     sort("ordered_at", "o.ordered_at", "timestamptz", false),
     sort("-amount", "o.amount", "numeric", true),
@@ -138,31 +138,18 @@ const fn sort(name: &'static str, expr: &'static str, cast: &'static str, desc: 
     }
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Orders placed at or after this time (RFC 3339, or a date: its midnight UTC).
-    #[param(value_type = Option<String>, example = "2025-01-01")]
-    pub from: Option<String>,
-    /// Orders placed before this time (RFC 3339), or on or before this date.
-    #[param(value_type = Option<String>, example = "2025-01-31")]
-    pub to: Option<String>,
-    /// Current status: placed, paid, shipped, delivered, cancelled or returned.
-    pub status: Option<String>,
-    /// `-ordered_at` (newest first, the default), `ordered_at`, `-amount`, `amount`.
-    pub sort: Option<String>,
-    /// Page size, 1-1000 (default 50).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
-    pub limit: Option<String>,
-    /// Opaque cursor from the `next` link of the previous page.
-    pub cursor: Option<String>,
-    /// Skip this many rows (slower than a cursor on deep pages).
-    #[param(value_type = Option<i64>, minimum = 0)]
-    pub skip: Option<String>,
-    /// Same as `skip`.
-    #[param(value_type = Option<i64>, minimum = 0)]
-    pub offset: Option<String>,
+list_params! {
+    pub struct ListParams {
+        /// Orders placed at or after this time (RFC 3339, or a date: its midnight UTC).
+        #[param(value_type = Option<String>, example = "2025-01-01")]
+        pub from: Option<String>,
+        /// Orders placed before this time (RFC 3339), or on or before this date.
+        #[param(value_type = Option<String>, example = "2025-01-31")]
+        pub to: Option<String>,
+        /// Current status: placed, paid, shipped, delivered, cancelled or returned.
+        pub status: Option<String>,
+    }
+    sort = "`-ordered_at` (newest first, the default), `ordered_at`, `-amount`, `amount`.";
 }
 
 /// A page of orders with their lines.
@@ -182,16 +169,7 @@ pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListParams>,
 ) -> Result<Json<OrderPage>, ApiError> {
-    let page = PageRequest::parse(
-        &SORTS,
-        Paging {
-            sort: q.sort.as_deref(),
-            limit: q.limit.as_deref(),
-            cursor: q.cursor.as_deref(),
-            skip: q.skip.as_deref(),
-            offset: q.offset.as_deref(),
-        },
-    )?;
+    let page = PageRequest::parse(&SORTS, q.paging())?;
     let from = q
         .from
         .as_deref()
@@ -251,6 +229,7 @@ pub async fn list(
     params(("id" = String, Path, description = "Order id (trimmed, case-insensitive)")),
     responses(
         (status = 200, description = "The order", body = Order),
+        (status = 400, description = "An unknown parameter, or a path segment that is not UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
     ),
@@ -259,6 +238,7 @@ pub async fn list(
 pub async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(NoParams {}): Query<NoParams>,
 ) -> Result<Json<Order>, ApiError> {
     let not_found = || ApiError::not_found("order", &id);
     let hk = params::hash_key(&id).ok_or_else(not_found)?;

@@ -82,8 +82,10 @@ impl PageRequest {
                 ApiError::bad_param("sort", format!("unknown sort {name:?}"), &names)
             })?,
         };
+        // an empty `limit=` or `skip=` is refused like any other non-number (the
+        // document says they are integers); an empty `sort=` or `cursor=` means none
         let limit = match p.limit {
-            None | Some("") => DEFAULT_LIMIT,
+            None => DEFAULT_LIMIT,
             Some(raw) => match raw.parse::<i64>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
                 _ => {
@@ -97,7 +99,7 @@ impl PageRequest {
         };
         let mut offset = 0;
         for (name, raw) in [("skip", p.skip), ("offset", p.offset)] {
-            if let Some(raw) = raw.filter(|r| !r.is_empty()) {
+            if let Some(raw) = raw {
                 let n = raw.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
                     ApiError::bad_param(name, format!("{raw:?} is not a whole number >= 0"), &[])
                 })?;
@@ -294,6 +296,52 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
+/// A list's query parameters: its own filters, then `sort` (documented per list) and
+/// the paging parameters every list shares, with `paging()` to read them. A macro
+/// because `#[serde(deny_unknown_fields)]` cannot be combined with `#[serde(flatten)]`.
+macro_rules! list_params {
+    (
+        pub struct $name:ident {
+            $( $(#[$fmeta:meta])* pub $field:ident: $ty:ty, )*
+        }
+        sort = $sort_doc:literal;
+    ) => {
+        #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+        #[serde(deny_unknown_fields)]
+        #[into_params(parameter_in = Query)]
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: $ty, )*
+            #[doc = $sort_doc]
+            pub sort: Option<String>,
+            /// Page size, 1-1000 (default 50).
+            #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+            pub limit: Option<String>,
+            /// Opaque cursor from the `next` link of the previous page.
+            pub cursor: Option<String>,
+            /// Skip this many rows (slower than a cursor on deep pages).
+            #[param(value_type = Option<i64>, minimum = 0)]
+            pub skip: Option<String>,
+            /// Same as `skip`.
+            #[param(value_type = Option<i64>, minimum = 0)]
+            pub offset: Option<String>,
+        }
+
+        impl $name {
+            /// The paging parameters, for [`PageRequest::parse`](crate::api::pagination::PageRequest::parse).
+            pub fn paging(&self) -> $crate::api::pagination::Paging<'_> {
+                $crate::api::pagination::Paging {
+                    sort: self.sort.as_deref(),
+                    limit: self.limit.as_deref(),
+                    cursor: self.cursor.as_deref(),
+                    skip: self.skip.as_deref(),
+                    offset: self.offset.as_deref(),
+                }
+            }
+        }
+    };
+}
+pub(crate) use list_params;
+
 /// A page type per item type (so that the OpenAPI document names each).
 macro_rules! page_of {
     ($page:ident, $item:ty) => {
@@ -347,7 +395,7 @@ mod tests {
         })
         .expect("ok");
         assert_eq!((p.limit, p.offset), (1000, 20));
-        for bad in ["0", "1001", "-1", "ten"] {
+        for bad in ["0", "1001", "-1", "ten", ""] {
             let d = detail(parse(Paging {
                 limit: Some(bad),
                 ..Paging::default()

@@ -12,6 +12,16 @@ pub fn hash_key(id: &str) -> Option<[u8; 32]> {
     hash::hash_key(id).ok()
 }
 
+/// The query of an endpoint that takes no parameters: any name is refused (400), so a
+/// typo never goes unnoticed.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// The years a time parameter may have: what PostgreSQL's `timestamptz` and `date`
+/// both hold with room to add a day (earlier dates answered 500 before).
+const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+
 const TIME_FORMS: &[&str] = &[
     "RFC 3339, e.g. 2025-06-30T12:00:00Z",
     "a date, e.g. 2025-06-30",
@@ -23,20 +33,35 @@ fn parse_time(
     raw: &str,
     at: impl Fn(NaiveDate) -> Option<DateTime<Utc>>,
 ) -> Result<DateTime<Utc>, ApiError> {
+    use chrono::Datelike;
     let raw = raw.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(t.with_timezone(&Utc));
+    let bad = || {
+        ApiError::bad_param(
+            name,
+            format!("{raw:?} is not a timestamp or a date"),
+            TIME_FORMS,
+        )
+    };
+    // the year as written (before conversion to UTC) must be in range
+    let (year, t) = match DateTime::parse_from_rfc3339(raw) {
+        Ok(t) => (t.year(), Some(t.with_timezone(&Utc))),
+        Err(_) => {
+            let d = NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| bad())?;
+            (d.year(), at(d))
+        }
+    };
+    if !YEARS.contains(&year) {
+        return Err(ApiError::bad_param(
+            name,
+            format!(
+                "{raw:?} is out of range: years {} to {}",
+                YEARS.start(),
+                YEARS.end()
+            ),
+            TIME_FORMS,
+        ));
     }
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .ok()
-        .and_then(at)
-        .ok_or_else(|| {
-            ApiError::bad_param(
-                name,
-                format!("{raw:?} is not a timestamp or a date"),
-                TIME_FORMS,
-            )
-        })
+    t.ok_or_else(bad)
 }
 
 /// `as_of`: a date means the end of that day (UTC).
@@ -157,6 +182,18 @@ mod tests {
             p.detail
         );
         assert!(check_range(Some(2), Some(1)).is_err());
+        for far in [
+            "-5000-01-01",
+            "0000-12-31",
+            "+10000-01-01",
+            "0000-01-01T00:00:00Z",
+        ] {
+            let p = parse_to("to", far).expect_err(far).problem();
+            assert!(p.detail.contains("out of range"), "{far}: {}", p.detail);
+        }
+        assert!(parse_from("from", "0001-01-01T00:00:00+01:00").is_ok());
+        assert!(parse_to("to", "9999-12-31").is_ok());
+        assert!(parse_as_of("as_of", "9999-12-31").is_ok());
         assert!(check_range(Some(1), None).is_ok());
     }
 

@@ -1,14 +1,14 @@
 //! GET /products and /products/{id}: product analytics from `mart.products`.
 
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio_postgres::Row;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
-use super::pagination::{Listing, PageRequest, Paging, Sort, next_link, page_of};
-use super::params;
+use super::pagination::{Listing, PageRequest, Sort, list_params, next_link, page_of};
+use super::params::{self, NoParams};
 use super::state::AppState;
 use super::values::{Money, col, money, money_opt, number_opt};
 
@@ -65,7 +65,7 @@ impl Product {
 
 page_of!(ProductPage, Product);
 
-static SORTS: [Sort; 8] = [
+pub static SORTS: [Sort; 8] = [
     sort("product_id", "p.product_id", "text", false),
     sort("-product_id", "p.product_id", "text", true),
     sort("revenue", "p.revenue", "numeric", false),
@@ -85,25 +85,12 @@ const fn sort(name: &'static str, expr: &'static str, cast: &'static str, desc: 
     }
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Current category, exact but case-insensitive.
-    pub category: Option<String>,
-    /// `product_id` (default), `revenue`, `units_sold`, `price`; prefix `-` for descending.
-    pub sort: Option<String>,
-    /// Page size, 1-1000 (default 50).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
-    pub limit: Option<String>,
-    /// Opaque cursor from the `next` link of the previous page.
-    pub cursor: Option<String>,
-    /// Skip this many rows (slower than a cursor on deep pages).
-    #[param(value_type = Option<i64>, minimum = 0)]
-    pub skip: Option<String>,
-    /// Same as `skip`.
-    #[param(value_type = Option<i64>, minimum = 0)]
-    pub offset: Option<String>,
+list_params! {
+    pub struct ListParams {
+        /// Current category, exact but case-insensitive.
+        pub category: Option<String>,
+    }
+    sort = "`product_id` (default), `revenue`, `units_sold`, `price`; prefix `-` for descending.";
 }
 
 /// A page of products.
@@ -123,16 +110,7 @@ pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListParams>,
 ) -> Result<Json<ProductPage>, ApiError> {
-    let page = PageRequest::parse(
-        &SORTS,
-        Paging {
-            sort: q.sort.as_deref(),
-            limit: q.limit.as_deref(),
-            cursor: q.cursor.as_deref(),
-            skip: q.skip.as_deref(),
-            offset: q.offset.as_deref(),
-        },
-    )?;
+    let page = PageRequest::parse(&SORTS, q.paging())?;
     let client = state.db().await?;
     let mut listing = Listing::new(COLUMNS, "mart.products p", "p.product_id");
     if let Some(category) = q.category.clone().filter(|c| !c.is_empty()) {
@@ -163,6 +141,7 @@ pub async fn list(
     params(("id" = String, Path, description = "Product id (trimmed, case-insensitive)")),
     responses(
         (status = 200, description = "The product", body = Product),
+        (status = 400, description = "An unknown parameter, or a path segment that is not UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
     ),
@@ -171,6 +150,7 @@ pub async fn list(
 pub async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(NoParams {}): Query<NoParams>,
 ) -> Result<Json<Product>, ApiError> {
     let not_found = || ApiError::not_found("product", &id);
     let hk = params::hash_key(&id).ok_or_else(not_found)?;

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::customers::{self, CustomerPage, ListParams};
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
-use super::params;
+use super::params::{self, NoParams};
 use super::state::AppState;
 use super::values::{Money, col, money, number_opt};
 
@@ -47,11 +47,15 @@ const SEGMENTS: &str = "
     tag = "segments",
     responses(
         (status = 200, description = "Every segment", body = Segments),
+        (status = 400, description = "An unknown parameter, or a path segment that is not UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
     ),
     security((), ("api_key" = ["read"]))
 )]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Segments>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Query(NoParams {}): Query<NoParams>,
+) -> Result<Json<Segments>, ApiError> {
     let client = state.db().await?;
     let stmt = client.prepare_cached(SEGMENTS).await?;
     let items = client

@@ -16,15 +16,15 @@ use crate::harness::{self, TestDb};
 // ---------------------------------------------------------------------------------
 // The app under test
 
-struct TestApp {
-    base: String,
-    http: reqwest::Client,
+pub(crate) struct TestApp {
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl TestApp {
-    async fn spawn(database_url: &str, config: ApiConfig) -> TestApp {
+    pub(crate) async fn spawn(database_url: &str, config: ApiConfig) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -42,15 +42,15 @@ impl TestApp {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(self.url(path)).send().await.expect("GET")
     }
 
-    async fn get_with(&self, path: &str, token: &str) -> reqwest::Response {
+    pub(crate) async fn get_with(&self, path: &str, token: &str) -> reqwest::Response {
         self.http
             .get(self.url(path))
             .bearer_auth(token)
@@ -60,12 +60,12 @@ impl TestApp {
     }
 
     /// GET, expecting `status` and JSON (problem+json for errors).
-    async fn json(&self, path: &str, status: u16) -> Value {
+    pub(crate) async fn json(&self, path: &str, status: u16) -> Value {
         let resp = self.get(path).await;
         expect_json(resp, status, path).await
     }
 
-    async fn post(
+    pub(crate) async fn post(
         &self,
         path: &str,
         content_type: &str,
@@ -84,7 +84,7 @@ impl TestApp {
     }
 
     /// Stop the server gracefully and wait for it.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -98,7 +98,7 @@ impl TestApp {
     }
 }
 
-async fn expect_json(resp: reqwest::Response, status: u16, what: &str) -> Value {
+pub(crate) async fn expect_json(resp: reqwest::Response, status: u16, what: &str) -> Value {
     let got = resp.status().as_u16();
     let ct = header(&resp, "content-type");
     let text = resp.text().await.expect("body");
@@ -112,7 +112,7 @@ async fn expect_json(resp: reqwest::Response, status: u16, what: &str) -> Value 
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"))
 }
 
-fn header(resp: &reqwest::Response, name: &str) -> String {
+pub(crate) fn header(resp: &reqwest::Response, name: &str) -> String {
     resp.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -121,7 +121,7 @@ fn header(resp: &reqwest::Response, name: &str) -> String {
 }
 
 /// Assert a problem document: status, type and that the detail mentions `needle`.
-fn assert_problem(p: &Value, status: u16, kind: &str, needle: &str) {
+pub(crate) fn assert_problem(p: &Value, status: u16, kind: &str, needle: &str) {
     assert_eq!(p["status"], status, "{p}");
     assert_eq!(p["type"], format!("urn:dvault:problem:{kind}"), "{p}");
     assert!(p["title"].is_string(), "{p}");
@@ -129,17 +129,17 @@ fn assert_problem(p: &Value, status: u16, kind: &str, needle: &str) {
     assert!(detail.contains(needle), "detail lacks {needle:?}: {p}");
 }
 
-fn open_config() -> ApiConfig {
+pub(crate) fn open_config() -> ApiConfig {
     ApiConfig {
         pool_size: 4,
         ..ApiConfig::default()
     }
 }
 
-const READ_TOKEN: &str = "reader-token-123";
-const WRITE_TOKEN: &str = "writer-token-456";
+pub(crate) const READ_TOKEN: &str = "reader-token-123";
+pub(crate) const WRITE_TOKEN: &str = "writer-token-456";
 
-fn keyed_config() -> ApiConfig {
+pub(crate) fn keyed_config() -> ApiConfig {
     ApiConfig {
         keys: vec![
             ApiKey::for_token(Scope::Read, READ_TOKEN),
@@ -171,7 +171,7 @@ fn event(n: &mut u32, ty: &str, source: &str, time: &str, data: Value) -> NewEve
 
 /// 12 customers (C01 changes city and email; C02 only has a cancelled order; C03
 /// none), 3 products, 12 orders, all in 2024.
-fn data_set() -> Vec<NewEvent> {
+pub(crate) fn data_set() -> Vec<NewEvent> {
     let mut n = 0;
     let mut out = Vec::new();
     let customer = |n: &mut u32, id: &str, first: &str, city: &str, country: &str, day: u32| {
@@ -294,7 +294,7 @@ fn data_set() -> Vec<NewEvent> {
 }
 
 /// A fresh database with the data set appended and loaded.
-async fn loaded_db() -> TestDb {
+pub(crate) async fn loaded_db() -> TestDb {
     let db = TestDb::new().await;
     let mut client = db.client().await;
     let appended = events::append(&client, &data_set()).await.expect("append");
@@ -914,7 +914,7 @@ async fn keys_guard_reads_and_writes() {
 const EVENT_C99: &str = r#"{"specversion":"1.0","type":"customer_registered","source":"crm","id":"api-c99",
     "time":"2024-02-01T00:00:00Z","data":{"customer_id":"C99","first_name":"Zed","city":"Bern","country":"Switzerland"}}"#;
 
-fn customer_event(id: &str, customer: &str) -> String {
+pub(crate) fn customer_event(id: &str, customer: &str) -> String {
     json!({"specversion": "1.0", "type": "customer_registered", "source": "crm", "id": id,
            "time": "2024-02-02T00:00:00Z",
            "data": {"customer_id": customer, "first_name": "New", "country": "Spain"}})
@@ -1457,7 +1457,7 @@ fn api_role_sql(name: &str, password: &str) -> String {
         .replace("change-me", password)
 }
 
-fn with_credentials(url: &str, user: &str, password: &str) -> String {
+pub(crate) fn with_credentials(url: &str, user: &str, password: &str) -> String {
     let (scheme, rest) = url.split_once("://").expect("a URL");
     let rest = match rest.find('@') {
         Some(at) if at < rest.find('/').unwrap_or(rest.len()) => &rest[at + 1..],

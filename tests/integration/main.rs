@@ -3,6 +3,7 @@
 mod harness;
 
 mod api;
+mod api_hostile;
 mod cli;
 mod daemon;
 mod event_log;
@@ -11,4 +12,5 @@ mod hostile_input;
 mod ingest;
 mod loader;
 mod loader_robustness;
+mod security;
 mod views;

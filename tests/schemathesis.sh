@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# API conformance: schemathesis against the OpenAPI document of a running `dvault serve`
+# on a loaded database. Zero 5xx, every answer matching the document.
+#
+#   tests/schemathesis.sh                 # private database on DATABASE_URL's server, or
+#                                         # the private server under target/ when unset
+#   ST_MAX_TIME=300 ST_MAX_EXAMPLES=200 tests/schemathesis.sh     # a longer run
+#
+# Builds the debug binary, makes a fresh database, loads a small generated data set
+# (ingest + load), serves it with a write key on a free port, runs schemathesis
+# (installed with pip when missing), stops the server and drops the database.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MAX_TIME=${ST_MAX_TIME:-60}
+MAX_EXAMPLES=${ST_MAX_EXAMPLES:-40}
+SEED=${ST_SEED:-1}
+log() { printf '\n== schemathesis: %s\n' "$*"; }
+
+# schemathesis: on PATH, else in a virtualenv under target/ (works where the system
+# Python refuses pip installs), else pip --user
+ST=$(command -v schemathesis || true)
+if [ -z "$ST" ]; then
+    if [ ! -x target/st-venv/bin/schemathesis ]; then
+        log "installing schemathesis"
+        { python3 -m venv target/st-venv && target/st-venv/bin/pip install --quiet schemathesis; } ||
+            python3 -m pip install --quiet --user schemathesis ||
+            python3 -m pip install --quiet --user --break-system-packages schemathesis || true
+    fi
+    if [ -x target/st-venv/bin/schemathesis ]; then
+        ST=target/st-venv/bin/schemathesis
+    else
+        ST=$(command -v schemathesis || echo "$HOME/.local/bin/schemathesis")
+    fi
+fi
+if [ ! -x "$ST" ]; then
+    echo "schemathesis could not be installed (python3 with venv or pip is needed)" >&2
+    exit 2
+fi
+
+log "building"
+cargo build --quiet
+BIN=target/debug/dvault
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/dvault-st.XXXXXX")
+SERVER_PID=""
+DB="dvault_st_$$_$RANDOM"
+
+PRIVATE=""
+if [ -n "${DATABASE_URL:-}" ]; then
+    ADMIN_URL="$DATABASE_URL"
+else
+    PRIVATE=target/schemathesis-pg
+    ADMIN_URL=$("$BIN" local start --home "$PRIVATE" | sed 's#/[^/]*$#/postgres#')
+fi
+db_url() { printf '%s' "$ADMIN_URL" | sed -E "s#^(postgres(ql)?://[^/]*)/[^?]*#\1/$1#"; }
+URL=$(db_url "$DB")
+
+cleanup() {
+    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
+    psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+    [ -z "$PRIVATE" ] || "$BIN" local stop --home "$PRIVATE" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+log "database $DB"
+psql "$ADMIN_URL" -qc "CREATE DATABASE $DB" >/dev/null
+"$BIN" gen --out "$WORK/data" --customers 300 --products 100 --orders 1500 >/dev/null
+DATABASE_URL="$URL" "$BIN" ingest "$WORK/data/events.ndjson" >/dev/null
+DATABASE_URL="$URL" "$BIN" load >/dev/null
+
+# a free port, then the server with a write key (so POST /events is exercised)
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+TOKEN="st-$RANDOM-$RANDOM"
+DIGEST=$(printf %s "$TOKEN" | sha256sum | cut -c1-64)
+DATABASE_URL="$URL" DVAULT_LOG=warn "$BIN" serve --listen "127.0.0.1:$PORT" \
+    --api-key "write:$DIGEST" --request-timeout 10 >"$WORK/serve.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+log "running (at most $MAX_EXAMPLES examples per operation, $MAX_TIME s)"
+status=0
+"$ST" --config-file tests/schemathesis/schemathesis.toml run \
+    "http://127.0.0.1:$PORT/openapi.json" \
+    --checks all --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME" \
+    --seed "$SEED" --workers 2 --no-color --generation-database none \
+    -H "Authorization: Bearer $TOKEN" || status=$?
+if grep -q " 5[0-9][0-9] \|panicked" "$WORK/serve.log"; then
+    log "server log has errors:"; grep " 5[0-9][0-9] \|panicked\|ERROR" "$WORK/serve.log" | head -20
+    status=1
+fi
+[ "$status" -eq 0 ] && log "ok" || log "FAILED"
+exit "$status"
