@@ -13,4 +13,5 @@ mod ingest;
 mod loader;
 mod loader_robustness;
 mod security;
+mod tpch;
 mod views;
