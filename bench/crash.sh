@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Crash safety: load a generated log, remember every vault table's checksum, then
+# rebuild the vault from the same log while killing the loader with SIGKILL at random
+# moments (and, with RESTART=1, restarting PostgreSQL mid-load with a fast shutdown),
+# restarting it each time; at the end every table must equal the uninterrupted load.
+#
+#   bench/crash.sh                      # 20 kills on the 10x log (~1M events)
+#   KILLS=3 SIZE=1 bench/crash.sh       # quick
+#   RESTART=3 bench/crash.sh            # also 3 server restarts (fast shutdown)
+#
+# Uses DATABASE_URL's server (database dvault_crash, dropped and created), else the
+# private server. Restarts need the private server or a local pg_ctlcluster cluster.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KILLS=${KILLS:-20}; SIZE=${SIZE:-10}; RESTART=${RESTART:-0}
+cargo build --release --quiet
+bin=target/release/dvault
+work=${BENCH_DIR:-/tmp/dvault-bench}/crash-x$SIZE
+if [ -n "${DATABASE_URL:-}" ]; then base=$DATABASE_URL; private=0; else base=$("$bin" local start); private=1; fi
+with_db() { python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$base" "$1"; }
+admin=$(with_db postgres)
+export DATABASE_URL=$(with_db dvault_crash)
+
+[ -f "$work/events.ndjson" ] || "$bin" gen --out "$work" --seed 7 --end 2026-11-22 \
+    --customers $((10000 * SIZE)) --products $((5000 * SIZE)) --orders $((40000 * SIZE)) >/dev/null
+psql -X -q "$admin" -c "DROP DATABASE IF EXISTS dvault_crash" -c "CREATE DATABASE dvault_crash"
+"$bin" migrate >/dev/null
+"$bin" ingest "$work/events.ndjson" >/dev/null
+events=$(psql -X -At "$DATABASE_URL" -c "SELECT count(*) FROM event_log.events")
+
+checksums() {
+    psql -X -At "$DATABASE_URL" <<'SQL'
+SELECT string_agg(format('SELECT %L || '' '' || coalesce(md5(string_agg(t::text, E''\n'' ORDER BY t::text)), ''empty'') FROM %I.%I t', schemaname || '.' || tablename, schemaname, tablename), ' UNION ALL ' ORDER BY schemaname, tablename)
+  FROM pg_tables WHERE schemaname IN ('raw_vault', 'business_vault') \gexec
+SQL
+}
+
+t0=$(date +%s.%N)
+"$bin" load >/dev/null
+t1=$(date +%s.%N)
+full=$(python3 -c "print($t1 - $t0)")
+checksums | sort > "$work/reference.txt"
+echo "uninterrupted load of $events events: $(printf '%.1f' "$full") s, $(wc -l < "$work/reference.txt") tables"
+
+restart_server() {
+    if [ "$private" = 1 ]; then "$bin" local stop >/dev/null; "$bin" local start >/dev/null
+    else
+        port=$(python3 -c 'import sys,urllib.parse as u; print(u.urlsplit(sys.argv[1]).port or 5432)' "$base")
+        cluster=$(pg_lsclusters --no-header | awk -v p="$port" '$3 == p {print $1" "$2; exit}')
+        pg_ctlcluster --skip-systemctl-redirect $cluster restart -m fast
+    fi
+}
+
+cmd=rebuild   # the first run empties the vault and replays; the later ones continue
+killed=0; finished=0; restarts=0
+for i in $(seq 1 $((KILLS + RESTART))); do
+    "$bin" $cmd >/dev/null 2>&1 &
+    pid=$!
+    sleep "$(python3 -c "import random; print(round(random.uniform(0.3, max(0.6, $full / 3)), 2))")"
+    if [ "$i" -gt "$KILLS" ]; then
+        restart_server; restarts=$((restarts + 1))
+        wait "$pid" 2>/dev/null || true
+    elif kill -9 "$pid" 2>/dev/null; then
+        killed=$((killed + 1)); wait "$pid" 2>/dev/null || true
+    else
+        finished=$((finished + 1)); wait "$pid" || true
+    fi
+    cmd=load
+    loaded=$(psql -X -At "$DATABASE_URL" -c "SELECT coalesce((SELECT seq FROM ops.checkpoints WHERE consumer = 'vault_loader'), 0)")
+    echo "run $i: $( [ "$i" -gt "$KILLS" ] && echo "server restarted" || echo "SIGKILL") after the checkpoint reached seq $loaded"
+done
+"$bin" load >/dev/null
+checksums | sort > "$work/after.txt"
+if diff "$work/reference.txt" "$work/after.txt" >/dev/null; then
+    echo "OK: $killed SIGKILLs ($finished runs had finished before their kill), $restarts server restarts; all $(wc -l < "$work/after.txt") vault tables equal the uninterrupted load"
+else
+    echo "MISMATCH:"; diff "$work/reference.txt" "$work/after.txt" | head -20; exit 1
+fi
