@@ -4,7 +4,7 @@
 # moments (and, with RESTART=1, restarting PostgreSQL mid-load with a fast shutdown),
 # restarting it each time; at the end every table must equal the uninterrupted load.
 #
-#   bench/crash.sh                      # 20 kills on the 10x log (~1M events)
+#   bench/crash.sh                      # 20 kills on the 3x log (~0.9M events)
 #   KILLS=3 SIZE=1 bench/crash.sh       # quick
 #   RESTART=3 bench/crash.sh            # also 3 server restarts (fast shutdown)
 #
@@ -12,7 +12,7 @@
 # private server. Restarts need the private server or a local pg_ctlcluster cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KILLS=${KILLS:-20}; SIZE=${SIZE:-10}; RESTART=${RESTART:-0}
+KILLS=${KILLS:-20}; SIZE=${SIZE:-3}; RESTART=${RESTART:-0}
 cargo build --release --quiet
 bin=target/release/dvault
 work=${BENCH_DIR:-/tmp/dvault-bench}/crash-x$SIZE
