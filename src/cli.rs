@@ -336,10 +336,29 @@ pub fn init_tracing(cli: &Cli) {
 }
 
 /// Run one command; errors are printed with their whole cause chain.
+/// `print!` that returns the write error instead of panicking, so that a closed pipe
+/// (`dvault runs | head`) ends the command quietly (see [`run`]).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `println!` that returns the write error instead of panicking (see [`out!`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 pub async fn run(cli: Cli) -> ExitCode {
     let config = cli.global.config();
     match dispatch(cli.command, &config).await {
         Ok(code) => code,
+        // the reader went away (`dvault runs | head`): what it wanted, it has
+        Err(e) if is_broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             let mut source = e.source();
@@ -350,6 +369,11 @@ pub async fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
@@ -369,15 +393,15 @@ async fn dispatch(command: Command, config: &Config) -> CliResult {
             let target = Target::resolve(config).await?;
             let client = db::connect_migrated(&target).await?;
             let report = status::collect(&client).await?;
-            println!("database:   {}", target.describe());
-            print!("{report}");
+            outln!("database:   {}", target.describe())?;
+            out!("{report}")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve(config, args).await,
         Command::Rejected(args) => {
             let target = Target::resolve(config).await?;
             let client = db::connect_migrated(&target).await?;
-            print!("{}", status::rejected(&client, args.limit).await?);
+            out!("{}", status::rejected(&client, args.limit).await?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Local { action } => {
@@ -387,19 +411,19 @@ async fn dispatch(command: Command, config: &Config) -> CliResult {
                     let server =
                         tokio::task::spawn_blocking(move || db::local::ensure_running(&home))
                             .await??;
-                    println!("{}", server.url(db::local::DATABASE));
+                    outln!("{}", server.url(db::local::DATABASE))?;
                 }
                 LocalAction::Stop => {
                     let stopped =
                         tokio::task::spawn_blocking(move || db::local::stop(&home)).await??;
-                    println!(
+                    outln!(
                         "{}",
                         if stopped {
                             "stopped the private server"
                         } else {
                             "the private server was not running"
                         }
-                    );
+                    )?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -411,19 +435,19 @@ async fn migrate(config: &Config) -> CliResult {
     let target = Target::resolve(config).await?;
     let mut client = db::connect(&target.url).await?;
     let done = db::migrate(&mut client).await?;
-    println!("database: {}", target.describe());
+    outln!("database: {}", target.describe())?;
     if done.applied.is_empty() {
-        println!("schema is current");
+        outln!("schema is current")?;
     } else {
         for m in &done.applied {
-            println!("applied {m}");
+            outln!("applied {m}")?;
         }
     }
-    println!(
+    outln!(
         "schema version {}, {} view files applied",
         done.version.unwrap_or(0),
         done.views
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -446,12 +470,12 @@ async fn serve(config: &Config, args: ServeArgs) -> CliResult {
     let listener = tokio::net::TcpListener::bind(api_config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", api_config.listen))?;
-    println!(
+    outln!(
         "listening on http://{} (API docs at /docs), database {}",
         listener.local_addr()?,
         target.describe()
-    );
-    println!("{}", api::auth::describe(&api_config.keys));
+    )?;
+    outln!("{}", api::auth::describe(&api_config.keys))?;
     let state = api::AppState::new(api_config, &target.url)?;
     api::serve(listener, state, api::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
@@ -475,7 +499,7 @@ async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
             Ok(summary) => {
                 inserted += summary.inserted;
                 rejected += summary.rejected;
-                println!("{summary}");
+                outln!("{summary}")?;
             }
             Err(e) => {
                 failed = true;
@@ -484,11 +508,11 @@ async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
         }
     }
     if args.files.len() > 1 {
-        println!(
+        outln!(
             "total: {} events ingested, {} rejected",
             ingest::thousands(inserted),
             ingest::thousands(rejected)
-        );
+        )?;
     }
     Ok(if failed {
         ExitCode::FAILURE
@@ -519,7 +543,7 @@ async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
     progress.finish();
     let recorded = runs::finish(&client, run, &runs::Outcome::of_load(&summary)).await;
     Loader::unlock(&client).await?;
-    print!("{}", summary?);
+    out!("{}", summary?)?;
     recorded?;
     Ok(ExitCode::SUCCESS)
 }
@@ -572,7 +596,7 @@ async fn list_runs(config: &Config, args: RunsArgs) -> CliResult {
         .into_iter()
         .find(|t| Some(t.as_str()) == args.trigger.as_deref());
     let list = runs::recent(&client, args.limit.max(1), trigger).await?;
-    print!("{}", runs::Listing(&list));
+    out!("{}", runs::Listing(&list))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -587,7 +611,7 @@ async fn check(config: &Config, args: CheckArgs) -> CliResult {
         quality::Scope::SinceLastGate
     };
     let report = quality::run_gate(&mut client, &qc, &mappings, scope, !args.dry_run, None).await?;
-    print!("{report}");
+    out!("{report}")?;
     Ok(if report.passed() {
         ExitCode::SUCCESS
     } else {
@@ -626,9 +650,9 @@ async fn gen_data(args: GenArgs) -> CliResult {
                 f.bad_at_ingest, f.bad_at_load
             ));
         }
-        println!("{line}");
+        outln!("{line}")?;
     }
-    println!("generated in {:.2} s", started.elapsed().as_secs_f64());
+    outln!("generated in {:.2} s", started.elapsed().as_secs_f64())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -636,7 +660,7 @@ async fn demo(config: &Config, args: DemoArgs) -> CliResult {
     let api_config = args.serve.api_config()?;
     let opts = crate::demo::DemoOptions::new(config);
     let demo = crate::demo::prepare(config, &opts).await?;
-    print!("{}", demo.tour);
+    out!("{}", demo.tour)?;
     if args.no_serve {
         return Ok(ExitCode::SUCCESS);
     }
@@ -652,14 +676,14 @@ async fn demo(config: &Config, args: DemoArgs) -> CliResult {
         )
         .await?
         .map(|r| r.get(0));
-    println!(
+    outln!(
         "\nServing the Customer 360 API on http://{addr} (docs: http://{addr}/docs); Ctrl-C stops."
-    );
+    )?;
     if let Some(id) = some_customer {
-        println!("  curl http://{addr}/customers/{id}");
+        outln!("  curl http://{addr}/customers/{id}")?;
     }
-    println!("  curl 'http://{addr}/customers?segment=Champions&limit=5'");
-    println!("{}", api::auth::describe(&api_config.keys));
+    outln!("  curl 'http://{addr}/customers?segment=Champions&limit=5'")?;
+    outln!("{}", api::auth::describe(&api_config.keys))?;
     let state = api::AppState::new(api_config, &demo.target.url)?;
     api::serve(listener, state, api::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@ mod harness;
 mod api;
 mod api_hostile;
 mod cli;
+mod crash;
 mod daemon;
 mod event_log;
 mod generated;
