@@ -84,3 +84,31 @@ fn migrate_ingest_load_status_on_a_private_server_with_no_setup() {
     assert!(stdout(&dvault(&home, &["local", "stop"])).contains("stopped"));
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_instead_of_panicking() {
+    // `dvault runs | head` closes the pipe early; here the reader is gone before the
+    // first write, so every write fails with EPIPE
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = std::env::temp_dir().join(format!("dvault-pipe-{}", rand::random::<u64>()));
+    let run = Command::new(env!("CARGO_BIN_EXE_dvault"))
+        .args([
+            "gen",
+            "--customers",
+            "20",
+            "--products",
+            "10",
+            "--orders",
+            "30",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .stdout(writer)
+        .output()
+        .expect("run dvault");
+    let _ = std::fs::remove_dir_all(&out);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{}: {stderr}", run.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
