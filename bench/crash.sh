@@ -54,16 +54,26 @@ restart_server() {
     fi
 }
 
+checkpoint() { psql -X -At "$DATABASE_URL" -c "SELECT coalesce((SELECT seq FROM ops.checkpoints WHERE consumer = 'vault_loader'), 0)"; }
+last=$(checkpoint)
 cmd=rebuild   # the first run empties the vault and replays; the later ones continue
 runs=$((KILLS + RESTART)); killed=0; finished=0; restarts=0
 for i in $(seq 1 "$runs"); do
     "$bin" $cmd --batch-size "$BATCH" >/dev/null 2>&1 &
     pid=$!
+    if [ "$i" = 1 ]; then # the rebuild's reset must have committed, or nothing is tested
+        until [ "$(checkpoint)" -lt "$last" ]; do
+            kill -0 "$pid" 2>/dev/null || { echo "the rebuild exited before its reset" >&2; exit 1; }
+            sleep 0.05
+        done
+    fi
     # spread the interruptions over the whole load: on average full/runs seconds each
     sleep "$(python3 -c "import random; print(round(random.uniform(0.3, max(0.6, 2 * $full / $runs)), 2))")"
     if [ "$i" -gt "$KILLS" ]; then
-        what="server restarted (fast shutdown)"; restart_server; restarts=$((restarts + 1))
-        wait "$pid" 2>/dev/null || true
+        restart_server
+        rc=0; wait "$pid" 2>/dev/null || rc=$?
+        if [ "$rc" -ne 0 ]; then what="server restarted (fast shutdown), the load failed (exit $rc)"; restarts=$((restarts + 1))
+        else what="no restart mid-load: the load had finished"; finished=$((finished + 1)); fi
     else
         kill -9 "$pid" 2>/dev/null || true
         # a process that had already exited is a zombie that takes the signal too:
@@ -73,13 +83,12 @@ for i in $(seq 1 "$runs"); do
         else what="no kill: the load had finished (exit $rc)"; finished=$((finished + 1)); fi
     fi
     cmd=load
-    loaded=$(psql -X -At "$DATABASE_URL" -c "SELECT coalesce((SELECT seq FROM ops.checkpoints WHERE consumer = 'vault_loader'), 0)")
-    echo "run $i: $what; the checkpoint is at seq $loaded of $events"
+    echo "run $i: $what; the checkpoint is at seq $(checkpoint) of $last"
 done
 "$bin" load --batch-size "$BATCH" >/dev/null
 checksums | sort > "$work/after.txt"
 if diff "$work/reference.txt" "$work/after.txt" >/dev/null; then
-    echo "OK: $killed SIGKILLs mid-load, $finished runs that finished before their kill, $restarts server restarts; all $(wc -l < "$work/after.txt") vault tables equal the uninterrupted load"
+    echo "OK: $killed SIGKILLs and $restarts server restarts mid-load ($finished runs had finished before their interruption); all $(wc -l < "$work/after.txt") vault tables equal the uninterrupted load"
 else
     echo "MISMATCH:"; diff "$work/reference.txt" "$work/after.txt" | head -20; exit 1
 fi

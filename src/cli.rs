@@ -363,6 +363,10 @@ pub async fn run(cli: Cli) -> ExitCode {
             eprintln!("error: {e}");
             let mut source = e.source();
             while let Some(cause) = source {
+                // the line above already shows it (see `db::Shown`)
+                if cause.is::<tokio_postgres::Error>() {
+                    break;
+                }
                 eprintln!("  caused by: {cause}");
                 source = cause.source();
             }

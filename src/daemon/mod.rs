@@ -108,7 +108,7 @@ pub enum DaemonError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Quality(#[from] QualityError),
-    #[error("database error while {doing}: {source}")]
+    #[error("database error while {doing}: {}", crate::db::Shown(source))]
     Sql {
         doing: &'static str,
         source: tokio_postgres::Error,

@@ -109,9 +109,16 @@ pub fn is_cancelled(e: &tokio_postgres::Error) -> bool {
 
 /// An error with its causes, `a: b: c`, for one log line or one database column.
 pub fn chain(e: &(dyn StdError + 'static)) -> String {
-    let mut out = e.to_string();
+    let mut out = match e.downcast_ref::<tokio_postgres::Error>() {
+        Some(pg) => return crate::db::Shown(pg).to_string(),
+        None => e.to_string(),
+    };
     let mut source = e.source();
     while let Some(s) = source {
+        // our errors show a database error's message themselves (`db::Shown`)
+        if s.is::<tokio_postgres::Error>() {
+            break;
+        }
         let text = s.to_string();
         if !out.contains(&text) {
             out.push_str(": ");

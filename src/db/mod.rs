@@ -18,30 +18,56 @@ mod migrations {
     refinery::embed_migrations!("vault/schema");
 }
 
+/// A `tokio_postgres` error as a person needs it: the server's message with its
+/// detail and hint, or a client-side failure with its cause. (`tokio_postgres` shows
+/// every server error as just "db error" and keeps the message in its source.)
+pub struct Shown<'a>(pub &'a tokio_postgres::Error);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => {
+                f.write_str(db.message())?;
+                if let Some(detail) = db.detail() {
+                    write!(f, " ({detail})")?;
+                }
+                if let Some(hint) = db.hint() {
+                    write!(f, "; hint: {hint}")?;
+                }
+                Ok(())
+            }
+            None => match std::error::Error::source(self.0) {
+                Some(cause) => write!(f, "{}: {cause}", self.0),
+                None => write!(f, "{}", self.0),
+            },
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error(transparent)]
     Local(#[from] local::LocalError),
-    #[error("invalid DATABASE_URL {url}: {source}")]
+    #[error("invalid DATABASE_URL {url}: {}", Shown(source))]
     BadUrl {
         url: String,
         source: tokio_postgres::Error,
     },
-    #[error("cannot connect to {target}: {source}")]
+    #[error("cannot connect to {target}: {}", Shown(source))]
     Connect {
         target: String,
         source: tokio_postgres::Error,
     },
     #[error("migration failed: {0}")]
     Migrate(#[from] refinery::Error),
-    #[error("view file views/{file} failed: {source}")]
+    #[error("view file views/{file} failed: {}", Shown(source))]
     View {
         file: String,
         source: tokio_postgres::Error,
     },
     #[error("cannot build the connection pool: {0}")]
     Pool(String),
-    #[error(transparent)]
+    #[error("{}", Shown(.0))]
     Sql(#[from] tokio_postgres::Error),
 }
 

@@ -76,7 +76,10 @@ pub enum IngestError {
     Io { path: PathBuf, source: io::Error },
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
-    #[error("{path}: writing to the event log failed: {source}")]
+    #[error(
+        "{path}: writing to the event log failed: {}",
+        crate::db::Shown(source)
+    )]
     Db {
         path: PathBuf,
         source: tokio_postgres::Error,

@@ -45,7 +45,7 @@ pub enum LoadError {
     Busy,
     #[error("{0}")]
     Internal(String),
-    #[error("database error while {doing}: {source}")]
+    #[error("database error while {doing}: {}", crate::db::Shown(source))]
     Db {
         doing: &'static str,
         source: tokio_postgres::Error,

@@ -606,3 +606,47 @@ satellites.sat_customer_loyalty = { tier = "member.tier", points = "member.point
         ("C9".to_string(), "gold".to_string(), 120)
     );
 }
+
+#[tokio::test]
+async fn a_failed_load_names_the_servers_message_on_stderr_and_in_the_runs() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    append(
+        &client,
+        &[registered("e1", "C1", "2026-01-01T00:00:00Z", "Rome")],
+    )
+    .await;
+    client
+        .batch_execute(
+            "CREATE FUNCTION public.boom() RETURNS trigger LANGUAGE plpgsql AS
+               $$BEGIN RAISE EXCEPTION 'no hubs today' USING DETAIL = 'a test trigger'; END$$;
+             CREATE TRIGGER boom BEFORE INSERT ON raw_vault.hub_customer
+               FOR EACH STATEMENT EXECUTE FUNCTION public.boom();",
+        )
+        .await
+        .expect("trigger");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dvault"))
+        .arg("load")
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .expect("run dvault load");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("database error while writing hubs: no hubs today (a test trigger)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("db error"), "{stderr}");
+    let recorded: String = client
+        .query_one(
+            "SELECT error FROM ops.load_runs WHERE status = 'failed'",
+            &[],
+        )
+        .await
+        .expect("the failed run")
+        .get(0);
+    assert_eq!(
+        recorded,
+        "database error while writing hubs: no hubs today (a test trigger)"
+    );
+}

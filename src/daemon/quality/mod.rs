@@ -204,7 +204,7 @@ impl fmt::Display for Report {
 pub enum QualityError {
     #[error("{0}")]
     Config(String),
-    #[error("database error while {doing}: {source}")]
+    #[error("database error while {doing}: {}", crate::db::Shown(source))]
     Db {
         doing: &'static str,
         source: tokio_postgres::Error,
