@@ -446,6 +446,78 @@ async fn two_daemons_never_load_at_once_and_the_standby_takes_over() {
     assert_equals_rebuild(&mut client).await;
 }
 
+#[tokio::test]
+async fn two_loaders_started_together_one_waits_for_the_other_and_the_vault_is_right() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    append_customers(&client, "C", 3_000).await;
+    wait_visible(&client, 3_000).await;
+    // whichever takes the loader lock first is held up writing its first batch, so
+    // the other certainly finds the lock taken
+    let blocker = db.client().await;
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE raw_vault.hub_customer IN SHARE MODE")
+        .await
+        .expect("lock the hub");
+    let mut loaders = [
+        Proc::spawn(&db.url, &["load", "--batch-size", "500"]),
+        Proc::spawn(&db.url, &["load", "--batch-size", "500"]),
+    ];
+    let waiting = "another loader holds the lock; waiting for it to finish";
+    wait_until(Duration::from_secs(30), "a loader to wait", || async {
+        loaders.iter().any(|l| l.output().contains(waiting))
+    })
+    .await;
+    blocker
+        .batch_execute("COMMIT")
+        .await
+        .expect("unlock the hub");
+    for l in &mut loaders {
+        let status = l.wait_exit(Duration::from_secs(60)).await;
+        assert!(status.success(), "{status}; output:\n{}", l.output());
+    }
+    let waited = loaders
+        .iter()
+        .filter(|l| l.output().contains(waiting))
+        .count();
+    assert_eq!(
+        waited,
+        1,
+        "{}\n---\n{}",
+        loaders[0].output(),
+        loaders[1].output()
+    );
+
+    // one run loaded everything, the other started after it ended and found nothing
+    let runs = client
+        .query(
+            "SELECT trigger || ' ' || status, events_read,
+                    started_at >= lag(finished_at) OVER (ORDER BY started_at)
+               FROM ops.load_runs ORDER BY started_at",
+            &[],
+        )
+        .await
+        .expect("runs");
+    let runs: Vec<(String, i64, Option<bool>)> = runs
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            ("manual succeeded".to_string(), 3_000, None),
+            ("manual succeeded".to_string(), 0, Some(true))
+        ],
+        "(run, events read, started after the other ended)"
+    );
+    assert_eq!(pending(&client).await, 0);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM raw_vault.hub_customer").await,
+        3_000
+    );
+    assert_equals_rebuild(&mut client).await;
+}
+
 // ---- signals ----------------------------------------------------------------
 
 #[tokio::test]
