@@ -446,6 +446,78 @@ async fn two_daemons_never_load_at_once_and_the_standby_takes_over() {
     assert_equals_rebuild(&mut client).await;
 }
 
+#[tokio::test]
+async fn two_loaders_started_together_one_waits_for_the_other_and_the_vault_is_right() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    append_customers(&client, "C", 3_000).await;
+    wait_visible(&client, 3_000).await;
+    // whichever takes the loader lock first is held up writing its first batch, so
+    // the other certainly finds the lock taken
+    let blocker = db.client().await;
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE raw_vault.hub_customer IN SHARE MODE")
+        .await
+        .expect("lock the hub");
+    let mut loaders = [
+        Proc::spawn(&db.url, &["load", "--batch-size", "500"]),
+        Proc::spawn(&db.url, &["load", "--batch-size", "500"]),
+    ];
+    let waiting = "another loader holds the lock; waiting for it to finish";
+    wait_until(Duration::from_secs(30), "a loader to wait", || async {
+        loaders.iter().any(|l| l.output().contains(waiting))
+    })
+    .await;
+    blocker
+        .batch_execute("COMMIT")
+        .await
+        .expect("unlock the hub");
+    for l in &mut loaders {
+        let status = l.wait_exit(Duration::from_secs(60)).await;
+        assert!(status.success(), "{status}; output:\n{}", l.output());
+    }
+    let waited = loaders
+        .iter()
+        .filter(|l| l.output().contains(waiting))
+        .count();
+    assert_eq!(
+        waited,
+        1,
+        "{}\n---\n{}",
+        loaders[0].output(),
+        loaders[1].output()
+    );
+
+    // one run loaded everything, the other started after it ended and found nothing
+    let runs = client
+        .query(
+            "SELECT trigger || ' ' || status, events_read,
+                    started_at >= lag(finished_at) OVER (ORDER BY started_at)
+               FROM ops.load_runs ORDER BY started_at",
+            &[],
+        )
+        .await
+        .expect("runs");
+    let runs: Vec<(String, i64, Option<bool>)> = runs
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            ("manual succeeded".to_string(), 3_000, None),
+            ("manual succeeded".to_string(), 0, Some(true))
+        ],
+        "(run, events read, started after the other ended)"
+    );
+    assert_eq!(pending(&client).await, 0);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM raw_vault.hub_customer").await,
+        3_000
+    );
+    assert_equals_rebuild(&mut client).await;
+}
+
 // ---- signals ----------------------------------------------------------------
 
 #[tokio::test]
@@ -1011,5 +1083,433 @@ async fn a_failed_gate_fails_the_nightly_run_keeps_the_data_and_shows_in_status_
     assert!(
         checked.contains("completeness           passed"),
         "{checked}"
+    );
+}
+
+// ---- concurrent appenders -----------------------------------------------------
+
+/// Appenders 0-3 run `dvault ingest`, 4-7 POST to `/events`.
+const INGESTERS: usize = 4;
+const POSTERS: usize = 4;
+/// Events of each ingesting and each posting appender's own.
+const INGESTED_OWN: usize = 800;
+const POSTED_OWN: usize = 400;
+/// Events of the slow appender (number 8), in transactions of 10.
+const SLOW_OWN: usize = 200;
+const CONCURRENT_WRITE_TOKEN: &str = "concurrent-writer-token";
+
+/// Appender `a`'s `i`th own event, as a CloudEvent. Its customers, products and
+/// orders are shared with the other appenders (the same customers registered and
+/// updated by several, orders of one for customers and products of others, status
+/// changes for another's orders), so that hubs, links and satellites interleave.
+fn shared_event(a: usize, i: usize) -> serde_json::Value {
+    let customer = |n: usize| format!("C{:03}", n % 60);
+    let product = |n: usize| format!("P{:02}", n % 20);
+    let time = format!(
+        "2024-05-01T{:02}:{:02}:{:02}Z",
+        8 + a,
+        (i / 60) % 60,
+        i % 60
+    );
+    let (ty, source, data) = match i % 5 {
+        0 => (
+            "customer_registered",
+            "crm",
+            serde_json::json!({
+                "customer_id": customer(a * 13 + i), "first_name": format!("F{a}"),
+                "last_name": format!("L{i}"), "email": format!("{a}.{i}@example.com"),
+                "phone": "+49 1", "city": "Rome", "country": "Italy", "signup_date": "2024-01-01"
+            }),
+        ),
+        1 => (
+            "customer_updated",
+            "crm",
+            serde_json::json!({"customer_id": customer(a * 7 + i * 3), "city": format!("City{a}-{}", i % 4)}),
+        ),
+        2 => (
+            if i % 10 == 2 {
+                "product_listed"
+            } else {
+                "product_updated"
+            },
+            "catalog",
+            serde_json::json!({
+                "product_id": product(a + i), "name": format!("Mug {a}"), "category": "Home",
+                "brand": "Acme", "price": (100 * (1 + i % 50) + a) as f64 / 100.0
+            }),
+        ),
+        3 => (
+            "order_placed",
+            "shop",
+            serde_json::json!({
+                "order_id": format!("O{a}-{i}"), "customer_id": customer(i * 11 + a),
+                "ordered_at": time, "channel": "web", "status": "placed",
+                "lines": [
+                    {"line_no": 1, "product_id": product(i * 3 + a), "quantity": 1 + i % 4,
+                     "unit_price": 9.5, "discount": 0},
+                    {"line_no": 2, "product_id": product(i + a + 7), "quantity": 2,
+                     "unit_price": 4.25, "discount": 0.5}
+                ]
+            }),
+        ),
+        _ => {
+            let status = ["paid", "shipped", "delivered", "cancelled"][(i / 5) % 4];
+            (
+                "order_status_changed",
+                "shop",
+                serde_json::json!({
+                    "order_id": format!("O{}-{}", (a + 1) % 8, i - 1),
+                    "status": status
+                }),
+            )
+        }
+    };
+    serde_json::json!({"specversion": "1.0", "type": ty, "source": source,
+                       "id": format!("a{a}-{i}"), "time": time, "data": data})
+}
+
+/// What appender `a` sends, in order: its own events, and some of a partner's again
+/// (the same ids and content, in the partner's order), so the log's dedupe works
+/// across both ways in. Ingesters 0 and 1 re-send posters 4's and 5's events,
+/// posters 6 and 7 ingesters 2's and 3's.
+fn appender_stream(a: usize) -> Vec<serde_json::Value> {
+    let own = match a {
+        _ if a < INGESTERS => INGESTED_OWN,
+        _ if a < INGESTERS + POSTERS => POSTED_OWN,
+        _ => SLOW_OWN,
+    };
+    let partner = match a {
+        0 => Some(4),
+        1 => Some(5),
+        6 => Some(2),
+        7 => Some(3),
+        _ => None,
+    };
+    // 100 of the partner's events, spread evenly
+    let (every, stride) = if a < INGESTERS {
+        (INGESTED_OWN / 100, POSTED_OWN / 100)
+    } else {
+        (POSTED_OWN / 100, INGESTED_OWN / 100)
+    };
+    let mut out = Vec::new();
+    for i in 0..own {
+        out.push(shared_event(a, i));
+        if let Some(p) = partner
+            && i % every == every - 1
+        {
+            out.push(shared_event(p, (i / every) * stride));
+        }
+    }
+    out
+}
+
+/// The business keys an event names: (hub, key).
+fn business_keys(
+    event: &serde_json::Value,
+    into: &mut std::collections::BTreeSet<(String, String)>,
+) {
+    let data = &event["data"];
+    let mut objects = vec![data];
+    if let Some(lines) = data["lines"].as_array() {
+        objects.extend(lines);
+    }
+    for o in objects {
+        for (field, hub) in [
+            ("customer_id", "hub_customer"),
+            ("product_id", "hub_product"),
+            ("order_id", "hub_order"),
+        ] {
+            if let Some(key) = o[field].as_str() {
+                into.insert((hub.to_string(), key.to_string()));
+            }
+        }
+    }
+}
+
+/// The number in "appender-0-2.ndjson: ingested 168 events (1 rejected: ...".
+fn ingested(output: &str) -> u64 {
+    output
+        .split_once(": ingested ")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .and_then(|n| n.replace(',', "").parse().ok())
+        .unwrap_or_else(|| panic!("no \"ingested N\" in\n{output}"))
+}
+
+/// One ingesting appender: its stream in 5 NDJSON files, ingested one after the
+/// other (a `dvault ingest` each, in transactions of 60, a pause between), so that
+/// the appends stretch over the daemon's loads; appender 0's third file has a
+/// broken line. Returns how many events it says it stored.
+async fn ingest_appender(url: &str, dir: &std::path::Path, a: usize) -> u64 {
+    let stream = appender_stream(a);
+    let mut stored = 0;
+    for (f, chunk) in stream.chunks(stream.len().div_ceil(5)).enumerate() {
+        let mut text: String = chunk.iter().map(|e| format!("{e}\n")).collect();
+        if a == 0 && f == 2 {
+            text.push_str(
+                "{\"specversion\":\"1.0\",\"source\":\"crm\",\"id\":\"no-type\",\"data\":{}}\n",
+            );
+        }
+        let path = dir.join(format!("appender-{a}-{f}.ndjson"));
+        std::fs::write(&path, text).expect("write the file");
+        let path = path.display().to_string();
+        let mut ingest = Proc::spawn(url, &["ingest", "--batch-size", "60", &path]);
+        let status = ingest.wait_exit(Duration::from_secs(60)).await;
+        let said = ingest.output();
+        assert!(status.success(), "ingest {a}: {status}\n{said}");
+        stored += ingested(&said);
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+    }
+    stored
+}
+
+/// The kind of writer the reader's horizon is for: it appends through the library
+/// in its own transaction and keeps it open a while (as an application writing
+/// events with its business data would), while the others commit younger ones.
+async fn slow_appender(url: &str) -> u64 {
+    let mut client = dvault::db::connect(url).await.expect("connect");
+    let events: Vec<NewEvent> = appender_stream(INGESTERS + POSTERS)
+        .iter()
+        .map(|e| events::cloudevents::parse(&e.to_string(), Utc::now()).expect("a CloudEvent"))
+        .collect();
+    let mut stored = 0;
+    for chunk in events.chunks(10) {
+        let tx = client.transaction().await.expect("begin");
+        stored += events::append(&tx, chunk).await.expect("append").inserted;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        tx.commit().await.expect("commit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stored
+}
+
+/// One posting appender: its stream in POSTs of 1 to 20 events (one alone as
+/// `application/cloudevents+json`, some as a JSON array, most as NDJSON); every
+/// ninth POST is sent twice, as a client retrying would. Appender 4's ninth POST
+/// has a broken line. Returns how many events the server says it stored.
+async fn post_appender(base: &str, a: usize) -> u64 {
+    let http = reqwest::Client::new();
+    let stream = appender_stream(a);
+    let (mut at, mut k, mut accepted) = (0, 0, 0);
+    while at < stream.len() {
+        let size = (1 + (k * 7 + a) % 20).min(stream.len() - at);
+        let events = &stream[at..at + size];
+        at += size;
+        let bad = a == 4 && k == 8;
+        let (content_type, mut body) = if size == 1 && !bad {
+            ("application/cloudevents+json", events[0].to_string())
+        } else if k % 3 == 0 && !bad {
+            (
+                "application/cloudevents-batch+json",
+                serde_json::Value::Array(events.to_vec()).to_string(),
+            )
+        } else {
+            (
+                "application/x-ndjson",
+                events.iter().map(|e| format!("{e}\n")).collect(),
+            )
+        };
+        if bad {
+            body.push_str(
+                "{\"specversion\":\"1.0\",\"source\":\"shop\",\"id\":\"no-type\",\"data\":{}}\n",
+            );
+        }
+        let sends = if k % 9 == 8 { 2 } else { 1 };
+        for send in 0..sends {
+            let resp = http
+                .post(format!("{base}/events"))
+                .header("content-type", content_type)
+                .bearer_auth(CONCURRENT_WRITE_TOKEN)
+                .body(body.clone())
+                .send()
+                .await
+                .expect("POST /events");
+            let status = resp.status().as_u16();
+            let text = resp.text().await.expect("body");
+            assert_eq!(status, 202, "appender {a}, POST {k}: {text}");
+            let r: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+            let (new, dup) = (
+                r["accepted"].as_u64().expect("accepted"),
+                r["duplicates"].as_u64().expect("duplicates"),
+            );
+            assert_eq!(new + dup, size as u64, "appender {a}, POST {k}: {r}");
+            assert_eq!(r["rejected"], u64::from(bad), "appender {a}, POST {k}: {r}");
+            if send == 1 {
+                assert_eq!(new, 0, "a POST sent again stored events: {r}");
+            }
+            accepted += new;
+        }
+        k += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    accepted
+}
+
+/// Eight appenders at once (four `dvault ingest`, four `POST /events` to a real
+/// `dvault serve`) and a slow library writer, while `dvault daemon --follow` loads in
+/// batches of 200 right behind them: the log holds each distinct event once, the runs
+/// together read each event once (each starting where the last ended), every business
+/// key has its hub row, only the two broken lines are quarantined, and the vault
+/// equals a rebuild of the log.
+#[tokio::test]
+async fn eight_concurrent_appenders_while_the_daemon_follows_lose_nothing_and_load_nothing_twice() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+
+    // what the appenders send: every distinct event, and every business key
+    let mut expected = std::collections::BTreeSet::new();
+    let mut keys = std::collections::BTreeSet::new();
+    let mut sent = 0;
+    for a in 0..=INGESTERS + POSTERS {
+        for e in appender_stream(a) {
+            sent += 1;
+            business_keys(&e, &mut keys);
+            expected.insert((
+                e["source"].as_str().expect("source").to_string(),
+                e["id"].as_str().expect("id").to_string(),
+            ));
+        }
+    }
+    let distinct = (INGESTERS * INGESTED_OWN + POSTERS * POSTED_OWN + SLOW_OWN) as u64;
+    assert_eq!(expected.len() as u64, distinct);
+    assert_eq!(sent, distinct + 4 * 100, "400 events are sent twice");
+
+    let started = Instant::now();
+    let mut daemon = Proc::daemon(
+        &db.url,
+        &following(&[
+            "--batch-size",
+            "200",
+            "--debounce-ms",
+            "20",
+            "--max-delay-ms",
+            "100",
+        ]),
+    );
+    let listen = format!("127.0.0.1:{}", free_port());
+    let key = format!(
+        "write:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            CONCURRENT_WRITE_TOKEN.as_bytes()
+        ))
+    );
+    let mut server = Proc::spawn(&db.url, &["serve", "--listen", &listen, "--api-key", &key]);
+    let base = format!("http://{listen}");
+    wait_until(Duration::from_secs(30), "the API server", || async {
+        reqwest::get(format!("{base}/health")).await.is_ok()
+    })
+    .await;
+    daemon
+        .wait_for("following the event log", 1, Duration::from_secs(30))
+        .await;
+
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("dvault-appenders-{}", rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ingesters =
+        futures_util::future::join_all((0..INGESTERS).map(|a| ingest_appender(&db.url, &dir, a)));
+    let posters = futures_util::future::join_all(
+        (INGESTERS..INGESTERS + POSTERS).map(|a| post_appender(&base, a)),
+    );
+    let (ingested, posted, slow) = tokio::join!(ingesters, posters, slow_appender(&db.url));
+    let appended = started.elapsed();
+    let _ = std::fs::remove_dir_all(&dir);
+    // each event was stored by exactly one appender
+    assert_eq!(
+        ingested.iter().sum::<u64>() + posted.iter().sum::<u64>() + slow,
+        distinct,
+        "stored by the ingesters {ingested:?}, by the posters {posted:?}, by the slow one {slow}"
+    );
+
+    wait_until(
+        Duration::from_secs(60),
+        "the daemon to catch up",
+        || async { pending(&client).await == 0 },
+    )
+    .await;
+    let caught_up = started.elapsed();
+    daemon.stop().await;
+    server.stop().await;
+
+    // the log holds exactly the distinct events sent
+    let in_log: std::collections::BTreeSet<(String, String)> = client
+        .query("SELECT record_source, event_id FROM event_log.events", &[])
+        .await
+        .expect("the log")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM event_log.events").await,
+        distinct as i64
+    );
+    assert!(in_log == expected, "the log differs from what was sent");
+
+    // the checkpoint is the log's last event, and the runs read every event once:
+    // each starts where the one before ended
+    let at_end = count(
+        &client,
+        "SELECT count(*) FROM ops.checkpoints c
+          WHERE c.consumer = 'vault_loader'
+            AND (c.xid, c.seq) = (SELECT xid, seq FROM event_log.events
+                                   ORDER BY xid DESC, seq DESC LIMIT 1)",
+    )
+    .await;
+    assert_eq!(at_end, 1, "the checkpoint is not at the log's end");
+    let runs = client
+        .query(
+            // a run that found nothing (one SIGTERM cut short, say) reads no event
+            "SELECT trigger, status, from_xid::text, from_seq, to_xid::text, to_seq, events_read
+               FROM ops.load_runs WHERE events_read > 0 ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("runs");
+    let mut previous: Option<(Option<String>, Option<i64>)> = None;
+    let mut read = 0;
+    for r in &runs {
+        assert_eq!(r.get::<_, String>(0), "follow");
+        assert_eq!(r.get::<_, String>(1), "succeeded", "{r:?}");
+        let from = (r.get::<_, Option<String>>(2), r.get::<_, Option<i64>>(3));
+        if let Some(previous) = previous {
+            assert_eq!(from, previous, "a run did not start where the last ended");
+        }
+        previous = Some((r.get(4), r.get(5)));
+        read += r.get::<_, i64>(6);
+    }
+    assert_eq!(read, distinct as i64, "events read by {} runs", runs.len());
+
+    // every business key has its hub row; only the two broken lines are quarantined
+    for hub in ["hub_customer", "hub_product", "hub_order"] {
+        let n = keys.iter().filter(|(h, _)| h == hub).count() as i64;
+        assert_eq!(
+            count(&client, &format!("SELECT count(*) FROM raw_vault.{hub}")).await,
+            n,
+            "{hub}"
+        );
+    }
+    let rejected = client
+        .query(
+            "SELECT stage, file = 'api', count(*) FROM event_log.rejected GROUP BY 1, 2 ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .expect("rejected");
+    let rejected: Vec<(String, bool, i64)> = rejected
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rejected,
+        [
+            ("ingest".to_string(), false, 1),
+            ("ingest".to_string(), true, 1)
+        ]
+    );
+
+    assert_equals_rebuild(&mut client).await;
+    eprintln!(
+        "{distinct} events appended in {appended:?}, loaded by {} runs after {caught_up:?}, checked after {:?}",
+        runs.len(),
+        started.elapsed()
     );
 }
