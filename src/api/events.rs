@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::extract::{Body, Json};
 use super::state::AppState;
 use crate::events::ingest::{Rejection, printable, store_rejections};
-use crate::events::{NewEvent, append, cloudevents};
+use crate::events::{APPEND_ATTEMPTS, NewEvent, append, cloudevents, deadlock_pause, is_deadlock};
 
 /// The content types POST /events accepts.
 pub const CONTENT_TYPES: &[&str] = &[
@@ -201,10 +201,26 @@ pub async fn post(
     let digest: [u8; 32] = h.finalize().into();
 
     let mut client = state.db().await?;
-    let tx = client.transaction().await?;
-    let appended = append(&*tx, &events).await?;
-    store_rejections(&*tx, &rejects, "api", &digest).await?;
-    tx.commit().await?;
+    let mut attempt = 1;
+    let appended = loop {
+        let written = async {
+            let tx = client.transaction().await?;
+            let appended = append(&*tx, &events).await?;
+            store_rejections(&*tx, &rejects, "api", &digest).await?;
+            tx.commit().await?;
+            Ok::<_, tokio_postgres::Error>(appended)
+        }
+        .await;
+        match written {
+            // another writer inserted some of the same new events in another order
+            Err(e) if is_deadlock(&e) && attempt < APPEND_ATTEMPTS => {
+                tracing::warn!(attempt, "deadlock with another writer; appending again");
+                tokio::time::sleep(deadlock_pause(attempt)).await;
+                attempt += 1;
+            }
+            done => break done?,
+        }
+    };
 
     let result = Appended {
         accepted: appended.inserted,

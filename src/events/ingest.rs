@@ -313,9 +313,34 @@ fn progress_bar(wanted: bool, size: u64, path: &Path) -> indicatif::ProgressBar 
     bar
 }
 
-/// One transaction per batch: the fast `COPY` path, or, when some events are
-/// already in the log, the `ON CONFLICT DO NOTHING` path. Rejections ride along.
+/// One transaction per batch, tried again when PostgreSQL breaks a deadlock with
+/// another writer by cancelling it (see [`super::APPEND_ATTEMPTS`]).
 async fn write_batch(
+    client: &mut Client,
+    batch: &Batch,
+    file: &str,
+    digest: &[u8; 32],
+) -> Result<(super::Appended, u64), tokio_postgres::Error> {
+    let mut attempt = 1;
+    loop {
+        match write_batch_once(client, batch, file, digest).await {
+            Err(e) if super::is_deadlock(&e) && attempt < super::APPEND_ATTEMPTS => {
+                tracing::warn!(
+                    file,
+                    attempt,
+                    "deadlock with another writer; writing the batch again"
+                );
+                tokio::time::sleep(super::deadlock_pause(attempt)).await;
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// The fast `COPY` path, or, when some events are already in the log, the
+/// `ON CONFLICT DO NOTHING` path. Rejections ride along.
+async fn write_batch_once(
     client: &mut Client,
     batch: &Batch,
     file: &str,

@@ -121,6 +121,23 @@ pub async fn append(
     })
 }
 
+/// How often an append is tried when PostgreSQL aborts it as a deadlock victim: two
+/// writers inserting the same new events in opposite orders wait on each other's
+/// unique index entries, and PostgreSQL cancels one of them. An append is one
+/// transaction, all or nothing, so trying it again is safe.
+pub const APPEND_ATTEMPTS: u32 = 5;
+
+/// Was this append cancelled to break a deadlock (and may simply be tried again)?
+pub fn is_deadlock(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+/// The pause before trying an append again: short and random, so two writers that
+/// deadlocked do not meet again at once.
+pub fn deadlock_pause(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::from(attempt) * (10 + rand::random::<u64>() % 40))
+}
+
 /// Bulk append with `COPY ... BINARY`. Fails with a unique violation if any event is
 /// already in the log (the caller then rolls back and uses [`append`]).
 pub async fn copy_in(

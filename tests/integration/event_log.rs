@@ -237,3 +237,124 @@ async fn a_reader_never_skips_events_that_commit_late() {
     );
     assert!(committed.len() > WRITERS * TXS_PER_WRITER / 2);
 }
+
+/// A CloudEvent line; the same id and content give the same event.
+fn cloud_event(id: &str) -> String {
+    serde_json::json!({"specversion": "1.0", "id": id, "source": "crm",
+        "type": "customer_registered", "time": "2026-01-01T00:00:00Z",
+        "data": {"customer_id": id}})
+    .to_string()
+}
+
+async fn deadlocks(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_database")
+        .get(0)
+}
+
+/// Waits until the statistics collector shows more than `before` deadlocks.
+async fn wait_for_a_deadlock(client: &tokio_postgres::Client, before: i64) {
+    for _ in 0..100 {
+        client
+            .batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await
+            .expect("clear snapshot");
+        if deadlocks(client).await > before {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no deadlock happened: the test did not test what it says");
+}
+
+#[tokio::test]
+async fn writers_deadlocked_on_the_same_new_events_both_get_through() {
+    use dvault::api::{ApiConfig, ApiKey, Scope};
+    use dvault::events::ingest::{IngestOptions, ingest_file};
+
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    // an event named pause-* holds its writer for half a second after the events
+    // before it are in the unique index: two writers sending the same new events in
+    // opposite orders then wait on each other, and PostgreSQL cancels one
+    client
+        .batch_execute(
+            "CREATE FUNCTION public.pause() RETURNS trigger LANGUAGE plpgsql AS
+               $$BEGIN
+                   IF NEW.event_id LIKE 'pause-%' THEN PERFORM pg_sleep(0.5); END IF;
+                   RETURN NEW;
+               END$$;
+             CREATE TRIGGER pause BEFORE INSERT ON event_log.events
+               FOR EACH ROW EXECUTE FUNCTION public.pause();",
+        )
+        .await
+        .expect("trigger");
+
+    // two files through `dvault ingest`'s code
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(&db.name);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (one, two) = (dir.join("one.ndjson"), dir.join("two.ndjson"));
+    let lines = |ids: [&str; 3]| ids.map(cloud_event).join("\n") + "\n";
+    std::fs::write(&one, lines(["a", "pause-1", "b"])).expect("write");
+    std::fs::write(&two, lines(["b", "pause-2", "a"])).expect("write");
+    let before = deadlocks(&client).await;
+    let (mut c1, mut c2) = (db.client().await, db.client().await);
+    let opts = IngestOptions::default();
+    let (r1, r2) = tokio::join!(
+        ingest_file(&mut c1, &one, &opts),
+        ingest_file(&mut c2, &two, &opts)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let (r1, r2) = (r1.expect("first file"), r2.expect("second file"));
+    assert_eq!(r1.inserted + r2.inserted, 4, "{r1:?} {r2:?}");
+    assert_eq!(r1.rejected + r2.rejected, 0, "{r1:?} {r2:?}");
+    wait_for_a_deadlock(&client, before).await;
+
+    // two POST /events
+    let app = crate::api::TestApp::spawn(
+        &db.url,
+        ApiConfig {
+            keys: vec![ApiKey::for_token(Scope::Write, "deadlock-test-token")],
+            ..crate::api::open_config()
+        },
+    )
+    .await;
+    let before = deadlocks(&client).await;
+    let post = |ids: [&'static str; 3]| {
+        app.post(
+            "/events",
+            "application/x-ndjson",
+            lines(ids),
+            Some("deadlock-test-token"),
+        )
+    };
+    let (p1, p2) = tokio::join!(post(["c", "pause-3", "d"]), post(["d", "pause-4", "c"]));
+    for p in [p1, p2] {
+        let status = p.status();
+        let body: serde_json::Value = p.json().await.expect("json");
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["rejected"], 0, "{body}");
+    }
+    wait_for_a_deadlock(&client, before).await;
+    app.stop().await;
+
+    let mut ids: Vec<String> = client
+        .query("SELECT event_id FROM event_log.events ORDER BY 1", &[])
+        .await
+        .expect("ids")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "a", "b", "c", "d", "pause-1", "pause-2", "pause-3", "pause-4"
+        ]
+    );
+}
