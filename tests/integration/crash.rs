@@ -12,7 +12,7 @@ use dvault::load::{self, Loader};
 use dvault::mapping::Mappings;
 use tokio_postgres::Client;
 
-use crate::harness::{TestDb, load_all_with, vault_checksums};
+use crate::harness::{TestDb, load_all_with, vault_checksums, wait_visible};
 
 /// Runs `dvault` with `args` against `url` and waits for it; panics with its output
 /// when it fails.
@@ -88,6 +88,7 @@ async fn a_load_killed_three_times_mid_load_ends_equal_to_an_uninterrupted_load(
         total > 20_000,
         "the log is too small to cut: {total} events"
     );
+    wait_visible(&client, total).await;
 
     // Kill k lands after the checkpoint passed k/4 of the log (so every kill cuts a
     // running load, however fast the machine) plus a random delay (so it falls at a

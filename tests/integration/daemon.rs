@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
-use crate::harness::{TestDb, load_all, load_all_with, vault_checksums};
+use crate::harness::{TestDb, load_all, load_all_with, vault_checksums, wait_visible};
 use dvault::daemon::quality::{self, Check, QualityConfig, Report, Scope};
 use dvault::daemon::schedule::Schedule;
 use dvault::events::{self, NewEvent};
@@ -107,25 +107,6 @@ async fn pending(client: &Client) -> i64 {
             ('0'::xid8, 0::bigint))",
     )
     .await
-}
-
-/// Wait until `n` events of the log are visible to the loader: it reads only what
-/// transactions older than every running one wrote, and other tests write too.
-async fn wait_visible(client: &Client, n: i64) {
-    wait_until(
-        Duration::from_secs(30),
-        "the events to be visible",
-        || async {
-            count(
-                client,
-                "SELECT count(*) FROM event_log.events
-              WHERE xid < pg_snapshot_xmin(pg_current_snapshot())",
-            )
-            .await
-                >= n
-        },
-    )
-    .await;
 }
 
 /// Poll `what` every 10 ms until it holds or `limit` passes; how long it took.

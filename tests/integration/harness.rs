@@ -227,6 +227,31 @@ pub async fn read_at_least(
     }
 }
 
+/// Wait until `n` events of the log are visible to the loader (or fail after 60 s):
+/// see [`read_at_least`] for why they may not be at once.
+pub async fn wait_visible(client: &Client, n: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let visible: i64 = client
+            .query_one(
+                "SELECT count(*) FROM event_log.events
+                  WHERE xid < pg_snapshot_xmin(pg_current_snapshot())",
+                &[],
+            )
+            .await
+            .expect("count visible events")
+            .get(0);
+        if visible >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {visible} of {n} events visible to the loader after 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// Load until every committed event is loaded (see [`read_at_least`] for why a
 /// single pass can stop short while other tests write).
 pub async fn load_all(client: &mut Client) -> dvault::load::LoadSummary {

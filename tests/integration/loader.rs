@@ -6,7 +6,7 @@ use dvault::events::{self, NewEvent};
 use dvault::load::Loader;
 use dvault::mapping::Mappings;
 
-use crate::harness::{TestDb, load_all, load_all_with, vault_checksums};
+use crate::harness::{TestDb, load_all, load_all_with, vault_checksums, wait_visible};
 
 fn at(time: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(time)
@@ -625,6 +625,7 @@ async fn a_failed_load_names_the_servers_message_on_stderr_and_in_the_runs() {
         )
         .await
         .expect("trigger");
+    wait_visible(&client, 1).await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dvault"))
         .arg("load")
         .env("DATABASE_URL", &db.url)
