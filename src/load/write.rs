@@ -112,6 +112,7 @@ async fn copy_rows<R>(
     if rows.is_empty() {
         return Ok(0);
     }
+    let t = std::time::Instant::now();
     let sink = tx
         .copy_in(&format!(
             "COPY {table} ({}) FROM STDIN BINARY",
@@ -130,7 +131,9 @@ async fn copy_rows<R>(
             .collect();
         writer.as_mut().write(&refs).await?;
     }
-    writer.finish().await
+    let n = writer.finish().await?;
+    tracing::debug!(table, rows = n, ms = t.elapsed().as_millis() as u64, "copy");
+    Ok(n)
 }
 
 /// Rows whose key is new: first occurrence in the batch, not yet in the table.
@@ -148,7 +151,15 @@ async fn new_rows<'a, R>(
     }
     let keys: Vec<Hash> = firsts.iter().map(|r| key(r)).collect();
     let key_refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+    let t = std::time::Instant::now();
     let existing = existing_keys(tx, table, key_column, &key_refs).await?;
+    tracing::debug!(
+        table,
+        keys = keys.len(),
+        found = existing.len(),
+        ms = t.elapsed().as_millis() as u64,
+        "probe"
+    );
     Ok(firsts
         .into_iter()
         .filter(|r| !existing.contains(&key(r)))
