@@ -453,9 +453,7 @@ async fn write_rows(
     let mut new_hubs = Vec::with_capacity(rows.hubs.len());
     for (h, hub_rows) in rows.hubs.iter().enumerate() {
         let t = Instant::now();
-        let fresh = write::hubs(tx, m, h, hub_rows)
-            .await
-            .doing("writing hubs")?;
+        let fresh = write::hubs(tx, m, h, hub_rows).await?;
         tracing::debug!(table = %m.hubs[h].name, ms = t.elapsed().as_millis() as u64, "hub");
         summary
             .rows
@@ -465,9 +463,7 @@ async fn write_rows(
     let mut new_links = Vec::with_capacity(rows.links.len());
     for (l, link_rows) in rows.links.iter().enumerate() {
         let t = Instant::now();
-        let fresh = write::links(tx, m, l, link_rows)
-            .await
-            .doing("writing links")?;
+        let fresh = write::links(tx, m, l, link_rows).await?;
         tracing::debug!(table = %m.links[l].name, ms = t.elapsed().as_millis() as u64, "link");
         summary
             .rows
@@ -489,9 +485,7 @@ async fn write_rows(
         let t_existing = t.elapsed().as_millis() as u64;
         let versions = satellite::plan(staged, &existing);
         let t_plan = t.elapsed().as_millis() as u64;
-        let n = write::satellite(tx, m, sat, &versions)
-            .await
-            .doing("writing satellites")?;
+        let n = write::satellite(tx, m, sat, &versions).await?;
         tracing::debug!(table = %sat.name, existing = t_existing, plan = t_plan, ms = t.elapsed().as_millis() as u64, "satellite");
         summary.rows.insert(sat.name.clone(), n);
     }

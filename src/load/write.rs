@@ -5,16 +5,16 @@
 use std::collections::HashSet;
 use std::error::Error;
 
-use bytes::BytesMut;
+use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, NaiveDate, Utc};
-use futures_util::pin_mut;
+use futures_util::{SinkExt, pin_mut};
 use postgres_types::{IsNull, ToSql, Type, to_sql_checked};
 use rust_decimal::Decimal;
 use tokio_postgres::Transaction;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 
 use super::extract::{HubRow, LinkRow};
 use super::satellite::{Existing, NewVersion};
+use super::{Doing, LoadError};
 use crate::hash::Hash;
 use crate::mapping::{ColumnType, Mappings, Satellite, Value};
 
@@ -100,38 +100,99 @@ async fn existing_keys(
         .collect()
 }
 
-/// `COPY` rows straight into a vault table.
+/// One row's fields, encoded straight into the `COPY ... BINARY` buffer (no boxing
+/// per value); the first encoding error is kept and ends the `COPY`.
+struct Fields<'a> {
+    buf: &'a mut BytesMut,
+    types: &'a [Type],
+    next: usize,
+    error: Option<String>,
+}
+
+impl Fields<'_> {
+    fn push(&mut self, value: &(dyn ToSql + Sync)) {
+        if self.error.is_some() {
+            return;
+        }
+        let Some(ty) = self.types.get(self.next) else {
+            self.error = Some(format!("more values than the {} columns", self.types.len()));
+            return;
+        };
+        self.next += 1;
+        let at = self.buf.len();
+        self.buf.put_i32(-1);
+        match value.to_sql_checked(ty, self.buf) {
+            Ok(IsNull::Yes) => self.buf.truncate(at + 4),
+            Ok(IsNull::No) => match i32::try_from(self.buf.len() - at - 4) {
+                Ok(len) => self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes()),
+                Err(_) => self.error = Some("a value longer than 2 GB".into()),
+            },
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+}
+
+/// `COPY` rows straight into a vault table, in PostgreSQL's binary format, sent in
+/// chunks of about 256 kB.
 async fn copy_rows<R>(
     tx: &Transaction<'_>,
     table: &str,
     cols: &[String],
     types: &[Type],
     rows: &[R],
-    write: impl for<'r> Fn(&'r R, &mut Vec<Box<dyn ToSql + Sync + Send + 'r>>),
-) -> Result<u64, tokio_postgres::Error> {
+    write: impl Fn(&R, &mut Fields<'_>),
+) -> Result<u64, LoadError> {
+    const CHUNK: usize = 256 * 1024;
     if rows.is_empty() {
         return Ok(0);
     }
     let t = std::time::Instant::now();
     let sink = tx
-        .copy_in(&format!(
+        .copy_in::<_, Bytes>(&format!(
             "COPY {table} ({}) FROM STDIN BINARY",
             cols.join(", ")
         ))
-        .await?;
-    let writer = BinaryCopyInWriter::new(sink, types);
-    pin_mut!(writer);
-    let mut values: Vec<Box<dyn ToSql + Sync + Send>> = Vec::with_capacity(types.len());
+        .await
+        .doing("starting a COPY into the vault")?;
+    pin_mut!(sink);
+    let mut buf = BytesMut::with_capacity(CHUNK + 4096);
+    buf.put_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.put_i32(0); // flags
+    buf.put_i32(0); // header extension length
+    let n_cols = i16::try_from(types.len())
+        .map_err(|_| LoadError::Internal(format!("{table}: too many columns")))?;
     for r in rows {
-        values.clear();
-        write(r, &mut values);
-        let refs: Vec<&(dyn ToSql + Sync)> = values
-            .iter()
-            .map(|v| v.as_ref() as &(dyn ToSql + Sync))
-            .collect();
-        writer.as_mut().write(&refs).await?;
+        buf.put_i16(n_cols);
+        let mut fields = Fields {
+            buf: &mut buf,
+            types,
+            next: 0,
+            error: None,
+        };
+        write(r, &mut fields);
+        if let Some(e) = fields.error {
+            return Err(LoadError::Internal(format!(
+                "encoding a row for {table}: {e}"
+            )));
+        }
+        if fields.next != types.len() {
+            return Err(LoadError::Internal(format!(
+                "encoding a row for {table}: {} values for {} columns",
+                fields.next,
+                types.len()
+            )));
+        }
+        if buf.len() >= CHUNK {
+            sink.send(buf.split().freeze())
+                .await
+                .doing("writing rows into the vault")?;
+        }
     }
-    let n = writer.finish().await?;
+    buf.put_i16(-1);
+    sink.send(buf.split().freeze())
+        .await
+        .doing("writing rows into the vault")?;
+    let n = sink.finish().await.doing("writing rows into the vault")?;
     tracing::debug!(table, rows = n, ms = t.elapsed().as_millis() as u64, "copy");
     Ok(n)
 }
@@ -149,7 +210,9 @@ async fn new_rows<'a, R>(
     if firsts.is_empty() {
         return Ok(firsts);
     }
-    let keys: Vec<Hash> = firsts.iter().map(|r| key(r)).collect();
+    let mut keys: Vec<Hash> = firsts.iter().map(|r| key(r)).collect();
+    // in index order: the probe walks the key's B-tree front to back
+    keys.sort_unstable();
     let key_refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
     let t = std::time::Instant::now();
     let existing = existing_keys(tx, table, key_column, &key_refs).await?;
@@ -160,10 +223,13 @@ async fn new_rows<'a, R>(
         ms = t.elapsed().as_millis() as u64,
         "probe"
     );
-    Ok(firsts
+    let mut fresh: Vec<&R> = firsts
         .into_iter()
         .filter(|r| !existing.contains(&key(r)))
-        .collect())
+        .collect();
+    // written in key order too: fewer index pages touched per batch
+    fresh.sort_unstable_by_key(|r| key(r));
+    Ok(fresh)
 }
 
 /// Insert the hub rows whose keys are new; returns those keys. The loader lock
@@ -173,10 +239,12 @@ pub async fn hubs(
     m: &Mappings,
     h: usize,
     rows: &[HubRow],
-) -> Result<HashSet<Hash>, tokio_postgres::Error> {
+) -> Result<HashSet<Hash>, LoadError> {
     let hub = &m.hubs[h];
     let table = m.table(&hub.name);
-    let fresh = new_rows(tx, &table, &hub.hash_key, rows, |r| r.hk).await?;
+    let fresh = new_rows(tx, &table, &hub.hash_key, rows, |r| r.hk)
+        .await
+        .doing("looking up hub keys")?;
     let mut cols = vec![ident(&hub.hash_key)];
     cols.extend(hub.business_key.iter().map(|c| ident(c)));
     cols.extend(["load_dts".into(), "record_source".into()]);
@@ -184,12 +252,12 @@ pub async fn hubs(
     types.extend(hub.business_key.iter().map(|_| Type::TEXT));
     types.extend([Type::TIMESTAMPTZ, Type::TEXT]);
     copy_rows(tx, &table, &cols, &types, &fresh, |r, v| {
-        v.push(Box::new(&r.hk[..]));
+        v.push(&&r.hk[..]);
         for k in &r.business_key {
-            v.push(Box::new(k.as_str()));
+            v.push(&k.as_str());
         }
-        v.push(Box::new(r.origin.load_dts));
-        v.push(Box::new(&*r.origin.source));
+        v.push(&r.origin.load_dts);
+        v.push(&&*r.origin.source);
     })
     .await?;
     Ok(fresh.iter().map(|r| r.hk).collect())
@@ -201,10 +269,12 @@ pub async fn links(
     m: &Mappings,
     l: usize,
     rows: &[LinkRow],
-) -> Result<HashSet<Hash>, tokio_postgres::Error> {
+) -> Result<HashSet<Hash>, LoadError> {
     let link = &m.links[l];
     let table = m.table(&link.name);
-    let fresh = new_rows(tx, &table, &link.hash_key, rows, |r| r.hk).await?;
+    let fresh = new_rows(tx, &table, &link.hash_key, rows, |r| r.hk)
+        .await
+        .doing("looking up link keys")?;
     let mut cols = vec![ident(&link.hash_key)];
     cols.extend(link.hubs.iter().map(|&h| ident(&m.hubs[h].hash_key)));
     cols.extend(link.dependent_keys.iter().map(|(c, _)| ident(c)));
@@ -214,15 +284,15 @@ pub async fn links(
     types.extend(link.dependent_keys.iter().map(|(_, t)| pg_type(*t)));
     types.extend([Type::TIMESTAMPTZ, Type::TEXT]);
     copy_rows(tx, &table, &cols, &types, &fresh, |r, v| {
-        v.push(Box::new(&r.hk[..]));
+        v.push(&&r.hk[..]);
         for k in &r.hub_keys {
-            v.push(Box::new(&k[..]));
+            v.push(&&k[..]);
         }
         for d in &r.dependent {
-            v.push(Box::new(d));
+            v.push(&d);
         }
-        v.push(Box::new(r.origin.load_dts));
-        v.push(Box::new(&*r.origin.source));
+        v.push(&r.origin.load_dts);
+        v.push(&&*r.origin.source);
     })
     .await?;
     Ok(fresh.iter().map(|r| r.hk).collect())
@@ -295,7 +365,7 @@ pub async fn satellite(
     m: &Mappings,
     sat: &Satellite,
     rows: &[NewVersion],
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<u64, LoadError> {
     let mut cols = vec![
         ident(m.parent_key(sat.parent)),
         "applied_dts".into(),
@@ -315,14 +385,14 @@ pub async fn satellite(
     ];
     types.extend(sat.columns.iter().map(|(_, t)| pg_type(*t)));
     copy_rows(tx, &m.table(&sat.name), &cols, &types, rows, |r, v| {
-        v.push(Box::new(&r.parent[..]));
-        v.push(Box::new(r.origin.applied_dts));
-        v.push(Box::new(r.origin.seq));
-        v.push(Box::new(r.origin.load_dts));
-        v.push(Box::new(&r.hashdiff[..]));
-        v.push(Box::new(&*r.origin.source));
+        v.push(&&r.parent[..]);
+        v.push(&r.origin.applied_dts);
+        v.push(&r.origin.seq);
+        v.push(&r.origin.load_dts);
+        v.push(&&r.hashdiff[..]);
+        v.push(&&*r.origin.source);
         for value in &r.values {
-            v.push(Box::new(value));
+            v.push(&value);
         }
     })
     .await
