@@ -223,7 +223,17 @@ impl Loader {
     async fn run_sequential(&self, client: &mut Client) -> Result<LoadSummary, LoadError> {
         let started = Instant::now();
         let mut total = LoadSummary::default();
-        while let Some(batch) = self.load_batch(client).await? {
+        let mut known = write::KnownKeys::at_start(&*client, &self.mappings)
+            .await
+            .doing("checking which vault tables are empty")?;
+        loop {
+            let at = events::load_checkpoint(client, CONSUMER)
+                .await
+                .doing("reading the checkpoint")?;
+            let Some(prepared) = self.prepare(client, at).await? else {
+                break;
+            };
+            let batch = self.write_batch(client, prepared, &mut known).await?;
             total.add(&batch);
             if batch.events < self.batch_size as u64 {
                 break;
@@ -249,14 +259,20 @@ impl Loader {
         let at = events::load_checkpoint(writer, CONSUMER)
             .await
             .doing("reading the checkpoint")?;
+        let mut known = write::KnownKeys::at_start(&*writer, &self.mappings)
+            .await
+            .doing("checking which vault tables are empty")?;
         let mut next = self.prepare(reader, at).await?;
         while let Some(batch) = next.take() {
             let full = batch.events == self.batch_size as u64;
             let last = batch.last;
             let (written, prepared) = if full {
-                tokio::join!(self.write_batch(writer, batch), self.prepare(reader, last))
+                tokio::join!(
+                    self.write_batch(writer, batch, &mut known),
+                    self.prepare(reader, last)
+                )
             } else {
-                (self.write_batch(writer, batch).await, Ok(None))
+                (self.write_batch(writer, batch, &mut known).await, Ok(None))
             };
             total.add(&written?);
             next = prepared?;
@@ -271,7 +287,10 @@ impl Loader {
             .await
             .doing("reading the checkpoint")?;
         match self.prepare(client, at).await? {
-            Some(batch) => self.write_batch(client, batch).await.map(Some),
+            Some(batch) => {
+                let mut known = write::KnownKeys::none(&self.mappings);
+                self.write_batch(client, batch, &mut known).await.map(Some)
+            }
             None => Ok(None),
         }
     }
@@ -314,6 +333,7 @@ impl Loader {
         &self,
         client: &mut Client,
         batch: Prepared,
+        known: &mut write::KnownKeys,
     ) -> Result<LoadSummary, LoadError> {
         let started = Instant::now();
         let tx = client.transaction().await.doing("starting a batch")?;
@@ -333,7 +353,7 @@ impl Loader {
                 "the checkpoint moved while this batch was prepared (another loader ran without the lock); load again".into(),
             ));
         }
-        let mut summary = write_rows(&tx, &self.mappings, &batch.rows).await?;
+        let mut summary = write_rows(&tx, &self.mappings, &batch.rows, known).await?;
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "written");
         if self.mappings.is_customer_360() {
             business::refresh(&tx, &self.mappings, &batch.rows).await?;
@@ -447,13 +467,15 @@ async fn write_rows(
     tx: &Transaction<'_>,
     m: &Mappings,
     rows: &Rows,
+    known: &mut write::KnownKeys,
 ) -> Result<LoadSummary, LoadError> {
     let mut summary = LoadSummary::default();
     // keys that did not exist before this batch: their satellites have no history
     let mut new_hubs = Vec::with_capacity(rows.hubs.len());
     for (h, hub_rows) in rows.hubs.iter().enumerate() {
         let t = Instant::now();
-        let fresh = write::hubs(tx, m, h, hub_rows).await?;
+        let fresh = write::hubs(tx, m, h, hub_rows, known.hubs[h].as_deref()).await?;
+        known.add_hub(h, &fresh);
         tracing::debug!(table = %m.hubs[h].name, ms = t.elapsed().as_millis() as u64, "hub");
         summary
             .rows
@@ -463,7 +485,8 @@ async fn write_rows(
     let mut new_links = Vec::with_capacity(rows.links.len());
     for (l, link_rows) in rows.links.iter().enumerate() {
         let t = Instant::now();
-        let fresh = write::links(tx, m, l, link_rows).await?;
+        let fresh = write::links(tx, m, l, link_rows, known.links[l].as_deref()).await?;
+        known.add_link(l, &fresh);
         tracing::debug!(table = %m.links[l].name, ms = t.elapsed().as_millis() as u64, "link");
         summary
             .rows

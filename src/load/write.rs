@@ -186,6 +186,7 @@ async fn copy_rows<R>(
             sink.send(buf.split().freeze())
                 .await
                 .doing("writing rows into the vault")?;
+            buf.reserve(CHUNK + 4096);
         }
     }
     buf.put_i16(-1);
@@ -198,17 +199,29 @@ async fn copy_rows<R>(
 }
 
 /// Rows whose key is new: first occurrence in the batch, not yet in the table.
+/// With `known` (the table was empty when the run began: see [`KnownKeys`]), only
+/// the keys whose prefix the run already wrote are looked up in the table.
 async fn new_rows<'a, R>(
     tx: &Transaction<'_>,
     table: &str,
     key_column: &str,
     rows: &'a [R],
+    known: Option<&[u64]>,
     key: impl Fn(&R) -> Hash,
 ) -> Result<Vec<&'a R>, tokio_postgres::Error> {
     let mut seen = HashSet::new();
-    let firsts: Vec<&R> = rows.iter().filter(|r| seen.insert(key(r))).collect();
+    let mut firsts: Vec<&R> = rows.iter().filter(|r| seen.insert(key(r))).collect();
+    let mut surely_new = Vec::new();
+    if let Some(known) = known {
+        let (maybe, new): (Vec<&R>, Vec<&R>) = firsts
+            .into_iter()
+            .partition(|r| known.binary_search(&prefix(&key(r))).is_ok());
+        firsts = maybe;
+        surely_new = new;
+    }
     if firsts.is_empty() {
-        return Ok(firsts);
+        surely_new.sort_unstable_by_key(|r| key(r));
+        return Ok(surely_new);
     }
     let mut keys: Vec<Hash> = firsts.iter().map(|r| key(r)).collect();
     // in index order: the probe walks the key's B-tree front to back
@@ -226,6 +239,7 @@ async fn new_rows<'a, R>(
     let mut fresh: Vec<&R> = firsts
         .into_iter()
         .filter(|r| !existing.contains(&key(r)))
+        .chain(surely_new)
         .collect();
     // written in key order too: fewer index pages touched per batch
     fresh.sort_unstable_by_key(|r| key(r));
@@ -239,10 +253,11 @@ pub async fn hubs(
     m: &Mappings,
     h: usize,
     rows: &[HubRow],
+    known: Option<&[u64]>,
 ) -> Result<HashSet<Hash>, LoadError> {
     let hub = &m.hubs[h];
     let table = m.table(&hub.name);
-    let fresh = new_rows(tx, &table, &hub.hash_key, rows, |r| r.hk)
+    let fresh = new_rows(tx, &table, &hub.hash_key, rows, known, |r| r.hk)
         .await
         .doing("looking up hub keys")?;
     let mut cols = vec![ident(&hub.hash_key)];
@@ -269,10 +284,11 @@ pub async fn links(
     m: &Mappings,
     l: usize,
     rows: &[LinkRow],
+    known: Option<&[u64]>,
 ) -> Result<HashSet<Hash>, LoadError> {
     let link = &m.links[l];
     let table = m.table(&link.name);
-    let fresh = new_rows(tx, &table, &link.hash_key, rows, |r| r.hk)
+    let fresh = new_rows(tx, &table, &link.hash_key, rows, known, |r| r.hk)
         .await
         .doing("looking up link keys")?;
     let mut cols = vec![ident(&link.hash_key)];
@@ -350,6 +366,102 @@ pub async fn existing_versions(
         });
     }
     Ok(out)
+}
+
+/// The first 8 bytes of a hash key: what [`KnownKeys`] remembers of it.
+pub fn prefix(key: &Hash) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key[..8]);
+    u64::from_be_bytes(b)
+}
+
+/// For each hub and link table that was empty when a run began, the prefixes
+/// ([`prefix`]) of the keys the run has written to it, sorted. The loader lock keeps
+/// other writers out, so a key whose prefix is not there cannot be in the table and
+/// needs no lookup: on a first load or a rebuild, new keys are never probed for.
+/// A key whose prefix is there is looked up as usual (a shared prefix is rare, and
+/// only costs that lookup). Memory is 8 bytes a key, at most [`KnownKeys::LIMIT`]
+/// keys in all; a table that would pass it goes back to lookups for the rest of the run.
+#[derive(Debug, Default)]
+pub struct KnownKeys {
+    pub hubs: Vec<Option<Vec<u64>>>,
+    pub links: Vec<Option<Vec<u64>>>,
+    total: usize,
+}
+
+impl KnownKeys {
+    /// 16M keys: 128 MB.
+    pub const LIMIT: usize = 16 << 20;
+
+    /// Nothing known: every key is looked up.
+    pub fn none(m: &Mappings) -> KnownKeys {
+        KnownKeys {
+            hubs: vec![None; m.hubs.len()],
+            links: vec![None; m.links.len()],
+            total: 0,
+        }
+    }
+
+    /// Which hub and link tables are empty now; call it holding the loader lock.
+    pub async fn at_start(
+        client: &impl tokio_postgres::GenericClient,
+        m: &Mappings,
+    ) -> Result<KnownKeys, tokio_postgres::Error> {
+        let empty = |name: &str| format!("SELECT NOT EXISTS (SELECT 1 FROM {})", m.table(name));
+        let mut known = KnownKeys::none(m);
+        for (h, hub) in m.hubs.iter().enumerate() {
+            if client.query_one(&empty(&hub.name), &[]).await?.try_get(0)? {
+                known.hubs[h] = Some(Vec::new());
+            }
+        }
+        for (l, link) in m.links.iter().enumerate() {
+            if client
+                .query_one(&empty(&link.name), &[])
+                .await?
+                .try_get(0)?
+            {
+                known.links[l] = Some(Vec::new());
+            }
+        }
+        Ok(known)
+    }
+
+    /// Remember keys just written to a table (`slot` is its entry in `hubs` or `links`).
+    pub fn add(total: &mut usize, slot: &mut Option<Vec<u64>>, keys: &HashSet<Hash>) {
+        let Some(set) = slot else {
+            return;
+        };
+        if *total + keys.len() > Self::LIMIT {
+            *total -= set.len();
+            *slot = None;
+            return;
+        }
+        *total += keys.len();
+        let mut new: Vec<u64> = keys.iter().map(prefix).collect();
+        new.sort_unstable();
+        let mut merged = Vec::with_capacity(set.len() + new.len());
+        let (mut a, mut b) = (set.iter().peekable(), new.iter().peekable());
+        while let (Some(&&x), Some(&&y)) = (a.peek(), b.peek()) {
+            if x <= y {
+                merged.push(x);
+                a.next();
+            } else {
+                merged.push(y);
+                b.next();
+            }
+        }
+        merged.extend(a);
+        merged.extend(b);
+        *set = merged;
+    }
+
+    pub fn add_hub(&mut self, h: usize, keys: &HashSet<Hash>) {
+        Self::add(&mut self.total, &mut self.hubs[h], keys);
+    }
+
+    pub fn add_link(&mut self, l: usize, keys: &HashSet<Hash>) {
+        Self::add(&mut self.total, &mut self.links[l], keys);
+    }
 }
 
 fn to_hash(bytes: &[u8]) -> Hash {
