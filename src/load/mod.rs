@@ -309,10 +309,32 @@ impl Loader {
             return Ok(None);
         };
         let read_ms = started.elapsed().as_millis() as u64;
-        let mappings = self.mappings.clone();
-        let (rows, rejects) = tokio::task::spawn_blocking(move || project(&mappings, &batch))
-            .await
-            .map_err(|e| LoadError::Internal(format!("projecting the batch failed: {e}")))?;
+        // project in a few slices on blocking threads, joined back in log order
+        let batch = Arc::new(batch);
+        let slices = PROJECT_THREADS.min(batch.len().div_ceil(10_000)).max(1);
+        let per = batch.len().div_ceil(slices);
+        let tasks: Vec<_> = (0..slices)
+            .map(|i| {
+                let (mappings, batch) = (self.mappings.clone(), batch.clone());
+                tokio::task::spawn_blocking(move || {
+                    let from = (i * per).min(batch.len());
+                    let to = (from + per).min(batch.len());
+                    project(&mappings, &batch[from..to])
+                })
+            })
+            .collect();
+        let mut rows = Projected {
+            rows: Rows::new(&self.mappings),
+            events: 0,
+        };
+        let mut rejects = Vec::new();
+        for task in tasks {
+            let (part, part_rejects) = task
+                .await
+                .map_err(|e| LoadError::Internal(format!("projecting the batch failed: {e}")))?;
+            rows.append(part);
+            rejects.extend(part_rejects);
+        }
         tracing::debug!(
             read_ms,
             ms = started.elapsed().as_millis() as u64,
@@ -392,6 +414,25 @@ struct Prepared {
 pub struct Projected {
     pub rows: Rows,
     pub events: u64,
+}
+
+/// Blocking threads a batch is projected on (the writer and PostgreSQL use the rest).
+const PROJECT_THREADS: usize = 2;
+
+impl Projected {
+    /// Add the rows of the events that follow this one's in the log.
+    fn append(&mut self, next: Projected) {
+        for (to, from) in self.rows.hubs.iter_mut().zip(next.rows.hubs) {
+            to.extend(from);
+        }
+        for (to, from) in self.rows.links.iter_mut().zip(next.rows.links) {
+            to.extend(from);
+        }
+        for (to, from) in self.rows.satellites.iter_mut().zip(next.rows.satellites) {
+            to.extend(from);
+        }
+        self.events += next.events;
+    }
 }
 
 impl std::ops::Deref for Projected {
