@@ -545,10 +545,17 @@ async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
         loader.run(&mut client).await
     };
     progress.finish();
+    let analyzed = match &summary {
+        Ok(s) => load::analyze_grown(&client, loader.mappings(), s)
+            .await
+            .map(|_| ()),
+        Err(_) => Ok(()),
+    };
     let recorded = runs::finish(&client, run, &runs::Outcome::of_load(&summary)).await;
     Loader::unlock(&client).await?;
     out!("{}", summary?)?;
     recorded?;
+    analyzed?;
     Ok(ExitCode::SUCCESS)
 }
 

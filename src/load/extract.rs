@@ -43,6 +43,9 @@ pub struct LinkRow {
 #[derive(Debug, Clone)]
 pub struct SatRow {
     pub parent: Hash,
+    /// The hashdiff of `values` when they state every column (computed while the
+    /// batch is projected, off the writer's path); `None` when some carry forward.
+    pub hashdiff: Option<Hash>,
     pub values: Vec<Option<Value>>,
     pub origin: Arc<Origin>,
 }
@@ -196,11 +199,11 @@ fn extract_into(
     let mut keys: Vec<Option<Keys>> = (0..m.hubs.len()).map(|_| None).collect();
     for (h, paths) in &em.hubs {
         let hub = &m.hubs[*h];
-        let target = format!("hub \"{}\"", hub.name);
+        let target = || format!("hub \"{}\"", hub.name);
         let array = em.hub_array(*h);
         let items = match array {
             Some(a) => elements(payload, a)
-                .map_err(|e| format!("{}: {e}", at(&target, &paths[0], None)))?,
+                .map_err(|e| format!("{}: {e}", at(&target(), &paths[0], None)))?,
             None => &[],
         };
         let key_at = |i: usize| -> Result<(Hash, Vec<String>), String> {
@@ -209,7 +212,7 @@ fn extract_into(
                 let text = key_text(lookup(payload, p, items, i)).ok_or_else(|| {
                     format!(
                         "{}: the business key is missing or empty",
-                        at(&target, p, array.map(|_| i))
+                        at(&target(), p, array.map(|_| i))
                     )
                 })?;
                 parts.push(text);
@@ -219,7 +222,7 @@ fn extract_into(
             } else {
                 hash::hash_key_multi(parts.iter().map(|p| Some(p.as_str())))
             }
-            .map_err(|e| format!("{}: {e}", at(&target, &paths[0], array.map(|_| i))))?;
+            .map_err(|e| format!("{}: {e}", at(&target(), &paths[0], array.map(|_| i))))?;
             Ok((hk, parts))
         };
         let k = match array {
@@ -249,12 +252,12 @@ fn extract_into(
     let mut link_keys: Vec<Option<Vec<Hash>>> = (0..m.links.len()).map(|_| None).collect();
     for (l, dep_paths) in &em.links {
         let link = &m.links[*l];
-        let target = format!("link \"{}\"", link.name);
+        let target = || format!("link \"{}\"", link.name);
         let array = em.link_array(m, *l);
         let (n, items) = match array {
             Some(a) => {
                 let items = elements(payload, a).map_err(|e| {
-                    format!("{}: {e}", at(&target, &FieldPath::Top(a.to_vec()), None))
+                    format!("{}: {e}", at(&target(), &FieldPath::Top(a.to_vec()), None))
                 })?;
                 (items.len(), items)
             }
@@ -268,7 +271,7 @@ fn extract_into(
                 let Some(k) = hub_keys(h) else {
                     return Err(format!(
                         "{}: hub key missing",
-                        at(&target, &dep_paths[0], None)
+                        at(&target(), &dep_paths[0], None)
                     ));
                 };
                 let (hk, bk) = k.get(if matches!(k, Keys::Each(_)) { i } else { 0 });
@@ -279,7 +282,7 @@ fn extract_into(
             for (p, (col, ty)) in dep_paths.iter().zip(&link.dependent_keys) {
                 let where_ = || {
                     at(
-                        &format!("{target}, dependent key \"{col}\""),
+                        &format!("{}, dependent key \"{col}\"", target()),
                         p,
                         array.map(|_| i),
                     )
@@ -293,7 +296,7 @@ fn extract_into(
             let hk = hash::hash_key_multi(parts.iter().map(|p| Some(p.as_str()))).map_err(|e| {
                 format!(
                     "{}: {e}",
-                    at(&target, &FieldPath::Top(vec![]), array.map(|_| i))
+                    at(&target(), &FieldPath::Top(vec![]), array.map(|_| i))
                 )
             })?;
             hks.push(hk);
@@ -310,7 +313,7 @@ fn extract_into(
     // satellites
     for (s, paths) in &em.satellites {
         let sat = &m.satellites[*s];
-        let target = format!("satellite \"{}\"", sat.name);
+        let target = || format!("satellite \"{}\"", sat.name);
         let parents: Vec<Hash> = match sat.parent {
             Parent::Hub(h) => match hub_keys(h) {
                 Some(Keys::One(hk, _)) => vec![*hk],
@@ -328,8 +331,9 @@ fn extract_into(
                 Parent::Link(l) => em.link_array(m, l),
             });
         let items = match array {
-            Some(a) => elements(payload, a)
-                .map_err(|e| format!("{}: {e}", at(&target, &FieldPath::Top(a.to_vec()), None)))?,
+            Some(a) => elements(payload, a).map_err(|e| {
+                format!("{}: {e}", at(&target(), &FieldPath::Top(a.to_vec()), None))
+            })?,
             None => &[],
         };
         let n = if array.is_some() { items.len() } else { 1 };
@@ -350,7 +354,11 @@ fn extract_into(
                         Some(json) => parse_value(json, *ty).map_err(|e| {
                             format!(
                                 "{}: {e}",
-                                at(&format!("{target}, column \"{col}\""), p, array.map(|_| i))
+                                at(
+                                    &format!("{}, column \"{col}\"", target()),
+                                    p,
+                                    array.map(|_| i)
+                                )
                             )
                         })?,
                     },
@@ -358,8 +366,13 @@ fn extract_into(
                 values.push(v);
             }
             if values.iter().any(Option::is_some) {
+                let hashdiff = values
+                    .iter()
+                    .all(Option::is_some)
+                    .then(|| super::satellite::hashdiff(&values));
                 rows.satellites[*s].push(SatRow {
                     parent,
+                    hashdiff,
                     values,
                     origin: origin.clone(),
                 });

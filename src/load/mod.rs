@@ -223,7 +223,17 @@ impl Loader {
     async fn run_sequential(&self, client: &mut Client) -> Result<LoadSummary, LoadError> {
         let started = Instant::now();
         let mut total = LoadSummary::default();
-        while let Some(batch) = self.load_batch(client).await? {
+        let mut known = write::KnownKeys::at_start(&*client, &self.mappings)
+            .await
+            .doing("checking which vault tables are empty")?;
+        loop {
+            let at = events::load_checkpoint(client, CONSUMER)
+                .await
+                .doing("reading the checkpoint")?;
+            let Some(prepared) = self.prepare(client, at).await? else {
+                break;
+            };
+            let batch = self.write_batch(client, prepared, &mut known).await?;
             total.add(&batch);
             if batch.events < self.batch_size as u64 {
                 break;
@@ -249,14 +259,20 @@ impl Loader {
         let at = events::load_checkpoint(writer, CONSUMER)
             .await
             .doing("reading the checkpoint")?;
+        let mut known = write::KnownKeys::at_start(&*writer, &self.mappings)
+            .await
+            .doing("checking which vault tables are empty")?;
         let mut next = self.prepare(reader, at).await?;
         while let Some(batch) = next.take() {
             let full = batch.events == self.batch_size as u64;
             let last = batch.last;
             let (written, prepared) = if full {
-                tokio::join!(self.write_batch(writer, batch), self.prepare(reader, last))
+                tokio::join!(
+                    self.write_batch(writer, batch, &mut known),
+                    self.prepare(reader, last)
+                )
             } else {
-                (self.write_batch(writer, batch).await, Ok(None))
+                (self.write_batch(writer, batch, &mut known).await, Ok(None))
             };
             total.add(&written?);
             next = prepared?;
@@ -271,7 +287,10 @@ impl Loader {
             .await
             .doing("reading the checkpoint")?;
         match self.prepare(client, at).await? {
-            Some(batch) => self.write_batch(client, batch).await.map(Some),
+            Some(batch) => {
+                let mut known = write::KnownKeys::none(&self.mappings);
+                self.write_batch(client, batch, &mut known).await.map(Some)
+            }
             None => Ok(None),
         }
     }
@@ -290,10 +309,32 @@ impl Loader {
             return Ok(None);
         };
         let read_ms = started.elapsed().as_millis() as u64;
-        let mappings = self.mappings.clone();
-        let (rows, rejects) = tokio::task::spawn_blocking(move || project(&mappings, &batch))
-            .await
-            .map_err(|e| LoadError::Internal(format!("projecting the batch failed: {e}")))?;
+        // project in a few slices on blocking threads, joined back in log order
+        let batch = Arc::new(batch);
+        let slices = PROJECT_THREADS.min(batch.len().div_ceil(10_000)).max(1);
+        let per = batch.len().div_ceil(slices);
+        let tasks: Vec<_> = (0..slices)
+            .map(|i| {
+                let (mappings, batch) = (self.mappings.clone(), batch.clone());
+                tokio::task::spawn_blocking(move || {
+                    let from = (i * per).min(batch.len());
+                    let to = (from + per).min(batch.len());
+                    project(&mappings, &batch[from..to])
+                })
+            })
+            .collect();
+        let mut rows = Projected {
+            rows: Rows::new(&self.mappings),
+            events: 0,
+        };
+        let mut rejects = Vec::new();
+        for task in tasks {
+            let (part, part_rejects) = task
+                .await
+                .map_err(|e| LoadError::Internal(format!("projecting the batch failed: {e}")))?;
+            rows.append(part);
+            rejects.extend(part_rejects);
+        }
         tracing::debug!(
             read_ms,
             ms = started.elapsed().as_millis() as u64,
@@ -314,6 +355,7 @@ impl Loader {
         &self,
         client: &mut Client,
         batch: Prepared,
+        known: &mut write::KnownKeys,
     ) -> Result<LoadSummary, LoadError> {
         let started = Instant::now();
         let tx = client.transaction().await.doing("starting a batch")?;
@@ -333,7 +375,7 @@ impl Loader {
                 "the checkpoint moved while this batch was prepared (another loader ran without the lock); load again".into(),
             ));
         }
-        let mut summary = write_rows(&tx, &self.mappings, &batch.rows).await?;
+        let mut summary = write_rows(&tx, &self.mappings, &batch.rows, known).await?;
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "written");
         if self.mappings.is_customer_360() {
             business::refresh(&tx, &self.mappings, &batch.rows).await?;
@@ -372,6 +414,25 @@ struct Prepared {
 pub struct Projected {
     pub rows: Rows,
     pub events: u64,
+}
+
+/// Blocking threads a batch is projected on (the writer and PostgreSQL use the rest).
+const PROJECT_THREADS: usize = 2;
+
+impl Projected {
+    /// Add the rows of the events that follow this one's in the log.
+    fn append(&mut self, next: Projected) {
+        for (to, from) in self.rows.hubs.iter_mut().zip(next.rows.hubs) {
+            to.extend(from);
+        }
+        for (to, from) in self.rows.links.iter_mut().zip(next.rows.links) {
+            to.extend(from);
+        }
+        for (to, from) in self.rows.satellites.iter_mut().zip(next.rows.satellites) {
+            to.extend(from);
+        }
+        self.events += next.events;
+    }
 }
 
 impl std::ops::Deref for Projected {
@@ -447,15 +508,15 @@ async fn write_rows(
     tx: &Transaction<'_>,
     m: &Mappings,
     rows: &Rows,
+    known: &mut write::KnownKeys,
 ) -> Result<LoadSummary, LoadError> {
     let mut summary = LoadSummary::default();
     // keys that did not exist before this batch: their satellites have no history
     let mut new_hubs = Vec::with_capacity(rows.hubs.len());
     for (h, hub_rows) in rows.hubs.iter().enumerate() {
         let t = Instant::now();
-        let fresh = write::hubs(tx, m, h, hub_rows)
-            .await
-            .doing("writing hubs")?;
+        let fresh = write::hubs(tx, m, h, hub_rows, known.hubs[h].as_deref()).await?;
+        known.add_hub(h, &fresh);
         tracing::debug!(table = %m.hubs[h].name, ms = t.elapsed().as_millis() as u64, "hub");
         summary
             .rows
@@ -465,9 +526,8 @@ async fn write_rows(
     let mut new_links = Vec::with_capacity(rows.links.len());
     for (l, link_rows) in rows.links.iter().enumerate() {
         let t = Instant::now();
-        let fresh = write::links(tx, m, l, link_rows)
-            .await
-            .doing("writing links")?;
+        let fresh = write::links(tx, m, l, link_rows, known.links[l].as_deref()).await?;
+        known.add_link(l, &fresh);
         tracing::debug!(table = %m.links[l].name, ms = t.elapsed().as_millis() as u64, "link");
         summary
             .rows
@@ -489,9 +549,7 @@ async fn write_rows(
         let t_existing = t.elapsed().as_millis() as u64;
         let versions = satellite::plan(staged, &existing);
         let t_plan = t.elapsed().as_millis() as u64;
-        let n = write::satellite(tx, m, sat, &versions)
-            .await
-            .doing("writing satellites")?;
+        let n = write::satellite(tx, m, sat, &versions).await?;
         tracing::debug!(table = %sat.name, existing = t_existing, plan = t_plan, ms = t.elapsed().as_millis() as u64, "satellite");
         summary.rows.insert(sat.name.clone(), n);
     }
@@ -516,6 +574,53 @@ async fn store_rejects(tx: &Transaction<'_>, rejects: &[Reject]) -> Result<u64, 
     .await
     .doing("quarantining rejected events")?;
     Ok(rejects.len() as u64)
+}
+
+/// `ANALYZE` the vault tables a load grew by more than a tenth (or that were never
+/// analyzed), so the next load and the views plan with their real sizes: after a
+/// first load of millions of rows the planner would otherwise still believe the
+/// vault is empty. The daemon analyzes after each cycle anyway; this is for
+/// `dvault load` and `dvault rebuild`. Returns the tables analyzed.
+pub async fn analyze_grown(
+    client: &impl GenericClient,
+    m: &Mappings,
+    summary: &LoadSummary,
+) -> Result<Vec<String>, LoadError> {
+    let grown: Vec<(&String, i64)> = summary
+        .rows
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(t, n)| (t, i64::try_from(*n).unwrap_or(i64::MAX)))
+        .collect();
+    if grown.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<String> = grown.iter().map(|(t, _)| m.table(t)).collect();
+    let added: Vec<i64> = grown.iter().map(|(_, n)| *n).collect();
+    // reltuples is -1 for a table never vacuumed or analyzed
+    let rows = client
+        .query(
+            "SELECT t.name FROM unnest($1::text[], $2::bigint[]) AS t(name, added)
+               JOIN pg_class c ON c.oid = to_regclass(t.name)
+              WHERE c.reltuples < 0 OR t.added > 0.1 * c.reltuples",
+            &[&names, &added],
+        )
+        .await
+        .doing("reading table sizes")?;
+    let list: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    if !list.is_empty() {
+        let started = Instant::now();
+        client
+            .batch_execute(&format!("ANALYZE {}", list.join(", ")))
+            .await
+            .doing("analyzing the tables the load grew")?;
+        tracing::info!(
+            tables = list.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "analyzed the tables the load grew"
+        );
+    }
+    Ok(list)
 }
 
 /// Empty the vault and the loader's checkpoint, then replay the whole log.

@@ -65,62 +65,96 @@ pub fn earliest_per_parent(staged: &[SatRow]) -> Vec<(Hash, DateTime<Utc>)> {
     v
 }
 
+/// Where a version's full values live while a batch is planned.
+#[derive(Clone, Copy)]
+enum Source {
+    /// `existing[i]`
+    Existing(usize),
+    /// the `i`th new version of the plan
+    New(usize),
+}
+
 /// One version in a parent's timeline while a batch is planned.
 struct Version {
     at: (DateTime<Utc>, i64),
     hashdiff: Hash,
-    values: Vec<Option<Value>>,
+    values: Source,
 }
 
 /// Decide the new versions. `existing` holds, per staged parent, the version in
 /// force at its earliest staged time and every version after it.
+///
+/// Parents are independent of each other, so rows are taken parent by parent (in
+/// hash key order, which is also the order that suits the satellite's index best),
+/// and within a parent in log order. A row's hashdiff is the one precomputed when it
+/// states every column (nothing to carry forward), else computed here.
 pub fn plan(staged: &[SatRow], existing: &[Existing]) -> Vec<NewVersion> {
-    let mut timelines: HashMap<Hash, Vec<Version>> = HashMap::new();
-    for e in existing {
-        timelines.entry(e.parent).or_default().push(Version {
-            at: (e.applied_dts, e.seq),
-            hashdiff: e.hashdiff,
-            values: e.values.clone(),
-        });
-    }
-    for versions in timelines.values_mut() {
-        versions.sort_by_key(|v| v.at);
-    }
     let mut order: Vec<&SatRow> = staged.iter().collect();
-    order.sort_by_key(|r| (r.origin.xid, r.origin.seq));
-    let mut out = Vec::new();
-    for r in order {
-        let timeline = timelines.entry(r.parent).or_default();
-        let at = (r.origin.applied_dts, r.origin.seq);
-        let pos = timeline.partition_point(|v| v.at < at);
-        let before = pos.checked_sub(1).map(|i| &timeline[i]);
-        let values: Vec<Option<Value>> = match before {
-            Some(prev) => r
-                .values
-                .iter()
-                .zip(&prev.values)
-                .map(|(new, old)| new.clone().or_else(|| old.clone()))
-                .collect(),
-            None => r.values.clone(),
-        };
-        let hd = hashdiff(&values);
-        if before.is_some_and(|prev| prev.hashdiff == hd) {
-            continue;
+    order.sort_unstable_by_key(|r| (r.parent, r.origin.xid, r.origin.seq));
+    let mut old: Vec<usize> = (0..existing.len()).collect();
+    old.sort_unstable_by_key(|&i| (existing[i].parent, existing[i].applied_dts, existing[i].seq));
+    let mut old = old.into_iter().peekable();
+    let mut out: Vec<NewVersion> = Vec::with_capacity(staged.len());
+    let mut timeline: Vec<Version> = Vec::new();
+    for group in order.chunk_by(|a, b| a.parent == b.parent) {
+        let parent = group[0].parent;
+        timeline.clear();
+        while let Some(&i) = old.peek() {
+            let e = &existing[i];
+            if e.parent > parent {
+                break;
+            }
+            old.next();
+            if e.parent == parent {
+                timeline.push(Version {
+                    at: (e.applied_dts, e.seq),
+                    hashdiff: e.hashdiff,
+                    values: Source::Existing(i),
+                });
+            }
         }
-        out.push(NewVersion {
-            parent: r.parent,
-            hashdiff: hd,
-            values: values.clone(),
-            origin: r.origin.clone(),
-        });
-        timeline.insert(
-            pos,
-            Version {
-                at,
+        for r in group {
+            let at = (r.origin.applied_dts, r.origin.seq);
+            let pos = timeline.partition_point(|v| v.at < at);
+            let before = pos.checked_sub(1).map(|i| &timeline[i]);
+            let (values, hd) = match (before, r.hashdiff) {
+                (_, Some(_)) | (None, None) => {
+                    let hd = r.hashdiff.unwrap_or_else(|| hashdiff(&r.values));
+                    (None, hd)
+                }
+                (Some(prev), None) => {
+                    let prev = match prev.values {
+                        Source::Existing(i) => &existing[i].values,
+                        Source::New(i) => &out[i].values,
+                    };
+                    let values: Vec<Option<Value>> = r
+                        .values
+                        .iter()
+                        .zip(prev)
+                        .map(|(new, old)| new.as_ref().or(old.as_ref()).cloned())
+                        .collect();
+                    let hd = hashdiff(&values);
+                    (Some(values), hd)
+                }
+            };
+            if before.is_some_and(|prev| prev.hashdiff == hd) {
+                continue;
+            }
+            out.push(NewVersion {
+                parent,
                 hashdiff: hd,
-                values,
-            },
-        );
+                values: values.unwrap_or_else(|| r.values.clone()),
+                origin: r.origin.clone(),
+            });
+            timeline.insert(
+                pos,
+                Version {
+                    at,
+                    hashdiff: hd,
+                    values: Source::New(out.len() - 1),
+                },
+            );
+        }
     }
     out
 }
@@ -139,6 +173,7 @@ mod tests {
     fn row(parent: u8, day: u32, seq: i64, city: Option<&str>, name: Option<&str>) -> SatRow {
         SatRow {
             parent: [parent; 32],
+            hashdiff: None,
             values: vec![
                 city.map(|c| Value::Text(c.into())),
                 name.map(|n| Value::Text(n.into())),

@@ -5,16 +5,16 @@
 use std::collections::HashSet;
 use std::error::Error;
 
-use bytes::BytesMut;
+use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, NaiveDate, Utc};
-use futures_util::pin_mut;
+use futures_util::{SinkExt, pin_mut};
 use postgres_types::{IsNull, ToSql, Type, to_sql_checked};
 use rust_decimal::Decimal;
 use tokio_postgres::Transaction;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 
 use super::extract::{HubRow, LinkRow};
 use super::satellite::{Existing, NewVersion};
+use super::{Doing, LoadError};
 use crate::hash::Hash;
 use crate::mapping::{ColumnType, Mappings, Satellite, Value};
 
@@ -100,59 +100,150 @@ async fn existing_keys(
         .collect()
 }
 
-/// `COPY` rows straight into a vault table.
+/// One row's fields, encoded straight into the `COPY ... BINARY` buffer (no boxing
+/// per value); the first encoding error is kept and ends the `COPY`.
+struct Fields<'a> {
+    buf: &'a mut BytesMut,
+    types: &'a [Type],
+    next: usize,
+    error: Option<String>,
+}
+
+impl Fields<'_> {
+    fn push(&mut self, value: &(dyn ToSql + Sync)) {
+        if self.error.is_some() {
+            return;
+        }
+        let Some(ty) = self.types.get(self.next) else {
+            self.error = Some(format!("more values than the {} columns", self.types.len()));
+            return;
+        };
+        self.next += 1;
+        let at = self.buf.len();
+        self.buf.put_i32(-1);
+        match value.to_sql_checked(ty, self.buf) {
+            Ok(IsNull::Yes) => self.buf.truncate(at + 4),
+            Ok(IsNull::No) => match i32::try_from(self.buf.len() - at - 4) {
+                Ok(len) => self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes()),
+                Err(_) => self.error = Some("a value longer than 2 GB".into()),
+            },
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+}
+
+/// `COPY` rows straight into a vault table, in PostgreSQL's binary format, sent in
+/// chunks of about 256 kB.
 async fn copy_rows<R>(
     tx: &Transaction<'_>,
     table: &str,
     cols: &[String],
     types: &[Type],
     rows: &[R],
-    write: impl for<'r> Fn(&'r R, &mut Vec<Box<dyn ToSql + Sync + Send + 'r>>),
-) -> Result<u64, tokio_postgres::Error> {
+    write: impl Fn(&R, &mut Fields<'_>),
+) -> Result<u64, LoadError> {
+    const CHUNK: usize = 256 * 1024;
     if rows.is_empty() {
         return Ok(0);
     }
+    let t = std::time::Instant::now();
     let sink = tx
-        .copy_in(&format!(
+        .copy_in::<_, Bytes>(&format!(
             "COPY {table} ({}) FROM STDIN BINARY",
             cols.join(", ")
         ))
-        .await?;
-    let writer = BinaryCopyInWriter::new(sink, types);
-    pin_mut!(writer);
-    let mut values: Vec<Box<dyn ToSql + Sync + Send>> = Vec::with_capacity(types.len());
+        .await
+        .doing("starting a COPY into the vault")?;
+    pin_mut!(sink);
+    let mut buf = BytesMut::with_capacity(CHUNK + 4096);
+    buf.put_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.put_i32(0); // flags
+    buf.put_i32(0); // header extension length
+    let n_cols = i16::try_from(types.len())
+        .map_err(|_| LoadError::Internal(format!("{table}: too many columns")))?;
     for r in rows {
-        values.clear();
-        write(r, &mut values);
-        let refs: Vec<&(dyn ToSql + Sync)> = values
-            .iter()
-            .map(|v| v.as_ref() as &(dyn ToSql + Sync))
-            .collect();
-        writer.as_mut().write(&refs).await?;
+        buf.put_i16(n_cols);
+        let mut fields = Fields {
+            buf: &mut buf,
+            types,
+            next: 0,
+            error: None,
+        };
+        write(r, &mut fields);
+        if let Some(e) = fields.error {
+            return Err(LoadError::Internal(format!(
+                "encoding a row for {table}: {e}"
+            )));
+        }
+        if fields.next != types.len() {
+            return Err(LoadError::Internal(format!(
+                "encoding a row for {table}: {} values for {} columns",
+                fields.next,
+                types.len()
+            )));
+        }
+        if buf.len() >= CHUNK {
+            sink.send(buf.split().freeze())
+                .await
+                .doing("writing rows into the vault")?;
+            buf.reserve(CHUNK + 4096);
+        }
     }
-    writer.finish().await
+    buf.put_i16(-1);
+    sink.send(buf.split().freeze())
+        .await
+        .doing("writing rows into the vault")?;
+    let n = sink.finish().await.doing("writing rows into the vault")?;
+    tracing::debug!(table, rows = n, ms = t.elapsed().as_millis() as u64, "copy");
+    Ok(n)
 }
 
 /// Rows whose key is new: first occurrence in the batch, not yet in the table.
+/// With `known` (the table was empty when the run began: see [`KnownKeys`]), only
+/// the keys whose prefix the run already wrote are looked up in the table.
 async fn new_rows<'a, R>(
     tx: &Transaction<'_>,
     table: &str,
     key_column: &str,
     rows: &'a [R],
+    known: Option<&[u64]>,
     key: impl Fn(&R) -> Hash,
 ) -> Result<Vec<&'a R>, tokio_postgres::Error> {
     let mut seen = HashSet::new();
-    let firsts: Vec<&R> = rows.iter().filter(|r| seen.insert(key(r))).collect();
-    if firsts.is_empty() {
-        return Ok(firsts);
+    let mut firsts: Vec<&R> = rows.iter().filter(|r| seen.insert(key(r))).collect();
+    let mut surely_new = Vec::new();
+    if let Some(known) = known {
+        let (maybe, new): (Vec<&R>, Vec<&R>) = firsts
+            .into_iter()
+            .partition(|r| known.binary_search(&prefix(&key(r))).is_ok());
+        firsts = maybe;
+        surely_new = new;
     }
-    let keys: Vec<Hash> = firsts.iter().map(|r| key(r)).collect();
+    if firsts.is_empty() {
+        surely_new.sort_unstable_by_key(|r| key(r));
+        return Ok(surely_new);
+    }
+    let mut keys: Vec<Hash> = firsts.iter().map(|r| key(r)).collect();
+    // in index order: the probe walks the key's B-tree front to back
+    keys.sort_unstable();
     let key_refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+    let t = std::time::Instant::now();
     let existing = existing_keys(tx, table, key_column, &key_refs).await?;
-    Ok(firsts
+    tracing::debug!(
+        table,
+        keys = keys.len(),
+        found = existing.len(),
+        ms = t.elapsed().as_millis() as u64,
+        "probe"
+    );
+    let mut fresh: Vec<&R> = firsts
         .into_iter()
         .filter(|r| !existing.contains(&key(r)))
-        .collect())
+        .chain(surely_new)
+        .collect();
+    // written in key order too: fewer index pages touched per batch
+    fresh.sort_unstable_by_key(|r| key(r));
+    Ok(fresh)
 }
 
 /// Insert the hub rows whose keys are new; returns those keys. The loader lock
@@ -162,10 +253,13 @@ pub async fn hubs(
     m: &Mappings,
     h: usize,
     rows: &[HubRow],
-) -> Result<HashSet<Hash>, tokio_postgres::Error> {
+    known: Option<&[u64]>,
+) -> Result<HashSet<Hash>, LoadError> {
     let hub = &m.hubs[h];
     let table = m.table(&hub.name);
-    let fresh = new_rows(tx, &table, &hub.hash_key, rows, |r| r.hk).await?;
+    let fresh = new_rows(tx, &table, &hub.hash_key, rows, known, |r| r.hk)
+        .await
+        .doing("looking up hub keys")?;
     let mut cols = vec![ident(&hub.hash_key)];
     cols.extend(hub.business_key.iter().map(|c| ident(c)));
     cols.extend(["load_dts".into(), "record_source".into()]);
@@ -173,12 +267,12 @@ pub async fn hubs(
     types.extend(hub.business_key.iter().map(|_| Type::TEXT));
     types.extend([Type::TIMESTAMPTZ, Type::TEXT]);
     copy_rows(tx, &table, &cols, &types, &fresh, |r, v| {
-        v.push(Box::new(&r.hk[..]));
+        v.push(&&r.hk[..]);
         for k in &r.business_key {
-            v.push(Box::new(k.as_str()));
+            v.push(&k.as_str());
         }
-        v.push(Box::new(r.origin.load_dts));
-        v.push(Box::new(&*r.origin.source));
+        v.push(&r.origin.load_dts);
+        v.push(&&*r.origin.source);
     })
     .await?;
     Ok(fresh.iter().map(|r| r.hk).collect())
@@ -190,10 +284,13 @@ pub async fn links(
     m: &Mappings,
     l: usize,
     rows: &[LinkRow],
-) -> Result<HashSet<Hash>, tokio_postgres::Error> {
+    known: Option<&[u64]>,
+) -> Result<HashSet<Hash>, LoadError> {
     let link = &m.links[l];
     let table = m.table(&link.name);
-    let fresh = new_rows(tx, &table, &link.hash_key, rows, |r| r.hk).await?;
+    let fresh = new_rows(tx, &table, &link.hash_key, rows, known, |r| r.hk)
+        .await
+        .doing("looking up link keys")?;
     let mut cols = vec![ident(&link.hash_key)];
     cols.extend(link.hubs.iter().map(|&h| ident(&m.hubs[h].hash_key)));
     cols.extend(link.dependent_keys.iter().map(|(c, _)| ident(c)));
@@ -203,15 +300,15 @@ pub async fn links(
     types.extend(link.dependent_keys.iter().map(|(_, t)| pg_type(*t)));
     types.extend([Type::TIMESTAMPTZ, Type::TEXT]);
     copy_rows(tx, &table, &cols, &types, &fresh, |r, v| {
-        v.push(Box::new(&r.hk[..]));
+        v.push(&&r.hk[..]);
         for k in &r.hub_keys {
-            v.push(Box::new(&k[..]));
+            v.push(&&k[..]);
         }
         for d in &r.dependent {
-            v.push(Box::new(d));
+            v.push(&d);
         }
-        v.push(Box::new(r.origin.load_dts));
-        v.push(Box::new(&*r.origin.source));
+        v.push(&r.origin.load_dts);
+        v.push(&&*r.origin.source);
     })
     .await?;
     Ok(fresh.iter().map(|r| r.hk).collect())
@@ -271,6 +368,102 @@ pub async fn existing_versions(
     Ok(out)
 }
 
+/// The first 8 bytes of a hash key: what [`KnownKeys`] remembers of it.
+pub fn prefix(key: &Hash) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key[..8]);
+    u64::from_be_bytes(b)
+}
+
+/// For each hub and link table that was empty when a run began, the prefixes
+/// ([`prefix`]) of the keys the run has written to it, sorted. The loader lock keeps
+/// other writers out, so a key whose prefix is not there cannot be in the table and
+/// needs no lookup: on a first load or a rebuild, new keys are never probed for.
+/// A key whose prefix is there is looked up as usual (a shared prefix is rare, and
+/// only costs that lookup). Memory is 8 bytes a key, at most [`KnownKeys::LIMIT`]
+/// keys in all; a table that would pass it goes back to lookups for the rest of the run.
+#[derive(Debug, Default)]
+pub struct KnownKeys {
+    pub hubs: Vec<Option<Vec<u64>>>,
+    pub links: Vec<Option<Vec<u64>>>,
+    total: usize,
+}
+
+impl KnownKeys {
+    /// 16M keys: 128 MB.
+    pub const LIMIT: usize = 16 << 20;
+
+    /// Nothing known: every key is looked up.
+    pub fn none(m: &Mappings) -> KnownKeys {
+        KnownKeys {
+            hubs: vec![None; m.hubs.len()],
+            links: vec![None; m.links.len()],
+            total: 0,
+        }
+    }
+
+    /// Which hub and link tables are empty now; call it holding the loader lock.
+    pub async fn at_start(
+        client: &impl tokio_postgres::GenericClient,
+        m: &Mappings,
+    ) -> Result<KnownKeys, tokio_postgres::Error> {
+        let empty = |name: &str| format!("SELECT NOT EXISTS (SELECT 1 FROM {})", m.table(name));
+        let mut known = KnownKeys::none(m);
+        for (h, hub) in m.hubs.iter().enumerate() {
+            if client.query_one(&empty(&hub.name), &[]).await?.try_get(0)? {
+                known.hubs[h] = Some(Vec::new());
+            }
+        }
+        for (l, link) in m.links.iter().enumerate() {
+            if client
+                .query_one(&empty(&link.name), &[])
+                .await?
+                .try_get(0)?
+            {
+                known.links[l] = Some(Vec::new());
+            }
+        }
+        Ok(known)
+    }
+
+    /// Remember keys just written to a table (`slot` is its entry in `hubs` or `links`).
+    pub fn add(total: &mut usize, slot: &mut Option<Vec<u64>>, keys: &HashSet<Hash>) {
+        let Some(set) = slot else {
+            return;
+        };
+        if *total + keys.len() > Self::LIMIT {
+            *total -= set.len();
+            *slot = None;
+            return;
+        }
+        *total += keys.len();
+        let mut new: Vec<u64> = keys.iter().map(prefix).collect();
+        new.sort_unstable();
+        let mut merged = Vec::with_capacity(set.len() + new.len());
+        let (mut a, mut b) = (set.iter().peekable(), new.iter().peekable());
+        while let (Some(&&x), Some(&&y)) = (a.peek(), b.peek()) {
+            if x <= y {
+                merged.push(x);
+                a.next();
+            } else {
+                merged.push(y);
+                b.next();
+            }
+        }
+        merged.extend(a);
+        merged.extend(b);
+        *set = merged;
+    }
+
+    pub fn add_hub(&mut self, h: usize, keys: &HashSet<Hash>) {
+        Self::add(&mut self.total, &mut self.hubs[h], keys);
+    }
+
+    pub fn add_link(&mut self, l: usize, keys: &HashSet<Hash>) {
+        Self::add(&mut self.total, &mut self.links[l], keys);
+    }
+}
+
 fn to_hash(bytes: &[u8]) -> Hash {
     let mut h = [0u8; 32];
     let n = bytes.len().min(32);
@@ -284,7 +477,7 @@ pub async fn satellite(
     m: &Mappings,
     sat: &Satellite,
     rows: &[NewVersion],
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<u64, LoadError> {
     let mut cols = vec![
         ident(m.parent_key(sat.parent)),
         "applied_dts".into(),
@@ -304,14 +497,14 @@ pub async fn satellite(
     ];
     types.extend(sat.columns.iter().map(|(_, t)| pg_type(*t)));
     copy_rows(tx, &m.table(&sat.name), &cols, &types, rows, |r, v| {
-        v.push(Box::new(&r.parent[..]));
-        v.push(Box::new(r.origin.applied_dts));
-        v.push(Box::new(r.origin.seq));
-        v.push(Box::new(r.origin.load_dts));
-        v.push(Box::new(&r.hashdiff[..]));
-        v.push(Box::new(&*r.origin.source));
+        v.push(&&r.parent[..]);
+        v.push(&r.origin.applied_dts);
+        v.push(&r.origin.seq);
+        v.push(&r.origin.load_dts);
+        v.push(&&r.hashdiff[..]);
+        v.push(&&*r.origin.source);
         for value in &r.values {
-            v.push(Box::new(value));
+            v.push(&value);
         }
     })
     .await
