@@ -209,31 +209,28 @@ impl Loader {
 
     /// Load batches until the log has nothing committed after the checkpoint.
     pub async fn run(&self, client: &mut Client) -> Result<LoadSummary, LoadError> {
+        let mut known = write::KnownKeys::at_start(&*client, &self.mappings)
+            .await
+            .doing("checking which vault tables are empty")?;
         match &self.read_ahead {
             Some(url) => {
                 let reader = crate::db::connect(url).await.map_err(|e| {
                     LoadError::Internal(format!("opening the read-ahead connection: {e}"))
                 })?;
-                self.run_pipelined(client, &reader).await
+                self.run_pipelined(client, &reader, &mut known).await
             }
-            None => self.run_sequential(client).await,
+            None => self.run_sequential(client, &mut known).await,
         }
     }
 
-    async fn run_sequential(&self, client: &mut Client) -> Result<LoadSummary, LoadError> {
+    async fn run_sequential(
+        &self,
+        client: &mut Client,
+        known: &mut write::KnownKeys,
+    ) -> Result<LoadSummary, LoadError> {
         let started = Instant::now();
         let mut total = LoadSummary::default();
-        let mut known = write::KnownKeys::at_start(&*client, &self.mappings)
-            .await
-            .doing("checking which vault tables are empty")?;
-        loop {
-            let at = events::load_checkpoint(client, CONSUMER)
-                .await
-                .doing("reading the checkpoint")?;
-            let Some(prepared) = self.prepare(client, at).await? else {
-                break;
-            };
-            let batch = self.write_batch(client, prepared, &mut known).await?;
+        while let Some(batch) = self.load_batch_with(client, known).await? {
             total.add(&batch);
             if batch.events < self.batch_size as u64 {
                 break;
@@ -253,26 +250,24 @@ impl Loader {
         &self,
         writer: &mut Client,
         reader: &Client,
+        known: &mut write::KnownKeys,
     ) -> Result<LoadSummary, LoadError> {
         let started = Instant::now();
         let mut total = LoadSummary::default();
         let at = events::load_checkpoint(writer, CONSUMER)
             .await
             .doing("reading the checkpoint")?;
-        let mut known = write::KnownKeys::at_start(&*writer, &self.mappings)
-            .await
-            .doing("checking which vault tables are empty")?;
         let mut next = self.prepare(reader, at).await?;
         while let Some(batch) = next.take() {
             let full = batch.events == self.batch_size as u64;
             let last = batch.last;
             let (written, prepared) = if full {
                 tokio::join!(
-                    self.write_batch(writer, batch, &mut known),
+                    self.write_batch(writer, batch, known),
                     self.prepare(reader, last)
                 )
             } else {
-                (self.write_batch(writer, batch, &mut known).await, Ok(None))
+                (self.write_batch(writer, batch, known).await, Ok(None))
             };
             total.add(&written?);
             next = prepared?;
@@ -283,14 +278,20 @@ impl Loader {
 
     /// One batch in one transaction; `None` when there was nothing to load.
     pub async fn load_batch(&self, client: &mut Client) -> Result<Option<LoadSummary>, LoadError> {
+        let mut known = write::KnownKeys::none(&self.mappings);
+        self.load_batch_with(client, &mut known).await
+    }
+
+    async fn load_batch_with(
+        &self,
+        client: &mut Client,
+        known: &mut write::KnownKeys,
+    ) -> Result<Option<LoadSummary>, LoadError> {
         let at = events::load_checkpoint(client, CONSUMER)
             .await
             .doing("reading the checkpoint")?;
         match self.prepare(client, at).await? {
-            Some(batch) => {
-                let mut known = write::KnownKeys::none(&self.mappings);
-                self.write_batch(client, batch, &mut known).await.map(Some)
-            }
+            Some(batch) => self.write_batch(client, batch, known).await.map(Some),
             None => Ok(None),
         }
     }
