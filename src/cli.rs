@@ -335,7 +335,6 @@ pub fn init_tracing(cli: &Cli) {
     }
 }
 
-/// Run one command; errors are printed with their whole cause chain.
 /// `print!` that returns the write error instead of panicking, so that a closed pipe
 /// (`dvault runs | head`) ends the command quietly (see [`run`]).
 macro_rules! out {
@@ -353,6 +352,7 @@ macro_rules! outln {
     }};
 }
 
+/// Run one command; errors are printed with their whole cause chain.
 pub async fn run(cli: Cli) -> ExitCode {
     let config = cli.global.config();
     match dispatch(cli.command, &config).await {
@@ -361,14 +361,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Err(e) if is_broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            let mut source = e.source();
-            while let Some(cause) = source {
-                // the line above already shows it (see `db::Shown`)
-                if cause.is::<tokio_postgres::Error>() {
-                    break;
-                }
+            for cause in db::causes(e.as_ref()) {
                 eprintln!("  caused by: {cause}");
-                source = cause.source();
             }
             ExitCode::FAILURE
         }

@@ -113,18 +113,12 @@ pub fn chain(e: &(dyn StdError + 'static)) -> String {
         Some(pg) => return crate::db::Shown(pg).to_string(),
         None => e.to_string(),
     };
-    let mut source = e.source();
-    while let Some(s) = source {
-        // our errors show a database error's message themselves (`db::Shown`)
-        if s.is::<tokio_postgres::Error>() {
-            break;
-        }
-        let text = s.to_string();
+    for cause in crate::db::causes(e) {
+        let text = cause.to_string();
         if !out.contains(&text) {
             out.push_str(": ");
             out.push_str(&text);
         }
-        source = s.source();
     }
     out
 }

@@ -44,6 +44,15 @@ impl std::fmt::Display for Shown<'_> {
     }
 }
 
+/// The causes of `e` worth showing after its own text: its source chain up to a
+/// `tokio_postgres` error, whose message our errors already show with [`Shown`].
+pub fn causes<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(e.source(), |c| c.source())
+        .take_while(|c| !c.is::<tokio_postgres::Error>())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error(transparent)]
