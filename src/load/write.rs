@@ -427,7 +427,7 @@ impl KnownKeys {
     }
 
     /// Remember keys just written to a table (`slot` is its entry in `hubs` or `links`).
-    pub fn add(total: &mut usize, slot: &mut Option<Vec<u64>>, keys: &HashSet<Hash>) {
+    fn add(total: &mut usize, slot: &mut Option<Vec<u64>>, keys: &HashSet<Hash>) {
         let Some(set) = slot else {
             return;
         };
