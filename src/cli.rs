@@ -323,16 +323,9 @@ impl GlobalArgs {
     }
 }
 
+/// Start tracing with `--log` and `--log-format` (see [`crate::logging`]).
 pub fn init_tracing(cli: &Cli) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.global.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.global.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    crate::logging::init(&cli.global.log, cli.global.log_format);
 }
 
 /// `print!` that returns the write error instead of panicking, so that a closed pipe

@@ -14,5 +14,6 @@ pub mod events;
 pub mod generate;
 pub mod hash;
 pub mod load;
+pub mod logging;
 pub mod mapping;
 pub mod status;

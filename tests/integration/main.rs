@@ -9,6 +9,7 @@ mod crash;
 mod daemon;
 mod event_log;
 mod generated;
+mod hardening;
 mod hostile_input;
 mod ingest;
 mod loader;
