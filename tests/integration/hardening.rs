@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use serde_json::json;
+use tokio_postgres::error::SqlState;
 
+use crate::api::with_credentials;
 use crate::harness::TestDb;
 
 const GOOD_EMAIL: &str = "good.person@trace-test.example";
@@ -144,5 +146,140 @@ async fn trace_logs_hold_no_payload() {
     let optin = dvault(&db.url, &["--log", "warn,tokio_postgres=debug", "rebuild"]).await;
     assert!(optin.contains("--log names the database driver"), "{optin}");
     assert!(optin.contains(LOAD_REJECTED_EMAIL), "{optin}");
+    let _ = std::fs::remove_file(&file);
+}
+
+/// Run `sql` and expect the refusal of a missing privilege (42501).
+async fn refused(client: &tokio_postgres::Client, sql: &str) {
+    let err = client.batch_execute(sql).await.expect_err(sql);
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+        "{sql}: {err}"
+    );
+}
+
+async fn affected(client: &tokio_postgres::Client, sql: &str) -> u64 {
+    client
+        .execute(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The loader role deletes only load rejections and moves only its own checkpoints
+/// (vault_loader, quality_gate); `dvault load` and `rebuild` still work as that role,
+/// and the owner keeps its maintenance rights.
+#[tokio::test]
+async fn the_loader_role_cannot_erase_the_audit_trail() {
+    let db = TestDb::new().await;
+    let owner = db.client().await;
+    let role = format!("dvault_audit_{}", rand::random::<u32>());
+    let password = format!("pw-{}", rand::random::<u64>());
+    owner
+        .query_one("SELECT ops.grant_loader($1)", &[&role])
+        .await
+        .expect("grant_loader");
+    owner
+        .batch_execute(&format!("ALTER ROLE {role} PASSWORD '{password}'"))
+        .await
+        .expect("password");
+    let url = with_credentials(&db.url, &role, &password);
+    let file = personal_events_file();
+    let file_arg = file.to_string_lossy().into_owned();
+    dvault(&url, &["ingest", &file_arg]).await;
+    load_all(&url, &owner, &["load"]).await;
+    assert_eq!(rejections(&owner).await, (1, 1));
+    owner
+        .batch_execute(
+            "INSERT INTO ops.checkpoints (consumer, xid, seq) VALUES ('quality_gate', '1', 1), ('crm_export', '7', 7)",
+        )
+        .await
+        .expect("checkpoints");
+
+    let session = db.client().await;
+    session
+        .batch_execute(&format!("SET ROLE {role}"))
+        .await
+        .expect("SET ROLE");
+    for sql in [
+        "DELETE FROM event_log.rejected WHERE stage = 'ingest'",
+        "DELETE FROM event_log.rejected",
+        "UPDATE event_log.rejected SET reason = 'nothing to see'",
+        "TRUNCATE event_log.rejected",
+        "UPDATE ops.checkpoints SET seq = 0 WHERE consumer = 'crm_export'",
+        "DELETE FROM ops.checkpoints WHERE consumer = 'crm_export'",
+        "DELETE FROM ops.checkpoints",
+        "UPDATE ops.checkpoints SET consumer = 'crm_export2' WHERE consumer = 'vault_loader'",
+        "INSERT INTO ops.checkpoints (consumer, xid, seq) VALUES ('someone_else', '1', 1)",
+        "TRUNCATE ops.checkpoints",
+        "ALTER TABLE event_log.rejected DISABLE TRIGGER USER",
+        "ALTER TABLE ops.checkpoints DISABLE TRIGGER USER",
+        "SET session_replication_role = replica",
+    ] {
+        refused(&session, sql).await;
+    }
+    assert_eq!(rejections(&owner).await, (1, 1), "nothing was erased");
+    let other: i64 = owner
+        .query_one(
+            "SELECT seq FROM ops.checkpoints WHERE consumer = 'crm_export'",
+            &[],
+        )
+        .await
+        .expect("the other consumer's checkpoint")
+        .get(0);
+    assert_eq!(other, 7, "the other consumer's checkpoint did not move");
+
+    // what the loader needs stays allowed: its own checkpoints, its own rejections
+    assert_eq!(
+        affected(&session, "UPDATE ops.checkpoints SET seq = seq WHERE consumer IN ('vault_loader', 'quality_gate')").await,
+        2
+    );
+    assert_eq!(
+        affected(
+            &session,
+            "DELETE FROM ops.checkpoints WHERE consumer = 'quality_gate'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        affected(
+            &session,
+            "DELETE FROM event_log.rejected WHERE stage = 'load'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(rejections(&owner).await, (1, 0));
+    drop(session);
+    // and so do rebuild (clears load rejections and the checkpoint) and load
+    load_all(&url, &owner, &["rebuild"]).await;
+    assert_eq!(
+        rejections(&owner).await,
+        (1, 1),
+        "rebuild quarantined again"
+    );
+
+    // the owner keeps its maintenance rights
+    assert_eq!(
+        affected(
+            &owner,
+            "DELETE FROM ops.checkpoints WHERE consumer = 'crm_export'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        affected(
+            &owner,
+            "DELETE FROM event_log.rejected WHERE stage = 'ingest'"
+        )
+        .await,
+        1
+    );
+    owner
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .expect("drop the role");
     let _ = std::fs::remove_file(&file);
 }
