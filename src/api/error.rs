@@ -53,6 +53,18 @@ pub enum ApiError {
     Forbidden(String),
     #[error("body larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// Not HTTP/1.1 that hyper can parse (answered by `protocol::ProblemIo`).
+    #[error("the request could not be parsed")]
+    MalformedRequest,
+    /// A request target longer than hyper accepts (answered by `protocol::ProblemIo`).
+    #[error("request target longer than {limit} bytes")]
+    UriTooLong { limit: usize },
+    /// Too many headers, or a head too large (answered by `protocol::ProblemIo`).
+    #[error("more than {max_headers} headers or {max_bytes} bytes of head")]
+    HeadersTooLarge {
+        max_headers: usize,
+        max_bytes: usize,
+    },
     /// Every item of a write was refused; the body says why, item by item.
     #[error("every event was rejected")]
     Unprocessable {
@@ -131,7 +143,11 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadParameter { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadParameter { .. }
+            | ApiError::BadRequest(_)
+            | ApiError::MalformedRequest => StatusCode::BAD_REQUEST,
+            ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -161,6 +177,9 @@ impl ApiError {
             ApiError::Unauthorized(_) => ("unauthorized", "Authentication required"),
             ApiError::Forbidden(_) => ("forbidden", "Forbidden"),
             ApiError::PayloadTooLarge { .. } => ("payload-too-large", "Request body too large"),
+            ApiError::MalformedRequest => ("malformed-request", "Malformed HTTP request"),
+            ApiError::UriTooLong { .. } => ("uri-too-long", "Request target too long"),
+            ApiError::HeadersTooLarge { .. } => ("headers-too-large", "Request headers too large"),
             ApiError::Unprocessable { .. } => ("events-rejected", "Every event was rejected"),
             ApiError::Unavailable(_) => ("database-unavailable", "Database unavailable"),
             ApiError::NotReady { .. } => ("not-ready", "Not ready"),
@@ -204,6 +223,20 @@ impl ApiError {
             ApiError::PayloadTooLarge { limit } => {
                 format!("the request body is larger than the limit of {limit} bytes")
             }
+            ApiError::MalformedRequest => "the request is not valid HTTP/1.1: a control character \
+                in a header, a space or another character not allowed in the request target \
+                (percent-encode it), or a bad method, header name or version; the connection is closed"
+                .to_string(),
+            ApiError::UriTooLong { limit } => format!(
+                "the request target (path and query) is longer than {limit} bytes; the connection is closed"
+            ),
+            ApiError::HeadersTooLarge {
+                max_headers,
+                max_bytes,
+            } => format!(
+                "the request has more than {max_headers} headers, or its request line and headers \
+                 are larger than {max_bytes} bytes; the connection is closed"
+            ),
             ApiError::Unprocessable { detail, .. } | ApiError::NotReady { detail, .. } => {
                 detail.clone()
             }

@@ -19,6 +19,7 @@ mod orders;
 mod pagination;
 mod params;
 mod products;
+mod protocol;
 mod segments;
 mod server;
 mod state;

@@ -6,7 +6,8 @@
 //! Here every HTTP/1 connection must deliver a request's headers within the request
 //! timeout (this also closes idle keep-alive connections), HTTP/2 connections are
 //! pinged and dropped when they stop answering, and a body that arrives too slowly is
-//! cut off by the request timeout middleware (408).
+//! cut off by the request timeout middleware (408). Requests hyper cannot parse are
+//! answered problem+json by [`ProblemIo`] (see [`super::protocol`]).
 
 use std::future::Future;
 use std::time::Duration;
@@ -18,6 +19,8 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tower::ServiceExt;
+
+use super::protocol::{self, ProblemIo};
 
 /// How long connections in flight get to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -35,7 +38,9 @@ pub async fn run(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(header_timeout)
+        .max_headers(protocol::MAX_HEADERS)
+        .max_buf_size(protocol::MAX_HEAD);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -72,7 +77,7 @@ pub async fn run(
                 _ => return,
             }
             let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(ProblemIo::new(stream)), service)
                 .into_owned();
             if let Err(e) = watcher.watch(conn).await {
                 // a client that went away or was too slow: nothing to answer

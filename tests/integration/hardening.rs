@@ -5,9 +5,11 @@
 use std::time::Duration;
 
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_postgres::error::SqlState;
 
-use crate::api::with_credentials;
+use crate::api::{TestApp, open_config, with_credentials};
 use crate::harness::TestDb;
 
 const GOOD_EMAIL: &str = "good.person@trace-test.example";
@@ -282,4 +284,117 @@ async fn the_loader_role_cannot_erase_the_audit_trail() {
         .await
         .expect("drop the role");
     let _ = std::fs::remove_file(&file);
+}
+
+/// Send `request` on a fresh connection and read until the server closes it.
+async fn raw_exchange(addr: &str, request: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    out
+}
+
+/// Check a raw answer: `status`, problem+json with a Content-Length that matches its
+/// body, the problem's `type`; returns the problem.
+fn problem(answer: &[u8], status: u16, slug: &str) -> serde_json::Value {
+    let text = String::from_utf8_lossy(answer);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no complete head: {text:?}"));
+    assert!(
+        head.starts_with(&format!("HTTP/1.1 {status} ")),
+        "{status}: {text}"
+    );
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("\r\ncontent-type: application/problem+json\r\n"),
+        "{text}"
+    );
+    assert!(
+        head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())),
+        "{text}"
+    );
+    assert!(head.contains("\r\nconnection: close"), "{text}");
+    let problem: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(problem["status"], status, "{problem}");
+    assert_eq!(
+        problem["type"],
+        format!("urn:dvault:problem:{slug}"),
+        "{problem}"
+    );
+    assert!(
+        problem["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{problem}"
+    );
+    problem
+}
+
+/// What hyper refuses before any handler runs (a request it cannot parse) is answered
+/// like every other error: problem+json.
+#[tokio::test]
+async fn protocol_errors_answer_problem_json() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db.url, open_config()).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+
+    // 414: a request target longer than hyper's 65,534 bytes
+    let long = format!(
+        "GET /customers/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let p = problem(
+        &raw_exchange(&addr, long.as_bytes()).await,
+        414,
+        "uri-too-long",
+    );
+    assert!(
+        p["detail"].as_str().is_some_and(|d| d.contains("65534")),
+        "{p}"
+    );
+
+    // 431: more headers than allowed
+    let mut many = String::from("GET /health HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..150 {
+        many.push_str(&format!("X-Filler-{i}: {i}\r\n"));
+    }
+    many.push_str("\r\n");
+    problem(
+        &raw_exchange(&addr, many.as_bytes()).await,
+        431,
+        "headers-too-large",
+    );
+
+    // 400: a control character in a header value, a space in the path, a bad method
+    for bad in [
+        &b"GET /health HTTP/1.1\r\nHost: x\r\nX-Test: a\x01b\r\n\r\n"[..],
+        b"GET /customers/C 01 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"G(T /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n",
+    ] {
+        problem(&raw_exchange(&addr, bad).await, 400, "malformed-request");
+    }
+
+    // well-formed requests on a kept-alive connection are untouched, and so are the
+    // API's own 400s and 404s
+    let mut s = TcpStream::connect(&addr).await.expect("connect");
+    s.write_all(
+        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /customers?limit=0 HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(
+        text.contains("HTTP/1.1 400 ") && text.contains("urn:dvault:problem:bad-parameter"),
+        "{text}"
+    );
+    assert!(
+        text.contains("HTTP/1.1 404 ") && text.contains("urn:dvault:problem:no-route"),
+        "{text}"
+    );
+    app.stop().await;
 }
