@@ -12,7 +12,9 @@ use crate::daemon::quality::{self, QualityConfig};
 use crate::daemon::runs::{self, Trigger};
 use crate::daemon::{self, DaemonExit, DaemonOptions};
 use crate::db::{self, Target};
+use crate::events::csv_rows::parse_time;
 use crate::events::ingest::{self, Format, IngestOptions};
+use crate::events::limits::TimeRange;
 use crate::generate;
 use crate::load::{self, Loader};
 use crate::mapping::Mappings;
@@ -111,6 +113,33 @@ pub struct IngestArgs {
     /// Events per transaction.
     #[arg(long, default_value_t = 20_000)]
     pub batch_size: usize,
+    #[command(flatten)]
+    pub time_range: TimeRangeArgs,
+}
+
+/// The range of business times accepted at ingest (files and POST /events).
+#[derive(Debug, Args)]
+pub struct TimeRangeArgs {
+    /// Earliest business time accepted (included), ISO 8601 date or timestamp.
+    #[arg(long, env = "DVAULT_BUSINESS_TIME_FROM", default_value = "1900-01-01")]
+    pub business_time_from: String,
+    /// Business times from this one on are refused (excluded), ISO 8601.
+    #[arg(long, env = "DVAULT_BUSINESS_TIME_UNTIL", default_value = "2200-01-01")]
+    pub business_time_until: String,
+}
+
+impl TimeRangeArgs {
+    pub fn range(&self) -> Result<TimeRange, String> {
+        let at = |flag: &str, text: &str| {
+            parse_time(text)
+                .ok_or_else(|| format!("{flag}: {text:?} is not an ISO 8601 date or timestamp"))
+        };
+        TimeRange::new(
+            at("--business-time-from", &self.business_time_from)?,
+            at("--business-time-until", &self.business_time_until)?,
+        )
+        .map_err(|e| format!("--business-time-from / --business-time-until: {e}"))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -271,6 +300,8 @@ pub struct ServeArgs {
     /// Database connections.
     #[arg(long, env = "DVAULT_POOL_SIZE", default_value_t = 8)]
     pub pool_size: usize,
+    #[command(flatten)]
+    pub time_range: TimeRangeArgs,
 }
 
 impl ServeArgs {
@@ -294,6 +325,7 @@ impl ServeArgs {
             body_limit: self.max_body,
             cors: Cors::from_origins(&self.cors_origins),
             pool_size: self.pool_size.max(1),
+            time_range: self.time_range.range()?,
         })
     }
 }
@@ -482,6 +514,7 @@ async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
         time_field: args.time_field,
         batch_size: args.batch_size,
         progress: true,
+        time_range: args.time_range.range()?,
     };
     let mut failed = false;
     let (mut inserted, mut rejected) = (0, 0);

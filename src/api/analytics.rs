@@ -12,6 +12,11 @@ use super::params::{NoParams, check_range, parse_date};
 use super::state::AppState;
 use super::values::{Money, col, money, money_opt, number_opt, whole};
 
+/// The most points one series answer holds. A longer series is refused (400
+/// `series-too-long`) before more than this many rows are read: the answer stays a
+/// few MB however far apart the first and last orders are.
+pub const MAX_SERIES_POINTS: usize = 10_000;
+
 /// The periods of the revenue series and the query of each (fixed text).
 pub const PERIODS: [(&str, &str); 3] = [
     (
@@ -89,7 +94,7 @@ pub struct Revenue {
     params(RevenueParams),
     responses(
         (status = 200, description = "The series, oldest period first", body = Revenue),
-        (status = 400, description = "`period` missing or unknown, or a bad date", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`period` missing or unknown, a bad date, or a series of more than 10,000 points (`series-too-long`: narrow it with `from` and `to`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
     ),
     security((), ("api_key" = ["read"]))
@@ -121,10 +126,26 @@ pub async fn revenue(
             .transpose()?;
     check_range(from, to)?;
     let client = state.db().await?;
-    let stmt = client.prepare_cached(sql).await?;
-    let series = client
-        .query(&stmt, &[&from, &to])
-        .await?
+    // one row more than an answer may hold tells that the series is too long
+    let stmt = client.prepare_cached(&format!("{sql} LIMIT $3")).await?;
+    let most = MAX_SERIES_POINTS as i64 + 1;
+    let rows = client.query(&stmt, &[&from, &to, &most]).await?;
+    if rows.len() > MAX_SERIES_POINTS {
+        let extent = client
+            .prepare_cached(&format!(
+                "SELECT count(*), min(period_start), max(period_start) FROM ({sql}) AS s"
+            ))
+            .await?;
+        let r = client.query_one(&extent, &[&from, &to]).await?;
+        return Err(ApiError::SeriesTooLong {
+            period: period.to_string(),
+            points: col(&r, "count")?,
+            first: col(&r, "min")?,
+            last: col(&r, "max")?,
+            limit: MAX_SERIES_POINTS,
+        });
+    }
+    let series = rows
         .iter()
         .map(|r| {
             Ok(RevenuePoint {

@@ -122,6 +122,8 @@ pub struct ApiConfig {
     pub cors: Cors,
     /// Database connections.
     pub pool_size: usize,
+    /// Business times accepted by POST /events (`--business-time-from` / `-until`).
+    pub time_range: crate::events::limits::TimeRange,
 }
 
 impl Default for ApiConfig {
@@ -133,6 +135,7 @@ impl Default for ApiConfig {
             body_limit: 4 * 1024 * 1024,
             cors: Cors::Off,
             pool_size: 8,
+            time_range: crate::events::limits::TimeRange::default(),
         }
     }
 }

@@ -31,6 +31,16 @@ pub enum ApiError {
     /// The request as a whole is malformed (unparsable body, bad query string).
     #[error("{0}")]
     BadRequest(String),
+    /// A series would hold more points than one answer may: narrow it.
+    #[error("the {period} series has {points} points, more than {limit}")]
+    SeriesTooLong {
+        /// `day`, `week` or `month`.
+        period: String,
+        first: chrono::NaiveDate,
+        last: chrono::NaiveDate,
+        points: i64,
+        limit: usize,
+    },
     #[error("unsupported content type {got:?}")]
     UnsupportedMediaType {
         got: String,
@@ -145,7 +155,8 @@ impl ApiError {
         match self {
             ApiError::BadParameter { .. }
             | ApiError::BadRequest(_)
-            | ApiError::MalformedRequest => StatusCode::BAD_REQUEST,
+            | ApiError::MalformedRequest
+            | ApiError::SeriesTooLong { .. } => StatusCode::BAD_REQUEST,
             ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -168,6 +179,7 @@ impl ApiError {
         let (slug, title) = match self {
             ApiError::BadParameter { .. } => ("bad-parameter", "Bad parameter"),
             ApiError::BadRequest(_) => ("bad-request", "Malformed request"),
+            ApiError::SeriesTooLong { .. } => ("series-too-long", "Series too long"),
             ApiError::UnsupportedMediaType { .. } => {
                 ("unsupported-media-type", "Unsupported content type")
             }
@@ -202,6 +214,17 @@ impl ApiError {
                 format!("parameter `{name}`: {message}")
             }
             ApiError::BadRequest(message) => message.clone(),
+            ApiError::SeriesTooLong {
+                period,
+                first,
+                last,
+                points,
+                limit,
+            } => format!(
+                "the {period} series from {first} to {last} has {points} {period}s, more than \
+                 the limit of {limit} points per answer; narrow it with `from` and `to`, or \
+                 ask for a longer period"
+            ),
             ApiError::UnsupportedMediaType { got, accepted } => format!(
                 "content type {got:?} is not accepted here; use one of: {}",
                 accepted.join(", ")
@@ -267,6 +290,18 @@ impl ApiError {
             ApiError::Unprocessable { extensions, .. } | ApiError::NotReady { extensions, .. } => {
                 extensions.clone()
             }
+            ApiError::SeriesTooLong {
+                first,
+                last,
+                points,
+                limit,
+                ..
+            } => serde_json::Map::from_iter([
+                ("first".to_string(), serde_json::json!(first)),
+                ("last".to_string(), serde_json::json!(last)),
+                ("points".to_string(), serde_json::json!(points)),
+                ("limit".to_string(), serde_json::json!(limit)),
+            ]),
             _ => serde_json::Map::new(),
         };
         Problem {

@@ -15,7 +15,10 @@ use super::error::ApiError;
 use super::extract::{Body, Json};
 use super::state::AppState;
 use crate::events::ingest::{Rejection, printable, store_rejections};
-use crate::events::{APPEND_ATTEMPTS, NewEvent, append, cloudevents, deadlock_pause, is_deadlock};
+use crate::events::limits::TimeRange;
+use crate::events::{
+    APPEND_ATTEMPTS, NewEvent, append_salvaging, cloudevents, deadlock_pause, is_deadlock, render,
+};
 
 /// The content types POST /events accepts.
 pub const CONTENT_TYPES: &[&str] = &[
@@ -87,12 +90,16 @@ pub struct ItemRejection {
     pub reason: String,
 }
 
+/// An event of the request and its 1-based position in it.
+type Item = (u64, NewEvent);
+
 /// Split the body into events and rejections, in request order.
 fn parse(
     body: &[u8],
     shape: Shape,
     received_at: DateTime<Utc>,
-) -> Result<Vec<Result<NewEvent, Rejection>>, ApiError> {
+    range: &TimeRange,
+) -> Result<Vec<Result<Item, Rejection>>, ApiError> {
     let reject = |item: u64, reason: String, raw: &[u8]| Rejection {
         line: item,
         reason,
@@ -111,7 +118,9 @@ fn parse(
         other => other,
     };
     let one = |item: u64, raw: &[u8]| match std::str::from_utf8(raw) {
-        Ok(text) => cloudevents::parse(text, received_at).map_err(|r| reject(item, r, raw)),
+        Ok(text) => cloudevents::parse_within(text, received_at, range)
+            .map(|e| (item, e))
+            .map_err(|r| reject(item, r, raw)),
         Err(e) => Err(reject(
             item,
             format!("invalid UTF-8 (bad byte at offset {})", e.valid_up_to()),
@@ -184,12 +193,15 @@ pub async fn post(
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
     let shape = shape(&headers)?;
-    let items = parse(&body, shape, Utc::now())?;
-    let (mut events, mut rejects) = (Vec::new(), Vec::new());
+    let items = parse(&body, shape, Utc::now(), &state.config.time_range)?;
+    let (mut positions, mut events, mut parse_rejects) = (Vec::new(), Vec::new(), Vec::new());
     for item in items {
         match item {
-            Ok(e) => events.push(e),
-            Err(r) => rejects.push(r),
+            Ok((position, e)) => {
+                positions.push(position);
+                events.push(e);
+            }
+            Err(r) => parse_rejects.push(r),
         }
     }
     // the digest of the request: posting the same body twice quarantines its bad
@@ -202,13 +214,26 @@ pub async fn post(
 
     let mut client = state.db().await?;
     let mut attempt = 1;
-    let appended = loop {
+    let (appended, rejects) = loop {
         let written = async {
             let tx = client.transaction().await?;
-            let appended = append(&*tx, &events).await?;
+            // the safety net: events the database refuses are quarantined at their
+            // position, the others stored
+            let (appended, refused) = append_salvaging(&*tx, &events).await?;
+            let mut rejects = parse_rejects.clone();
+            for r in refused {
+                let item = positions.get(r.index).copied().unwrap_or_default();
+                tracing::warn!(item, sqlstate = %r.code, "the database refused an event: quarantined");
+                rejects.push(Rejection {
+                    line: item,
+                    reason: r.reason,
+                    raw: events.get(r.index).map(render).unwrap_or_default(),
+                });
+            }
+            rejects.sort_by_key(|r| r.line);
             store_rejections(&*tx, &rejects, "api", &digest).await?;
             tx.commit().await?;
-            Ok::<_, tokio_postgres::Error>(appended)
+            Ok::<_, tokio_postgres::Error>((appended, rejects))
         }
         .await;
         match written {
@@ -240,15 +265,16 @@ pub async fn post(
         rejected = result.rejected,
         "events appended"
     );
-    if events.is_empty() {
+    if appended.inserted + appended.duplicates == 0 {
         let detail = match result.rejections.as_slice() {
             [only] => format!("item {}: {}", only.item, only.reason),
-            many => format!(
+            [first, ..] => format!(
                 "all {} items were rejected; the first, item {}: {}",
-                many.len(),
-                many[0].item,
-                many[0].reason
+                result.rejections.len(),
+                first.item,
+                first.reason
             ),
+            [] => "no event was stored".to_string(),
         };
         let extensions = match serde_json::to_value(&result) {
             Ok(serde_json::Value::Object(map)) => map,
@@ -272,11 +298,11 @@ mod tests {
     const GOOD: &str = r#"{"specversion":"1.0","type":"t","source":"s","id":"1","data":{}}"#;
     const BAD: &str = r#"{"specversion":"1.0","source":"s","data":{}}"#;
 
-    fn summary(items: &[Result<NewEvent, Rejection>]) -> Vec<Result<String, (u64, String)>> {
+    fn summary(items: &[Result<Item, Rejection>]) -> Vec<Result<String, (u64, String)>> {
         items
             .iter()
             .map(|i| match i {
-                Ok(e) => Ok(e.event_id.clone()),
+                Ok((_, e)) => Ok(e.event_id.clone()),
                 Err(r) => Err((r.line, r.reason.clone())),
             })
             .collect()
@@ -284,11 +310,18 @@ mod tests {
 
     #[test]
     fn each_shape_splits_into_items() {
-        let single = parse(GOOD.as_bytes(), Shape::Single, now()).expect("ok");
+        let single =
+            parse(GOOD.as_bytes(), Shape::Single, now(), &TimeRange::default()).expect("ok");
         assert_eq!(summary(&single), [Ok("1".to_string())]);
 
         let batch = format!("[{GOOD}, {BAD}]");
-        let batch = parse(batch.as_bytes(), Shape::ObjectOrArray, now()).expect("ok");
+        let batch = parse(
+            batch.as_bytes(),
+            Shape::ObjectOrArray,
+            now(),
+            &TimeRange::default(),
+        )
+        .expect("ok");
         assert!(batch[0].is_ok());
         let Err(r) = &batch[1] else {
             panic!("the second item is bad")
@@ -297,7 +330,8 @@ mod tests {
         assert!(r.reason.contains("\"type\""), "{}", r.reason);
 
         let lines = format!("{GOOD}\r\n\n{BAD}\n{{oops\n");
-        let lines = parse(lines.as_bytes(), Shape::Lines, now()).expect("ok");
+        let lines =
+            parse(lines.as_bytes(), Shape::Lines, now(), &TimeRange::default()).expect("ok");
         let got: Vec<_> = summary(&lines)
             .into_iter()
             .map(|i| i.map_err(|(line, _)| line))
@@ -314,7 +348,7 @@ mod tests {
             ("[1, ", Shape::Batch),
             ("{}", Shape::Batch),
         ] {
-            let err = parse(body.as_bytes(), shape, now()).expect_err(body);
+            let err = parse(body.as_bytes(), shape, now(), &TimeRange::default()).expect_err(body);
             assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{body}");
         }
     }

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::NewEvent;
+use super::limits::{self, TimeRange};
 
 /// The attributes dvault reads; extension attributes are allowed and ignored. An
 /// attribute given as `null` is kept (as the text `null`), so the error can say so.
@@ -30,9 +31,20 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
     <&RawValue>::deserialize(d).map(Some)
 }
 
-/// Parse one CloudEvent from JSON text. `received_at` stands in for a missing `time`.
-/// The error names what is wrong, for `event_log.rejected`.
+/// Parse one CloudEvent from JSON text, with the default range of business times.
+/// `received_at` stands in for a missing `time`. The error names what is wrong, for
+/// `event_log.rejected`.
 pub fn parse(text: &str, received_at: DateTime<Utc>) -> Result<NewEvent, String> {
+    parse_within(text, received_at, &TimeRange::default())
+}
+
+/// [`parse`], refusing a `time` outside `range` and attributes over their limits
+/// (see [`limits`]).
+pub fn parse_within(
+    text: &str,
+    received_at: DateTime<Utc>,
+    range: &TimeRange,
+) -> Result<NewEvent, String> {
     check_depth(text)?;
     let value: &RawValue = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
     if !value.get().starts_with('{') {
@@ -40,12 +52,7 @@ pub fn parse(text: &str, received_at: DateTime<Utc>) -> Result<NewEvent, String>
     }
     let env: Envelope<'_> =
         serde_json::from_str(value.get()).map_err(|e| format!("invalid JSON: {e}"))?;
-    from_envelope(env, received_at)
-}
-
-/// Parse a JSON value that is already known to be one object (an element of a batch).
-pub fn parse_value(value: &RawValue, received_at: DateTime<Utc>) -> Result<NewEvent, String> {
-    parse(value.get(), received_at)
+    from_envelope(env, received_at, range)
 }
 
 fn string_attr(
@@ -78,7 +85,11 @@ fn string_attr(
     }
 }
 
-fn from_envelope(env: Envelope<'_>, received_at: DateTime<Utc>) -> Result<NewEvent, String> {
+fn from_envelope(
+    env: Envelope<'_>,
+    received_at: DateTime<Utc>,
+    range: &TimeRange,
+) -> Result<NewEvent, String> {
     let spec = string_attr("specversion", env.specversion, true)?.unwrap_or_default();
     if spec != "1.0" {
         return Err(format!(
@@ -87,11 +98,22 @@ fn from_envelope(env: Envelope<'_>, received_at: DateTime<Utc>) -> Result<NewEve
     }
     let event_type = string_attr("type", env.ty, true)?.unwrap_or_default();
     let source = string_attr("source", env.source, true)?.unwrap_or_default();
+    limits::check_attribute("type", &event_type, limits::MAX_TYPE_BYTES)?;
+    limits::check_attribute("source", &source, limits::MAX_SOURCE_BYTES)?;
     let time_text = string_attr("time", env.time, false)?;
     let occurred_at = match &time_text {
-        Some(t) => DateTime::parse_from_rfc3339(t)
-            .map_err(|e| format!("attribute \"time\": \"{t}\" is not an RFC 3339 timestamp ({e})"))?
-            .with_timezone(&Utc),
+        Some(t) => {
+            let at = DateTime::parse_from_rfc3339(t)
+                .map_err(|e| {
+                    format!(
+                        "attribute \"time\": \"{}\" is not an RFC 3339 timestamp ({e})",
+                        preview(t)
+                    )
+                })?
+                .with_timezone(&Utc);
+            range.check("attribute \"time\"", t, at)?;
+            at
+        }
         None => received_at,
     };
     let data = env
@@ -109,6 +131,7 @@ fn from_envelope(env: Envelope<'_>, received_at: DateTime<Utc>) -> Result<NewEve
         Some(id) if !id.is_empty() => id,
         _ => NewEvent::derive_id(&event_type, &source, time_text.as_deref(), &payload),
     };
+    limits::check_attribute("id", &event_id, limits::MAX_ID_BYTES)?;
     Ok(NewEvent {
         event_id,
         event_type,

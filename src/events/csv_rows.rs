@@ -4,6 +4,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use super::NewEvent;
+use super::limits::{self, TimeRange};
 
 /// What every row of one CSV file is.
 #[derive(Debug, Clone)]
@@ -12,6 +13,24 @@ pub struct RowSpec {
     pub source: String,
     /// Column holding the business time; `None`: the ingestion time.
     pub time_field: Option<String>,
+}
+
+impl RowSpec {
+    /// `--type` and `--source` within their limits (every row would carry them).
+    pub fn check(&self) -> Result<(), String> {
+        for (flag, value, limit) in [
+            ("--type", &self.event_type, limits::MAX_TYPE_BYTES),
+            ("--source", &self.source, limits::MAX_SOURCE_BYTES),
+        ] {
+            if value.len() > limit {
+                return Err(format!(
+                    "{flag} is {} bytes long, more than the limit of {limit} bytes",
+                    value.len()
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A validated header: names, and the position of the time column.
@@ -79,12 +98,14 @@ impl Header {
         self.names.is_empty()
     }
 
-    /// Turn one data row into an event. Empty fields become JSON `null`.
+    /// Turn one data row into an event. Empty fields become JSON `null`; a business
+    /// time outside `range` is refused.
     pub fn event(
         &self,
         fields: &[&[u8]],
         spec: &RowSpec,
         received_at: DateTime<Utc>,
+        range: &TimeRange,
     ) -> Result<NewEvent, String> {
         if fields.len() != self.names.len() {
             return Err(format!(
@@ -121,16 +142,18 @@ impl Header {
         let occurred_at = match self.time_index {
             Some(i) => {
                 let text = std::str::from_utf8(fields[i]).unwrap_or_default();
-                parse_time(text).ok_or_else(|| {
-                    format!(
-                        "time field \"{}\": \"{text}\" is not an ISO 8601 date or timestamp",
-                        self.names[i]
-                    )
-                })?
+                let what = format!("time field \"{}\"", self.names[i]);
+                let at = parse_time(text).ok_or_else(|| {
+                    let cut: String = text.chars().take(40).collect();
+                    format!("{what}: \"{cut}\" is not an ISO 8601 date or timestamp")
+                })?;
+                range.check(&what, text, at)?;
+                at
             }
             None => received_at,
         };
         let event_id = NewEvent::derive_id(&spec.event_type, &spec.source, None, &payload);
+        limits::check_attributes(&event_id, &spec.source, &spec.event_type)?;
         Ok(NewEvent {
             event_id,
             event_type: spec.event_type.clone(),
@@ -235,7 +258,12 @@ mod tests {
             .expect("header");
         let now = Utc::now();
         let e = h
-            .event(&[b"C1", b"Ann \"A\"\n", b"2024-03-01"], &s, now)
+            .event(
+                &[b"C1", b"Ann \"A\"\n", b"2024-03-01"],
+                &s,
+                now,
+                &TimeRange::default(),
+            )
             .expect("row");
         assert_eq!(
             e.payload,
@@ -244,20 +272,64 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(&e.payload).expect("valid JSON");
         assert_eq!(parsed["name"], "Ann \"A\"\n");
         assert_eq!(e.occurred_at.to_rfc3339(), "2024-03-01T00:00:00+00:00");
-        let empty = h.event(&[b"C2", b"", b"2024-03-01"], &s, now).expect("row");
+        let empty = h
+            .event(&[b"C2", b"", b"2024-03-01"], &s, now, &TimeRange::default())
+            .expect("row");
         assert!(empty.payload.contains(r#""name":null"#));
 
-        let err = h.event(&[b"C1", b"x"], &s, now).expect_err("ragged");
+        let err = h
+            .event(&[b"C1", b"x"], &s, now, &TimeRange::default())
+            .expect_err("ragged");
         assert_eq!(err, "wrong number of columns: expected 3, found 2");
         let err = h
-            .event(&[b"C1", b"\xff", b"2024-03-01"], &s, now)
+            .event(
+                &[b"C1", b"\xff", b"2024-03-01"],
+                &s,
+                now,
+                &TimeRange::default(),
+            )
             .expect_err("utf8");
         assert!(err.contains("column \"name\" is not valid UTF-8"), "{err}");
         let err = h
-            .event(&[b"C1", b"a\0b", b"2024-03-01"], &s, now)
+            .event(
+                &[b"C1", b"a\0b", b"2024-03-01"],
+                &s,
+                now,
+                &TimeRange::default(),
+            )
             .expect_err("nul");
         assert!(err.contains("NUL"), "{err}");
-        let err = h.event(&[b"C1", b"x", b"soon"], &s, now).expect_err("time");
+        let err = h
+            .event(&[b"C1", b"x", b"soon"], &s, now, &TimeRange::default())
+            .expect_err("time");
         assert!(err.contains("\"soon\" is not an ISO 8601"), "{err}");
+        let err = h
+            .event(
+                &[b"C1", b"x", b"1899-12-31"],
+                &s,
+                now,
+                &TimeRange::default(),
+            )
+            .expect_err("too early");
+        assert!(
+            err.starts_with("time field \"signup_date\": \"1899-12-31\" is outside the range"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn type_and_source_over_their_limits_are_named() {
+        let mut s = spec(None);
+        assert!(s.check().is_ok());
+        s.source = "s".repeat(limits::MAX_SOURCE_BYTES + 1);
+        let err = s.check().expect_err("source");
+        assert!(err.starts_with("--source is 513 bytes long"), "{err}");
+        s.source = "crm".into();
+        s.event_type = "t".repeat(limits::MAX_TYPE_BYTES + 1);
+        assert!(
+            s.check()
+                .expect_err("type")
+                .starts_with("--type is 129 bytes")
+        );
     }
 }

@@ -9,6 +9,7 @@ use serde_json::Value as Json;
 use super::NewEvent;
 use super::csv_rows::RowSpec;
 use super::ingest::{Rejection, read_csv, read_ndjson};
+use super::limits::TimeRange;
 
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
@@ -25,7 +26,7 @@ fn run_csv(bytes: &[u8], time_field: Option<&str>) -> Result<Vec<Item>, String> 
         time_field: time_field.map(String::from),
     };
     let mut items = Vec::new();
-    read_csv(bytes, &spec, now(), |item, _| {
+    read_csv(bytes, &spec, now(), &TimeRange::default(), |_, item, _| {
         items.push(item);
         true
     })?;
@@ -34,7 +35,7 @@ fn run_csv(bytes: &[u8], time_field: Option<&str>) -> Result<Vec<Item>, String> 
 
 fn run_ndjson(bytes: &[u8]) -> Vec<Item> {
     let mut items = Vec::new();
-    let read = read_ndjson(bytes, now(), |item, _| {
+    let read = read_ndjson(bytes, now(), &TimeRange::default(), |_, item, _| {
         items.push(item);
         true
     });

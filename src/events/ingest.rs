@@ -19,7 +19,8 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::csv_records::{Record, Records};
 use super::csv_rows::{Header, RowSpec};
-use super::{NewEvent, append, cloudevents, copy_in};
+use super::limits::TimeRange;
+use super::{NewEvent, append_salvaging, cloudevents, copy_in, is_data_error};
 
 /// Input file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,6 +55,8 @@ pub struct IngestOptions {
     pub batch_size: usize,
     /// Show a progress bar (only ever on a terminal).
     pub progress: bool,
+    /// Business times outside it are refused (`--business-time-from` / `-until`).
+    pub time_range: TimeRange,
 }
 
 impl Default for IngestOptions {
@@ -65,6 +68,7 @@ impl Default for IngestOptions {
             time_field: None,
             batch_size: 20_000,
             progress: false,
+            time_range: TimeRange::default(),
         }
     }
 }
@@ -167,6 +171,8 @@ pub fn printable(raw: &[u8]) -> String {
 /// One parsed slice of the file.
 struct Batch {
     events: Vec<NewEvent>,
+    /// The line of each event, for a quarantine by the database (see [`write_batch`]).
+    lines: Vec<u64>,
     rejects: Vec<Rejection>,
     /// Bytes of the file read so far.
     position: u64,
@@ -210,9 +216,18 @@ pub async fn ingest_file(
         }),
         Format::Ndjson => None,
     };
+    if let Some(spec) = &spec {
+        spec.check().map_err(file_err)?;
+    }
+    let range = opts.time_range;
     let digest = {
         let owned = path.to_path_buf();
-        let key = format!("{format:?}\u{1f}{spec:?}");
+        let mut key = format!("{format:?}\u{1f}{spec:?}");
+        // another range may accept other rows: not the same ingest (the default
+        // range leaves the digests of earlier ingests as they were)
+        if range != TimeRange::default() {
+            key.push_str(&format!("\u{1f}{range}"));
+        }
         tokio::task::spawn_blocking(move || file_digest(&owned, &key))
             .await
             .map_err(|e| file_err(e.to_string()))?
@@ -254,8 +269,8 @@ pub async fn ingest_file(
         let batch_size = opts.batch_size.max(1);
         let received_at = Utc::now();
         tokio::task::spawn_blocking(move || match spec {
-            Some(spec) => parse_csv(file, &path, &spec, batch_size, received_at, &tx),
-            None => parse_ndjson(file, &path, batch_size, received_at, &tx),
+            Some(spec) => parse_csv(file, &path, &spec, batch_size, received_at, &range, &tx),
+            None => parse_ndjson(file, &path, batch_size, received_at, &range, &tx),
         })
     };
 
@@ -338,8 +353,10 @@ async fn write_batch(
     }
 }
 
-/// The fast `COPY` path, or, when some events are already in the log, the
-/// `ON CONFLICT DO NOTHING` path. Rejections ride along.
+/// The fast `COPY` path; when some events are already in the log, or the database
+/// refuses one of them (a data error: see [`is_data_error`]), the
+/// `ON CONFLICT DO NOTHING` path, which quarantines each refused event at its line
+/// and stores the rest. Rejections ride along.
 async fn write_batch_once(
     client: &mut Client,
     batch: &Batch,
@@ -347,22 +364,38 @@ async fn write_batch_once(
     digest: &[u8; 32],
 ) -> Result<(super::Appended, u64), tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    let appended = match copy_in(&tx, &batch.events).await {
-        Ok(n) => super::Appended {
-            inserted: n,
-            duplicates: 0,
-        },
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-            tx.rollback().await?;
-            let tx = client.transaction().await?;
-            let appended = append(&tx, &batch.events).await?;
+    match copy_in(&tx, &batch.events).await {
+        Ok(n) => {
             let rejected = store_rejections(&tx, &batch.rejects, file, digest).await?;
             tx.commit().await?;
+            let appended = super::Appended {
+                inserted: n,
+                duplicates: 0,
+            };
             return Ok((appended, rejected));
         }
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) || is_data_error(&e) => {
+            tx.rollback().await?;
+        }
         Err(e) => return Err(e),
-    };
-    let rejected = store_rejections(&tx, &batch.rejects, file, digest).await?;
+    }
+    let tx = client.transaction().await?;
+    let (appended, refused) = append_salvaging(&tx, &batch.events).await?;
+    let mut rejects = batch.rejects.clone();
+    for r in refused {
+        let line = batch.lines.get(r.index).copied().unwrap_or_default();
+        tracing::warn!(file, line, sqlstate = %r.code, "the database refused an event: quarantined");
+        rejects.push(Rejection {
+            line,
+            reason: r.reason,
+            raw: batch
+                .events
+                .get(r.index)
+                .map(super::render)
+                .unwrap_or_default(),
+        });
+    }
+    let rejected = store_rejections(&tx, &rejects, file, digest).await?;
     tx.commit().await?;
     Ok((appended, rejected))
 }
@@ -422,6 +455,7 @@ impl<'a> Batcher<'a> {
         Batcher {
             batch: Batch {
                 events: Vec::with_capacity(size),
+                lines: Vec::with_capacity(size),
                 rejects: Vec::new(),
                 position: 0,
             },
@@ -431,9 +465,12 @@ impl<'a> Batcher<'a> {
     }
 
     /// Returns false when the writer has gone away (it failed): stop reading.
-    fn push(&mut self, item: Result<NewEvent, Rejection>, position: u64) -> bool {
+    fn push(&mut self, line: u64, item: Result<NewEvent, Rejection>, position: u64) -> bool {
         match item {
-            Ok(e) => self.batch.events.push(e),
+            Ok(e) => {
+                self.batch.events.push(e);
+                self.batch.lines.push(line);
+            }
             Err(r) => self.batch.rejects.push(r),
         }
         self.batch.position = position;
@@ -449,6 +486,7 @@ impl<'a> Batcher<'a> {
             &mut self.batch,
             Batch {
                 events: Vec::with_capacity(self.size),
+                lines: Vec::with_capacity(self.size),
                 rejects: Vec::new(),
                 position,
             },
@@ -466,13 +504,14 @@ fn parse_csv(
     spec: &RowSpec,
     batch_size: usize,
     received_at: DateTime<Utc>,
+    range: &TimeRange,
     tx: &mpsc::Sender<Parsed>,
 ) {
     let mut batcher = Batcher::new(batch_size, tx);
     let mut open = true;
     let input = BufReader::with_capacity(1 << 20, file);
-    let read = read_csv(input, spec, received_at, |item, position| {
-        open = batcher.push(item, position);
+    let read = read_csv(input, spec, received_at, range, |line, item, position| {
+        open = batcher.push(line, item, position);
         open
     });
     match read {
@@ -490,13 +529,14 @@ fn parse_csv(
 }
 
 /// Every row of a CSV file, in order, as an event or a rejection, handed to `emit`
-/// with the bytes read so far; `emit` returns false to stop. `Err` is a problem
-/// with the whole file (empty, unusable header, unreadable).
+/// with its line and the bytes read so far; `emit` returns false to stop. `Err` is a
+/// problem with the whole file (empty, unusable header, unreadable).
 pub fn read_csv(
     input: impl BufRead,
     spec: &RowSpec,
     received_at: DateTime<Utc>,
-    mut emit: impl FnMut(Result<NewEvent, Rejection>, u64) -> bool,
+    range: &TimeRange,
+    mut emit: impl FnMut(u64, Result<NewEvent, Rejection>, u64) -> bool,
 ) -> Result<(), String> {
     let mut records = Records::new(input);
     let mut record = Record::default();
@@ -510,15 +550,13 @@ pub fn read_csv(
     records.expect_fields(header.len());
     loop {
         let item = match records.next_record(&mut record) {
-            Ok(Some(Ok(()))) => {
-                header
-                    .event(&record.fields(), spec, received_at)
-                    .map_err(|reason| Rejection {
-                        line: record.line,
-                        reason,
-                        raw: printable(record.raw()),
-                    })
-            }
+            Ok(Some(Ok(()))) => header
+                .event(&record.fields(), spec, received_at, range)
+                .map_err(|reason| Rejection {
+                    line: record.line,
+                    reason,
+                    raw: printable(record.raw()),
+                }),
             Ok(Some(Err(m))) => Err(Rejection {
                 line: m.line,
                 reason: m.reason,
@@ -527,7 +565,11 @@ pub fn read_csv(
             Ok(None) => return Ok(()),
             Err(e) => return Err(format!("line {}: cannot read: {e}", record.line)),
         };
-        if !emit(item, records.position()) {
+        let line = match &item {
+            Ok(_) => record.line,
+            Err(r) => r.line,
+        };
+        if !emit(line, item, records.position()) {
             return Ok(());
         }
     }
@@ -538,13 +580,14 @@ fn parse_ndjson(
     path: &Path,
     batch_size: usize,
     received_at: DateTime<Utc>,
+    range: &TimeRange,
     tx: &mpsc::Sender<Parsed>,
 ) {
     let mut batcher = Batcher::new(batch_size, tx);
     let mut open = true;
     let input = BufReader::with_capacity(1 << 20, file);
-    let read = read_ndjson(input, received_at, |item, position| {
-        open = batcher.push(item, position);
+    let read = read_ndjson(input, received_at, range, |line, item, position| {
+        open = batcher.push(line, item, position);
         open
     });
     match read {
@@ -562,13 +605,14 @@ fn parse_ndjson(
 }
 
 /// Every line of an NDJSON file, in order, as an event or a rejection, handed to
-/// `emit` with the bytes read so far; `emit` returns false to stop. Lines end with
-/// `\n`, `\r\n` or a lone `\r` (raw CRs cannot be inside a JSON string); blank lines
-/// are skipped.
+/// `emit` with its line and the bytes read so far; `emit` returns false to stop.
+/// Lines end with `\n`, `\r\n` or a lone `\r` (raw CRs cannot be inside a JSON
+/// string); blank lines are skipped.
 pub fn read_ndjson(
     mut input: impl BufRead,
     received_at: DateTime<Utc>,
-    mut emit: impl FnMut(Result<NewEvent, Rejection>, u64) -> bool,
+    range: &TimeRange,
+    mut emit: impl FnMut(u64, Result<NewEvent, Rejection>, u64) -> bool,
 ) -> io::Result<()> {
     let mut buf = Vec::with_capacity(4096);
     let mut line_no = 0u64;
@@ -598,7 +642,7 @@ pub fn read_ndjson(
                     "invalid UTF-8 (bad byte at offset {})",
                     e.valid_up_to()
                 )),
-                Ok(text) => cloudevents::parse(text, received_at).map_err(|reason| {
+                Ok(text) => cloudevents::parse_within(text, received_at, range).map_err(|reason| {
                     if truncated {
                         format!("{reason} (the last line has no newline: truncated file?)")
                     } else {
@@ -611,7 +655,7 @@ pub fn read_ndjson(
                 reason,
                 raw: printable(line),
             });
-            if !emit(item, position) {
+            if !emit(line_no, item, position) {
                 return Ok(());
             }
         }

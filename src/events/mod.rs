@@ -7,6 +7,7 @@ pub mod csv_rows;
 #[cfg(test)]
 mod fuzz;
 pub mod ingest;
+pub mod limits;
 mod sql_types;
 
 use chrono::{DateTime, Utc};
@@ -14,6 +15,7 @@ use futures_util::pin_mut;
 use sha2::{Digest, Sha256};
 use tokio_postgres::GenericClient;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 
 pub use sql_types::{RawJson, Xid8};
@@ -119,6 +121,112 @@ pub async fn append(
         inserted,
         duplicates: events.len() as u64 - inserted,
     })
+}
+
+/// Did the database refuse the data itself (and not the request, the connection or
+/// the server)? SQLSTATE class 22 (data exception), class 23 (integrity constraint
+/// violation) except a unique violation, which is the duplicate path, and 54000
+/// (program limit exceeded, e.g. an index row too large). Such an error is about one
+/// event or a few: [`append_salvaging`] finds them.
+pub fn is_data_error(e: &tokio_postgres::Error) -> bool {
+    let Some(code) = e.code() else {
+        return false;
+    };
+    let code = code.code();
+    code.starts_with("22")
+        || (code.starts_with("23") && code != SqlState::UNIQUE_VIOLATION.code())
+        || code == SqlState::PROGRAM_LIMIT_EXCEEDED.code()
+}
+
+/// An event of an append that the database refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    /// Its position in the events given to [`append_salvaging`].
+    pub index: usize,
+    /// SQLSTATE of the refusal.
+    pub code: String,
+    /// The database's message, for `event_log.rejected`.
+    pub reason: String,
+}
+
+/// [`append`], with a safety net for what no check at parse time foresaw: when the
+/// database refuses the batch with a data error ([`is_data_error`]), the batch is
+/// tried again in halves, each under a savepoint, down to the single events it
+/// refuses; those come back as [`Refused`] (in order), the rest is appended. `k`
+/// refused events among `n` cost about `2 k log2 n` statements; a batch the
+/// database takes costs one, plus a savepoint. Must run inside a transaction; any
+/// other error is returned (the caller's transaction is then aborted).
+pub async fn append_salvaging(
+    client: &impl GenericClient,
+    events: &[NewEvent],
+) -> Result<(Appended, Vec<Refused>), tokio_postgres::Error> {
+    let mut appended = Appended::default();
+    let mut refused = Vec::new();
+    // ranges still to write, the next one on top
+    let mut todo = Vec::with_capacity(64);
+    todo.push(0..events.len());
+    while let Some(range) = todo.pop() {
+        if range.is_empty() {
+            continue;
+        }
+        client.batch_execute("SAVEPOINT dvault_append").await?;
+        match append(client, &events[range.clone()]).await {
+            Ok(a) => {
+                client
+                    .batch_execute("RELEASE SAVEPOINT dvault_append")
+                    .await?;
+                appended.inserted += a.inserted;
+                appended.duplicates += a.duplicates;
+            }
+            Err(e) if is_data_error(&e) => {
+                client
+                    .batch_execute(
+                        "ROLLBACK TO SAVEPOINT dvault_append; RELEASE SAVEPOINT dvault_append",
+                    )
+                    .await?;
+                if range.len() == 1 {
+                    refused.push(Refused {
+                        index: range.start,
+                        code: e.code().map(|c| c.code().to_string()).unwrap_or_default(),
+                        reason: format!("the database refused this event: {}", refusal_message(&e)),
+                    });
+                } else {
+                    let mid = range.start + range.len() / 2;
+                    todo.push(mid..range.end);
+                    todo.push(range.start..mid);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((appended, refused))
+}
+
+/// The database's message and SQLSTATE, without its detail (which can quote the
+/// whole row: the payload is kept apart, in `raw`).
+fn refusal_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// An event as a CloudEvent in JSON: what `event_log.rejected.raw` keeps of an
+/// event the database refused after it was parsed.
+pub fn render(e: &NewEvent) -> String {
+    let attrs = serde_json::json!({
+        "specversion": "1.0",
+        "id": e.event_id,
+        "source": e.source,
+        "type": e.event_type,
+        "time": e.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+    })
+    .to_string();
+    // the payload verbatim, as it would be stored
+    match attrs.strip_suffix('}') {
+        Some(head) => format!("{head},\"data\":{}}}", e.payload),
+        None => attrs,
+    }
 }
 
 /// How often an append is tried when PostgreSQL aborts it as a deadlock victim: two

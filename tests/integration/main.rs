@@ -14,6 +14,7 @@ mod hostile_input;
 mod ingest;
 mod loader;
 mod loader_robustness;
+mod poison_ingest;
 mod security;
 mod tpch;
 mod views;

@@ -75,7 +75,12 @@ fn judge_customer_rows(path: &Path) -> (u64, u64) {
     let (mut good, mut rejected) = (0, 0);
     for row in rows {
         let row = row.expect("row");
-        match header.event(&row.iter().collect::<Vec<_>>(), &spec, Utc::now()) {
+        match header.event(
+            &row.iter().collect::<Vec<_>>(),
+            &spec,
+            Utc::now(),
+            &crate::events::limits::TimeRange::default(),
+        ) {
             Ok(_) => good += 1,
             Err(_) => rejected += 1,
         }
