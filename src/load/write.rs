@@ -171,7 +171,7 @@ async fn copy_rows<R>(
         };
         write(r, &mut fields);
         if let Some(e) = fields.error {
-            return Err(LoadError::Internal(format!(
+            return Err(LoadError::Encode(format!(
                 "encoding a row for {table}: {e}"
             )));
         }

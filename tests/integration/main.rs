@@ -13,6 +13,7 @@ mod hostile_input;
 mod ingest;
 mod loader;
 mod loader_robustness;
+mod poison_load;
 mod security;
 mod tpch;
 mod views;
