@@ -6,6 +6,7 @@
 //! events that do not fit, and move the checkpoint — all or nothing. A crash at any
 //! point loses nothing and duplicates nothing.
 
+pub mod bulk;
 pub mod business;
 pub mod extract;
 pub mod payload;
@@ -91,6 +92,8 @@ pub struct LoadSummary {
     pub rejected: u64,
     /// rows inserted per vault table
     pub rows: BTreeMap<String, u64>,
+    /// The tables written on the bulk path (indexes built after): see [`bulk`].
+    pub bulk: Vec<String>,
     pub elapsed: Duration,
 }
 
@@ -131,6 +134,13 @@ impl fmt::Display for LoadSummary {
         for (table, n) in &self.rows {
             writeln!(f, "  {table:<28} {:>12}", thousands(*n))?;
         }
+        if !self.bulk.is_empty() {
+            writeln!(
+                f,
+                "  bulk path (indexes built after the load): {}",
+                self.bulk.join(", ")
+            )?;
+        }
         if self.rejected > 0 {
             writeln!(
                 f,
@@ -147,6 +157,9 @@ impl fmt::Display for LoadSummary {
 pub struct Loader {
     mappings: Arc<Mappings>,
     pub batch_size: i64,
+    /// Take the bulk path ([`bulk`]) when some vault tables are empty and at least
+    /// this many events wait; `None`: never.
+    pub bulk_min_events: Option<i64>,
     read_ahead: Option<String>,
 }
 
@@ -183,6 +196,7 @@ impl Loader {
         Ok(Loader {
             mappings: Arc::new(mappings),
             batch_size: 50_000,
+            bulk_min_events: Some(bulk::MIN_EVENTS),
             read_ahead: None,
         })
     }
@@ -233,6 +247,9 @@ impl Loader {
         let mut known = write::KnownKeys::at_start(&*client, &self.mappings)
             .await
             .doing("checking which vault tables are empty")?;
+        if let Some(tables) = self.bulk_tables(&*client).await? {
+            return self.run_bulk(client, known, tables).await;
+        }
         match &self.read_ahead {
             Some(url) => {
                 let reader = crate::db::connect(url).await.map_err(|e| {
@@ -389,7 +406,13 @@ impl Loader {
         let tx = client.transaction().await.doing("starting a batch")?;
         lock_checkpoint(&tx, batch.after).await?;
         let mut summary = match self
-            .write_projected(&tx, &batch.rows, &batch.rejects, known)
+            .write_projected(
+                &tx,
+                &batch.rows,
+                &batch.rejects,
+                known,
+                &mut bulk::Bulk::default(),
+            )
             .await
         {
             Ok(summary) => {
@@ -406,7 +429,9 @@ impl Loader {
                     .doing("rolling back the refused batch")?;
                 let mut tx = client.transaction().await.doing("starting a batch")?;
                 lock_checkpoint(&tx, batch.after).await?;
-                let summary = self.write_isolating(&mut tx, &batch.log, known).await?;
+                let summary = self
+                    .write_isolating(&mut tx, &batch.log, known, &mut bulk::Bulk::default())
+                    .await?;
                 finish_batch(tx, batch.last).await?;
                 summary
             }
@@ -432,9 +457,10 @@ impl Loader {
         rows: &Rows,
         rejects: &[Reject],
         known: &mut write::KnownKeys,
+        bulk: &mut bulk::Bulk,
     ) -> Result<LoadSummary, LoadError> {
         let started = Instant::now();
-        let mut summary = write_rows(tx, &self.mappings, rows, known).await?;
+        let mut summary = write_rows(tx, &self.mappings, rows, known, bulk).await?;
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "written");
         if self.mappings.is_customer_360() {
             business::refresh(tx, &self.mappings, rows).await?;
@@ -454,6 +480,7 @@ impl Loader {
         tx: &mut Transaction<'_>,
         log: &[StoredEvent],
         known: &mut write::KnownKeys,
+        bulk: &mut bulk::Bulk,
     ) -> Result<LoadSummary, LoadError> {
         let mut summary = LoadSummary::default();
         let mut refused = Vec::new();
@@ -466,7 +493,10 @@ impl Loader {
                 .savepoint("dvault_range")
                 .await
                 .doing("starting a savepoint")?;
-            match self.write_projected(&sp, &rows, &rejects, known).await {
+            match self
+                .write_projected(&sp, &rows, &rejects, known, bulk)
+                .await
+            {
                 Ok(part) => {
                     sp.commit().await.doing("releasing a savepoint")?;
                     summary.add(&part);
@@ -651,13 +681,18 @@ async fn write_rows(
     m: &Mappings,
     rows: &Rows,
     known: &mut write::KnownKeys,
+    bulk: &mut bulk::Bulk,
 ) -> Result<LoadSummary, LoadError> {
     let mut summary = LoadSummary::default();
     // keys that did not exist before this batch: their satellites have no history
     let mut new_hubs = Vec::with_capacity(rows.hubs.len());
     for (h, hub_rows) in rows.hubs.iter().enumerate() {
         let t = Instant::now();
-        let fresh = write::hubs(tx, m, h, hub_rows, known.hubs[h].as_deref()).await?;
+        if known.hubs[h].is_none() {
+            // past the key memory limit: lookups need the indexes
+            bulk.restore(tx, &m.table(&m.hubs[h].name)).await?;
+        }
+        let fresh = write::hubs(tx, m, h, hub_rows, known.hubs[h].as_ref()).await?;
         known.add_hub(h, &fresh);
         tracing::debug!(table = %m.hubs[h].name, ms = t.elapsed().as_millis() as u64, "hub");
         summary
@@ -668,7 +703,10 @@ async fn write_rows(
     let mut new_links = Vec::with_capacity(rows.links.len());
     for (l, link_rows) in rows.links.iter().enumerate() {
         let t = Instant::now();
-        let fresh = write::links(tx, m, l, link_rows, known.links[l].as_deref()).await?;
+        if known.links[l].is_none() {
+            bulk.restore(tx, &m.table(&m.links[l].name)).await?;
+        }
+        let fresh = write::links(tx, m, l, link_rows, known.links[l].as_ref()).await?;
         known.add_link(l, &fresh);
         tracing::debug!(table = %m.links[l].name, ms = t.elapsed().as_millis() as u64, "link");
         summary
@@ -685,6 +723,10 @@ async fn write_rows(
         };
         let mut since = satellite::earliest_per_parent(staged);
         since.retain(|(parent, _)| !fresh.contains(parent));
+        if !since.is_empty() {
+            // predecessors are read through the satellite's key
+            bulk.restore(tx, &m.table(&sat.name)).await?;
+        }
         let existing = write::existing_versions(tx, m, sat, &since)
             .await
             .doing("reading satellite versions")?;
