@@ -150,6 +150,13 @@ pub struct LoadArgs {
     /// Exit at once if another loader is running, instead of waiting for it.
     #[arg(long)]
     pub no_wait: bool,
+    /// Into empty vault tables with at least this many events waiting, drop their
+    /// indexes and build them after the load, in one transaction (see docs/operations.md).
+    #[arg(long, value_name = "EVENTS", default_value_t = load::bulk::MIN_EVENTS)]
+    pub bulk_min_events: i64,
+    /// Never take the bulk path: load batch by batch, each batch its own transaction.
+    #[arg(long)]
+    pub no_bulk: bool,
     /// Mapping files to use instead of the ones built in.
     #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
     pub mappings: Option<PathBuf>,
@@ -556,6 +563,7 @@ async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
         .await?
         .with_read_ahead(&target.url);
     loader.batch_size = args.batch_size.max(1);
+    loader.bulk_min_events = (!args.no_bulk).then_some(args.bulk_min_events.max(1));
     Loader::lock(&client, !args.no_wait).await?;
     let run = runs::start(&client, Trigger::Manual, rebuild).await?;
     let progress = daemon::progress::for_load(&client, &target.url, rebuild).await;

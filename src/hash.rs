@@ -91,6 +91,16 @@ fn join_parts<'a>(
     Ok((out, any))
 }
 
+/// Refuse a key part that could collide with another key once joined: one that
+/// contains `||` or is `^^` after normalization. A single-part hub key would hash
+/// fine, but the same text takes part in link keys, so it is refused everywhere.
+pub fn check_part(part: &str) -> Result<(), KeyError> {
+    match normalize(part) {
+        Some(p) if p.contains(SEPARATOR) || p == NULL_PART => Err(KeyError::Ambiguous(p)),
+        _ => Ok(()),
+    }
+}
+
 /// Hash key over several parts (a link, a composite business key), in order.
 pub fn hash_key_multi<'a>(
     parts: impl IntoIterator<Item = Option<&'a str>>,
@@ -174,6 +184,15 @@ mod tests {
             hash_key_multi([Some("^^"), Some("c")]),
             Err(KeyError::Ambiguous(_))
         ));
+    }
+
+    #[test]
+    fn parts_that_could_collide_are_refused_alone_too() {
+        assert!(matches!(check_part("a||b"), Err(KeyError::Ambiguous(_))));
+        assert!(matches!(check_part(" ^^ "), Err(KeyError::Ambiguous(_))));
+        assert_eq!(check_part("a|b"), Ok(()));
+        assert_eq!(check_part("^"), Ok(()));
+        assert_eq!(check_part(""), Ok(()));
     }
 
     #[test]

@@ -282,6 +282,7 @@ mod tests {
             rejected: 1,
             rows: [("hub_customer".to_string(), 9)].into_iter().collect(),
             elapsed: Duration::from_millis(40),
+            ..LoadSummary::default()
         };
         m.run_ended(Trigger::Follow, RunStatus::Succeeded, Some(&summary));
         m.set_lag(3, Some(1.5));

@@ -3,6 +3,7 @@
 //! An event is all or nothing: if any key or value does not fit, none of its rows
 //! are kept and the reason names the mapping, the target, the field and the value.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -147,6 +148,26 @@ fn lookup<'a>(
     }
 }
 
+/// The longest business-key part or dependent-key value, in bytes of UTF-8.
+///
+/// Key columns are indexed, and a PostgreSQL B-tree entry holds at most 2,704 bytes
+/// (a third of a page): one oversized key would fail every load that meets it. 512
+/// bytes keeps a key of five such parts under that limit; an identifier longer than
+/// a few hundred characters is a mistake in the source, not a key.
+pub const MAX_KEY_BYTES: usize = 512;
+
+/// Why a key part is refused, if it is: too long, or text that could make two
+/// different keys hash alike (see [`crate::hash`]).
+fn key_part_problem(text: &str) -> Option<String> {
+    if text.len() > MAX_KEY_BYTES {
+        return Some(format!(
+            "the key is {} bytes long, more than the limit of {MAX_KEY_BYTES} bytes",
+            text.len()
+        ));
+    }
+    hash::check_part(text).err().map(|e| e.to_string())
+}
+
 /// A business key part: strings and numbers; trimmed.
 fn key_text(v: Option<&Json>) -> Option<String> {
     match v? {
@@ -215,6 +236,9 @@ fn extract_into(
                         at(&target(), p, array.map(|_| i))
                     )
                 })?;
+                if let Some(problem) = key_part_problem(&text) {
+                    return Err(format!("{}: {problem}", at(&target(), p, array.map(|_| i))));
+                }
                 parts.push(text);
             }
             let hk = if parts.len() == 1 {
@@ -263,6 +287,19 @@ fn extract_into(
             }
             None => (1, &[][..]),
         };
+        // where a link row is, when no single field is to blame
+        let link_at = |i: Option<usize>| {
+            let row = match (array, i) {
+                (Some(a), Some(i)) => format!(", element {} of \"{}\"", i + 1, a.join(".")),
+                _ => String::new(),
+            };
+            format!(
+                "{}, event \"{}\", {}{row}",
+                em.file,
+                em.event_type,
+                target()
+            )
+        };
         let mut hks = Vec::with_capacity(n);
         for i in 0..n {
             let mut parts: Vec<String> = Vec::new();
@@ -270,8 +307,9 @@ fn extract_into(
             for &h in &link.hubs {
                 let Some(k) = hub_keys(h) else {
                     return Err(format!(
-                        "{}: hub key missing",
-                        at(&target(), &dep_paths[0], None)
+                        "{}: the key of hub \"{}\" is not mapped for this event",
+                        link_at(None),
+                        m.hubs[h].name
                     ));
                 };
                 let (hk, bk) = k.get(if matches!(k, Keys::Each(_)) { i } else { 0 });
@@ -290,15 +328,16 @@ fn extract_into(
                 let v = parse_value(lookup(payload, p, items, i).unwrap_or(&Json::Null), *ty)
                     .map_err(|e| format!("{}: {e}", where_()))?
                     .ok_or_else(|| format!("{}: missing", where_()))?;
-                parts.push(v.canonical());
+                let text = v.canonical();
+                if let Some(problem) = key_part_problem(&text) {
+                    return Err(format!("{}: {problem}", where_()));
+                }
+                parts.push(text);
                 dependent.push(v);
             }
-            let hk = hash::hash_key_multi(parts.iter().map(|p| Some(p.as_str()))).map_err(|e| {
-                format!(
-                    "{}: {e}",
-                    at(&target(), &FieldPath::Top(vec![]), array.map(|_| i))
-                )
-            })?;
+            // every part was checked above; this can only fail on a bug
+            let hk = hash::hash_key_multi(parts.iter().map(|p| Some(p.as_str())))
+                .map_err(|e| format!("{}: {e}", link_at(array.map(|_| i))))?;
             hks.push(hk);
             rows.links[*l].push(LinkRow {
                 hk,
@@ -337,6 +376,8 @@ fn extract_into(
             None => &[],
         };
         let n = if array.is_some() { items.len() } else { 1 };
+        // which element first gave each parent key: an event states a key once
+        let mut first_at: HashMap<Hash, usize> = HashMap::new();
         for i in 0..n {
             let parent = match parents.len() {
                 1 => parents[0],
@@ -366,6 +407,25 @@ fn extract_into(
                 values.push(v);
             }
             if values.iter().any(Option::is_some) {
+                if n > 1
+                    && let Some(first) = first_at.insert(parent, i)
+                {
+                    let key = match sat.parent {
+                        Parent::Hub(h) => format!("hub \"{}\"", m.hubs[h].name),
+                        Parent::Link(l) => format!("link \"{}\"", m.links[l].name),
+                    };
+                    return Err(format!(
+                        "{}, event \"{}\", {}: elements {} and {} of \"{}\" have the same {key} key \
+                         (keys are compared trimmed, upper-cased and as text); \
+                         an event may state each key once",
+                        em.file,
+                        em.event_type,
+                        target(),
+                        first + 1,
+                        i + 1,
+                        array.map(|a| a.join(".")).unwrap_or_default(),
+                    ));
+                }
                 let hashdiff = values
                     .iter()
                     .all(Option::is_some)

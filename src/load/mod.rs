@@ -6,6 +6,7 @@
 //! events that do not fit, and move the checkpoint — all or nothing. A crash at any
 //! point loses nothing and duplicates nothing.
 
+pub mod bulk;
 pub mod business;
 pub mod extract;
 pub mod payload;
@@ -14,6 +15,7 @@ pub mod write;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,11 +47,31 @@ pub enum LoadError {
     Busy,
     #[error("{0}")]
     Internal(String),
+    /// A value PostgreSQL's column type cannot hold, found while encoding a row.
+    #[error("{0}")]
+    Encode(String),
     #[error("database error while {doing}: {}", crate::db::Shown(source))]
     Db {
         doing: &'static str,
         source: tokio_postgres::Error,
     },
+}
+
+impl LoadError {
+    /// Did the database (or the encoder) refuse the data itself, so that the batch
+    /// would fail the same way every time? SQLSTATE class 22 (data exception), 23
+    /// (integrity constraint violation) and 54 (program limit exceeded, e.g. an index
+    /// row too large). Such a batch is written again event range by event range to
+    /// find and quarantine the events responsible ([`Loader::write_isolating`]).
+    pub fn is_data(&self) -> bool {
+        match self {
+            LoadError::Encode(_) => true,
+            LoadError::Db { source, .. } => source
+                .code()
+                .is_some_and(|c| matches!(&c.code()[..2], "22" | "23" | "54")),
+            _ => false,
+        }
+    }
 }
 
 trait Doing<T> {
@@ -70,6 +92,8 @@ pub struct LoadSummary {
     pub rejected: u64,
     /// rows inserted per vault table
     pub rows: BTreeMap<String, u64>,
+    /// The tables written on the bulk path (indexes built after): see [`bulk`].
+    pub bulk: Vec<String>,
     pub elapsed: Duration,
 }
 
@@ -110,6 +134,13 @@ impl fmt::Display for LoadSummary {
         for (table, n) in &self.rows {
             writeln!(f, "  {table:<28} {:>12}", thousands(*n))?;
         }
+        if !self.bulk.is_empty() {
+            writeln!(
+                f,
+                "  bulk path (indexes built after the load): {}",
+                self.bulk.join(", ")
+            )?;
+        }
         if self.rejected > 0 {
             writeln!(
                 f,
@@ -126,6 +157,9 @@ impl fmt::Display for LoadSummary {
 pub struct Loader {
     mappings: Arc<Mappings>,
     pub batch_size: i64,
+    /// Take the bulk path ([`bulk`]) when some vault tables are empty and at least
+    /// this many events wait; `None`: never.
+    pub bulk_min_events: Option<i64>,
     read_ahead: Option<String>,
 }
 
@@ -162,6 +196,7 @@ impl Loader {
         Ok(Loader {
             mappings: Arc::new(mappings),
             batch_size: 50_000,
+            bulk_min_events: Some(bulk::MIN_EVENTS),
             read_ahead: None,
         })
     }
@@ -212,6 +247,9 @@ impl Loader {
         let mut known = write::KnownKeys::at_start(&*client, &self.mappings)
             .await
             .doing("checking which vault tables are empty")?;
+        if let Some(tables) = self.bulk_tables(&*client).await? {
+            return self.run_bulk(client, known, tables).await;
+        }
         match &self.read_ahead {
             Some(url) => {
                 let reader = crate::db::connect(url).await.map_err(|e| {
@@ -347,11 +385,17 @@ impl Loader {
             events: rows.events,
             rows,
             rejects,
+            log: batch,
             started,
         }))
     }
 
     /// Write a prepared batch and move the checkpoint, in one transaction.
+    ///
+    /// When the database refuses the batch's data ([`LoadError::is_data`]), the
+    /// transaction is rolled back and the batch written again in event ranges under
+    /// savepoints, so the events responsible are quarantined with the database's
+    /// message and the rest commits: no single event can stop the loader.
     async fn write_batch(
         &self,
         client: &mut Client,
@@ -360,34 +404,41 @@ impl Loader {
     ) -> Result<LoadSummary, LoadError> {
         let started = Instant::now();
         let tx = client.transaction().await.doing("starting a batch")?;
-        let at = tx
-            .query_opt(
-                "SELECT xid, seq FROM ops.checkpoints WHERE consumer = $1 FOR UPDATE",
-                &[&CONSUMER],
+        lock_checkpoint(&tx, batch.after).await?;
+        let mut summary = match self
+            .write_projected(
+                &tx,
+                &batch.rows,
+                &batch.rejects,
+                known,
+                &mut bulk::Bulk::default(),
             )
             .await
-            .doing("locking the checkpoint")?
-            .map_or(Checkpoint::START, |r| Checkpoint {
-                xid: r.get(0),
-                seq: r.get(1),
-            });
-        if at != batch.after {
-            return Err(LoadError::Internal(
-                "the checkpoint moved while this batch was prepared (another loader ran without the lock); load again".into(),
-            ));
-        }
-        let mut summary = write_rows(&tx, &self.mappings, &batch.rows, known).await?;
-        tracing::debug!(ms = started.elapsed().as_millis() as u64, "written");
-        if self.mappings.is_customer_360() {
-            business::refresh(&tx, &self.mappings, &batch.rows).await?;
-        }
-        summary.rejected = store_rejects(&tx, &batch.rejects).await?;
+        {
+            Ok(summary) => {
+                finish_batch(tx, batch.last).await?;
+                summary
+            }
+            Err(e) if e.is_data() => {
+                tracing::warn!(
+                    error = %e,
+                    "the database refused the batch; writing it again range by range to quarantine the events responsible"
+                );
+                tx.rollback()
+                    .await
+                    .doing("rolling back the refused batch")?;
+                let mut tx = client.transaction().await.doing("starting a batch")?;
+                lock_checkpoint(&tx, batch.after).await?;
+                let summary = self
+                    .write_isolating(&mut tx, &batch.log, known, &mut bulk::Bulk::default())
+                    .await?;
+                finish_batch(tx, batch.last).await?;
+                summary
+            }
+            Err(e) => return Err(e),
+        };
         summary.events = batch.events;
         summary.batches = 1;
-        events::save_checkpoint(&tx, CONSUMER, batch.last)
-            .await
-            .doing("saving the checkpoint")?;
-        tx.commit().await.doing("committing the batch")?;
         summary.elapsed = batch.started.elapsed();
         tracing::info!(
             events = summary.events,
@@ -398,6 +449,124 @@ impl Loader {
         );
         Ok(summary)
     }
+
+    /// The vault rows, the business vault and the quarantine of one projected batch.
+    async fn write_projected(
+        &self,
+        tx: &Transaction<'_>,
+        rows: &Rows,
+        rejects: &[Reject],
+        known: &mut write::KnownKeys,
+        bulk: &mut bulk::Bulk,
+    ) -> Result<LoadSummary, LoadError> {
+        let started = Instant::now();
+        let mut summary = write_rows(tx, &self.mappings, rows, known, bulk).await?;
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "written");
+        if self.mappings.is_customer_360() {
+            business::refresh(tx, &self.mappings, rows).await?;
+        }
+        summary.rejected = store_rejects(tx, rejects).await?;
+        Ok(summary)
+    }
+
+    /// Write `log` in ranges, each under a savepoint, in log order: a range the
+    /// database refuses is rolled back to its savepoint and split in halves, down to
+    /// single events, which are quarantined with the database's message. Every
+    /// range is decided after the ones before it, as in a normal load, so the result
+    /// is the one an event-by-event load would give (and a rebuild gives it again).
+    /// For k bad events among n this writes about 2·k·log₂(n) ranges.
+    async fn write_isolating(
+        &self,
+        tx: &mut Transaction<'_>,
+        log: &[StoredEvent],
+        known: &mut write::KnownKeys,
+        bulk: &mut bulk::Bulk,
+    ) -> Result<LoadSummary, LoadError> {
+        let mut summary = LoadSummary::default();
+        let mut refused = Vec::new();
+        // ranges still to write, the next one last
+        let mut todo: Vec<Range<usize>> = Vec::new();
+        todo.push(0..log.len());
+        while let Some(range) = todo.pop() {
+            let (rows, rejects) = project(&self.mappings, &log[range.clone()]);
+            let sp = tx
+                .savepoint("dvault_range")
+                .await
+                .doing("starting a savepoint")?;
+            match self
+                .write_projected(&sp, &rows, &rejects, known, bulk)
+                .await
+            {
+                Ok(part) => {
+                    sp.commit().await.doing("releasing a savepoint")?;
+                    summary.add(&part);
+                }
+                Err(e) if e.is_data() => {
+                    sp.rollback().await.doing("rolling back to a savepoint")?;
+                    if range.len() == 1 {
+                        let e_ = &log[range.start];
+                        tracing::warn!(seq = e_.seq, error = %e, "event quarantined: the database refused its rows");
+                        refused.push(Reject {
+                            seq: e_.seq,
+                            event_type: e_.event_type.clone(),
+                            reason: refusal(&e),
+                            payload: e_.payload.clone(),
+                        });
+                    } else {
+                        let mid = range.start + range.len() / 2;
+                        todo.push(mid..range.end);
+                        todo.push(range.start..mid);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        summary.rejected += store_rejects(tx, &refused).await?;
+        Ok(summary)
+    }
+}
+
+/// The reason a refused event is quarantined with: the database's own words.
+fn refusal(e: &LoadError) -> String {
+    match e {
+        LoadError::Db { doing, source } => {
+            let code = source.code().map(|c| c.code()).unwrap_or("?");
+            format!(
+                "the database refused its rows while {doing}: {} (SQLSTATE {code})",
+                crate::db::Shown(source)
+            )
+        }
+        other => format!("its rows cannot be written: {other}"),
+    }
+}
+
+/// Lock the loader's checkpoint row and check that it is where the batch starts.
+async fn lock_checkpoint(tx: &Transaction<'_>, after: Checkpoint) -> Result<(), LoadError> {
+    let at = tx
+        .query_opt(
+            "SELECT xid, seq FROM ops.checkpoints WHERE consumer = $1 FOR UPDATE",
+            &[&CONSUMER],
+        )
+        .await
+        .doing("locking the checkpoint")?
+        .map_or(Checkpoint::START, |r| Checkpoint {
+            xid: r.get(0),
+            seq: r.get(1),
+        });
+    if at != after {
+        return Err(LoadError::Internal(
+            "the checkpoint moved while this batch was prepared (another loader ran without the lock); load again".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Move the checkpoint to the batch's last event and commit.
+async fn finish_batch(tx: Transaction<'_>, last: Checkpoint) -> Result<(), LoadError> {
+    events::save_checkpoint(&tx, CONSUMER, last)
+        .await
+        .doing("saving the checkpoint")?;
+    tx.commit().await.doing("committing the batch")
 }
 
 /// A batch read and projected, waiting to be written.
@@ -408,6 +577,8 @@ struct Prepared {
     events: u64,
     rows: Projected,
     rejects: Vec<Reject>,
+    /// The events themselves, for when the database refuses the batch.
+    log: Arc<Vec<StoredEvent>>,
     started: Instant,
 }
 
@@ -510,13 +681,18 @@ async fn write_rows(
     m: &Mappings,
     rows: &Rows,
     known: &mut write::KnownKeys,
+    bulk: &mut bulk::Bulk,
 ) -> Result<LoadSummary, LoadError> {
     let mut summary = LoadSummary::default();
     // keys that did not exist before this batch: their satellites have no history
     let mut new_hubs = Vec::with_capacity(rows.hubs.len());
     for (h, hub_rows) in rows.hubs.iter().enumerate() {
         let t = Instant::now();
-        let fresh = write::hubs(tx, m, h, hub_rows, known.hubs[h].as_deref()).await?;
+        if known.hubs[h].is_none() {
+            // past the key memory limit: lookups need the indexes
+            bulk.restore(tx, &m.table(&m.hubs[h].name)).await?;
+        }
+        let fresh = write::hubs(tx, m, h, hub_rows, known.hubs[h].as_ref()).await?;
         known.add_hub(h, &fresh);
         tracing::debug!(table = %m.hubs[h].name, ms = t.elapsed().as_millis() as u64, "hub");
         summary
@@ -527,7 +703,10 @@ async fn write_rows(
     let mut new_links = Vec::with_capacity(rows.links.len());
     for (l, link_rows) in rows.links.iter().enumerate() {
         let t = Instant::now();
-        let fresh = write::links(tx, m, l, link_rows, known.links[l].as_deref()).await?;
+        if known.links[l].is_none() {
+            bulk.restore(tx, &m.table(&m.links[l].name)).await?;
+        }
+        let fresh = write::links(tx, m, l, link_rows, known.links[l].as_ref()).await?;
         known.add_link(l, &fresh);
         tracing::debug!(table = %m.links[l].name, ms = t.elapsed().as_millis() as u64, "link");
         summary
@@ -544,6 +723,10 @@ async fn write_rows(
         };
         let mut since = satellite::earliest_per_parent(staged);
         since.retain(|(parent, _)| !fresh.contains(parent));
+        if !since.is_empty() {
+            // predecessors are read through the satellite's key
+            bulk.restore(tx, &m.table(&sat.name)).await?;
+        }
         let existing = write::existing_versions(tx, m, sat, &since)
             .await
             .doing("reading satellite versions")?;

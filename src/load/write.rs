@@ -171,7 +171,7 @@ async fn copy_rows<R>(
         };
         write(r, &mut fields);
         if let Some(e) = fields.error {
-            return Err(LoadError::Internal(format!(
+            return Err(LoadError::Encode(format!(
                 "encoding a row for {table}: {e}"
             )));
         }
@@ -200,23 +200,24 @@ async fn copy_rows<R>(
 
 /// Rows whose key is new: first occurrence in the batch, not yet in the table.
 /// With `known` (the table was empty when the run began: see [`KnownKeys`]), only
-/// the keys whose prefix the run already wrote are looked up in the table.
+/// the keys whose prefix the run already wrote are looked up in the table, and
+/// none at all when the table has no index to look them up with (the bulk path).
 async fn new_rows<'a, R>(
     tx: &Transaction<'_>,
     table: &str,
     key_column: &str,
     rows: &'a [R],
-    known: Option<&[u64]>,
+    known: Option<&Known>,
     key: impl Fn(&R) -> Hash,
 ) -> Result<Vec<&'a R>, tokio_postgres::Error> {
     let mut seen = HashSet::new();
     let mut firsts: Vec<&R> = rows.iter().filter(|r| seen.insert(key(r))).collect();
     let mut surely_new = Vec::new();
     if let Some(known) = known {
-        let (maybe, new): (Vec<&R>, Vec<&R>) = firsts
-            .into_iter()
-            .partition(|r| known.binary_search(&prefix(&key(r))).is_ok());
-        firsts = maybe;
+        let (maybe, new): (Vec<&R>, Vec<&R>) =
+            firsts.into_iter().partition(|r| known.contains(&key(r)));
+        // trusted: a key the run wrote is in the table, and nothing else is
+        firsts = if known.trusted { Vec::new() } else { maybe };
         surely_new = new;
     }
     if firsts.is_empty() {
@@ -253,7 +254,7 @@ pub async fn hubs(
     m: &Mappings,
     h: usize,
     rows: &[HubRow],
-    known: Option<&[u64]>,
+    known: Option<&Known>,
 ) -> Result<HashSet<Hash>, LoadError> {
     let hub = &m.hubs[h];
     let table = m.table(&hub.name);
@@ -284,7 +285,7 @@ pub async fn links(
     m: &Mappings,
     l: usize,
     rows: &[LinkRow],
-    known: Option<&[u64]>,
+    known: Option<&Known>,
 ) -> Result<HashSet<Hash>, LoadError> {
     let link = &m.links[l];
     let table = m.table(&link.name);
@@ -368,29 +369,55 @@ pub async fn existing_versions(
     Ok(out)
 }
 
-/// The first 8 bytes of a hash key: what [`KnownKeys`] remembers of it.
-pub fn prefix(key: &Hash) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&key[..8]);
-    u64::from_be_bytes(b)
+/// The first 16 bytes of a hash key: what [`KnownKeys`] remembers of it.
+pub fn prefix(key: &Hash) -> u128 {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&key[..16]);
+    u128::from_be_bytes(b)
 }
 
-/// For each hub and link table that was empty when a run began, the prefixes
-/// ([`prefix`]) of the keys the run has written to it, sorted. The loader lock keeps
-/// other writers out, so a key whose prefix is not there cannot be in the table and
-/// needs no lookup: on a first load or a rebuild, new keys are never probed for.
-/// A key whose prefix is there is looked up as usual (a shared prefix is rare, and
-/// only costs that lookup). Memory is 8 bytes a key, at most [`KnownKeys::LIMIT`]
-/// keys in all; a table that would pass it goes back to lookups for the rest of the run.
+/// What a run knows of a hub or link table that was empty when it began: the
+/// prefixes ([`prefix`]) of the keys it has written there, sorted.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    keys: Vec<u128>,
+    /// The table has no index to look keys up with (the bulk path): a key whose
+    /// prefix is here is taken as present, every other key as new. Two different
+    /// keys of one table sharing 128 bits of SHA-256 is as unlikely as the 128-bit
+    /// event ids colliding (about 1e-25 at 10 million keys). Untrusted, a prefix
+    /// here only means "look it up".
+    pub trusted: bool,
+}
+
+impl Known {
+    pub fn contains(&self, key: &Hash) -> bool {
+        self.keys.binary_search(&prefix(key)).is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// For each hub and link table that was empty when a run began, what the run knows
+/// of its keys ([`Known`]). The loader lock keeps other writers out, so a key whose
+/// prefix is not there cannot be in the table and needs no lookup: on a first load or
+/// a rebuild, new keys are never probed for. Memory is 16 bytes a key, at most
+/// [`KnownKeys::LIMIT`] keys in all; a table that would pass it goes back to lookups
+/// for the rest of the run (and the bulk path builds its indexes first).
 #[derive(Debug, Default)]
 pub struct KnownKeys {
-    pub hubs: Vec<Option<Vec<u64>>>,
-    pub links: Vec<Option<Vec<u64>>>,
+    pub hubs: Vec<Option<Known>>,
+    pub links: Vec<Option<Known>>,
     total: usize,
 }
 
 impl KnownKeys {
-    /// 16M keys: 128 MB.
+    /// 16M keys: 256 MB.
     pub const LIMIT: usize = 16 << 20;
 
     /// Nothing known: every key is looked up.
@@ -407,40 +434,36 @@ impl KnownKeys {
         client: &impl tokio_postgres::GenericClient,
         m: &Mappings,
     ) -> Result<KnownKeys, tokio_postgres::Error> {
-        let empty = |name: &str| format!("SELECT NOT EXISTS (SELECT 1 FROM {})", m.table(name));
         let mut known = KnownKeys::none(m);
         for (h, hub) in m.hubs.iter().enumerate() {
-            if client.query_one(&empty(&hub.name), &[]).await?.try_get(0)? {
-                known.hubs[h] = Some(Vec::new());
+            if is_empty(client, &m.table(&hub.name)).await? {
+                known.hubs[h] = Some(Known::default());
             }
         }
         for (l, link) in m.links.iter().enumerate() {
-            if client
-                .query_one(&empty(&link.name), &[])
-                .await?
-                .try_get(0)?
-            {
-                known.links[l] = Some(Vec::new());
+            if is_empty(client, &m.table(&link.name)).await? {
+                known.links[l] = Some(Known::default());
             }
         }
         Ok(known)
     }
 
     /// Remember keys just written to a table (`slot` is its entry in `hubs` or `links`).
-    fn add(total: &mut usize, slot: &mut Option<Vec<u64>>, keys: &HashSet<Hash>) {
+    fn add(total: &mut usize, slot: &mut Option<Known>, keys: &HashSet<Hash>) {
         let Some(set) = slot else {
             return;
         };
         if *total + keys.len() > Self::LIMIT {
-            *total -= set.len();
+            *total -= set.keys.len();
             *slot = None;
             return;
         }
         *total += keys.len();
-        let mut new: Vec<u64> = keys.iter().map(prefix).collect();
+        let mut new: Vec<u128> = keys.iter().map(prefix).collect();
         new.sort_unstable();
-        let mut merged = Vec::with_capacity(set.len() + new.len());
-        let (mut a, mut b) = (set.iter().peekable(), new.iter().peekable());
+        let old = std::mem::take(&mut set.keys);
+        let mut merged = Vec::with_capacity(old.len() + new.len());
+        let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
         while let (Some(&&x), Some(&&y)) = (a.peek(), b.peek()) {
             if x <= y {
                 merged.push(x);
@@ -452,7 +475,7 @@ impl KnownKeys {
         }
         merged.extend(a);
         merged.extend(b);
-        *set = merged;
+        set.keys = merged;
     }
 
     pub fn add_hub(&mut self, h: usize, keys: &HashSet<Hash>) {
@@ -462,6 +485,26 @@ impl KnownKeys {
     pub fn add_link(&mut self, l: usize, keys: &HashSet<Hash>) {
         Self::add(&mut self.total, &mut self.links[l], keys);
     }
+
+    /// Look keys up again wherever they were trusted (the tables have their
+    /// indexes back). Keys remembered stay a superset of what the tables hold, so
+    /// "not remembered, so new" stays true.
+    pub fn distrust(&mut self) {
+        for k in self.hubs.iter_mut().chain(self.links.iter_mut()).flatten() {
+            k.trusted = false;
+        }
+    }
+}
+
+/// Is `table` (qualified and quoted) empty?
+pub async fn is_empty(
+    client: &impl tokio_postgres::GenericClient,
+    table: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    client
+        .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {table})"), &[])
+        .await?
+        .try_get(0)
 }
 
 fn to_hash(bytes: &[u8]) -> Hash {

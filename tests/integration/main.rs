@@ -4,6 +4,7 @@ mod harness;
 
 mod api;
 mod api_hostile;
+mod bulk_load;
 mod cli;
 mod crash;
 mod daemon;
@@ -15,6 +16,7 @@ mod ingest;
 mod loader;
 mod loader_robustness;
 mod poison_ingest;
+mod poison_load;
 mod security;
 mod tpch;
 mod views;

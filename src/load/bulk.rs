@@ -1,0 +1,401 @@
+//! The bulk path: a first load or a rebuild writes heap first and builds indexes after.
+//!
+//! What a large load into empty tables costs most is B-tree maintenance row by row:
+//! every `COPY`ed row descends each index of its table once, on random hash keys,
+//! and at warehouse scale those indexes outgrow shared buffers so that nearly every
+//! descent reads a page. `CREATE INDEX` sorts instead. So when a run starts with vault
+//! tables empty and many events to load, it drops the indexes (primary keys
+//! included) of the empty tables, `COPY`s every batch into bare heaps, knowing the
+//! keys it wrote from memory ([`super::write::Known`], trusted), and builds the
+//! indexes at the end.
+//!
+//! All of it is one transaction, checkpoint included, and DDL is transactional in
+//! PostgreSQL: a crash or a kill at any point, index builds included, leaves the
+//! tables as they were (empty, every index and comment in place) and the checkpoint
+//! unmoved; the next run starts over. The price: the run's tables are locked until it
+//! commits (readers of those tables wait), and a crash loses the run's progress, not
+//! just one batch.
+//!
+//! A table leaves the bulk path (its indexes are built at once, in the same
+//! transaction) when the run must look into it: a satellite row whose parent existed
+//! before its batch (its predecessor must be read), a hub or link past the key
+//! memory limit, or a batch the database refuses (the safety net writes it again under
+//! savepoints, with lookups).
+
+use std::time::Instant;
+
+use tokio_postgres::{Client, GenericClient, Transaction};
+
+use super::write::{self, KnownKeys};
+use super::{CONSUMER, Doing, LoadError, LoadSummary, Loader, Prepared};
+use crate::events;
+
+/// Events waiting, at least, for a run into empty tables to take the bulk path: below
+/// it, dropping and building indexes is not worth locking the tables for the run.
+pub const MIN_EVENTS: i64 = 100_000;
+
+/// Memory PostgreSQL may use per index build (`SET LOCAL` in the run's transaction):
+/// a sort that fits in memory is several times faster than one that spills.
+const BUILD_MEMORY: &str = "256MB";
+
+/// One index of a table on the bulk path.
+#[derive(Debug, Clone)]
+struct Index {
+    /// Its name, qualified (what `to_regclass` finds while it exists).
+    name: String,
+    /// Statements that build it again with its comments.
+    build: Vec<String>,
+}
+
+/// A table whose indexes this run dropped.
+#[derive(Debug, Clone)]
+struct Table {
+    /// The vault name (`hub_customer`), for reports.
+    name: String,
+    /// Qualified and quoted.
+    qualified: String,
+    indexes: Vec<Index>,
+    /// Still without its indexes.
+    bare: bool,
+}
+
+/// The tables of a run on the bulk path. Empty (and a no-op) on other runs.
+#[derive(Debug, Default)]
+pub struct Bulk {
+    tables: Vec<Table>,
+}
+
+/// Per index of a table: how to drop it, how to build it again, its comments.
+/// Constraint indexes (primary keys, unique and exclusion constraints) are dropped
+/// and added back as constraints.
+const INDEXES: &str = "
+    SELECT i.indexrelid::regclass::text,
+           CASE WHEN c.oid IS NULL THEN format('DROP INDEX %s', i.indexrelid::regclass)
+                ELSE format('ALTER TABLE %s DROP CONSTRAINT %I', i.indrelid::regclass, c.conname)
+           END,
+           CASE WHEN c.oid IS NULL THEN pg_get_indexdef(i.indexrelid)
+                ELSE format('ALTER TABLE %s ADD CONSTRAINT %I %s', i.indrelid::regclass,
+                            c.conname, pg_get_constraintdef(c.oid))
+           END,
+           CASE WHEN obj_description(i.indexrelid, 'pg_class') IS NOT NULL
+                THEN format('COMMENT ON INDEX %s IS %L', i.indexrelid::regclass,
+                            obj_description(i.indexrelid, 'pg_class'))
+           END,
+           CASE WHEN obj_description(c.oid, 'pg_constraint') IS NOT NULL
+                THEN format('COMMENT ON CONSTRAINT %I ON %s IS %L', c.conname,
+                            i.indrelid::regclass, obj_description(c.oid, 'pg_constraint'))
+           END
+      FROM pg_index i
+      LEFT JOIN pg_constraint c
+             ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
+            AND c.contype IN ('p', 'u', 'x')
+     WHERE i.indrelid = $1::text::regclass
+     ORDER BY c.oid IS NULL, i.indexrelid";
+
+impl Bulk {
+    /// Drop the indexes of `tables` (vault name, qualified name), which must be empty
+    /// and locked by the run's transaction. A table another table's foreign key
+    /// refers to keeps its indexes (the key needs them).
+    pub async fn start(
+        tx: &impl GenericClient,
+        tables: &[(String, String)],
+    ) -> Result<Bulk, LoadError> {
+        let started = Instant::now();
+        let mut bulk = Bulk::default();
+        for (name, qualified) in tables {
+            let referenced: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_constraint
+                                     WHERE confrelid = $1::text::regclass AND contype = 'f')",
+                    &[qualified],
+                )
+                .await
+                .doing("reading foreign keys")?
+                .get(0);
+            if referenced {
+                tracing::info!(table = %name, "a foreign key refers to it: keeps its indexes");
+                continue;
+            }
+            let rows = tx
+                .query(INDEXES, &[qualified])
+                .await
+                .doing("reading a table's indexes")?;
+            let mut indexes = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let drop: String = r.get(1);
+                let mut build: Vec<String> = vec![r.get(2)];
+                build.extend(r.get::<_, Option<String>>(3));
+                build.extend(r.get::<_, Option<String>>(4));
+                tx.batch_execute(&drop)
+                    .await
+                    .doing("dropping an index for the bulk path")?;
+                indexes.push(Index {
+                    name: r.get(0),
+                    build,
+                });
+            }
+            bulk.tables.push(Table {
+                name: name.clone(),
+                qualified: qualified.clone(),
+                indexes,
+                bare: true,
+            });
+        }
+        tracing::info!(
+            tables = bulk.tables.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "bulk path: indexes dropped, built again at the end of the run"
+        );
+        Ok(bulk)
+    }
+
+    /// Is `qualified` without its indexes now?
+    pub fn is_bare(&self, qualified: &str) -> bool {
+        self.tables
+            .iter()
+            .any(|t| t.bare && t.qualified == qualified)
+    }
+
+    /// Build the indexes of `qualified` that are missing (none when it is not on the
+    /// bulk path). Looks at the catalog, so an index build that a savepoint rolled
+    /// back is built again.
+    pub async fn restore(
+        &mut self,
+        tx: &impl GenericClient,
+        qualified: &str,
+    ) -> Result<(), LoadError> {
+        for t in self.tables.iter_mut().filter(|t| t.qualified == qualified) {
+            build_missing(tx, t).await?;
+        }
+        Ok(())
+    }
+
+    /// Build every missing index of every table on the bulk path.
+    pub async fn restore_all(&mut self, tx: &impl GenericClient) -> Result<(), LoadError> {
+        for t in &mut self.tables {
+            build_missing(tx, t).await?;
+        }
+        Ok(())
+    }
+
+    /// The vault tables loaded on the bulk path.
+    pub fn tables(&self) -> Vec<String> {
+        self.tables.iter().map(|t| t.name.clone()).collect()
+    }
+}
+
+async fn build_missing(tx: &impl GenericClient, t: &mut Table) -> Result<(), LoadError> {
+    let started = Instant::now();
+    let mut built = 0;
+    for index in &t.indexes {
+        let exists: bool = tx
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&index.name])
+            .await
+            .doing("looking for an index")?
+            .get(0);
+        if exists {
+            continue;
+        }
+        for sql in &index.build {
+            tx.batch_execute(sql)
+                .await
+                .doing("building an index after a bulk load")?;
+        }
+        built += 1;
+    }
+    t.bare = false;
+    if built > 0 {
+        tracing::info!(
+            table = %t.name,
+            indexes = built,
+            ms = started.elapsed().as_millis() as u64,
+            "indexes built"
+        );
+    }
+    Ok(())
+}
+
+impl Loader {
+    /// The empty vault tables (vault name, qualified name) of a run that should take
+    /// the bulk path, if it should: enough events wait, and the model has no business
+    /// vault step (which reads the raw vault by key after every batch).
+    pub(super) async fn bulk_tables(
+        &self,
+        client: &impl GenericClient,
+    ) -> Result<Option<Vec<(String, String)>>, LoadError> {
+        let m = &self.mappings;
+        let Some(min) = self.bulk_min_events else {
+            return Ok(None);
+        };
+        if m.is_customer_360() {
+            return Ok(None);
+        }
+        let at = events::load_checkpoint(client, CONSUMER)
+            .await
+            .doing("reading the checkpoint")?;
+        let waiting: i64 = client
+            .query_one(
+                "SELECT count(*) FROM (SELECT 1 FROM event_log.events
+                                        WHERE (xid, seq) > ($1, $2) LIMIT $3) e",
+                &[&at.xid, &at.seq, &min],
+            )
+            .await
+            .doing("counting the events waiting")?
+            .get(0);
+        if waiting < min {
+            return Ok(None);
+        }
+        let names = m
+            .hubs
+            .iter()
+            .map(|h| &h.name)
+            .chain(m.links.iter().map(|l| &l.name))
+            .chain(m.satellites.iter().map(|s| &s.name));
+        let mut empty = Vec::new();
+        for name in names {
+            let qualified = m.table(name);
+            if write::is_empty(client, &qualified)
+                .await
+                .doing("checking which vault tables are empty")?
+            {
+                empty.push((name.clone(), qualified));
+            }
+        }
+        Ok((!empty.is_empty()).then_some(empty))
+    }
+
+    /// The whole run in one transaction, with the indexes of `tables` dropped at the
+    /// start and built at the end (see the module's comment).
+    pub(super) async fn run_bulk(
+        &self,
+        client: &mut Client,
+        mut known: KnownKeys,
+        tables: Vec<(String, String)>,
+    ) -> Result<LoadSummary, LoadError> {
+        let started = Instant::now();
+        let m = &self.mappings;
+        let reader = match &self.read_ahead {
+            Some(url) => Some(crate::db::connect(url).await.map_err(|e| {
+                LoadError::Internal(format!("opening the read-ahead connection: {e}"))
+            })?),
+            None => None,
+        };
+        let mut tx = client.transaction().await.doing("starting the bulk run")?;
+        tx.batch_execute(&format!(
+            "SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'"
+        ))
+        .await
+        .doing("setting the index build memory")?;
+        let mut at = events::load_checkpoint(&tx, CONSUMER)
+            .await
+            .doing("reading the checkpoint")?;
+        super::lock_checkpoint(&tx, at).await?;
+        let mut next = match &reader {
+            Some(r) => self.prepare(r, at).await?,
+            None => self.prepare(&tx, at).await?,
+        };
+        if next.is_none() {
+            // the events waiting are not visible yet (their writers are still open)
+            tx.rollback().await.doing("ending the bulk run")?;
+            return Ok(LoadSummary {
+                elapsed: started.elapsed(),
+                ..LoadSummary::default()
+            });
+        }
+        let mut bulk = Bulk::start(&tx, &tables).await?;
+        for (h, hub) in m.hubs.iter().enumerate() {
+            if let Some(k) = &mut known.hubs[h] {
+                k.trusted = bulk.is_bare(&m.table(&hub.name));
+            }
+        }
+        for (l, link) in m.links.iter().enumerate() {
+            if let Some(k) = &mut known.links[l] {
+                k.trusted = bulk.is_bare(&m.table(&link.name));
+            }
+        }
+
+        let mut total = LoadSummary::default();
+        while let Some(batch) = next.take() {
+            let full = batch.events == self.batch_size as u64;
+            let last = batch.last;
+            let (written, prepared) = match (&reader, full) {
+                (Some(r), true) => tokio::join!(
+                    self.write_bulk_batch(&mut tx, batch, &mut known, &mut bulk),
+                    self.prepare(r, last)
+                ),
+                (None, true) => {
+                    let written = self
+                        .write_bulk_batch(&mut tx, batch, &mut known, &mut bulk)
+                        .await;
+                    (written, self.prepare(&tx, last).await)
+                }
+                (_, false) => (
+                    self.write_bulk_batch(&mut tx, batch, &mut known, &mut bulk)
+                        .await,
+                    Ok(None),
+                ),
+            };
+            total.add(&written?);
+            next = prepared?;
+            at = last;
+        }
+
+        let building = Instant::now();
+        bulk.restore_all(&tx).await?;
+        tracing::info!(
+            ms = building.elapsed().as_millis() as u64,
+            "bulk path: every index built"
+        );
+        super::finish_batch(tx, at).await?;
+        total.bulk = bulk.tables();
+        total.elapsed = started.elapsed();
+        Ok(total)
+    }
+
+    /// One batch of a bulk run, under a savepoint. When the database refuses it,
+    /// the run leaves the bulk path (every index built, keys looked up again) and
+    /// the batch goes through the safety net ([`Loader::write_isolating`]).
+    async fn write_bulk_batch(
+        &self,
+        tx: &mut Transaction<'_>,
+        batch: Prepared,
+        known: &mut KnownKeys,
+        bulk: &mut Bulk,
+    ) -> Result<LoadSummary, LoadError> {
+        let started = Instant::now();
+        let sp = tx
+            .savepoint("dvault_batch")
+            .await
+            .doing("starting a savepoint")?;
+        let mut summary = match self
+            .write_projected(&sp, &batch.rows, &batch.rejects, known, bulk)
+            .await
+        {
+            Ok(summary) => {
+                sp.commit().await.doing("releasing a savepoint")?;
+                summary
+            }
+            Err(e) if e.is_data() => {
+                sp.rollback().await.doing("rolling back to a savepoint")?;
+                tracing::warn!(
+                    error = %e,
+                    "the database refused a batch: leaving the bulk path, writing the batch range by range"
+                );
+                bulk.restore_all(&*tx).await?;
+                known.distrust();
+                self.write_isolating(tx, &batch.log, known, bulk).await?
+            }
+            Err(e) => return Err(e),
+        };
+        summary.events = batch.events;
+        summary.batches = 1;
+        tracing::info!(
+            events = summary.events,
+            rows = summary.rows_total(),
+            rejected = summary.rejected,
+            write_ms = started.elapsed().as_millis() as u64,
+            "batch written (bulk path, committed with the run)"
+        );
+        Ok(summary)
+    }
+}

@@ -1,0 +1,373 @@
+//! The bulk path (src/load/bulk.rs): a first load into empty tables drops their
+//! indexes, writes heap only and builds the indexes at the end, in one transaction.
+//! Each test compares it with the batch-by-batch path on the same log, and checks
+//! the catalog (every index and comment back, valid) after success and after a kill.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use dvault::events::ingest::{IngestOptions, ingest_file};
+use dvault::events::{self, Checkpoint, NewEvent};
+use dvault::load::{self, Loader};
+use dvault::mapping::Mappings;
+
+use crate::harness::{TestDb, load_all_with, wait_visible};
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tpch")
+}
+
+/// A database with the TPC-H example's schema and its sample files ingested in
+/// `order`.
+async fn tpch(db: &TestDb, order: &[&str]) -> Client {
+    let mut client = db.client().await;
+    for file in ["schema.sql", "views.sql"] {
+        let sql = std::fs::read_to_string(example().join(file)).expect("example SQL");
+        client.batch_execute(&sql).await.expect(file);
+    }
+    for table in order {
+        let opts = IngestOptions {
+            event_type: Some(format!("tpch_{table}")),
+            source: Some("tpch".into()),
+            ..IngestOptions::default()
+        };
+        ingest_file(
+            &mut client,
+            &example().join(format!("sample/{table}.csv")),
+            &opts,
+        )
+        .await
+        .expect("ingest");
+    }
+    wait_visible(&client, 345).await;
+    client
+}
+
+const IN_ORDER: [&str; 6] = [
+    "nation", "supplier", "part", "customer", "orders", "lineitem",
+];
+
+async fn loader(client: &Client, bulk_min_events: Option<i64>) -> Loader {
+    let mappings = Mappings::from_dir(&example().join("mappings")).expect("mappings");
+    let mut loader = Loader::new(client, mappings).await.expect("loader");
+    loader.batch_size = 40;
+    loader.bulk_min_events = bulk_min_events;
+    loader
+}
+
+/// md5 of each tpch_vault table's rows.
+async fn checksums(client: &Client) -> Vec<(String, String)> {
+    let tables: Vec<String> = client
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'tpch_vault' AND c.relkind = 'r' ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("tables")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut out = Vec::new();
+    for t in tables {
+        let sum: Option<String> = client
+            .query_one(
+                &format!(
+                    "SELECT md5(string_agg(t::text, E'\\n' ORDER BY t::text)) FROM tpch_vault.{t} t"
+                ),
+                &[],
+            )
+            .await
+            .expect("checksum")
+            .get(0);
+        out.push((t, sum.unwrap_or_else(|| "empty".into())));
+    }
+    out
+}
+
+/// Every index of tpch_vault: name, definition, valid, constraint, comments.
+async fn catalog(client: &Client) -> Vec<String> {
+    client
+        .query(
+            "SELECT format('%s | %s | valid=%s | %s | %s | %s', i.indexrelid::regclass,
+                           pg_get_indexdef(i.indexrelid), i.indisvalid, c.conname,
+                           obj_description(i.indexrelid, 'pg_class'),
+                           obj_description(c.oid, 'pg_constraint'))
+               FROM pg_index i
+               JOIN pg_class t ON t.oid = i.indrelid
+               JOIN pg_namespace n ON n.oid = t.relnamespace
+               LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
+              WHERE n.nspname = 'tpch_vault' ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("catalog")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_first_load_takes_the_bulk_path_and_equals_the_batch_by_batch_load() {
+    let db = TestDb::new().await;
+    let mut client = tpch(&db, &IN_ORDER).await;
+    client
+        .batch_execute(
+            "COMMENT ON INDEX tpch_vault.link_lineitem_order_idx IS 'line items of an order';
+             COMMENT ON CONSTRAINT sat_order_pkey ON tpch_vault.sat_order IS 'one version per time'",
+        )
+        .await
+        .expect("comments");
+    let before = catalog(&client).await;
+    assert!(before.len() >= 17, "{before:#?}");
+
+    let bulk = loader(&client, Some(1)).await;
+    let summary = load_all_with(&mut client, &bulk).await;
+    assert_eq!(summary.events, 345);
+    assert_eq!(
+        summary.bulk.len(),
+        15,
+        "every table was empty: {:?}",
+        summary.bulk
+    );
+    assert_eq!(
+        catalog(&client).await,
+        before,
+        "every index back, valid, with its comments"
+    );
+    let bulk_sums = checksums(&client).await;
+
+    // the same log, batch by batch
+    let normal = loader(&client, None).await;
+    let again = load::rebuild(&mut client, &normal).await.expect("rebuild");
+    assert!(again.bulk.is_empty());
+    assert_eq!(checksums(&client).await, bulk_sums);
+    assert_eq!(catalog(&client).await, before);
+}
+
+#[tokio::test]
+async fn a_small_load_or_a_full_vault_does_not_take_the_bulk_path() {
+    let db = TestDb::new().await;
+    let mut client = tpch(&db, &IN_ORDER).await;
+    // 345 events wait: fewer than the default threshold
+    let default = loader(&client, Some(load::bulk::MIN_EVENTS)).await;
+    const { assert!(load::bulk::MIN_EVENTS > 345) };
+    let summary = load_all_with(&mut client, &default).await;
+    assert_eq!(summary.events, 345);
+    assert!(summary.bulk.is_empty());
+
+    // above the threshold, but no table is empty any more
+    let eager = loader(&client, Some(1)).await;
+    let more: Vec<NewEvent> = (0..5)
+        .map(|i| NewEvent {
+            event_id: format!("n{i}"),
+            event_type: "tpch_nation".into(),
+            source: "test".into(),
+            occurred_at: chrono::Utc::now(),
+            payload: format!(
+                r#"{{"n_nationkey": {}, "n_name": "N{i}", "n_regionkey": 1, "n_comment": ""}}"#,
+                100 + i
+            ),
+        })
+        .collect();
+    events::append(&client, &more).await.expect("append");
+    wait_visible(&client, 350).await;
+    let summary = load_all_with(&mut client, &eager).await;
+    assert_eq!(summary.events, 5);
+    assert!(summary.bulk.is_empty(), "{:?}", summary.bulk);
+}
+
+#[tokio::test]
+async fn a_table_the_run_must_look_into_gets_its_indexes_at_once() {
+    // line items before parts: the parts' hub keys exist before their details
+    // arrive, so the part satellite must be read for predecessors; and a customer
+    // changed in a later batch
+    let db = TestDb::new().await;
+    let mut client = tpch(
+        &db,
+        &[
+            "nation", "supplier", "lineitem", "orders", "customer", "part",
+        ],
+    )
+    .await;
+    let changed = NewEvent {
+        event_id: "c1-moved".into(),
+        event_type: "tpch_customer".into(),
+        source: "test".into(),
+        occurred_at: chrono::Utc::now(),
+        payload: r#"{"c_custkey": 1, "c_name": "Customer#000000001", "c_address": "elsewhere",
+                     "c_nationkey": 15, "c_phone": "25-989-741-2988", "c_acctbal": 711.56,
+                     "c_mktsegment": "BUILDING", "c_comment": "moved"}"#
+            .into(),
+    };
+    events::append(&client, &[changed]).await.expect("append");
+    wait_visible(&client, 346).await;
+    let before = catalog(&client).await;
+
+    let bulk = loader(&client, Some(1)).await;
+    let summary = load_all_with(&mut client, &bulk).await;
+    assert_eq!(summary.events, 346);
+    assert!(!summary.bulk.is_empty());
+    assert_eq!(catalog(&client).await, before);
+    let versions: i64 = client
+        .query_one(
+            "SELECT count(*) FROM tpch_vault.sat_customer s
+               JOIN tpch_vault.hub_customer h USING (hk_customer) WHERE h.c_custkey = '1'",
+            &[],
+        )
+        .await
+        .expect("versions")
+        .get(0);
+    assert_eq!(versions, 2, "the change found its predecessor");
+    let bulk_sums = checksums(&client).await;
+
+    let normal = loader(&client, None).await;
+    load::rebuild(&mut client, &normal).await.expect("rebuild");
+    assert_eq!(checksums(&client).await, bulk_sums);
+}
+
+#[tokio::test]
+async fn a_refused_batch_on_the_bulk_path_quarantines_only_its_culprit() {
+    let db = TestDb::new().await;
+    let mut client = tpch(&db, &IN_ORDER).await;
+    client
+        .batch_execute(
+            "CREATE FUNCTION tpch_vault.sabotage() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.o_orderkey = '7' THEN
+                     RAISE EXCEPTION 'sabotage: order 7' USING ERRCODE = 'check_violation';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER sabotage BEFORE INSERT ON tpch_vault.hub_order
+                 FOR EACH ROW EXECUTE FUNCTION tpch_vault.sabotage();",
+        )
+        .await
+        .expect("sabotage");
+    let before = catalog(&client).await;
+    let bulk = loader(&client, Some(1)).await;
+    let summary = load_all_with(&mut client, &bulk).await;
+    assert_eq!(summary.events, 345);
+    assert!(!summary.bulk.is_empty());
+    assert_eq!(catalog(&client).await, before);
+    // order 7's event and its line items (they would create the order's hub key)
+    let rejected: Vec<String> = client
+        .query(
+            "SELECT r.event_type || ':' || (e.payload->>'o_orderkey')::text || (e.payload->>'l_orderkey')::text
+               FROM event_log.rejected r JOIN event_log.events e ON e.seq = r.event_seq
+              WHERE r.stage = 'load' AND r.reason LIKE '%sabotage: order 7 (SQLSTATE 23514)%'",
+            &[],
+        )
+        .await
+        .expect("rejected")
+        .iter()
+        .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+        .collect();
+    let total: i64 = client
+        .query_one(
+            "SELECT count(*) FROM event_log.rejected WHERE stage = 'load'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert!(!rejected.is_empty());
+    assert_eq!(total as usize, rejected.len(), "only order 7 was refused");
+    let bulk_sums = checksums(&client).await;
+    let normal = loader(&client, None).await;
+    load::rebuild(&mut client, &normal).await.expect("rebuild");
+    assert_eq!(checksums(&client).await, bulk_sums);
+}
+
+#[tokio::test]
+async fn a_load_killed_while_it_builds_the_indexes_leaves_them_all_in_place() {
+    let db = TestDb::new().await;
+    let mut client = tpch(&db, &IN_ORDER).await;
+    // an index that takes a while to build (25 nations x 0.2 s), so the kill lands in it
+    client
+        .batch_execute(
+            "CREATE FUNCTION tpch_vault.slow(k bytea) RETURNS bytea
+                 LANGUAGE plpgsql IMMUTABLE AS $$
+             BEGIN
+                 IF current_setting('dvault_test.slow', true) = 'on' THEN
+                     PERFORM pg_sleep(0.2);
+                 END IF;
+                 RETURN k;
+             END $$;
+             CREATE INDEX hub_nation_slow_idx ON tpch_vault.hub_nation (tpch_vault.slow(hk_nation));",
+        )
+        .await
+        .expect("slow index");
+    let before = catalog(&client).await;
+    let db_name: String = client
+        .query_one("SELECT current_database()", &[])
+        .await
+        .expect("name")
+        .get(0);
+
+    let bulk = loader(&client, Some(1)).await;
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    client
+        .batch_execute("SET dvault_test.slow = 'on'")
+        .await
+        .expect("slow on");
+    let watcher = db.client().await;
+    let killer = tokio::spawn(async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let building: bool = watcher
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                                     WHERE pid = $1 AND datname = $2 AND query LIKE 'CREATE INDEX hub_nation_slow_idx%')",
+                    &[&pid, &db_name],
+                )
+                .await
+                .expect("watch")
+                .get(0);
+            if building {
+                watcher
+                    .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+                    .await
+                    .expect("kill");
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let result = bulk.run(&mut client).await;
+    assert!(
+        killer.await.expect("killer"),
+        "the index build was never seen"
+    );
+    assert!(result.is_err(), "the run was killed");
+
+    let client = db.client().await;
+    assert_eq!(
+        catalog(&client).await,
+        before,
+        "every index in place, valid"
+    );
+    for (table, sum) in checksums(&client).await {
+        assert_eq!(sum, "empty", "{table} rolled back");
+    }
+    let at = events::load_checkpoint(&client, load::CONSUMER)
+        .await
+        .expect("checkpoint");
+    assert_eq!(at, Checkpoint::START);
+
+    // and the next run does it all
+    let mut client = client;
+    let summary = load_all_with(&mut client, &bulk).await;
+    assert_eq!(summary.events, 345);
+    assert!(!summary.bulk.is_empty());
+    assert_eq!(catalog(&client).await, before);
+}
