@@ -9,6 +9,7 @@ mod crash;
 mod daemon;
 mod event_log;
 mod generated;
+mod horizon;
 mod hostile_input;
 mod ingest;
 mod loader;
