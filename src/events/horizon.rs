@@ -83,6 +83,21 @@ pub struct Blocker {
     pub open_secs: Option<f64>,
 }
 
+impl Waiting {
+    /// Has the transaction been open at least `min` (or for a time the loader's
+    /// role may not see)? A younger one is most likely an append in flight.
+    pub fn stalled(&self, min: std::time::Duration) -> bool {
+        match &self.blocker {
+            Some(Blocker {
+                open_secs: Some(secs),
+                ..
+            }) => *secs >= min.as_secs_f64(),
+            Some(_) => true,
+            None => false,
+        }
+    }
+}
+
 impl fmt::Display for Waiting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "waiting for transaction {}", self.xid)?;
