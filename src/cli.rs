@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -12,6 +12,7 @@ use crate::daemon::quality::{self, QualityConfig};
 use crate::daemon::runs::{self, Trigger};
 use crate::daemon::{self, DaemonExit, DaemonOptions};
 use crate::db::{self, Target};
+use crate::events;
 use crate::events::csv_rows::parse_time;
 use crate::events::ingest::{self, Format, IngestOptions};
 use crate::events::limits::TimeRange;
@@ -567,11 +568,26 @@ async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
     Loader::lock(&client, !args.no_wait).await?;
     let run = runs::start(&client, Trigger::Manual, rebuild).await?;
     let progress = daemon::progress::for_load(&client, &target.url, rebuild).await;
-    let summary = if rebuild {
+    let mut summary = if rebuild {
         load::rebuild(&mut client, &loader).await
     } else {
         loader.run(&mut client).await
     };
+    // committed events behind an open transaction of this database: give a short
+    // one (an append in flight) a moment, then say what the rest waits for
+    let mut waiting = None;
+    let deadline = Instant::now() + WAIT_FOR_BLOCKER;
+    while let Ok(total) = &mut summary {
+        waiting = events::horizon::waiting(&client, load::CONSUMER).await?;
+        if waiting.is_none() || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        match loader.run(&mut client).await {
+            Ok(more) => add_summary(total, more),
+            Err(e) => summary = Err(e),
+        }
+    }
     progress.finish();
     let analyzed = match &summary {
         Ok(s) => load::analyze_grown(&client, loader.mappings(), s)
@@ -579,12 +595,40 @@ async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
             .map(|_| ()),
         Err(_) => Ok(()),
     };
-    let recorded = runs::finish(&client, run, &runs::Outcome::of_load(&summary)).await;
+    let recorded = runs::finish(
+        &client,
+        run,
+        &runs::Outcome::of_load(&summary, waiting.as_ref()),
+    )
+    .await;
     Loader::unlock(&client).await?;
     out!("{}", summary?)?;
     recorded?;
     analyzed?;
-    Ok(ExitCode::SUCCESS)
+    match waiting {
+        Some(w) => {
+            outln!("{w}")?;
+            Ok(ExitCode::from(BLOCKED_EXIT))
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// How long `dvault load` waits for the transaction that holds committed events
+/// back before it ends `blocked`.
+const WAIT_FOR_BLOCKER: Duration = Duration::from_secs(2);
+
+/// `dvault load`'s exit status when committed events wait behind an open transaction.
+const BLOCKED_EXIT: u8 = 3;
+
+fn add_summary(total: &mut load::LoadSummary, more: load::LoadSummary) {
+    total.batches += more.batches;
+    total.events += more.events;
+    total.rejected += more.rejected;
+    total.elapsed += more.elapsed;
+    for (t, n) in more.rows {
+        *total.rows.entry(t).or_default() += n;
+    }
 }
 
 fn mappings_from(dir: Option<&std::path::Path>) -> Result<Mappings, crate::mapping::MappingErrors> {

@@ -19,9 +19,9 @@ pub struct Status {
     pub checkpoint: Checkpoint,
     pub pending: i64,
     pub oldest_pending: Option<DateTime<Utc>>,
-    /// The oldest transaction on the server that holds a transaction id: the loader
-    /// cannot read past it (database, pid, started).
-    pub oldest_writer: Option<(String, i32, DateTime<Utc>)>,
+    /// Committed events after the checkpoint that the loader cannot read yet, and
+    /// the open transaction of this database they wait for.
+    pub waiting: Option<events::horizon::Waiting>,
     /// The latest load run (daemon or manual).
     pub last_run: Option<crate::daemon::runs::Run>,
     /// The latest quality gate.
@@ -54,16 +54,7 @@ pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgr
             &[&checkpoint.xid, &checkpoint.seq],
         )
         .await?;
-    let oldest_writer = client
-        .query_opt(
-            "SELECT coalesce(datname::text, '?'), pid, xact_start FROM pg_stat_activity
-              WHERE backend_xid IS NOT NULL AND xact_start IS NOT NULL
-                AND pid <> pg_backend_pid()
-              ORDER BY xact_start LIMIT 1",
-            &[],
-        )
-        .await?
-        .map(|r| (r.get(0), r.get(1), r.get(2)));
+    let waiting = events::horizon::waiting(client, LOADER).await?;
     let schema_version = client
         .query_one("SELECT max(version) FROM refinery_schema_history", &[])
         .await?
@@ -90,7 +81,7 @@ pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgr
         checkpoint,
         pending: pending.get(0),
         oldest_pending: pending.get(1),
-        oldest_writer,
+        waiting,
     })
 }
 
@@ -163,15 +154,8 @@ impl fmt::Display for Status {
             }
             None => writeln!(f, "quality:    not checked yet (dvault check)")?,
         }
-        if let Some((db, pid, since)) = &self.oldest_writer {
-            let age = (Utc::now() - *since).num_seconds();
-            if age >= 60 {
-                writeln!(
-                    f,
-                    "stall:      a write transaction open for {age} s (database {db}, pid {pid}) \
-                     holds the loader back: events committed after it started wait until it ends"
-                )?;
-            }
+        if let Some(w) = &self.waiting {
+            writeln!(f, "waiting:    {w}")?;
         }
         Ok(())
     }

@@ -15,7 +15,9 @@ use super::retry::{chain, is_cancelled};
 use super::runs::{self, Outcome, RunId, RunStatus, Trigger};
 use super::shutdown::Shutdown;
 use super::{DaemonError, DaemonOptions, Doing};
-use crate::load::{LoadError, LoadSummary, Loader};
+use crate::events::horizon::{self, Waiting};
+use crate::events::ingest::thousands;
+use crate::load::{CONSUMER, LoadError, LoadSummary, Loader, Partial};
 
 /// A run the connection was lost in: closed as failed once the daemon reconnects.
 #[derive(Debug, Clone)]
@@ -46,12 +48,14 @@ pub struct Cycle<'a> {
     pub url: &'a str,
 }
 
-/// A step failed: the error, the load's summary if the load itself finished, and
-/// whether a stop cancelled it.
+/// A step failed: the error, what the load committed, and whether a stop ended
+/// it (with what to record).
 struct StepError {
     error: DaemonError,
     summary: Option<LoadSummary>,
     cancelled: bool,
+    /// The run's message when a stop ended it; else the error's chain is recorded.
+    stopped: Option<String>,
 }
 
 impl From<DaemonError> for StepError {
@@ -60,12 +64,30 @@ impl From<DaemonError> for StepError {
             error,
             summary: None,
             cancelled: false,
+            stopped: None,
         }
     }
 }
 
-const CANCELLED: &str = "stopped by SIGTERM/SIGINT: the batch in hand was rolled back; \
-                         the batches committed before it stay loaded";
+/// How long a transaction holding committed events back may be open before a run
+/// ends `blocked` rather than `succeeded`.
+pub const STALLED: Duration = Duration::from_secs(5);
+
+/// What a run stopped by SIGTERM/SIGINT records: what became of the batch in hand,
+/// and what was committed before.
+fn stopped_text(committed: &LoadSummary, rolled_back: bool) -> String {
+    let hand = if rolled_back {
+        "the batch in hand was cancelled after the grace period and rolled back"
+    } else {
+        "no batch started after the stop (the one in hand was finished)"
+    };
+    format!(
+        "stopped by SIGTERM/SIGINT: {hand}; the {} batch(es) committed ({} events) stay loaded, \
+         the rest waits for the next run",
+        committed.batches,
+        thousands(committed.events)
+    )
+}
 
 /// Run `fut` (work on the daemon's connection). Once a stop is asked for, it gets
 /// `grace` to finish (less if the stop is asked for again), then whatever runs on
@@ -145,19 +167,40 @@ impl Cycle<'_> {
         tracing::debug!(run = id.0, trigger = trigger.as_str(), "run started");
         match self.steps(trigger, id).await {
             Ok((summary, report)) => {
+                // a transaction open for a moment is an append in flight: the
+                // follow loop's rechecks take its events
+                let waiting = horizon::waiting(&*self.client, CONSUMER)
+                    .await
+                    .doing("looking for events the loader cannot read yet")?
+                    .filter(|w| w.stalled(STALLED));
                 let passed = report.as_ref().map(Report::passed);
                 let status = if passed == Some(false) {
                     RunStatus::Failed
+                } else if waiting.is_some() {
+                    RunStatus::Blocked
                 } else {
                     RunStatus::Succeeded
                 };
                 let error = report.as_ref().filter(|r| !r.passed()).map(Report::verdict);
-                if trigger == Trigger::Follow && summary.events == 0 {
-                    // nothing was there (yet): not worth a row
+                let message = match (&error, &waiting) {
+                    (Some(verdict), Some(w)) => Some(format!("{verdict}; {w}")),
+                    (Some(verdict), None) => Some(verdict.clone()),
+                    (None, Some(w)) => Some(w.to_string()),
+                    (None, None) => None,
+                };
+                if trigger == Trigger::Follow
+                    && summary.events == 0
+                    && !self.worth_a_row(id, waiting.as_ref()).await?
+                {
+                    // nothing was there (yet), or the run before said it waits for
+                    // the same transaction: not worth a row
                     runs::discard(&*self.client, id)
                         .await
                         .doing("recording the run's end")?;
                 } else {
+                    if let Some(w) = &waiting {
+                        tracing::warn!(run = id.0, "{w}");
+                    }
                     runs::finish(
                         &*self.client,
                         id,
@@ -165,7 +208,7 @@ impl Cycle<'_> {
                             status,
                             summary: Some(&summary),
                             quality: passed,
-                            error: error.clone(),
+                            error: message,
                         },
                     )
                     .await
@@ -200,6 +243,7 @@ impl Cycle<'_> {
                 error,
                 summary,
                 cancelled,
+                stopped,
             }) => {
                 if error.is_transient() && !cancelled {
                     *unfinished = Some(Unfinished {
@@ -214,13 +258,10 @@ impl Cycle<'_> {
                 } else {
                     RunStatus::Failed
                 };
-                let text = if cancelled {
-                    match error {
-                        DaemonError::Stopped => error.to_string(),
-                        _ => CANCELLED.to_string(),
-                    }
-                } else {
-                    chain(&error)
+                let text = match stopped {
+                    Some(text) if cancelled => text,
+                    _ if cancelled => error.to_string(),
+                    _ => chain(&error),
                 };
                 runs::finish(
                     &*self.client,
@@ -259,8 +300,10 @@ impl Cycle<'_> {
         } else {
             LoadProgress::hidden()
         };
+        let shutdown = self.shutdown;
+        let stop = move || shutdown.requested();
         let (loaded, cancelling) = until_stopped(
-            self.loader.run(self.client),
+            self.loader.run_until(self.client, &stop),
             self.token,
             self.shutdown,
             self.opts.stop_grace,
@@ -272,12 +315,27 @@ impl Cycle<'_> {
         }
         let summary = match loaded {
             Ok(s) => s,
-            Err(e) => {
+            Err(Partial {
+                committed,
+                error: None,
+            }) => {
+                return Err(StepError {
+                    error: DaemonError::Stopped,
+                    stopped: Some(stopped_text(&committed, false)),
+                    summary: Some(committed),
+                    cancelled: true,
+                });
+            }
+            Err(Partial {
+                committed,
+                error: Some(e),
+            }) => {
                 let cancelled = cancelling
                     || matches!(&e, LoadError::Db { source, .. } if is_cancelled(source));
                 return Err(StepError {
                     error: e.into(),
-                    summary: None,
+                    stopped: cancelled.then(|| stopped_text(&committed, true)),
+                    summary: Some(committed),
                     cancelled,
                 });
             }
@@ -289,6 +347,7 @@ impl Cycle<'_> {
             error,
             summary: Some(summary.clone()),
             cancelled,
+            stopped: None,
         };
         if self.shutdown.requested() {
             return Err(with_summary(DaemonError::Stopped, true));
@@ -314,6 +373,17 @@ impl Cycle<'_> {
             .doing("analyzing the touched tables")
             .map_err(|e| with_summary(e, false))?;
         Ok((summary, Some(report)))
+    }
+
+    /// Does a follow run that loaded nothing deserve a row? Only when it waits for
+    /// a transaction the follow run before it did not already name.
+    async fn worth_a_row(&self, id: RunId, waiting: Option<&Waiting>) -> Result<bool, DaemonError> {
+        match waiting {
+            None => Ok(false),
+            Some(w) => Ok(!runs::already_waiting(&*self.client, id, w.xid)
+                .await
+                .doing("reading the run history")?),
+        }
     }
 
     /// Close the run a lost connection left open, as failed. Its committed batches

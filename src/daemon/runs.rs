@@ -6,6 +6,7 @@ use std::fmt::{self, Write as _};
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 
+use crate::events::horizon::Waiting;
 use crate::events::ingest::thousands;
 use crate::load::{CONSUMER, LoadError, LoadSummary};
 
@@ -35,8 +36,12 @@ pub enum RunStatus {
     Succeeded,
     /// An error, or a failed quality gate.
     Failed,
-    /// Stopped by SIGTERM/SIGINT; the batch in hand was rolled back.
+    /// Stopped by SIGTERM/SIGINT: no batch started after the stop; the batch in
+    /// hand was finished, or rolled back when the grace period ran out.
     Cancelled,
+    /// Loaded what it could, but committed events wait behind a transaction of
+    /// this database still open (its error says which).
+    Blocked,
 }
 
 impl RunStatus {
@@ -45,6 +50,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
+            RunStatus::Blocked => "blocked",
         }
     }
 }
@@ -66,14 +72,22 @@ pub struct Outcome<'a> {
 }
 
 impl<'a> Outcome<'a> {
-    /// How a manual load or rebuild ended.
-    pub fn of_load(result: &'a Result<LoadSummary, LoadError>) -> Outcome<'a> {
+    /// How a manual load or rebuild ended; `waiting`: committed events it could
+    /// not read yet (see [`crate::events::horizon`]).
+    pub fn of_load(
+        result: &'a Result<LoadSummary, LoadError>,
+        waiting: Option<&Waiting>,
+    ) -> Outcome<'a> {
         match result {
             Ok(summary) => Outcome {
-                status: RunStatus::Succeeded,
+                status: if waiting.is_some() {
+                    RunStatus::Blocked
+                } else {
+                    RunStatus::Succeeded
+                },
                 summary: Some(summary),
                 quality: None,
-                error: None,
+                error: waiting.map(ToString::to_string),
             },
             Err(e) => Outcome {
                 status: RunStatus::Failed,
@@ -188,6 +202,25 @@ pub async fn discard(client: &impl GenericClient, id: RunId) -> Result<(), tokio
         )
         .await?;
     Ok(())
+}
+
+/// Did the follow run before `id` already say it waits for `xid`? (A follow run
+/// that loaded nothing and waits for the same transaction adds no row.)
+pub async fn already_waiting(
+    client: &impl GenericClient,
+    id: RunId,
+    xid: crate::events::Xid8,
+) -> Result<bool, tokio_postgres::Error> {
+    let prefix = format!("waiting for transaction {xid} %");
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM ops.load_runs
+              WHERE id = (SELECT max(id) FROM ops.load_runs WHERE trigger = 'follow' AND id < $1)
+                AND status = 'blocked' AND error LIKE $2",
+            &[&id.0, &prefix],
+        )
+        .await?
+        .is_some())
 }
 
 fn verdict(passed: bool) -> &'static str {

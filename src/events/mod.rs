@@ -6,6 +6,7 @@ pub mod csv_records;
 pub mod csv_rows;
 #[cfg(test)]
 mod fuzz;
+pub mod horizon;
 pub mod ingest;
 pub mod limits;
 mod sql_types;
@@ -284,20 +285,25 @@ pub async fn copy_in(
     writer.finish().await
 }
 
-const READ_AFTER: &str = "
-    SELECT seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload
-      FROM event_log.events
-     WHERE (xid, seq) > ($1, $2)
-       AND xid < pg_snapshot_xmin(pg_current_snapshot())
-     ORDER BY xid, seq
-     LIMIT $3";
+const READ_AFTER: &str = concat!(
+    "SELECT seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload
+       FROM event_log.events
+      WHERE (xid, seq) > ($1, $2)
+        AND xid < ",
+    horizon::horizon_sql!(),
+    "
+      ORDER BY xid, seq
+      LIMIT $3"
+);
 
 /// Up to `limit` committed events after `after`, in `(xid, seq)` order.
 ///
-/// Only events written by transactions older than every transaction still running
-/// are returned, so an event committed late with a lower `seq` can never appear
-/// behind a checkpoint that has moved past it: a reader may wait for a slow writer,
-/// but never skips its events.
+/// Only events below the [`horizon`] are returned: written by transactions older
+/// than every transaction of this database still running (transactions of other
+/// databases on the server cannot write to this log and do not count). So an event
+/// committed late with a lower `seq` can never appear behind a checkpoint that has
+/// moved past it: a reader may wait for a slow writer, but never skips its events.
+/// Call it outside an explicit transaction (see [`horizon`]).
 pub async fn read_after(
     client: &impl GenericClient,
     after: Checkpoint,

@@ -265,13 +265,16 @@ impl Loader {
     }
 
     /// The whole run in one transaction, with the indexes of `tables` dropped at the
-    /// start and built at the end (see the module's comment).
+    /// start and built at the end (see the module's comment). `stop` is asked before
+    /// each batch: once it says yes, the indexes are built and what was written
+    /// commits; the flag returned says whether the run stopped early.
     pub(super) async fn run_bulk(
         &self,
         client: &mut Client,
         mut known: KnownKeys,
         tables: Vec<(String, String)>,
-    ) -> Result<LoadSummary, LoadError> {
+        stop: super::Stop<'_>,
+    ) -> Result<(LoadSummary, bool), LoadError> {
         let started = Instant::now();
         let m = &self.mappings;
         let reader = match &self.read_ahead {
@@ -297,10 +300,13 @@ impl Loader {
         if next.is_none() {
             // the events waiting are not visible yet (their writers are still open)
             tx.rollback().await.doing("ending the bulk run")?;
-            return Ok(LoadSummary {
-                elapsed: started.elapsed(),
-                ..LoadSummary::default()
-            });
+            return Ok((
+                LoadSummary {
+                    elapsed: started.elapsed(),
+                    ..LoadSummary::default()
+                },
+                false,
+            ));
         }
         let mut bulk = Bulk::start(&tx, &tables).await?;
         for (h, hub) in m.hubs.iter().enumerate() {
@@ -315,7 +321,12 @@ impl Loader {
         }
 
         let mut total = LoadSummary::default();
+        let mut stopped = false;
         while let Some(batch) = next.take() {
+            if stop() {
+                stopped = true;
+                break;
+            }
             let full = batch.events == self.batch_size as u64;
             let last = batch.last;
             let (written, prepared) = match (&reader, full) {
@@ -349,7 +360,7 @@ impl Loader {
         super::finish_batch(tx, at).await?;
         total.bulk = bulk.tables();
         total.elapsed = started.elapsed();
-        Ok(total)
+        Ok((total, stopped))
     }
 
     /// One batch of a bulk run, under a savepoint. When the database refuses it,

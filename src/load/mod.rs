@@ -152,6 +152,37 @@ impl fmt::Display for LoadSummary {
     }
 }
 
+/// Asked before each batch of [`Loader::run_until`]: `true` stops the load.
+pub type Stop<'a> = &'a (dyn Fn() -> bool + Send + Sync);
+
+/// A load that ended before the log was read to the end: what its committed
+/// batches did (counted exactly: a batch counts once its commit returned), and the
+/// error that ended it, `None` when it was asked to stop.
+#[derive(Debug)]
+pub struct Partial {
+    pub committed: LoadSummary,
+    pub error: Option<LoadError>,
+}
+
+impl Partial {
+    fn nothing(error: LoadError) -> Partial {
+        Partial {
+            committed: LoadSummary::default(),
+            error: Some(error),
+        }
+    }
+}
+
+impl LoadSummary {
+    fn ended(mut self, started: Instant, error: Option<LoadError>) -> Partial {
+        self.elapsed = started.elapsed();
+        Partial {
+            committed: self,
+            error,
+        }
+    }
+}
+
 /// The loader: mappings checked against the database, ready to run batches.
 #[derive(Clone)]
 pub struct Loader {
@@ -244,20 +275,49 @@ impl Loader {
 
     /// Load batches until the log has nothing committed after the checkpoint.
     pub async fn run(&self, client: &mut Client) -> Result<LoadSummary, LoadError> {
+        match self.run_until(client, &|| false).await {
+            Ok(summary)
+            | Err(Partial {
+                committed: summary,
+                error: None,
+            }) => Ok(summary),
+            Err(Partial { error: Some(e), .. }) => Err(e),
+        }
+    }
+
+    /// [`run`](Self::run), asking `stop` before each batch: once it says yes, no
+    /// new batch starts (the one in hand is finished). A load that ends early, by
+    /// `stop` or an error, says what its committed batches did.
+    pub async fn run_until(
+        &self,
+        client: &mut Client,
+        stop: Stop<'_>,
+    ) -> Result<LoadSummary, Partial> {
         let mut known = write::KnownKeys::at_start(&*client, &self.mappings)
             .await
-            .doing("checking which vault tables are empty")?;
-        if let Some(tables) = self.bulk_tables(&*client).await? {
-            return self.run_bulk(client, known, tables).await;
+            .doing("checking which vault tables are empty")
+            .map_err(Partial::nothing)?;
+        if let Some(tables) = self.bulk_tables(&*client).await.map_err(Partial::nothing)? {
+            // one transaction: on an error nothing of the run is committed
+            return match self.run_bulk(client, known, tables, stop).await {
+                Ok((summary, false)) => Ok(summary),
+                Ok((summary, true)) => Err(Partial {
+                    committed: summary,
+                    error: None,
+                }),
+                Err(e) => Err(Partial::nothing(e)),
+            };
         }
         match &self.read_ahead {
             Some(url) => {
                 let reader = crate::db::connect(url).await.map_err(|e| {
-                    LoadError::Internal(format!("opening the read-ahead connection: {e}"))
+                    Partial::nothing(LoadError::Internal(format!(
+                        "opening the read-ahead connection: {e}"
+                    )))
                 })?;
-                self.run_pipelined(client, &reader, &mut known).await
+                self.run_pipelined(client, &reader, &mut known, stop).await
             }
-            None => self.run_sequential(client, &mut known).await,
+            None => self.run_sequential(client, &mut known, stop).await,
         }
     }
 
@@ -265,13 +325,23 @@ impl Loader {
         &self,
         client: &mut Client,
         known: &mut write::KnownKeys,
-    ) -> Result<LoadSummary, LoadError> {
+        stop: Stop<'_>,
+    ) -> Result<LoadSummary, Partial> {
         let started = Instant::now();
         let mut total = LoadSummary::default();
-        while let Some(batch) = self.load_batch_with(client, known).await? {
-            total.add(&batch);
-            if batch.events < self.batch_size as u64 {
-                break;
+        loop {
+            if stop() {
+                return Err(total.ended(started, None));
+            }
+            match self.load_batch_with(client, known).await {
+                Ok(Some(batch)) => {
+                    total.add(&batch);
+                    if batch.events < self.batch_size as u64 {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Err(total.ended(started, Some(e))),
             }
         }
         total.elapsed = started.elapsed();
@@ -282,21 +352,27 @@ impl Loader {
     ///
     /// Reading ahead is safe: the loader lock keeps other loaders out, each write
     /// checks that the checkpoint is where the batch starts, and the reader only
-    /// sees events below the oldest running transaction (this loader's own open
-    /// batch included), so an event appended meanwhile waits for the next pass.
+    /// sees events below the oldest running transaction of this database (this
+    /// loader's own open batch included), so an event appended meanwhile waits for
+    /// the next pass.
     async fn run_pipelined(
         &self,
         writer: &mut Client,
         reader: &Client,
         known: &mut write::KnownKeys,
-    ) -> Result<LoadSummary, LoadError> {
+        stop: Stop<'_>,
+    ) -> Result<LoadSummary, Partial> {
         let started = Instant::now();
         let mut total = LoadSummary::default();
         let at = events::load_checkpoint(writer, CONSUMER)
             .await
-            .doing("reading the checkpoint")?;
-        let mut next = self.prepare(reader, at).await?;
+            .doing("reading the checkpoint")
+            .map_err(Partial::nothing)?;
+        let mut next = self.prepare(reader, at).await.map_err(Partial::nothing)?;
         while let Some(batch) = next.take() {
+            if stop() {
+                return Err(total.ended(started, None));
+            }
             let full = batch.events == self.batch_size as u64;
             let last = batch.last;
             let (written, prepared) = if full {
@@ -307,8 +383,11 @@ impl Loader {
             } else {
                 (self.write_batch(writer, batch, known).await, Ok(None))
             };
-            total.add(&written?);
-            next = prepared?;
+            match written {
+                Ok(written) => total.add(&written),
+                Err(e) => return Err(total.ended(started, Some(e))),
+            }
+            next = prepared.map_err(|e| total.clone().ended(started, Some(e)))?;
         }
         total.elapsed = started.elapsed();
         Ok(total)

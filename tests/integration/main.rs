@@ -11,6 +11,7 @@ mod daemon;
 mod event_log;
 mod generated;
 mod hardening;
+mod horizon;
 mod hostile_input;
 mod ingest;
 mod loader;

@@ -1,0 +1,187 @@
+//! The reader's horizon: how far in `xid` order the log can be read without ever
+//! skipping an event that commits later, and, when committed events lie beyond it,
+//! which transaction they wait for.
+//!
+//! Events are read in `(xid, seq)` order, `xid` being the writer's top-level
+//! transaction id. A reader may take the events of transaction `x` only once no
+//! transaction with an id at or below `x` can still add rows to the log. In one
+//! statement, with `s = pg_current_snapshot()` (the statement's own snapshot):
+//!
+//! ```text
+//! horizon = least(xmax(s), min { x in xip(s) : x is not known to belong to another database })
+//! ```
+//!
+//! - an id at or above `xmax(s)` was not yet assigned when the snapshot was taken;
+//! - an id below `xmax(s)` that is not in `xip(s)` had ended: its rows are visible
+//!   in this very snapshot if it committed, and it can add no more;
+//! - an id in `xip(s)` was still running. A transaction can only write to the
+//!   database its session is connected to, so one that runs in *another* database
+//!   can never add rows to this log and does not hold the reader back. It is known
+//!   to be foreign when `pg_stat_activity` shows a session of another database with
+//!   that `backend_xid`, or `pg_prepared_xacts` a transaction of another database
+//!   with that id. Which database an id belongs to never changes while it runs, so
+//!   a row saying so is true whenever it was read. Anything not known (the
+//!   transaction ended since the snapshot, a session without a database, no row at
+//!   all) counts as this database's: that can only delay a read, never skip.
+//!
+//! So every row with `xid < horizon` that will ever exist is committed and visible
+//! to the statement's snapshot. The loader's own open batch is a transaction of
+//! this database, so the read-ahead reader still stops below it.
+//!
+//! `pg_stat_activity` is read once per transaction and kept until it ends: run the
+//! read in a transaction of its own (the loader does) so it is read after the
+//! snapshot is taken. (A stale copy could only pair a backend slot's old database
+//! with an id assigned between two reads of that slot, a window of a few
+//! instructions; a fresh copy cannot, since such an id is newer than the snapshot.)
+
+use std::fmt;
+
+use tokio_postgres::GenericClient;
+
+use super::Xid8;
+
+/// The horizon as a scalar SQL expression (`xid8`), for a statement that reads the
+/// log; see the module documentation.
+macro_rules! horizon_sql {
+    () => {
+        "(SELECT least(pg_snapshot_xmax(s.snap), (
+             SELECT min(x) FROM pg_snapshot_xip(s.snap) AS x
+              WHERE xid(x) NOT IN (
+                    SELECT a.backend_xid FROM pg_stat_activity a
+                     WHERE a.backend_xid IS NOT NULL
+                       AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database())
+                    UNION ALL
+                    SELECT p.transaction FROM pg_prepared_xacts p
+                     WHERE p.database <> current_database())))
+            FROM (SELECT pg_current_snapshot() AS snap) AS s)"
+    };
+}
+
+pub(crate) use horizon_sql;
+
+/// Committed events after a checkpoint that the reader cannot take yet, and the
+/// transaction they wait for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    /// Committed events after the checkpoint, at or beyond the horizon.
+    pub events: i64,
+    /// The transaction at the horizon: the oldest one of this database still open.
+    pub xid: Xid8,
+    pub blocker: Option<Blocker>,
+}
+
+/// What is known of the transaction the reader waits for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blocker {
+    pub database: Option<String>,
+    /// The session running it; `None` for a prepared transaction.
+    pub pid: Option<i32>,
+    /// The prepared transaction's name.
+    pub prepared: Option<String>,
+    /// Seconds since it started (or was prepared); `None` when the loader's role may
+    /// not see it (needs `pg_read_all_stats` for other roles' sessions).
+    pub open_secs: Option<f64>,
+}
+
+impl Waiting {
+    /// Has the transaction been open at least `min` (or for a time the loader's
+    /// role may not see)? A younger one is most likely an append in flight.
+    pub fn stalled(&self, min: std::time::Duration) -> bool {
+        match &self.blocker {
+            Some(Blocker {
+                open_secs: Some(secs),
+                ..
+            }) => *secs >= min.as_secs_f64(),
+            Some(_) => true,
+            None => false,
+        }
+    }
+}
+
+impl fmt::Display for Waiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "waiting for transaction {}", self.xid)?;
+        match &self.blocker {
+            Some(b) => {
+                if let Some(db) = &b.database {
+                    write!(f, " in database {db}")?;
+                }
+                let mut parts = Vec::new();
+                if let Some(gid) = &b.prepared {
+                    parts.push(format!("prepared as '{gid}'"));
+                }
+                if let Some(pid) = b.pid {
+                    parts.push(format!("pid {pid}"));
+                }
+                if let Some(secs) = b.open_secs {
+                    parts.push(format!("open for {secs:.0} s"));
+                }
+                if !parts.is_empty() {
+                    write!(f, " ({})", parts.join(", "))?;
+                }
+            }
+            None => write!(f, " (it ended just now)")?,
+        }
+        write!(
+            f,
+            ": {} committed event(s) after the checkpoint load once it ends",
+            crate::events::ingest::thousands(self.events.max(0) as u64)
+        )
+    }
+}
+
+const WAITING: &str = concat!(
+    "WITH h AS (SELECT ",
+    horizon_sql!(),
+    " AS horizon),
+     c AS (SELECT coalesce((SELECT xid FROM ops.checkpoints WHERE consumer = $1), '0'::xid8) AS xid,
+                  coalesce((SELECT seq FROM ops.checkpoints WHERE consumer = $1), 0) AS seq)
+     SELECT h.horizon,
+            (SELECT count(*) FROM event_log.events e
+              WHERE (e.xid, e.seq) > (c.xid, c.seq) AND e.xid >= h.horizon) AS waiting,
+            w.database, w.pid, w.prepared, w.open_secs, w.found
+       FROM h CROSS JOIN c
+       LEFT JOIN LATERAL (
+            SELECT a.datname::text AS database, a.pid, NULL::text AS prepared,
+                   extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS open_secs,
+                   true AS found
+              FROM pg_stat_activity a WHERE a.backend_xid = xid(h.horizon)
+            UNION ALL
+            SELECT p.database::text, NULL, p.gid,
+                   extract(epoch FROM clock_timestamp() - p.prepared)::float8, true
+              FROM pg_prepared_xacts p WHERE p.transaction = xid(h.horizon)
+            LIMIT 1) AS w ON true"
+);
+
+/// Committed events after `consumer`'s checkpoint that the reader cannot take yet,
+/// if any, and who holds them back. Run it outside a transaction (see the module
+/// documentation).
+pub async fn waiting(
+    client: &impl GenericClient,
+    consumer: &str,
+) -> Result<Option<Waiting>, tokio_postgres::Error> {
+    let row = client.query_one(WAITING, &[&consumer]).await?;
+    let events: i64 = row.get(1);
+    if events == 0 {
+        return Ok(None);
+    }
+    let found: Option<bool> = row.get(6);
+    Ok(Some(Waiting {
+        events,
+        xid: row.get(0),
+        blocker: found.map(|_| Blocker {
+            database: row.get(2),
+            pid: row.get(3),
+            prepared: row.get(4),
+            open_secs: row.get(5),
+        }),
+    }))
+}
+
+/// The horizon now (for tests and diagnostics).
+pub async fn horizon(client: &impl GenericClient) -> Result<Xid8, tokio_postgres::Error> {
+    Ok(client
+        .query_one(concat!("SELECT ", horizon_sql!()), &[])
+        .await?
+        .get(0))
+}
