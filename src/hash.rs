@@ -56,7 +56,22 @@ fn upper_one_to_one(c: char) -> char {
     }
 }
 
-fn sha256(text: &str) -> Hash {
+/// Append `part` normalized (see [`normalize`]) to `out`; `false` (and nothing
+/// appended) when nothing is left of it.
+pub fn push_normalized(part: &str, out: &mut String) -> bool {
+    let trimmed = part.trim_matches(' ');
+    if trimmed.is_empty() {
+        return false;
+    }
+    out.extend(trimmed.chars().map(upper_one_to_one));
+    true
+}
+
+/// The separator and the NULL marker of multi-part keys and hashdiffs.
+pub const SEPARATOR_TEXT: &str = SEPARATOR;
+pub const NULL_TEXT: &str = NULL_PART;
+
+pub fn sha256(text: &str) -> Hash {
     Sha256::digest(text.as_bytes()).into()
 }
 

@@ -43,12 +43,29 @@ pub struct NewVersion {
 }
 
 /// Hashdiff of a full row (values in the satellite's alphabetical column order).
+///
+/// Equal to [`hash::hashdiff`] over the values' canonical texts, written in one
+/// buffer: this runs for every satellite row of a load.
 pub fn hashdiff(values: &[Option<Value>]) -> Hash {
-    let texts: Vec<Option<String>> = values
-        .iter()
-        .map(|v| v.as_ref().map(Value::canonical))
-        .collect();
-    hash::hashdiff(texts.iter().map(Option::as_deref))
+    let mut text = String::with_capacity(32 * values.len());
+    let mut part = String::with_capacity(64);
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            text.push_str(hash::SEPARATOR_TEXT);
+        }
+        let present = match v {
+            Some(v) => {
+                part.clear();
+                v.write_canonical(&mut part);
+                hash::push_normalized(&part, &mut text)
+            }
+            None => false,
+        };
+        if !present {
+            text.push_str(hash::NULL_TEXT);
+        }
+    }
+    hash::sha256(&text)
 }
 
 /// The earliest business time staged per parent: where to look for predecessors.
@@ -163,6 +180,50 @@ pub fn plan(staged: &[SatRow], existing: &[Existing]) -> Vec<NewVersion> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn the_one_buffer_hashdiff_equals_the_standard_one() {
+        let micro = Utc
+            .with_ymd_and_hms(2024, 2, 29, 23, 59, 58)
+            .single()
+            .expect("time")
+            + chrono::Duration::microseconds(120);
+        let rows: Vec<Vec<Option<Value>>> = vec![
+            vec![
+                Some(Value::Text("  Oslo ".into())),
+                None,
+                Some(Value::Int(-7)),
+            ],
+            vec![
+                Some(Value::Text("   ".into())),
+                Some(Value::Text("straße é".into())),
+            ],
+            vec![
+                Some(Value::Numeric("12.50".parse().expect("decimal"))),
+                Some(Value::Date(
+                    chrono::NaiveDate::from_ymd_opt(33, 1, 9).expect("date"),
+                )),
+                Some(Value::Date(
+                    chrono::NaiveDate::from_ymd_opt(12345, 1, 9).expect("date"),
+                )),
+                Some(Value::Timestamptz(micro)),
+                Some(Value::Timestamptz(t(3))),
+                Some(Value::Bool(false)),
+            ],
+            vec![None, None],
+        ];
+        for values in rows {
+            let texts: Vec<Option<String>> = values
+                .iter()
+                .map(|v| v.as_ref().map(Value::canonical))
+                .collect();
+            assert_eq!(
+                hashdiff(&values),
+                hash::hashdiff(texts.iter().map(Option::as_deref)),
+                "{values:?}"
+            );
+        }
+    }
 
     fn t(day: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2024, 1, day, 0, 0, 0)

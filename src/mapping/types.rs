@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SubsecRound, Timelike, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value as Json;
 
@@ -97,25 +97,71 @@ impl Value {
     /// The text PostgreSQL prints for this value (ISO dates, UTC, numeric at its
     /// declared scale): what is hashed.
     pub fn canonical(&self) -> String {
-        match self {
-            Value::Text(s) => s.clone(),
-            Value::Int(i) => i.to_string(),
-            Value::Numeric(d) => d.to_string(),
-            Value::Date(d) => d.format("%Y-%m-%d").to_string(),
+        let mut s = String::new();
+        self.write_canonical(&mut s);
+        s
+    }
+
+    /// [`canonical`](Self::canonical), appended to `out` (no allocation of its own:
+    /// the loader writes a satellite row's hashdiff text in one buffer).
+    pub fn write_canonical(&self, out: &mut String) {
+        use std::fmt::Write;
+        // writing into a String cannot fail
+        let _ = match self {
+            Value::Text(s) => {
+                out.push_str(s);
+                Ok(())
+            }
+            Value::Int(i) => write!(out, "{i}"),
+            Value::Numeric(d) => write!(out, "{d}"),
+            Value::Date(d) => write_date(out, *d),
             Value::Timestamptz(t) => {
+                let _ = write_date(out, t.date_naive());
+                let time = t.time();
                 let micros = t.timestamp_subsec_micros();
-                let mut s = t.format("%Y-%m-%d %H:%M:%S").to_string();
+                let _ = write!(
+                    out,
+                    " {:02}:{:02}:{:02}",
+                    time.hour(),
+                    time.minute(),
+                    time.second()
+                );
                 if micros > 0 {
                     let frac = format!("{micros:06}");
-                    s.push('.');
-                    s.push_str(frac.trim_end_matches('0'));
+                    out.push('.');
+                    out.push_str(frac.trim_end_matches('0'));
                 }
-                s.push_str("+00");
-                s
+                out.push_str("+00");
+                Ok(())
             }
-            Value::Bool(b) => b.to_string(),
-        }
+            Value::Bool(b) => write!(out, "{b}"),
+        };
     }
+}
+
+/// `YYYY-MM-DD`, as chrono's `%Y-%m-%d` writes it (years outside 0..=9999 with a sign).
+fn write_date(out: &mut String, d: NaiveDate) -> fmt::Result {
+    use std::fmt::Write;
+    if (0..=9999).contains(&d.year()) {
+        write!(out, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+    } else {
+        write!(out, "{}", d.format("%Y-%m-%d"))
+    }
+}
+
+/// `YYYY-MM-DD` read without chrono's format parser (the common case, and the hot
+/// one); `None` for any other shape, which then goes the general way.
+fn parse_iso_date(t: &str) -> Option<NaiveDate> {
+    let b = t.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
 }
 
 /// Convert a JSON value to `ty`. `Ok(None)` for null (absent). The error says what
@@ -184,8 +230,9 @@ fn parse_text(text: &str, ty: ColumnType, json: &Json) -> Result<Value, String> 
                 .map_err(|_| bad())?;
             let mut d = d.round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero);
             d.rescale(scale);
-            let int_digits = d.trunc().abs().to_string().trim_start_matches('0').len() as u32;
-            if int_digits > precision - scale {
+            // more integer digits than precision - scale (at most 28: a Decimal holds 10^28)
+            let limit = Decimal::from_i128_with_scale(10i128.pow(precision - scale), 0);
+            if d.trunc().abs() >= limit {
                 return Err(format!(
                     "{} is out of range for numeric({precision},{scale})",
                     shown(json)
@@ -194,6 +241,9 @@ fn parse_text(text: &str, ty: ColumnType, json: &Json) -> Result<Value, String> 
             Ok(Value::Numeric(d))
         }
         ColumnType::Date => {
+            if let Some(d) = parse_iso_date(t) {
+                return Ok(Value::Date(d));
+            }
             if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
                 return Ok(Value::Date(d));
             }
@@ -216,6 +266,65 @@ fn parse_text(text: &str, ty: ColumnType, json: &Json) -> Result<Value, String> 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn dates_are_read_and_written_as_chrono_does() {
+        for text in [
+            "2024-02-29",
+            "2023-02-29",
+            "0000-01-01",
+            "9999-12-31",
+            "1996-13-01",
+            "1996-00-10",
+            "1996-1-1",
+            "19960101",
+            "2024-02-2x",
+            "+2024-01-01",
+        ] {
+            assert_eq!(
+                parse_iso_date(text).or_else(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()),
+                NaiveDate::parse_from_str(text, "%Y-%m-%d").ok(),
+                "{text}"
+            );
+        }
+        for (y, m, d) in [
+            (2024, 2, 29),
+            (7, 1, 2),
+            (0, 1, 1),
+            (9999, 12, 31),
+            (10000, 1, 1),
+            (-5, 3, 4),
+        ] {
+            let date = NaiveDate::from_ymd_opt(y, m, d).expect("date");
+            assert_eq!(
+                Value::Date(date).canonical(),
+                date.format("%Y-%m-%d").to_string()
+            );
+            let ts = date.and_hms_opt(1, 2, 3).expect("time").and_utc();
+            assert_eq!(
+                Value::Timestamptz(ts).canonical(),
+                format!("{}+00", ts.format("%Y-%m-%d %H:%M:%S"))
+            );
+        }
+    }
+
+    #[test]
+    fn numeric_range_is_counted_in_integer_digits() {
+        let ty: ColumnType = "numeric(5,2)".parse().expect("type");
+        assert!(parse_value(&json!("999.994"), ty).is_ok());
+        assert!(parse_value(&json!("-999.99"), ty).is_ok());
+        assert!(
+            parse_value(&json!("999.995"), ty).is_err(),
+            "rounds to 1000.00"
+        );
+        assert!(parse_value(&json!("1000"), ty).is_err());
+        assert!(parse_value(&json!("0.001"), ty).is_ok());
+        let whole: ColumnType = "numeric(3,0)".parse().expect("type");
+        assert!(parse_value(&json!(999), whole).is_ok());
+        assert!(parse_value(&json!(1000), whole).is_err());
+        let wide: ColumnType = "numeric(28,0)".parse().expect("type");
+        assert!(parse_value(&json!("9999999999999999999999999999"), wide).is_ok());
+    }
 
     fn canon(j: Json, ty: &str) -> String {
         let ty: ColumnType = ty.parse().expect("type");
