@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value as Json;
 
+use super::payload::{Doc, Scalar};
 use crate::hash::{self, Hash};
-use crate::mapping::types::parse_value;
-use crate::mapping::{EventMapping, FieldPath, Mappings, Parent, Value};
+use crate::mapping::types::parse_scalar;
+use crate::mapping::{ColumnType, EventMapping, FieldPath, Mappings, Parent, Value};
 
 /// What every row of one event shares.
 #[derive(Debug, Clone)]
@@ -115,7 +115,7 @@ impl Keys {
     }
 }
 
-fn walk<'a>(mut v: &'a Json, path: &[String]) -> Option<&'a Json> {
+fn walk<'a, 'd>(mut v: &'a Doc<'d>, path: &[String]) -> Option<&'a Doc<'d>> {
     for p in path {
         v = v.get(p)?;
     }
@@ -123,10 +123,10 @@ fn walk<'a>(mut v: &'a Json, path: &[String]) -> Option<&'a Json> {
 }
 
 /// The elements of an array field; a missing or null array has none.
-fn elements<'a>(payload: &'a Json, array: &[String]) -> Result<&'a [Json], String> {
+fn elements<'a, 'd>(payload: &'a Doc<'d>, array: &[String]) -> Result<&'a [Doc<'d>], String> {
     match walk(payload, array) {
-        None | Some(Json::Null) => Ok(&[]),
-        Some(Json::Array(items)) => Ok(items),
+        None | Some(Doc::Null) => Ok(&[]),
+        Some(Doc::Array(items)) => Ok(items),
         Some(other) => Err(format!(
             "field \"{}\" must be an array, got {}",
             array.join("."),
@@ -136,15 +136,23 @@ fn elements<'a>(payload: &'a Json, array: &[String]) -> Result<&'a [Json], Strin
 }
 
 /// The value at `path`, for row `i` of its array (ignored for top-level paths).
-fn lookup<'a>(
-    payload: &'a Json,
+fn lookup<'a, 'd>(
+    payload: &'a Doc<'d>,
     path: &FieldPath,
-    items: &'a [Json],
+    items: &'a [Doc<'d>],
     i: usize,
-) -> Option<&'a Json> {
+) -> Option<&'a Doc<'d>> {
     match path {
         FieldPath::Top(p) => walk(payload, p),
         FieldPath::Each { field, .. } => items.get(i).and_then(|item| walk(item, field)),
+    }
+}
+
+/// A field's value as `ty`; a missing field is null.
+fn typed(v: Option<&Doc<'_>>, ty: ColumnType) -> Result<Option<Value>, String> {
+    match v {
+        None => Ok(None),
+        Some(doc) => parse_scalar(&doc.scalar(), ty, &|| doc.to_string()),
     }
 }
 
@@ -169,12 +177,12 @@ fn key_part_problem(text: &str) -> Option<String> {
 }
 
 /// A business key part: strings and numbers; trimmed.
-fn key_text(v: Option<&Json>) -> Option<String> {
-    match v? {
-        Json::String(s) => Some(s.trim_matches(' ').to_string()),
-        Json::Number(n) => Some(n.to_string()),
-        Json::Bool(b) => Some(b.to_string()),
-        _ => None,
+fn key_text(v: Option<&Doc<'_>>) -> Option<String> {
+    match v?.scalar() {
+        Scalar::String(s) => Some(s.trim_matches(' ').to_string()),
+        Scalar::Number(n) => Some(n.into_owned()),
+        Scalar::Bool(b) => Some(b.to_string()),
+        Scalar::Null | Scalar::Composite(_) => None,
     }
     .filter(|s| !s.is_empty())
 }
@@ -184,7 +192,7 @@ fn key_text(v: Option<&Json>) -> Option<String> {
 pub fn extract(
     m: &Mappings,
     em: &EventMapping,
-    payload: &Json,
+    payload: &Doc<'_>,
     origin: Arc<Origin>,
     out: &mut Rows,
 ) -> Result<(), String> {
@@ -199,7 +207,7 @@ pub fn extract(
 fn extract_into(
     m: &Mappings,
     em: &EventMapping,
-    payload: &Json,
+    payload: &Doc<'_>,
     origin: Arc<Origin>,
     rows: &mut Rows,
 ) -> Result<(), String> {
@@ -325,7 +333,7 @@ fn extract_into(
                         array.map(|_| i),
                     )
                 };
-                let v = parse_value(lookup(payload, p, items, i).unwrap_or(&Json::Null), *ty)
+                let v = typed(lookup(payload, p, items, i), *ty)
                     .map_err(|e| format!("{}: {e}", where_()))?
                     .ok_or_else(|| format!("{}: missing", where_()))?;
                 let text = v.canonical();
@@ -392,7 +400,7 @@ fn extract_into(
                     None => None,
                     Some(p) => match lookup(payload, p, items, i) {
                         None => None,
-                        Some(json) => parse_value(json, *ty).map_err(|e| {
+                        json @ Some(_) => typed(json, *ty).map_err(|e| {
                             format!(
                                 "{}: {e}",
                                 at(

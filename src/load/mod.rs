@@ -19,7 +19,6 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value as Json;
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 use crate::events::ingest::thousands;
@@ -724,7 +723,7 @@ pub fn project(m: &Mappings, batch: &[StoredEvent]) -> (Projected, Vec<Reject>) 
             )));
             continue;
         };
-        let payload: Json = match payload::parse(&e.payload) {
+        let payload = match payload::Doc::parse(&e.payload) {
             Ok(p) => p,
             Err(err) => {
                 rejects.push(reject(format!("the payload cannot be read: {err}")));

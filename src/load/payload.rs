@@ -11,8 +11,242 @@
 //! fit). Pure, linear, no recursion.
 
 use std::borrow::Cow;
+use std::fmt;
 
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value as Json;
+use serde_json::value::RawValue;
+
+/// A payload read without copying, for the loader: strings borrow the stored text
+/// where they hold no escape, numbers keep their exact text, objects their order.
+/// It answers what [`parse`] answers (see [`Scalar`]), for a fraction of the
+/// allocations: this runs once for every event a load reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Doc<'a> {
+    Null,
+    Bool(bool),
+    /// A valid JSON number, as written.
+    Number(&'a str),
+    String(Cow<'a, str>),
+    Array(Vec<Doc<'a>>),
+    Object(Vec<(Cow<'a, str>, Doc<'a>)>),
+}
+
+impl<'a> Doc<'a> {
+    /// Read `text` (validated by `serde_json`).
+    pub fn parse(text: &'a str) -> Result<Doc<'a>, serde_json::Error> {
+        let raw: &'a RawValue = serde_json::from_str(text)?;
+        Doc::from_raw(raw, 0)
+    }
+
+    /// `depth`: arrays and objects around this value. From 128 levels on the payload
+    /// is refused, as `serde_json` refuses it (skipping a raw value has no such limit, and the
+    /// stack must not be what ends a deep one).
+    fn from_raw(raw: &'a RawValue, depth: usize) -> Result<Doc<'a>, serde_json::Error> {
+        const DEPTH: usize = 127;
+        let t = raw.get();
+        let nested = |depth: usize| {
+            if depth >= DEPTH {
+                Err(<serde_json::Error as serde::de::Error>::custom(
+                    "recursion limit exceeded",
+                ))
+            } else {
+                Ok(depth + 1)
+            }
+        };
+        Ok(match t.as_bytes().first() {
+            Some(b'{') => {
+                let depth = nested(depth)?;
+                let Fields(fields) = serde_json::from_str(t)?;
+                Doc::Object(
+                    fields
+                        .into_iter()
+                        .map(|(k, v)| Ok((k, Doc::from_raw(v, depth)?)))
+                        .collect::<Result<_, serde_json::Error>>()?,
+                )
+            }
+            Some(b'[') => {
+                let depth = nested(depth)?;
+                let items: Vec<&'a RawValue> = serde_json::from_str(t)?;
+                Doc::Array(
+                    items
+                        .into_iter()
+                        .map(|v| Doc::from_raw(v, depth))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            Some(b'"') if !t.contains('\\') => Doc::String(Cow::Borrowed(&t[1..t.len() - 1])),
+            Some(b'"') => Doc::String(Cow::Owned(serde_json::from_str(t)?)),
+            Some(b't') => Doc::Bool(true),
+            Some(b'f') => Doc::Bool(false),
+            Some(b'n') => Doc::Null,
+            _ => Doc::Number(t),
+        })
+    }
+
+    /// The value of `key` in an object (the last one, as `serde_json` keeps it).
+    pub fn get(&self, key: &str) -> Option<&Doc<'a>> {
+        match self {
+            Doc::Object(fields) => fields.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub fn is_object(&self) -> bool {
+        matches!(self, Doc::Object(_))
+    }
+
+    /// What the mappings see of this value, exactly as of the `serde_json` value
+    /// [`parse`] gives.
+    pub fn scalar(&self) -> Scalar<'_> {
+        match self {
+            Doc::Null => Scalar::Null,
+            Doc::Bool(b) => Scalar::Bool(*b),
+            Doc::Number(t) if survives_f64(t) => Scalar::Number(number_text(t)),
+            // what `exact_numbers` turns into a string of its text
+            Doc::Number(t) => Scalar::String(t),
+            Doc::String(s) => Scalar::String(s),
+            Doc::Array(_) => Scalar::Composite("array"),
+            Doc::Object(_) => Scalar::Composite("object"),
+        }
+    }
+}
+
+/// A JSON value as a mapping reads it: text for keys and typed columns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    /// A number a double holds, as `serde_json` prints it.
+    Number(Cow<'a, str>),
+    String(&'a str),
+    /// An array or an object (its kind).
+    Composite(&'static str),
+}
+
+impl Scalar<'_> {
+    /// Of a `serde_json` value (as [`parse`] gives it).
+    pub fn of(json: &Json) -> Scalar<'_> {
+        match json {
+            Json::Null => Scalar::Null,
+            Json::Bool(b) => Scalar::Bool(*b),
+            Json::Number(n) => Scalar::Number(Cow::Owned(n.to_string())),
+            Json::String(s) => Scalar::String(s),
+            Json::Array(_) => Scalar::Composite("array"),
+            Json::Object(_) => Scalar::Composite("object"),
+        }
+    }
+}
+
+/// A number `serde_json` reads without loss, printed as it prints it: digits stay as
+/// they are, `1.50` becomes `1.5` and `1e2` becomes `100.0`.
+fn number_text(t: &str) -> Cow<'_, str> {
+    let plain = !t.is_empty()
+        && t.len() <= 18
+        && t.bytes().all(|b| b.is_ascii_digit())
+        && (t == "0" || !t.starts_with('0'));
+    if plain {
+        return Cow::Borrowed(t);
+    }
+    match serde_json::from_str::<serde_json::Number>(t) {
+        Ok(n) => Cow::Owned(n.to_string()),
+        Err(_) => Cow::Borrowed(t),
+    }
+}
+
+impl fmt::Display for Doc<'_> {
+    /// Compact JSON, as `serde_json` writes the value [`parse`] gives.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = |f: &mut fmt::Formatter<'_>, s: &str| match serde_json::to_string(s) {
+            Ok(quoted) => f.write_str(&quoted),
+            Err(_) => Err(fmt::Error),
+        };
+        match self {
+            Doc::Null => f.write_str("null"),
+            Doc::Bool(b) => write!(f, "{b}"),
+            Doc::Number(t) if survives_f64(t) => f.write_str(&number_text(t)),
+            Doc::Number(t) => text(f, t),
+            Doc::String(s) => text(f, s),
+            Doc::Array(items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str("]")
+            }
+            Doc::Object(fields) => {
+                f.write_str("{")?;
+                // one entry per key, at its first place, with its last value
+                let mut first = true;
+                for (i, (k, _)) in fields.iter().enumerate() {
+                    if fields[..i].iter().any(|(seen, _)| seen == k) {
+                        continue;
+                    }
+                    if !first {
+                        f.write_str(",")?;
+                    }
+                    first = false;
+                    text(f, k)?;
+                    f.write_str(":")?;
+                    if let Some(v) = self.get(k) {
+                        write!(f, "{v}")?;
+                    }
+                }
+                f.write_str("}")
+            }
+        }
+    }
+}
+
+/// An object's fields in order, keys borrowed where they hold no escape.
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(Key(k)) = map.next_key()? {
+                    out.push((k, map.next_value()?));
+                }
+                Ok(Fields(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
+}
 
 /// Parse a payload; numbers a double cannot hold come back as strings of their text.
 pub fn parse(text: &str) -> Result<Json, serde_json::Error> {
@@ -166,8 +400,76 @@ mod tests {
         assert_eq!(v, json!({"a\"1e400": "x\\", "b": "\\"}));
     }
 
+    /// `doc` answers what `json` (the same text read by [`parse`]) answers, everywhere.
+    fn same(doc: &Doc<'_>, json: &Json) -> Result<(), String> {
+        if doc.scalar() != Scalar::of(json) {
+            return Err(format!("{doc:?} vs {json:?}"));
+        }
+        match (doc, json) {
+            (Doc::Array(a), Json::Array(b)) if a.len() == b.len() => {
+                a.iter().zip(b).try_for_each(|(x, y)| same(x, y))
+            }
+            (Doc::Object(_), Json::Object(fields)) => fields.iter().try_for_each(|(k, v)| {
+                doc.get(k)
+                    .ok_or_else(|| format!("no {k}"))
+                    .and_then(|d| same(d, v))
+            }),
+            (Doc::Array(_) | Doc::Object(_), _) => Err(format!("{doc:?} vs {json:?}")),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_doc(text: &str) -> Result<(), String> {
+        let Ok(json) = parse(text) else {
+            return match Doc::parse(text) {
+                Err(_) => Ok(()),
+                Ok(d) => Err(format!("{text}: parse failed, Doc read {d:?}")),
+            };
+        };
+        let doc = Doc::parse(text).map_err(|e| format!("{text}: {e}"))?;
+        same(&doc, &json).map_err(|e| format!("{text}: {e}"))?;
+        let (shown, expected) = (doc.to_string(), serde_json::to_string(&json).ok());
+        if Some(&shown) != expected.as_ref() {
+            return Err(format!("{text}: shown as {shown} vs {expected:?}"));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_borrowed_reading_answers_what_serde_json_answers() {
+        for text in [
+            r#"{"l_orderkey":"1","l_quantity":"17","l_comment":"egular courts"}"#,
+            r#"{"a":1,"b":-2.5,"c":1e2,"d":18446744073709551615,"e":-9223372036854775808,"f":0.1,"g":[0,1.50,-0.0,0e5]}"#,
+            r#"{"a":1e400,"b":[-1E+400, 123456789012345678901234567890],"d":0.12345678901234567891,"e":{"f":18446744073709551616},"g":1e-400}"#,
+            r#"{"a\"1e400":"x\\","b":"\\","c":"\u00e9\n","\u0041":true,"n":null}"#,
+            r#"{"k":1,"k":"two","j":[{"x":"1"},{"x":2,"x":3}]}"#,
+            r#" { "spaced" : [ 1 , { } , [ ] , "" ] } "#,
+            r#"{"order_id":"O1","lines":[{"line_no":1,"product_id":" p1 ","quantity":2,"unit_price":"5.00"}]}"#,
+            r#"[1,2]"#,
+            r#""just text""#,
+            r#"{"deep":{"er":{"est":[[["x"]]]}}}"#,
+            r#"{"a":01}"#,
+            r#"{"a":}"#,
+        ] {
+            check_doc(text).unwrap_or_else(|e| panic!("{e}"));
+        }
+        // as deep as serde_json reads, one more, and far more (not a stack overflow)
+        for depth in [127, 128, 129, 100_000] {
+            let text = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            check_doc(&text).unwrap_or_else(|e| panic!("depth {depth}: {e}"));
+        }
+        assert!(Doc::parse(&format!("{}{}", "[".repeat(127), "]".repeat(127))).is_ok());
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// Any text: the borrowed reading answers what `parse` answers.
+        #[test]
+        fn the_borrowed_reading_agrees_on_any_text(text in "[-{}\\[\\]\":,0-9.eE+ aku\\\\]{0,40}") {
+            let checked = check_doc(&text);
+            proptest::prop_assert!(checked.is_ok(), "{:?}", checked);
+        }
 
         /// Valid JSON stays valid, and means the same where no number was at risk.
         #[test]

@@ -10,6 +10,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value as Json;
 
 use crate::events::csv_rows::parse_time;
+use crate::load::payload::Scalar;
 
 /// A column type of the vault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,31 +168,27 @@ fn parse_iso_date(t: &str) -> Option<NaiveDate> {
 /// Convert a JSON value to `ty`. `Ok(None)` for null (absent). The error says what
 /// was expected, without the field name (the caller adds it).
 pub fn parse_value(json: &Json, ty: ColumnType) -> Result<Option<Value>, String> {
-    let text: std::borrow::Cow<'_, str> = match json {
-        Json::Null => return Ok(None),
-        Json::String(s) => s.as_str().into(),
-        Json::Number(n) => n.to_string().into(),
-        Json::Bool(b) => b.to_string().into(),
-        Json::Array(_) | Json::Object(_) => {
-            return Err(format!(
-                "expected {}, got a JSON {}",
-                ty_name(ty),
-                kind(json)
-            ));
-        }
-    };
-    parse_text(&text, ty, json).map(Some)
+    parse_scalar(&Scalar::of(json), ty, &|| json.to_string())
 }
 
-fn kind(json: &Json) -> &'static str {
-    match json {
-        Json::Null => "null",
-        Json::Bool(_) => "boolean",
-        Json::Number(_) => "number",
-        Json::String(_) => "string",
-        Json::Array(_) => "array",
-        Json::Object(_) => "object",
-    }
+/// [`parse_value`] of a value as the loader reads it; `json` renders it for errors.
+pub fn parse_scalar(
+    scalar: &Scalar<'_>,
+    ty: ColumnType,
+    json: &dyn Fn() -> String,
+) -> Result<Option<Value>, String> {
+    let text: &str = match scalar {
+        Scalar::Null => return Ok(None),
+        Scalar::String(s) => s,
+        Scalar::Number(n) => n,
+        Scalar::Bool(true) => "true",
+        Scalar::Bool(false) => "false",
+        Scalar::Composite(kind) => {
+            return Err(format!("expected {}, got a JSON {kind}", ty_name(ty)));
+        }
+    };
+    let shown = || crate::events::cloudevents::preview(&json());
+    parse_text(text, ty, matches!(scalar, Scalar::String(_)), &shown).map(Some)
 }
 
 fn ty_name(ty: ColumnType) -> String {
@@ -201,16 +198,17 @@ fn ty_name(ty: ColumnType) -> String {
     }
 }
 
-fn shown(json: &Json) -> String {
-    crate::events::cloudevents::preview(&json.to_string())
-}
-
-fn parse_text(text: &str, ty: ColumnType, json: &Json) -> Result<Value, String> {
-    let bad = || format!("{} is not a valid {}", shown(json), ty_name(ty));
+fn parse_text(
+    text: &str,
+    ty: ColumnType,
+    is_string: bool,
+    shown: &dyn Fn() -> String,
+) -> Result<Value, String> {
+    let bad = || format!("{} is not a valid {}", shown(), ty_name(ty));
     let t = text.trim();
     match ty {
         ColumnType::Text => {
-            if matches!(json, Json::String(_)) {
+            if is_string {
                 Ok(Value::Text(text.to_string()))
             } else {
                 // numbers and booleans given for a text column keep their JSON text
@@ -221,7 +219,7 @@ fn parse_text(text: &str, ty: ColumnType, json: &Json) -> Result<Value, String> 
             let v: i64 = t.parse().map_err(|_| bad())?;
             i32::try_from(v)
                 .map(|_| Value::Int(v))
-                .map_err(|_| format!("{} is out of range for integer", shown(json)))
+                .map_err(|_| format!("{} is out of range for integer", shown()))
         }
         ColumnType::Bigint => t.parse().map(Value::Int).map_err(|_| bad()),
         ColumnType::Numeric(precision, scale) => {
@@ -235,7 +233,7 @@ fn parse_text(text: &str, ty: ColumnType, json: &Json) -> Result<Value, String> 
             if d.trunc().abs() >= limit {
                 return Err(format!(
                     "{} is out of range for numeric({precision},{scale})",
-                    shown(json)
+                    shown()
                 ));
             }
             Ok(Value::Numeric(d))
