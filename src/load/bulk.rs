@@ -18,9 +18,18 @@
 //!
 //! A table leaves the bulk path (its indexes are built at once, in the same
 //! transaction) when the run must look into it: a satellite row whose parent existed
-//! before its batch (its predecessor must be read), a hub or link past the key
-//! memory limit, or a batch the database refuses (the safety net writes it again under
-//! savepoints, with lookups).
+//! before its batch (its predecessor must be read), or a hub or link past the key
+//! memory limit.
+//!
+//! Data the database refuses (a batch, or an index build: a value too large for a
+//! user's index, a duplicate under a user's unique index) ends the bulk run: it is
+//! rolled back whole and the same run loads batch by batch instead, where the safety
+//! net quarantines the events responsible ([`Loader::run_until`]). So no single event
+//! can stop a first load either, and the bulk run holds no savepoints (a transaction
+//! with more than 64 subtransactions slows every snapshot on the server).
+//!
+//! Only tables the loading role owns take the bulk path (dropping an index needs
+//! ownership; the `dvault_loader` role of docs/security.md owns none).
 
 use std::time::Instant;
 
@@ -73,9 +82,12 @@ const INDEXES: &str = "
            CASE WHEN c.oid IS NULL THEN format('DROP INDEX %s', i.indexrelid::regclass)
                 ELSE format('ALTER TABLE %s DROP CONSTRAINT %I', i.indrelid::regclass, c.conname)
            END,
-           CASE WHEN c.oid IS NULL THEN pg_get_indexdef(i.indexrelid)
+           CASE WHEN c.oid IS NULL
+                THEN pg_get_indexdef(i.indexrelid)
+                     || coalesce(' TABLESPACE ' || quote_ident(ts.spcname), '')
                 ELSE format('ALTER TABLE %s ADD CONSTRAINT %I %s', i.indrelid::regclass,
                             c.conname, pg_get_constraintdef(c.oid))
+                     || coalesce(' USING INDEX TABLESPACE ' || quote_ident(ts.spcname), '')
            END,
            CASE WHEN obj_description(i.indexrelid, 'pg_class') IS NOT NULL
                 THEN format('COMMENT ON INDEX %s IS %L', i.indexrelid::regclass,
@@ -86,6 +98,8 @@ const INDEXES: &str = "
                             i.indrelid::regclass, obj_description(c.oid, 'pg_constraint'))
            END
       FROM pg_index i
+      JOIN pg_class ic ON ic.oid = i.indexrelid
+      LEFT JOIN pg_tablespace ts ON ts.oid = ic.reltablespace
       LEFT JOIN pg_constraint c
              ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
             AND c.contype IN ('p', 'u', 'x')
@@ -199,7 +213,10 @@ async fn build_missing(tx: &impl GenericClient, t: &mut Table) -> Result<(), Loa
         for sql in &index.build {
             tx.batch_execute(sql)
                 .await
-                .doing("building an index after a bulk load")?;
+                .map_err(|source| LoadError::BulkBuild {
+                    table: t.name.clone(),
+                    source,
+                })?;
         }
         built += 1;
     }
@@ -254,9 +271,19 @@ impl Loader {
         let mut empty = Vec::new();
         for name in names {
             let qualified = m.table(name);
-            if write::is_empty(client, &qualified)
+            let owned: bool = client
+                .query_one(
+                    "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class
+                      WHERE oid = $1::text::regclass",
+                    &[&qualified],
+                )
                 .await
-                .doing("checking which vault tables are empty")?
+                .doing("checking who owns the vault tables")?
+                .get(0);
+            if owned
+                && write::is_empty(client, &qualified)
+                    .await
+                    .doing("checking which vault tables are empty")?
             {
                 empty.push((name.clone(), qualified));
             }
@@ -283,7 +310,7 @@ impl Loader {
             })?),
             None => None,
         };
-        let mut tx = client.transaction().await.doing("starting the bulk run")?;
+        let tx = client.transaction().await.doing("starting the bulk run")?;
         tx.batch_execute(&format!(
             "SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'"
         ))
@@ -295,7 +322,7 @@ impl Loader {
         super::lock_checkpoint(&tx, at).await?;
         let mut next = match &reader {
             Some(r) => self.prepare(r, at).await?,
-            None => self.prepare(&tx, at).await?,
+            None => self.prepare_in(&tx, at).await?,
         };
         if next.is_none() {
             // the events waiting are not visible yet (their writers are still open)
@@ -331,17 +358,17 @@ impl Loader {
             let last = batch.last;
             let (written, prepared) = match (&reader, full) {
                 (Some(r), true) => tokio::join!(
-                    self.write_bulk_batch(&mut tx, batch, &mut known, &mut bulk),
+                    self.write_bulk_batch(&tx, batch, &mut known, &mut bulk),
                     self.prepare(r, last)
                 ),
                 (None, true) => {
                     let written = self
-                        .write_bulk_batch(&mut tx, batch, &mut known, &mut bulk)
+                        .write_bulk_batch(&tx, batch, &mut known, &mut bulk)
                         .await;
-                    (written, self.prepare(&tx, last).await)
+                    (written, self.prepare_in(&tx, last).await)
                 }
                 (_, false) => (
-                    self.write_bulk_batch(&mut tx, batch, &mut known, &mut bulk)
+                    self.write_bulk_batch(&tx, batch, &mut known, &mut bulk)
                         .await,
                     Ok(None),
                 ),
@@ -363,41 +390,19 @@ impl Loader {
         Ok((total, stopped))
     }
 
-    /// One batch of a bulk run, under a savepoint. When the database refuses it,
-    /// the run leaves the bulk path (every index built, keys looked up again) and
-    /// the batch goes through the safety net ([`Loader::write_isolating`]).
+    /// One batch of a bulk run. An error ends the run (rolled back whole): see
+    /// the module's comment for what happens to data the database refuses.
     async fn write_bulk_batch(
         &self,
-        tx: &mut Transaction<'_>,
+        tx: &Transaction<'_>,
         batch: Prepared,
         known: &mut KnownKeys,
         bulk: &mut Bulk,
     ) -> Result<LoadSummary, LoadError> {
         let started = Instant::now();
-        let sp = tx
-            .savepoint("dvault_batch")
-            .await
-            .doing("starting a savepoint")?;
-        let mut summary = match self
-            .write_projected(&sp, &batch.rows, &batch.rejects, known, bulk)
-            .await
-        {
-            Ok(summary) => {
-                sp.commit().await.doing("releasing a savepoint")?;
-                summary
-            }
-            Err(e) if e.is_data() => {
-                sp.rollback().await.doing("rolling back to a savepoint")?;
-                tracing::warn!(
-                    error = %e,
-                    "the database refused a batch: leaving the bulk path, writing the batch range by range"
-                );
-                bulk.restore_all(&*tx).await?;
-                known.distrust();
-                self.write_isolating(tx, &batch.log, known, bulk).await?
-            }
-            Err(e) => return Err(e),
-        };
+        let mut summary = self
+            .write_projected(tx, &batch.rows, &batch.rejects, known, bulk)
+            .await?;
         summary.events = batch.events;
         summary.batches = 1;
         tracing::info!(
@@ -408,5 +413,19 @@ impl Loader {
             "batch written (bulk path, committed with the run)"
         );
         Ok(summary)
+    }
+
+    /// [`Loader::prepare`] inside the run's transaction: the reader's horizon reads
+    /// `pg_stat_activity`, which PostgreSQL otherwise keeps as it was at the
+    /// transaction's first look (see [`crate::events::horizon`]).
+    async fn prepare_in(
+        &self,
+        tx: &Transaction<'_>,
+        after: crate::events::Checkpoint,
+    ) -> Result<Option<Prepared>, LoadError> {
+        tx.batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await
+            .doing("refreshing the view of running transactions")?;
+        self.prepare(tx, after).await
     }
 }

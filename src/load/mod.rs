@@ -49,6 +49,15 @@ pub enum LoadError {
     /// A value PostgreSQL's column type cannot hold, found while encoding a row.
     #[error("{0}")]
     Encode(String),
+    /// Building `table`'s indexes after a bulk load failed.
+    #[error(
+        "database error while building the indexes of {table} after a bulk load: {}",
+        crate::db::Shown(source)
+    )]
+    BulkBuild {
+        table: String,
+        source: tokio_postgres::Error,
+    },
     #[error("database error while {doing}: {}", crate::db::Shown(source))]
     Db {
         doing: &'static str,
@@ -65,12 +74,24 @@ impl LoadError {
     pub fn is_data(&self) -> bool {
         match self {
             LoadError::Encode(_) => true,
-            LoadError::Db { source, .. } => source
-                .code()
-                .is_some_and(|c| matches!(&c.code()[..2], "22" | "23" | "54")),
+            LoadError::Db { source, .. } => refused_data(source),
             _ => false,
         }
     }
+
+    /// Did the bulk path meet data the database refuses, in a batch or while
+    /// building an index? Then the run goes batch by batch instead ([`bulk`]).
+    fn ends_bulk(&self) -> bool {
+        match self {
+            LoadError::BulkBuild { source, .. } => refused_data(source),
+            other => other.is_data(),
+        }
+    }
+}
+
+fn refused_data(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| matches!(&c.code()[..2], "22" | "23" | "54"))
 }
 
 trait Doing<T> {
@@ -298,14 +319,26 @@ impl Loader {
             .map_err(Partial::nothing)?;
         if let Some(tables) = self.bulk_tables(&*client).await.map_err(Partial::nothing)? {
             // one transaction: on an error nothing of the run is committed
-            return match self.run_bulk(client, known, tables, stop).await {
-                Ok((summary, false)) => Ok(summary),
-                Ok((summary, true)) => Err(Partial {
-                    committed: summary,
-                    error: None,
-                }),
-                Err(e) => Err(Partial::nothing(e)),
-            };
+            match self.run_bulk(client, known, tables, stop).await {
+                Ok((summary, false)) => return Ok(summary),
+                Ok((summary, true)) => {
+                    return Err(Partial {
+                        committed: summary,
+                        error: None,
+                    });
+                }
+                Err(e) if e.ends_bulk() => {
+                    tracing::warn!(
+                        error = %e,
+                        "the bulk path met data the database refuses; loading batch by batch instead, where such events are quarantined"
+                    );
+                }
+                Err(e) => return Err(Partial::nothing(e)),
+            }
+            known = write::KnownKeys::at_start(&*client, &self.mappings)
+                .await
+                .doing("checking which vault tables are empty")
+                .map_err(Partial::nothing)?;
         }
         match &self.read_ahead {
             Some(url) => {
@@ -581,6 +614,10 @@ impl Loader {
                 }
                 Err(e) if e.is_data() => {
                     sp.rollback().await.doing("rolling back to a savepoint")?;
+                    // ROLLBACK TO keeps the savepoint: release it, or they nest
+                    tx.batch_execute("RELEASE SAVEPOINT dvault_range")
+                        .await
+                        .doing("releasing a savepoint")?;
                     if range.len() == 1 {
                         let e_ = &log[range.start];
                         tracing::warn!(seq = e_.seq, error = %e, "event quarantined: the database refused its rows");

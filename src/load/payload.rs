@@ -155,7 +155,7 @@ fn number_text(t: &str) -> Cow<'_, str> {
 }
 
 impl fmt::Display for Doc<'_> {
-    /// Compact JSON, as `serde_json` writes the value [`parse`] gives.
+    /// Compact JSON, as `serde_json` writes the value [`parse`] gives (for messages).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = |f: &mut fmt::Formatter<'_>, s: &str| match serde_json::to_string(s) {
             Ok(quoted) => f.write_str(&quoted),
@@ -178,17 +178,16 @@ impl fmt::Display for Doc<'_> {
                 f.write_str("]")
             }
             Doc::Object(fields) => {
+                // one entry per key, with its last value, in key order (serde_json's
+                // map without `preserve_order`, as dvault is built)
+                let mut keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_ref()).collect();
+                keys.sort_unstable();
+                keys.dedup();
                 f.write_str("{")?;
-                // one entry per key, at its first place, with its last value
-                let mut first = true;
-                for (i, (k, _)) in fields.iter().enumerate() {
-                    if fields[..i].iter().any(|(seen, _)| seen == k) {
-                        continue;
-                    }
-                    if !first {
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
                         f.write_str(",")?;
                     }
-                    first = false;
                     text(f, k)?;
                     f.write_str(":")?;
                     if let Some(v) = self.get(k) {
@@ -428,6 +427,20 @@ mod tests {
         };
         let doc = Doc::parse(text).map_err(|e| format!("{text}: {e}"))?;
         same(&doc, &json).map_err(|e| format!("{text}: {e}"))?;
+        // keys in order, as the release build (without serde_json's `preserve_order`,
+        // which a dev-dependency turns on) prints them
+        fn sorted(v: &mut Json) {
+            match v {
+                Json::Object(map) => {
+                    map.sort_keys();
+                    map.values_mut().for_each(sorted);
+                }
+                Json::Array(items) => items.iter_mut().for_each(sorted),
+                _ => {}
+            }
+        }
+        let mut json = json;
+        sorted(&mut json);
         let (shown, expected) = (doc.to_string(), serde_json::to_string(&json).ok());
         if Some(&shown) != expected.as_ref() {
             return Err(format!("{text}: shown as {shown} vs {expected:?}"));

@@ -461,21 +461,21 @@ impl KnownKeys {
         *total += keys.len();
         let mut new: Vec<u128> = keys.iter().map(prefix).collect();
         new.sort_unstable();
-        let old = std::mem::take(&mut set.keys);
-        let mut merged = Vec::with_capacity(old.len() + new.len());
-        let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
-        while let (Some(&&x), Some(&&y)) = (a.peek(), b.peek()) {
-            if x <= y {
-                merged.push(x);
-                a.next();
+        // merged in place from the back: no second copy of a set of millions of keys
+        let keys = &mut set.keys;
+        let mut i = keys.len();
+        keys.resize(i + new.len(), 0);
+        let mut k = keys.len();
+        while let Some(&y) = new.last() {
+            k -= 1;
+            if i > 0 && keys[i - 1] > y {
+                keys[k] = keys[i - 1];
+                i -= 1;
             } else {
-                merged.push(y);
-                b.next();
+                keys[k] = y;
+                new.pop();
             }
         }
-        merged.extend(a);
-        merged.extend(b);
-        set.keys = merged;
     }
 
     pub fn add_hub(&mut self, h: usize, keys: &HashSet<Hash>) {
@@ -484,15 +484,6 @@ impl KnownKeys {
 
     pub fn add_link(&mut self, l: usize, keys: &HashSet<Hash>) {
         Self::add(&mut self.total, &mut self.links[l], keys);
-    }
-
-    /// Look keys up again wherever they were trusted (the tables have their
-    /// indexes back). Keys remembered stay a superset of what the tables hold, so
-    /// "not remembered, so new" stays true.
-    pub fn distrust(&mut self) {
-        for k in self.hubs.iter_mut().chain(self.links.iter_mut()).flatten() {
-            k.trusted = false;
-        }
     }
 }
 
@@ -551,4 +542,36 @@ pub async fn satellite(
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u32) -> Hash {
+        let mut h = [0u8; 32];
+        h[..4].copy_from_slice(&n.to_be_bytes());
+        h[31] = 1;
+        h
+    }
+
+    #[test]
+    fn remembered_keys_stay_sorted_as_batches_merge_in() {
+        let m = Mappings::builtin().expect("mappings");
+        let mut known = KnownKeys::none(&m);
+        known.hubs[0] = Some(Known::default());
+        let batches: [&[u32]; 4] = [&[5, 1, 9], &[3, 10, 0], &[], &[7, 2, 11, 4]];
+        for batch in batches {
+            known.add_hub(0, &batch.iter().map(|&n| key(n)).collect());
+        }
+        let set = known.hubs[0].as_ref().expect("still known");
+        let mut expected: Vec<u128> = [5, 1, 9, 3, 10, 0, 7, 2, 11, 4]
+            .iter()
+            .map(|&n| prefix(&key(n)))
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(set.keys, expected);
+        assert!(set.contains(&key(11)) && set.contains(&key(0)));
+        assert!(!set.contains(&key(6)));
+    }
 }

@@ -120,13 +120,9 @@ impl Value {
                 let _ = write_date(out, t.date_naive());
                 let time = t.time();
                 let micros = t.timestamp_subsec_micros();
-                let _ = write!(
-                    out,
-                    " {:02}:{:02}:{:02}",
-                    time.hour(),
-                    time.minute(),
-                    time.second()
-                );
+                // a leap second is second 60, as chrono's %S prints it
+                let second = time.second() + u32::from(time.nanosecond() >= 1_000_000_000);
+                let _ = write!(out, " {:02}:{:02}:{second:02}", time.hour(), time.minute());
                 if micros > 0 {
                     let frac = format!("{micros:06}");
                     out.push('.');
@@ -298,11 +294,23 @@ mod tests {
                 Value::Date(date).canonical(),
                 date.format("%Y-%m-%d").to_string()
             );
-            let ts = date.and_hms_opt(1, 2, 3).expect("time").and_utc();
-            assert_eq!(
-                Value::Timestamptz(ts).canonical(),
-                format!("{}+00", ts.format("%Y-%m-%d %H:%M:%S"))
-            );
+            // what the text was before it was written without chrono's formatter
+            let before = |t: DateTime<Utc>| {
+                let micros = t.timestamp_subsec_micros();
+                let mut s = t.format("%Y-%m-%d %H:%M:%S").to_string();
+                if micros > 0 {
+                    s.push('.');
+                    s.push_str(format!("{micros:06}").trim_end_matches('0'));
+                }
+                s + "+00"
+            };
+            for (h, mi, sec, micro) in [(1, 2, 3, 0), (23, 59, 59, 120), (23, 59, 59, 1_100_000)] {
+                let ts = date
+                    .and_hms_micro_opt(h, mi, sec, micro)
+                    .expect("time (micro past a million: a leap second)")
+                    .and_utc();
+                assert_eq!(Value::Timestamptz(ts).canonical(), before(ts), "{ts:?}");
+            }
         }
     }
 

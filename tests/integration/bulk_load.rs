@@ -229,7 +229,7 @@ async fn a_table_the_run_must_look_into_gets_its_indexes_at_once() {
 }
 
 #[tokio::test]
-async fn a_refused_batch_on_the_bulk_path_quarantines_only_its_culprit() {
+async fn a_refused_batch_ends_the_bulk_path_and_only_its_culprit_is_quarantined() {
     let db = TestDb::new().await;
     let mut client = tpch(&db, &IN_ORDER).await;
     client
@@ -250,7 +250,11 @@ async fn a_refused_batch_on_the_bulk_path_quarantines_only_its_culprit() {
     let bulk = loader(&client, Some(1)).await;
     let summary = load_all_with(&mut client, &bulk).await;
     assert_eq!(summary.events, 345);
-    assert!(!summary.bulk.is_empty());
+    assert!(
+        summary.bulk.is_empty(),
+        "the bulk run was rolled back and the run went batch by batch: {:?}",
+        summary.bulk
+    );
     assert_eq!(catalog(&client).await, before);
     // order 7's event and its line items (they would create the order's hub key)
     let rejected: Vec<String> = client
@@ -370,4 +374,44 @@ async fn a_load_killed_while_it_builds_the_indexes_leaves_them_all_in_place() {
     assert_eq!(summary.events, 345);
     assert!(!summary.bulk.is_empty());
     assert_eq!(catalog(&client).await, before);
+}
+
+#[tokio::test]
+async fn an_index_that_cannot_be_built_ends_the_bulk_path_and_the_culprits_are_quarantined() {
+    // a user's unique index on a satellite column: the duplicates only show when the
+    // index is built at the end of the bulk run
+    let db = TestDb::new().await;
+    let mut client = tpch(&db, &IN_ORDER).await;
+    client
+        .batch_execute(
+            "CREATE UNIQUE INDEX sat_nation_region_key ON tpch_vault.sat_nation (n_regionkey);
+             COMMENT ON INDEX tpch_vault.sat_nation_region_key IS 'one nation per region'",
+        )
+        .await
+        .expect("user index");
+    let before = catalog(&client).await;
+    let bulk = loader(&client, Some(1)).await;
+    let summary = load_all_with(&mut client, &bulk).await;
+    assert_eq!(summary.events, 345);
+    assert!(summary.bulk.is_empty(), "{:?}", summary.bulk);
+    assert_eq!(catalog(&client).await, before);
+    // 25 nations in 5 regions: the first of each region loads, the 20 others are refused
+    let refused: i64 = client
+        .query_one(
+            "SELECT count(*) FROM event_log.rejected
+              WHERE stage = 'load' AND event_type = 'tpch_nation' AND reason LIKE '%SQLSTATE 23505%'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(refused, 20);
+    let nations: i64 = client
+        .query_one("SELECT count(*) FROM tpch_vault.sat_nation", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(nations, 5);
+    // and the next run is not stuck on them
+    assert_eq!(bulk.run(&mut client).await.expect("load").events, 0);
 }

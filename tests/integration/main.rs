@@ -18,6 +18,7 @@ mod loader;
 mod loader_robustness;
 mod poison_ingest;
 mod poison_load;
+mod poison_salted;
 mod security;
 mod tpch;
 mod views;
