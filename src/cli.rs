@@ -114,6 +114,9 @@ pub struct IngestArgs {
     /// Events per transaction.
     #[arg(long, default_value_t = 20_000)]
     pub batch_size: usize,
+    /// Connections writing a file's batches at once (the log keeps file order).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub streams: u8,
     #[command(flatten)]
     pub time_range: TimeRangeArgs,
 }
@@ -514,7 +517,10 @@ async fn serve(config: &Config, args: ServeArgs) -> CliResult {
 
 async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
     let target = Target::resolve(config).await?;
-    let mut client = db::connect_migrated(&target).await?;
+    let mut clients = vec![db::connect_migrated(&target).await?];
+    for _ in 1..args.streams {
+        clients.push(db::connect(&target.url).await?);
+    }
     let opts = IngestOptions {
         format: args.format,
         event_type: args.event_type,
@@ -527,7 +533,7 @@ async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
     let mut failed = false;
     let (mut inserted, mut rejected) = (0, 0);
     for file in &args.files {
-        match ingest::ingest_file(&mut client, file, &opts).await {
+        match ingest::ingest_file_streams(&mut clients, file, &opts).await {
             Ok(summary) => {
                 inserted += summary.inserted;
                 rejected += summary.rejected;

@@ -20,7 +20,7 @@ use tokio_postgres::{Client, GenericClient};
 use super::csv_records::{Record, Records};
 use super::csv_rows::{Header, RowSpec};
 use super::limits::TimeRange;
-use super::{NewEvent, append_salvaging, cloudevents, copy_in, is_data_error};
+use super::{NewEvent, append_salvaging_at, cloudevents, copy_in_at, is_data_error};
 
 /// Input file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -190,6 +190,26 @@ pub async fn ingest_file(
     path: &Path,
     opts: &IngestOptions,
 ) -> Result<IngestSummary, IngestError> {
+    ingest_file_streams(std::slice::from_mut(client), path, opts).await
+}
+
+/// [`ingest_file`] on several connections at once (none inside a transaction): the
+/// batches of the file are written concurrently, one transaction each, while the
+/// PostgreSQL side of an append (a single backend's work per connection) takes
+/// more than one core. The log still holds the file in file order: each batch
+/// takes its place in the log ([`super::reserve_seqs`]: transaction id and `seq`s)
+/// in turn, before it is written.
+pub async fn ingest_file_streams(
+    clients: &mut [Client],
+    path: &Path,
+    opts: &IngestOptions,
+) -> Result<IngestSummary, IngestError> {
+    let Some(client) = clients.first_mut() else {
+        return Err(IngestError::File {
+            path: path.to_path_buf(),
+            message: "no database connection to ingest with".into(),
+        });
+    };
     let started = Instant::now();
     let file_err = |message: String| IngestError::File {
         path: path.to_path_buf(),
@@ -263,7 +283,7 @@ pub async fn ingest_file(
     })?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let progress = progress_bar(opts.progress, size, path);
-    let (tx, mut rx) = mpsc::channel::<Parsed>(2);
+    let (tx, rx) = mpsc::channel::<Parsed>(2);
     let reader = {
         let path = path.to_path_buf();
         let batch_size = opts.batch_size.max(1);
@@ -279,20 +299,26 @@ pub async fn ingest_file(
         path: path.to_path_buf(),
         ..IngestSummary::default()
     };
-    while let Some(parsed) = rx.recv().await {
-        let batch = match parsed {
-            Parsed::Batch(batch) => batch,
-            Parsed::Fatal(e) => return Err(e),
-        };
-        let (appended, rejected) = write_batch(client, &batch, &display_path, &digest)
-            .await
-            .map_err(db_err)?;
-        summary.inserted += appended.inserted;
-        summary.duplicates += appended.duplicates;
-        summary.rejected += rejected;
-        progress.set_position(batch.position);
+    let queue = tokio::sync::Mutex::new(rx);
+    let streams = clients
+        .iter_mut()
+        .map(|client| write_stream(client, &queue, &display_path, &digest, &progress));
+    let counts = futures_util::future::try_join_all(streams)
+        .await
+        .map_err(|e| match e {
+            StreamError::Fatal(e) => e,
+            StreamError::Db(source) => db_err(source),
+        })?;
+    for c in counts {
+        summary.inserted += c.inserted;
+        summary.duplicates += c.duplicates;
+        summary.rejected += c.rejected;
     }
+    drop(queue);
     reader.await.map_err(|e| file_err(e.to_string()))?;
+    let client = clients
+        .first_mut()
+        .ok_or_else(|| file_err("no connection".into()))?;
     progress.finish_and_clear();
 
     client
@@ -328,44 +354,89 @@ fn progress_bar(wanted: bool, size: u64, path: &Path) -> indicatif::ProgressBar 
     bar
 }
 
-/// One transaction per batch, tried again when PostgreSQL breaks a deadlock with
-/// another writer by cancelling it (see [`super::APPEND_ATTEMPTS`]).
-async fn write_batch(
-    client: &mut Client,
-    batch: &Batch,
-    file: &str,
-    digest: &[u8; 32],
-) -> Result<(super::Appended, u64), tokio_postgres::Error> {
-    let mut attempt = 1;
-    loop {
-        match write_batch_once(client, batch, file, digest).await {
-            Err(e) if super::is_deadlock(&e) && attempt < super::APPEND_ATTEMPTS => {
-                tracing::warn!(
-                    file,
-                    attempt,
-                    "deadlock with another writer; writing the batch again"
-                );
-                tokio::time::sleep(super::deadlock_pause(attempt)).await;
-                attempt += 1;
-            }
-            done => return done,
-        }
+/// What one stream appended.
+#[derive(Debug, Default)]
+struct Counts {
+    inserted: u64,
+    duplicates: u64,
+    rejected: u64,
+}
+
+enum StreamError {
+    Fatal(IngestError),
+    Db(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for StreamError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StreamError::Db(e)
     }
 }
 
-/// The fast `COPY` path; when some events are already in the log, or the database
-/// refuses one of them (a data error: see [`is_data_error`]), the
-/// `ON CONFLICT DO NOTHING` path, which quarantines each refused event at its line
-/// and stores the rest. Rejections ride along.
-async fn write_batch_once(
+/// One connection's share of a file: take the next batch and its place in the log
+/// while holding the queue (so places are taken in file order), then write it.
+async fn write_stream(
     client: &mut Client,
+    queue: &tokio::sync::Mutex<mpsc::Receiver<Parsed>>,
+    file: &str,
+    digest: &[u8; 32],
+    progress: &indicatif::ProgressBar,
+) -> Result<Counts, StreamError> {
+    let mut counts = Counts::default();
+    loop {
+        let mut next = queue.lock().await;
+        let batch = match next.recv().await {
+            None => return Ok(counts),
+            Some(Parsed::Fatal(e)) => return Err(StreamError::Fatal(e)),
+            Some(Parsed::Batch(batch)) => batch,
+        };
+        let mut attempt = 1;
+        let mut tx = client.transaction().await?;
+        let mut seqs = super::reserve_seqs(&tx, batch.events.len()).await?;
+        drop(next);
+        let (appended, rejected) = loop {
+            match write_batch(tx, &batch, &seqs, file, digest).await {
+                Err(e) if super::is_deadlock(&e) && attempt < super::APPEND_ATTEMPTS => {
+                    // PostgreSQL cancelled this transaction to break a deadlock with
+                    // another writer of the same new events: a new place, after the
+                    // batches placed meanwhile (only a file that repeats its own rows
+                    // can meet itself this way)
+                    tracing::warn!(
+                        file,
+                        attempt,
+                        "deadlock with another writer; writing the batch again"
+                    );
+                    tokio::time::sleep(super::deadlock_pause(attempt)).await;
+                    attempt += 1;
+                    tx = client.transaction().await?;
+                    seqs = super::reserve_seqs(&tx, batch.events.len()).await?;
+                }
+                done => break done?,
+            }
+        };
+        counts.inserted += appended.inserted;
+        counts.duplicates += appended.duplicates;
+        counts.rejected += rejected;
+        progress.set_position(progress.position().max(batch.position));
+    }
+}
+
+/// Write a batch at its place in the log (`seqs`, in `tx`) and commit: the fast
+/// `COPY` path; when some events are already in the log, or the database refuses
+/// one of them (a data error: see [`is_data_error`]), the `ON CONFLICT DO NOTHING`
+/// path in the same transaction (so at the same place), which quarantines each
+/// refused event at its line and stores the rest. Rejections ride along.
+async fn write_batch(
+    tx: tokio_postgres::Transaction<'_>,
     batch: &Batch,
+    seqs: &[i64],
     file: &str,
     digest: &[u8; 32],
 ) -> Result<(super::Appended, u64), tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    match copy_in(&tx, &batch.events).await {
+    tx.batch_execute("SAVEPOINT dvault_copy").await?;
+    match copy_in_at(&tx, &batch.events, Some(seqs)).await {
         Ok(n) => {
+            tx.batch_execute("RELEASE SAVEPOINT dvault_copy").await?;
             let rejected = store_rejections(&tx, &batch.rejects, file, digest).await?;
             tx.commit().await?;
             let appended = super::Appended {
@@ -375,12 +446,12 @@ async fn write_batch_once(
             return Ok((appended, rejected));
         }
         Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) || is_data_error(&e) => {
-            tx.rollback().await?;
+            tx.batch_execute("ROLLBACK TO SAVEPOINT dvault_copy; RELEASE SAVEPOINT dvault_copy")
+                .await?;
         }
         Err(e) => return Err(e),
     }
-    let tx = client.transaction().await?;
-    let (appended, refused) = append_salvaging(&tx, &batch.events).await?;
+    let (appended, refused) = append_salvaging_at(&tx, &batch.events, Some(seqs)).await?;
     let mut rejects = batch.rejects.clone();
     for r in refused {
         let line = batch.lines.get(r.index).copied().unwrap_or_default();

@@ -101,11 +101,29 @@ const INSERT_UNNEST: &str = "
            AS t(id, ty, src, ts, body)
     ON CONFLICT (record_source, event_id) DO NOTHING";
 
+/// [`INSERT_UNNEST`] with the `seq` of each event given ([`reserve_seqs`]).
+const INSERT_UNNEST_AT: &str = "
+    INSERT INTO event_log.events (seq, event_id, event_type, record_source, occurred_at, payload)
+    OVERRIDING SYSTEM VALUE
+    SELECT seq, id, ty, src, ts, body::json
+      FROM unnest($6::bigint[], $1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+           AS t(seq, id, ty, src, ts, body)
+    ON CONFLICT (record_source, event_id) DO NOTHING";
+
 /// Append events; those already in the log are skipped. Runs in the caller's
 /// transaction if it is one. Suits small batches (the API); `copy_in` is the bulk path.
 pub async fn append(
     client: &impl GenericClient,
     events: &[NewEvent],
+) -> Result<Appended, tokio_postgres::Error> {
+    append_at(client, events, None).await
+}
+
+/// [`append`], each event at its `seq` when `seqs` are given ([`reserve_seqs`]).
+pub async fn append_at(
+    client: &impl GenericClient,
+    events: &[NewEvent],
+    seqs: Option<&[i64]>,
 ) -> Result<Appended, tokio_postgres::Error> {
     if events.is_empty() {
         return Ok(Appended::default());
@@ -115,13 +133,46 @@ pub async fn append(
     let sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
     let times: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at).collect();
     let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
-    let inserted = client
-        .execute(INSERT_UNNEST, &[&ids, &types, &sources, &times, &payloads])
-        .await?;
+    let inserted = match seqs {
+        None => {
+            client
+                .execute(INSERT_UNNEST, &[&ids, &types, &sources, &times, &payloads])
+                .await?
+        }
+        Some(seqs) => {
+            client
+                .execute(
+                    INSERT_UNNEST_AT,
+                    &[&ids, &types, &sources, &times, &payloads, &seqs],
+                )
+                .await?
+        }
+    };
     Ok(Appended {
         inserted,
         duplicates: events.len() as u64 - inserted,
     })
+}
+
+/// Take this transaction's place in the log for `n` events: its transaction id
+/// (assigned now) and `n` increasing `seq` values. Readers consume in `(xid, seq)`
+/// order, so batches whose places are reserved one after the other are read in that
+/// order however their writes overlap: several connections can append one file and
+/// the log still holds it in file order.
+pub async fn reserve_seqs(
+    tx: &tokio_postgres::Transaction<'_>,
+    n: usize,
+) -> Result<Vec<i64>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            "SELECT pg_current_xact_id()::text, s
+               FROM (SELECT nextval(pg_get_serial_sequence('event_log.events', 'seq')) AS s
+                       FROM generate_series(1, $1::bigint)) n
+              ORDER BY s",
+            &[&(n as i64)],
+        )
+        .await?;
+    rows.iter().map(|r| r.try_get(1)).collect()
 }
 
 /// Did the database refuse the data itself (and not the request, the connection or
@@ -161,6 +212,15 @@ pub async fn append_salvaging(
     client: &impl GenericClient,
     events: &[NewEvent],
 ) -> Result<(Appended, Vec<Refused>), tokio_postgres::Error> {
+    append_salvaging_at(client, events, None).await
+}
+
+/// [`append_salvaging`], each event at its `seq` when `seqs` are given.
+pub async fn append_salvaging_at(
+    client: &impl GenericClient,
+    events: &[NewEvent],
+    seqs: Option<&[i64]>,
+) -> Result<(Appended, Vec<Refused>), tokio_postgres::Error> {
     let mut appended = Appended::default();
     let mut refused = Vec::new();
     // ranges still to write, the next one on top
@@ -171,7 +231,13 @@ pub async fn append_salvaging(
             continue;
         }
         client.batch_execute("SAVEPOINT dvault_append").await?;
-        match append(client, &events[range.clone()]).await {
+        match append_at(
+            client,
+            &events[range.clone()],
+            seqs.map(|s| &s[range.clone()]),
+        )
+        .await
+        {
             Ok(a) => {
                 client
                     .batch_execute("RELEASE SAVEPOINT dvault_append")
@@ -253,34 +319,49 @@ pub async fn copy_in(
     client: &tokio_postgres::Transaction<'_>,
     events: &[NewEvent],
 ) -> Result<u64, tokio_postgres::Error> {
-    let sink = client
-        .copy_in(
-            "COPY event_log.events (event_id, event_type, record_source, occurred_at, payload) \
-             FROM STDIN BINARY",
-        )
-        .await?;
-    let writer = BinaryCopyInWriter::new(
-        sink,
-        &[
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TIMESTAMPTZ,
-            Type::JSON,
-        ],
-    );
+    copy_in_at(client, events, None).await
+}
+
+/// [`copy_in`], each event at its `seq` when `seqs` are given ([`reserve_seqs`];
+/// `COPY` writes identity values given to it).
+pub async fn copy_in_at(
+    client: &tokio_postgres::Transaction<'_>,
+    events: &[NewEvent],
+    seqs: Option<&[i64]>,
+) -> Result<u64, tokio_postgres::Error> {
+    let columns = "event_id, event_type, record_source, occurred_at, payload";
+    let mut types = vec![
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::JSON,
+    ];
+    let sql = match seqs {
+        None => format!("COPY event_log.events ({columns}) FROM STDIN BINARY"),
+        Some(_) => {
+            types.insert(0, Type::INT8);
+            format!("COPY event_log.events (seq, {columns}) FROM STDIN BINARY")
+        }
+    };
+    let sink = client.copy_in(&sql).await?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
-    for e in events {
-        writer
-            .as_mut()
-            .write(&[
-                &e.event_id,
-                &e.event_type,
-                &e.source,
-                &e.occurred_at,
-                &RawJson(&e.payload),
-            ])
-            .await?;
+    for (i, e) in events.iter().enumerate() {
+        let payload = RawJson(&e.payload);
+        let mut row: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::with_capacity(6);
+        let seq = seqs.and_then(|s| s.get(i));
+        if let Some(seq) = &seq {
+            row.push(*seq);
+        }
+        row.extend([
+            &e.event_id as &(dyn tokio_postgres::types::ToSql + Sync),
+            &e.event_type,
+            &e.source,
+            &e.occurred_at,
+            &payload,
+        ]);
+        writer.as_mut().write(&row).await?;
     }
     writer.finish().await
 }

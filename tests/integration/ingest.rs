@@ -285,3 +285,62 @@ async fn ndjson_mixes_types_and_quarantines_every_kind_of_bad_line() {
     let s = ingest_file(&mut client, &txt, &opts).await.expect("ingest");
     assert_eq!(s.inserted, 1);
 }
+
+/// The `n` of each event in the log, in the order the loader reads it, and in `seq` order.
+async fn log_order(client: &tokio_postgres::Client) -> (Vec<i64>, Vec<i64>) {
+    let read = |sql: &'static str| async move {
+        client
+            .query(sql, &[])
+            .await
+            .expect("log")
+            .iter()
+            .map(|r| r.get::<_, String>(0).parse::<i64>().expect("n"))
+            .collect::<Vec<i64>>()
+    };
+    (
+        read("SELECT payload->>'n' FROM event_log.events ORDER BY xid, seq").await,
+        read("SELECT payload->>'n' FROM event_log.events ORDER BY seq").await,
+    )
+}
+
+#[tokio::test]
+async fn a_file_written_on_several_streams_is_in_the_log_in_file_order() {
+    let dir = tempdir::Dir::new();
+    let db = TestDb::new().await;
+    let mut clients = vec![db.client().await, db.client().await, db.client().await];
+    // rows that repeat keys: their order is what decides a satellite's last version
+    let rows = |n: i64| -> String {
+        let mut text = String::from("customer_id,city,n\n");
+        for i in 0..n {
+            text.push_str(&format!("C{},city{},{i}\n", i % 7, i % 5));
+        }
+        text
+    };
+    let opts = IngestOptions {
+        event_type: Some("customer_updated".into()),
+        source: Some("crm".into()),
+        batch_size: 37,
+        ..IngestOptions::default()
+    };
+    let first = write(&dir, "a.csv", rows(2_000).as_bytes());
+    let s = dvault::events::ingest::ingest_file_streams(&mut clients, &first, &opts)
+        .await
+        .expect("ingest");
+    assert_eq!((s.inserted, s.duplicates, s.rejected), (2_000, 0, 0));
+    let (by_xid, by_seq) = log_order(&clients[0]).await;
+    let expected: Vec<i64> = (0..2_000).collect();
+    assert_eq!(by_xid, expected, "the reader's order is the file's");
+    assert_eq!(by_seq, expected, "seq order is the file's");
+
+    // a longer copy: its first 2,000 rows are in the log (the ON CONFLICT path, at
+    // the places reserved), the rest follow in order
+    let longer = write(&dir, "b.csv", rows(3_000).as_bytes());
+    let s = dvault::events::ingest::ingest_file_streams(&mut clients, &longer, &opts)
+        .await
+        .expect("ingest");
+    assert_eq!((s.inserted, s.duplicates), (1_000, 2_000));
+    let (by_xid, by_seq) = log_order(&clients[0]).await;
+    let expected: Vec<i64> = (0..3_000).collect();
+    assert_eq!(by_xid, expected);
+    assert_eq!(by_seq, expected);
+}
