@@ -400,19 +400,14 @@ impl Loader {
         bulk: &mut Bulk,
     ) -> Result<LoadSummary, LoadError> {
         let started = Instant::now();
-        let mut summary = self
+        let summary = self
             .write_projected(tx, &batch.rows, &batch.rejects, known, bulk)
             .await?;
-        summary.events = batch.events;
-        summary.batches = 1;
-        tracing::info!(
-            events = summary.events,
-            rows = summary.rows_total(),
-            rejected = summary.rejected,
-            write_ms = started.elapsed().as_millis() as u64,
-            "batch written (bulk path, committed with the run)"
-        );
-        Ok(summary)
+        Ok(batch.written(
+            summary,
+            started,
+            "batch written (bulk path, committed with the run)",
+        ))
     }
 
     /// [`Loader::prepare`] inside the run's transaction: the reader's horizon reads

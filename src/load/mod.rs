@@ -516,7 +516,7 @@ impl Loader {
         let started = Instant::now();
         let tx = client.transaction().await.doing("starting a batch")?;
         lock_checkpoint(&tx, batch.after).await?;
-        let mut summary = match self
+        let summary = match self
             .write_projected(
                 &tx,
                 &batch.rows,
@@ -548,17 +548,7 @@ impl Loader {
             }
             Err(e) => return Err(e),
         };
-        summary.events = batch.events;
-        summary.batches = 1;
-        summary.elapsed = batch.started.elapsed();
-        tracing::info!(
-            events = summary.events,
-            rows = summary.rows_total(),
-            rejected = summary.rejected,
-            write_ms = started.elapsed().as_millis() as u64,
-            "batch loaded"
-        );
-        Ok(summary)
+        Ok(batch.written(summary, started, "batch loaded"))
     }
 
     /// The vault rows, the business vault and the quarantine of one projected batch.
@@ -695,6 +685,23 @@ struct Prepared {
     /// The events themselves, for when the database refuses the batch.
     log: Arc<Vec<StoredEvent>>,
     started: Instant,
+}
+
+impl Prepared {
+    /// What writing this batch did, once written (`started`: when its write began).
+    fn written(&self, mut summary: LoadSummary, started: Instant, what: &str) -> LoadSummary {
+        summary.events = self.events;
+        summary.batches = 1;
+        summary.elapsed = self.started.elapsed();
+        tracing::info!(
+            events = summary.events,
+            rows = summary.rows_total(),
+            rejected = summary.rejected,
+            write_ms = started.elapsed().as_millis() as u64,
+            "{what}"
+        );
+        summary
+    }
 }
 
 /// Rows of a batch plus how many events it had.
