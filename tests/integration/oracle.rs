@@ -934,6 +934,89 @@ async fn compare(
     (diffs, expected)
 }
 
+// ----------------------------------------------------------------------------------
+// Late partial updates: the query docs/analysts.md gives to spot them
+
+const ANALYSTS_MD: &str = include_str!("../../docs/analysts.md");
+
+/// The first SQL block of docs/analysts.md that reads `sat_customer_profile_history`
+/// with `next_event_seq`: the query analysts are told to run.
+fn late_partial_query() -> &'static str {
+    ANALYSTS_MD
+        .split("```sql\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(sql, _)| sql))
+        .find(|sql| sql.contains("next_event_seq"))
+        .expect("docs/analysts.md has the late partial query")
+}
+
+/// Customers and columns whose current value differs from what the events give when
+/// folded in business-time order (what a late partial event leaves behind).
+fn stale(
+    insert_only: &HashMap<String, Timeline>,
+    folded: &HashMap<String, Timeline>,
+) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (c, t) in insert_only {
+        let now = t.at(None).map(|(_, v)| v);
+        let truth = folded.get(c).and_then(|t| t.at(None)).map(|(_, v)| v);
+        for col in [
+            "first_name",
+            "last_name",
+            "city",
+            "country",
+            "email",
+            "phone",
+        ] {
+            if now.and_then(|v| v.get(col)) != truth.and_then(|v| v.get(col)) {
+                out.insert((c.clone(), col.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// The documented query finds every late partial change the oracle knows of, in the
+/// profile and (with the columns swapped) in the contact satellite.
+async fn late_partials_are_found(client: &Client, log: &[NewEvent], vault: &Vault) {
+    let mut in_business_order: Vec<NewEvent> = log.to_vec();
+    in_business_order.sort_by_key(|e| e.occurred_at);
+    let folded = Vault::replay(&in_business_order);
+    let mut expected = stale(&vault.profile, &folded.profile);
+    expected.extend(stale(&vault.contact, &folded.contact));
+    let profile = late_partial_query();
+    let contact = profile
+        .replace("first_name, last_name, city, country", "email, phone")
+        .replace(
+            "sat_customer_profile_history",
+            "sat_customer_contact_history",
+        )
+        .replace(
+            "(1, 'first_name'), (2, 'last_name'), (3, 'city'), (4, 'country')",
+            "(1, 'email'), (2, 'phone')",
+        );
+    let mut found = BTreeSet::new();
+    for sql in [profile.to_string(), contact] {
+        for r in client
+            .query(&sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        {
+            found.insert((r.get::<_, String>(0), r.get::<_, String>(1)));
+        }
+    }
+    for hand_built in ["TL1", "TL2"] {
+        for col in ["city", "email"] {
+            assert!(
+                expected.contains(&(hand_built.to_string(), col.to_string())),
+                "the oracle sees {hand_built}'s stale {col}"
+            );
+        }
+    }
+    let missed: Vec<_> = expected.difference(&found).collect();
+    assert!(missed.is_empty(), "the documented query misses {missed:?}");
+}
+
 #[tokio::test]
 async fn every_customer_360_figure_equals_an_independent_implementation_of_the_documented_rules() {
     let today = Utc::now().date_naive();
@@ -984,6 +1067,7 @@ async fn every_customer_360_figure_equals_an_independent_implementation_of_the_d
         assert!(one_order(61, 90, "at risk") > 0, "at {ts:?}");
         assert!(expected.len() > 200, "at {ts:?}: {}", expected.len());
     }
+    late_partials_are_found(&client, &log, &vault).await;
     // the late partial updates: the current city and e-mail are the ones the version
     // of 60 days ago carried forward, the late values show between them
     let late_city =
