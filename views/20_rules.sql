@@ -58,17 +58,24 @@ COMMENT ON COLUMN mart.rfm_segment_rules.recency_scores IS 'Recency scores (1-5,
 COMMENT ON COLUMN mart.rfm_segment_rules.fm_scores IS 'FM scores the rule covers: FM = round((F + M) / 2), half up.';
 
 -- Churn risk from the days since the last counted order and the customer's own
--- average gap between counted orders (NULL with a single order):
+-- average gap between counted orders (avg_days_between_orders, 1 decimal; NULL with a
+-- single order):
 --   churned  days > max(90, 3 × gap)
---   at risk  days > min(60, max(14, 1.5 × gap)); 60 with a single order
+--   at risk  days > min(60, max(14, 1.5 × gap)); days > 60 with a single order
 --   active   otherwise
+-- The single-order case is its own branch: GREATEST and LEAST skip NULL arguments, so
+-- with a NULL gap `greatest(14, 1.5 × gap)` is 14, not NULL, and a COALESCE around it
+-- never reached its 60 (one-order customers were 'at risk' after 14 days; issue 15).
+-- `greatest(90, 3 × gap)` is 90 with a NULL gap, which is the documented rule.
 CREATE OR REPLACE FUNCTION business_vault.churn_risk(days_since_last_order integer, avg_days_between_orders numeric)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE
     WHEN days_since_last_order IS NULL THEN NULL
     WHEN days_since_last_order > greatest(90, 3 * avg_days_between_orders) THEN 'churned'
-    WHEN days_since_last_order > coalesce(least(60, greatest(14, 1.5 * avg_days_between_orders)), 60) THEN 'at risk'
+    WHEN avg_days_between_orders IS NULL THEN
+        CASE WHEN days_since_last_order > 60 THEN 'at risk' ELSE 'active' END
+    WHEN days_since_last_order > least(60, greatest(14, 1.5 * avg_days_between_orders)) THEN 'at risk'
     ELSE 'active'
 END;
 COMMENT ON FUNCTION business_vault.churn_risk(integer, numeric) IS

@@ -16,6 +16,7 @@ mod hostile_input;
 mod ingest;
 mod loader;
 mod loader_robustness;
+mod oracle;
 mod poison_ingest;
 mod poison_load;
 mod poison_salted;

@@ -980,6 +980,54 @@ async fn segment_rules_table_matches_the_segment_function() {
     }
 }
 
+/// docs/analysts.md, "Churn risk", in tenths of a day: `gap` is the average gap as
+/// `avg_days_between_orders` shows it (1 decimal), NULL with one order.
+fn documented_churn_risk(days: i32, gap_tenths: Option<i64>) -> &'static str {
+    let days = i64::from(days);
+    match gap_tenths {
+        // churned: days > max(90, 3 × gap); at risk: days > min(60, max(14, 1.5 × gap))
+        Some(g) if 10 * days > (3 * g).max(900) => "churned",
+        Some(g) if 100 * days > (15 * g).clamp(1400, 6000) => "at risk",
+        Some(_) => "active",
+        // one order: churned after 90 days, at risk after 60
+        None if days > 90 => "churned",
+        None if days > 60 => "at risk",
+        None => "active",
+    }
+}
+
+#[tokio::test]
+async fn churn_risk_follows_the_documented_rule_on_both_sides_of_every_threshold() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    // issue 15: one order 22 days ago is active, not at risk
+    let one_order: String = client
+        .query_one("SELECT business_vault.churn_risk(22, NULL)", &[])
+        .await
+        .expect("churn_risk")
+        .get(0);
+    assert_eq!(one_order, "active");
+    // one order; a gap below 9.4 days (the 14-day floor binds), 20 (1.5 × gap binds),
+    // 35 (1.5 × gap and 3 × gap bind), 50 (the 60-day cap binds, 3 × gap = 150)
+    for gap in [None, Some(40), Some(200), Some(350), Some(367), Some(500)] {
+        for days in 0..=160 {
+            let got: String = client
+                .query_one(
+                    "SELECT business_vault.churn_risk($1, $2::text::numeric)",
+                    &[&days, &gap.map(|g: i64| format!("{}.{}", g / 10, g % 10))],
+                )
+                .await
+                .expect("churn_risk")
+                .get(0);
+            assert_eq!(
+                got,
+                documented_churn_risk(days, gap),
+                "churn_risk({days}, {gap:?} tenths)"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_view_table_and_function_for_analysts_is_commented() {
     let db = TestDb::new().await;
