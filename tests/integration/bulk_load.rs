@@ -415,3 +415,39 @@ async fn an_index_that_cannot_be_built_ends_the_bulk_path_and_the_culprits_are_q
     // and the next run is not stuck on them
     assert_eq!(bulk.run(&mut client).await.expect("load").events, 0);
 }
+
+#[tokio::test]
+async fn a_role_that_does_not_own_the_tables_loads_batch_by_batch() {
+    // dropping an index needs ownership: a loader role with write grants only (as
+    // docs/security.md sets one up) must not take the bulk path and fail on it
+    let db = TestDb::new().await;
+    let mut client = tpch(&db, &IN_ORDER).await;
+    let role = format!("dvault_bulk_{}", rand::random::<u32>());
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE {role} NOLOGIN;
+             GRANT USAGE ON SCHEMA event_log, ops, tpch_vault TO {role};
+             GRANT SELECT, INSERT, DELETE ON ALL TABLES IN SCHEMA event_log TO {role};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ops, tpch_vault TO {role};
+             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA ops TO {role};"
+        ))
+        .await
+        .expect("role");
+    let before = catalog(&client).await;
+    let bulk = loader(&client, Some(1)).await;
+    client
+        .batch_execute(&format!("SET ROLE {role}"))
+        .await
+        .expect("set role");
+    let summary = load_all_with(&mut client, &bulk).await;
+    client.batch_execute("RESET ROLE").await.expect("reset");
+    assert_eq!(summary.events, 345);
+    assert!(summary.bulk.is_empty(), "{:?}", summary.bulk);
+    assert_eq!(catalog(&client).await, before);
+    let sums = checksums(&client).await;
+    assert!(sums.iter().all(|(_, sum)| sum != "empty"), "{sums:?}");
+    client
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .expect("drop the role");
+}
