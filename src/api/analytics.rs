@@ -90,6 +90,7 @@ pub struct Revenue {
 #[utoipa::path(
     get,
     path = "/analytics/revenue",
+    operation_id = "getRevenue",
     tag = "analytics",
     params(RevenueParams),
     responses(
@@ -186,6 +187,7 @@ pub struct Churn {
 #[utoipa::path(
     get,
     path = "/analytics/churn",
+    operation_id = "getChurn",
     tag = "analytics",
     responses(
         (status = 200, description = "Churn figures", body = Churn),

@@ -197,6 +197,7 @@ impl ListParams {
 #[utoipa::path(
     get,
     path = "/customers",
+    operation_id = "listCustomers",
     tag = "customers",
     params(ListParams),
     responses(
@@ -306,6 +307,7 @@ pub struct OneParams {
 #[utoipa::path(
     get,
     path = "/customers/{id}",
+    operation_id = "getCustomer",
     tag = "customers",
     params(("id" = String, Path, description = "Customer id (business key; matched like the vault does: trimmed, case-insensitive)"), OneParams),
     responses(
@@ -388,6 +390,7 @@ list_params! {
 #[utoipa::path(
     get,
     path = "/customers/{id}/orders",
+    operation_id = "listCustomerOrders",
     tag = "customers",
     params(("id" = String, Path, description = "Customer id"), OrdersParams),
     responses(

@@ -163,6 +163,7 @@ fn parse(
 #[utoipa::path(
     post,
     path = "/events",
+    operation_id = "postEvents",
     tag = "events",
     request_body(
         description = "One CloudEvent (`application/cloudevents+json`, or `application/json` with an object), \

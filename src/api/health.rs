@@ -54,6 +54,7 @@ pub struct Quality {
 #[utoipa::path(
     get,
     path = "/health",
+    operation_id = "getHealth",
     tag = "operations",
     responses((status = 200, description = "The server is up", body = Health))
 )]
@@ -65,6 +66,7 @@ pub async fn health() -> Json<Health> {
 #[utoipa::path(
     get,
     path = "/ready",
+    operation_id = "getReady",
     tag = "operations",
     responses(
         (status = 200, description = "Ready to serve", body = Ready),

@@ -66,6 +66,7 @@ const CONTACT_HISTORY: &str = "
 #[utoipa::path(
     get,
     path = "/customers/{id}/history",
+    operation_id = "getCustomerHistory",
     tag = "customers",
     params(("id" = String, Path, description = "Customer id")),
     responses(

@@ -139,6 +139,7 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
 #[utoipa::path(
     get,
     path = "/metrics",
+    operation_id = "getMetrics",
     tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String))
 )]

@@ -73,8 +73,9 @@ struct DocumentationRoutes;
 
 impl Modify for DocumentationRoutes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let route = |summary: &str, media: &str, what: &str| {
+        let route = |id: &str, summary: &str, media: &str, what: &str| {
             OperationBuilder::new()
+                .operation_id(Some(id))
                 .summary(Some(summary))
                 .tag("operations")
                 .response(
@@ -88,6 +89,7 @@ impl Modify for DocumentationRoutes {
             "/openapi.json",
             vec![HttpMethod::Get],
             route(
+                "getOpenApi",
                 "This OpenAPI 3.1 document",
                 "application/json",
                 "The OpenAPI document",
@@ -97,6 +99,7 @@ impl Modify for DocumentationRoutes {
             "/docs",
             vec![HttpMethod::Get],
             route(
+                "getDocs",
                 "Swagger UI for this document (served from the binary)",
                 "text/html",
                 "The Swagger UI page (redirects to /docs/)",

@@ -156,6 +156,7 @@ list_params! {
 #[utoipa::path(
     get,
     path = "/orders",
+    operation_id = "listOrders",
     tag = "orders",
     params(ListParams),
     responses(
@@ -225,6 +226,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/orders/{id}",
+    operation_id = "getOrder",
     tag = "orders",
     params(("id" = String, Path, description = "Order id (trimmed, case-insensitive)")),
     responses(

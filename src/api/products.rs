@@ -97,6 +97,7 @@ list_params! {
 #[utoipa::path(
     get,
     path = "/products",
+    operation_id = "listProducts",
     tag = "products",
     params(ListParams),
     responses(
@@ -137,6 +138,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/products/{id}",
+    operation_id = "getProduct",
     tag = "products",
     params(("id" = String, Path, description = "Product id (trimmed, case-insensitive)")),
     responses(

@@ -44,6 +44,7 @@ const SEGMENTS: &str = "
 #[utoipa::path(
     get,
     path = "/segments",
+    operation_id = "listSegments",
     tag = "segments",
     responses(
         (status = 200, description = "Every segment", body = Segments),
@@ -85,6 +86,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/segments/{name}/customers",
+    operation_id = "listSegmentCustomers",
     tag = "segments",
     params(("name" = String, Path, description = "Segment name, e.g. `Champions` (case-insensitive)"), ListParams),
     responses(

@@ -1266,6 +1266,25 @@ async fn the_openapi_document_is_3_1_and_lists_every_route() {
         ("get", "/docs"),
     ];
     let paths = doc["paths"].as_object().expect("paths");
+    // every operation has its own meaningful id (generated clients name methods by it)
+    let mut ids: Vec<&str> = paths
+        .values()
+        .flat_map(|p| p.as_object().into_iter().flat_map(|m| m.values()))
+        .map(|op| op["operationId"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(ids.len(), routes.len());
+    for id in &ids {
+        assert!(
+            id.len() > 3
+                && id.starts_with(|c: char| c.is_ascii_lowercase())
+                && id.chars().all(|c| c.is_ascii_alphanumeric()),
+            "operationId {id:?}: lowerCamelCase, not a handler name"
+        );
+    }
+    ids.sort_unstable();
+    let all = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "operation ids repeat: {ids:?}");
     assert_eq!(
         paths.len(),
         routes.len(),
