@@ -26,7 +26,7 @@
 #   AUTOMATE_DV_PATH  automate-dv checkout at 0aa71153 (default $PEERS/automate-dv)
 #   DBT_UTILS_PATH    dbt-utils checkout at 1.4.1     (default $PEERS/dbt-utils)
 #   PEER_DIR     the harness (default ../shared/peers/automatedv)
-#   PEERS        where the above live (default /work/peers)
+#   PEERS        where the above live (default ../peers, beside this checkout)
 #   psql, python3, /usr/bin/time (Debian package `time`), a release build of dvault
 #   (DVAULT, default target/release/dvault; this script does not build it).
 # Server: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres). Databases:
@@ -40,7 +40,7 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 
 SF="${1:?usage: bench/tpch_vs_automatedv.sh SCALE_FACTOR (e.g. 0.01, 1)}"
-PEERS="${PEERS:-/work/peers}"
+PEERS="${PEERS:-$REPO/../peers}"
 AUTOMATE_DV_PATH="${AUTOMATE_DV_PATH:-$PEERS/automate-dv}"
 DBT_UTILS_PATH="${DBT_UTILS_PATH:-$PEERS/dbt-utils}"
 DBT="${DBT:-$PEERS/venv/bin/dbt}"
