@@ -117,6 +117,14 @@ pub struct IngestArgs {
     /// Connections writing a file's batches at once (the log keeps file order).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=16))]
     pub streams: u8,
+    /// A file of at least this many rows, and at least as many as the event log
+    /// holds, goes in on the bulk path: one transaction, the log's unique index built
+    /// again at the end (writers to the log wait meanwhile).
+    #[arg(long, value_name = "ROWS", default_value_t = events::bulk::MIN_ROWS)]
+    pub bulk_min_rows: u64,
+    /// Never take the bulk path: batch by batch, each batch its own transaction.
+    #[arg(long)]
+    pub no_bulk: bool,
     #[command(flatten)]
     pub time_range: TimeRangeArgs,
 }
@@ -529,6 +537,7 @@ async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
         batch_size: args.batch_size,
         progress: true,
         time_range: args.time_range.range()?,
+        bulk_min_rows: (!args.no_bulk).then_some(args.bulk_min_rows),
     };
     let mut failed = false;
     let (mut inserted, mut rejected) = (0, 0);

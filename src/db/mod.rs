@@ -1,5 +1,6 @@
 //! Connections, pools, migrations and the business views.
 
+pub mod indexes;
 pub mod local;
 
 use std::str::FromStr;

@@ -57,6 +57,9 @@ pub struct IngestOptions {
     pub progress: bool,
     /// Business times outside it are refused (`--business-time-from` / `-until`).
     pub time_range: TimeRange,
+    /// A file of at least this many rows, and at least as many as the log holds,
+    /// takes the bulk path ([`super::bulk`]); `None` never (`--no-bulk`).
+    pub bulk_min_rows: Option<u64>,
 }
 
 impl Default for IngestOptions {
@@ -69,6 +72,7 @@ impl Default for IngestOptions {
             batch_size: 20_000,
             progress: false,
             time_range: TimeRange::default(),
+            bulk_min_rows: Some(super::bulk::MIN_ROWS),
         }
     }
 }
@@ -99,6 +103,8 @@ pub struct IngestSummary {
     pub rejected: u64,
     /// The very same file (content and options) was ingested before: nothing read.
     pub already_ingested_at: Option<DateTime<Utc>>,
+    /// Written on the bulk path ([`super::bulk`]).
+    pub bulk: bool,
     pub elapsed: Duration,
 }
 
@@ -129,6 +135,9 @@ impl fmt::Display for IngestSummary {
         }
         if self.duplicates > 0 {
             notes.push(format!("{} already in the log", thousands(self.duplicates)));
+        }
+        if self.bulk {
+            notes.push("bulk: the log was locked meanwhile".into());
         }
         if !notes.is_empty() {
             write!(f, " ({})", notes.join("; "))?;
@@ -169,16 +178,16 @@ pub fn printable(raw: &[u8]) -> String {
 }
 
 /// One parsed slice of the file.
-struct Batch {
-    events: Vec<NewEvent>,
+pub(super) struct Batch {
+    pub(super) events: Vec<NewEvent>,
     /// The line of each event, for a quarantine by the database (see [`write_batch`]).
-    lines: Vec<u64>,
-    rejects: Vec<Rejection>,
+    pub(super) lines: Vec<u64>,
+    pub(super) rejects: Vec<Rejection>,
     /// Bytes of the file read so far.
-    position: u64,
+    pub(super) position: u64,
 }
 
-enum Parsed {
+pub(super) enum Parsed {
     Batch(Batch),
     /// The file cannot be read at all (I/O error, unusable header).
     Fatal(IngestError),
@@ -240,7 +249,7 @@ pub async fn ingest_file_streams(
         spec.check().map_err(file_err)?;
     }
     let range = opts.time_range;
-    let digest = {
+    let (digest, lines) = {
         let owned = path.to_path_buf();
         let mut key = format!("{format:?}\u{1f}{spec:?}");
         // another range may accept other rows: not the same ingest (the default
@@ -277,45 +286,70 @@ pub async fn ingest_file_streams(
         });
     }
 
-    let file = File::open(path).map_err(|source| IngestError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let progress = progress_bar(opts.progress, size, path);
-    let (tx, rx) = mpsc::channel::<Parsed>(2);
-    let reader = {
-        let path = path.to_path_buf();
-        let batch_size = opts.batch_size.max(1);
-        let received_at = Utc::now();
-        tokio::task::spawn_blocking(move || match spec {
-            Some(spec) => parse_csv(file, &path, &spec, batch_size, received_at, &range, &tx),
-            None => parse_ndjson(file, &path, batch_size, received_at, &range, &tx),
-        })
-    };
-
     let display_path = path.display().to_string();
     let mut summary = IngestSummary {
         path: path.to_path_buf(),
         ..IngestSummary::default()
     };
-    let queue = tokio::sync::Mutex::new(rx);
-    let streams = clients
-        .iter_mut()
-        .map(|client| write_stream(client, &queue, &display_path, &digest, &progress));
-    let counts = futures_util::future::try_join_all(streams)
-        .await
-        .map_err(|e| match e {
-            StreamError::Fatal(e) => e,
-            StreamError::Db(source) => db_err(source),
-        })?;
-    for c in counts {
-        summary.inserted += c.inserted;
-        summary.duplicates += c.duplicates;
-        summary.rejected += c.rejected;
+    let bulk = match opts.bulk_min_rows {
+        Some(min) => {
+            let log_rows = super::bulk::log_rows(client).await.map_err(db_err)?;
+            super::bulk::chosen(lines, log_rows, min)
+        }
+        None => false,
+    };
+    if bulk {
+        let (mut rx, reader) = start_reader(path, &spec, opts)?;
+        let source = spec.as_ref().map(|s| s.source.as_str());
+        let outcome = super::bulk::ingest(
+            client,
+            &mut rx,
+            source,
+            lines,
+            &display_path,
+            &digest,
+            &progress,
+        )
+        .await;
+        drop(rx);
+        reader.await.map_err(|e| file_err(e.to_string()))?;
+        match outcome {
+            Ok(super::bulk::Outcome::Done(c)) => {
+                summary.inserted = c.inserted;
+                summary.duplicates = c.duplicates;
+                summary.rejected = c.rejected;
+                summary.bulk = true;
+            }
+            Ok(super::bulk::Outcome::Fallback(why)) => {
+                tracing::warn!(file = %display_path, "{why}: ingesting the file batch by batch");
+                progress.set_position(0);
+            }
+            Err(StreamError::Fatal(e)) => return Err(e),
+            Err(StreamError::Db(source)) => return Err(db_err(source)),
+        }
     }
-    drop(queue);
-    reader.await.map_err(|e| file_err(e.to_string()))?;
+    if !summary.bulk {
+        let (rx, reader) = start_reader(path, &spec, opts)?;
+        let queue = tokio::sync::Mutex::new(rx);
+        let streams = clients
+            .iter_mut()
+            .map(|client| write_stream(client, &queue, &display_path, &digest, &progress));
+        let counts = futures_util::future::try_join_all(streams)
+            .await
+            .map_err(|e| match e {
+                StreamError::Fatal(e) => e,
+                StreamError::Db(source) => db_err(source),
+            })?;
+        for c in counts {
+            summary.inserted += c.inserted;
+            summary.duplicates += c.duplicates;
+            summary.rejected += c.rejected;
+        }
+        drop(queue);
+        reader.await.map_err(|e| file_err(e.to_string()))?;
+    }
     let client = clients
         .first_mut()
         .ok_or_else(|| file_err("no connection".into()))?;
@@ -340,6 +374,29 @@ pub async fn ingest_file_streams(
     Ok(summary)
 }
 
+/// Open the file and parse it on a blocking thread, handing batches to the channel.
+fn start_reader(
+    path: &Path,
+    spec: &Option<RowSpec>,
+    opts: &IngestOptions,
+) -> Result<(mpsc::Receiver<Parsed>, tokio::task::JoinHandle<()>), IngestError> {
+    let file = File::open(path).map_err(|source| IngestError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (tx, rx) = mpsc::channel::<Parsed>(2);
+    let path = path.to_path_buf();
+    let spec = spec.clone();
+    let batch_size = opts.batch_size.max(1);
+    let range = opts.time_range;
+    let received_at = Utc::now();
+    let reader = tokio::task::spawn_blocking(move || match spec {
+        Some(spec) => parse_csv(file, &path, &spec, batch_size, received_at, &range, &tx),
+        None => parse_ndjson(file, &path, batch_size, received_at, &range, &tx),
+    });
+    Ok((rx, reader))
+}
+
 fn progress_bar(wanted: bool, size: u64, path: &Path) -> indicatif::ProgressBar {
     if !wanted || !io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
@@ -356,13 +413,13 @@ fn progress_bar(wanted: bool, size: u64, path: &Path) -> indicatif::ProgressBar 
 
 /// What one stream appended.
 #[derive(Debug, Default)]
-struct Counts {
-    inserted: u64,
-    duplicates: u64,
-    rejected: u64,
+pub(super) struct Counts {
+    pub(super) inserted: u64,
+    pub(super) duplicates: u64,
+    pub(super) rejected: u64,
 }
 
-enum StreamError {
+pub(super) enum StreamError {
     Fatal(IngestError),
     Db(tokio_postgres::Error),
 }
@@ -497,21 +554,24 @@ pub async fn store_rejections(
     Ok(rejects.len() as u64)
 }
 
-/// SHA-256 of the ingest options and the file's bytes.
-fn file_digest(path: &Path, options: &str) -> io::Result<[u8; 32]> {
+/// SHA-256 of the ingest options and the file's bytes, and how many lines it has
+/// (about its rows: quoted fields may hold line breaks).
+fn file_digest(path: &Path, options: &str) -> io::Result<([u8; 32], u64)> {
     let mut h = Sha256::new();
     h.update(options.as_bytes());
     h.update([0]);
     let mut file = File::open(path)?;
     let mut buf = vec![0u8; 1 << 20];
+    let mut lines = 0u64;
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
             break;
         }
         h.update(&buf[..n]);
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
     }
-    Ok(h.finalize().into())
+    Ok((h.finalize().into(), lines))
 }
 
 /// Collects parsed rows and hands full batches to the writer.

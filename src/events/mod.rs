@@ -1,6 +1,7 @@
 //! The append-only event log: appending (single, batch, bulk `COPY`) and reading
 //! committed events in order from a checkpoint.
 
+pub mod bulk;
 pub mod cloudevents;
 pub mod csv_records;
 pub mod csv_rows;

@@ -37,6 +37,7 @@ use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::write::{self, KnownKeys};
 use super::{CONSUMER, Doing, LoadError, LoadSummary, Loader, Prepared};
+use crate::db::indexes;
 use crate::events;
 
 /// Events waiting, at least, for a run into empty tables to take the bulk path: below
@@ -47,15 +48,6 @@ pub const MIN_EVENTS: i64 = 100_000;
 /// a sort that fits in memory is several times faster than one that spills.
 const BUILD_MEMORY: &str = "256MB";
 
-/// One index of a table on the bulk path.
-#[derive(Debug, Clone)]
-struct Index {
-    /// Its name, qualified (what `to_regclass` finds while it exists).
-    name: String,
-    /// Statements that build it again with its comments.
-    build: Vec<String>,
-}
-
 /// A table whose indexes this run dropped.
 #[derive(Debug, Clone)]
 struct Table {
@@ -63,7 +55,7 @@ struct Table {
     name: String,
     /// Qualified and quoted.
     qualified: String,
-    indexes: Vec<Index>,
+    indexes: Vec<indexes::Dropped>,
     /// Still without its indexes.
     bare: bool,
 }
@@ -73,38 +65,6 @@ struct Table {
 pub struct Bulk {
     tables: Vec<Table>,
 }
-
-/// Per index of a table: how to drop it, how to build it again, its comments.
-/// Constraint indexes (primary keys, unique and exclusion constraints) are dropped
-/// and added back as constraints.
-const INDEXES: &str = "
-    SELECT i.indexrelid::regclass::text,
-           CASE WHEN c.oid IS NULL THEN format('DROP INDEX %s', i.indexrelid::regclass)
-                ELSE format('ALTER TABLE %s DROP CONSTRAINT %I', i.indrelid::regclass, c.conname)
-           END,
-           CASE WHEN c.oid IS NULL
-                THEN pg_get_indexdef(i.indexrelid)
-                     || coalesce(' TABLESPACE ' || quote_ident(ts.spcname), '')
-                ELSE format('ALTER TABLE %s ADD CONSTRAINT %I %s', i.indrelid::regclass,
-                            c.conname, pg_get_constraintdef(c.oid))
-                     || coalesce(' USING INDEX TABLESPACE ' || quote_ident(ts.spcname), '')
-           END,
-           CASE WHEN obj_description(i.indexrelid, 'pg_class') IS NOT NULL
-                THEN format('COMMENT ON INDEX %s IS %L', i.indexrelid::regclass,
-                            obj_description(i.indexrelid, 'pg_class'))
-           END,
-           CASE WHEN obj_description(c.oid, 'pg_constraint') IS NOT NULL
-                THEN format('COMMENT ON CONSTRAINT %I ON %s IS %L', c.conname,
-                            i.indrelid::regclass, obj_description(c.oid, 'pg_constraint'))
-           END
-      FROM pg_index i
-      JOIN pg_class ic ON ic.oid = i.indexrelid
-      LEFT JOIN pg_tablespace ts ON ts.oid = ic.reltablespace
-      LEFT JOIN pg_constraint c
-             ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
-            AND c.contype IN ('p', 'u', 'x')
-     WHERE i.indrelid = $1::text::regclass
-     ORDER BY c.oid IS NULL, i.indexrelid";
 
 impl Bulk {
     /// Drop the indexes of `tables` (vault name, qualified name), which must be empty
@@ -130,24 +90,9 @@ impl Bulk {
                 tracing::info!(table = %name, "a foreign key refers to it: keeps its indexes");
                 continue;
             }
-            let rows = tx
-                .query(INDEXES, &[qualified])
+            let indexes = indexes::drop_all(tx, qualified)
                 .await
-                .doing("reading a table's indexes")?;
-            let mut indexes = Vec::with_capacity(rows.len());
-            for r in &rows {
-                let drop: String = r.get(1);
-                let mut build: Vec<String> = vec![r.get(2)];
-                build.extend(r.get::<_, Option<String>>(3));
-                build.extend(r.get::<_, Option<String>>(4));
-                tx.batch_execute(&drop)
-                    .await
-                    .doing("dropping an index for the bulk path")?;
-                indexes.push(Index {
-                    name: r.get(0),
-                    build,
-                });
-            }
+                .doing("dropping a table's indexes for the bulk path")?;
             bulk.tables.push(Table {
                 name: name.clone(),
                 qualified: qualified.clone(),
@@ -202,23 +147,14 @@ async fn build_missing(tx: &impl GenericClient, t: &mut Table) -> Result<(), Loa
     let started = Instant::now();
     let mut built = 0;
     for index in &t.indexes {
-        let exists: bool = tx
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&index.name])
-            .await
-            .doing("looking for an index")?
-            .get(0);
-        if exists {
-            continue;
-        }
-        for sql in &index.build {
-            tx.batch_execute(sql)
+        let was_built =
+            indexes::build_missing(tx, index)
                 .await
                 .map_err(|source| LoadError::BulkBuild {
                     table: t.name.clone(),
                     source,
                 })?;
-        }
-        built += 1;
+        built += usize::from(was_built);
     }
     t.bare = false;
     if built > 0 {

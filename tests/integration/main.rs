@@ -4,6 +4,7 @@ mod harness;
 
 mod api;
 mod api_hostile;
+mod bulk_ingest;
 mod bulk_load;
 mod cli;
 mod crash;
