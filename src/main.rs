@@ -1,5 +1,11 @@
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: the loader allocates and frees small
+/// rows by the million, and glibc's malloc took a quarter of its CPU at TPC-H SF1
+/// (`perf`, bench/README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = dvault::cli::Cli::parse();
     dvault::cli::init_tracing(&cli);
