@@ -270,7 +270,8 @@ pub struct GenArgs {
     /// Days of history, ending at --end.
     #[arg(long, default_value_t = 365)]
     pub days: u32,
-    /// Last business day (YYYY-MM-DD); default: today (UTC).
+    /// Last business day (YYYY-MM-DD); default: the last day of the previous month
+    /// (UTC), so that no event lies in the future and every month is whole.
     #[arg(long)]
     pub end: Option<chrono::NaiveDate>,
     /// Share of extra broken lines to inject (e.g. 0.01), to exercise quarantine.
@@ -718,7 +719,9 @@ async fn gen_data(args: GenArgs) -> CliResult {
         products: args.products,
         orders: args.orders,
         days: args.days,
-        end: args.end.unwrap_or_else(|| chrono::Utc::now().date_naive()),
+        end: args
+            .end
+            .unwrap_or_else(|| generate::default_end(chrono::Utc::now().date_naive())),
         dirty: args.dirty,
         out: args.out,
     };
