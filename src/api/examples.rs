@@ -231,6 +231,32 @@ pub fn apply(doc: &mut Value, today: NaiveDate) {
     if let Some(body) = doc.pointer_mut("/paths/~1events/post/requestBody/content") {
         events_bodies(body, today);
     }
+    if let Some(post) = doc.pointer_mut("/paths/~1events/post") {
+        post["parameters"] = binary_mode_headers();
+    }
+}
+
+/// The `ce-*` headers of CloudEvents' HTTP binary mode. With `ce-specversion` (and a
+/// JSON body that is not `application/cloudevents*`), the body is one event's data.
+fn binary_mode_headers() -> Value {
+    let header = |name: &str, required_in_binary: bool, what: &str| {
+        json!({"name": name, "in": "header", "required": false,
+            "description": format!("Binary mode: {what}{}",
+                if required_in_binary { " (required in binary mode)" } else { "" }),
+            "schema": {"type": "string"}})
+    };
+    json!([
+        {"name": "ce-specversion", "in": "header", "required": false,
+         "description": "Binary mode (CloudEvents HTTP binding): the event's attributes are \
+             the `ce-*` headers (values percent-encoded where needed), the body \
+             (`application/json` or another `+json` type) is its `data` object. Validated, \
+             deduplicated and quarantined like the same event in structured mode.",
+         "schema": {"type": "string"}},
+        header("ce-type", true, "the event type, e.g. `customer_registered`"),
+        header("ce-source", true, "the record source, e.g. `crm`"),
+        header("ce-id", false, "unique per source; missing: derived from the content"),
+        header("ce-time", false, "business time, RFC 3339; missing: the time of receipt"),
+    ])
 }
 
 /// The three bodies of POST /events, by content type.
@@ -258,7 +284,9 @@ fn events_bodies(content: &mut Value, today: NaiveDate) {
     );
     bodies.insert(
         "application/json".into(),
-        json!({"schema": {"oneOf": [one, batch]}, "example": event}),
+        json!({"schema": {"anyOf": [one, batch, {"type": "object",
+            "description": "Binary mode (`ce-specversion` header): the event's data"}]},
+            "example": event}),
     );
     bodies.insert(
         "application/x-ndjson".into(),

@@ -6,6 +6,7 @@ mod api;
 mod api_hostile;
 mod bulk_load;
 mod cli;
+mod cloudevents_binary;
 mod crash;
 mod daemon;
 mod event_log;
