@@ -17,6 +17,7 @@ mod hostile_input;
 mod ingest;
 mod loader;
 mod loader_robustness;
+mod logs;
 mod oracle;
 mod poison_ingest;
 mod poison_load;
