@@ -43,6 +43,15 @@ pub struct GlobalArgs {
     /// PostgreSQL connection URL; unset: a private server under --home.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
+    /// A file holding the database password (a Docker or systemd secret), put into
+    /// --database-url's connection; keeps the password out of the environment.
+    #[arg(
+        long,
+        env = "DVAULT_DATABASE_PASSWORD_FILE",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub database_password_file: Option<PathBuf>,
     /// Directory for dvault's local state (the private server).
     #[arg(long, env = "DVAULT_HOME", global = true, default_value = ".dvault")]
     pub home: PathBuf,
@@ -387,18 +396,33 @@ pub struct RejectedArgs {
 #[derive(Debug, Subcommand)]
 pub enum LocalAction {
     /// Start the private server (if not running) and print its URL.
-    Start,
+    Start {
+        /// The database the URL names: `dvault_demo` for the demo's.
+        #[arg(long, env = "DVAULT_LOCAL_DATABASE", default_value = db::local::DATABASE)]
+        database: String,
+    },
     /// Stop the private server.
     Stop,
 }
 
 impl GlobalArgs {
-    pub fn config(&self) -> Config {
-        Config {
-            database_url: self.database_url.clone().filter(|u| !u.is_empty()),
+    pub fn config(&self) -> Result<Config, String> {
+        let mut database_url = self.database_url.clone().filter(|u| !u.is_empty());
+        if let Some(file) = &self.database_password_file {
+            let url = database_url.as_deref().ok_or(
+                "--database-password-file / DVAULT_DATABASE_PASSWORD_FILE needs DATABASE_URL",
+            )?;
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("--database-password-file {}: {e}", file.display()))?;
+            let password = text.strip_suffix('\n').unwrap_or(&text);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            database_url = Some(crate::config::with_password(url, password)?);
+        }
+        Ok(Config {
+            database_url,
             home: self.home.clone(),
             ..Config::default()
-        }
+        })
     }
 }
 
@@ -426,7 +450,13 @@ macro_rules! outln {
 
 /// Run one command; errors are printed with their whole cause chain.
 pub async fn run(cli: Cli) -> ExitCode {
-    let config = cli.global.config();
+    let config = match cli.global.config() {
+        Ok(config) => config,
+        Err(e) => {
+            crate::logging::error(&e, &[]);
+            return ExitCode::FAILURE;
+        }
+    };
     match dispatch(cli.command, &config).await {
         Ok(code) => code,
         // the reader went away (`dvault runs | head`): what it wanted, it has
@@ -475,11 +505,11 @@ async fn dispatch(command: Command, config: &Config) -> CliResult {
         Command::Local { action } => {
             let home = config.home.clone();
             match action {
-                LocalAction::Start => {
+                LocalAction::Start { database } => {
                     let server =
                         tokio::task::spawn_blocking(move || db::local::ensure_running(&home))
                             .await??;
-                    outln!("{}", server.url(db::local::DATABASE))?;
+                    outln!("{}", server.url(&database))?;
                 }
                 LocalAction::Stop => {
                     let stopped =
@@ -519,6 +549,22 @@ async fn migrate(config: &Config) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Bind the API's address; a taken port says how to choose another.
+async fn listen(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "; another program holds the port: stop it, or choose another address \
+                 with --listen (env DVAULT_LISTEN), e.g. --listen {}:{}",
+                addr.ip(),
+                addr.port().wrapping_add(1).max(1)
+            ),
+            _ => "; choose another address with --listen (env DVAULT_LISTEN)".to_string(),
+        };
+        format!("cannot listen on {addr}: {e}{hint}")
+    })
+}
+
 /// Whether API keys are configured: a warning when none is (reads open to all).
 fn keys_notice(keys: &[ApiKey]) -> std::io::Result<()> {
     let described = api::auth::describe(keys);
@@ -550,9 +596,7 @@ async fn serve(config: &Config, args: ServeArgs) -> CliResult {
             "{e}; answering 503 until the database is reachable"
         )),
     }
-    let listener = tokio::net::TcpListener::bind(api_config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", api_config.listen))?;
+    let listener = listen(api_config.listen).await?;
     notice(&format!(
         "listening on http://{} (API docs at /docs), database {}",
         listener.local_addr()?,
@@ -798,15 +842,17 @@ async fn gen_data(args: GenArgs) -> CliResult {
 
 async fn demo(config: &Config, args: DemoArgs) -> CliResult {
     let api_config = args.serve.api_config()?;
+    // the port first: a taken one fails now, not after the whole demo's work
+    let listener = match args.no_serve {
+        true => None,
+        false => Some(listen(api_config.listen).await?),
+    };
     let opts = crate::demo::DemoOptions::new(config);
     let demo = crate::demo::prepare(config, &opts).await?;
     out!("{}", demo.tour)?;
-    if args.no_serve {
+    let Some(listener) = listener else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let listener = tokio::net::TcpListener::bind(api_config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", api_config.listen))?;
+    };
     let addr = listener.local_addr()?;
     let some_customer: Option<String> = db::connect(&demo.target.url)
         .await?
