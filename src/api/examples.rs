@@ -79,11 +79,10 @@ fn problem_example(path: &str, status: u16) -> Option<ApiError> {
         (400, "/orders") => {
             ApiError::bad_param("status", "unknown status \"lost\"", &orders::STATUSES)
         }
-        (400, "/customers/{id}") => ApiError::bad_param(
-            "as_of",
-            "\"yesterday\" is not a date (YYYY-MM-DD) or an RFC 3339 timestamp",
-            &[],
-        ),
+        (400, "/customers/{id}") => match super::params::parse_as_of("as_of", "yesterday") {
+            Err(e) => e,
+            Ok(_) => return None,
+        },
         (400, "/analytics/revenue") => ApiError::bad_param(
             "period",
             "unknown period \"year\"",
@@ -129,11 +128,15 @@ fn problem_example(path: &str, status: u16) -> Option<ApiError> {
             }
         }
         (503, "/ready") => {
-            let extensions = json!({"schema_version": 11, "expected_schema_version": 12});
+            let expected = crate::db::latest_known_version();
+            let extensions = json!({"schema_version": expected - 1,
+                                    "expected_schema_version": expected});
             ApiError::NotReady {
-                detail: "the database schema is at version 11, this server needs 12: run \
-                         `dvault migrate`"
-                    .into(),
+                detail: format!(
+                    "the database schema is at version {}, this server needs {expected}: run \
+                     `dvault migrate`",
+                    expected - 1
+                ),
                 extensions: extensions.as_object().cloned().unwrap_or_default(),
             }
         }
