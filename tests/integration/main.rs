@@ -18,6 +18,7 @@ mod ingest;
 mod loader;
 mod loader_robustness;
 mod logs;
+mod metrics;
 mod oracle;
 mod poison_ingest;
 mod poison_load;
