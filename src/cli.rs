@@ -18,6 +18,7 @@ use crate::events::ingest::{self, Format, IngestOptions};
 use crate::events::limits::TimeRange;
 use crate::generate;
 use crate::load::{self, Loader};
+use crate::logging::{notice, warning};
 use crate::mapping::Mappings;
 use crate::status;
 
@@ -42,14 +43,30 @@ pub struct GlobalArgs {
     /// PostgreSQL connection URL; unset: a private server under --home.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
+    /// A file holding the database password (a Docker or systemd secret), put into
+    /// --database-url's connection; keeps the password out of the environment.
+    #[arg(
+        long,
+        env = "DVAULT_DATABASE_PASSWORD_FILE",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub database_password_file: Option<PathBuf>,
     /// Directory for dvault's local state (the private server).
     #[arg(long, env = "DVAULT_HOME", global = true, default_value = ".dvault")]
     pub home: PathBuf,
     /// Log filter, e.g. `info`, `dvault=debug`.
     #[arg(long, env = "DVAULT_LOG", global = true, default_value = "warn")]
     pub log: String,
-    /// Log format.
-    #[arg(long, global = true, value_enum, default_value = "text")]
+    /// Log format: `text` (colour only on a terminal) or `json` (every line a JSON
+    /// object on stderr, banner and warnings included).
+    #[arg(
+        long,
+        env = "DVAULT_LOG_FORMAT",
+        global = true,
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 }
 
@@ -100,22 +117,22 @@ pub struct IngestArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Format, when the file name does not tell.
-    #[arg(long, value_enum)]
+    #[arg(long, env = "DVAULT_INGEST_FORMAT", value_enum)]
     pub format: Option<Format>,
     /// CSV: the event type of every row, e.g. customer_registered.
-    #[arg(long = "type", value_name = "EVENT_TYPE")]
+    #[arg(long = "type", env = "DVAULT_INGEST_TYPE", value_name = "EVENT_TYPE")]
     pub event_type: Option<String>,
     /// CSV: the record source of every row, e.g. crm.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, env = "DVAULT_INGEST_SOURCE", value_name = "NAME")]
     pub source: Option<String>,
     /// CSV: column holding the business time (ISO 8601); default: ingestion time.
-    #[arg(long, value_name = "COLUMN")]
+    #[arg(long, env = "DVAULT_INGEST_TIME_FIELD", value_name = "COLUMN")]
     pub time_field: Option<String>,
     /// Events per transaction.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, env = "DVAULT_INGEST_BATCH_SIZE", default_value_t = 20_000)]
     pub batch_size: usize,
     /// Connections writing a file's batches at once (the log keeps file order).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=16))]
+    #[arg(long, env = "DVAULT_INGEST_STREAMS", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=16))]
     pub streams: u8,
     /// A file of at least this many rows, and at least as many as the event log
     /// holds, goes in on the bulk path: one transaction, the log's unique index built
@@ -157,17 +174,17 @@ impl TimeRangeArgs {
 #[derive(Debug, Args)]
 pub struct LoadArgs {
     /// Events per transaction.
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, env = "DVAULT_LOAD_BATCH_SIZE", default_value_t = 50_000)]
     pub batch_size: i64,
     /// Exit at once if another loader is running, instead of waiting for it.
-    #[arg(long)]
+    #[arg(long, env = "DVAULT_NO_WAIT", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_wait: bool,
     /// Into empty vault tables with at least this many events waiting, drop their
     /// indexes and build them after the load, in one transaction (see docs/operations.md).
-    #[arg(long, value_name = "EVENTS", default_value_t = load::bulk::MIN_EVENTS)]
+    #[arg(long, env = "DVAULT_BULK_MIN_EVENTS", value_name = "EVENTS", default_value_t = load::bulk::MIN_EVENTS)]
     pub bulk_min_events: i64,
     /// Never take the bulk path: load batch by batch, each batch its own transaction.
-    #[arg(long)]
+    #[arg(long, env = "DVAULT_NO_BULK", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_bulk: bool,
     /// Mapping files to use instead of the ones built in.
     #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
@@ -184,28 +201,43 @@ pub struct DaemonArgs {
     #[arg(long, env = "DVAULT_TIME_ZONE", default_value = daemon::schedule::DEFAULT_TIME_ZONE)]
     pub time_zone: String,
     /// Also load new events as they arrive (LISTEN on the log's append notifications).
-    #[arg(long)]
+    #[arg(long, env = "DVAULT_FOLLOW", value_parser = clap::builder::FalseyValueParser::new())]
     pub follow: bool,
     /// Follow: load once the log has been quiet this many milliseconds...
-    #[arg(long, default_value_t = 200, value_name = "MS")]
+    #[arg(
+        long,
+        env = "DVAULT_DEBOUNCE_MS",
+        default_value_t = 200,
+        value_name = "MS"
+    )]
     pub debounce_ms: u64,
     /// ...or at the latest this many milliseconds after the first event of a burst.
-    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    #[arg(
+        long,
+        env = "DVAULT_MAX_DELAY_MS",
+        default_value_t = 1000,
+        value_name = "MS"
+    )]
     pub max_delay_ms: u64,
     /// Refresh the lag metrics (and, following, look for missed events) this often.
-    #[arg(long, default_value_t = 15, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "DVAULT_POLL_SECS",
+        default_value_t = 15,
+        value_name = "SECONDS"
+    )]
     pub poll_secs: u64,
     /// Exit at once if another daemon works on the database, instead of standing by.
-    #[arg(long)]
+    #[arg(long, env = "DVAULT_NO_WAIT", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_wait: bool,
     /// Run the nightly cycle once, now, and exit (status 1 if it failed).
-    #[arg(long)]
+    #[arg(long, env = "DVAULT_ONCE", value_parser = clap::builder::FalseyValueParser::new())]
     pub once: bool,
     /// At start, run the nightly cycle if the schedule fired while no daemon ran.
-    #[arg(long)]
+    #[arg(long, env = "DVAULT_CATCH_UP", value_parser = clap::builder::FalseyValueParser::new())]
     pub catch_up: bool,
     /// Events per transaction.
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, env = "DVAULT_LOAD_BATCH_SIZE", default_value_t = 50_000)]
     pub batch_size: i64,
     /// Mapping files to use instead of the ones built in.
     #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
@@ -218,30 +250,40 @@ pub struct DaemonArgs {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// After SIGTERM/SIGINT, seconds the batch in hand may take to finish before it
     /// is rolled back.
-    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "DVAULT_STOP_GRACE_SECS",
+        default_value_t = 5,
+        value_name = "SECONDS"
+    )]
     pub stop_grace_secs: u64,
     /// Longest wait between attempts to reach a lost database.
-    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "DVAULT_RETRY_MAX_SECS",
+        default_value_t = 60,
+        value_name = "SECONDS"
+    )]
     pub retry_max_secs: u64,
 }
 
 #[derive(Debug, Args)]
 pub struct RunsArgs {
     /// How many to show.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, env = "DVAULT_RUNS_LIMIT", default_value_t = 20)]
     pub limit: i64,
     /// Only runs started by this trigger.
-    #[arg(long, value_parser = ["schedule", "follow", "manual"])]
+    #[arg(long, env = "DVAULT_RUNS_TRIGGER", value_parser = ["schedule", "follow", "manual"])]
     pub trigger: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Check every loaded event, not only those loaded since the last gate.
-    #[arg(long)]
+    #[arg(long, env = "DVAULT_CHECK_ALL", value_parser = clap::builder::FalseyValueParser::new())]
     pub all: bool,
     /// Do not record the results nor move the gate's checkpoint.
-    #[arg(long)]
+    #[arg(long, env = "DVAULT_CHECK_DRY_RUN", value_parser = clap::builder::FalseyValueParser::new())]
     pub dry_run: bool,
     /// Quality gate thresholds (TOML; default: deploy/quality.toml's values).
     #[arg(long, env = "DVAULT_QUALITY_CONFIG", value_name = "FILE")]
@@ -254,7 +296,7 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Stop after loading instead of serving the API.
-    #[arg(long)]
+    #[arg(long, env = "DVAULT_DEMO_NO_SERVE", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_serve: bool,
     #[command(flatten)]
     pub serve: ServeArgs,
@@ -263,26 +305,29 @@ pub struct DemoArgs {
 #[derive(Debug, Args)]
 pub struct GenArgs {
     /// Directory to write into (created if missing).
-    #[arg(long, default_value = "data")]
+    #[arg(long, env = "DVAULT_GEN_OUT", default_value = "data")]
     pub out: PathBuf,
     /// Same seed and options give byte-identical files.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, env = "DVAULT_GEN_SEED", default_value_t = 42)]
     pub seed: u64,
-    #[arg(long, default_value_t = 10_000)]
+    /// Customers who sign up over the period.
+    #[arg(long, env = "DVAULT_GEN_CUSTOMERS", default_value_t = 10_000)]
     pub customers: usize,
-    #[arg(long, default_value_t = 5_000)]
+    /// Products listed over the period.
+    #[arg(long, env = "DVAULT_GEN_PRODUCTS", default_value_t = 5_000)]
     pub products: usize,
     /// Orders (about 2.5 lines each).
-    #[arg(long, default_value_t = 40_000)]
+    #[arg(long, env = "DVAULT_GEN_ORDERS", default_value_t = 40_000)]
     pub orders: usize,
     /// Days of history, ending at --end.
-    #[arg(long, default_value_t = 365)]
+    #[arg(long, env = "DVAULT_GEN_DAYS", default_value_t = 365)]
     pub days: u32,
-    /// Last business day (YYYY-MM-DD); default: today (UTC).
-    #[arg(long)]
+    /// Last business day (YYYY-MM-DD); default: the last day of the previous month
+    /// (UTC), so that no event lies in the future and every month is whole.
+    #[arg(long, env = "DVAULT_GEN_END")]
     pub end: Option<chrono::NaiveDate>,
     /// Share of extra broken lines to inject (e.g. 0.01), to exercise quarantine.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, env = "DVAULT_GEN_DIRTY", default_value_t = 0.0)]
     pub dirty: f64,
 }
 
@@ -352,25 +397,40 @@ impl ServeArgs {
 #[derive(Debug, Args)]
 pub struct RejectedArgs {
     /// How many to show.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, env = "DVAULT_REJECTED_LIMIT", default_value_t = 20)]
     pub limit: i64,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum LocalAction {
     /// Start the private server (if not running) and print its URL.
-    Start,
+    Start {
+        /// The database the URL names: `dvault_demo` for the demo's.
+        #[arg(long, env = "DVAULT_LOCAL_DATABASE", default_value = db::local::DATABASE)]
+        database: String,
+    },
     /// Stop the private server.
     Stop,
 }
 
 impl GlobalArgs {
-    pub fn config(&self) -> Config {
-        Config {
-            database_url: self.database_url.clone().filter(|u| !u.is_empty()),
+    pub fn config(&self) -> Result<Config, String> {
+        let mut database_url = self.database_url.clone().filter(|u| !u.is_empty());
+        if let Some(file) = &self.database_password_file {
+            let url = database_url.as_deref().ok_or(
+                "--database-password-file / DVAULT_DATABASE_PASSWORD_FILE needs DATABASE_URL",
+            )?;
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("--database-password-file {}: {e}", file.display()))?;
+            let password = text.strip_suffix('\n').unwrap_or(&text);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            database_url = Some(crate::config::with_password(url, password)?);
+        }
+        Ok(Config {
+            database_url,
             home: self.home.clone(),
             ..Config::default()
-        }
+        })
     }
 }
 
@@ -398,16 +458,20 @@ macro_rules! outln {
 
 /// Run one command; errors are printed with their whole cause chain.
 pub async fn run(cli: Cli) -> ExitCode {
-    let config = cli.global.config();
+    let config = match cli.global.config() {
+        Ok(config) => config,
+        Err(e) => {
+            crate::logging::error(&e, &[]);
+            return ExitCode::FAILURE;
+        }
+    };
     match dispatch(cli.command, &config).await {
         Ok(code) => code,
         // the reader went away (`dvault runs | head`): what it wanted, it has
         Err(e) if is_broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            for cause in db::causes(e.as_ref()) {
-                eprintln!("  caused by: {cause}");
-            }
+            let causes: Vec<String> = db::causes(e.as_ref()).map(|c| c.to_string()).collect();
+            crate::logging::error(&e.to_string(), &causes);
             ExitCode::FAILURE
         }
     }
@@ -449,11 +513,11 @@ async fn dispatch(command: Command, config: &Config) -> CliResult {
         Command::Local { action } => {
             let home = config.home.clone();
             match action {
-                LocalAction::Start => {
+                LocalAction::Start { database } => {
                     let server =
                         tokio::task::spawn_blocking(move || db::local::ensure_running(&home))
                             .await??;
-                    outln!("{}", server.url(db::local::DATABASE))?;
+                    outln!("{}", server.url(&database))?;
                 }
                 LocalAction::Stop => {
                     let stopped =
@@ -493,6 +557,33 @@ async fn migrate(config: &Config) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Bind the API's address; a taken port says how to choose another.
+async fn listen(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "; another program holds the port: stop it, or choose another address \
+                 with --listen (env DVAULT_LISTEN), e.g. --listen {}:{}",
+                addr.ip(),
+                addr.port().wrapping_add(1).max(1)
+            ),
+            _ => "; choose another address with --listen (env DVAULT_LISTEN)".to_string(),
+        };
+        format!("cannot listen on {addr}: {e}{hint}")
+    })
+}
+
+/// Whether API keys are configured: a warning when none is (reads open to all).
+fn keys_notice(keys: &[ApiKey]) -> std::io::Result<()> {
+    let described = api::auth::describe(keys);
+    if keys.is_empty() {
+        warning(&described);
+        Ok(())
+    } else {
+        notice(&described)
+    }
+}
+
 async fn serve(config: &Config, args: ServeArgs) -> CliResult {
     let api_config = args.api_config()?;
     let target = Target::resolve(config).await?;
@@ -504,20 +595,22 @@ async fn serve(config: &Config, args: ServeArgs) -> CliResult {
             if current != Some(db::latest_known_version())
                 && let Err(e) = db::migrate(&mut client).await
             {
-                eprintln!("warning: the schema is not current and migrating failed: {e}");
+                warning(&format!(
+                    "the schema is not current and migrating failed: {e}"
+                ));
             }
         }
-        Err(e) => eprintln!("warning: {e}; answering 503 until the database is reachable"),
+        Err(e) => warning(&format!(
+            "{e}; answering 503 until the database is reachable"
+        )),
     }
-    let listener = tokio::net::TcpListener::bind(api_config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", api_config.listen))?;
-    outln!(
+    let listener = listen(api_config.listen).await?;
+    notice(&format!(
         "listening on http://{} (API docs at /docs), database {}",
         listener.local_addr()?,
         target.describe()
-    )?;
-    outln!("{}", api::auth::describe(&api_config.keys))?;
+    ))?;
+    keys_notice(&api_config.keys)?;
     let state = api::AppState::new(api_config, &target.url)?;
     api::serve(listener, state, api::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
@@ -727,7 +820,9 @@ async fn gen_data(args: GenArgs) -> CliResult {
         products: args.products,
         orders: args.orders,
         days: args.days,
-        end: args.end.unwrap_or_else(|| chrono::Utc::now().date_naive()),
+        end: args
+            .end
+            .unwrap_or_else(|| generate::default_end(chrono::Utc::now().date_naive())),
         dirty: args.dirty,
         out: args.out,
     };
@@ -756,15 +851,17 @@ async fn gen_data(args: GenArgs) -> CliResult {
 
 async fn demo(config: &Config, args: DemoArgs) -> CliResult {
     let api_config = args.serve.api_config()?;
+    // the port first: a taken one fails now, not after the whole demo's work
+    let listener = match args.no_serve {
+        true => None,
+        false => Some(listen(api_config.listen).await?),
+    };
     let opts = crate::demo::DemoOptions::new(config);
     let demo = crate::demo::prepare(config, &opts).await?;
     out!("{}", demo.tour)?;
-    if args.no_serve {
+    let Some(listener) = listener else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let listener = tokio::net::TcpListener::bind(api_config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", api_config.listen))?;
+    };
     let addr = listener.local_addr()?;
     let some_customer: Option<String> = db::connect(&demo.target.url)
         .await?
@@ -774,15 +871,64 @@ async fn demo(config: &Config, args: DemoArgs) -> CliResult {
         )
         .await?
         .map(|r| r.get(0));
-    outln!(
+    notice(&format!(
         "\nServing the Customer 360 API on http://{addr} (docs: http://{addr}/docs); Ctrl-C stops."
-    )?;
+    ))?;
     if let Some(id) = some_customer {
-        outln!("  curl http://{addr}/customers/{id}")?;
+        notice(&format!("  curl http://{addr}/customers/{id}"))?;
     }
-    outln!("  curl 'http://{addr}/customers?segment=Champions&limit=5'")?;
-    outln!("{}", api::auth::describe(&api_config.keys))?;
+    notice(&format!(
+        "  curl 'http://{addr}/customers?segment=Champions&limit=5'"
+    ))?;
+    keys_notice(&api_config.keys)?;
     let state = api::AppState::new(api_config, &demo.target.url)?;
     api::serve(listener, state, api::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every flag of every command can be set from the environment (12-factor), and
+    /// `--help` says which variable.
+    #[test]
+    fn every_flag_has_an_environment_variable_in_help() {
+        fn walk(cmd: &mut clap::Command, path: &str, seen: &mut usize) {
+            let help = cmd.render_long_help().to_string();
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_positional() || id == "help" || id == "version" {
+                    continue;
+                }
+                let env = arg
+                    .get_env()
+                    .unwrap_or_else(|| panic!("{path} --{id} has no environment variable"));
+                let env = env.to_string_lossy();
+                assert!(
+                    help.contains(&format!("[env: {env}")),
+                    "{path} --help does not show {env}"
+                );
+                *seen += 1;
+            }
+            for sub in cmd.get_subcommands_mut() {
+                let name = format!("{path} {}", sub.get_name());
+                walk(sub, &name, seen);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut seen = 0;
+        walk(&mut cmd, "dvault", &mut seen);
+        assert!(seen > 50, "only {seen} flags checked");
+    }
+
+    #[test]
+    fn boolean_flags_still_work_without_a_value() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from(["dvault", "daemon", "--follow"]).expect("parse");
+        assert!(matches!(cli.command, super::Command::Daemon(a) if a.follow));
+    }
 }

@@ -75,7 +75,7 @@ pub async fn prepare(config: &Config, opts: &DemoOptions) -> DemoResult<Demo> {
         products: opts.products,
         orders: opts.orders,
         days: 365,
-        end: Utc::now().date_naive(),
+        end: generate::default_end(Utc::now().date_naive()),
         dirty: 0.0,
         out: opts.data_dir.clone(),
     };

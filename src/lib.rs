@@ -16,4 +16,5 @@ pub mod hash;
 pub mod load;
 pub mod logging;
 pub mod mapping;
+pub mod process_metrics;
 pub mod status;

@@ -7,6 +7,14 @@
 //! `--log` level (`debug`, `trace`, `[span]=trace` alike), unless the filter names the
 //! driver's target itself (`--log info,tokio_postgres=debug`): that is an explicit
 //! request for the statements and their values, and a warning at start says so.
+//!
+//! Colour (ANSI escapes) only when stderr is a terminal and `NO_COLOR` is unset: a
+//! file, a pipe or journald gets plain text. With `--log-format json` everything a
+//! command says in passing (the server's banner, warnings, the final error) is a JSON
+//! line on stderr too, whatever the `--log` level: see [`notice`] and [`warning`].
+
+use std::io::IsTerminal;
+use std::sync::OnceLock;
 
 use tracing::{Level, Metadata};
 use tracing_subscriber::EnvFilter;
@@ -23,19 +31,77 @@ pub const DRIVER_TARGETS: &[&str] = &["tokio_postgres"];
 /// The filter used when `--log` cannot be parsed.
 const FALLBACK: &str = "warn";
 
+/// The target of [`notice`] and [`warning`] events: let through at every `--log` level.
+pub const NOTICE_TARGET: &str = "dvault::notice";
+
+/// The format [`init`] installed (text until then).
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+fn json_mode() -> bool {
+    matches!(FORMAT.get(), Some(LogFormat::Json))
+}
+
+/// Whether log lines to stderr may carry colour: a terminal, and no `NO_COLOR`.
+pub fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Something a command tells its user in passing (the server's address, whether API
+/// keys are configured): a line on stdout in text mode, an `INFO` JSON line on stderr
+/// in JSON mode.
+pub fn notice(message: &str) -> std::io::Result<()> {
+    if json_mode() {
+        tracing::info!(target: "dvault::notice", "{message}");
+        Ok(())
+    } else {
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), "{message}")
+    }
+}
+
+/// A warning: `warning: ...` on stderr in text mode, a `WARN` JSON line in JSON mode.
+pub fn warning(message: &str) {
+    if json_mode() {
+        tracing::warn!(target: "dvault::notice", "{message}");
+    } else {
+        eprintln!("warning: {message}");
+    }
+}
+
+/// The error that ends a command, with its causes: `error: ...` and `  caused by: ...`
+/// lines on stderr in text mode, one `ERROR` JSON line (causes in `causes`) in JSON mode.
+pub fn error(message: &str, causes: &[String]) {
+    if json_mode() {
+        if causes.is_empty() {
+            tracing::error!(target: "dvault::notice", "{message}");
+        } else {
+            let causes = causes.join(": ");
+            tracing::error!(target: "dvault::notice", causes, "{message}");
+        }
+    } else {
+        eprintln!("error: {message}");
+        for cause in causes {
+            eprintln!("  caused by: {cause}");
+        }
+    }
+}
+
 /// Install the global subscriber: `spec` is the `--log` filter (EnvFilter syntax), the
 /// lines go to stderr. Called once, by `main`.
 pub fn init(spec: &str, format: LogFormat) {
+    let _ = FORMAT.set(format);
     let filter = EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new(FALLBACK));
     let driver_named = names_driver(spec);
     let cap = filter_fn(move |m| driver_named || !is_driver_detail(m));
-    let layer = fmt::layer().with_writer(std::io::stderr);
+    let notices = filter_fn(|m| m.target() == NOTICE_TARGET);
+    let filter = filter.or(notices).and(cap);
+    let layer = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour());
     let registry = tracing_subscriber::registry();
     match format {
-        LogFormat::Text => registry.with(layer.with_filter(filter.and(cap))).init(),
-        LogFormat::Json => registry
-            .with(layer.json().with_filter(filter.and(cap)))
-            .init(),
+        LogFormat::Text => registry.with(layer.with_filter(filter)).init(),
+        LogFormat::Json => registry.with(layer.json().with_filter(filter)).init(),
     }
     if driver_named {
         tracing::warn!(

@@ -8,7 +8,9 @@
 #
 # Builds the debug binary, makes a fresh database, loads a small generated data set
 # (ingest + load), serves it with a write key on a free port, runs schemathesis
-# (installed with pip when missing), stops the server and drops the database.
+# (installed with pip when missing), stops the server and drops the database. Before
+# schemathesis, the document is checked by openapi-spec-validator, and every example in
+# it is asked of the server (tests/schemathesis/examples.py): each must answer 2xx.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,26 +19,33 @@ MAX_EXAMPLES=${ST_MAX_EXAMPLES:-40}
 SEED=${ST_SEED:-1}
 log() { printf '\n== schemathesis: %s\n' "$*"; }
 
-# schemathesis: on PATH, else in a virtualenv under target/ (works where the system
-# Python refuses pip installs), else pip --user
+# schemathesis and openapi-spec-validator: on PATH, else in a virtualenv under target/
+# (works where the system Python refuses pip installs), else pip --user
 ST=$(command -v schemathesis || true)
-if [ -z "$ST" ]; then
-    if [ ! -x target/st-venv/bin/schemathesis ]; then
-        log "installing schemathesis"
-        { python3 -m venv target/st-venv && target/st-venv/bin/pip install --quiet schemathesis; } ||
-            python3 -m pip install --quiet --user schemathesis ||
-            python3 -m pip install --quiet --user --break-system-packages schemathesis || true
+OSV=$(command -v openapi-spec-validator || true)
+VENV=target/st-venv
+if [ -z "$ST" ] || [ -z "$OSV" ]; then
+    if [ ! -x "$VENV/bin/schemathesis" ] || [ ! -x "$VENV/bin/openapi-spec-validator" ]; then
+        log "installing schemathesis and openapi-spec-validator"
+        { { [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"; } &&
+            "$VENV/bin/pip" install --quiet schemathesis openapi-spec-validator; } ||
+            python3 -m pip install --quiet --user schemathesis openapi-spec-validator ||
+            python3 -m pip install --quiet --user --break-system-packages schemathesis openapi-spec-validator || true
     fi
-    if [ -x target/st-venv/bin/schemathesis ]; then
-        ST=target/st-venv/bin/schemathesis
+    if [ -x "$VENV/bin/schemathesis" ] && [ -x "$VENV/bin/openapi-spec-validator" ]; then
+        ST=$VENV/bin/schemathesis
+        OSV=$VENV/bin/openapi-spec-validator
     else
         ST=$(command -v schemathesis || echo "$HOME/.local/bin/schemathesis")
+        OSV=$(command -v openapi-spec-validator || echo "$HOME/.local/bin/openapi-spec-validator")
     fi
 fi
-if [ ! -x "$ST" ]; then
-    echo "schemathesis could not be installed (python3 with venv or pip is needed)" >&2
-    exit 2
-fi
+for tool in "$ST" "$OSV"; do
+    if [ ! -x "$tool" ]; then
+        echo "$tool could not be installed (python3 with venv or pip is needed)" >&2
+        exit 2
+    fi
+done
 
 log "building"
 cargo build --quiet
@@ -81,9 +90,17 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-log "running (at most $MAX_EXAMPLES examples per operation, $MAX_TIME s)"
 status=0
-"$ST" --config-file tests/schemathesis/schemathesis.toml run \
+# the document itself: a real validator (OpenAPI 3.1 and its JSON Schema dialect)
+log "validating /openapi.json with openapi-spec-validator"
+curl -fsS "http://127.0.0.1:$PORT/openapi.json" -o "$WORK/openapi.json"
+"$OSV" "$WORK/openapi.json" || status=1
+# every example in the document answers 2xx on this generated data (the demo's kind)
+log "asking every example of the document"
+python3 tests/schemathesis/examples.py "http://127.0.0.1:$PORT" "$TOKEN" || status=1
+
+log "running (at most $MAX_EXAMPLES examples per operation, $MAX_TIME s)"
+SCHEMATHESIS_HOOKS=tests/schemathesis/hooks.py "$ST" --config-file tests/schemathesis/schemathesis.toml run \
     "http://127.0.0.1:$PORT/openapi.json" \
     --checks all --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME" \
     --seed "$SEED" --workers 2 --no-color --generation-database none \

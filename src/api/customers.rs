@@ -48,8 +48,8 @@ pub struct Customer {
     pub segment: Option<String>,
     pub clv_historic: Money,
     pub clv_predicted_12m: Option<Money>,
-    /// `active`, `at risk` or `churned`; null without a counted order.
-    pub churn_risk: Option<String>,
+    /// Null without a counted order.
+    pub churn_risk: Option<ChurnRisk>,
     pub is_churned: bool,
 }
 
@@ -95,7 +95,9 @@ impl Customer {
             segment: col(r, "segment")?,
             clv_historic: money(r, "clv_historic")?,
             clv_predicted_12m: money_opt(r, "clv_predicted_12m")?,
-            churn_risk: col(r, "churn_risk")?,
+            churn_risk: col::<Option<String>>(r, "churn_risk")?
+                .map(|v| ChurnRisk::from_view(&v))
+                .transpose()?,
             is_churned: col(r, "is_churned")?,
         })
     }
@@ -158,12 +160,38 @@ const fn sort(name: &'static str, expr: &'static str, cast: &'static str, desc: 
     }
 }
 
-/// The churn risks clients may filter on, and what they mean in the views.
+/// The churn risks clients may filter on, and what they are in the views.
 pub const CHURN_RISKS: [(&str, &str); 3] = [
     ("active", "active"),
     ("at_risk", "at risk"),
     ("churned", "churned"),
 ];
+
+/// A customer's churn risk, in the words the `churn_risk` filter takes (the views say
+/// `at risk`; the API says `at_risk` in both directions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChurnRisk {
+    /// Ordered within the expected interval.
+    Active,
+    /// Overdue: no order for more than twice the usual interval.
+    AtRisk,
+    /// No order for a long time (business_vault.churn_risk says how long).
+    Churned,
+}
+
+impl ChurnRisk {
+    fn from_view(value: &str) -> Result<ChurnRisk, ApiError> {
+        match value {
+            "active" => Ok(ChurnRisk::Active),
+            "at risk" => Ok(ChurnRisk::AtRisk),
+            "churned" => Ok(ChurnRisk::Churned),
+            other => Err(ApiError::Internal(format!(
+                "mart.customer_360.churn_risk has an unknown value {other:?}"
+            ))),
+        }
+    }
+}
 
 list_params! {
     pub struct ListParams {
@@ -450,4 +478,20 @@ pub async fn orders(
         limit: page.limit,
         next: cursor.map(|c| next_link(&path, &link_params, &c)),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn churn_risk_speaks_the_filters_words() {
+        for (filter, view) in CHURN_RISKS {
+            let risk = ChurnRisk::from_view(view).expect("a known value");
+            assert_eq!(serde_json::to_value(risk).expect("json"), filter);
+            assert_eq!(churn_risk(filter).expect("accepted"), view);
+        }
+        assert_eq!(churn_risk("At Risk").expect("old spelling"), "at risk");
+        assert!(ChurnRisk::from_view("maybe").is_err());
+    }
 }

@@ -40,6 +40,8 @@ enum Shape {
     Lines,
     /// `application/json`: an object or an array, by its first character.
     ObjectOrArray,
+    /// CloudEvents binary mode: attributes in `ce-*` headers, the data as the body.
+    Binary,
 }
 
 fn shape(headers: &HeaderMap) -> Result<Shape, ApiError> {
@@ -63,6 +65,75 @@ fn shape(headers: &HeaderMap) -> Result<Shape, ApiError> {
             accepted: CONTENT_TYPES,
         }),
     }
+}
+
+/// CloudEvents' HTTP binary mode: `ce-specversion` among the headers, and a JSON body
+/// that is not a structured or batch CloudEvent. The attributes are the `ce-*` headers
+/// (percent-decoded, CloudEvents HTTP binding 3.1.3), the body is the event's `data`.
+/// `None` in structured and batch mode.
+fn binary_mode(headers: &HeaderMap) -> Result<Option<Vec<(String, String)>>, ApiError> {
+    if !headers.contains_key("ce-specversion") {
+        return Ok(None);
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    // a structured or batch body carries its own attributes, whatever the headers
+    // say, and so do NDJSON lines; binary mode's data is JSON: `application/json` or
+    // another `+json` type (no content type: JSON too)
+    let structured = essence.starts_with("application/cloudevents");
+    let json = essence.is_empty() || essence == "application/json" || essence.ends_with("+json");
+    if structured || !json {
+        return Ok(None);
+    }
+    let mut attributes = Vec::new();
+    for (name, value) in headers {
+        let Some(attribute) = name.as_str().strip_prefix("ce-") else {
+            continue;
+        };
+        let value = percent_decode(value.as_bytes()).ok_or_else(|| {
+            ApiError::bad_param(
+                name.as_str(),
+                "not a CloudEvents attribute value: percent-encoded UTF-8 expected",
+                &[],
+            )
+        })?;
+        attributes.push((attribute.to_string(), value));
+    }
+    if !content_type.is_empty() {
+        attributes.push(("datacontenttype".to_string(), content_type.to_string()));
+    }
+    Ok(Some(attributes))
+}
+
+/// A header value with `%XX` escapes decoded; `None` if it is not UTF-8 then.
+fn percent_decode(raw: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = raw
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (raw[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// What a POST /events did.
@@ -128,7 +199,7 @@ fn parse(
         )),
     };
     match shape {
-        Shape::Single => Ok(vec![one(1, body)]),
+        Shape::Single | Shape::Binary => Ok(vec![one(1, body)]),
         Shape::Batch => {
             let text = std::str::from_utf8(body).map_err(|e| {
                 ApiError::BadRequest(format!(
@@ -193,8 +264,31 @@ pub async fn post(
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
-    let shape = shape(&headers)?;
-    let items = parse(&body, shape, Utc::now(), &state.config.time_range)?;
+    let received_at = Utc::now();
+    let range = &state.config.time_range;
+    // the request as one text: in binary mode, the event in structured mode, so that
+    // it is validated, quarantined and deduplicated like one
+    let (shape, items, text) = match binary_mode(&headers)? {
+        Some(attributes) => match cloudevents::structured_from_binary(&attributes, &body) {
+            Ok(event) => {
+                let items = parse(event.as_bytes(), Shape::Single, received_at, range)?;
+                (Shape::Binary, items, bytes::Bytes::from(event))
+            }
+            Err(reason) => {
+                let rejection = Rejection {
+                    line: 1,
+                    reason,
+                    raw: printable(&body),
+                };
+                (Shape::Binary, vec![Err(rejection)], body)
+            }
+        },
+        None => {
+            let shape = shape(&headers)?;
+            let items = parse(&body, shape, received_at, range)?;
+            (shape, items, body)
+        }
+    };
     let (mut positions, mut events, mut parse_rejects) = (Vec::new(), Vec::new(), Vec::new());
     for item in items {
         match item {
@@ -210,7 +304,7 @@ pub async fn post(
     let mut h = Sha256::new();
     h.update(format!("{shape:?}").as_bytes());
     h.update([0]);
-    h.update(&body);
+    h.update(&text);
     let digest: [u8; 32] = h.finalize().into();
 
     let mut client = state.db().await?;

@@ -30,6 +30,14 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Query<T> {
                 &[],
             ));
         }
+        if let Some(name) = parts.uri.query().and_then(empty_choice) {
+            return Err(ApiError::bad_param(
+                &name,
+                "an empty value is not one of the values this parameter takes; leave the \
+                 parameter out for its default",
+                &[],
+            ));
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
@@ -56,6 +64,28 @@ fn nul_parameter(query: &str) -> Option<String> {
         .split('&')
         .find(|pair| pair.to_ascii_lowercase().contains("%00"))
         .map(|pair| pair.split('=').next().unwrap_or(pair).to_string())
+}
+
+/// Parameters that take a value from a closed list or a date: the document says which,
+/// and an empty value is none of them (free text, `cursor` and the like may be empty).
+const NOT_EMPTY: &[&str] = &[
+    "sort",
+    "segment",
+    "churn_risk",
+    "status",
+    "period",
+    "as_of",
+    "from",
+    "to",
+];
+
+/// The name of the first parameter of [`NOT_EMPTY`] given with an empty value.
+fn empty_choice(query: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find(|(name, value)| value.is_empty() && NOT_EMPTY.contains(name))
+        .map(|(name, _)| name.to_string())
 }
 
 /// The name and the expected names in serde's "unknown field `x`, expected one of
@@ -197,6 +227,14 @@ fn body_error(e: BytesRejection, limit: usize) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_choice_is_named() {
+        assert_eq!(empty_choice("sort=&limit=5").as_deref(), Some("sort"));
+        assert_eq!(empty_choice("limit=5&as_of").as_deref(), Some("as_of"));
+        assert_eq!(empty_choice("cursor=&country=&sort=-total_spent"), None);
+        assert_eq!(empty_choice(""), None);
+    }
 
     #[test]
     fn unknown_query_parameters_are_named() {

@@ -197,6 +197,7 @@ pub async fn render(State(state): State<AppState>) -> Response {
         "dvault_uptime_seconds {}",
         state.metrics.started.elapsed().as_secs_f64()
     );
+    crate::process_metrics::write(&mut out);
     let mut response = out.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -10,6 +10,7 @@ pub mod config;
 mod customers;
 pub mod error;
 mod events;
+mod examples;
 mod extract;
 mod health;
 mod history;

@@ -8,8 +8,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{
-    analytics, customers, error, events, health, history, metrics, orders, pagination, products,
-    segments,
+    analytics, customers, error, events, examples, health, history, metrics, orders, pagination,
+    products, segments,
 };
 
 #[derive(OpenApi)]
@@ -137,26 +137,16 @@ impl Modify for PreciseParameters {
         use serde_json::{Value, json};
         use utoipa::openapi::RefOr;
         use utoipa::openapi::path::ParameterIn;
+        // (an empty value is still taken as "not given", as for every filter, but the
+        // document does not offer it)
         let names = |sorts: &[pagination::Sort]| -> Value {
-            let mut v: Vec<&str> = vec![""];
-            v.extend(sorts.iter().map(|s| s.name));
-            json!(v)
+            json!(sorts.iter().map(|s| s.name).collect::<Vec<_>>())
         };
-        let with_empty = |values: &[&str]| -> Value {
-            let mut v = vec![""];
-            v.extend_from_slice(values);
-            json!(v)
-        };
-        // an empty value means "not given", as for every filter
         let time = json!({"oneOf": [
             {"type": "string", "format": "date"},
-            {"type": "string", "format": "date-time"},
-            {"type": "string", "enum": [""]}
+            {"type": "string", "format": "date-time"}
         ]});
-        let date = json!({"oneOf": [
-            {"type": "string", "format": "date"},
-            {"type": "string", "enum": [""]}
-        ]});
+        let date = json!({"type": "string", "format": "date"});
         let sorts_of = |path: &str| match path {
             "/customers" | "/segments/{name}/customers" => Some(names(&customers::SORTS)),
             "/customers/{id}/orders" => Some(names(&customers::ORDER_SORTS)),
@@ -178,16 +168,13 @@ impl Modify for PreciseParameters {
                 let in_path = matches!(p.parameter_in, ParameterIn::Path);
                 let schema = match (p.name.as_str(), in_path) {
                     ("sort", _) => sorts_of(path).map(|e| json!({"type": "string", "enum": e})),
-                    ("churn_risk", _) => Some(json!({"type": "string", "enum": with_empty(
-                        &customers::CHURN_RISKS.map(|(n, _)| n))})),
-                    ("status", _) => {
-                        Some(json!({"type": "string", "enum": with_empty(&orders::STATUSES)}))
-                    }
+                    ("churn_risk", _) => Some(
+                        json!({"type": "string", "enum": customers::CHURN_RISKS.map(|(n, _)| n)}),
+                    ),
+                    ("status", _) => Some(json!({"type": "string", "enum": orders::STATUSES})),
                     ("period", _) => Some(json!({"type": "string",
                         "enum": analytics::PERIODS.map(|(n, _)| n)})),
-                    ("segment", _) => {
-                        Some(json!({"type": "string", "enum": with_empty(&SEGMENTS)}))
-                    }
+                    ("segment", _) => Some(json!({"type": "string", "enum": SEGMENTS})),
                     ("name", true) => Some(json!({"type": "string", "enum": SEGMENTS})),
                     ("from" | "to", _) if path == "/analytics/revenue" => Some(date.clone()),
                     ("from" | "to" | "as_of", _) => Some(time.clone()),
@@ -213,9 +200,19 @@ impl Modify for PreciseParameters {
     }
 }
 
+/// The OpenAPI document as served: [`ApiDoc`] with the examples and request bodies
+/// of [`examples`], for data generated up to the month before `today`.
+pub fn document(today: chrono::NaiveDate) -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    examples::add_schemas(&mut doc);
+    examples::apply(&mut doc, today);
+    doc
+}
+
 /// The Swagger UI at /docs, reading /openapi.json (which it also serves).
 pub fn swagger_ui() -> SwaggerUi {
-    SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi())
+    let today = chrono::Utc::now().date_naive();
+    SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", document(today))
 }
 
 #[cfg(test)]
@@ -244,7 +241,8 @@ mod tests {
             "{sort}"
         );
         let from = &doc["paths"]["/analytics/revenue"]["get"]["parameters"][1]["schema"];
-        assert_eq!(from["oneOf"][0]["format"], "date", "{from}");
-        assert_eq!(from["oneOf"][1]["enum"][0], "", "{from}");
+        assert_eq!(from["format"], "date", "{from}");
+        let text = doc.to_string();
+        assert!(!text.contains(r#""enum":["""#), "no empty value in an enum");
     }
 }

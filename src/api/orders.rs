@@ -28,7 +28,11 @@ pub const STATUSES: [&str; 6] = [
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderLine {
-    pub line_no: String,
+    /// 1-based position of the line in the order, in the order of `line_key`.
+    pub line_no: i64,
+    /// The line's key as its source gave it: the line number of an `order_placed`
+    /// event (`"1"`, `"2"`...) or the transaction id of a flat transaction file.
+    pub line_key: String,
     pub product_id: String,
     /// The product's current name and category.
     pub product_name: Option<String>,
@@ -102,8 +106,12 @@ async fn with_lines(
     let stmt = client.prepare_cached(LINES).await?;
     let mut lines: HashMap<Vec<u8>, Vec<OrderLine>> = HashMap::new();
     for r in client.query(&stmt, &[&keys]).await? {
+        let hk: Vec<u8> = col(&r, "hk_order")?;
+        let entry = lines.entry(hk).or_default();
         let line = OrderLine {
-            line_no: col(&r, "line_no")?,
+            // the lines come in key order, numbers by their value
+            line_no: entry.len() as i64 + 1,
+            line_key: col(&r, "line_no")?,
             product_id: col(&r, "product_id")?,
             product_name: col(&r, "product_name")?,
             category: col(&r, "category")?,
@@ -112,7 +120,7 @@ async fn with_lines(
             discount: money_opt(&r, "discount")?,
             line_amount: money_opt(&r, "line_amount")?,
         };
-        lines.entry(col(&r, "hk_order")?).or_default().push(line);
+        entry.push(line);
     }
     rows.iter()
         .zip(keys)

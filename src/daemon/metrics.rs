@@ -209,10 +209,10 @@ impl Metrics {
                 let _ = writeln!(out, "dvault_next_scheduled_run_timestamp_seconds {next}");
             }
             if let (Some(events), Some(secs)) = (s.lag_events, s.lag_seconds) {
-                head(&mut out, "dvault_lag_events", "gauge", "Events in the log not yet loaded into the vault.");
-                let _ = writeln!(out, "dvault_lag_events {events}");
-                head(&mut out, "dvault_lag_oldest_seconds", "gauge", "Age of the oldest event not yet loaded (0 when none).");
-                let _ = writeln!(out, "dvault_lag_oldest_seconds {secs}");
+                head(&mut out, "dvault_loader_lag_events", "gauge", "Events in the log not yet loaded into the vault.");
+                let _ = writeln!(out, "dvault_loader_lag_events {events}");
+                head(&mut out, "dvault_loader_lag_seconds", "gauge", "Age of the oldest event not yet loaded (0 when none).");
+                let _ = writeln!(out, "dvault_loader_lag_seconds {secs}");
             }
             if let Some(q) = &s.quality {
                 head(&mut out, "dvault_quality_gate_passed", "gauge", "1 if every check of the latest quality gate passed.");
@@ -236,6 +236,7 @@ impl Metrics {
                     let _ = writeln!(out, "dvault_quality_check_threshold{{check=\"{}\"}} {}", r.check.as_str(), r.threshold);
                 }
             }
+            crate::process_metrics::write(&mut out);
             out
         })
     }
@@ -296,8 +297,8 @@ mod tests {
             "dvault_batch_duration_seconds_bucket{le=\"0.025\"} 2",
             "dvault_batch_duration_seconds_count 2",
             "dvault_load_run_duration_seconds_bucket{trigger=\"follow\",le=\"+Inf\"} 1",
-            "dvault_lag_events 3",
-            "dvault_lag_oldest_seconds 1.5",
+            "dvault_loader_lag_events 3",
+            "dvault_loader_lag_seconds 1.5",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }

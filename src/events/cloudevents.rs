@@ -55,6 +55,40 @@ pub fn parse_within(
     from_envelope(env, received_at, range)
 }
 
+/// CloudEvents' HTTP binary mode: the attributes came as `ce-*` headers (names
+/// without the prefix, values already percent-decoded), the data as the body. Gives
+/// the same event in structured mode (JSON text), for [`parse_within`] to validate
+/// like any other; the error says why the body cannot be an event's data.
+pub fn structured_from_binary(
+    attributes: &[(String, String)],
+    data: &[u8],
+) -> Result<String, String> {
+    let mut envelope = serde_json::Map::new();
+    for (name, value) in attributes {
+        envelope.insert(name.clone(), serde_json::Value::String(value.clone()));
+    }
+    let text = std::str::from_utf8(data).map_err(|e| {
+        format!(
+            "binary mode: the body (the event's data) is not UTF-8 (bad byte at offset {})",
+            e.valid_up_to()
+        )
+    })?;
+    let mut out = serde_json::Value::Object(envelope).to_string();
+    if !text.trim().is_empty() {
+        check_depth(text)?;
+        let data: &RawValue = serde_json::from_str(text)
+            .map_err(|e| format!("binary mode: the body (the event's data) is not JSON: {e}"))?;
+        out.pop(); // the closing brace
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str("\"data\":");
+        out.push_str(data.get());
+        out.push('}');
+    }
+    Ok(out)
+}
+
 fn string_attr(
     name: &str,
     raw: Option<&RawValue>,
@@ -353,6 +387,45 @@ mod tests {
             let err = reason(line);
             assert!(err.contains(expected), "{line}: {err}");
         }
+    }
+
+    #[test]
+    fn binary_mode_is_the_structured_event() {
+        let attrs = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        let full = attrs(&[
+            ("specversion", "1.0"),
+            ("type", "customer_registered"),
+            ("source", "crm"),
+            ("id", "e1"),
+            ("time", "2024-01-20T12:00:00+02:00"),
+        ]);
+        let text = structured_from_binary(&full, br#" {"customer_id":"C1"} "#).expect("json");
+        let structured = r#"{"specversion":"1.0","type":"customer_registered","source":"crm",
+            "id":"e1","time":"2024-01-20T12:00:00+02:00","data":{"customer_id":"C1"}}"#;
+        assert_eq!(
+            parse(&text, now()).expect("binary"),
+            parse(structured, now()).expect("structured")
+        );
+        // the same refusals as structured mode
+        let no_type = attrs(&[("specversion", "1.0"), ("source", "crm")]);
+        let text = structured_from_binary(&no_type, b"{}").expect("json");
+        assert!(reason(&text).contains("missing required attribute \"type\""));
+        let text = structured_from_binary(&full, b"").expect("no data");
+        assert!(reason(&text).contains("missing required attribute \"data\""));
+        let text = structured_from_binary(&full, b"[1]").expect("json");
+        assert!(reason(&text).contains("must be a JSON object"));
+        let err = structured_from_binary(&full, b"{oops").expect_err("not json");
+        assert!(err.contains("not JSON"), "{err}");
+        let err = structured_from_binary(&full, b"\xff").expect_err("not utf-8");
+        assert!(err.contains("not UTF-8"), "{err}");
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        let err = structured_from_binary(&full, deep.as_bytes()).expect_err("deep");
+        assert!(err.contains("nested deeper"), "{err}");
     }
 
     #[test]

@@ -83,12 +83,21 @@ pub struct GenOptions {
     pub orders: usize,
     /// Length of the history in days, ending at `end` (inclusive).
     pub days: u32,
-    /// Last business day of the data set (deterministic output needs a fixed value; the CLI passes today by default).
+    /// Last business day of the data set (deterministic output needs a fixed value; the
+    /// CLI passes [`default_end`] by default).
     pub end: chrono::NaiveDate,
     /// Share (0.0..=1.0) of extra broken lines/rows to inject.
     pub dirty: f64,
     /// The directory to write into (created if missing).
     pub out: std::path::PathBuf,
+}
+
+/// The default last day of generated data: the end of the last whole month before
+/// `today`, so that nothing generated lies in the future (the last day is filled to
+/// its end) and every month of the revenue series is complete.
+pub fn default_end(today: chrono::NaiveDate) -> chrono::NaiveDate {
+    use chrono::Datelike;
+    today.with_day(1).unwrap_or(today) - chrono::Days::new(1)
 }
 
 /// What [`generate`] wrote. `manifest.json` holds the same, with each path relative

@@ -650,9 +650,9 @@ async fn products_orders_segments_and_analytics() {
     assert_eq!(
         o2["lines"],
         json!([
-            {"line_no": "1", "product_id": "P2", "product_name": "Kite B", "category": "Toys",
+            {"line_no": 1, "line_key": "1", "product_id": "P2", "product_name": "Kite B", "category": "Toys",
              "quantity": 1, "unit_price": "25.50", "discount": "0.50", "line_amount": "25.00"},
-            {"line_no": "2", "product_id": "P3", "product_name": "Mug C", "category": "Kitchen",
+            {"line_no": 2, "line_key": "2", "product_id": "P3", "product_name": "Mug C", "category": "Kitchen",
              "quantity": 2, "unit_price": "5.25", "discount": "0.00", "line_amount": "10.50"}
         ])
     );

@@ -112,3 +112,37 @@ fn output_into_a_closed_pipe_ends_quietly_instead_of_panicking() {
     assert!(run.status.success(), "{}: {stderr}", run.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[tokio::test]
+async fn demo_checks_its_port_before_any_work_and_names_listen() {
+    let db = crate::harness::TestDb::new().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_dvault"))
+        .args(["demo", "--listen", &addr])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .expect("run dvault demo");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")) && stderr.contains("--listen"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "it failed only after {:?}",
+        started.elapsed()
+    );
+    // and nothing was generated or ingested
+    let events: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM event_log.events", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(events, 0);
+    drop(taken);
+}

@@ -315,7 +315,7 @@ async fn a_following_daemon_loads_a_new_event_within_two_seconds_and_batches_bur
         "dvault_events_loaded_total{trigger=\"follow\"} 51",
         "dvault_daemon_db_up 1",
         "dvault_daemon_following 1",
-        "dvault_lag_events 0",
+        "dvault_loader_lag_events 0",
         "dvault_rows_written_total{table=\"hub_customer\"} 51",
     ];
     let started = Instant::now();

@@ -1,0 +1,162 @@
+//! What the binary writes where: colour only on a terminal, and with `--log-format
+//! json` every line on stderr a JSON object (banner, warnings and errors included),
+//! nothing on stdout. The server runs as a real process on a real socket.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::TestDb;
+
+/// `dvault --log debug --log-format FORMAT serve` on a free port, with stdout and
+/// stderr piped (not a terminal).
+fn serve(db: &TestDb, format: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_dvault"))
+        .args(["--log", "debug", "--log-format", format, "serve"])
+        .args(["--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", &db.url)
+        .env_remove("DVAULT_API_KEYS")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dvault serve")
+}
+
+/// Run the server until it has said where it listens, ask it once, stop it with
+/// SIGTERM; its (stdout, stderr).
+async fn run_once(db: &TestDb, format: &str) -> (String, String) {
+    let mut child = serve(db, format);
+    let (tx, rx) = mpsc::channel::<String>();
+    let mut out = child.stdout.take().expect("stdout");
+    let err = child.stderr.take().expect("stderr");
+    let lines = tx.clone();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(err).lines() {
+            let line = line.expect("stderr line");
+            let _ = lines.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let stdout_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut buf = [0u8; 256];
+        loop {
+            match out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let chunk = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let _ = tx.send(chunk.clone());
+                    all.push_str(&chunk);
+                }
+            }
+        }
+        all
+    });
+    // the address, from the banner (stdout in text mode, stderr in JSON mode)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = String::new();
+    let addr = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(text) => seen.push_str(&text),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no banner within 30 s: {seen}");
+            }
+        }
+        if let Some(rest) = seen.split("listening on http://").nth(1) {
+            let addr: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                .collect();
+            if addr.contains(':') && rest.len() > addr.len() {
+                break addr;
+            }
+        }
+    };
+    let health = reqwest::get(format!("http://{addr}/health"))
+        .await
+        .expect("GET /health");
+    assert_eq!(health.status().as_u16(), 200);
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "dvault serve exited with {status}");
+    (
+        stdout_reader.join().expect("stdout"),
+        stderr_reader.join().expect("stderr"),
+    )
+}
+
+#[tokio::test]
+async fn text_logs_off_a_terminal_have_no_colour() {
+    let db = TestDb::new().await;
+    let (stdout, stderr) = run_once(&db, "text").await;
+    assert!(stdout.contains("listening on http://"), "{stdout}");
+    assert!(
+        stderr.contains("warning: no API keys configured"),
+        "{stderr}"
+    );
+    // tracing's own lines (the request answered, the shutdown) are there, plain
+    assert!(stderr.contains("answered"), "{stderr}");
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}') && !stdout.contains('\u{1b}'),
+        "escape codes off a terminal: {stderr:?}"
+    );
+}
+
+#[tokio::test]
+async fn json_logs_are_all_json_on_stderr() {
+    let db = TestDb::new().await;
+    let (stdout, stderr) = run_once(&db, "json").await;
+    assert_eq!(stdout, "", "nothing on stdout in JSON mode");
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let message = |v: &Value| v["fields"]["message"].as_str().unwrap_or("").to_string();
+    let find = |needle: &str| {
+        lines
+            .iter()
+            .find(|v| message(v).contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {stderr}"))
+    };
+    assert_eq!(find("listening on http://")["level"], "INFO");
+    assert_eq!(find("no API keys configured")["level"], "WARN");
+    find("answered");
+    find("shutting down");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}
+
+#[test]
+fn a_failed_command_in_json_mode_says_so_in_json() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dvault"))
+        .args(["--log-format", "json", "status"])
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/nothing")
+        .output()
+        .expect("run dvault");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    let v: Value = serde_json::from_str(lines[0]).expect("a JSON line");
+    assert_eq!(v["level"], "ERROR", "{v}");
+    assert!(
+        v["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("127.0.0.1:1")),
+        "{v}"
+    );
+}
