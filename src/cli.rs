@@ -135,12 +135,12 @@ pub struct IngestArgs {
     #[arg(long, env = "DVAULT_INGEST_STREAMS", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=16))]
     pub streams: u8,
     /// A file of at least this many rows, and at least as many as the event log
-    /// holds, goes in on the bulk path: one transaction, the log's unique index built
+    /// holds, goes in on the bulk path: one transaction, the log's indexes built
     /// again at the end (writers to the log wait meanwhile).
-    #[arg(long, value_name = "ROWS", default_value_t = events::bulk::MIN_ROWS)]
+    #[arg(long, env = "DVAULT_INGEST_BULK_MIN_ROWS", value_name = "ROWS", default_value_t = events::bulk::MIN_ROWS)]
     pub bulk_min_rows: u64,
     /// Never take the bulk path: batch by batch, each batch its own transaction.
-    #[arg(long)]
+    #[arg(long = "no-bulk", env = "DVAULT_INGEST_NO_BULK", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_bulk: bool,
     #[command(flatten)]
     pub time_range: TimeRangeArgs,
