@@ -161,7 +161,7 @@ pub struct LoadArgs {
     /// Never take the bulk path: load batch by batch, each batch its own transaction.
     #[arg(long)]
     pub no_bulk: bool,
-    /// Mapping files to use instead of the ones built in.
+    /// Mapping files to add to the ones built in (a set naming another schema stands alone).
     #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
     pub mappings: Option<PathBuf>,
 }
@@ -199,7 +199,7 @@ pub struct DaemonArgs {
     /// Events per transaction.
     #[arg(long, default_value_t = 50_000)]
     pub batch_size: i64,
-    /// Mapping files to use instead of the ones built in.
+    /// Mapping files to add to the ones built in (a set naming another schema stands alone).
     #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
     pub mappings: Option<PathBuf>,
     /// Quality gate thresholds (TOML; default: deploy/quality.toml's values).
@@ -238,7 +238,7 @@ pub struct CheckArgs {
     /// Quality gate thresholds (TOML; default: deploy/quality.toml's values).
     #[arg(long, env = "DVAULT_QUALITY_CONFIG", value_name = "FILE")]
     pub quality_config: Option<PathBuf>,
-    /// Mapping files to use instead of the ones built in.
+    /// Mapping files to add to the ones built in (a set naming another schema stands alone).
     #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
     pub mappings: Option<PathBuf>,
 }
@@ -561,7 +561,7 @@ async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
 
 async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
     let mappings = match &args.mappings {
-        Some(dir) => Mappings::from_dir(dir)?,
+        Some(dir) => Mappings::with_dir(dir)?,
         None => Mappings::builtin()?,
     };
     let target = Target::resolve(config).await?;
@@ -639,7 +639,7 @@ fn add_summary(total: &mut load::LoadSummary, more: load::LoadSummary) {
 
 fn mappings_from(dir: Option<&std::path::Path>) -> Result<Mappings, crate::mapping::MappingErrors> {
     match dir {
-        Some(dir) => Mappings::from_dir(dir),
+        Some(dir) => Mappings::with_dir(dir),
         None => Mappings::builtin(),
     }
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use super::payload::{Doc, Scalar};
 use crate::hash::{self, Hash};
 use crate::mapping::types::parse_scalar;
-use crate::mapping::{ColumnType, EventMapping, FieldPath, Mappings, Parent, Value};
+use crate::mapping::{ColumnType, EventMapping, Field, FieldPath, Mappings, Parent, Value};
 
 /// What every row of one event shares.
 #[derive(Debug, Clone)]
@@ -156,6 +156,25 @@ fn typed(v: Option<&Doc<'_>>, ty: ColumnType) -> Result<Option<Value>, String> {
     }
 }
 
+/// A column's value from its source, for row `i` (a plain path as [`typed`]; a
+/// constant, value map or default as compiled in the mapping).
+fn sourced<'a, 'd>(
+    field: &Field,
+    payload: &'a Doc<'d>,
+    items: &'a [Doc<'d>],
+    i: usize,
+    ty: ColumnType,
+) -> Result<Option<Value>, String> {
+    match field {
+        Field::Path(p) => typed(lookup(payload, p, items, i), ty),
+        Field::Const(v) => Ok(Some(v.clone())),
+        Field::Rule(r) => match lookup(payload, &r.path, items, i) {
+            None => field.value(None, ty, &String::new),
+            Some(doc) => field.value(Some(&doc.scalar()), ty, &|| doc.to_string()),
+        },
+    }
+}
+
 /// The longest business-key part or dependent-key value, in bytes of UTF-8.
 ///
 /// Key columns are indexed, and a PostgreSQL B-tree entry holds at most 2,704 bytes
@@ -214,7 +233,7 @@ fn extract_into(
     if !payload.is_object() {
         return Err("the payload is not a JSON object".into());
     }
-    let at = |target: &str, path: &FieldPath, i: Option<usize>| -> String {
+    let at = |target: &str, path: &dyn std::fmt::Display, i: Option<usize>| -> String {
         let row = i
             .map(|i| format!(" (element {})", i + 1))
             .unwrap_or_default();
@@ -333,7 +352,7 @@ fn extract_into(
                         array.map(|_| i),
                     )
                 };
-                let v = typed(lookup(payload, p, items, i), *ty)
+                let v = sourced(p, payload, items, i, *ty)
                     .map_err(|e| format!("{}: {e}", where_()))?
                     .ok_or_else(|| format!("{}: missing", where_()))?;
                 let text = v.canonical();
@@ -372,7 +391,7 @@ fn extract_into(
         let array = paths
             .iter()
             .flatten()
-            .find_map(FieldPath::array)
+            .find_map(Field::array)
             .or(match sat.parent {
                 Parent::Hub(h) => em.hub_array(h),
                 Parent::Link(l) => em.link_array(m, l),
@@ -398,19 +417,16 @@ fn extract_into(
             for (path, (col, ty)) in paths.iter().zip(&sat.columns) {
                 let v = match path {
                     None => None,
-                    Some(p) => match lookup(payload, p, items, i) {
-                        None => None,
-                        json @ Some(_) => typed(json, *ty).map_err(|e| {
-                            format!(
-                                "{}: {e}",
-                                at(
-                                    &format!("{}, column \"{col}\"", target()),
-                                    p,
-                                    array.map(|_| i)
-                                )
+                    Some(p) => sourced(p, payload, items, i, *ty).map_err(|e| {
+                        format!(
+                            "{}: {e}",
+                            at(
+                                &format!("{}, column \"{col}\"", target()),
+                                p,
+                                array.map(|_| i)
                             )
-                        })?,
-                    },
+                        )
+                    })?,
                 };
                 values.push(v);
             }
