@@ -18,7 +18,7 @@ use crate::events::ingest::{self, Format, IngestOptions};
 use crate::events::limits::TimeRange;
 use crate::generate;
 use crate::load::{self, Loader};
-use crate::mapping::Mappings;
+use crate::mapping::{Mappings, registry};
 use crate::status;
 
 #[derive(Debug, Parser)]
@@ -63,8 +63,15 @@ pub enum LogFormat {
 pub enum Command {
     /// The whole thing in one command: generate seed-sized data, ingest, load, tour.
     Demo(DemoArgs),
-    /// Create or update the schema (a no-op when it is current) and the views.
-    Migrate,
+    /// Create or update the schema (a no-op when it is current) and the views; with
+    /// --mappings DIR, also apply the user migrations beside the mappings and register
+    /// the mappings as the warehouse's model.
+    Migrate(MigrateArgs),
+    /// The model registered in the warehouse: the user mapping files every command uses.
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
     /// Append CSV or NDJSON (CloudEvents) files to the event log.
     Ingest(IngestArgs),
     /// Project new events of the log into the vault (hubs, links, satellites).
@@ -91,6 +98,30 @@ pub enum Command {
     Local {
         #[command(subcommand)]
         action: LocalAction,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// A directory of user mapping files (*.toml, added to the built-in ones) and user
+    /// migrations (V<n>__<what>.sql): apply the migrations, register the mappings.
+    #[arg(long, value_name = "DIR")]
+    pub mappings: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelAction {
+    /// Apply the user migrations of DIR and register its mapping files as the model.
+    Apply {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Show the registered model: files, user migrations, held-back events.
+    Show,
+    /// Stop holding back events of a type no mapping knows: pass them over.
+    Skip {
+        #[arg(value_name = "EVENT_TYPE")]
+        event_type: String,
     },
 }
 
@@ -161,7 +192,9 @@ pub struct LoadArgs {
     /// Never take the bulk path: load batch by batch, each batch its own transaction.
     #[arg(long)]
     pub no_bulk: bool,
-    /// Mapping files to add to the ones built in (a set naming another schema stands alone).
+    /// User mapping files (added to the built-in ones; a set naming another schema
+    /// stands alone). They must be the model registered in the database (`dvault
+    /// model apply DIR`); a database with no model registered yet registers them.
     #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
     pub mappings: Option<PathBuf>,
 }
@@ -199,7 +232,9 @@ pub struct DaemonArgs {
     /// Events per transaction.
     #[arg(long, default_value_t = 50_000)]
     pub batch_size: i64,
-    /// Mapping files to add to the ones built in (a set naming another schema stands alone).
+    /// User mapping files (added to the built-in ones; a set naming another schema
+    /// stands alone). They must be the model registered in the database (`dvault
+    /// model apply DIR`); a database with no model registered yet registers them.
     #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
     pub mappings: Option<PathBuf>,
     /// Quality gate thresholds (TOML; default: deploy/quality.toml's values).
@@ -238,7 +273,9 @@ pub struct CheckArgs {
     /// Quality gate thresholds (TOML; default: deploy/quality.toml's values).
     #[arg(long, env = "DVAULT_QUALITY_CONFIG", value_name = "FILE")]
     pub quality_config: Option<PathBuf>,
-    /// Mapping files to add to the ones built in (a set naming another schema stands alone).
+    /// User mapping files (added to the built-in ones; a set naming another schema
+    /// stands alone). They must be the model registered in the database (`dvault
+    /// model apply DIR`); a database with no model registered yet registers them.
     #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
     pub mappings: Option<PathBuf>,
 }
@@ -415,7 +452,8 @@ type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
 async fn dispatch(command: Command, config: &Config) -> CliResult {
     match command {
         Command::Demo(args) => demo(config, args).await,
-        Command::Migrate => migrate(config).await,
+        Command::Migrate(args) => migrate(config, args).await,
+        Command::Model { action } => model(config, action).await,
         Command::Ingest(args) => ingest(config, args).await,
         Command::Load(args) => load(config, args, false).await,
         Command::Gen(args) => gen_data(args).await,
@@ -465,10 +503,14 @@ async fn dispatch(command: Command, config: &Config) -> CliResult {
     }
 }
 
-async fn migrate(config: &Config) -> CliResult {
+async fn migrate(config: &Config, args: MigrateArgs) -> CliResult {
     let target = Target::resolve(config).await?;
     let mut client = db::connect(&target.url).await?;
     let done = db::migrate(&mut client).await?;
+    if let Some(dir) = &args.mappings {
+        let applied = registry::apply(&mut client, dir, "dvault migrate --mappings").await?;
+        print_applied(&applied)?;
+    }
     outln!("database: {}", target.describe())?;
     if done.applied.is_empty() {
         outln!("schema is current")?;
@@ -483,6 +525,78 @@ async fn migrate(config: &Config) -> CliResult {
         done.views
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_applied(a: &registry::Applied) -> Result<(), std::io::Error> {
+    for m in &a.migrations {
+        outln!("applied user migration {m}")?;
+    }
+    outln!(
+        "model: {} ({})",
+        if a.files.is_empty() {
+            "the built-in mappings only".to_string()
+        } else {
+            format!("built-in mappings + {}", a.files.join(", "))
+        },
+        if a.changed {
+            "registered"
+        } else {
+            "already registered"
+        }
+    )?;
+    if a.releasable > 0 {
+        outln!(
+            "{} held-back events are mapped now: the next load loads them",
+            ingest::thousands(a.releasable as u64)
+        )?;
+    }
+    Ok(())
+}
+
+async fn model(config: &Config, action: ModelAction) -> CliResult {
+    let target = Target::resolve(config).await?;
+    let mut client = db::connect_migrated(&target).await?;
+    match action {
+        ModelAction::Apply { dir } => {
+            let applied = registry::apply(&mut client, &dir, "dvault model apply").await?;
+            print_applied(&applied)?;
+        }
+        ModelAction::Show => out!("{}", status::model(&client).await?)?,
+        ModelAction::Skip { event_type } => {
+            client
+                .execute(
+                    "INSERT INTO ops.skipped_event_types (event_type) VALUES ($1) ON CONFLICT DO NOTHING",
+                    &[&event_type],
+                )
+                .await?;
+            let n = client
+                .execute(
+                    "DELETE FROM ops.held_events WHERE event_type = $1",
+                    &[&event_type],
+                )
+                .await?;
+            outln!(
+                "events of type \"{event_type}\" are passed over from now on ({} held back forgotten)",
+                ingest::thousands(n)
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The model registered in the database; `dir` (`--mappings`) must be the same files.
+/// A database that never had a model registered registers `dir` on first use, once
+/// its mappings fit the catalog.
+async fn active_model(
+    client: &mut tokio_postgres::Client,
+    dir: Option<&std::path::Path>,
+) -> Result<Mappings, Box<dyn std::error::Error + Send + Sync>> {
+    let active = registry::active(&*client, dir).await?;
+    if let Some(files) = &active.to_register {
+        crate::mapping::catalog::check(&*client, &active.mappings).await??;
+        registry::register(client, files, "first use of --mappings").await?;
+    }
+    Ok(active.mappings)
 }
 
 async fn serve(config: &Config, args: ServeArgs) -> CliResult {
@@ -560,12 +674,9 @@ async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
 }
 
 async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
-    let mappings = match &args.mappings {
-        Some(dir) => Mappings::with_dir(dir)?,
-        None => Mappings::builtin()?,
-    };
     let target = Target::resolve(config).await?;
     let mut client = db::connect_migrated(&target).await?;
+    let mappings = active_model(&mut client, args.mappings.as_deref()).await?;
     let mut loader = Loader::new(&client, mappings)
         .await?
         .with_read_ahead(&target.url);
@@ -637,15 +748,12 @@ fn add_summary(total: &mut load::LoadSummary, more: load::LoadSummary) {
     }
 }
 
-fn mappings_from(dir: Option<&std::path::Path>) -> Result<Mappings, crate::mapping::MappingErrors> {
-    match dir {
-        Some(dir) => Mappings::with_dir(dir),
-        None => Mappings::builtin(),
-    }
-}
-
 async fn run_daemon(config: &Config, args: DaemonArgs) -> CliResult {
-    let mappings = mappings_from(args.mappings.as_deref())?;
+    let mappings = {
+        let target = Target::resolve(config).await?;
+        let mut client = db::connect_migrated(&target).await?;
+        active_model(&mut client, args.mappings.as_deref()).await?
+    };
     let schedule = match args.schedule.trim() {
         "off" | "none" | "" => None,
         expr => Some(daemon::schedule::Schedule::parse(expr, &args.time_zone)?),
@@ -690,10 +798,10 @@ async fn list_runs(config: &Config, args: RunsArgs) -> CliResult {
 }
 
 async fn check(config: &Config, args: CheckArgs) -> CliResult {
-    let mappings = mappings_from(args.mappings.as_deref())?;
     let qc = QualityConfig::load(args.quality_config.as_deref())?;
     let target = Target::resolve(config).await?;
     let mut client = db::connect_migrated(&target).await?;
+    let mappings = active_model(&mut client, args.mappings.as_deref()).await?;
     let scope = if args.all {
         quality::Scope::All
     } else {

@@ -14,8 +14,8 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
-use super::types::{ColumnType, Value, parse_scalar};
 use super::FieldPath;
+use super::types::{ColumnType, Value, parse_scalar};
 use crate::load::payload::Scalar;
 
 // ---- the TOML shape --------------------------------------------------------
@@ -122,8 +122,7 @@ fn toml_value(v: &toml::Value, ty: ColumnType) -> Result<Value, String> {
         toml::Value::Boolean(b) => Scalar::Bool(*b),
         _ => Scalar::Number(text.as_str().into()),
     };
-    parse_scalar(&scalar, ty, &|| format!("{v}"))?
-        .ok_or_else(|| format!("{v} is not a valid {ty}"))
+    parse_scalar(&scalar, ty, &|| format!("{v}"))?.ok_or_else(|| format!("{v} is not a valid {ty}"))
 }
 
 impl Field {
@@ -332,7 +331,11 @@ mod tests {
             Ok(Some(Value::Int(1)))
         );
         assert_eq!(
-            f.value(Some(&Scalar::Number("3".into())), ColumnType::Integer, &shown),
+            f.value(
+                Some(&Scalar::Number("3".into())),
+                ColumnType::Integer,
+                &shown
+            ),
             Ok(Some(Value::Int(3)))
         );
         let e = Field::compile(

@@ -7,9 +7,10 @@
 
 pub mod catalog;
 pub mod field;
+pub mod registry;
 pub mod types;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
@@ -221,6 +222,9 @@ pub struct Mappings {
     pub links: Vec<Link>,
     pub satellites: Vec<Satellite>,
     pub events: HashMap<String, EventMapping>,
+    /// Event types the loader passes over on purpose (`dvault model skip`): neither
+    /// held back nor quarantined.
+    pub skipped: HashSet<String>,
 }
 
 impl Default for Mappings {
@@ -231,6 +235,7 @@ impl Default for Mappings {
             links: Vec::new(),
             satellites: Vec::new(),
             events: HashMap::new(),
+            skipped: HashSet::new(),
         }
     }
 }
@@ -310,7 +315,6 @@ pub fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, MappingErrors> {
 }
 
 impl Mappings {
-
     /// Parse and check `(file name, TOML text)` pairs.
     pub fn parse(files: &[(String, String)]) -> Result<Mappings, MappingErrors> {
         let mut errors = Vec::new();

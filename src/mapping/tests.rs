@@ -514,7 +514,11 @@ fn user_mappings_add_to_the_built_in_model() {
         .expect("link")];
     assert_eq!(deps, &[Field::Const(Value::Text("1".into()))]);
     let status = m.satellite_index("sat_order_status").expect("sat");
-    let (_, cols) = e.satellites.iter().find(|(s, _)| *s == status).expect("sat");
+    let (_, cols) = e
+        .satellites
+        .iter()
+        .find(|(s, _)| *s == status)
+        .expect("sat");
     assert!(matches!(cols[0], Some(Field::Rule(_))));
 }
 
@@ -548,7 +552,10 @@ satellites.sat_order_status = { status = "state" }
         Err(e) => e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
     };
     assert_eq!(p.len(), 1, "{p:?}");
-    assert!(p[0].contains("no earlier mapping of this event type"), "{p:?}");
+    assert!(
+        p[0].contains("no earlier mapping of this event type"),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -560,7 +567,9 @@ fn a_user_file_redefining_a_built_in_table_names_both_files() {
     };
     assert_eq!(
         p,
-        ["mine/customer.toml: hub \"hub_customer\": defined again (first in vault/mappings/customer.toml)"]
+        [
+            "mine/customer.toml: hub \"hub_customer\": defined again (first in vault/mappings/customer.toml)"
+        ]
     );
 }
 
@@ -575,7 +584,10 @@ fn a_set_naming_another_schema_stands_alone() {
 #[test]
 fn transformation_mistakes_name_the_file_event_and_column() {
     let bad = SHOP_TRANSACTIONS.replace("{ const = 1 }", "{ const = 1, field = \"x\" }");
-    let bad = bad.replace("total_amount = \"total_amount\"", "total_amount = { field = \"total_amount\", default = \"n/a\" }");
+    let bad = bad.replace(
+        "total_amount = \"total_amount\"",
+        "total_amount = { field = \"total_amount\", default = \"n/a\" }",
+    );
     let p = match compose(&[("mine/shop.toml", &bad)]) {
         Ok(_) => panic!("accepted"),
         Err(e) => e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),

@@ -5,6 +5,7 @@ mod harness;
 mod api;
 mod api_hostile;
 mod bulk_load;
+mod byod;
 mod cli;
 mod crash;
 mod daemon;

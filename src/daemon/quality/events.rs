@@ -12,8 +12,8 @@ use serde_json::{Value as Json, json};
 
 use super::config::{Domain, QualityConfig};
 use super::{Check, CheckResult, percent};
-use crate::mapping::types::parse_value;
 use crate::load::payload::Scalar;
+use crate::mapping::types::parse_value;
 use crate::mapping::{ColumnType, Field, FieldPath, Mappings, Value};
 
 /// Examined and failing items of one subject.
