@@ -156,8 +156,10 @@ fn typed(v: Option<&Doc<'_>>, ty: ColumnType) -> Result<Option<Value>, String> {
     }
 }
 
-/// A column's value from its source, for row `i` (a plain path as [`typed`]; a
-/// constant, value map or default as compiled in the mapping).
+/// A column's value from its source, for row `i`: a plain path as [`typed`] (inlined:
+/// the common case costs what it did before transformations existed); a constant,
+/// value map or default as compiled in the mapping.
+#[inline(always)]
 fn sourced<'a, 'd>(
     field: &Field,
     payload: &'a Doc<'d>,
@@ -167,11 +169,22 @@ fn sourced<'a, 'd>(
 ) -> Result<Option<Value>, String> {
     match field {
         Field::Path(p) => typed(lookup(payload, p, items, i), ty),
-        Field::Const(v) => Ok(Some(v.clone())),
-        Field::Rule(r) => match lookup(payload, &r.path, items, i) {
-            None => field.value(None, ty, &String::new),
-            Some(doc) => field.value(Some(&doc.scalar()), ty, &|| doc.to_string()),
-        },
+        _ => derived(field, payload, items, i, ty),
+    }
+}
+
+#[inline(never)]
+fn derived<'a, 'd>(
+    field: &Field,
+    payload: &'a Doc<'d>,
+    items: &'a [Doc<'d>],
+    i: usize,
+    ty: ColumnType,
+) -> Result<Option<Value>, String> {
+    let raw = field.path().and_then(|p| lookup(payload, p, items, i));
+    match raw {
+        None => field.value(None, ty, &String::new),
+        Some(doc) => field.value(Some(&doc.scalar()), ty, &|| doc.to_string()),
     }
 }
 
