@@ -771,7 +771,8 @@ async fn run_daemon(config: &Config, args: DaemonArgs) -> CliResult {
         once: args.once,
         catch_up: args.catch_up,
         batch_size: args.batch_size.max(1),
-        quality: QualityConfig::load(args.quality_config.as_deref())?,
+        quality: QualityConfig::load(args.quality_config.as_deref())?
+            .with_model_defaults(&mappings),
         metrics_listen: args.metrics_listen,
         stop_grace: Duration::from_secs(args.stop_grace_secs),
         retry: daemon::retry::RetryPolicy {
@@ -802,6 +803,7 @@ async fn check(config: &Config, args: CheckArgs) -> CliResult {
     let target = Target::resolve(config).await?;
     let mut client = db::connect_migrated(&target).await?;
     let mappings = active_model(&mut client, args.mappings.as_deref()).await?;
+    let qc = qc.with_model_defaults(&mappings);
     let scope = if args.all {
         quality::Scope::All
     } else {

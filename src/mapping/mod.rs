@@ -278,11 +278,14 @@ impl Mappings {
     }
 }
 
+/// How the built-in mapping files are named (as in the source tree).
+const BUILTIN_DIR: &str = "vault/mappings/";
+
 /// The mapping files built into the binary, named as in the source tree.
 pub fn builtin_files() -> Vec<(String, String)> {
     crate::db::MAPPINGS
         .iter()
-        .map(|(name, text)| (format!("vault/mappings/{name}"), text.to_string()))
+        .map(|(name, text)| (format!("{BUILTIN_DIR}{name}"), text.to_string()))
         .collect()
 }
 
@@ -809,6 +812,11 @@ impl Builder {
 }
 
 impl EventMapping {
+    /// Whether this mapping is one of the built-in model's (not a user's).
+    pub fn is_builtin(&self) -> bool {
+        self.file.starts_with(BUILTIN_DIR)
+    }
+
     /// The array (if any) a hub of this event iterates.
     pub fn hub_array(&self, hub: usize) -> Option<&[String]> {
         self.hubs
