@@ -150,6 +150,11 @@ pub struct IngestArgs {
     pub streams: u8,
     #[command(flatten)]
     pub time_range: TimeRangeArgs,
+    /// Store nothing: tell what the model registered in the database would do with
+    /// each file (rows refused, quarantined, held back, columns left NULL, fields no
+    /// mapping reads). Exit status 1 when a row would not load.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// The range of business times accepted at ingest (files and POST /events).
@@ -630,6 +635,9 @@ async fn serve(config: &Config, args: ServeArgs) -> CliResult {
 }
 
 async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
+    if args.check {
+        return ingest_check(config, args).await;
+    }
     let target = Target::resolve(config).await?;
     let mut clients = vec![db::connect_migrated(&target).await?];
     for _ in 1..args.streams {
@@ -670,6 +678,45 @@ async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// `dvault ingest --check`: each file through the active model, nothing stored.
+async fn ingest_check(config: &Config, args: IngestArgs) -> CliResult {
+    let target = Target::resolve(config).await?;
+    let mut client = db::connect_migrated(&target).await?;
+    let mappings = active_model(&mut client, None).await?;
+    let opts = IngestOptions {
+        format: args.format,
+        event_type: args.event_type,
+        source: args.source,
+        time_field: args.time_field,
+        batch_size: args.batch_size,
+        progress: false,
+        time_range: args.time_range.range()?,
+    };
+    let mut clean = true;
+    for file in args.files {
+        let (opts, m) = (opts.clone(), mappings.clone());
+        let preview = tokio::task::spawn_blocking(move || {
+            crate::mapping::preview::check_file(&file, &opts, &m)
+        })
+        .await?;
+        match preview {
+            Ok(p) => {
+                clean &= p.clean();
+                out!("{p}")?;
+            }
+            Err(e) => {
+                clean = false;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 

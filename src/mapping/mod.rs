@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod field;
+pub mod preview;
 pub mod registry;
 pub mod types;
 

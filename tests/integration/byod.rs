@@ -555,3 +555,125 @@ async fn user_ddl_is_applied_once_recorded_and_never_changed() {
         "{conflict}"
     );
 }
+
+#[tokio::test]
+async fn ingest_check_tells_what_the_model_would_do_before_anything_is_stored() {
+    let db = TestDb::new().await;
+    let files = old_platform_files();
+    let data = |f: &str| files.dir.path().join(f).display().to_string();
+    let (products, transactions) = (data("products.csv"), data("transactions.csv"));
+
+    // the issue's first surprise: the old products file as built-in product_listed
+    let o = dvault(
+        &db,
+        &[
+            "ingest",
+            "--check",
+            &products,
+            "--type",
+            "product_listed",
+            "--source",
+            "c360",
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "every row would load: {out}");
+    assert!(
+        out.contains("12 rows checked (nothing stored): 12 would load"),
+        "{out}"
+    );
+    assert!(
+        out.contains("would leave sat_product_details.name NULL in 12 of 12 \"product_listed\" events (field \"name\" missing or empty)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fields of \"product_listed\" no mapping reads (kept in the log only): cost, product_name, supplier"),
+        "{out}"
+    );
+    // a type no mapping knows would be held back
+    let held = failed_out(dvault(
+        &db,
+        &[
+            "ingest",
+            "--check",
+            &transactions,
+            "--type",
+            "c360_transaction",
+            "--source",
+            "c360",
+            "--time-field",
+            "order_date",
+        ],
+    ));
+    assert!(
+        held.contains(&format!(
+            "held back: {} events of type \"c360_transaction\"",
+            files.transactions
+        )),
+        "{held}"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM event_log.events").await, 0);
+
+    // with the c360 model registered: everything would load; a status the map does
+    // not name would be quarantined, naming it
+    ok(dvault(
+        &db,
+        &["migrate", "--mappings", "examples/c360/mappings"],
+    ));
+    let clean = ok(dvault(
+        &db,
+        &[
+            "ingest",
+            "--check",
+            &transactions,
+            "--type",
+            "c360_transaction",
+            "--source",
+            "c360",
+            "--time-field",
+            "order_date",
+        ],
+    ));
+    assert!(
+        clean.contains(&format!(
+            "{0} rows checked (nothing stored): {0} would load, 0 refused at ingest, 0 quarantined at load, 0 held back",
+            files.transactions
+        )),
+        "{clean}"
+    );
+    let lost = files.dir.path().join("lost.csv");
+    std::fs::write(
+        &lost,
+        "transaction_id,customer_id,order_date,product_id,quantity,unit_price,total_amount,payment_method,order_status\n\
+         TXN1,CUST00001,2026-11-01 10:00:00,PROD0001,1,10.00,10.00,Cash,Lost\n",
+    )
+    .expect("write");
+    let lost = lost.display().to_string();
+    let out = failed_out(dvault(
+        &db,
+        &[
+            "ingest",
+            "--check",
+            &lost,
+            "--type",
+            "c360_transaction",
+            "--source",
+            "c360",
+        ],
+    ));
+    assert!(
+        out.contains("line 2: would be quarantined: ")
+            && out.contains("value \"Lost\" is not in the value map"),
+        "{out}"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM event_log.events").await, 0);
+}
+
+fn failed_out(o: Output) -> String {
+    assert!(
+        !o.status.success(),
+        "dvault succeeded: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
