@@ -677,3 +677,48 @@ fn failed_out(o: Output) -> String {
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+#[tokio::test]
+async fn a_skipped_type_is_neither_held_back_nor_quarantined() {
+    let db = TestDb::new().await;
+    let files = old_platform_files();
+    let products = files.dir.path().join("products.csv").display().to_string();
+    let ingest = [
+        "ingest",
+        &products,
+        "--type",
+        "c360_product",
+        "--source",
+        "c360",
+    ];
+    ok(dvault(&db, &ingest));
+    let first = ok(dvault(&db, &["load"]));
+    assert!(first.contains("12 events held back"), "{first}");
+    let skipped = ok(dvault(&db, &["model", "skip", "c360_product"]));
+    assert!(
+        skipped.contains(
+            "events of type \"c360_product\" are passed over from now on (12 held back forgotten)"
+        ),
+        "{skipped}"
+    );
+    // the same rows from another source: new events of the skipped type
+    let again = [
+        "ingest",
+        &products,
+        "--type",
+        "c360_product",
+        "--source",
+        "c360-b",
+    ];
+    ok(dvault(&db, &again));
+    let second = ok(dvault(&db, &["load"]));
+    assert!(second.contains("loaded 12 events"), "{second}");
+    assert!(!second.contains("held back"), "{second}");
+    assert_eq!(count(&db, "SELECT count(*) FROM ops.held_events").await, 0);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM event_log.rejected").await,
+        0
+    );
+    let status = ok(dvault(&db, &["status"]));
+    assert!(!status.contains("held back:"), "{status}");
+}
