@@ -792,7 +792,10 @@ pub fn project(m: &Mappings, batch: &[StoredEvent]) -> (Projected, Vec<Reject>) 
             if !m.skipped.contains(&e.event_type) {
                 rejects.push(Reject {
                     held: true,
-                    ..reject(String::new())
+                    seq: e.seq,
+                    event_type: e.event_type.clone(),
+                    reason: String::new(),
+                    payload: String::new(),
                 });
             }
             continue;

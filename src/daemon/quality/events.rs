@@ -151,7 +151,13 @@ impl<'a> EventChecks<'a> {
     fn invalid(&self, event_type: &str, payload: &Json) -> Option<String> {
         let m = self.mappings;
         let Some(em) = m.events.get(event_type) else {
-            return Some(format!("no mapping for event type \"{event_type}\""));
+            if m.skipped.contains(event_type) {
+                // passed over on purpose (`dvault model skip`)
+                return None;
+            }
+            return Some(format!(
+                "no mapping for event type \"{event_type}\" (its events are held back)"
+            ));
         };
         if !payload.is_object() {
             return Some("the payload is not a JSON object".into());
