@@ -478,3 +478,77 @@ fn extract_into(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c360() -> Mappings {
+        let files = [(
+            "c360.toml".to_string(),
+            include_str!("../../examples/c360/mappings/c360.toml").to_string(),
+        )];
+        Mappings::compose(&files).expect("c360 composes")
+    }
+
+    fn origin() -> Arc<Origin> {
+        Arc::new(Origin {
+            xid: 1,
+            seq: 1,
+            load_dts: Utc::now(),
+            applied_dts: Utc::now(),
+            source: Arc::from("c360"),
+        })
+    }
+
+    fn column<'a>(m: &Mappings, rows: &'a Rows, sat: &str, col: &str) -> &'a Option<Value> {
+        let s = m.satellite_index(sat).expect("satellite");
+        let c = m.satellites[s]
+            .columns
+            .iter()
+            .position(|(c, _)| c == col)
+            .expect("column");
+        &rows.satellites[s][0].values[c]
+    }
+
+    #[test]
+    fn constants_value_maps_and_defaults_shape_the_rows() {
+        let m = c360();
+        let em = &m.events["c360_transaction"];
+        let text = r#"{"transaction_id":"TXN1","customer_id":"C1","order_date":"2026-01-02 10:00:00",
+            "product_id":"P1","quantity":"2","unit_price":"9.99","total_amount":"19.98",
+            "payment_method":"Cash","order_status":"Shipped"}"#;
+        let doc = Doc::parse(text).expect("json");
+        let mut rows = Rows::new(&m);
+        extract(&m, em, &doc, origin(), &mut rows).expect("extracts");
+        let line = m.link_index("link_order_product").expect("link");
+        assert_eq!(
+            rows.links[line][0].dependent,
+            [Value::Text("1".into())],
+            "line_no is the constant"
+        );
+        assert_eq!(
+            column(&m, &rows, "sat_order_status", "status"),
+            &Some(Value::Text("shipped".into()))
+        );
+        assert_eq!(
+            column(&m, &rows, "sat_order_details", "channel"),
+            &Some(Value::Text("store".into())),
+            "the default fills the missing field"
+        );
+        assert_eq!(
+            column(&m, &rows, "sat_order_line", "discount"),
+            &Some(Value::Numeric(rust_decimal::Decimal::new(0, 2)))
+        );
+
+        let lost = text.replace("Shipped", "Lost");
+        let doc = Doc::parse(&lost).expect("json");
+        let before = rows.len();
+        let e = extract(&m, em, &doc, origin(), &mut rows).expect_err("unmapped value");
+        assert!(
+            e.contains("satellite \"sat_order_status\", column \"status\", field \"order_status\": value \"Lost\" is not in the value map"),
+            "{e}"
+        );
+        assert_eq!(rows.len(), before, "nothing of the event is kept");
+    }
+}
