@@ -19,7 +19,7 @@ use crate::events::limits::TimeRange;
 use crate::generate;
 use crate::load::{self, Loader};
 use crate::logging::{notice, warning};
-use crate::mapping::Mappings;
+use crate::mapping::{Mappings, registry};
 use crate::status;
 
 #[derive(Debug, Parser)]
@@ -80,8 +80,15 @@ pub enum LogFormat {
 pub enum Command {
     /// The whole thing in one command: generate seed-sized data, ingest, load, tour.
     Demo(DemoArgs),
-    /// Create or update the schema (a no-op when it is current) and the views.
-    Migrate,
+    /// Create or update the schema (a no-op when it is current) and the views; with
+    /// --mappings DIR, also apply the user migrations beside the mappings and register
+    /// the mappings as the warehouse's model.
+    Migrate(MigrateArgs),
+    /// The model registered in the warehouse: the user mapping files every command uses.
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
     /// Append CSV or NDJSON (CloudEvents) files to the event log.
     Ingest(IngestArgs),
     /// Project new events of the log into the vault (hubs, links, satellites).
@@ -108,6 +115,30 @@ pub enum Command {
     Local {
         #[command(subcommand)]
         action: LocalAction,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// A directory of user mapping files (*.toml, added to the built-in ones) and user
+    /// migrations (V<n>__<what>.sql): apply the migrations, register the mappings.
+    #[arg(long = "mappings", env = "DVAULT_MIGRATE_MAPPINGS", value_name = "DIR")]
+    pub mappings: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelAction {
+    /// Apply the user migrations of DIR and register its mapping files as the model.
+    Apply {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Show the registered model: files, user migrations, held-back events.
+    Show,
+    /// Stop holding back events of a type no mapping knows: pass them over.
+    Skip {
+        #[arg(value_name = "EVENT_TYPE")]
+        event_type: String,
     },
 }
 
@@ -144,6 +175,11 @@ pub struct IngestArgs {
     pub no_bulk: bool,
     #[command(flatten)]
     pub time_range: TimeRangeArgs,
+    /// Store nothing: tell what the model registered in the database would do with
+    /// each file (rows refused, quarantined, held back, columns left NULL, fields no
+    /// mapping reads). Exit status 1 when a row would not load.
+    #[arg(long, env = "DVAULT_INGEST_CHECK", value_parser = clap::builder::FalseyValueParser::new())]
+    pub check: bool,
 }
 
 /// The range of business times accepted at ingest (files and POST /events).
@@ -186,7 +222,9 @@ pub struct LoadArgs {
     /// Never take the bulk path: load batch by batch, each batch its own transaction.
     #[arg(long, env = "DVAULT_NO_BULK", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_bulk: bool,
-    /// Mapping files to use instead of the ones built in.
+    /// User mapping files (added to the built-in ones; a set naming another schema
+    /// stands alone). They must be the model registered in the database (`dvault
+    /// model apply DIR`); a database with no model registered yet registers them.
     #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
     pub mappings: Option<PathBuf>,
 }
@@ -239,7 +277,9 @@ pub struct DaemonArgs {
     /// Events per transaction.
     #[arg(long, env = "DVAULT_LOAD_BATCH_SIZE", default_value_t = 50_000)]
     pub batch_size: i64,
-    /// Mapping files to use instead of the ones built in.
+    /// User mapping files (added to the built-in ones; a set naming another schema
+    /// stands alone). They must be the model registered in the database (`dvault
+    /// model apply DIR`); a database with no model registered yet registers them.
     #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
     pub mappings: Option<PathBuf>,
     /// Quality gate thresholds (TOML; default: deploy/quality.toml's values).
@@ -288,7 +328,9 @@ pub struct CheckArgs {
     /// Quality gate thresholds (TOML; default: deploy/quality.toml's values).
     #[arg(long, env = "DVAULT_QUALITY_CONFIG", value_name = "FILE")]
     pub quality_config: Option<PathBuf>,
-    /// Mapping files to use instead of the ones built in.
+    /// User mapping files (added to the built-in ones; a set naming another schema
+    /// stands alone). They must be the model registered in the database (`dvault
+    /// model apply DIR`); a database with no model registered yet registers them.
     #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
     pub mappings: Option<PathBuf>,
 }
@@ -487,7 +529,8 @@ type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
 async fn dispatch(command: Command, config: &Config) -> CliResult {
     match command {
         Command::Demo(args) => demo(config, args).await,
-        Command::Migrate => migrate(config).await,
+        Command::Migrate(args) => migrate(config, args).await,
+        Command::Model { action } => model(config, action).await,
         Command::Ingest(args) => ingest(config, args).await,
         Command::Load(args) => load(config, args, false).await,
         Command::Gen(args) => gen_data(args).await,
@@ -537,10 +580,14 @@ async fn dispatch(command: Command, config: &Config) -> CliResult {
     }
 }
 
-async fn migrate(config: &Config) -> CliResult {
+async fn migrate(config: &Config, args: MigrateArgs) -> CliResult {
     let target = Target::resolve(config).await?;
     let mut client = db::connect(&target.url).await?;
     let done = db::migrate(&mut client).await?;
+    if let Some(dir) = &args.mappings {
+        let applied = registry::apply(&mut client, dir, "dvault migrate --mappings").await?;
+        print_applied(&applied)?;
+    }
     outln!("database: {}", target.describe())?;
     if done.applied.is_empty() {
         outln!("schema is current")?;
@@ -584,6 +631,78 @@ fn keys_notice(keys: &[ApiKey]) -> std::io::Result<()> {
     }
 }
 
+fn print_applied(a: &registry::Applied) -> Result<(), std::io::Error> {
+    for m in &a.migrations {
+        outln!("applied user migration {m}")?;
+    }
+    outln!(
+        "model: {} ({})",
+        if a.files.is_empty() {
+            "the built-in mappings only".to_string()
+        } else {
+            format!("built-in mappings + {}", a.files.join(", "))
+        },
+        if a.changed {
+            "registered"
+        } else {
+            "already registered"
+        }
+    )?;
+    if a.releasable > 0 {
+        outln!(
+            "{} held-back events are mapped now: the next load loads them",
+            ingest::thousands(a.releasable as u64)
+        )?;
+    }
+    Ok(())
+}
+
+async fn model(config: &Config, action: ModelAction) -> CliResult {
+    let target = Target::resolve(config).await?;
+    let mut client = db::connect_migrated(&target).await?;
+    match action {
+        ModelAction::Apply { dir } => {
+            let applied = registry::apply(&mut client, &dir, "dvault model apply").await?;
+            print_applied(&applied)?;
+        }
+        ModelAction::Show => out!("{}", status::model(&client).await?)?,
+        ModelAction::Skip { event_type } => {
+            client
+                .execute(
+                    "INSERT INTO ops.skipped_event_types (event_type) VALUES ($1) ON CONFLICT DO NOTHING",
+                    &[&event_type],
+                )
+                .await?;
+            let n = client
+                .execute(
+                    "DELETE FROM ops.held_events WHERE event_type = $1",
+                    &[&event_type],
+                )
+                .await?;
+            outln!(
+                "events of type \"{event_type}\" are passed over from now on ({} held back forgotten)",
+                ingest::thousands(n)
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The model registered in the database; `dir` (`--mappings`) must be the same files.
+/// A database that never had a model registered registers `dir` on first use, once
+/// its mappings fit the catalog.
+async fn active_model(
+    client: &mut tokio_postgres::Client,
+    dir: Option<&std::path::Path>,
+) -> Result<Mappings, Box<dyn std::error::Error + Send + Sync>> {
+    let active = registry::active(&*client, dir).await?;
+    if let Some(files) = &active.to_register {
+        crate::mapping::catalog::check(&*client, &active.mappings).await??;
+        registry::register(client, files, "first use of --mappings").await?;
+    }
+    Ok(active.mappings)
+}
+
 async fn serve(config: &Config, args: ServeArgs) -> CliResult {
     let api_config = args.api_config()?;
     let target = Target::resolve(config).await?;
@@ -617,6 +736,9 @@ async fn serve(config: &Config, args: ServeArgs) -> CliResult {
 }
 
 async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
+    if args.check {
+        return ingest_check(config, args).await;
+    }
     let target = Target::resolve(config).await?;
     let mut clients = vec![db::connect_migrated(&target).await?];
     for _ in 1..args.streams {
@@ -661,13 +783,50 @@ async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
     })
 }
 
-async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
-    let mappings = match &args.mappings {
-        Some(dir) => Mappings::from_dir(dir)?,
-        None => Mappings::builtin()?,
-    };
+/// `dvault ingest --check`: each file through the active model, nothing stored.
+async fn ingest_check(config: &Config, args: IngestArgs) -> CliResult {
     let target = Target::resolve(config).await?;
     let mut client = db::connect_migrated(&target).await?;
+    let mappings = active_model(&mut client, None).await?;
+    let opts = IngestOptions {
+        format: args.format,
+        event_type: args.event_type,
+        source: args.source,
+        time_field: args.time_field,
+        batch_size: args.batch_size,
+        progress: false,
+        time_range: args.time_range.range()?,
+        bulk_min_rows: None,
+    };
+    let mut clean = true;
+    for file in args.files {
+        let (opts, m) = (opts.clone(), mappings.clone());
+        let preview = tokio::task::spawn_blocking(move || {
+            crate::mapping::preview::check_file(&file, &opts, &m)
+        })
+        .await?;
+        match preview {
+            Ok(p) => {
+                clean &= p.clean();
+                out!("{p}")?;
+            }
+            Err(e) => {
+                clean = false;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
+    let target = Target::resolve(config).await?;
+    let mut client = db::connect_migrated(&target).await?;
+    let mappings = active_model(&mut client, args.mappings.as_deref()).await?;
     let mut loader = Loader::new(&client, mappings)
         .await?
         .with_read_ahead(&target.url);
@@ -739,15 +898,12 @@ fn add_summary(total: &mut load::LoadSummary, more: load::LoadSummary) {
     }
 }
 
-fn mappings_from(dir: Option<&std::path::Path>) -> Result<Mappings, crate::mapping::MappingErrors> {
-    match dir {
-        Some(dir) => Mappings::from_dir(dir),
-        None => Mappings::builtin(),
-    }
-}
-
 async fn run_daemon(config: &Config, args: DaemonArgs) -> CliResult {
-    let mappings = mappings_from(args.mappings.as_deref())?;
+    let mappings = {
+        let target = Target::resolve(config).await?;
+        let mut client = db::connect_migrated(&target).await?;
+        active_model(&mut client, args.mappings.as_deref()).await?
+    };
     let schedule = match args.schedule.trim() {
         "off" | "none" | "" => None,
         expr => Some(daemon::schedule::Schedule::parse(expr, &args.time_zone)?),
@@ -765,7 +921,8 @@ async fn run_daemon(config: &Config, args: DaemonArgs) -> CliResult {
         once: args.once,
         catch_up: args.catch_up,
         batch_size: args.batch_size.max(1),
-        quality: QualityConfig::load(args.quality_config.as_deref())?,
+        quality: QualityConfig::load(args.quality_config.as_deref())?
+            .with_model_defaults(&mappings),
         metrics_listen: args.metrics_listen,
         stop_grace: Duration::from_secs(args.stop_grace_secs),
         retry: daemon::retry::RetryPolicy {
@@ -792,10 +949,11 @@ async fn list_runs(config: &Config, args: RunsArgs) -> CliResult {
 }
 
 async fn check(config: &Config, args: CheckArgs) -> CliResult {
-    let mappings = mappings_from(args.mappings.as_deref())?;
     let qc = QualityConfig::load(args.quality_config.as_deref())?;
     let target = Target::resolve(config).await?;
     let mut client = db::connect_migrated(&target).await?;
+    let mappings = active_model(&mut client, args.mappings.as_deref()).await?;
+    let qc = qc.with_model_defaults(&mappings);
     let scope = if args.all {
         quality::Scope::All
     } else {

@@ -26,6 +26,10 @@ pub struct Status {
     pub last_run: Option<crate::daemon::runs::Run>,
     /// The latest quality gate.
     pub quality: Option<crate::daemon::quality::Report>,
+    /// Events held back per type: no mapping knows their type yet.
+    pub held: Vec<(String, i64)>,
+    /// The registered user mapping files (none: the built-in model).
+    pub model_files: Vec<String>,
 }
 
 pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgres::Error> {
@@ -72,7 +76,34 @@ pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgr
     } else {
         (None, None)
     };
+    let has_model: bool = client
+        .query_one("SELECT to_regclass('ops.held_events') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    let (held, model_files) = if has_model {
+        (
+            client
+                .query(
+                    "SELECT event_type, count(*) FROM ops.held_events GROUP BY 1 ORDER BY 1",
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect(),
+            client
+                .query("SELECT name FROM ops.model_files ORDER BY name", &[])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     Ok(Status {
+        held,
+        model_files,
         last_run,
         quality,
         schema_version,
@@ -108,6 +139,26 @@ impl fmt::Display for Status {
             write!(f, " ({}; see dvault rejected)", parts.join(", "))?;
         }
         writeln!(f)?;
+        if !self.held.is_empty() {
+            let total: i64 = self.held.iter().map(|(_, n)| n).sum();
+            writeln!(
+                f,
+                "held back:  {} events of types no mapping knows (register a mapping: dvault model apply DIR; or dvault model skip TYPE)",
+                thousands(total as u64)
+            )?;
+            for (ty, n) in &self.held {
+                writeln!(f, "  {ty:<28} {:>12}", thousands(*n as u64))?;
+            }
+        }
+        if self.model_files.is_empty() {
+            writeln!(f, "model:      the built-in mappings")?;
+        } else {
+            writeln!(
+                f,
+                "model:      built-in mappings + {} (dvault model show)",
+                self.model_files.join(", ")
+            )?;
+        }
         if self.checkpoint == Checkpoint::START {
             writeln!(f, "loader:     nothing loaded yet")?;
         } else {
@@ -201,6 +252,66 @@ pub async fn rejected(
             let more = if raw.chars().count() > 120 { "..." } else { "" };
             let _ = writeln!(out, "    {shown}{more}");
         }
+    }
+    Ok(out)
+}
+
+/// `dvault model show`: the registered files, the user migrations, held-back events.
+pub async fn model(client: &impl GenericClient) -> Result<String, tokio_postgres::Error> {
+    let mut out = String::new();
+    let files = client
+        .query(
+            "SELECT name, registered_at, length(body) FROM ops.model_files ORDER BY name",
+            &[],
+        )
+        .await?;
+    if files.is_empty() {
+        out.push_str("mapping files: the built-in ones only\n");
+    } else {
+        out.push_str("mapping files (on top of the built-in ones):\n");
+        for r in files {
+            let at: DateTime<Utc> = r.get(1);
+            let _ = writeln!(
+                out,
+                "  {:<32} registered {}, {} bytes",
+                r.get::<_, String>(0),
+                at.format("%Y-%m-%d %H:%M:%S"),
+                r.get::<_, i32>(2)
+            );
+        }
+    }
+    let migrations = client
+        .query(
+            "SELECT version, name, applied_at FROM ops.model_migrations ORDER BY version",
+            &[],
+        )
+        .await?;
+    if !migrations.is_empty() {
+        out.push_str("user migrations:\n");
+        for r in migrations {
+            let at: DateTime<Utc> = r.get(2);
+            let _ = writeln!(
+                out,
+                "  V{}__{:<28} applied {}",
+                r.get::<_, i32>(0),
+                r.get::<_, String>(1),
+                at.format("%Y-%m-%d %H:%M:%S")
+            );
+        }
+    }
+    let held = client
+        .query(
+            "SELECT event_type, count(*) FROM ops.held_events GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await?;
+    for r in held {
+        let _ = writeln!(
+            out,
+            "held back: {} events of type \"{}\" (no mapping)",
+            thousands(r.get::<_, i64>(1) as u64),
+            r.get::<_, String>(0)
+        );
     }
     Ok(out)
 }

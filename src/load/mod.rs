@@ -9,6 +9,7 @@
 pub mod bulk;
 pub mod business;
 pub mod extract;
+mod held;
 pub mod payload;
 pub mod satellite;
 pub mod write;
@@ -110,6 +111,8 @@ pub struct LoadSummary {
     pub batches: u64,
     pub events: u64,
     pub rejected: u64,
+    /// Events of a type no mapping knows, held back (`ops.held_events`), not quarantined.
+    pub held: u64,
     /// rows inserted per vault table
     pub rows: BTreeMap<String, u64>,
     /// The tables written on the bulk path (indexes built after): see [`bulk`].
@@ -126,6 +129,7 @@ impl LoadSummary {
         self.batches += other.batches;
         self.events += other.events;
         self.rejected += other.rejected;
+        self.held += other.held;
         for (t, n) in &other.rows {
             *self.rows.entry(t.clone()).or_default() += n;
         }
@@ -166,6 +170,13 @@ impl fmt::Display for LoadSummary {
                 f,
                 "  {} events rejected: see dvault rejected",
                 thousands(self.rejected)
+            )?;
+        }
+        if self.held > 0 {
+            writeln!(
+                f,
+                "  {} events held back: no mapping for their type yet (see dvault status)",
+                thousands(self.held)
             )?;
         }
         Ok(())
@@ -313,6 +324,21 @@ impl Loader {
         client: &mut Client,
         stop: Stop<'_>,
     ) -> Result<LoadSummary, Partial> {
+        // events held back for want of a mapping that the model now has
+        let released = self.release_held(client).await.map_err(Partial::nothing)?;
+        match self.run_log(client, stop).await {
+            Ok(mut summary) => {
+                summary.add(&released);
+                Ok(summary)
+            }
+            Err(mut partial) => {
+                partial.committed.add(&released);
+                Err(partial)
+            }
+        }
+    }
+
+    async fn run_log(&self, client: &mut Client, stop: Stop<'_>) -> Result<LoadSummary, Partial> {
         let mut known = write::KnownKeys::at_start(&*client, &self.mappings)
             .await
             .doing("checking which vault tables are empty")
@@ -567,6 +593,7 @@ impl Loader {
             business::refresh(tx, &self.mappings, rows).await?;
         }
         summary.rejected = store_rejects(tx, rejects).await?;
+        summary.held = rejects.iter().filter(|r| r.held).count() as u64;
         Ok(summary)
     }
 
@@ -612,6 +639,7 @@ impl Loader {
                         let e_ = &log[range.start];
                         tracing::warn!(seq = e_.seq, error = %e, "event quarantined: the database refused its rows");
                         refused.push(Reject {
+                            held: false,
                             seq: e_.seq,
                             event_type: e_.event_type.clone(),
                             reason: refusal(&e),
@@ -739,6 +767,8 @@ impl std::ops::Deref for Projected {
 /// An event the loader could not project.
 #[derive(Debug, Clone)]
 pub struct Reject {
+    /// Held back (no mapping for its type yet), not quarantined.
+    pub held: bool,
     pub seq: i64,
     pub event_type: String,
     pub reason: String,
@@ -752,19 +782,22 @@ pub fn project(m: &Mappings, batch: &[StoredEvent]) -> (Projected, Vec<Reject>) 
     let mut sources: HashMap<&str, Arc<str>> = HashMap::new();
     for e in batch {
         let reject = |reason: String| Reject {
+            held: false,
             seq: e.seq,
             event_type: e.event_type.clone(),
             reason,
             payload: e.payload.clone(),
         };
         let Some(em) = m.events.get(&e.event_type) else {
-            let mut known: Vec<&str> = m.events.keys().map(String::as_str).collect();
-            known.sort();
-            rejects.push(reject(format!(
-                "no mapping for event type \"{}\" (mapped: {}); add one in vault/mappings/ and run dvault rebuild",
-                e.event_type,
-                known.join(", ")
-            )));
+            if !m.skipped.contains(&e.event_type) {
+                rejects.push(Reject {
+                    held: true,
+                    seq: e.seq,
+                    event_type: e.event_type.clone(),
+                    reason: String::new(),
+                    payload: String::new(),
+                });
+            }
             continue;
         };
         let payload = match payload::Doc::parse(&e.payload) {
@@ -866,6 +899,11 @@ async fn store_rejects(tx: &Transaction<'_>, rejects: &[Reject]) -> Result<u64, 
     if rejects.is_empty() {
         return Ok(0);
     }
+    let (held, rejects): (Vec<&Reject>, Vec<&Reject>) = rejects.iter().partition(|r| r.held);
+    held::hold(tx, &held).await?;
+    if rejects.is_empty() {
+        return Ok(0);
+    }
     let seqs: Vec<i64> = rejects.iter().map(|r| r.seq).collect();
     let types: Vec<&str> = rejects.iter().map(|r| r.event_type.as_str()).collect();
     let reasons: Vec<&str> = rejects.iter().map(|r| r.reason.as_str()).collect();
@@ -946,6 +984,9 @@ pub async fn rebuild(client: &mut Client, loader: &Loader) -> Result<LoadSummary
     tx.execute("DELETE FROM event_log.rejected WHERE stage = 'load'", &[])
         .await
         .doing("clearing load rejections")?;
+    tx.execute("DELETE FROM ops.held_events", &[])
+        .await
+        .doing("clearing held-back events")?;
     tx.execute(
         "DELETE FROM ops.checkpoints WHERE consumer = $1",
         &[&CONSUMER],

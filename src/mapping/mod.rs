@@ -6,14 +6,18 @@
 //! check against the live catalog is in [`catalog`]. See `docs/mappings.md`.
 
 pub mod catalog;
+pub mod field;
+pub mod preview;
+pub mod registry;
 pub mod types;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
 use serde::Deserialize;
 
+pub use field::{Field, FieldSpec};
 pub use types::{ColumnType, Value};
 
 /// A mapping mistake: the file, the entry, and what to do.
@@ -98,9 +102,13 @@ struct EventSpec {
     #[serde(default)]
     hubs: BTreeMap<String, Vec<String>>,
     #[serde(default)]
-    links: BTreeMap<String, BTreeMap<String, String>>,
+    links: BTreeMap<String, BTreeMap<String, FieldSpec>>,
     #[serde(default)]
-    satellites: BTreeMap<String, BTreeMap<String, String>>,
+    satellites: BTreeMap<String, BTreeMap<String, FieldSpec>>,
+    /// This mapping replaces one of the same type in an earlier file (a user's
+    /// mapping of a built-in event type); without it, mapping a type twice is an error.
+    #[serde(default, rename = "override")]
+    overrides: bool,
 }
 
 // ---- the compiled model ----------------------------------------------------
@@ -197,10 +205,10 @@ pub struct EventMapping {
     pub file: String,
     /// hub index and the paths of its business key columns
     pub hubs: Vec<(usize, Vec<FieldPath>)>,
-    /// link index and the paths of its dependent keys
-    pub links: Vec<(usize, Vec<FieldPath>)>,
-    /// satellite index and, per column of the satellite, its path if mapped
-    pub satellites: Vec<(usize, Vec<Option<FieldPath>>)>,
+    /// link index and the sources of its dependent keys
+    pub links: Vec<(usize, Vec<Field>)>,
+    /// satellite index and, per column of the satellite, its source if mapped
+    pub satellites: Vec<(usize, Vec<Option<Field>>)>,
 }
 
 /// The schema of the vault tables unless the mapping files name another.
@@ -215,6 +223,9 @@ pub struct Mappings {
     pub links: Vec<Link>,
     pub satellites: Vec<Satellite>,
     pub events: HashMap<String, EventMapping>,
+    /// Event types the loader passes over on purpose (`dvault model skip`): neither
+    /// held back nor quarantined.
+    pub skipped: HashSet<String>,
 }
 
 impl Default for Mappings {
@@ -225,6 +236,7 @@ impl Default for Mappings {
             links: Vec::new(),
             satellites: Vec::new(),
             events: HashMap::new(),
+            skipped: HashSet::new(),
         }
     }
 }
@@ -232,41 +244,81 @@ impl Default for Mappings {
 impl Mappings {
     /// The mappings built into the binary (`vault/mappings/`).
     pub fn builtin() -> Result<Mappings, MappingErrors> {
-        let files: Vec<(String, String)> = crate::db::MAPPINGS
-            .iter()
-            .map(|(name, text)| (format!("vault/mappings/{name}"), text.to_string()))
-            .collect();
-        Mappings::parse(&files)
+        Mappings::parse(&builtin_files())
     }
 
-    /// Every `*.toml` file of `dir`, in name order.
+    /// Every `*.toml` file of `dir`, in name order, as a model of its own.
     pub fn from_dir(dir: &Path) -> Result<Mappings, MappingErrors> {
-        let fail = |problem: String| {
-            MappingErrors(vec![MappingError {
-                file: dir.display().to_string(),
-                entry: "directory".into(),
-                problem,
-            }])
-        };
-        let mut paths: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| fail(format!("cannot read: {e}")))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        paths.sort();
-        if paths.is_empty() {
-            return Err(fail("no *.toml mapping files".into()));
-        }
-        let mut files = Vec::new();
-        for p in paths {
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| fail(format!("cannot read {}: {e}", p.display())))?;
-            files.push((p.display().to_string(), text));
-        }
-        Mappings::parse(&files)
+        Mappings::parse(&read_dir(dir)?)
     }
 
+    /// The built-in model with the user's mapping files of `dir` added to it
+    /// (`--mappings DIR`); see [`compose`](Self::compose).
+    pub fn with_dir(dir: &Path) -> Result<Mappings, MappingErrors> {
+        Mappings::compose(&read_dir(dir)?)
+    }
+
+    /// The built-in model with `user` files added on top: they add hubs, links,
+    /// satellites and event types, and may replace a built-in event type's mapping
+    /// with `override = true`; anything defined twice otherwise is an error naming
+    /// both files. A set whose files name a schema other than `raw_vault` is a model
+    /// of its own (e.g. `examples/tpch`) and is taken alone.
+    pub fn compose(user: &[(String, String)]) -> Result<Mappings, MappingErrors> {
+        let standalone = user.iter().any(|(_, text)| {
+            toml::from_str::<toml::Table>(text)
+                .ok()
+                .and_then(|t| t.get("schema").and_then(|s| s.as_str().map(str::to_string)))
+                .is_some_and(|s| s != DEFAULT_SCHEMA)
+        });
+        if standalone {
+            return Mappings::parse(user);
+        }
+        let mut files = builtin_files();
+        files.extend(user.iter().cloned());
+        Mappings::parse(&files)
+    }
+}
+
+/// How the built-in mapping files are named (as in the source tree).
+const BUILTIN_DIR: &str = "vault/mappings/";
+
+/// The mapping files built into the binary, named as in the source tree.
+pub fn builtin_files() -> Vec<(String, String)> {
+    crate::db::MAPPINGS
+        .iter()
+        .map(|(name, text)| (format!("{BUILTIN_DIR}{name}"), text.to_string()))
+        .collect()
+}
+
+/// Every `*.toml` file of `dir`, in name order: `(path, text)`.
+pub fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, MappingErrors> {
+    let fail = |problem: String| {
+        MappingErrors(vec![MappingError {
+            file: dir.display().to_string(),
+            entry: "directory".into(),
+            problem,
+        }])
+    };
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| fail(format!("cannot read: {e}")))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(fail("no *.toml mapping files".into()));
+    }
+    let mut files = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| fail(format!("cannot read {}: {e}", p.display())))?;
+        files.push((p.display().to_string(), text));
+    }
+    Ok(files)
+}
+
+impl Mappings {
     /// Parse and check `(file name, TOML text)` pairs.
     pub fn parse(files: &[(String, String)]) -> Result<Mappings, MappingErrors> {
         let mut errors = Vec::new();
@@ -538,18 +590,49 @@ impl Builder {
                 });
             }
         }
-        // 4. events
+        // 4. events (a later file may override an earlier one's mapping, once)
+        let mut overridden: Vec<String> = Vec::new();
         for (file, spec) in &specs {
             for ev in &spec.events {
                 let entry = format!("event \"{}\"", ev.event_type);
-                if let Some(other) = self.model.events.get(&ev.event_type) {
-                    err(
-                        errors,
-                        file,
-                        entry,
-                        format!("mapped again (first in {})", other.file),
-                    );
-                    continue;
+                match (self.model.events.get(&ev.event_type), ev.overrides) {
+                    (Some(_), true) if !overridden.contains(&ev.event_type) => {
+                        overridden.push(ev.event_type.clone());
+                    }
+                    (Some(other), true) => {
+                        err(
+                            errors,
+                            file,
+                            entry,
+                            format!(
+                                "overridden twice (the other override is in {}); keep one",
+                                other.file
+                            ),
+                        );
+                        continue;
+                    }
+                    (Some(other), false) => {
+                        err(
+                            errors,
+                            file,
+                            entry,
+                            format!(
+                                "mapped again (first in {}); to replace that mapping, say `override = true` in this one",
+                                other.file
+                            ),
+                        );
+                        continue;
+                    }
+                    (None, true) => {
+                        err(
+                            errors,
+                            file,
+                            entry,
+                            "says `override = true`, but no earlier mapping of this event type exists to override; remove it".into(),
+                        );
+                        continue;
+                    }
+                    (None, false) => {}
                 }
                 if let Some(m) = self.event(file, &entry, ev, errors) {
                     self.model.events.insert(ev.event_type.clone(), m);
@@ -641,10 +724,13 @@ impl Builder {
                     ));
                 }
             }
-            let mut dep_texts = Vec::new();
-            for (col, _) in &link.dependent_keys {
+            let mut dep_fields = Vec::new();
+            for (col, ty) in &link.dependent_keys {
                 match deps.get(col) {
-                    Some(p) => dep_texts.push(p),
+                    Some(spec) => match Field::compile(spec, *ty) {
+                        Ok(f) => dep_fields.push(f),
+                        Err(e) => problem(format!("link \"{name}\", dependent key \"{col}\": {e}")),
+                    },
                     None => problem(format!(
                         "link \"{name}\" needs its dependent key \"{col}\": add {col} = \"<field>\" under [events.links.{name}]"
                     )),
@@ -658,7 +744,7 @@ impl Builder {
                     ));
                 }
             }
-            links.push((l, paths(&dep_texts, &mut problem)));
+            links.push((l, dep_fields));
         }
         let mut satellites = Vec::new();
         for (name, fields) in &ev.satellites {
@@ -690,12 +776,17 @@ impl Builder {
                 }
             }
             let mut cols = Vec::new();
-            for (col, _) in &sat.columns {
+            for (col, ty) in &sat.columns {
                 cols.push(match fields.get(col) {
-                    Some(p) => match FieldPath::parse(p) {
-                        Ok(path) => Some(path),
+                    Some(spec) => match Field::compile(spec, *ty) {
+                        Ok(f) => Some(f),
                         Err(e) => {
-                            problem(e);
+                            problem(match spec {
+                                FieldSpec::Path(_) => e,
+                                FieldSpec::Rule(_) => {
+                                    format!("satellite \"{name}\", column \"{col}\": {e}")
+                                }
+                            });
                             None
                         }
                     },
@@ -722,6 +813,11 @@ impl Builder {
 }
 
 impl EventMapping {
+    /// Whether this mapping is one of the built-in model's (not a user's).
+    pub fn is_builtin(&self) -> bool {
+        self.file.starts_with(BUILTIN_DIR)
+    }
+
     /// The array (if any) a hub of this event iterates.
     pub fn hub_array(&self, hub: usize) -> Option<&[String]> {
         self.hubs
@@ -736,7 +832,7 @@ impl EventMapping {
             .links
             .iter()
             .find(|(l, _)| *l == link)
-            .and_then(|(_, paths)| paths.iter().find_map(FieldPath::array));
+            .and_then(|(_, paths)| paths.iter().find_map(Field::array));
         own.or_else(|| m.links[link].hubs.iter().find_map(|&h| self.hub_array(h)))
     }
 
@@ -761,14 +857,14 @@ impl EventMapping {
             )?;
         }
         for (l, paths) in &self.links {
-            let mut arrays: Vec<&[String]> = paths.iter().filter_map(FieldPath::array).collect();
+            let mut arrays: Vec<&[String]> = paths.iter().filter_map(Field::array).collect();
             arrays.extend(m.links[*l].hubs.iter().filter_map(|&h| self.hub_array(h)));
             check(&format!("link \"{}\"", m.links[*l].name), arrays)?;
         }
         for (s, cols) in &self.satellites {
             let sat = &m.satellites[*s];
             let mut arrays: Vec<&[String]> =
-                cols.iter().flatten().filter_map(FieldPath::array).collect();
+                cols.iter().flatten().filter_map(Field::array).collect();
             arrays.extend(match sat.parent {
                 Parent::Hub(h) => self.hub_array(h),
                 Parent::Link(l) => self.link_array(m, l),

@@ -82,7 +82,10 @@ fn a_good_model_compiles() {
     let (_, cols) = &e.satellites[0];
     assert_eq!(
         cols[0],
-        Some(FieldPath::Top(vec!["address".into(), "city".into()]))
+        Some(Field::Path(FieldPath::Top(vec![
+            "address".into(),
+            "city".into()
+        ])))
     );
 }
 
@@ -471,4 +474,130 @@ mod fuzz {
             let _ = Mappings::parse(&[("x.toml".to_string(), text)]);
         }
     }
+}
+
+fn compose(files: &[(&str, &str)]) -> Result<Mappings, MappingErrors> {
+    let files: Vec<(String, String)> = files
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    Mappings::compose(&files)
+}
+
+const SHOP_TRANSACTIONS: &str = r#"
+[satellites.sat_order_payment]
+parent = "hub_order"
+columns = { payment_method = "text", total_amount = "numeric(12,2)" }
+
+[[events]]
+type = "shop_transaction"
+hubs = { hub_order = ["transaction_id"], hub_customer = ["customer_id"], hub_product = ["product_id"] }
+links.link_order_customer = {}
+links.link_order_product = { line_no = { const = 1 } }
+satellites.sat_order_details = { ordered_at = "order_date", channel = { field = "channel", default = "store" } }
+satellites.sat_order_status = { status = { field = "order_status", map = { Completed = "delivered", Shipped = "shipped", Processing = "paid" } } }
+satellites.sat_order_line = { quantity = "quantity", unit_price = "unit_price" }
+satellites.sat_order_payment = { payment_method = "payment_method", total_amount = "total_amount" }
+"#;
+
+#[test]
+fn user_mappings_add_to_the_built_in_model() {
+    let m = compose(&[("mine/shop.toml", SHOP_TRANSACTIONS)]).expect("composes");
+    assert!(m.events.contains_key("order_placed"), "built-in kept");
+    let e = &m.events["shop_transaction"];
+    assert_eq!(e.file, "mine/shop.toml");
+    assert!(m.satellite_index("sat_order_payment").is_some());
+    let (_, deps) = &e.links[e
+        .links
+        .iter()
+        .position(|(l, _)| m.links[*l].name == "link_order_product")
+        .expect("link")];
+    assert_eq!(deps, &[Field::Const(Value::Text("1".into()))]);
+    let status = m.satellite_index("sat_order_status").expect("sat");
+    let (_, cols) = e
+        .satellites
+        .iter()
+        .find(|(s, _)| *s == status)
+        .expect("sat");
+    assert!(matches!(cols[0], Some(Field::Rule(_))));
+}
+
+#[test]
+fn a_user_file_overrides_a_built_in_event_type_only_explicitly() {
+    let again = r#"
+[[events]]
+type = "order_status_changed"
+hubs = { hub_order = ["id"] }
+satellites.sat_order_status = { status = "state" }
+"#;
+    let p = match compose(&[("mine/status.toml", again)]) {
+        Ok(_) => panic!("accepted a second mapping of a built-in type"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    };
+    assert_eq!(
+        p,
+        [
+            "mine/status.toml: event \"order_status_changed\": mapped again (first in vault/mappings/order.toml); to replace that mapping, say `override = true` in this one"
+        ]
+    );
+    let explicit = again.replace("hubs =", "override = true\nhubs =");
+    let m = compose(&[("mine/status.toml", &explicit)]).expect("override");
+    let e = &m.events["order_status_changed"];
+    assert_eq!(e.file, "mine/status.toml");
+    assert_eq!(e.hubs[0].1, [FieldPath::Top(vec!["id".into()])]);
+
+    let nothing = explicit.replace("order_status_changed", "no_such_type");
+    let p = match compose(&[("mine/status.toml", &nothing)]) {
+        Ok(_) => panic!("accepted an override of nothing"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    };
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].contains("no earlier mapping of this event type"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_user_file_redefining_a_built_in_table_names_both_files() {
+    let hub = "[hubs.hub_customer]\nhash_key = \"hk_customer\"\nbusiness_key = [\"id\"]\n";
+    let p = match compose(&[("mine/customer.toml", hub)]) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    };
+    assert_eq!(
+        p,
+        [
+            "mine/customer.toml: hub \"hub_customer\": defined again (first in vault/mappings/customer.toml)"
+        ]
+    );
+}
+
+#[test]
+fn a_set_naming_another_schema_stands_alone() {
+    let named = format!("schema = \"tpch_vault\"\n{HUBS}");
+    let m = compose(&[("a.toml", &named), ("b.toml", EVENTS)]).expect("valid");
+    assert_eq!(m.schema, "tpch_vault");
+    assert!(!m.events.contains_key("order_line_recorded"));
+}
+
+#[test]
+fn transformation_mistakes_name_the_file_event_and_column() {
+    let bad = SHOP_TRANSACTIONS.replace("{ const = 1 }", "{ const = 1, field = \"x\" }");
+    let bad = bad.replace(
+        "total_amount = \"total_amount\"",
+        "total_amount = { field = \"total_amount\", default = \"n/a\" }",
+    );
+    let p = match compose(&[("mine/shop.toml", &bad)]) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    };
+    assert!(
+        p.iter().any(|e| e.starts_with("mine/shop.toml: event \"shop_transaction\": link \"link_order_product\", dependent key \"line_no\": a constant stands alone")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|e| e.contains("satellite \"sat_order_payment\", column \"total_amount\": default: \"n/a\" is not a valid numeric(12,2)")),
+        "{p:?}"
+    );
 }

@@ -278,6 +278,7 @@ pub async fn load_all_with(
         let s = loader.run(client).await.expect("load");
         total.events += s.events;
         total.rejected += s.rejected;
+        total.held += s.held;
         total.bulk.extend(s.bulk);
         for (t, n) in s.rows {
             *total.rows.entry(t).or_default() += n;

@@ -6,6 +6,7 @@ mod api;
 mod api_hostile;
 mod bulk_ingest;
 mod bulk_load;
+mod byod;
 mod cli;
 mod cloudevents_binary;
 mod crash;

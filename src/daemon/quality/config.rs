@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::mapping::{FieldPath, Mappings, Parent};
+use crate::mapping::{Field, FieldPath, Mappings, Parent};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -266,6 +266,93 @@ impl QualityConfig {
         Ok(())
     }
 
+    /// Fill in, from the model, what the config says nothing about (so the gate follows
+    /// a user's mapping set, not a fixed list of built-in types; the built-in event
+    /// types keep the documented defaults):
+    ///
+    /// - completeness: for each event type with no `required` entry, the fields of its
+    ///   business keys;
+    /// - uniqueness: for each event type with no `keys` entry that feeds one hub and no
+    ///   link (an entity file: customers, products), that hub's key field;
+    /// - validity: for each satellite column or link dependent key with no domain that
+    ///   every event feeding it maps through a value map, the map's stored values.
+    pub fn with_model_defaults(mut self, m: &Mappings) -> QualityConfig {
+        // the built-in types keep exactly the documented defaults (deploy/quality.toml)
+        let mut types: Vec<&String> = m
+            .events
+            .iter()
+            .filter(|(_, em)| !em.is_builtin())
+            .map(|(t, _)| t)
+            .collect();
+        types.sort();
+        for t in types {
+            let em = &m.events[t];
+            if !self.completeness.required.contains_key(t) {
+                let mut fields: Vec<String> = em
+                    .hubs
+                    .iter()
+                    .flat_map(|(_, paths)| paths.iter().map(ToString::to_string))
+                    .collect();
+                fields.sort();
+                fields.dedup();
+                self.completeness.required.insert(t.clone(), fields);
+            }
+            if !self.uniqueness.keys.contains_key(t)
+                && em.links.is_empty()
+                && let [(_, paths)] = &em.hubs[..]
+                && let [path @ FieldPath::Top(_)] = &paths[..]
+            {
+                self.uniqueness.keys.insert(t.clone(), path.to_string());
+            }
+        }
+        // (target.column) → stored values of its maps; None once a plain source feeds it
+        let mut vocab: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
+        let mut note = |name: String, field: &Field| {
+            let entry = vocab.entry(name).or_insert_with(|| Some(Vec::new()));
+            match (field, entry.as_mut()) {
+                (Field::Rule(r), Some(values)) if r.map.is_some() => {
+                    if let Some(map) = &r.map {
+                        values.extend(map.targets().map(|v| v.canonical()));
+                    }
+                }
+                _ => *entry = None,
+            }
+        };
+        for em in m.events.values() {
+            for (s, cols) in &em.satellites {
+                let sat = &m.satellites[*s];
+                for ((col, _), field) in sat.columns.iter().zip(cols) {
+                    if let Some(field) = field {
+                        note(format!("{}.{col}", sat.name), field);
+                    }
+                }
+            }
+            for (l, deps) in &em.links {
+                let link = &m.links[*l];
+                for ((col, _), field) in link.dependent_keys.iter().zip(deps) {
+                    note(format!("{}.{col}", link.name), field);
+                }
+            }
+        }
+        for (name, values) in vocab {
+            if let Some(mut values) = values
+                && !values.is_empty()
+                && !self.validity.domains.contains_key(&name)
+            {
+                values.sort();
+                values.dedup();
+                self.validity.domains.insert(
+                    name,
+                    Domain {
+                        values: Some(values),
+                        ..Domain::default()
+                    },
+                );
+            }
+        }
+        self
+    }
+
     /// Every name must exist in the mappings: a misspelt rule would silently check
     /// nothing. All problems are reported together.
     pub fn check(&self, m: &Mappings) -> Result<(), String> {
@@ -371,6 +458,56 @@ mod tests {
     fn the_defaults_fit_the_builtin_mappings() {
         let m = Mappings::builtin().expect("mappings");
         QualityConfig::default().check(&m).expect("defaults fit");
+    }
+
+    #[test]
+    fn a_user_model_gets_defaults_for_what_the_config_does_not_name() {
+        let files = [(
+            "c360.toml".to_string(),
+            include_str!("../../../examples/c360/mappings/c360.toml").to_string(),
+        )];
+        let m = Mappings::compose(&files).expect("c360 composes");
+        let c = QualityConfig::default().with_model_defaults(&m);
+        assert_eq!(
+            c.completeness.required["c360_transaction"],
+            ["customer_id", "product_id", "transaction_id"]
+        );
+        assert_eq!(
+            c.completeness.required["order_placed"],
+            QualityConfig::default().completeness.required["order_placed"],
+            "configured entries are kept"
+        );
+        assert!(
+            !c.completeness.required.contains_key("customer_updated"),
+            "built-in types keep the documented defaults"
+        );
+        assert_eq!(c.uniqueness.keys["c360_customer"], "customer_id");
+        assert_eq!(c.uniqueness.keys["c360_product"], "product_id");
+        assert!(!c.uniqueness.keys.contains_key("c360_transaction"));
+        // sat_order_status.status is fed by plain paths too (order_placed): no derived
+        // vocabulary, the configured domain stays
+        assert_eq!(
+            c.validity.domains["sat_order_status.status"],
+            QualityConfig::default().validity.domains["sat_order_status.status"]
+        );
+        c.check(&m).expect("derived defaults fit the model");
+
+        let mapped_only = r#"
+[satellites.sat_ticket]
+parent = "hub_customer"
+columns = { priority = "text" }
+
+[[events]]
+type = "ticket_opened"
+hubs = { hub_customer = ["customer"] }
+satellites.sat_ticket = { priority = { field = "prio", map = { P1 = "high", P2 = "low", P3 = "low" } } }
+"#;
+        let m = Mappings::compose(&[("t.toml".into(), mapped_only.into())]).expect("ok");
+        let c = QualityConfig::default().with_model_defaults(&m);
+        assert_eq!(
+            c.validity.domains["sat_ticket.priority"].values,
+            Some(vec!["high".to_string(), "low".to_string()])
+        );
     }
 
     #[test]

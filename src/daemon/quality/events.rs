@@ -12,8 +12,9 @@ use serde_json::{Value as Json, json};
 
 use super::config::{Domain, QualityConfig};
 use super::{Check, CheckResult, percent};
+use crate::load::payload::Scalar;
 use crate::mapping::types::parse_value;
-use crate::mapping::{ColumnType, FieldPath, Mappings, Value};
+use crate::mapping::{ColumnType, Field, FieldPath, Mappings, Value};
 
 /// Examined and failing items of one subject.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -150,21 +151,41 @@ impl<'a> EventChecks<'a> {
     fn invalid(&self, event_type: &str, payload: &Json) -> Option<String> {
         let m = self.mappings;
         let Some(em) = m.events.get(event_type) else {
-            return Some(format!("no mapping for event type \"{event_type}\""));
+            if m.skipped.contains(event_type) {
+                // passed over on purpose (`dvault model skip`)
+                return None;
+            }
+            return Some(format!(
+                "no mapping for event type \"{event_type}\" (its events are held back)"
+            ));
         };
         if !payload.is_object() {
             return Some("the payload is not a JSON object".into());
         }
-        let check = |target: &str, col: &str, ty: ColumnType, path: &FieldPath| {
+        let check = |target: &str, col: &str, ty: ColumnType, field: &Field| {
             let domain = self.config.validity.domains.get(&format!("{target}.{col}"));
-            for v in values(payload, path) {
-                match parse_value(v, ty) {
-                    Err(e) => return Some(format!("{target}.{col} (field \"{path}\"): {e}")),
+            let found = match field.path() {
+                Some(path) => values(payload, path),
+                None => Vec::new(),
+            };
+            let parsed = found
+                .into_iter()
+                .map(|v| match field {
+                    Field::Path(_) => parse_value(v, ty),
+                    _ => field.value(Some(&Scalar::of(v)), ty, &|| v.to_string()),
+                })
+                .chain(match field {
+                    Field::Const(c) => Some(Ok(Some(c.clone()))),
+                    _ => None,
+                });
+            for v in parsed {
+                match v {
+                    Err(e) => return Some(format!("{target}.{col} (field \"{field}\"): {e}")),
                     Ok(Some(value)) => {
                         if let Some(d) = domain
                             && let Err(e) = admits(d, &value)
                         {
-                            return Some(format!("{target}.{col} (field \"{path}\"): {e}"));
+                            return Some(format!("{target}.{col} (field \"{field}\"): {e}"));
                         }
                     }
                     Ok(None) => {}
@@ -175,8 +196,8 @@ impl<'a> EventChecks<'a> {
         for (s, paths) in &em.satellites {
             let sat = &m.satellites[*s];
             for ((col, ty), path) in sat.columns.iter().zip(paths) {
-                if let Some(path) = path
-                    && let Some(problem) = check(&sat.name, col, *ty, path)
+                if let Some(field) = path
+                    && let Some(problem) = check(&sat.name, col, *ty, field)
                 {
                     return Some(problem);
                 }
