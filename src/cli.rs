@@ -111,6 +111,11 @@ pub struct IngestArgs {
     /// CSV: column holding the business time (ISO 8601); default: ingestion time.
     #[arg(long, value_name = "COLUMN")]
     pub time_field: Option<String>,
+    /// The business time of rows without a --time-field and of CloudEvents without
+    /// `time` (ISO 8601), e.g. the day from which a catalogue file holds; default:
+    /// ingestion time.
+    #[arg(long, value_name = "WHEN")]
+    pub time: Option<String>,
     /// Events per transaction.
     #[arg(long, default_value_t = 20_000)]
     pub batch_size: usize,
@@ -521,14 +526,25 @@ async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
     for _ in 1..args.streams {
         clients.push(db::connect(&target.url).await?);
     }
+    let time_range = args.time_range.range()?;
+    let time = match args.time.as_deref() {
+        Some(text) => {
+            let at = parse_time(text)
+                .ok_or_else(|| format!("--time: {text:?} is not an ISO 8601 date or timestamp"))?;
+            time_range.check("--time", text, at)?;
+            Some(at)
+        }
+        None => None,
+    };
     let opts = IngestOptions {
         format: args.format,
         event_type: args.event_type,
         source: args.source,
         time_field: args.time_field,
+        time,
         batch_size: args.batch_size,
         progress: true,
-        time_range: args.time_range.range()?,
+        time_range,
     };
     let mut failed = false;
     let (mut inserted, mut rejected) = (0, 0);
