@@ -424,15 +424,24 @@ WHERE (p.sat_customer_profile_hk, p.sat_customer_profile_applied_dts,
 
 -- Customer 360, current (after the PIT and the customer summary it reads): the
 -- customers whose PIT the batch staged and those whose order figures may have moved.
+-- With the figures, the scores against the boundaries of this batch and today (as
+-- business_vault.score_customers writes them for the others below).
 INSERT INTO business_vault.customer_360_current AS c
     (hk_customer, customer_id, first_name, last_name, city, country, signup_date,
      contact_applied_dts, contact_event_seq, orders_count, orders_cancelled, orders_returned,
      total_spent, first_order_at, last_order_at, first_order_date, last_order_date,
-     favourite_category)
+     favourite_category, avg_days_between_orders, recency_score, frequency_score,
+     monetary_score, segment, at_risk_on, churned_on, clv_predicted_12m)
 SELECT t.hk_customer, h.customer_id, pr.first_name, pr.last_name, pr.city, pr.country,
        pr.signup_date, co.applied_dts, co.event_seq, m.orders_count, m.orders_cancelled,
        m.orders_returned, m.total_spent, m.first_order_at, m.last_order_at, m.first_order_date,
-       m.last_order_date, m.favourite_category
+       m.last_order_date, m.favourite_category, sc.avg_days_between_orders, sc.recency_score,
+       sc.frequency_score, sc.monetary_score, sc.segment,
+       business_vault.at_risk_on(CASE WHEN m.orders_count > 0 THEN m.last_order_date END,
+                                 sc.avg_days_between_orders),
+       business_vault.churned_on(CASE WHEN m.orders_count > 0 THEN m.last_order_date END,
+                                 sc.avg_days_between_orders),
+       sc.clv_predicted_12m
   FROM (SELECT b.hk_customer FROM pg_temp.bv_pit b
         UNION
         SELECT b.hk_customer FROM pg_temp.bv_customers b) t
@@ -463,6 +472,10 @@ SELECT t.hk_customer, h.customer_id, pr.first_name, pr.last_name, pr.city, pr.co
               x.favourite_category
          FROM business_vault.customer_order_summary x
         WHERE x.hk_customer = t.hk_customer OFFSET 0) m ON true
+  LEFT JOIN business_vault.rfm_cutpoints q ON true
+ CROSS JOIN LATERAL business_vault.customer_scores(
+       (now() AT TIME ZONE 'UTC')::date, m.first_order_date, m.last_order_date, m.orders_count,
+       m.total_spent, q.recency, q.frequency, q.monetary) sc
 ON CONFLICT (hk_customer) DO UPDATE SET
     customer_id = excluded.customer_id, first_name = excluded.first_name,
     last_name = excluded.last_name, city = excluded.city, country = excluded.country,
@@ -471,16 +484,25 @@ ON CONFLICT (hk_customer) DO UPDATE SET
     orders_cancelled = excluded.orders_cancelled, orders_returned = excluded.orders_returned,
     total_spent = excluded.total_spent, first_order_at = excluded.first_order_at,
     last_order_at = excluded.last_order_at, first_order_date = excluded.first_order_date,
-    last_order_date = excluded.last_order_date, favourite_category = excluded.favourite_category
+    last_order_date = excluded.last_order_date, favourite_category = excluded.favourite_category,
+    avg_days_between_orders = excluded.avg_days_between_orders,
+    recency_score = excluded.recency_score, frequency_score = excluded.frequency_score,
+    monetary_score = excluded.monetary_score, segment = excluded.segment,
+    at_risk_on = excluded.at_risk_on, churned_on = excluded.churned_on,
+    clv_predicted_12m = excluded.clv_predicted_12m
 WHERE (c.customer_id, c.first_name, c.last_name, c.city, c.country, c.signup_date,
        c.contact_applied_dts, c.contact_event_seq, c.orders_count, c.orders_cancelled,
-       c.orders_returned, c.total_spent, c.first_order_at, c.last_order_at, c.favourite_category)
+       c.orders_returned, c.total_spent, c.first_order_at, c.last_order_at, c.favourite_category,
+       c.avg_days_between_orders, c.recency_score, c.frequency_score, c.monetary_score,
+       c.segment, c.at_risk_on, c.churned_on, c.clv_predicted_12m)
       IS DISTINCT FROM
       (excluded.customer_id, excluded.first_name, excluded.last_name, excluded.city,
        excluded.country, excluded.signup_date, excluded.contact_applied_dts,
        excluded.contact_event_seq, excluded.orders_count, excluded.orders_cancelled,
        excluded.orders_returned, excluded.total_spent, excluded.first_order_at,
-       excluded.last_order_at, excluded.favourite_category);
+       excluded.last_order_at, excluded.favourite_category, excluded.avg_days_between_orders,
+       excluded.recency_score, excluded.frequency_score, excluded.monetary_score,
+       excluded.segment, excluded.at_risk_on, excluded.churned_on, excluded.clv_predicted_12m);
 
 -- Products: the summary of every product the batch reached (details, hub, views, the
 -- lines of its orders), then the revenue ranks of their categories before and after.
@@ -502,12 +524,50 @@ SELECT s.category
        SELECT x.category FROM business_vault.product_summary x
         WHERE x.hk_product = t.hk_product OFFSET 0) s;
 
+-- (set-based, the planner free to hash: a batch often reaches most products, and then
+-- one pass over their lines costs a tenth of a lookup per product; the same figures as
+-- business_vault.product_figures)
+SET LOCAL enable_seqscan TO DEFAULT;
+SET LOCAL enable_hashjoin TO DEFAULT;
+SET LOCAL enable_mergejoin TO DEFAULT;
 INSERT INTO business_vault.product_summary AS p
     (hk_product, product_id, name, category, brand, price, units_sold, revenue, orders,
      buyers, views, viewers, viewers_who_bought, view_to_purchase_rate, rank_in_category)
-SELECT t.hk_product, f.*, 0
+SELECT t.hk_product, h.product_id, d.name, d.category, d.brand, d.price,
+       coalesce(s.units_sold, 0), coalesce(s.revenue, 0.00), coalesce(s.orders, 0),
+       coalesce(s.buyers, 0), coalesce(v.views, 0), coalesce(v.viewers, 0),
+       coalesce(c.viewers_who_bought, 0),
+       round(coalesce(c.viewers_who_bought, 0)::numeric / nullif(v.viewers, 0), 4), 0
   FROM pg_temp.bv_product_figures t
- CROSS JOIN LATERAL business_vault.product_figures(t.hk_product) f
+  JOIN raw_vault.hub_product h ON h.hk_product = t.hk_product
+  LEFT JOIN LATERAL (
+       SELECT x.name, x.category, x.brand, x.price
+         FROM raw_vault.sat_product_details x
+        WHERE x.hk_product = t.hk_product
+        ORDER BY x.applied_dts DESC, x.event_seq DESC LIMIT 1) d ON true
+  LEFT JOIN (
+       SELECT b.hk_product, sum(b.quantity) AS units_sold, sum(b.line_amount) AS revenue,
+              count(DISTINCT b.hk_order) AS orders, count(DISTINCT b.hk_customer) AS buyers
+         FROM pg_temp.bv_product_figures x
+         JOIN business_vault.bridge_customer_order_product b ON b.hk_product = x.hk_product
+         JOIN business_vault.order_summary o ON o.hk_order = b.hk_order
+        WHERE o.is_counted
+        GROUP BY b.hk_product) s ON s.hk_product = t.hk_product
+  LEFT JOIN (
+       SELECT v.hk_product, count(*) AS views, count(DISTINCT v.hk_customer) AS viewers
+         FROM pg_temp.bv_product_figures x
+         JOIN raw_vault.link_product_view v ON v.hk_product = x.hk_product
+        GROUP BY v.hk_product) v ON v.hk_product = t.hk_product
+  LEFT JOIN (
+       SELECT w.hk_product, count(*) AS viewers_who_bought
+         FROM (SELECT DISTINCT v.hk_product, v.hk_customer
+                 FROM pg_temp.bv_product_figures x
+                 JOIN raw_vault.link_product_view v ON v.hk_product = x.hk_product) w
+        WHERE EXISTS (SELECT FROM business_vault.bridge_customer_order_product b
+                        JOIN business_vault.order_summary o ON o.hk_order = b.hk_order
+                       WHERE b.hk_product = w.hk_product AND b.hk_customer = w.hk_customer
+                         AND o.is_counted)
+        GROUP BY w.hk_product) c ON c.hk_product = t.hk_product
 ON CONFLICT (hk_product) DO UPDATE SET
     product_id = excluded.product_id, name = excluded.name, category = excluded.category,
     brand = excluded.brand, price = excluded.price, units_sold = excluded.units_sold,
@@ -521,6 +581,9 @@ WHERE (p.product_id, p.name, p.category, p.brand, p.price, p.units_sold, p.reven
       (excluded.product_id, excluded.name, excluded.category, excluded.brand, excluded.price,
        excluded.units_sold, excluded.revenue, excluded.orders, excluded.buyers, excluded.views,
        excluded.viewers, excluded.viewers_who_bought, excluded.view_to_purchase_rate);
+SET LOCAL enable_seqscan = off;
+SET LOCAL enable_hashjoin = off;
+SET LOCAL enable_mergejoin = off;
 
 INSERT INTO pg_temp.bv_categories (category)
 SELECT s.category
@@ -541,16 +604,10 @@ UPDATE business_vault.product_summary p SET rank_in_category = r.rank
                 WHERE y.category IS NULL AND c.category IS NULL) x) r
  WHERE p.hk_product = r.hk_product AND p.rank_in_category IS DISTINCT FROM r.rank;
 
--- Customer scores: the customers whose row this batch rewrote, those whose value lies
--- between an old and a new RFM boundary (their score moved with the boundary), and
--- everybody on the first batch (no boundaries before) and on the first batch of a day
--- (the stored predicted CLV is of another day).
-INSERT INTO pg_temp.bv_rescore (hk_customer)
-SELECT b.hk_customer FROM pg_temp.bv_pit b
-UNION
-SELECT b.hk_customer FROM pg_temp.bv_customers b
-ON CONFLICT DO NOTHING;
-
+-- Customer scores of the others (the rows rewritten above are scored): those whose
+-- value lies between an old and a new RFM boundary (their score moved with the
+-- boundary), and everybody on the first batch (no boundaries before) and on the first
+-- batch of a day (the stored predicted CLV is of another day).
 INSERT INTO pg_temp.bv_rescore (hk_customer)
 SELECT c.hk_customer FROM business_vault.customer_360_current c
  WHERE NOT EXISTS (SELECT FROM pg_temp.bv_old_cuts)
@@ -598,7 +655,8 @@ SET LOCAL enable_mergejoin TO DEFAULT;
 -- Segment totals and churn calendar: population-wide, one pass over the customers,
 -- when a stored score moved.
 SELECT business_vault.summarise_customers((now() AT TIME ZONE 'UTC')::date)
- WHERE EXISTS (SELECT FROM pg_temp.bv_rescore);
+ WHERE EXISTS (SELECT FROM pg_temp.bv_rescore) OR EXISTS (SELECT FROM pg_temp.bv_customers)
+    OR EXISTS (SELECT FROM pg_temp.bv_pit);
 
 SET LOCAL jit TO DEFAULT;
 SET LOCAL work_mem TO DEFAULT;
