@@ -88,9 +88,10 @@ COMMENT ON COLUMN business_vault.product_summary.viewers_who_bought IS 'Viewers 
 COMMENT ON COLUMN business_vault.product_summary.view_to_purchase_rate IS 'viewers_who_bought / viewers (4 decimals); NULL without views.';
 COMMENT ON COLUMN business_vault.product_summary.rank_in_category IS 'Rank by revenue within the current category (1 = best; ties share a rank; products without a category rank among themselves).';
 
--- A product's row without its rank: what the loader writes for every product a batch
--- reached (its details, the lines of its orders, its views), and what fills the table
--- below. Index lookups by product only.
+-- A product's row without its rank, by index lookups for that product: what fills the
+-- table below. The loader computes the same figures set-based for the products a batch
+-- reached (src/load/business.rs), and a test compares both with the definition mart.products
+-- had before this migration.
 CREATE FUNCTION business_vault.product_figures(product bytea)
 RETURNS TABLE (product_id text, name text, category text, brand text, price numeric(12,2),
                units_sold bigint, revenue numeric, orders bigint, buyers bigint, views bigint,
