@@ -159,6 +159,11 @@ pub struct IngestArgs {
     /// CSV: column holding the business time (ISO 8601); default: ingestion time.
     #[arg(long, env = "DVAULT_INGEST_TIME_FIELD", value_name = "COLUMN")]
     pub time_field: Option<String>,
+    /// The business time of rows without a --time-field and of CloudEvents without
+    /// `time` (ISO 8601), e.g. the day from which a catalogue file holds; default:
+    /// ingestion time.
+    #[arg(long, env = "DVAULT_INGEST_TIME", value_name = "WHEN")]
+    pub time: Option<String>,
     /// Events per transaction.
     #[arg(long, env = "DVAULT_INGEST_BATCH_SIZE", default_value_t = 20_000)]
     pub batch_size: usize,
@@ -735,25 +740,44 @@ async fn serve(config: &Config, args: ServeArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+impl IngestArgs {
+    /// The options of `dvault ingest` (and `--check`), checked.
+    fn options(&self) -> Result<IngestOptions, Box<dyn std::error::Error + Send + Sync>> {
+        let time_range = self.time_range.range()?;
+        let time = match self.time.as_deref() {
+            Some(text) => {
+                let at = parse_time(text).ok_or_else(|| {
+                    format!("--time: {text:?} is not an ISO 8601 date or timestamp")
+                })?;
+                time_range.check("--time", text, at)?;
+                Some(at)
+            }
+            None => None,
+        };
+        Ok(IngestOptions {
+            format: self.format,
+            event_type: self.event_type.clone(),
+            source: self.source.clone(),
+            time_field: self.time_field.clone(),
+            time,
+            batch_size: self.batch_size,
+            progress: !self.check,
+            time_range,
+            bulk_min_rows: (!self.no_bulk && !self.check).then_some(self.bulk_min_rows),
+        })
+    }
+}
+
 async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
     if args.check {
         return ingest_check(config, args).await;
     }
+    let opts = args.options()?;
     let target = Target::resolve(config).await?;
     let mut clients = vec![db::connect_migrated(&target).await?];
     for _ in 1..args.streams {
         clients.push(db::connect(&target.url).await?);
     }
-    let opts = IngestOptions {
-        format: args.format,
-        event_type: args.event_type,
-        source: args.source,
-        time_field: args.time_field,
-        batch_size: args.batch_size,
-        progress: true,
-        time_range: args.time_range.range()?,
-        bulk_min_rows: (!args.no_bulk).then_some(args.bulk_min_rows),
-    };
     let mut failed = false;
     let (mut inserted, mut rejected) = (0, 0);
     for file in &args.files {
@@ -788,16 +812,7 @@ async fn ingest_check(config: &Config, args: IngestArgs) -> CliResult {
     let target = Target::resolve(config).await?;
     let mut client = db::connect_migrated(&target).await?;
     let mappings = active_model(&mut client, None).await?;
-    let opts = IngestOptions {
-        format: args.format,
-        event_type: args.event_type,
-        source: args.source,
-        time_field: args.time_field,
-        batch_size: args.batch_size,
-        progress: false,
-        time_range: args.time_range.range()?,
-        bulk_min_rows: None,
-    };
+    let opts = args.options()?;
     let mut clean = true;
     for file in args.files {
         let (opts, m) = (opts.clone(), mappings.clone());

@@ -53,43 +53,13 @@ COMMENT ON COLUMN mart.customer_orders.order_number IS '1 for the customer''s fi
 COMMENT ON COLUMN mart.customer_orders.days_since_previous_order IS 'UTC days since the customer''s previous order; NULL for the first.';
 COMMENT ON COLUMN mart.customer_orders.cumulative_spent IS 'Amount of the customer''s counted orders up to and including this one.';
 
+-- Kept per product by the loader (business_vault.product_summary, V9): one row, found
+-- by its key or read in the order of one of the table's indexes.
 CREATE OR REPLACE VIEW mart.products AS
-WITH sales AS (
-    SELECT b.hk_product, sum(b.quantity) AS units_sold, sum(b.line_amount) AS revenue,
-           count(DISTINCT b.hk_order) AS orders, count(DISTINCT b.hk_customer) AS buyers
-      FROM business_vault.bridge_customer_order_product b
-      JOIN business_vault.order_summary o ON o.hk_order = b.hk_order
-     WHERE o.is_counted
-     GROUP BY b.hk_product
-), viewed AS (
-    SELECT v.hk_product, count(*) AS views, count(DISTINCT v.hk_customer) AS viewers
-      FROM raw_vault.link_product_view v
-     GROUP BY v.hk_product
-), converted AS (
-    SELECT v.hk_product, count(*) AS viewers_who_bought
-      FROM (SELECT DISTINCT hk_product, hk_customer FROM raw_vault.link_product_view) v
-     WHERE EXISTS (SELECT FROM business_vault.bridge_customer_order_product b
-                     JOIN business_vault.order_summary o ON o.hk_order = b.hk_order
-                    WHERE b.hk_product = v.hk_product AND b.hk_customer = v.hk_customer
-                      AND o.is_counted)
-     GROUP BY v.hk_product
-)
-SELECT hp.product_id, d.name, d.category, d.brand, d.price,
-       coalesce(s.units_sold, 0) AS units_sold,
-       coalesce(s.revenue, 0.00) AS revenue,
-       coalesce(s.orders, 0) AS orders,
-       coalesce(s.buyers, 0) AS buyers,
-       coalesce(v.views, 0) AS views,
-       coalesce(v.viewers, 0) AS viewers,
-       coalesce(c.viewers_who_bought, 0) AS viewers_who_bought,
-       round(coalesce(c.viewers_who_bought, 0)::numeric / nullif(v.viewers, 0), 4) AS view_to_purchase_rate,
-       rank() OVER (PARTITION BY d.category ORDER BY coalesce(s.revenue, 0) DESC) AS rank_in_category,
-       hp.hk_product
-  FROM raw_vault.hub_product hp
-  LEFT JOIN business_vault.sat_product_details_current d ON d.hk_product = hp.hk_product
-  LEFT JOIN sales s ON s.hk_product = hp.hk_product
-  LEFT JOIN viewed v ON v.hk_product = hp.hk_product
-  LEFT JOIN converted c ON c.hk_product = hp.hk_product;
+SELECT p.product_id, p.name, p.category, p.brand, p.price, p.units_sold, p.revenue,
+       p.orders, p.buyers, p.views, p.viewers, p.viewers_who_bought,
+       p.view_to_purchase_rate, p.rank_in_category, p.hk_product
+  FROM business_vault.product_summary p;
 COMMENT ON VIEW mart.products IS 'One row per product: current details, sales over counted orders, views and conversion, revenue rank in its category.';
 COMMENT ON COLUMN mart.products.price IS 'Current list price.';
 COMMENT ON COLUMN mart.products.units_sold IS 'Units in counted orders (not cancelled or returned).';

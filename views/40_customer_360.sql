@@ -1,10 +1,13 @@
 -- The Customer 360: one row per customer, read from business_vault.customer_360_current
--- (current profile and order figures, kept by the loader), plus what must not be
--- stored because it moves by itself: contact details for the roles that may see them,
--- and the RFM scores, recency, churn risk and predicted CLV against today and the RFM
--- boundaries of the current population. A single customer is one primary-key lookup;
--- a page in customer_id order is a range scan of the table's customer_id index that
--- stops after its rows.
+-- (current profile, order figures, RFM scores and segment, churn days and predicted CLV,
+-- kept by the loader; the scores against the boundaries of the current population,
+-- business_vault.rfm_cutpoints), plus what must not be stored because it moves by
+-- itself: contact details for the roles that may see them, the days since the last
+-- order and the churn risk of today. The predicted CLV is stored for one day
+-- (business_vault.customer_scores_day); on any other day it is computed here from the
+-- stored figures. A single customer is one primary-key lookup; a page in customer_id
+-- order (or of a segment, or by last order or spend) is a range scan of one of the
+-- table's indexes that stops after its rows.
 
 CREATE OR REPLACE VIEW mart.customer_360 AS
 SELECT t.customer_id,
@@ -15,13 +18,18 @@ SELECT t.customer_id,
        coalesce(t.total_spent, 0.00) AS total_spent,
        round(t.total_spent / nullif(t.orders_count, 0), 2) AS avg_order_value,
        t.first_order_at, t.last_order_at,
-       s.days_since_last_order, s.avg_days_between_orders,
+       d.days AS days_since_last_order, t.avg_days_between_orders,
        t.favourite_category,
-       s.recency_score, s.frequency_score, s.monetary_score, s.rfm_cell, s.segment,
+       t.recency_score, t.frequency_score, t.monetary_score,
+       t.recency_score::text || t.frequency_score::text || t.monetary_score::text AS rfm_cell,
+       t.segment,
        coalesce(t.total_spent, 0.00) AS clv_historic,
-       s.clv_predicted_12m,
-       s.churn_risk,
-       coalesce(s.churn_risk = 'churned', false) AS is_churned,
+       CASE WHEN d.today = (SELECT x.scored_on FROM business_vault.customer_scores_day x)
+            THEN t.clv_predicted_12m
+            ELSE business_vault.clv_predicted_12m(t.total_spent, d.today - t.first_order_date, r.risk)
+       END AS clv_predicted_12m,
+       r.risk AS churn_risk,
+       coalesce(r.risk = 'churned', false) AS is_churned,
        t.hk_customer
   FROM business_vault.customer_360_current t
   -- contact details: personal data, read from the satellite (a primary-key lookup)
@@ -33,10 +41,15 @@ SELECT t.customer_id,
           AND x.hk_customer = t.hk_customer
           AND x.applied_dts = t.contact_applied_dts
           AND x.event_seq = t.contact_event_seq) c ON true
-  LEFT JOIN business_vault.rfm_cutpoints q ON true
- CROSS JOIN LATERAL business_vault.customer_scores(
-       (now() AT TIME ZONE 'UTC')::date, t.first_order_date, t.last_order_date,
-       t.orders_count, t.total_spent, q.recency, q.frequency, q.monetary) s;
+ -- each step fenced (OFFSET 0) so that the next receives plain columns and the rule
+ -- functions are inlined (see business_vault.customer_scores)
+ CROSS JOIN LATERAL (
+       SELECT (now() AT TIME ZONE 'UTC')::date AS today,
+              CASE WHEN t.orders_count > 0
+                   THEN (now() AT TIME ZONE 'UTC')::date - t.last_order_date END AS days
+       OFFSET 0) d
+ CROSS JOIN LATERAL (
+       SELECT business_vault.churn_risk(d.days, t.avg_days_between_orders) AS risk OFFSET 0) r;
 COMMENT ON VIEW mart.customer_360 IS
     'One row per customer: current profile and contact, order figures, RFM scores and segment, lifetime value and churn risk, relative to today (UTC). Orders count unless cancelled or returned. For another date: mart.customer_360_as_of(ts).';
 COMMENT ON COLUMN mart.customer_360.customer_id IS 'Business key, as first seen (trimmed; keys match case-insensitively when loaded).';
@@ -62,20 +75,27 @@ COMMENT ON COLUMN mart.customer_360.churn_risk IS 'active, at risk or churned (s
 COMMENT ON COLUMN mart.customer_360.is_churned IS 'churn_risk = ''churned''.';
 COMMENT ON COLUMN mart.customer_360.hk_customer IS 'Hash key, to join the vault.';
 
+-- The segment totals are kept by the loader (business_vault.segment_summary); the
+-- averages and shares are derived here from its sums, the days since the last order
+-- against today. The predicted CLV is summed for the day it is stored for; on any other
+-- day it is summed over the segment's customers here (slower, never stale).
 CREATE OR REPLACE VIEW mart.segments AS
 SELECT r.segment,
-       count(c.customer_id) AS customers,
-       round(100.0 * count(c.customer_id) / nullif(sum(count(c.customer_id)) OVER (), 0), 2) AS customers_pct,
-       coalesce(sum(c.total_spent), 0.00) AS revenue,
-       round(100.0 * sum(c.total_spent) / nullif(sum(sum(c.total_spent)) OVER (), 0), 2) AS revenue_pct,
-       round(avg(c.orders_count), 2) AS avg_orders,
-       round(avg(c.total_spent), 2) AS avg_total_spent,
-       round(avg(c.days_since_last_order), 1) AS avg_days_since_last_order,
-       coalesce(sum(c.clv_predicted_12m), 0.00) AS clv_predicted_12m,
+       coalesce(s.customers, 0) AS customers,
+       round(100.0 * coalesce(s.customers, 0) / nullif(sum(coalesce(s.customers, 0)) OVER (), 0), 2) AS customers_pct,
+       coalesce(s.revenue, 0.00) AS revenue,
+       round(100.0 * s.revenue / nullif(sum(s.revenue) OVER (), 0), 2) AS revenue_pct,
+       round(s.orders::numeric / s.customers, 2) AS avg_orders,
+       round(s.revenue / s.customers, 2) AS avg_total_spent,
+       round((s.with_orders * ((now() AT TIME ZONE 'UTC')::date - DATE '2000-01-01') - s.last_order_days)::numeric
+             / nullif(s.with_orders, 0), 1) AS avg_days_since_last_order,
+       coalesce(CASE WHEN (now() AT TIME ZONE 'UTC')::date = (SELECT x.scored_on FROM business_vault.customer_scores_day x)
+                     THEN s.clv_predicted_12m
+                     ELSE (SELECT sum(c.clv_predicted_12m) FROM mart.customer_360 c WHERE c.segment = r.segment)
+                END, 0.00) AS clv_predicted_12m,
        r.description
   FROM mart.rfm_segment_rules r
-  LEFT JOIN mart.customer_360 c ON c.segment = r.segment
- GROUP BY r.sort_order, r.segment, r.description
+  LEFT JOIN business_vault.segment_summary s ON s.segment = r.segment
  ORDER BY r.sort_order;
 COMMENT ON VIEW mart.segments IS 'Customers and revenue per RFM segment today (every segment listed, also when empty).';
 COMMENT ON COLUMN mart.segments.customers_pct IS 'Share of all customers, percent.';
@@ -83,18 +103,25 @@ COMMENT ON COLUMN mart.segments.revenue IS 'Total spent (counted orders) by the 
 COMMENT ON COLUMN mart.segments.revenue_pct IS 'Share of all revenue, percent.';
 COMMENT ON COLUMN mart.segments.clv_predicted_12m IS 'Sum of the customers'' predicted 12-month value.';
 
+-- From the segment totals (customers with and without a counted order) and the churn
+-- calendar: on day D, the customers whose first at-risk (churned) day is D or earlier
+-- are at risk or churned (churned).
 CREATE OR REPLACE VIEW mart.churn AS
-SELECT count(*) FILTER (WHERE c.orders_count > 0) AS customers_with_orders,
-       count(*) FILTER (WHERE c.churn_risk = 'active') AS active,
-       count(*) FILTER (WHERE c.churn_risk = 'at risk') AS at_risk,
-       count(*) FILTER (WHERE c.churn_risk = 'churned') AS churned,
-       round(count(*) FILTER (WHERE c.churn_risk = 'churned')::numeric
-             / nullif(count(*) FILTER (WHERE c.orders_count > 0), 0), 4) AS churn_rate,
-       round(count(*) FILTER (WHERE c.churn_risk = 'at risk')::numeric
-             / nullif(count(*) FILTER (WHERE c.orders_count > 0), 0), 4) AS at_risk_rate,
-       count(*) FILTER (WHERE c.orders_count = 0) AS prospects,
-       count(*) AS customers
-  FROM mart.customer_360 c;
+SELECT p.with_orders AS customers_with_orders,
+       p.with_orders - k.at_risk AS active,
+       k.at_risk - k.churned AS at_risk,
+       k.churned,
+       round(k.churned::numeric / nullif(p.with_orders, 0), 4) AS churn_rate,
+       round((k.at_risk - k.churned)::numeric / nullif(p.with_orders, 0), 4) AS at_risk_rate,
+       p.customers - p.with_orders AS prospects,
+       p.customers
+  FROM (SELECT coalesce(sum(s.with_orders), 0)::bigint AS with_orders,
+               coalesce(sum(s.customers), 0)::bigint AS customers
+          FROM business_vault.segment_summary s) p,
+       (SELECT coalesce(sum(c.at_risk), 0)::bigint AS at_risk,
+               coalesce(sum(c.churned), 0)::bigint AS churned
+          FROM business_vault.churn_calendar c
+         WHERE c.day <= (now() AT TIME ZONE 'UTC')::date) k;
 COMMENT ON VIEW mart.churn IS 'Churn today: customers with a counted order by churn risk (see business_vault.churn_risk), and the rates.';
 COMMENT ON COLUMN mart.churn.churn_rate IS 'churned / customers_with_orders (0..1).';
 COMMENT ON COLUMN mart.churn.at_risk_rate IS 'at_risk / customers_with_orders (0..1).';

@@ -52,6 +52,9 @@ pub struct IngestOptions {
     pub event_type: Option<String>,
     pub source: Option<String>,
     pub time_field: Option<String>,
+    /// The business time of what carries none (CSV rows without `time_field`,
+    /// CloudEvents without `time`); `None`: the ingestion time (`--time`).
+    pub time: Option<DateTime<Utc>>,
     pub batch_size: usize,
     /// Show a progress bar (only ever on a terminal).
     pub progress: bool,
@@ -69,6 +72,7 @@ impl Default for IngestOptions {
             event_type: None,
             source: None,
             time_field: None,
+            time: None,
             batch_size: 20_000,
             progress: false,
             time_range: TimeRange::default(),
@@ -389,7 +393,7 @@ fn start_reader(
     let spec = spec.clone();
     let batch_size = opts.batch_size.max(1);
     let range = opts.time_range;
-    let received_at = Utc::now();
+    let received_at = opts.time.unwrap_or_else(Utc::now);
     let reader = tokio::task::spawn_blocking(move || match spec {
         Some(spec) => parse_csv(file, &path, &spec, batch_size, received_at, &range, &tx),
         None => parse_ndjson(file, &path, batch_size, received_at, &range, &tx),

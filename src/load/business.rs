@@ -38,6 +38,10 @@ pub const TABLES: &[&str] = &[
     "business_vault.customer_order_summary",
     "business_vault.rfm_cutpoints",
     "business_vault.customer_360_current",
+    "business_vault.product_summary",
+    "business_vault.customer_scores_day",
+    "business_vault.segment_summary",
+    "business_vault.churn_calendar",
 ];
 
 /// The keys a batch touched, by what they feed.
@@ -49,6 +53,9 @@ pub struct Touched {
     pub order_lines: Vec<Hash>,
     /// Products whose details it staged (their category moves favourite categories).
     pub products: Vec<Hash>,
+    /// Other products whose summary it may move: new hub rows and viewed products
+    /// (the products of touched orders are found from the orders).
+    pub product_facts: Vec<Hash>,
     /// Customers for the PIT, with the earliest business time staged in one of their
     /// satellites; `None`: only the hub (the current row must exist).
     pub customers: Vec<(Hash, Option<DateTime<Utc>>)>,
@@ -88,6 +95,16 @@ impl Touched {
                 .flatten()
                 .map(|r| r.parent),
         );
+        if let Some(h) = hub("hub_product") {
+            t.product_facts.extend(rows.hubs[h].iter().map(|r| r.hk));
+        }
+        if let Some(l) = m.link_index("link_product_view") {
+            let product_hub = hub("hub_product");
+            if let Some(pos) = m.links[l].hubs.iter().position(|&h| Some(h) == product_hub) {
+                t.product_facts
+                    .extend(rows.links[l].iter().map(|r| r.hub_keys[pos]));
+            }
+        }
         for name in ["sat_customer_profile", "sat_customer_contact"] {
             if let Some(staged) = sat(name) {
                 t.customers.extend(
@@ -101,7 +118,12 @@ impl Touched {
             t.customers
                 .extend(rows.hubs[h].iter().map(|r| (r.hk, None)));
         }
-        for keys in [&mut t.orders, &mut t.order_lines, &mut t.products] {
+        for keys in [
+            &mut t.orders,
+            &mut t.order_lines,
+            &mut t.products,
+            &mut t.product_facts,
+        ] {
             keys.sort_unstable();
             keys.dedup();
         }
@@ -114,6 +136,7 @@ impl Touched {
         self.orders.is_empty()
             && self.order_lines.is_empty()
             && self.products.is_empty()
+            && self.product_facts.is_empty()
             && self.customers.is_empty()
     }
 }
@@ -133,6 +156,10 @@ CREATE TEMP TABLE IF NOT EXISTS bv_orders (hk_order bytea PRIMARY KEY) ON COMMIT
 CREATE TEMP TABLE IF NOT EXISTS bv_products (hk_product bytea PRIMARY KEY) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS bv_pit (hk_customer bytea NOT NULL, since timestamptz) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS bv_customers (hk_customer bytea PRIMARY KEY) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS bv_product_figures (hk_product bytea PRIMARY KEY) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS bv_categories (category text) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS bv_old_cuts (recency date[], frequency integer[], monetary numeric[]) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS bv_rescore (hk_customer bytea PRIMARY KEY) ON COMMIT DELETE ROWS;
 ";
 
 const STAGE_ORDERS: &str = "
@@ -145,6 +172,12 @@ SELECT l.hk_order
 
 const STAGE_PRODUCTS: &str =
     "INSERT INTO pg_temp.bv_products (hk_product) SELECT u.hk FROM unnest($1::bytea[]) AS u(hk)";
+
+const STAGE_PRODUCT_FIGURES: &str = "
+INSERT INTO pg_temp.bv_product_figures (hk_product)
+SELECT u.hk FROM unnest($1::bytea[]) AS u(hk)
+UNION
+SELECT u.hk FROM unnest($2::bytea[]) AS u(hk)";
 
 const STAGE_PIT: &str = "INSERT INTO pg_temp.bv_pit (hk_customer, since)
 SELECT u.hk, u.since FROM unnest($1::bytea[], $2::timestamptz[]) AS u(hk, since)";
@@ -313,7 +346,10 @@ DELETE FROM business_vault.customer_order_summary c
                            WHERE o.hk_customer = t.hk_customer));
 
 -- RFM quintile boundaries: the one figure that needs the whole population, kept as
--- one row (a sort of the customers with orders), only when a customer changed.
+-- one row (a sort of the customers with orders), only when a customer changed. The
+-- boundaries before the batch decide below which stored scores may have moved.
+INSERT INTO pg_temp.bv_old_cuts (recency, frequency, monetary)
+SELECT r.recency, r.frequency, r.monetary FROM business_vault.rfm_cutpoints r;
 INSERT INTO business_vault.rfm_cutpoints AS r (singleton, population, recency, frequency, monetary)
 SELECT true, count(*),
        business_vault.quintile_cuts(coalesce(array_agg(c.last_order_date), '{}')),
@@ -388,15 +424,24 @@ WHERE (p.sat_customer_profile_hk, p.sat_customer_profile_applied_dts,
 
 -- Customer 360, current (after the PIT and the customer summary it reads): the
 -- customers whose PIT the batch staged and those whose order figures may have moved.
+-- With the figures, the scores against the boundaries of this batch and today (as
+-- business_vault.score_customers writes them for the others below).
 INSERT INTO business_vault.customer_360_current AS c
     (hk_customer, customer_id, first_name, last_name, city, country, signup_date,
      contact_applied_dts, contact_event_seq, orders_count, orders_cancelled, orders_returned,
      total_spent, first_order_at, last_order_at, first_order_date, last_order_date,
-     favourite_category)
+     favourite_category, avg_days_between_orders, recency_score, frequency_score,
+     monetary_score, segment, at_risk_on, churned_on, clv_predicted_12m)
 SELECT t.hk_customer, h.customer_id, pr.first_name, pr.last_name, pr.city, pr.country,
        pr.signup_date, co.applied_dts, co.event_seq, m.orders_count, m.orders_cancelled,
        m.orders_returned, m.total_spent, m.first_order_at, m.last_order_at, m.first_order_date,
-       m.last_order_date, m.favourite_category
+       m.last_order_date, m.favourite_category, sc.avg_days_between_orders, sc.recency_score,
+       sc.frequency_score, sc.monetary_score, sc.segment,
+       business_vault.at_risk_on(CASE WHEN m.orders_count > 0 THEN m.last_order_date END,
+                                 sc.avg_days_between_orders),
+       business_vault.churned_on(CASE WHEN m.orders_count > 0 THEN m.last_order_date END,
+                                 sc.avg_days_between_orders),
+       sc.clv_predicted_12m
   FROM (SELECT b.hk_customer FROM pg_temp.bv_pit b
         UNION
         SELECT b.hk_customer FROM pg_temp.bv_customers b) t
@@ -427,6 +472,10 @@ SELECT t.hk_customer, h.customer_id, pr.first_name, pr.last_name, pr.city, pr.co
               x.favourite_category
          FROM business_vault.customer_order_summary x
         WHERE x.hk_customer = t.hk_customer OFFSET 0) m ON true
+  LEFT JOIN business_vault.rfm_cutpoints q ON true
+ CROSS JOIN LATERAL business_vault.customer_scores(
+       (now() AT TIME ZONE 'UTC')::date, m.first_order_date, m.last_order_date, m.orders_count,
+       m.total_spent, q.recency, q.frequency, q.monetary) sc
 ON CONFLICT (hk_customer) DO UPDATE SET
     customer_id = excluded.customer_id, first_name = excluded.first_name,
     last_name = excluded.last_name, city = excluded.city, country = excluded.country,
@@ -435,20 +484,180 @@ ON CONFLICT (hk_customer) DO UPDATE SET
     orders_cancelled = excluded.orders_cancelled, orders_returned = excluded.orders_returned,
     total_spent = excluded.total_spent, first_order_at = excluded.first_order_at,
     last_order_at = excluded.last_order_at, first_order_date = excluded.first_order_date,
-    last_order_date = excluded.last_order_date, favourite_category = excluded.favourite_category
+    last_order_date = excluded.last_order_date, favourite_category = excluded.favourite_category,
+    avg_days_between_orders = excluded.avg_days_between_orders,
+    recency_score = excluded.recency_score, frequency_score = excluded.frequency_score,
+    monetary_score = excluded.monetary_score, segment = excluded.segment,
+    at_risk_on = excluded.at_risk_on, churned_on = excluded.churned_on,
+    clv_predicted_12m = excluded.clv_predicted_12m
 WHERE (c.customer_id, c.first_name, c.last_name, c.city, c.country, c.signup_date,
        c.contact_applied_dts, c.contact_event_seq, c.orders_count, c.orders_cancelled,
-       c.orders_returned, c.total_spent, c.first_order_at, c.last_order_at, c.favourite_category)
+       c.orders_returned, c.total_spent, c.first_order_at, c.last_order_at, c.favourite_category,
+       c.avg_days_between_orders, c.recency_score, c.frequency_score, c.monetary_score,
+       c.segment, c.at_risk_on, c.churned_on, c.clv_predicted_12m)
       IS DISTINCT FROM
       (excluded.customer_id, excluded.first_name, excluded.last_name, excluded.city,
        excluded.country, excluded.signup_date, excluded.contact_applied_dts,
        excluded.contact_event_seq, excluded.orders_count, excluded.orders_cancelled,
        excluded.orders_returned, excluded.total_spent, excluded.first_order_at,
-       excluded.last_order_at, excluded.favourite_category);
+       excluded.last_order_at, excluded.favourite_category, excluded.avg_days_between_orders,
+       excluded.recency_score, excluded.frequency_score, excluded.monetary_score,
+       excluded.segment, excluded.at_risk_on, excluded.churned_on, excluded.clv_predicted_12m);
+
+-- Products: the summary of every product the batch reached (details, hub, views, the
+-- lines of its orders), then the revenue ranks of their categories before and after.
+INSERT INTO pg_temp.bv_product_figures (hk_product)
+SELECT p.hk_product FROM pg_temp.bv_products p
+UNION
+SELECT b.hk_product
+  FROM pg_temp.bv_orders t
+ CROSS JOIN LATERAL (
+       SELECT l.hk_product FROM business_vault.bridge_customer_order_product l
+        WHERE l.hk_order = t.hk_order OFFSET 0) b
+ON CONFLICT DO NOTHING;
+ANALYZE pg_temp.bv_product_figures;
+
+INSERT INTO pg_temp.bv_categories (category)
+SELECT s.category
+  FROM pg_temp.bv_product_figures t
+ CROSS JOIN LATERAL (
+       SELECT x.category FROM business_vault.product_summary x
+        WHERE x.hk_product = t.hk_product OFFSET 0) s;
+
+-- (set-based, the planner free to hash: a batch often reaches most products, and then
+-- one pass over their lines costs a tenth of a lookup per product; the same figures as
+-- business_vault.product_figures)
+SET LOCAL enable_seqscan TO DEFAULT;
+SET LOCAL enable_hashjoin TO DEFAULT;
+SET LOCAL enable_mergejoin TO DEFAULT;
+INSERT INTO business_vault.product_summary AS p
+    (hk_product, product_id, name, category, brand, price, units_sold, revenue, orders,
+     buyers, views, viewers, viewers_who_bought, view_to_purchase_rate, rank_in_category)
+SELECT t.hk_product, h.product_id, d.name, d.category, d.brand, d.price,
+       coalesce(s.units_sold, 0), coalesce(s.revenue, 0.00), coalesce(s.orders, 0),
+       coalesce(s.buyers, 0), coalesce(v.views, 0), coalesce(v.viewers, 0),
+       coalesce(c.viewers_who_bought, 0),
+       round(coalesce(c.viewers_who_bought, 0)::numeric / nullif(v.viewers, 0), 4), 0
+  FROM pg_temp.bv_product_figures t
+  JOIN raw_vault.hub_product h ON h.hk_product = t.hk_product
+  LEFT JOIN LATERAL (
+       SELECT x.name, x.category, x.brand, x.price
+         FROM raw_vault.sat_product_details x
+        WHERE x.hk_product = t.hk_product
+        ORDER BY x.applied_dts DESC, x.event_seq DESC LIMIT 1) d ON true
+  LEFT JOIN (
+       SELECT b.hk_product, sum(b.quantity) AS units_sold, sum(b.line_amount) AS revenue,
+              count(DISTINCT b.hk_order) AS orders, count(DISTINCT b.hk_customer) AS buyers
+         FROM pg_temp.bv_product_figures x
+         JOIN business_vault.bridge_customer_order_product b ON b.hk_product = x.hk_product
+         JOIN business_vault.order_summary o ON o.hk_order = b.hk_order
+        WHERE o.is_counted
+        GROUP BY b.hk_product) s ON s.hk_product = t.hk_product
+  LEFT JOIN (
+       SELECT v.hk_product, count(*) AS views, count(DISTINCT v.hk_customer) AS viewers
+         FROM pg_temp.bv_product_figures x
+         JOIN raw_vault.link_product_view v ON v.hk_product = x.hk_product
+        GROUP BY v.hk_product) v ON v.hk_product = t.hk_product
+  LEFT JOIN (
+       SELECT w.hk_product, count(*) AS viewers_who_bought
+         FROM (SELECT DISTINCT v.hk_product, v.hk_customer
+                 FROM pg_temp.bv_product_figures x
+                 JOIN raw_vault.link_product_view v ON v.hk_product = x.hk_product) w
+        WHERE EXISTS (SELECT FROM business_vault.bridge_customer_order_product b
+                        JOIN business_vault.order_summary o ON o.hk_order = b.hk_order
+                       WHERE b.hk_product = w.hk_product AND b.hk_customer = w.hk_customer
+                         AND o.is_counted)
+        GROUP BY w.hk_product) c ON c.hk_product = t.hk_product
+ON CONFLICT (hk_product) DO UPDATE SET
+    product_id = excluded.product_id, name = excluded.name, category = excluded.category,
+    brand = excluded.brand, price = excluded.price, units_sold = excluded.units_sold,
+    revenue = excluded.revenue, orders = excluded.orders, buyers = excluded.buyers,
+    views = excluded.views, viewers = excluded.viewers,
+    viewers_who_bought = excluded.viewers_who_bought,
+    view_to_purchase_rate = excluded.view_to_purchase_rate
+WHERE (p.product_id, p.name, p.category, p.brand, p.price, p.units_sold, p.revenue, p.orders,
+       p.buyers, p.views, p.viewers, p.viewers_who_bought, p.view_to_purchase_rate)
+      IS DISTINCT FROM
+      (excluded.product_id, excluded.name, excluded.category, excluded.brand, excluded.price,
+       excluded.units_sold, excluded.revenue, excluded.orders, excluded.buyers, excluded.views,
+       excluded.viewers, excluded.viewers_who_bought, excluded.view_to_purchase_rate);
+SET LOCAL enable_seqscan = off;
+SET LOCAL enable_hashjoin = off;
+SET LOCAL enable_mergejoin = off;
+
+INSERT INTO pg_temp.bv_categories (category)
+SELECT s.category
+  FROM pg_temp.bv_product_figures t
+ CROSS JOIN LATERAL (
+       SELECT x.category FROM business_vault.product_summary x
+        WHERE x.hk_product = t.hk_product OFFSET 0) s;
+
+-- (products without a category rank among themselves, as rank() partitions them)
+UPDATE business_vault.product_summary p SET rank_in_category = r.rank
+  FROM (SELECT x.hk_product, rank() OVER (PARTITION BY x.category ORDER BY x.revenue DESC) AS rank
+          FROM (SELECT DISTINCT c.category FROM pg_temp.bv_categories c) c
+         CROSS JOIN LATERAL (
+               SELECT y.hk_product, y.category, y.revenue FROM business_vault.product_summary y
+                WHERE y.category = c.category
+               UNION ALL
+               SELECT y.hk_product, y.category, y.revenue FROM business_vault.product_summary y
+                WHERE y.category IS NULL AND c.category IS NULL) x) r
+ WHERE p.hk_product = r.hk_product AND p.rank_in_category IS DISTINCT FROM r.rank;
+
+-- Customer scores of the others (the rows rewritten above are scored): those whose
+-- value lies between an old and a new RFM boundary (their score moved with the
+-- boundary), and everybody on the first batch (no boundaries before) and on the first
+-- batch of a day (the stored predicted CLV is of another day).
+INSERT INTO pg_temp.bv_rescore (hk_customer)
+SELECT c.hk_customer FROM business_vault.customer_360_current c
+ WHERE NOT EXISTS (SELECT FROM pg_temp.bv_old_cuts)
+    OR NOT EXISTS (SELECT FROM business_vault.customer_scores_day d
+                    WHERE d.scored_on = (now() AT TIME ZONE 'UTC')::date)
+ON CONFLICT DO NOTHING;
+
+INSERT INTO pg_temp.bv_rescore (hk_customer)
+SELECT x.hk_customer
+  FROM pg_temp.bv_old_cuts o
+ CROSS JOIN business_vault.rfm_cutpoints n
+ CROSS JOIN generate_series(1, 4) AS k(k)
+ CROSS JOIN LATERAL (
+       SELECT y.hk_customer FROM business_vault.customer_360_current y
+        WHERE o.recency[k.k] IS DISTINCT FROM n.recency[k.k]
+          AND y.last_order_date >= least(o.recency[k.k], n.recency[k.k])
+          AND y.last_order_date < CASE WHEN o.recency[k.k] IS NULL OR n.recency[k.k] IS NULL
+                                       THEN 'infinity'::date
+                                       ELSE greatest(o.recency[k.k], n.recency[k.k]) END
+       UNION ALL
+       SELECT y.hk_customer FROM business_vault.customer_360_current y
+        WHERE o.frequency[k.k] IS DISTINCT FROM n.frequency[k.k]
+          AND y.orders_count >= least(o.frequency[k.k], n.frequency[k.k])
+          AND y.orders_count < CASE WHEN o.frequency[k.k] IS NULL OR n.frequency[k.k] IS NULL
+                                    THEN 2147483647
+                                    ELSE greatest(o.frequency[k.k], n.frequency[k.k]) END
+       UNION ALL
+       SELECT y.hk_customer FROM business_vault.customer_360_current y
+        WHERE o.monetary[k.k] IS DISTINCT FROM n.monetary[k.k]
+          AND coalesce(y.total_spent, 0.00) >= least(o.monetary[k.k], n.monetary[k.k])
+          AND coalesce(y.total_spent, 0.00) < CASE WHEN o.monetary[k.k] IS NULL OR n.monetary[k.k] IS NULL
+                                                   THEN 'Infinity'::numeric
+                                                   ELSE greatest(o.monetary[k.k], n.monetary[k.k]) END) x
+ON CONFLICT DO NOTHING;
+ANALYZE pg_temp.bv_rescore;
+
+SELECT business_vault.score_customers(a.customers, (now() AT TIME ZONE 'UTC')::date)
+  FROM (SELECT array_agg(r.hk_customer) AS customers FROM pg_temp.bv_rescore r) a
+ WHERE a.customers IS NOT NULL;
 
 SET LOCAL enable_seqscan TO DEFAULT;
 SET LOCAL enable_hashjoin TO DEFAULT;
 SET LOCAL enable_mergejoin TO DEFAULT;
+
+-- Segment totals and churn calendar: population-wide, one pass over the customers,
+-- when a stored score moved.
+SELECT business_vault.summarise_customers((now() AT TIME ZONE 'UTC')::date)
+ WHERE EXISTS (SELECT FROM pg_temp.bv_rescore) OR EXISTS (SELECT FROM pg_temp.bv_customers)
+    OR EXISTS (SELECT FROM pg_temp.bv_pit);
+
 SET LOCAL jit TO DEFAULT;
 SET LOCAL work_mem TO DEFAULT;
 "#;
@@ -476,6 +685,12 @@ pub async fn refresh(tx: &Transaction<'_>, m: &Mappings, rows: &Rows) -> Result<
     tx.execute(STAGE_PRODUCTS, &[&bytes(&touched.products)])
         .await
         .doing("staging the products the batch touched")?;
+    tx.execute(
+        STAGE_PRODUCT_FIGURES,
+        &[&bytes(&touched.products), &bytes(&touched.product_facts)],
+    )
+    .await
+    .doing("staging the products whose figures the batch may move")?;
     let customers: Vec<&[u8]> = touched.customers.iter().map(|(k, _)| &k[..]).collect();
     let since: Vec<Option<DateTime<Utc>>> = touched.customers.iter().map(|(_, t)| *t).collect();
     tx.execute(STAGE_PIT, &[&customers, &since])
@@ -579,6 +794,10 @@ mod tests {
             [hash_key_multi([Some("O1"), Some("P1"), Some("1")]).expect("key")]
         );
         assert_eq!(t.products, [key("P2")]);
+        // new product hubs and viewed products move product summaries
+        let mut facts = vec![key("P1"), key("P2"), key("P3")];
+        facts.sort_unstable();
+        assert_eq!(t.product_facts, facts);
         let march = |day| Utc.with_ymd_and_hms(2024, 3, day, 12, 0, 0).single();
         let mut customers = vec![
             (key("C1"), march(3)), // the earliest business time staged for C1

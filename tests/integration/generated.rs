@@ -165,3 +165,81 @@ async fn dirty_lines_are_rejected_at_the_announced_stage_and_good_ones_land() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Customers with a counted order at `ts`, and how many of them have no favourite
+/// category then.
+async fn favourites_at(client: &tokio_postgres::Client, ts: &str) -> (i64, i64) {
+    let r = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE orders_count > 0),
+                    count(*) FILTER (WHERE orders_count > 0 AND favourite_category IS NULL)
+               FROM mart.customer_360_as_of($1::text::timestamptz)",
+            &[&ts],
+        )
+        .await
+        .expect("as of");
+    (r.get(0), r.get(1))
+}
+
+/// The flat files, products.csv with the business time `products_time` (`--time`).
+async fn load_flat(dir: &Path, products_time: Option<&str>) -> (TestDb, tokio_postgres::Client) {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let csv = |ty: &str, source: &str, time_field: Option<&str>| IngestOptions {
+        event_type: Some(ty.into()),
+        source: Some(source.into()),
+        time_field: time_field.map(String::from),
+        ..IngestOptions::default()
+    };
+    ingest(
+        &mut client,
+        &dir.join("customers.csv"),
+        &csv("customer_registered", "crm", Some("signup_date")),
+    )
+    .await;
+    let products = IngestOptions {
+        time: products_time.map(|t| dvault::events::csv_rows::parse_time(t).expect("time")),
+        ..csv("product_listed", "catalog", None)
+    };
+    ingest(&mut client, &dir.join("products.csv"), &products).await;
+    ingest(
+        &mut client,
+        &dir.join("transactions.csv"),
+        &csv("order_line_recorded", "pos", Some("transaction_date")),
+    )
+    .await;
+    assert_eq!(load_all(&mut client).await.rejected, 0);
+    (db, client)
+}
+
+#[tokio::test]
+async fn flat_products_with_a_business_time_give_as_of_favourite_categories() {
+    let (dir, _) = generated(0.0);
+    // the catalogue file has no time column: as ingested (business time now), its
+    // products have no category before the load, so no one has a favourite then
+    let (_db, client) = load_flat(&dir, None).await;
+    let (buyers, without) = favourites_at(&client, "2026-05-15T12:00:00Z").await;
+    assert!(buyers > 50, "{buyers}");
+    assert_eq!(without, buyers);
+    // given the day from which the catalogue holds (docs/events.md: the first day of
+    // the transactions), as-of answers have the favourites the current view has
+    let (_db, client) = load_flat(&dir, Some("2026-04-01")).await;
+    assert_eq!(
+        favourites_at(&client, "2026-05-15T12:00:00Z").await,
+        (buyers, 0)
+    );
+    let today: (i64, i64) = {
+        let r = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE orders_count > 0),
+                        count(*) FILTER (WHERE orders_count > 0 AND favourite_category IS NULL)
+                   FROM mart.customer_360",
+                &[],
+            )
+            .await
+            .expect("today");
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(today.1, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1011,18 +1011,30 @@ async fn churn_risk_follows_the_documented_rule_on_both_sides_of_every_threshold
     // 35 (1.5 × gap and 3 × gap bind), 50 (the 60-day cap binds, 3 × gap = 150)
     for gap in [None, Some(40), Some(200), Some(350), Some(367), Some(500)] {
         for days in 0..=160 {
-            let got: String = client
+            // and the first days of each state the loader stores (V9), seen from the
+            // day `days` after a last order on 2024-01-01
+            let r = client
                 .query_one(
-                    "SELECT business_vault.churn_risk($1, $2::text::numeric)",
+                    "SELECT business_vault.churn_risk($1, $2::text::numeric),
+                            CASE WHEN DATE '2024-01-01' + $1 >= business_vault.churned_on('2024-01-01', $2::text::numeric)
+                                 THEN 'churned'
+                                 WHEN DATE '2024-01-01' + $1 >= business_vault.at_risk_on('2024-01-01', $2::text::numeric)
+                                 THEN 'at risk'
+                                 ELSE 'active' END",
                     &[&days, &gap.map(|g: i64| format!("{}.{}", g / 10, g % 10))],
                 )
                 .await
-                .expect("churn_risk")
-                .get(0);
+                .expect("churn_risk");
+            let (got, by_dates): (String, String) = (r.get(0), r.get(1));
             assert_eq!(
                 got,
                 documented_churn_risk(days, gap),
                 "churn_risk({days}, {gap:?} tenths)"
+            );
+            assert_eq!(
+                by_dates,
+                documented_churn_risk(days, gap),
+                "at_risk_on / churned_on ({days}, {gap:?} tenths)"
             );
         }
     }
@@ -1057,4 +1069,198 @@ async fn every_view_table_and_function_for_analysts_is_commented() {
     )
     .await;
     assert!(undocumented.is_empty(), "{undocumented:?}");
+}
+
+/// mart.products as it was defined before the loader kept it (V9): every figure
+/// computed from the bridge, the order summary and the clickstream at query time.
+const PRODUCTS_DEFINED: &str = "
+WITH sales AS (
+    SELECT b.hk_product, sum(b.quantity) AS units_sold, sum(b.line_amount) AS revenue,
+           count(DISTINCT b.hk_order) AS orders, count(DISTINCT b.hk_customer) AS buyers
+      FROM business_vault.bridge_customer_order_product b
+      JOIN business_vault.order_summary o ON o.hk_order = b.hk_order
+     WHERE o.is_counted
+     GROUP BY b.hk_product
+), viewed AS (
+    SELECT v.hk_product, count(*) AS views, count(DISTINCT v.hk_customer) AS viewers
+      FROM raw_vault.link_product_view v
+     GROUP BY v.hk_product
+), converted AS (
+    SELECT v.hk_product, count(*) AS viewers_who_bought
+      FROM (SELECT DISTINCT hk_product, hk_customer FROM raw_vault.link_product_view) v
+     WHERE EXISTS (SELECT FROM business_vault.bridge_customer_order_product b
+                     JOIN business_vault.order_summary o ON o.hk_order = b.hk_order
+                    WHERE b.hk_product = v.hk_product AND b.hk_customer = v.hk_customer
+                      AND o.is_counted)
+     GROUP BY v.hk_product
+)
+SELECT hp.product_id, d.name, d.category, d.brand, d.price,
+       coalesce(s.units_sold, 0) AS units_sold,
+       coalesce(s.revenue, 0.00) AS revenue,
+       coalesce(s.orders, 0) AS orders,
+       coalesce(s.buyers, 0) AS buyers,
+       coalesce(v.views, 0) AS views,
+       coalesce(v.viewers, 0) AS viewers,
+       coalesce(c.viewers_who_bought, 0) AS viewers_who_bought,
+       round(coalesce(c.viewers_who_bought, 0)::numeric / nullif(v.viewers, 0), 4) AS view_to_purchase_rate,
+       rank() OVER (PARTITION BY d.category ORDER BY coalesce(s.revenue, 0) DESC) AS rank_in_category,
+       hp.hk_product
+  FROM raw_vault.hub_product hp
+  LEFT JOIN business_vault.sat_product_details_current d ON d.hk_product = hp.hk_product
+  LEFT JOIN sales s ON s.hk_product = hp.hk_product
+  LEFT JOIN viewed v ON v.hk_product = hp.hk_product
+  LEFT JOIN converted c ON c.hk_product = hp.hk_product
+ ORDER BY hp.product_id";
+
+/// mart.customer_360's scores as they were defined before the loader stored them (V9):
+/// every customer scored against the RFM boundaries at query time.
+const SCORED_DEFINED: &str = "
+SELECT t.customer_id, s.days_since_last_order, s.avg_days_between_orders, s.recency_score,
+       s.frequency_score, s.monetary_score, s.rfm_cell, s.segment, s.clv_predicted_12m,
+       s.churn_risk, coalesce(t.orders_count, 0) AS orders_count,
+       coalesce(t.total_spent, 0.00) AS total_spent
+  FROM business_vault.customer_360_current t
+  LEFT JOIN business_vault.rfm_cutpoints q ON true
+ CROSS JOIN LATERAL business_vault.customer_scores(
+       (now() AT TIME ZONE 'UTC')::date, t.first_order_date, t.last_order_date,
+       t.orders_count, t.total_spent, q.recency, q.frequency, q.monetary) s";
+
+const SCORED_VIEW: &str = "
+SELECT customer_id, days_since_last_order, avg_days_between_orders, recency_score,
+       frequency_score, monetary_score, rfm_cell, segment, clv_predicted_12m, churn_risk
+  FROM mart.customer_360 ORDER BY customer_id";
+
+fn segments_defined() -> String {
+    format!(
+        "WITH c AS ({SCORED_DEFINED})
+         SELECT r.segment, count(c.customer_id) AS customers,
+                round(100.0 * count(c.customer_id) / nullif(sum(count(c.customer_id)) OVER (), 0), 2),
+                coalesce(sum(c.total_spent), 0.00),
+                round(100.0 * sum(c.total_spent) / nullif(sum(sum(c.total_spent)) OVER (), 0), 2),
+                round(avg(c.orders_count), 2),
+                round(avg(c.total_spent), 2),
+                round(avg(c.days_since_last_order), 1),
+                coalesce(sum(c.clv_predicted_12m), 0.00), r.description
+           FROM mart.rfm_segment_rules r
+           LEFT JOIN c ON c.segment = r.segment
+          GROUP BY r.sort_order, r.segment, r.description
+          ORDER BY r.sort_order"
+    )
+}
+
+fn churn_defined() -> String {
+    format!(
+        "WITH c AS ({SCORED_DEFINED})
+         SELECT count(*) FILTER (WHERE c.orders_count > 0),
+                count(*) FILTER (WHERE c.churn_risk = 'active'),
+                count(*) FILTER (WHERE c.churn_risk = 'at risk'),
+                count(*) FILTER (WHERE c.churn_risk = 'churned'),
+                round(count(*) FILTER (WHERE c.churn_risk = 'churned')::numeric
+                      / nullif(count(*) FILTER (WHERE c.orders_count > 0), 0), 4),
+                round(count(*) FILTER (WHERE c.churn_risk = 'at risk')::numeric
+                      / nullif(count(*) FILTER (WHERE c.orders_count > 0), 0), 4),
+                count(*) FILTER (WHERE c.orders_count = 0), count(*)
+           FROM c"
+    )
+}
+
+const SEGMENTS_VIEW: &str = "SELECT segment, customers, customers_pct, revenue, revenue_pct,
+    avg_orders, avg_total_spent, avg_days_since_last_order, clv_predicted_12m, description
+    FROM mart.segments";
+const CHURN_VIEW: &str = "SELECT customers_with_orders, active, at_risk, churned, churn_rate,
+    at_risk_rate, prospects, customers FROM mart.churn";
+
+/// Products, scores, segments and churn as the views give them now.
+async fn population_answers(client: &Client) -> Vec<Vec<String>> {
+    vec![
+        rows(client, "SELECT * FROM mart.products ORDER BY product_id").await,
+        rows(client, SCORED_VIEW).await,
+        rows(client, SEGMENTS_VIEW).await,
+        rows(client, CHURN_VIEW).await,
+    ]
+}
+
+#[tokio::test]
+async fn population_figures_kept_by_small_batches_equal_their_definition() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    client
+        .batch_execute("SET TimeZone = 'UTC'")
+        .await
+        .expect("time zone");
+    let mut loader = Loader::new(&client, Mappings::builtin().expect("mappings"))
+        .await
+        .expect("loader");
+    loader.batch_size = 2;
+    // after every small load: new products, sales, returns, views and a late
+    // recategorisation reach product rows and ranks; new orders move RFM boundaries,
+    // and every stored score, segment total and churn count follows
+    for chunk in shop().chunks(5).chain([&late()[..]]) {
+        append(&client, chunk).await;
+        load_all_with(&mut client, &loader).await;
+        assert_eq!(
+            rows(&client, "SELECT * FROM mart.products ORDER BY product_id").await,
+            rows(&client, PRODUCTS_DEFINED).await
+        );
+        assert_eq!(
+            rows(&client, SCORED_VIEW).await,
+            rows(
+                &client,
+                &format!(
+                    "SELECT customer_id, days_since_last_order, avg_days_between_orders,
+                            recency_score, frequency_score, monetary_score, rfm_cell, segment,
+                            clv_predicted_12m, churn_risk
+                       FROM ({SCORED_DEFINED}) d ORDER BY customer_id"
+                )
+            )
+            .await
+        );
+        assert_eq!(
+            rows(&client, SEGMENTS_VIEW).await,
+            rows(&client, &segments_defined()).await
+        );
+        assert_eq!(
+            rows(&client, CHURN_VIEW).await,
+            rows(&client, &churn_defined()).await
+        );
+    }
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT product_id, category, revenue, rank_in_category FROM mart.products
+              WHERE category = 'Outdoor' ORDER BY product_id"
+        )
+        .await,
+        ["(P4,Outdoor,40.00,1)"],
+        "P4 moved to Outdoor late, and ranks there"
+    );
+    let answers = population_answers(&client).await;
+    // a day passes without a load: the stored predicted CLVs are of another day, and
+    // the views compute them (garbage stored values would show)
+    client
+        .batch_execute(
+            "UPDATE business_vault.customer_scores_day SET scored_on = scored_on - 1;
+             UPDATE business_vault.customer_360_current SET clv_predicted_12m = -1;
+             UPDATE business_vault.segment_summary SET clv_predicted_12m = -1;",
+        )
+        .await
+        .expect("age the stored day");
+    assert_eq!(population_answers(&client).await, answers);
+    // the first batch of the new day scores everybody again
+    append(&client, &[viewed(90, "C6", "P1", "2024-09-02")]).await;
+    load_all_with(&mut client, &loader).await;
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT count(*) FILTER (WHERE clv_predicted_12m < 0),
+                    (SELECT scored_on = (now() AT TIME ZONE 'UTC')::date FROM business_vault.customer_scores_day)
+               FROM business_vault.customer_360_current"
+        )
+        .await,
+        ["(0,t)"]
+    );
+    let mut after = population_answers(&client).await;
+    assert_ne!(after[0], answers[0], "one more view of P1");
+    after[0] = answers[0].clone();
+    assert_eq!(after, answers);
 }
