@@ -186,7 +186,7 @@ impl Modify for PreciseParameters {
                     ("limit", _) => Some(json!({"type": "integer", "format": "int64",
                         "minimum": 1, "maximum": pagination::MAX_LIMIT})),
                     ("skip", _) => Some(json!({"type": "integer", "format": "int64",
-                        "minimum": 0, "maximum": i64::MAX - pagination::MAX_LIMIT - 1})),
+                        "minimum": 0, "maximum": pagination::MAX_SKIP})),
                     _ => None,
                 };
                 if let Some(schema) = schema {

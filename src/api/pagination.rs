@@ -20,6 +20,10 @@ use super::error::ApiError;
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 1000;
 
+/// The largest `skip`/`offset`: `skip + limit + 1` (the row that tells whether a next
+/// page exists) must stay an `i64`.
+pub const MAX_SKIP: i64 = i64::MAX - MAX_LIMIT - 1;
+
 /// One way a list can be sorted: `name` as clients write it (`-` = descending).
 #[derive(Debug)]
 pub struct Sort {
@@ -100,9 +104,17 @@ impl PageRequest {
         let mut offset = 0;
         for (name, raw) in [("skip", p.skip), ("offset", p.offset)] {
             if let Some(raw) = raw {
-                let n = raw.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                    ApiError::bad_param(name, format!("{raw:?} is not a whole number >= 0"), &[])
-                })?;
+                let n = raw
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (0..=MAX_SKIP).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_param(
+                            name,
+                            format!("{raw:?} is not a whole number from 0 to {MAX_SKIP}"),
+                            &[],
+                        )
+                    })?;
                 if offset != 0 && offset != n {
                     return Err(ApiError::bad_param(
                         "offset",

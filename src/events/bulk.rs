@@ -38,8 +38,8 @@ use crate::db::indexes;
 use super::ingest::{Batch, Counts, Parsed, StreamError, store_rejections};
 use super::{NewEvent, copy_in, is_data_error};
 
-/// Rows a file needs, at least, to take the bulk path: below it, building the
-/// unique index again costs more than it saves.
+/// Rows a file needs, at least, to take the bulk path: below it, building the log's
+/// indexes again costs more than it saves.
 pub const MIN_ROWS: u64 = 100_000;
 
 /// Keys held in memory at most (file rows plus the log's keys it could repeat):
@@ -97,11 +97,13 @@ impl Hasher for Prehashed {
     }
 }
 
-/// The digest of an event's identity, `(source, id)`: 128 bits of a SHA-256.
+/// The digest of an event's identity, `(source, id)`: 128 bits of a SHA-256. The
+/// source goes in with its length, so no choice of bytes in either can make two
+/// identities one.
 fn key(source: &str, id: &str) -> u128 {
     let mut h = Sha256::new();
+    h.update((source.len() as u64).to_le_bytes());
     h.update(source.as_bytes());
-    h.update([0x1f]);
     h.update(id.as_bytes());
     let digest = h.finalize();
     let mut bytes = [0u8; 16];
@@ -109,7 +111,7 @@ fn key(source: &str, id: &str) -> u128 {
     u128::from_le_bytes(bytes)
 }
 
-/// Ingest the batches of `rx` in one transaction without the unique index. `source`
+/// Ingest the batches of `rx` in one transaction without the log's indexes. `source`
 /// is the one record source of every event (a CSV file), `None` when events name
 /// their own (NDJSON); `rows` the file's rows, about.
 pub(super) async fn ingest(
@@ -230,5 +232,6 @@ mod tests {
         assert_eq!(key("crm", "1"), key("crm", "1"));
         assert_ne!(key("crm", "1"), key("crm", "2"));
         assert_ne!(key("crm", "12"), key("crm1", "2"));
+        assert_ne!(key("a\u{1f}b", "c"), key("a", "b\u{1f}c"));
     }
 }
