@@ -11,6 +11,7 @@ use chrono::Utc;
 use tokio_postgres::Client;
 
 use crate::config::Config;
+use crate::daemon::runs::{self, Trigger};
 use crate::db::{self, Target};
 use crate::events::ingest::{self, IngestOptions, thousands};
 use crate::generate::{self, GenOptions};
@@ -108,10 +109,17 @@ pub async fn prepare(config: &Config, opts: &DemoOptions) -> DemoResult<Demo> {
     let loader = Loader::new(&client, Mappings::builtin()?)
         .await?
         .with_read_ahead(&target.url);
+    // a load like `dvault load`'s: recorded in `dvault runs` and `status`, with a
+    // progress bar on a terminal
     Loader::lock(&client, true).await?;
+    let run = runs::start(&client, Trigger::Manual, false).await?;
+    let progress = crate::daemon::progress::for_load(&client, &target.url, false).await;
     let loaded = loader.run(&mut client).await;
+    progress.finish();
+    let recorded = runs::finish(&client, run, &runs::Outcome::of_load(&loaded, None)).await;
     Loader::unlock(&client).await?;
     let loaded = loaded?;
+    recorded?;
     let load_time = t.elapsed();
 
     let mut tour = String::new();
@@ -140,9 +148,10 @@ pub async fn prepare(config: &Config, opts: &DemoOptions) -> DemoResult<Demo> {
     Ok(Demo { target, tour })
 }
 
-const SAMPLE_QUERIES: &[&str] = &[
-    "SELECT customer_id, city, count(*) FROM raw_vault.hub_customer JOIN raw_vault.sat_customer_profile USING (hk_customer) GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 5;",
-    "SELECT s.status, count(*) FROM raw_vault.sat_order_status s GROUP BY 1 ORDER BY 2 DESC;",
+/// The queries the tour suggests (a test runs them on a demo).
+pub const SAMPLE_QUERIES: &[&str] = &[
+    "SELECT segment, count(*), round(avg(total_spent), 2) AS avg_spent FROM mart.customer_360 GROUP BY 1 ORDER BY 2 DESC;",
+    "SELECT customer_id, first_name, last_name, orders_count, total_spent, churn_risk, clv_predicted_12m FROM mart.customer_360 ORDER BY total_spent DESC LIMIT 5;",
     "SELECT event_type, count(*) FROM event_log.events GROUP BY 1 ORDER BY 2 DESC;",
 ];
 

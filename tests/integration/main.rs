@@ -11,6 +11,7 @@ mod cli;
 mod cloudevents_binary;
 mod crash;
 mod daemon;
+mod demo;
 mod event_log;
 mod generated;
 mod hardening;

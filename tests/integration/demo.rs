@@ -1,0 +1,60 @@
+//! `dvault demo` (library side): the load it does is recorded like `dvault load`'s,
+//! and the queries its tour suggests run on what it loaded.
+
+use dvault::config::Config;
+use dvault::demo::{DemoOptions, SAMPLE_QUERIES, prepare};
+
+use crate::harness::TestDb;
+use crate::ingest::tempdir;
+
+#[tokio::test]
+async fn the_demo_load_is_a_recorded_run_and_its_tour_queries_run() {
+    let db = TestDb::new().await;
+    let dir = tempdir::Dir::new();
+    let config = Config {
+        database_url: Some(db.url.clone()),
+        home: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let opts = DemoOptions {
+        data_dir: dir.path().join("data"),
+        customers: 200,
+        products: 80,
+        orders: 600,
+    };
+    let demo = prepare(&config, &opts).await.expect("demo");
+    assert!(demo.tour.contains("mart.customer_360"), "{}", demo.tour);
+
+    let client = db.client().await;
+    let runs = client
+        .query(
+            "SELECT trigger, kind, status, events_read FROM ops.load_runs ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("runs");
+    let logged: i64 = client
+        .query_one("SELECT count(*) FROM event_log.events", &[])
+        .await
+        .expect("log")
+        .get(0);
+    assert_eq!(runs.len(), 1, "one load run");
+    let run = &runs[0];
+    assert_eq!(
+        (
+            run.get::<_, String>(0),
+            run.get::<_, String>(1),
+            run.get::<_, String>(2)
+        ),
+        ("manual".into(), "load".into(), "succeeded".into())
+    );
+    assert_eq!(run.get::<_, Option<i64>>(3), Some(logged));
+
+    for q in SAMPLE_QUERIES {
+        let rows = client
+            .query(*q, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
+        assert!(!rows.is_empty(), "{q} answers something");
+    }
+}
