@@ -26,11 +26,22 @@ async fn server() -> &'static str {
                 Ok(url) if !url.is_empty() => with_dbname(&url, "postgres"),
                 _ => {
                     let home = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dvault");
+                    let shown = home.display().to_string();
                     let server =
                         tokio::task::spawn_blocking(move || db::local::ensure_running(&home))
                             .await
                             .expect("join")
                             .expect("start the private test server");
+                    // written to the process's stderr, past the test harness's output
+                    // capture: the server outlives the tests, and the user should know
+                    use std::io::Write as _;
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "\nnote: the tests run on a private PostgreSQL ({}), which keeps \
+                         running after them for the next run; stop it with \
+                         `DVAULT_HOME={shown} cargo run -- local stop`\n",
+                        server.url("postgres")
+                    );
                     server.url("postgres")
                 }
             }
