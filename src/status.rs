@@ -7,9 +7,7 @@ use tokio_postgres::GenericClient;
 
 use crate::events::ingest::thousands;
 use crate::events::{self, Checkpoint};
-
-/// The consumer name of the vault loader's checkpoint.
-pub const LOADER: &str = "vault_loader";
+use crate::load::CONSUMER;
 
 #[derive(Debug)]
 pub struct Status {
@@ -51,14 +49,9 @@ pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgr
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let checkpoint = events::load_checkpoint(client, LOADER).await?;
-    let pending = client
-        .query_one(
-            "SELECT count(*), min(recorded_at) FROM event_log.events WHERE (xid, seq) > ($1, $2)",
-            &[&checkpoint.xid, &checkpoint.seq],
-        )
-        .await?;
-    let waiting = events::horizon::waiting(client, LOADER).await?;
+    let checkpoint = events::load_checkpoint(client, CONSUMER).await?;
+    let lag = events::lag(client, CONSUMER).await?;
+    let waiting = events::horizon::waiting(client, CONSUMER).await?;
     let schema_version = client
         .query_one("SELECT max(version) FROM refinery_schema_history", &[])
         .await?
@@ -110,8 +103,8 @@ pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgr
         events_by_type,
         rejected_by_stage,
         checkpoint,
-        pending: pending.get(0),
-        oldest_pending: pending.get(1),
+        pending: lag.events,
+        oldest_pending: lag.oldest_recorded_at,
         waiting,
     })
 }

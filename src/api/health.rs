@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::error::ApiError;
 use super::extract::Json;
 use super::state::AppState;
-use crate::{db, events, status};
+use crate::{db, events};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -122,17 +122,11 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiErro
     }))
 }
 
-const LAG: &str = "
-    SELECT count(*), extract(epoch FROM now() - min(recorded_at))::float8
-      FROM event_log.events
-     WHERE (xid, seq) > ($1, $2)";
-
 /// Events after the loader's checkpoint, and the age of the oldest.
 pub async fn loader_lag(client: &Client) -> Result<Lag, tokio_postgres::Error> {
-    let at = events::load_checkpoint(client, status::LOADER).await?;
-    let row = client.query_one(LAG, &[&at.xid, &at.seq]).await?;
+    let lag = events::lag(client, crate::load::CONSUMER).await?;
     Ok(Lag {
-        pending_events: row.get(0),
-        oldest_pending_seconds: row.get(1),
+        pending_events: lag.events,
+        oldest_pending_seconds: lag.oldest_seconds,
     })
 }

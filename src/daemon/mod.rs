@@ -36,7 +36,6 @@ use tokio_postgres::Client;
 
 use crate::config::Config;
 use crate::db::{self, DbError, Target};
-use crate::events::load_checkpoint;
 use crate::load::{CONSUMER, LoadError, Loader};
 use crate::mapping::Mappings;
 use cycle::{Cycle, Ended, Unfinished};
@@ -389,20 +388,11 @@ async fn follow_once(
 
 /// Events after the loader's checkpoint (committed or not), into the lag metrics.
 async fn refresh_lag(client: &Client, metrics: &Metrics) -> Result<i64, DaemonError> {
-    let at = load_checkpoint(client, CONSUMER)
-        .await
-        .doing("reading the checkpoint")?;
-    let row = client
-        .query_one(
-            "SELECT count(*), extract(epoch FROM now() - min(recorded_at))::float8
-               FROM event_log.events WHERE (xid, seq) > ($1, $2)",
-            &[&at.xid, &at.seq],
-        )
+    let lag = crate::events::lag(client, CONSUMER)
         .await
         .doing("measuring the lag")?;
-    let pending: i64 = row.get(0);
-    metrics.set_lag(pending, row.get(1));
-    Ok(pending)
+    metrics.set_lag(lag.events, lag.oldest_seconds);
+    Ok(lag.events)
 }
 
 /// Fill the gauges that outlive the process from the database.

@@ -409,6 +409,39 @@ pub async fn read_after(
         .collect())
 }
 
+/// What a consumer has yet to read: the events after its checkpoint (committed or
+/// not: the writer's transaction may still be open) and how old the oldest is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lag {
+    pub events: i64,
+    /// When the oldest of them arrived; `None` when there is none.
+    pub oldest_recorded_at: Option<DateTime<Utc>>,
+    /// Its age in seconds on the server's clock.
+    pub oldest_seconds: Option<f64>,
+}
+
+/// The [`Lag`] of `consumer` (the loader's: `load::CONSUMER`). The one lag query of
+/// the daemon's metrics, `dvault status` and the API's `/ready`.
+pub async fn lag(
+    client: &impl GenericClient,
+    consumer: &str,
+) -> Result<Lag, tokio_postgres::Error> {
+    let at = load_checkpoint(client, consumer).await?;
+    let row = client
+        .query_one(
+            "SELECT count(*), min(recorded_at), extract(epoch FROM now() - min(recorded_at))::float8
+               FROM event_log.events
+              WHERE (xid, seq) > ($1, $2)",
+            &[&at.xid, &at.seq],
+        )
+        .await?;
+    Ok(Lag {
+        events: row.try_get(0)?,
+        oldest_recorded_at: row.try_get(1)?,
+        oldest_seconds: row.try_get(2)?,
+    })
+}
+
 /// The checkpoint stored for `consumer`, or [`Checkpoint::START`].
 pub async fn load_checkpoint(
     client: &impl GenericClient,

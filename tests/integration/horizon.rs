@@ -169,7 +169,7 @@ async fn a_write_transaction_in_another_database_does_not_hold_the_loader_back()
         300
     );
     assert_eq!(
-        horizon::waiting(&client, "vault_loader")
+        horizon::waiting(&client, dvault::load::CONSUMER)
             .await
             .expect("waiting"),
         None
@@ -215,7 +215,7 @@ async fn an_open_write_transaction_in_this_database_holds_the_loader_back_and_th
     // the reader stops below the open transaction: it reads nothing
     let l = loader(&client, 50_000).await;
     assert_eq!(l.run(&mut client).await.expect("load").events, 0);
-    let w = horizon::waiting(&client, "vault_loader")
+    let w = horizon::waiting(&client, dvault::load::CONSUMER)
         .await
         .expect("waiting")
         .expect("the events wait");
@@ -260,7 +260,7 @@ async fn an_open_write_transaction_in_this_database_holds_the_loader_back_and_th
         100
     );
     assert_eq!(
-        horizon::waiting(&client, "vault_loader")
+        horizon::waiting(&client, dvault::load::CONSUMER)
             .await
             .expect("waiting"),
         None
@@ -305,7 +305,7 @@ async fn a_prepared_transaction_of_this_database_holds_the_loader_back() {
     append_customers(&client, "C", 10).await;
     let l = loader(&client, 50_000).await;
     assert_eq!(l.run(&mut client).await.expect("load").events, 0);
-    let w = horizon::waiting(&client, "vault_loader")
+    let w = horizon::waiting(&client, dvault::load::CONSUMER)
         .await
         .expect("waiting")
         .expect("the events wait");
