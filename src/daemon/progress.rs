@@ -73,9 +73,19 @@ impl LoadProgress {
         };
         let bar = indicatif::ProgressBar::new(total as u64);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} loading [{bar:40}] {human_pos}/{human_len} events, {eta} left",
+            "{spinner} loading [{bar:40}] {human_pos}/{human_len} events ({rate}), {eta} left",
         ) {
-            bar.set_style(style.progress_chars("=> "));
+            bar.set_style(
+                style
+                    .with_key(
+                        "rate",
+                        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                            let rate = crate::events::ingest::thousands(state.per_sec() as u64);
+                            let _ = write!(w, "{rate}/s");
+                        },
+                    )
+                    .progress_chars("=> "),
+            );
         }
         let shown = bar.clone();
         let task = tokio::spawn(async move {
