@@ -21,6 +21,9 @@ log() { printf '\n== schemathesis: %s\n' "$*"; }
 
 # schemathesis and openapi-spec-validator: on PATH, else in a virtualenv under target/
 # (works where the system Python refuses pip installs), else pip --user
+# pinned: a new schemathesis brings new checks and new generators, found on its own
+# schedule; moving the pins is a change of its own, checked like one
+TOOLS="schemathesis==4.32.5 hypothesis==6.170.17 openapi-spec-validator==0.9.0"
 ST=$(command -v schemathesis || true)
 OSV=$(command -v openapi-spec-validator || true)
 VENV=target/st-venv
@@ -28,9 +31,9 @@ if [ -z "$ST" ] || [ -z "$OSV" ]; then
     if [ ! -x "$VENV/bin/schemathesis" ] || [ ! -x "$VENV/bin/openapi-spec-validator" ]; then
         log "installing schemathesis and openapi-spec-validator"
         { { [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"; } &&
-            "$VENV/bin/pip" install --quiet schemathesis openapi-spec-validator; } ||
-            python3 -m pip install --quiet --user schemathesis openapi-spec-validator ||
-            python3 -m pip install --quiet --user --break-system-packages schemathesis openapi-spec-validator || true
+            "$VENV/bin/pip" install --quiet $TOOLS; } ||
+            python3 -m pip install --quiet --user $TOOLS ||
+            python3 -m pip install --quiet --user --break-system-packages $TOOLS || true
     fi
     if [ -x "$VENV/bin/schemathesis" ] && [ -x "$VENV/bin/openapi-spec-validator" ]; then
         ST=$VENV/bin/schemathesis
