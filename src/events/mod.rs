@@ -64,6 +64,21 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// From a row with the columns of [`READ_AFTER`], in its order: `seq, xid,
+    /// event_id, event_type, record_source, occurred_at, recorded_at, payload`.
+    pub fn from_row(r: &tokio_postgres::Row) -> StoredEvent {
+        StoredEvent {
+            seq: r.get(0),
+            xid: r.get(1),
+            event_id: r.get(2),
+            event_type: r.get(3),
+            source: r.get(4),
+            occurred_at: r.get(5),
+            recorded_at: r.get(6),
+            payload: r.get::<_, RawJson<'_>>(7).0.to_string(),
+        }
+    }
+
     pub fn position(&self) -> Checkpoint {
         Checkpoint {
             xid: self.xid,
@@ -396,16 +411,7 @@ pub async fn read_after(
         .await?;
     Ok(rows
         .into_iter()
-        .map(|r| StoredEvent {
-            seq: r.get(0),
-            xid: r.get(1),
-            event_id: r.get(2),
-            event_type: r.get(3),
-            source: r.get(4),
-            occurred_at: r.get(5),
-            recorded_at: r.get(6),
-            payload: r.get::<_, RawJson<'_>>(7).0.to_string(),
-        })
+        .map(|r| StoredEvent::from_row(&r))
         .collect())
 }
 

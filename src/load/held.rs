@@ -9,7 +9,7 @@ use std::time::Instant;
 use tokio_postgres::{Client, Transaction};
 
 use super::{Doing, LoadError, LoadSummary, Loader, Reject, bulk, project, write};
-use crate::events::{RawJson, StoredEvent};
+use crate::events::StoredEvent;
 
 /// Record held-back events (in the batch's transaction).
 pub(super) async fn hold(tx: &Transaction<'_>, held: &[&Reject]) -> Result<(), LoadError> {
@@ -29,6 +29,7 @@ pub(super) async fn hold(tx: &Transaction<'_>, held: &[&Reject]) -> Result<(), L
     Ok(())
 }
 
+/// Held-back events now mapped, with the columns `StoredEvent::from_row` reads.
 const HELD_MAPPED: &str = "
     SELECT e.seq, e.xid, e.event_id, e.event_type, e.record_source, e.occurred_at,
            e.recorded_at, e.payload
@@ -64,17 +65,8 @@ impl Loader {
                 .query(HELD_MAPPED, &[&mapped, &self.batch_size])
                 .await
                 .doing("reading held-back events")?
-                .into_iter()
-                .map(|r| StoredEvent {
-                    seq: r.get(0),
-                    xid: r.get(1),
-                    event_id: r.get(2),
-                    event_type: r.get(3),
-                    source: r.get(4),
-                    occurred_at: r.get(5),
-                    recorded_at: r.get(6),
-                    payload: r.get::<_, RawJson<'_>>(7).0.to_string(),
-                })
+                .iter()
+                .map(StoredEvent::from_row)
                 .collect();
             if log.is_empty() {
                 break;
