@@ -3,12 +3,10 @@
 //! exactly what the batch-by-batch path stores, give way to it when the database
 //! refuses something, and leave the log as it was when killed.
 
-use std::time::Duration;
-
 use dvault::events::ingest::{IngestOptions, IngestSummary, ingest_file};
 use tokio_postgres::Client;
 
-use crate::harness::TestDb;
+use crate::harness::{TestDb, terminate_when_running};
 use crate::ingest::{tempdir, write};
 
 /// `n` customers, with dirt: every 50th row repeated exactly (same content, same
@@ -304,32 +302,7 @@ async fn an_ingest_killed_on_the_bulk_path_leaves_the_log_and_its_indexes_as_the
         .await
         .expect("pid")
         .get(0);
-    let watcher = db.client().await;
-    let killer = tokio::spawn(async move {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let copying: bool = watcher
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1
-                                       AND query LIKE 'COPY event_log.events%')",
-                    &[&pid],
-                )
-                .await
-                .expect("watch")
-                .get(0);
-            if copying {
-                watcher
-                    .query_one("SELECT pg_terminate_backend($1)", &[&pid])
-                    .await
-                    .expect("kill");
-                return true;
-            }
-            if std::time::Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
+    let killer = terminate_when_running(db.client().await, pid, "COPY event_log.events%");
     let file = write(&dir, "customers.csv", customers(1_000).as_bytes());
     let result = ingest_file(&mut client, &file, &opts(Some(10))).await;
     assert!(killer.await.expect("killer"), "the COPY was never seen");

@@ -4,7 +4,6 @@
 //! the catalog (every index and comment back, valid) after success and after a kill.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use tokio_postgres::Client;
 
@@ -13,7 +12,7 @@ use dvault::events::{self, Checkpoint, NewEvent};
 use dvault::load::{self, Loader};
 use dvault::mapping::Mappings;
 
-use crate::harness::{TestDb, load_all_with, wait_visible};
+use crate::harness::{TestDb, load_all_with, terminate_when_running, wait_visible};
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tpch")
@@ -305,11 +304,6 @@ async fn a_load_killed_while_it_builds_the_indexes_leaves_them_all_in_place() {
         .await
         .expect("slow index");
     let before = catalog(&client).await;
-    let db_name: String = client
-        .query_one("SELECT current_database()", &[])
-        .await
-        .expect("name")
-        .get(0);
 
     let bulk = loader(&client, Some(1)).await;
     let pid: i32 = client
@@ -321,32 +315,8 @@ async fn a_load_killed_while_it_builds_the_indexes_leaves_them_all_in_place() {
         .batch_execute("SET dvault_test.slow = 'on'")
         .await
         .expect("slow on");
-    let watcher = db.client().await;
-    let killer = tokio::spawn(async move {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let building: bool = watcher
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-                                     WHERE pid = $1 AND datname = $2 AND query LIKE 'CREATE INDEX hub_nation_slow_idx%')",
-                    &[&pid, &db_name],
-                )
-                .await
-                .expect("watch")
-                .get(0);
-            if building {
-                watcher
-                    .query_one("SELECT pg_terminate_backend($1)", &[&pid])
-                    .await
-                    .expect("kill");
-                return true;
-            }
-            if std::time::Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
+    let killer =
+        terminate_when_running(db.client().await, pid, "CREATE INDEX hub_nation_slow_idx%");
     let result = bulk.run(&mut client).await;
     assert!(
         killer.await.expect("killer"),

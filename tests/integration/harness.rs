@@ -238,6 +238,42 @@ pub async fn read_at_least(
     }
 }
 
+/// Watch the backend `pid` (of the watcher's database) and terminate it as soon as
+/// it runs a statement `LIKE query` (a crash test's kill, landing inside that
+/// statement); true if it did, false if the statement was not seen within 60 s.
+pub fn terminate_when_running(
+    watcher: Client,
+    pid: i32,
+    query: &'static str,
+) -> tokio::task::JoinHandle<bool> {
+    tokio::spawn(async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let running: bool = watcher
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                                     WHERE pid = $1 AND datname = current_database()
+                                       AND query LIKE $2)",
+                    &[&pid, &query],
+                )
+                .await
+                .expect("watch")
+                .get(0);
+            if running {
+                watcher
+                    .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+                    .await
+                    .expect("kill");
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+}
+
 /// Wait until `n` events of the log are visible to the loader (or fail after 60 s):
 /// see [`read_at_least`] for why they may not be at once.
 pub async fn wait_visible(client: &Client, n: i64) {
