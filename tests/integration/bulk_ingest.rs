@@ -6,7 +6,7 @@
 use dvault::events::ingest::{IngestOptions, IngestSummary, ingest_file};
 use tokio_postgres::Client;
 
-use crate::harness::{TestDb, terminate_when_running};
+use crate::harness::{TestDb, index_catalog, terminate_when_running};
 use crate::ingest::{tempdir, write};
 
 /// `n` customers, with dirt: every 50th row repeated exactly (same content, same
@@ -68,22 +68,7 @@ async fn contents(client: &Client) -> (Vec<String>, Vec<String>) {
 
 /// Every index of the event log: name, definition, valid, constraint, comments.
 async fn catalog(client: &Client) -> Vec<String> {
-    client
-        .query(
-            "SELECT format('%s | %s | valid=%s | %s | %s | %s', i.indexrelid::regclass,
-                           pg_get_indexdef(i.indexrelid), i.indisvalid, c.conname,
-                           obj_description(i.indexrelid, 'pg_class'),
-                           obj_description(c.oid, 'pg_constraint'))
-               FROM pg_index i
-               LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
-              WHERE i.indrelid = 'event_log.events'::regclass ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("catalog")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    index_catalog(client, "event_log", Some("events")).await
 }
 
 /// Ingest the first `first` lines of `csv` batch by batch, then all of it with

@@ -12,7 +12,7 @@ use dvault::events::{self, Checkpoint, NewEvent};
 use dvault::load::{self, Loader};
 use dvault::mapping::Mappings;
 
-use crate::harness::{TestDb, load_all_with, terminate_when_running, wait_visible};
+use crate::harness::{TestDb, index_catalog, load_all_with, terminate_when_running, wait_visible};
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tpch")
@@ -88,24 +88,7 @@ async fn checksums(client: &Client) -> Vec<(String, String)> {
 
 /// Every index of tpch_vault: name, definition, valid, constraint, comments.
 async fn catalog(client: &Client) -> Vec<String> {
-    client
-        .query(
-            "SELECT format('%s | %s | valid=%s | %s | %s | %s', i.indexrelid::regclass,
-                           pg_get_indexdef(i.indexrelid), i.indisvalid, c.conname,
-                           obj_description(i.indexrelid, 'pg_class'),
-                           obj_description(c.oid, 'pg_constraint'))
-               FROM pg_index i
-               JOIN pg_class t ON t.oid = i.indrelid
-               JOIN pg_namespace n ON n.oid = t.relnamespace
-               LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
-              WHERE n.nspname = 'tpch_vault' ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("catalog")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    index_catalog(client, "tpch_vault", None).await
 }
 
 #[tokio::test]

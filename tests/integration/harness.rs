@@ -238,6 +238,31 @@ pub async fn read_at_least(
     }
 }
 
+/// Every index of the tables of `schema` (or of its table `table`), one line each:
+/// name, definition, valid, constraint, comments; for comparing the catalog before
+/// and after a bulk path dropped and rebuilt indexes.
+pub async fn index_catalog(client: &Client, schema: &str, table: Option<&str>) -> Vec<String> {
+    client
+        .query(
+            "SELECT format('%s | %s | valid=%s | %s | %s | %s', i.indexrelid::regclass,
+                           pg_get_indexdef(i.indexrelid), i.indisvalid, c.conname,
+                           obj_description(i.indexrelid, 'pg_class'),
+                           obj_description(c.oid, 'pg_constraint'))
+               FROM pg_index i
+               JOIN pg_class t ON t.oid = i.indrelid
+               JOIN pg_namespace n ON n.oid = t.relnamespace
+               LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
+              WHERE n.nspname = $1 AND ($2::text IS NULL OR t.relname = $2)
+              ORDER BY 1",
+            &[&schema, &table],
+        )
+        .await
+        .expect("catalog")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 /// Watch the backend `pid` (of the watcher's database) and terminate it as soon as
 /// it runs a statement `LIKE query` (a crash test's kill, landing inside that
 /// statement); true if it did, false if the statement was not seen within 60 s.
