@@ -36,7 +36,7 @@ use std::time::Instant;
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::write::{self, KnownKeys};
-use super::{CONSUMER, Doing, LoadError, LoadSummary, Loader, Prepared};
+use super::{CONSUMER, Doing, LoadError, LoadSummary, Loader, Prepared, business};
 use crate::db::indexes;
 use crate::events;
 
@@ -64,6 +64,9 @@ struct Table {
 #[derive(Debug, Default)]
 pub struct Bulk {
     tables: Vec<Table>,
+    /// The Customer 360 business vault is built once at the run's end
+    /// ([`super::business::build`]), not refreshed per batch.
+    builds_business_vault: bool,
 }
 
 impl Bulk {
@@ -106,6 +109,11 @@ impl Bulk {
             "bulk path: indexes dropped, built again at the end of the run"
         );
         Ok(bulk)
+    }
+
+    /// Does the run build the business vault at its end (so no batch refreshes it)?
+    pub fn builds_business_vault(&self) -> bool {
+        self.builds_business_vault
     }
 
     /// Is `qualified` without its indexes now?
@@ -170,8 +178,10 @@ async fn build_missing(tx: &impl GenericClient, t: &mut Table) -> Result<(), Loa
 
 impl Loader {
     /// The empty vault tables (vault name, qualified name) of a run that should take
-    /// the bulk path, if it should: enough events wait, and the model has no business
-    /// vault step (which reads the raw vault by key after every batch).
+    /// the bulk path, if it should: enough events wait, and, for the Customer 360
+    /// model, its business vault is empty (then it is built once at the run's end;
+    /// on a vault with history it is refreshed per batch, which reads the raw vault
+    /// by key and so needs its indexes).
     pub(super) async fn bulk_tables(
         &self,
         client: &impl GenericClient,
@@ -180,7 +190,7 @@ impl Loader {
         let Some(min) = self.bulk_min_events else {
             return Ok(None);
         };
-        if m.is_customer_360() {
+        if m.is_customer_360() && !business::is_empty(client).await? {
             return Ok(None);
         }
         let at = events::load_checkpoint(client, CONSUMER)
@@ -272,6 +282,7 @@ impl Loader {
             ));
         }
         let mut bulk = Bulk::start(&tx, &tables).await?;
+        bulk.builds_business_vault = m.is_customer_360();
         for (h, hub) in m.hubs.iter().enumerate() {
             if let Some(k) = &mut known.hubs[h] {
                 k.trusted = bulk.is_bare(&m.table(&hub.name));
@@ -320,6 +331,9 @@ impl Loader {
             ms = building.elapsed().as_millis() as u64,
             "bulk path: every index built"
         );
+        if bulk.builds_business_vault {
+            business::build(&tx).await?;
+        }
         super::finish_batch(tx, at).await?;
         total.bulk = bulk.tables();
         total.elapsed = started.elapsed();

@@ -589,7 +589,7 @@ impl Loader {
         let started = Instant::now();
         let mut summary = write_rows(tx, &self.mappings, rows, known, bulk).await?;
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "written");
-        if self.mappings.is_customer_360() {
+        if self.mappings.is_customer_360() && !bulk.builds_business_vault() {
             business::refresh(tx, &self.mappings, rows).await?;
         }
         summary.rejected = store_rejects(tx, rejects).await?;

@@ -12,7 +12,9 @@ use dvault::events::{self, Checkpoint, NewEvent};
 use dvault::load::{self, Loader};
 use dvault::mapping::Mappings;
 
-use crate::harness::{TestDb, index_catalog, load_all_with, terminate_when_running, wait_visible};
+use crate::harness::{
+    TestDb, index_catalog, load_all_with, terminate_when_running, vault_checksums, wait_visible,
+};
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tpch")
@@ -403,4 +405,48 @@ async fn a_role_that_does_not_own_the_tables_loads_batch_by_batch() {
         .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
         .await
         .expect("drop the role");
+}
+
+/// The Customer 360 model on the bulk path: the business vault is not refreshed per
+/// batch but built once from the whole raw vault at the run's end. It must be the
+/// business vault the batches build, row for row (the raw vault too).
+#[tokio::test]
+async fn a_first_customer_360_load_on_the_bulk_path_builds_the_business_vault_of_the_batches() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let today = chrono::Utc::now().date_naive();
+    let log = crate::oracle::generated_world(today - chrono::Duration::days(1));
+    events::append(&client, &log).await.expect("append");
+    let builtin = || Mappings::builtin().expect("mappings");
+
+    let mut batches = Loader::new(&client, builtin()).await.expect("loader");
+    batches.batch_size = 1_500;
+    batches.bulk_min_events = None;
+    let summary = load_all_with(&mut client, &batches).await;
+    assert_eq!((summary.events, summary.rejected), (log.len() as u64, 0));
+    assert!(summary.bulk.is_empty());
+    let incremental = vault_checksums(&client).await;
+    assert!(
+        incremental.values().all(|sum| sum != "empty"),
+        "every table has rows: {incremental:#?}"
+    );
+
+    let mut bulk = Loader::new(&client, builtin()).await.expect("loader");
+    bulk.bulk_min_events = Some(1);
+    let rebuilt = load::rebuild(&mut client, &bulk).await.expect("rebuild");
+    assert_eq!(rebuilt.events, log.len() as u64);
+    assert_eq!(rebuilt.bulk.len(), 12, "{:?}", rebuilt.bulk);
+    assert_eq!(vault_checksums(&client).await, incremental);
+
+    // with history in the business vault, the next run refreshes per batch: it does
+    // not take the bulk path, even where a raw vault table is empty
+    client
+        .batch_execute("TRUNCATE raw_vault.link_product_view")
+        .await
+        .expect("empty one table");
+    let mut again = log[log.len() - 1].clone();
+    again.event_id.push_str("-again");
+    events::append(&client, &[again]).await.expect("append");
+    let next = load_all_with(&mut client, &bulk).await;
+    assert_eq!((next.events, next.bulk.len()), (1, 0));
 }

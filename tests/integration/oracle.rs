@@ -25,7 +25,7 @@ use tokio_postgres::Client;
 use dvault::events::{self, NewEvent};
 use dvault::generate::{GenOptions, generate};
 
-use crate::harness::{TestDb, load_all};
+use crate::harness::{TestDb, load_all_with};
 
 // ----------------------------------------------------------------------------------
 // The events
@@ -46,7 +46,7 @@ fn ev(id: String, ty: &str, time: DateTime<Utc>, data: Value) -> NewEvent {
 }
 
 /// `events.ndjson` of a generated world ending yesterday, as the log will hold it.
-fn generated_world(end: NaiveDate) -> Vec<NewEvent> {
+pub(crate) fn generated_world(end: NaiveDate) -> Vec<NewEvent> {
     let out = std::env::temp_dir().join(format!("dvault-oracle-{}", rand::random::<u64>()));
     generate(&GenOptions {
         seed: 15,
@@ -1017,8 +1017,25 @@ async fn late_partials_are_found(client: &Client, log: &[NewEvent], vault: &Vaul
     assert!(missed.is_empty(), "the documented query misses {missed:?}");
 }
 
+/// How the test loads the log: batch by batch (a refresh of the business vault per
+/// batch) or on the bulk path (the business vault built once, at the end).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Path {
+    Batches,
+    Bulk,
+}
+
 #[tokio::test]
 async fn every_customer_360_figure_equals_an_independent_implementation_of_the_documented_rules() {
+    the_oracle_holds(Path::Batches).await;
+}
+
+#[tokio::test]
+async fn every_customer_360_figure_of_a_bulk_first_load_equals_the_oracle_too() {
+    the_oracle_holds(Path::Bulk).await;
+}
+
+async fn the_oracle_holds(path: Path) {
     let today = Utc::now().date_naive();
     let as_of = [
         at(today - Duration::days(30), (13, 37, 0)),
@@ -1037,8 +1054,22 @@ async fn every_customer_360_figure_equals_an_independent_implementation_of_the_d
         .await
         .expect("time zone");
     events::append(&client, &log).await.expect("append");
-    let loaded = load_all(&mut client).await;
+    let mut loader = dvault::load::Loader::new(
+        &client,
+        dvault::mapping::Mappings::builtin().expect("mappings"),
+    )
+    .await
+    .expect("loader");
+    match path {
+        Path::Batches => {
+            loader.batch_size = 2_000;
+            loader.bulk_min_events = None;
+        }
+        Path::Bulk => loader.bulk_min_events = Some(1),
+    }
+    let loaded = load_all_with(&mut client, &loader).await;
     assert_eq!((loaded.events, loaded.rejected), (log.len() as u64, 0));
+    assert_eq!(!loaded.bulk.is_empty(), path == Path::Bulk, "{path:?}");
 
     let vault = Vault::replay(&log);
     let mut failures = Vec::new();
