@@ -26,6 +26,7 @@ mod oracle;
 mod poison_ingest;
 mod poison_load;
 mod poison_salted;
+mod replica;
 mod security;
 mod tpch;
 mod views;
