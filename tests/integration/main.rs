@@ -27,6 +27,7 @@ mod poison_ingest;
 mod poison_load;
 mod poison_salted;
 mod replica;
+mod scaling;
 mod security;
 mod tpch;
 mod views;
