@@ -114,23 +114,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiErro
         Some(_) => {
             let max = state.config.max_replica_lag.as_secs_f64();
             let replica = replica::state(&**client, max).await?;
-            if !replica.within_limit() {
-                let mut extensions = serde_json::Map::new();
-                extensions.insert(
-                    "replay_lag_seconds".into(),
-                    replica.replay_lag_seconds.into(),
-                );
-                extensions.insert("max_replay_lag_seconds".into(), max.into());
-                let lag = replica
-                    .replay_lag_seconds
-                    .map_or("an unknown time (it does not stream and has replayed nothing since it started)".to_string(), |s| format!("{s:.1} s"));
-                return Err(ApiError::NotReady {
-                    detail: format!(
-                        "the read replica is {lag} behind the primary, more than the {max} s allowed (--max-replica-lag)"
-                    ),
-                    extensions,
-                });
-            }
+            replica.require_within_limit()?;
             Some(replica)
         }
         None => None,

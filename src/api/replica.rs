@@ -12,6 +12,8 @@ use serde::Serialize;
 use tokio_postgres::GenericClient;
 use utoipa::ToSchema;
 
+use super::error::ApiError;
+
 /// What the replica's own functions tell (executable by any role, on a primary too).
 const REPLAY_STATE: &str = "SELECT pg_is_in_recovery(),
         EXISTS (SELECT 1 FROM pg_stat_wal_receiver),
@@ -36,6 +38,31 @@ impl Replica {
     pub fn within_limit(&self) -> bool {
         self.replay_lag_seconds
             .is_some_and(|lag| lag <= self.max_replay_lag_seconds)
+    }
+
+    /// 503 `not-ready` past the limit, the lag and the limit as extension members.
+    pub fn require_within_limit(&self) -> Result<(), ApiError> {
+        if self.within_limit() {
+            return Ok(());
+        }
+        let max = self.max_replay_lag_seconds;
+        let lag = match self.replay_lag_seconds {
+            Some(s) => format!("{s:.1} s"),
+            None => {
+                "an unknown time (it does not stream and has replayed nothing since it started)"
+                    .to_string()
+            }
+        };
+        let mut extensions = serde_json::Map::new();
+        extensions.insert("replay_lag_seconds".into(), self.replay_lag_seconds.into());
+        extensions.insert("max_replay_lag_seconds".into(), max.into());
+        Err(ApiError::NotReady {
+            detail: format!(
+                "the read replica is {lag} behind the primary, more than the {max} s allowed \
+                 (--max-replica-lag)"
+            ),
+            extensions,
+        })
     }
 }
 
@@ -97,5 +124,14 @@ mod tests {
         assert!(r(Some(30.0)).within_limit());
         assert!(!r(Some(30.5)).within_limit());
         assert!(!r(None).within_limit());
+        let p = r(Some(42.0))
+            .require_within_limit()
+            .expect_err("past the limit")
+            .problem();
+        assert_eq!(p.status, 503);
+        assert_eq!(
+            p.detail,
+            "the read replica is 42.0 s behind the primary, more than the 30 s allowed (--max-replica-lag)"
+        );
     }
 }
