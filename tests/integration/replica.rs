@@ -15,7 +15,7 @@ use dvault::events;
 
 use crate::api::{
     READ_TOKEN, TestApp, WRITE_TOKEN, assert_problem, customer_event, data_set, expect_json,
-    header, keyed_config,
+    header, keyed_config, with_credentials,
 };
 use crate::harness;
 
@@ -135,6 +135,12 @@ async fn the_api_reads_from_a_streaming_standby_and_answers_503_while_it_is_down
     {
         let mut client = dvault::db::connect(&url).await.expect("connect");
         dvault::db::migrate(&mut client).await.expect("migrate");
+        // the API runs as the least-privilege role of docs/api.md, on both servers
+        // (roles replicate): it needs no more to read the replica's replay state
+        client
+            .query_one("SELECT ops.grant_api('dvault_api')", &[])
+            .await
+            .expect("the API role");
     }
     let standby = {
         let (primary, home) = (primary.clone(), servers.standby());
@@ -144,12 +150,15 @@ async fn the_api_reads_from_a_streaming_standby_and_answers_503_while_it_is_down
     };
     let standby_url = standby.url("replica_test");
     assert_ne!(standby.port, primary.port);
+    // trust authentication: the password is not checked
+    let api_url = with_credentials(&url, "dvault_api", "unused");
+    let api_standby_url = with_credentials(&standby_url, "dvault_api", "unused");
 
     // events loaded on the primary after the base backup: only replay brings them
     append_and_load(&url, &data_set()).await;
-    let state = AppState::new(keyed_config(), &url)
+    let state = AppState::new(keyed_config(), &api_url)
         .expect("state")
-        .with_read_replica(&standby_url)
+        .with_read_replica(&api_standby_url)
         .expect("replica");
     let app = TestApp::spawn_state(state).await;
     let c01 = until(&app, "/customers/C01", READ_TOKEN, 200).await;
@@ -185,7 +194,7 @@ async fn the_api_reads_from_a_streaming_standby_and_answers_503_while_it_is_down
     );
 
     // every read endpoint answers from the standby, the same as from the primary
-    let on_primary = TestApp::spawn(&url, keyed_config()).await;
+    let on_primary = TestApp::spawn(&api_url, keyed_config()).await;
     for path in [
         "/customers?sort=-total_spent&limit=5",
         "/customers/C01?as_of=2024-04-01",
@@ -299,10 +308,10 @@ async fn the_api_reads_from_a_streaming_standby_and_answers_503_while_it_is_down
                 max_replica_lag: Duration::from_secs(1),
                 ..keyed_config()
             },
-            &url,
+            &api_url,
         )
         .expect("state")
-        .with_read_replica(&standby_url)
+        .with_read_replica(&api_standby_url)
         .expect("replica"),
     )
     .await;
