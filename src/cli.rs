@@ -408,11 +408,29 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
-    /// Database connections.
+    /// Database connections (per pool: the primary's, and the replica's if any).
     #[arg(long, env = "DVAULT_POOL_SIZE", default_value_t = 8)]
     pub pool_size: usize,
     #[command(flatten)]
     pub time_range: TimeRangeArgs,
+    /// A read replica of the database (a streaming standby): every GET goes there,
+    /// POST /events to the primary (--database-url). See docs/operations.md.
+    #[arg(
+        long,
+        env = "DVAULT_READ_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub read_database_url: Option<String>,
+    /// With --read-database-url: GET /ready answers 503 while the replica's replay lags
+    /// more than this many seconds behind the primary.
+    #[arg(
+        long,
+        env = "DVAULT_MAX_REPLICA_LAG",
+        value_name = "SECONDS",
+        default_value_t = 30
+    )]
+    pub max_replica_lag: u64,
 }
 
 impl ServeArgs {
@@ -437,7 +455,21 @@ impl ServeArgs {
             cors: Cors::from_origins(&self.cors_origins),
             pool_size: self.pool_size.max(1),
             time_range: self.time_range.range()?,
+            max_replica_lag: Duration::from_secs(self.max_replica_lag),
         })
+    }
+
+    /// The API's state on `database_url`, reading from `--read-database-url` if given.
+    fn state(
+        &self,
+        api_config: ApiConfig,
+        database_url: &str,
+    ) -> Result<api::AppState, crate::db::DbError> {
+        let state = api::AppState::new(api_config, database_url)?;
+        match self.read_database_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) => state.with_read_replica(url),
+            None => Ok(state),
+        }
     }
 }
 
@@ -735,7 +767,13 @@ async fn serve(config: &Config, args: ServeArgs) -> CliResult {
         target.describe()
     ))?;
     keys_notice(&api_config.keys)?;
-    let state = api::AppState::new(api_config, &target.url)?;
+    if let Some(url) = args.read_database_url.as_deref().filter(|u| !u.is_empty()) {
+        notice(&format!(
+            "reads from the replica {}",
+            crate::config::redact_url(url)
+        ))?;
+    }
+    let state = args.state(api_config, &target.url)?;
     api::serve(listener, state, api::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -1054,7 +1092,7 @@ async fn demo(config: &Config, args: DemoArgs) -> CliResult {
         "  curl 'http://{addr}/customers?segment=Champions&limit=5'"
     ))?;
     keys_notice(&api_config.keys)?;
-    let state = api::AppState::new(api_config, &demo.target.url)?;
+    let state = args.serve.state(api_config, &demo.target.url)?;
     api::serve(listener, state, api::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -126,7 +126,7 @@ pub async fn revenue(
             .map(|s| parse_date("to", s))
             .transpose()?;
     check_range(from, to)?;
-    let client = state.db().await?;
+    let client = state.reads().await?;
     // one row more than an answer may hold tells that the series is too long
     let stmt = client.prepare_cached(&format!("{sql} LIMIT $3")).await?;
     let most = MAX_SERIES_POINTS as i64 + 1;
@@ -200,7 +200,7 @@ pub async fn churn(
     State(state): State<AppState>,
     Query(NoParams {}): Query<NoParams>,
 ) -> Result<Json<Churn>, ApiError> {
-    let client = state.db().await?;
+    let client = state.reads().await?;
     let stmt = client
         .prepare_cached(
             "SELECT customers, customers_with_orders, active, at_risk, churned, churn_rate,

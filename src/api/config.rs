@@ -124,6 +124,9 @@ pub struct ApiConfig {
     pub pool_size: usize,
     /// Business times accepted by POST /events (`--business-time-from` / `-until`).
     pub time_range: crate::events::limits::TimeRange,
+    /// With a read replica: GET /ready answers 503 while its replay lags more than
+    /// this (`--max-replica-lag`).
+    pub max_replica_lag: Duration,
 }
 
 impl Default for ApiConfig {
@@ -136,6 +139,7 @@ impl Default for ApiConfig {
             cors: Cors::Off,
             pool_size: 8,
             time_range: crate::events::limits::TimeRange::default(),
+            max_replica_lag: Duration::from_secs(30),
         }
     }
 }

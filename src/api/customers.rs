@@ -240,7 +240,7 @@ pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListParams>,
 ) -> Result<Json<CustomerPage>, ApiError> {
-    let client = state.db().await?;
+    let client = state.reads().await?;
     let mut listing = Listing::new(COLUMNS, "mart.customer_360 c", "c.customer_id");
     if let Some(segment) = q.segment.as_deref().filter(|s| !s.is_empty()) {
         let segment = params::segment(&client, "segment", segment).await?;
@@ -359,7 +359,7 @@ pub async fn one(
         .filter(|raw| !raw.is_empty())
         .map(|raw| parse_as_of("as_of", raw))
         .transpose()?;
-    let client = state.db().await?;
+    let client = state.reads().await?;
     let row = match as_of {
         None => {
             let stmt = client
@@ -437,7 +437,7 @@ pub async fn orders(
     let not_found = || ApiError::not_found("customer", &id);
     let hk = params::hash_key(&id).ok_or_else(not_found)?;
     let page = PageRequest::parse(&ORDER_SORTS, q.paging())?;
-    let client = state.db().await?;
+    let client = state.reads().await?;
     let mut listing = Listing::new(
         "o.order_id, o.ordered_at, o.order_date, o.channel, o.status, o.is_counted, \
          o.lines, o.units, o.amount, o.order_number, o.days_since_previous_order, o.cumulative_spent",

@@ -344,8 +344,12 @@ impl IntoResponse for ApiError {
 }
 
 /// SQLSTATEs that mean "the database is not there right now", not "your query is wrong".
+/// On a hot standby a query can also be cancelled by a conflict with the WAL it
+/// replays (40001, 40P01): the same query a moment later succeeds.
 fn is_unavailable(code: &SqlState) -> bool {
     code.code().starts_with("08") // connection exceptions
+        || *code == SqlState::T_R_SERIALIZATION_FAILURE
+        || *code == SqlState::T_R_DEADLOCK_DETECTED
         || *code == SqlState::ADMIN_SHUTDOWN
         || *code == SqlState::CRASH_SHUTDOWN
         || *code == SqlState::CANNOT_CONNECT_NOW

@@ -307,7 +307,7 @@ pub async fn post(
     h.update(&text);
     let digest: [u8; 32] = h.finalize().into();
 
-    let mut client = state.db().await?;
+    let mut client = state.primary().await?;
     let mut attempt = 1;
     let (appended, rejects) = loop {
         let written = async {

@@ -1,5 +1,6 @@
 //! GET /health (liveness: the process answers) and GET /ready (readiness: the database
-//! answers, its schema is the one this binary knows, and how far the loader lags).
+//! reads come from answers, its schema is the one this binary knows, how far the
+//! loader lags, and with a read replica how far its replay lags).
 
 use axum::extract::State;
 use serde::Serialize;
@@ -8,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::Json;
+use super::replica::{self, Replica};
 use super::state::AppState;
 use crate::{db, events};
 
@@ -38,6 +40,9 @@ pub struct Ready {
     /// run or this role may not read `ops.quality_results`. A failed gate is
     /// reported here but does not make the server unready: the data is still served.
     pub quality: Option<Quality>,
+    /// The read replica (`--read-database-url`), whose data the other fields describe;
+    /// null when reads go to the primary.
+    pub replica: Option<Replica>,
 }
 
 /// The verdict of the latest quality gate.
@@ -62,7 +67,8 @@ pub async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: the database answers, the schema is current and the views exist.
+/// Readiness: the database reads come from answers, the schema is current, the views
+/// exist and a read replica's replay lags no more than the configured limit.
 #[utoipa::path(
     get,
     path = "/ready",
@@ -70,12 +76,14 @@ pub async fn health() -> Json<Health> {
     tag = "operations",
     responses(
         (status = 200, description = "Ready to serve", body = Ready),
-        (status = 503, description = "Database unreachable, schema not current or views missing; `Retry-After` is set",
+        (status = 503, description = "Database unreachable, schema not current, views missing or the read replica lagging past the limit; `Retry-After` is set",
          body = super::error::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
-    let client = state.db().await?;
+    // what is checked is where the reads go: the replica when there is one (POST
+    // /events answers 503 on its own while the primary is away)
+    let client = state.reads().await?;
     let expected = db::latest_known_version();
     let version = db::schema_version(&client).await.map_err(|e| match e {
         db::DbError::Sql(e) => ApiError::from(e),
@@ -102,6 +110,15 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiErro
             "the business views (mart.*) are missing: run `dvault migrate`".into(),
         ));
     }
+    let replica = match state.read_pool {
+        Some(_) => {
+            let max = state.config.max_replica_lag.as_secs_f64();
+            let replica = replica::state(&**client, max).await?;
+            replica.require_within_limit()?;
+            Some(replica)
+        }
+        None => None,
+    };
     let loader = loader_lag(&client).await?;
     let quality = crate::daemon::quality::latest(&**client)
         .await
@@ -119,6 +136,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiErro
         schema_version: expected,
         loader,
         quality,
+        replica,
     }))
 }
 

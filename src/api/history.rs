@@ -84,7 +84,7 @@ pub async fn customer_history(
 ) -> Result<Json<History>, ApiError> {
     let not_found = || ApiError::not_found("customer", &id);
     let hk = params::hash_key(&id).ok_or_else(not_found)?;
-    let client = state.db().await?;
+    let client = state.reads().await?;
     let stmt = client.prepare_cached(PROFILE_HISTORY).await?;
     let profile_rows = client.query(&stmt, &[&hk.as_slice()]).await?;
     let stmt = client.prepare_cached(CONTACT_HISTORY).await?;

@@ -1,5 +1,6 @@
 //! Prometheus metrics in the text exposition format (version 0.0.4), written by hand:
-//! request counts and latency histograms per route template, pool usage, loader lag.
+//! request counts and latency histograms per route template, pool usage, loader lag,
+//! and with a read replica its pool and replay lag.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,8 +12,8 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::health;
 use super::state::AppState;
+use super::{health, replica};
 
 /// Histogram bucket bounds, seconds.
 const BUCKETS: [f64; 12] = [
@@ -147,29 +148,14 @@ pub async fn render(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(8192);
     state.metrics.write_requests(&mut out);
 
-    let pool = state.pool.status();
-    out.push_str(
-        "# HELP dvault_db_pool_connections Database connections of the API's pool, by state.\n",
+    write_pool(
+        &mut out,
+        "db",
+        "the API's pool (to the primary)",
+        &state.pool,
     );
-    out.push_str("# TYPE dvault_db_pool_connections gauge\n");
-    let _ = writeln!(
-        out,
-        "dvault_db_pool_connections{{state=\"in_use\"}} {}",
-        pool.size.saturating_sub(pool.available)
-    );
-    let _ = writeln!(
-        out,
-        "dvault_db_pool_connections{{state=\"idle\"}} {}",
-        pool.available
-    );
-    out.push_str("# HELP dvault_db_pool_max_connections The pool's size limit.\n");
-    out.push_str("# TYPE dvault_db_pool_max_connections gauge\n");
-    let _ = writeln!(out, "dvault_db_pool_max_connections {}", pool.max_size);
-    out.push_str("# HELP dvault_db_pool_waiting Requests waiting for a connection.\n");
-    out.push_str("# TYPE dvault_db_pool_waiting gauge\n");
-    let _ = writeln!(out, "dvault_db_pool_waiting {}", pool.waiting);
 
-    let lag = match state.db().await {
+    let lag = match state.primary().await {
         Ok(client) => health::loader_lag(&client).await.ok(),
         Err(_) => None,
     };
@@ -190,6 +176,10 @@ pub async fn render(State(state): State<AppState>) -> Response {
             lag.oldest_pending_seconds.unwrap_or(0.0)
         );
     }
+    if let Some(read_pool) = &state.read_pool {
+        write_pool(&mut out, "replica", "the read replica's pool", read_pool);
+        write_replica(&mut out, &state).await;
+    }
     out.push_str("# HELP dvault_uptime_seconds Seconds since the API server started.\n");
     out.push_str("# TYPE dvault_uptime_seconds gauge\n");
     let _ = writeln!(
@@ -204,6 +194,71 @@ pub async fn render(State(state): State<AppState>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     response
+}
+
+/// `dvault_{prefix}_pool_*`: a pool's connections by state, its limit, its waiters.
+fn write_pool(out: &mut String, prefix: &str, what: &str, pool: &deadpool_postgres::Pool) {
+    let status = pool.status();
+    let _ = writeln!(
+        out,
+        "# HELP dvault_{prefix}_pool_connections Database connections of {what}, by state."
+    );
+    let _ = writeln!(out, "# TYPE dvault_{prefix}_pool_connections gauge");
+    let _ = writeln!(
+        out,
+        "dvault_{prefix}_pool_connections{{state=\"in_use\"}} {}",
+        status.size.saturating_sub(status.available)
+    );
+    let _ = writeln!(
+        out,
+        "dvault_{prefix}_pool_connections{{state=\"idle\"}} {}",
+        status.available
+    );
+    let _ = writeln!(
+        out,
+        "# HELP dvault_{prefix}_pool_max_connections The size limit of {what}."
+    );
+    let _ = writeln!(out, "# TYPE dvault_{prefix}_pool_max_connections gauge");
+    let _ = writeln!(
+        out,
+        "dvault_{prefix}_pool_max_connections {}",
+        status.max_size
+    );
+    let _ = writeln!(
+        out,
+        "# HELP dvault_{prefix}_pool_waiting Requests waiting for a connection of {what}."
+    );
+    let _ = writeln!(out, "# TYPE dvault_{prefix}_pool_waiting gauge");
+    let _ = writeln!(out, "dvault_{prefix}_pool_waiting {}", status.waiting);
+}
+
+/// `dvault_replica_*`: whether the replica answered this scrape, and its replay lag
+/// (absent when it did not answer or cannot tell).
+async fn write_replica(out: &mut String, state: &AppState) {
+    let max = state.config.max_replica_lag.as_secs_f64();
+    let replica = match state.reads().await {
+        Ok(client) => replica::state(&**client, max).await.ok(),
+        Err(_) => None,
+    };
+    out.push_str("# HELP dvault_replica_up Whether the read replica answered this scrape.\n");
+    out.push_str("# TYPE dvault_replica_up gauge\n");
+    let _ = writeln!(out, "dvault_replica_up {}", u8::from(replica.is_some()));
+    out.push_str("# HELP dvault_replica_max_replay_lag_seconds The replay lag past which GET /ready answers 503 (--max-replica-lag).\n");
+    out.push_str("# TYPE dvault_replica_max_replay_lag_seconds gauge\n");
+    let _ = writeln!(out, "dvault_replica_max_replay_lag_seconds {max}");
+    let Some(replica) = replica else { return };
+    out.push_str("# HELP dvault_replica_in_recovery Whether the read database is a standby (pg_is_in_recovery()).\n");
+    out.push_str("# TYPE dvault_replica_in_recovery gauge\n");
+    let _ = writeln!(
+        out,
+        "dvault_replica_in_recovery {}",
+        u8::from(replica.in_recovery)
+    );
+    if let Some(lag) = replica.replay_lag_seconds {
+        out.push_str("# HELP dvault_replica_replay_lag_seconds How far the read replica's data is behind the primary.\n");
+        out.push_str("# TYPE dvault_replica_replay_lag_seconds gauge\n");
+        let _ = writeln!(out, "dvault_replica_replay_lag_seconds {lag}");
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod pagination;
 mod params;
 mod products;
 mod protocol;
+mod replica;
 mod segments;
 mod server;
 mod state;

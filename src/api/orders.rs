@@ -203,7 +203,7 @@ pub async fn list(
                 .to_string(),
         ),
     };
-    let client = state.db().await?;
+    let client = state.reads().await?;
     let mut listing = Listing::new(COLUMNS, "mart.orders o", "o.order_id");
     if let Some(from) = from {
         listing.filter("o.ordered_at >= {}", from);
@@ -252,7 +252,7 @@ pub async fn one(
 ) -> Result<Json<Order>, ApiError> {
     let not_found = || ApiError::not_found("order", &id);
     let hk = params::hash_key(&id).ok_or_else(not_found)?;
-    let client = state.db().await?;
+    let client = state.reads().await?;
     let stmt = client
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM mart.orders o WHERE o.hk_order = $1"

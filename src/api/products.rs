@@ -112,7 +112,7 @@ pub async fn list(
     Query(q): Query<ListParams>,
 ) -> Result<Json<ProductPage>, ApiError> {
     let page = PageRequest::parse(&SORTS, q.paging())?;
-    let client = state.db().await?;
+    let client = state.reads().await?;
     let mut listing = Listing::new(COLUMNS, "mart.products p", "p.product_id");
     if let Some(category) = q.category.clone().filter(|c| !c.is_empty()) {
         listing.filter("upper(p.category) = upper({})", category);
@@ -156,7 +156,7 @@ pub async fn one(
 ) -> Result<Json<Product>, ApiError> {
     let not_found = || ApiError::not_found("product", &id);
     let hk = params::hash_key(&id).ok_or_else(not_found)?;
-    let client = state.db().await?;
+    let client = state.reads().await?;
     let stmt = client
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM mart.products p WHERE p.hk_product = $1"

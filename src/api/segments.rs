@@ -57,7 +57,7 @@ pub async fn list(
     State(state): State<AppState>,
     Query(NoParams {}): Query<NoParams>,
 ) -> Result<Json<Segments>, ApiError> {
-    let client = state.db().await?;
+    let client = state.reads().await?;
     let stmt = client.prepare_cached(SEGMENTS).await?;
     let items = client
         .query(&stmt, &[])
@@ -103,7 +103,7 @@ pub async fn members(
     Query(q): Query<ListParams>,
 ) -> Result<Json<CustomerPage>, ApiError> {
     let segment = {
-        let client = state.db().await?;
+        let client = state.reads().await?;
         let names = params::segment_names(&client).await?;
         names
             .iter()

@@ -1,4 +1,8 @@
-//! What every handler shares: the configuration, the connection pool and the metrics.
+//! What every handler shares: the configuration, the connection pools and the metrics.
+//!
+//! Two pools when the API reads from a streaming replica (`--read-database-url`):
+//! handlers that only read take [`AppState::reads`], those that write (POST /events)
+//! take [`AppState::primary`]. With no replica both are the same pool.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -20,7 +24,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<ApiConfig>,
+    /// The primary: writes, and reads when there is no replica.
     pub pool: Pool,
+    /// The read replica's pool (`--read-database-url`), if any.
+    pub read_pool: Option<Pool>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -32,13 +39,28 @@ impl AppState {
         Ok(AppState {
             config: Arc::new(config),
             pool,
+            read_pool: None,
             metrics: Arc::new(Metrics::default()),
         })
     }
 
-    /// A connection from the pool; 503 when the database cannot be reached.
-    pub async fn db(&self) -> Result<Object, ApiError> {
+    /// The same state, its reads served by the replica at `read_database_url` (a hot
+    /// standby of the primary, or any server with the same data). Connects lazily,
+    /// like the primary's pool.
+    pub fn with_read_replica(mut self, read_database_url: &str) -> Result<AppState, DbError> {
+        self.read_pool = Some(api_pool(read_database_url, &self.config)?);
+        Ok(self)
+    }
+
+    /// A connection to the primary, for writes; 503 when it cannot be reached.
+    pub async fn primary(&self) -> Result<Object, ApiError> {
         Ok(self.pool.get().await?)
+    }
+
+    /// A connection for reads: the replica's when there is one, else the primary's;
+    /// 503 when it cannot be reached.
+    pub async fn reads(&self) -> Result<Object, ApiError> {
+        Ok(self.read_pool.as_ref().unwrap_or(&self.pool).get().await?)
     }
 }
 

@@ -2,6 +2,9 @@
 //! under the project's `.dvault/pg`, created with the system's `initdb` and started
 //! with `pg_ctl` on a free port of 127.0.0.1 (the previous start's, when it is
 //! free). It keeps running between commands (`dvault local stop` stops it).
+//!
+//! [`start_standby`] makes a streaming standby of such a server (`pg_basebackup -R`),
+//! started and stopped the same way: what the replica test reads the API from.
 
 use std::fs::{self, File};
 use std::io;
@@ -210,6 +213,57 @@ unsafe extern "C" {
     fn libc_geteuid() -> u32;
 }
 
+/// Start a streaming standby of the private server `primary` under `home` (laid out
+/// like a private server: [`ensure_running`] and [`stop`] start and stop it, on the
+/// same port). The first call copies the primary with `pg_basebackup -R` (every
+/// database of it: meant for small private servers; initdb's `pg_hba.conf` lets
+/// 127.0.0.1 replicate). Returns the standby, running.
+pub fn start_standby(primary: &LocalServer, home: &Path) -> Result<LocalServer, LocalError> {
+    let pg_home = home.join("pg");
+    fs::create_dir_all(&pg_home).map_err(io_err("cannot create", &pg_home))?;
+    let pg_home = pg_home
+        .canonicalize()
+        .map_err(io_err("cannot resolve", &pg_home))?;
+    let data_dir = pg_home.join("data");
+    if !data_dir.join("PG_VERSION").exists() {
+        let bin = find_bindir()?;
+        let owner = server_owner()?;
+        if let Some(owner) = &owner {
+            hand_over(&pg_home, owner)?;
+        }
+        run(
+            "pg_basebackup",
+            Command::new(bin.join("pg_basebackup"))
+                .arg("-D")
+                .arg(&data_dir)
+                .args(["-h", "127.0.0.1", "-p", &primary.port.to_string()])
+                .args(["-U", USER, "-R", "-X", "stream", "-c", "fast"]),
+            owner.as_ref(),
+        )?;
+    }
+    ensure_running(home)
+}
+
+/// Give `pg_home` to the server's user, and let it reach the directory.
+fn hand_over(pg_home: &Path, owner: &Owner) -> Result<(), LocalError> {
+    std::os::unix::fs::chown(pg_home, Some(owner.uid), Some(owner.gid))
+        .map_err(io_err("cannot hand over", pg_home))?;
+    // the server's user must be able to reach its directory
+    let mut dir = pg_home.parent();
+    while let Some(d) = dir {
+        if let Ok(meta) = fs::metadata(d) {
+            let mode = meta.permissions().mode();
+            if mode & 0o001 == 0 {
+                let mut perms = meta.permissions();
+                perms.set_mode(mode | 0o001);
+                fs::set_permissions(d, perms).map_err(io_err("cannot open up", d))?;
+            }
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}
+
 fn init_cluster(
     bin: &Path,
     pg_home: &Path,
@@ -217,21 +271,7 @@ fn init_cluster(
     owner: Option<&Owner>,
 ) -> Result<(), LocalError> {
     if let Some(owner) = owner {
-        std::os::unix::fs::chown(pg_home, Some(owner.uid), Some(owner.gid))
-            .map_err(io_err("cannot hand over", pg_home))?;
-        // the server's user must be able to reach its directory
-        let mut dir = pg_home.parent();
-        while let Some(d) = dir {
-            if let Ok(meta) = fs::metadata(d) {
-                let mode = meta.permissions().mode();
-                if mode & 0o001 == 0 {
-                    let mut perms = meta.permissions();
-                    perms.set_mode(mode | 0o001);
-                    fs::set_permissions(d, perms).map_err(io_err("cannot open up", d))?;
-                }
-            }
-            dir = d.parent();
-        }
+        hand_over(pg_home, owner)?;
     }
     run(
         "initdb",

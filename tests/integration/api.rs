@@ -25,11 +25,14 @@ pub(crate) struct TestApp {
 
 impl TestApp {
     pub(crate) async fn spawn(database_url: &str, config: ApiConfig) -> TestApp {
+        TestApp::spawn_state(AppState::new(config, database_url).expect("state")).await
+    }
+
+    pub(crate) async fn spawn_state(state: AppState) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let state = AppState::new(config, database_url).expect("state");
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(api::serve(listener, state, async {
             let _ = rx.await;

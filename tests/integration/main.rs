@@ -26,6 +26,8 @@ mod oracle;
 mod poison_ingest;
 mod poison_load;
 mod poison_salted;
+mod replica;
+mod scaling;
 mod security;
 mod tpch;
 mod views;

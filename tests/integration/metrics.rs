@@ -54,7 +54,7 @@ fn promtool(text: &str) -> Option<String> {
     })
 }
 
-fn common(text: &str, what: &str) {
+pub(crate) fn common(text: &str, what: &str) {
     for name in [
         "dvault_build_info{version=",
         "process_cpu_seconds_total ",
