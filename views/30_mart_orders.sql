@@ -77,25 +77,19 @@ COMMENT ON COLUMN mart.products.rank_in_category IS 'Rank by revenue within the 
 -- between the first and the last order with no order show zeros.
 CREATE OR REPLACE VIEW mart.revenue_daily AS
 SELECT p.period::date AS day,
-       coalesce(a.orders, 0) AS orders,
-       coalesce(a.customers, 0) AS customers,
-       coalesce(a.units, 0) AS units,
-       coalesce(a.revenue, 0.00) AS revenue,
-       a.avg_order_value,
-       coalesce(a.orders_cancelled_or_returned, 0) AS orders_cancelled_or_returned,
-       coalesce(a.revenue_lost, 0.00) AS revenue_lost
-  FROM (SELECT generate_series(min(order_date)::timestamp, max(order_date)::timestamp, interval '1 day') AS period
-          FROM business_vault.order_summary) p
-  LEFT JOIN (SELECT o.order_date AS period,
-                    count(*) FILTER (WHERE o.is_counted) AS orders,
-                    count(DISTINCT o.hk_customer) FILTER (WHERE o.is_counted) AS customers,
-                    sum(o.units) FILTER (WHERE o.is_counted) AS units,
-                    sum(o.amount) FILTER (WHERE o.is_counted) AS revenue,
-                    round(avg(o.amount) FILTER (WHERE o.is_counted), 2) AS avg_order_value,
-                    count(*) FILTER (WHERE NOT o.is_counted) AS orders_cancelled_or_returned,
-                    sum(o.amount) FILTER (WHERE NOT o.is_counted) AS revenue_lost
-               FROM business_vault.order_summary o
-              GROUP BY o.order_date) a ON a.period = p.period::date;
+       coalesce(r.orders, 0) AS orders,
+       coalesce(r.customers, 0) AS customers,
+       coalesce(r.units, 0) AS units,
+       coalesce(r.revenue, 0.00) AS revenue,
+       round(r.revenue / nullif(r.orders, 0), 2) AS avg_order_value,
+       coalesce(r.orders_cancelled_or_returned, 0) AS orders_cancelled_or_returned,
+       coalesce(r.revenue_lost, 0.00) AS revenue_lost
+  FROM (SELECT generate_series(min(x.period_start)::timestamp, max(x.period_start)::timestamp,
+                               interval '1 day') AS period
+          FROM business_vault.revenue_period x
+         WHERE x.grain = 'day') p
+  LEFT JOIN business_vault.revenue_period r
+         ON r.grain = 'day' AND r.period_start = p.period::date;
 COMMENT ON VIEW mart.revenue_daily IS
     'Revenue per UTC day of ordered_at, counted orders only (not cancelled or returned, by current status); days without orders show zeros.';
 COMMENT ON COLUMN mart.revenue_daily.orders IS 'Counted orders placed that day.';
@@ -107,25 +101,19 @@ COMMENT ON COLUMN mart.revenue_daily.revenue_lost IS 'Amount of those cancelled 
 
 CREATE OR REPLACE VIEW mart.revenue_weekly AS
 SELECT p.period::date AS week,
-       coalesce(a.orders, 0) AS orders,
-       coalesce(a.customers, 0) AS customers,
-       coalesce(a.units, 0) AS units,
-       coalesce(a.revenue, 0.00) AS revenue,
-       a.avg_order_value,
-       coalesce(a.orders_cancelled_or_returned, 0) AS orders_cancelled_or_returned,
-       coalesce(a.revenue_lost, 0.00) AS revenue_lost
-  FROM (SELECT generate_series(date_trunc('week', min(order_date)::timestamp), max(order_date)::timestamp, interval '1 week') AS period
-          FROM business_vault.order_summary) p
-  LEFT JOIN (SELECT date_trunc('week', o.order_date::timestamp)::date AS period,
-                    count(*) FILTER (WHERE o.is_counted) AS orders,
-                    count(DISTINCT o.hk_customer) FILTER (WHERE o.is_counted) AS customers,
-                    sum(o.units) FILTER (WHERE o.is_counted) AS units,
-                    sum(o.amount) FILTER (WHERE o.is_counted) AS revenue,
-                    round(avg(o.amount) FILTER (WHERE o.is_counted), 2) AS avg_order_value,
-                    count(*) FILTER (WHERE NOT o.is_counted) AS orders_cancelled_or_returned,
-                    sum(o.amount) FILTER (WHERE NOT o.is_counted) AS revenue_lost
-               FROM business_vault.order_summary o
-              GROUP BY 1) a ON a.period = p.period::date;
+       coalesce(r.orders, 0) AS orders,
+       coalesce(r.customers, 0) AS customers,
+       coalesce(r.units, 0) AS units,
+       coalesce(r.revenue, 0.00) AS revenue,
+       round(r.revenue / nullif(r.orders, 0), 2) AS avg_order_value,
+       coalesce(r.orders_cancelled_or_returned, 0) AS orders_cancelled_or_returned,
+       coalesce(r.revenue_lost, 0.00) AS revenue_lost
+  FROM (SELECT generate_series(min(x.period_start)::timestamp, max(x.period_start)::timestamp,
+                               interval '1 week') AS period
+          FROM business_vault.revenue_period x
+         WHERE x.grain = 'week') p
+  LEFT JOIN business_vault.revenue_period r
+         ON r.grain = 'week' AND r.period_start = p.period::date;
 COMMENT ON VIEW mart.revenue_weekly IS
     'Revenue per ISO week (starting Monday, UTC) of ordered_at, counted orders only; same columns as mart.revenue_daily.';
 COMMENT ON COLUMN mart.revenue_weekly.week IS 'Monday of the ISO week.';
@@ -133,25 +121,19 @@ COMMENT ON COLUMN mart.revenue_weekly.customers IS 'Distinct customers with a co
 
 CREATE OR REPLACE VIEW mart.revenue_monthly AS
 SELECT p.period::date AS month,
-       coalesce(a.orders, 0) AS orders,
-       coalesce(a.customers, 0) AS customers,
-       coalesce(a.units, 0) AS units,
-       coalesce(a.revenue, 0.00) AS revenue,
-       a.avg_order_value,
-       coalesce(a.orders_cancelled_or_returned, 0) AS orders_cancelled_or_returned,
-       coalesce(a.revenue_lost, 0.00) AS revenue_lost
-  FROM (SELECT generate_series(date_trunc('month', min(order_date)::timestamp), max(order_date)::timestamp, interval '1 month') AS period
-          FROM business_vault.order_summary) p
-  LEFT JOIN (SELECT date_trunc('month', o.order_date::timestamp)::date AS period,
-                    count(*) FILTER (WHERE o.is_counted) AS orders,
-                    count(DISTINCT o.hk_customer) FILTER (WHERE o.is_counted) AS customers,
-                    sum(o.units) FILTER (WHERE o.is_counted) AS units,
-                    sum(o.amount) FILTER (WHERE o.is_counted) AS revenue,
-                    round(avg(o.amount) FILTER (WHERE o.is_counted), 2) AS avg_order_value,
-                    count(*) FILTER (WHERE NOT o.is_counted) AS orders_cancelled_or_returned,
-                    sum(o.amount) FILTER (WHERE NOT o.is_counted) AS revenue_lost
-               FROM business_vault.order_summary o
-              GROUP BY 1) a ON a.period = p.period::date;
+       coalesce(r.orders, 0) AS orders,
+       coalesce(r.customers, 0) AS customers,
+       coalesce(r.units, 0) AS units,
+       coalesce(r.revenue, 0.00) AS revenue,
+       round(r.revenue / nullif(r.orders, 0), 2) AS avg_order_value,
+       coalesce(r.orders_cancelled_or_returned, 0) AS orders_cancelled_or_returned,
+       coalesce(r.revenue_lost, 0.00) AS revenue_lost
+  FROM (SELECT generate_series(min(x.period_start)::timestamp, max(x.period_start)::timestamp,
+                               interval '1 month') AS period
+          FROM business_vault.revenue_period x
+         WHERE x.grain = 'month') p
+  LEFT JOIN business_vault.revenue_period r
+         ON r.grain = 'month' AND r.period_start = p.period::date;
 COMMENT ON VIEW mart.revenue_monthly IS
     'Revenue per calendar month (UTC) of ordered_at, counted orders only; same columns as mart.revenue_daily.';
 COMMENT ON COLUMN mart.revenue_monthly.month IS 'First day of the month.';

@@ -47,6 +47,7 @@ pub const TABLES: &[&str] = &[
     "business_vault.customer_scores_day",
     "business_vault.segment_summary",
     "business_vault.churn_calendar",
+    "business_vault.revenue_period",
 ];
 
 /// The keys a batch touched, by what they feed.
@@ -159,6 +160,7 @@ CREATE TEMP TABLE IF NOT EXISTS bv_product_figures (hk_product bytea PRIMARY KEY
 CREATE TEMP TABLE IF NOT EXISTS bv_categories (category text) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS bv_old_cuts (recency date[], frequency integer[], monetary numeric[]) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS bv_rescore (hk_customer bytea PRIMARY KEY) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS bv_revenue_days (order_date date NOT NULL) ON COMMIT DELETE ROWS;
 ";
 
 /// The keyed parts of a batch's refresh are written as index lookups per touched
@@ -222,8 +224,9 @@ SELECT h.hk_customer, '-infinity' FROM raw_vault.hub_customer h;";
 /// would otherwise hash a whole table), and written with INSERT ... ON CONFLICT DO
 /// UPDATE ... WHERE IS DISTINCT FROM, whose conflict check is an index probe too: the
 /// cost follows the batch, not the size of the vault.
-const PARTS: [(&str, Plans); 5] = [
+const PARTS: [(&str, Plans); 6] = [
     (include_str!("business/customers.sql"), Plans::Keyed),
+    (include_str!("business/revenue.sql"), Plans::Keyed),
     (include_str!("business/product_keys.sql"), Plans::Keyed),
     (include_str!("business/product_summary.sql"), Plans::Free),
     (include_str!("business/scores.sql"), Plans::Keyed),

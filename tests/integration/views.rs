@@ -805,6 +805,81 @@ async fn the_current_customer_360_table_kept_by_small_batches_equals_its_definit
     );
 }
 
+/// The revenue series as defined (docs/analysts.md), from every order: what
+/// `business_vault.revenue_period`, kept per batch, must give through the views.
+const REVENUE_DEFINED: &str = "
+SELECT p.period::date, coalesce(a.orders, 0), coalesce(a.customers, 0), coalesce(a.units, 0),
+       coalesce(a.revenue, 0.00), a.avg_order_value,
+       coalesce(a.orders_cancelled_or_returned, 0), coalesce(a.revenue_lost, 0.00)
+  FROM (SELECT generate_series(date_trunc($1, min(order_date)::timestamp),
+                               max(order_date)::timestamp, ('1 ' || $1)::interval) AS period
+          FROM business_vault.order_summary) p
+  LEFT JOIN (SELECT date_trunc($1, o.order_date::timestamp)::date AS period,
+                    count(*) FILTER (WHERE o.is_counted) AS orders,
+                    count(DISTINCT o.hk_customer) FILTER (WHERE o.is_counted) AS customers,
+                    sum(o.units) FILTER (WHERE o.is_counted) AS units,
+                    sum(o.amount) FILTER (WHERE o.is_counted) AS revenue,
+                    round(avg(o.amount) FILTER (WHERE o.is_counted), 2) AS avg_order_value,
+                    count(*) FILTER (WHERE NOT o.is_counted) AS orders_cancelled_or_returned,
+                    sum(o.amount) FILTER (WHERE NOT o.is_counted) AS revenue_lost
+               FROM business_vault.order_summary o
+              GROUP BY 1) a ON a.period = p.period::date
+ ORDER BY 1";
+
+async fn revenue_rows(
+    client: &Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<String> {
+    client
+        .query(&format!("SELECT t::text FROM ({sql}) t"), params)
+        .await
+        .expect(sql)
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_revenue_periods_kept_by_small_batches_equal_their_definition() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    client
+        .batch_execute("SET TimeZone = 'UTC'")
+        .await
+        .expect("time zone");
+    let mut loader = Loader::new(&client, Mappings::builtin().expect("mappings"))
+        .await
+        .expect("loader");
+    loader.batch_size = 2;
+    // orders, cancellations and returns, late events: each batch moves the periods of
+    // the orders it touches, before and after
+    for chunk in shop().chunks(5).chain([&late()[..]]) {
+        append(&client, chunk).await;
+        load_all_with(&mut client, &loader).await;
+        for (grain, view) in [
+            ("day", "SELECT * FROM mart.revenue_daily ORDER BY 1"),
+            ("week", "SELECT * FROM mart.revenue_weekly ORDER BY 1"),
+            ("month", "SELECT * FROM mart.revenue_monthly ORDER BY 1"),
+        ] {
+            assert_eq!(
+                revenue_rows(&client, view, &[]).await,
+                revenue_rows(&client, REVENUE_DEFINED, &[&grain]).await,
+                "{grain}"
+            );
+        }
+    }
+    let months: i64 = client
+        .query_one(
+            "SELECT count(*) FROM business_vault.revenue_period WHERE grain = 'month'",
+            &[],
+        )
+        .await
+        .expect("months")
+        .get(0);
+    assert!(months >= 2, "the shop spans months: {months}");
+}
+
 #[tokio::test]
 async fn the_analyst_role_reads_marts_but_no_personal_data() {
     let (_db, client) = setup(&shop()).await;

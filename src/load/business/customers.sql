@@ -1,4 +1,4 @@
--- The business vault refresh, 1/5: bridge, order and customer summaries, RFM
+-- The business vault refresh, 1/6: bridge, order and customer summaries, RFM
 -- boundaries, PIT and the current Customer 360 rows of the touched keys. Keyed.
 -- (embedded by src/load/business.rs: see its comment for the order and the planner
 -- settings around each file)
@@ -57,6 +57,15 @@ SELECT b.hk_customer
         WHERE l.hk_product = p.hk_product OFFSET 0) b
 ON CONFLICT DO NOTHING;
 
+-- The order dates of the touched orders, before this batch here and after it below:
+-- their revenue periods are recomputed (revenue.sql).
+INSERT INTO pg_temp.bv_revenue_days (order_date)
+SELECT o.order_date
+  FROM pg_temp.bv_orders t
+ CROSS JOIN LATERAL (
+       SELECT s.order_date FROM business_vault.order_summary s
+        WHERE s.hk_order = t.hk_order OFFSET 0) o;
+
 -- Orders: header, current status and totals of the touched orders.
 INSERT INTO business_vault.order_summary AS o
     (hk_order, hk_customer, ordered_at, order_date, channel, status, status_known, is_counted,
@@ -92,6 +101,13 @@ WHERE (o.hk_customer, o.ordered_at, o.channel, o.status, o.status_known, o.lines
       IS DISTINCT FROM
       (excluded.hk_customer, excluded.ordered_at, excluded.channel, excluded.status,
        excluded.status_known, excluded.lines, excluded.units, excluded.amount);
+
+INSERT INTO pg_temp.bv_revenue_days (order_date)
+SELECT o.order_date
+  FROM pg_temp.bv_orders t
+ CROSS JOIN LATERAL (
+       SELECT s.order_date FROM business_vault.order_summary s
+        WHERE s.hk_order = t.hk_order OFFSET 0) o;
 
 INSERT INTO pg_temp.bv_customers (hk_customer)
 SELECT o.hk_customer
