@@ -1045,7 +1045,7 @@ async fn gen_data(args: GenArgs) -> CliResult {
     for f in &summary.files {
         let mut line = format!(
             "{}: {} events",
-            out.join(&f.path).display(),
+            f.path.display(),
             ingest::thousands(f.good)
         );
         if f.bad_at_ingest + f.bad_at_load > 0 {
