@@ -53,17 +53,17 @@ struct OldFiles {
 fn old_platform_files() -> OldFiles {
     let dir = Scratch::new();
     let mut customers = String::from(
-        "customer_id,first_name,last_name,email,phone,city,state,country,registration_date,customer_segment\n",
+        "customer_id,first_name,last_name,email,phone,signup_date,country,state,city,customer_segment\n",
     );
     let segments = ["Premium", "Regular", "Budget"];
     let states = ["CA", "NY", "TX", "WA"];
     for i in 1..=30 {
         customers.push_str(&format!(
-            "CUST{i:05},Ann{i},Lee{i},ann{i}@example.com,555-01{i:02},City{},{},USA,2025-0{}-1{} 09:30:00,{}\n",
-            i % 7,
-            states[i % states.len()],
+            "CUST{i:05},Ann{i},Lee{i},ann{i}@example.com,555-01{i:02},2025-0{}-1{},USA,{},City{},{}\n",
             1 + i % 9,
             i % 10,
+            states[i % states.len()],
+            i % 7,
             segments[i % segments.len()]
         ));
     }
@@ -343,7 +343,7 @@ async fn a_load_without_the_users_mappings_holds_their_events_back_until_registe
     let files = old_platform_files();
     let data = |f: &str| files.dir.path().join(f).display().to_string();
     for (file, ty, time) in [
-        ("customers.csv", "c360_customer", Some("registration_date")),
+        ("customers.csv", "c360_customer", Some("signup_date")),
         ("products.csv", "c360_product", None),
         ("transactions.csv", "c360_transaction", Some("order_date")),
     ] {
