@@ -1,0 +1,528 @@
+//! `dvault stream` against a real broker (tansu, see `broker.rs`): the three shapes of
+//! records, poison among good ones, two partitions resumed from the stored offsets,
+//! and a consumer killed with SIGKILL mid-batch that resumes with nothing lost and
+//! nothing twice.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Client;
+
+use crate::broker::{Broker, record};
+use crate::harness::TestDb;
+use dvault::daemon::shutdown::Shutdown;
+use dvault::events::limits::TimeRange;
+use dvault::stream::kafka::{FetchOptions, StartAt};
+use dvault::stream::message::{Plain, Spec};
+use dvault::stream::{self, StreamOptions, StreamSummary};
+
+fn options(broker: &Broker, topics: &[&str], plain: Option<Plain>) -> StreamOptions {
+    StreamOptions {
+        brokers: vec![broker.addr.clone()],
+        topics: topics.iter().map(|t| t.to_string()).collect(),
+        group: "tests".into(),
+        spec: Spec {
+            plain,
+            max_bytes: 1_000,
+            range: TimeRange::default(),
+        },
+        start_at: StartAt::Earliest,
+        batch_size: 1_000,
+        fetch: FetchOptions {
+            max_bytes: 1 << 20,
+            max_wait: Duration::from_millis(100),
+        },
+        max_backoff: Duration::from_secs(1),
+        exit_at_end: true,
+    }
+}
+
+fn clicks() -> Plain {
+    Plain {
+        event_type: "page_viewed".into(),
+        source: "web".into(),
+        time_field: Some("timestamp".into()),
+        id_field: None,
+    }
+}
+
+/// Consume to the end of every partition, in this process.
+async fn stream_to_end(db: &TestDb, opts: &StreamOptions) -> StreamSummary {
+    let mut client = db.client().await;
+    let (_stopper, shutdown) = Shutdown::manual();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        stream::run(&mut client, opts, shutdown),
+    )
+    .await
+    .expect("the stream reached the end within 60 s")
+    .expect("stream")
+}
+
+type Row = (String, String, String, DateTime<Utc>, String);
+
+/// The log: id, type, source, business time, payload, in log order.
+async fn log(client: &Client) -> Vec<Row> {
+    client
+        .query(
+            "SELECT event_id, event_type, record_source, occurred_at, payload::text
+               FROM event_log.events ORDER BY seq",
+            &[],
+        )
+        .await
+        .expect("log")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect()
+}
+
+/// `ops.stream_offsets` of the tests' group: (topic, partition, next, high watermark).
+async fn offsets(client: &Client) -> Vec<(String, i32, i64, i64)> {
+    client
+        .query(
+            "SELECT topic, partition, next_offset, high_watermark FROM ops.stream_offsets
+              WHERE consumer_group = 'tests' ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .expect("offsets")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("time")
+        .with_timezone(&Utc)
+}
+
+fn structured(id: &str, customer: &str) -> String {
+    serde_json::json!({
+        "specversion": "1.0", "type": "customer_registered", "source": "crm", "id": id,
+        "time": "2026-03-01T10:00:00Z", "data": {"customer_id": customer, "city": "Rome"}
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn structured_cloudevents_are_appended_with_their_attributes() {
+    let (db, broker) = (TestDb::new().await, Broker::start().await);
+    broker.create_topic("crm", 1).await;
+    let ct = [(
+        "content-type",
+        "application/cloudevents+json; charset=UTF-8",
+    )];
+    let values = [structured("e1", "C1"), structured("e2", "C2")];
+    broker
+        .produce(
+            "crm",
+            0,
+            vec![
+                record(Some(values[0].as_bytes()), &ct),
+                // no content-type: still read as a structured event (no --type given)
+                record(Some(values[1].as_bytes()), &[]),
+            ],
+        )
+        .await;
+    let summary = stream_to_end(&db, &options(&broker, &["crm"], None)).await;
+    assert_eq!(
+        (summary.records, summary.inserted, summary.rejected),
+        (2, 2, 0)
+    );
+    let client = db.client().await;
+    let got = log(&client).await;
+    let expected: Vec<Row> = [("e1", "C1"), ("e2", "C2")]
+        .iter()
+        .map(|(id, c)| {
+            (
+                id.to_string(),
+                "customer_registered".into(),
+                "crm".into(),
+                at("2026-03-01T10:00:00Z"),
+                format!(r#"{{"customer_id":"{c}","city":"Rome"}}"#),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(offsets(&client).await, [("crm".into(), 0, 2, 2)]);
+}
+
+#[tokio::test]
+async fn binary_cloudevents_are_the_same_events_as_structured_ones() {
+    let (db, broker) = (TestDb::new().await, Broker::start().await);
+    broker.create_topic("crm-binary", 1).await;
+    let headers = |id: &'static str| {
+        vec![
+            ("ce_specversion", "1.0"),
+            ("ce_type", "customer_registered"),
+            ("ce_source", "crm"),
+            ("ce_id", id),
+            ("ce_time", "2026-03-01T10:00:00Z"),
+            ("content-type", "application/json"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+        ]
+    };
+    broker
+        .produce(
+            "crm-binary",
+            0,
+            vec![
+                record(
+                    Some(br#"{"customer_id":"C1","city":"Rome"}"#),
+                    &headers("e1"),
+                ),
+                record(
+                    Some(br#"{"customer_id":"C2","city":"Rome"}"#),
+                    &headers("e2"),
+                ),
+            ],
+        )
+        .await;
+    // with --type given: records with CloudEvents headers stay CloudEvents
+    let summary = stream_to_end(&db, &options(&broker, &["crm-binary"], Some(clicks()))).await;
+    assert_eq!((summary.inserted, summary.rejected), (2, 0));
+    let binary = log(&db.client().await).await;
+
+    let (db2, broker2) = (TestDb::new().await, Broker::start().await);
+    broker2.create_topic("crm", 1).await;
+    let values = [structured("e1", "C1"), structured("e2", "C2")];
+    let ct = [("content-type", "application/cloudevents+json")];
+    broker2
+        .produce(
+            "crm",
+            0,
+            values
+                .iter()
+                .map(|v| record(Some(v.as_bytes()), &ct))
+                .collect(),
+        )
+        .await;
+    stream_to_end(&db2, &options(&broker2, &["crm"], None)).await;
+    assert_eq!(binary, log(&db2.client().await).await);
+    assert_eq!(binary.len(), 2);
+}
+
+#[tokio::test]
+async fn plain_json_values_take_type_source_and_time_from_the_options() {
+    let (db, broker) = (TestDb::new().await, Broker::start().await);
+    broker.create_topic("clickstream_events", 1).await;
+    let values: Vec<String> = (0..5)
+        .map(|i| {
+            format!(
+                r#"{{"event_type": "page_view", "customer_id": "CUST_0004{i}", "timestamp": "2026-10-05T04:53:5{i}"}}"#
+            )
+        })
+        .collect();
+    let produced = broker
+        .produce(
+            "clickstream_events",
+            0,
+            values
+                .iter()
+                .map(|v| record(Some(v.as_bytes()), &[]))
+                .collect(),
+        )
+        .await;
+    let summary = stream_to_end(
+        &db,
+        &options(&broker, &["clickstream_events"], Some(clicks())),
+    )
+    .await;
+    assert_eq!((summary.inserted, summary.rejected), (5, 0));
+    let client = db.client().await;
+    let expected: Vec<Row> = values
+        .iter()
+        .zip(&produced)
+        .enumerate()
+        .map(|(i, (v, offset))| {
+            (
+                format!("clickstream_events/0/{offset}"),
+                "page_viewed".into(),
+                "web".into(),
+                at(&format!("2026-10-05T04:53:5{i}Z")),
+                v.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(log(&client).await, expected);
+
+    // consumed again from the start (another group): the same ids, nothing twice
+    let mut again = options(&broker, &["clickstream_events"], Some(clicks()));
+    again.group = "replay".into();
+    let summary = stream_to_end(&db, &again).await;
+    assert_eq!((summary.inserted, summary.duplicates), (0, 5));
+    assert_eq!(log(&client).await, expected);
+}
+
+#[tokio::test]
+async fn a_poison_record_among_good_ones_is_quarantined_and_the_rest_goes_on() {
+    let (db, broker) = (TestDb::new().await, Broker::start().await);
+    broker.create_topic("clicks", 1).await;
+    let good = |i: u32| format!(r#"{{"customer_id":"C{i}","timestamp":"2026-10-05T04:53:59"}}"#);
+    let oversized = format!(
+        r#"{{"customer_id":"{}","timestamp":"2026-10-05"}}"#,
+        "x".repeat(2_000)
+    );
+    let binary_without_type = [
+        ("ce_specversion", "1.0"),
+        ("ce_source", "s"),
+        ("ce_id", "b1"),
+    ];
+    let records = vec![
+        record(Some(good(1).as_bytes()), &[]),
+        record(Some(b"not json at all"), &[]),
+        record(Some(good(2).as_bytes()), &[]),
+        record(Some(b"[1, 2, 3]"), &[]),
+        record(Some(oversized.as_bytes()), &[]),
+        record(None, &[]),
+        record(
+            Some(br#"{"customer_id":"C9","timestamp":"last tuesday"}"#),
+            &[],
+        ),
+        record(Some(br#"{"a":1}"#), &binary_without_type),
+        record(Some(&[0xff, 0xfe, b'{']), &[]),
+        record(Some(good(3).as_bytes()), &[]),
+    ];
+    let offsets_of = broker.produce("clicks", 0, records).await;
+    let summary = stream_to_end(&db, &options(&broker, &["clicks"], Some(clicks()))).await;
+    assert_eq!(
+        (summary.records, summary.inserted, summary.rejected),
+        (10, 3, 7)
+    );
+    let client = db.client().await;
+    let ids: Vec<String> = log(&client).await.into_iter().map(|r| r.0).collect();
+    assert_eq!(
+        ids,
+        [0, 2, 9].map(|i| format!("clicks/0/{}", offsets_of[i]))
+    );
+    let rejected: Vec<(String, i64, String)> = client
+        .query(
+            "SELECT file, line, reason FROM event_log.rejected WHERE stage = 'ingest' ORDER BY line",
+            &[],
+        )
+        .await
+        .expect("rejected")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let expected = [
+        (1, "the value must be a JSON object, got not json at all"),
+        (3, "the value must be a JSON object, got [1, 2, 3]"),
+        (4, "is 2046 bytes, more than the limit of 1000 bytes"),
+        (5, "no value (a tombstone)"),
+        (6, "\"last tuesday\" is not an ISO 8601 date or timestamp"),
+        (7, "missing required attribute \"type\""),
+        (8, "the value is not UTF-8"),
+    ];
+    assert_eq!(rejected.len(), expected.len(), "{rejected:?}");
+    for ((file, line, reason), (i, want)) in rejected.iter().zip(expected) {
+        assert_eq!(file, "kafka:clicks/0");
+        assert_eq!(*line, offsets_of[i]);
+        assert!(reason.contains(want), "offset {line}: {reason}");
+    }
+    assert_eq!(offsets(&client).await, [("clicks".into(), 0, 10, 10)]);
+
+    // dvault rejected shows where: topic/partition:offset
+    let shown = dvault::status::rejected(&client, 10)
+        .await
+        .expect("rejected");
+    assert!(
+        shown.contains(&format!(
+            "kafka:clicks/0:{}: the record has no value",
+            offsets_of[5]
+        )),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn two_partitions_are_consumed_and_resumed_from_the_stored_offsets() {
+    let (db, broker) = (TestDb::new().await, Broker::start().await);
+    broker.create_topic("clicks", 2).await;
+    let batch = |p: i32, from: u32, n: u32| {
+        (from..from + n)
+            .map(|i| {
+                let v =
+                    format!(r#"{{"customer_id":"P{p}-{i}","timestamp":"2026-10-05T04:53:59"}}"#);
+                record(Some(v.as_bytes()), &[])
+            })
+            .collect::<Vec<_>>()
+    };
+    broker.produce("clicks", 0, batch(0, 0, 30)).await;
+    broker.produce("clicks", 1, batch(1, 0, 20)).await;
+    let opts = options(&broker, &["clicks"], Some(clicks()));
+    let first = stream_to_end(&db, &opts).await;
+    assert_eq!(
+        (first.partitions, first.records, first.inserted),
+        (2, 50, 50)
+    );
+    let client = db.client().await;
+    assert_eq!(
+        offsets(&client).await,
+        [("clicks".into(), 0, 30, 30), ("clicks".into(), 1, 20, 20)]
+    );
+
+    // more arrives; the next run starts where the first stopped
+    broker.produce("clicks", 0, batch(0, 30, 5)).await;
+    broker.produce("clicks", 1, batch(1, 20, 7)).await;
+    let second = stream_to_end(&db, &opts).await;
+    assert_eq!(
+        (second.records, second.inserted, second.duplicates),
+        (12, 12, 0)
+    );
+    assert_eq!(
+        offsets(&client).await,
+        [("clicks".into(), 0, 35, 35), ("clicks".into(), 1, 27, 27)]
+    );
+    let per_partition: Vec<(String, i64)> = client
+        .query(
+            "SELECT split_part(event_id, '/', 2), count(*) FROM event_log.events GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("count")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(per_partition, [("0".into(), 35), ("1".into(), 27)]);
+
+    // a third run finds nothing new
+    let third = stream_to_end(&db, &opts).await;
+    assert_eq!(third.records, 0);
+}
+
+/// `dvault stream` as a process, on `topic`, to the end of every partition.
+fn spawn_stream(
+    db: &TestDb,
+    broker: &Broker,
+    topic: &str,
+    batch_size: usize,
+) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_dvault"))
+        .args([
+            "stream",
+            "--topic",
+            topic,
+            "--group",
+            "tests",
+            "--type",
+            "page_viewed",
+            "--source",
+            "web",
+            "--time-field",
+            "timestamp",
+            "--batch-size",
+            &batch_size.to_string(),
+            "--exit-at-end",
+        ])
+        .env("DATABASE_URL", &db.url)
+        .env("DVAULT_KAFKA_BROKERS", &broker.addr)
+        .env("DVAULT_STREAM_MAX_WAIT_MS", "100")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start dvault stream")
+}
+
+async fn count(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.expect(sql).get(0)
+}
+
+#[tokio::test]
+async fn a_stream_killed_mid_batch_resumes_with_nothing_lost_and_nothing_twice() {
+    let (db, broker) = (TestDb::new().await, Broker::start().await);
+    broker.create_topic("clicks", 2).await;
+    let per_partition = 6_000;
+    for p in 0..2 {
+        let records = (0..per_partition)
+            .map(|i| {
+                let v = format!(
+                    r#"{{"customer_id":"C{p}-{i}","page":"/p/{i}","timestamp":"2026-10-05T04:53:59"}}"#
+                );
+                record(Some(v.as_bytes()), &[])
+            })
+            .collect();
+        broker.produce("clicks", p, records).await;
+    }
+    let client = db.client().await;
+    let total = 2 * per_partition;
+
+    for kill in 1..=2 {
+        let mut child = spawn_stream(&db, &broker, "clicks", 100);
+        let threshold = total as i64 * kill / 3;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let n = count(&client, "SELECT count(*) FROM event_log.events").await;
+            if n >= threshold {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("kill {kill}: the stream exited before it was killed: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kill {kill}: only {n} events after 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        child.kill().expect("SIGKILL");
+        let status = child.wait().expect("wait");
+        assert!(!status.success(), "kill {kill}: it had finished ({status})");
+        // the offsets and the log agree at the kill: per partition, the events
+        // before the stored offset are in the log, and no other
+        for (topic, partition, next, _) in offsets(&client).await {
+            let in_log = count(
+                &client,
+                &format!(
+                    "SELECT count(*) FROM event_log.events WHERE event_id LIKE '{topic}/{partition}/%'"
+                ),
+            )
+            .await;
+            assert_eq!(in_log, next, "kill {kill}: partition {partition}");
+        }
+    }
+
+    let mut child = spawn_stream(&db, &broker, "clicks", 1_000);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "the last run failed: {status}");
+    let events = count(&client, "SELECT count(*) FROM event_log.events").await;
+    let distinct = count(
+        &client,
+        "SELECT count(DISTINCT payload::text) FROM event_log.events",
+    )
+    .await;
+    assert_eq!((events, distinct), (total as i64, total as i64));
+    assert_eq!(
+        offsets(&client).await,
+        [
+            (
+                "clicks".into(),
+                0,
+                per_partition as i64,
+                per_partition as i64
+            ),
+            (
+                "clicks".into(),
+                1,
+                per_partition as i64,
+                per_partition as i64
+            )
+        ]
+    );
+    // every produced record once, at its place
+    let expected_ids = count(
+        &client,
+        &format!(
+            "SELECT count(*) FROM event_log.events e
+               JOIN (SELECT p, o FROM generate_series(0, 1) p, generate_series(0, {}) o) g
+                 ON e.event_id = format('clicks/%s/%s', g.p, g.o)",
+            per_partition - 1
+        ),
+    )
+    .await;
+    assert_eq!(expected_ids, total as i64);
+}
