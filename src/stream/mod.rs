@@ -241,7 +241,13 @@ async fn consume(
             }
         }
         for f in &fetched {
-            parts[f.index].high_watermark = Some(f.high_watermark);
+            let part = &mut parts[f.index];
+            part.high_watermark = Some(f.high_watermark);
+            if f.records.is_empty() && part.stored.is_some() {
+                // nothing new to consume, but the lag shown should be current
+                offsets::note_high_watermark(&*client, &opts.group, &part.at, f.high_watermark)
+                    .await?;
+            }
         }
         if records == 0 {
             continue;

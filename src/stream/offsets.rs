@@ -120,3 +120,63 @@ pub async fn save(
     .await?;
     Ok(Ok(()))
 }
+
+/// Where a group stands in a partition, as of its last batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lag {
+    pub group: String,
+    pub at: TopicPartition,
+    pub next_offset: i64,
+    pub high_watermark: i64,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Lag {
+    /// Records produced and not consumed yet, as of `updated_at`.
+    pub fn records(&self) -> i64 {
+        (self.high_watermark - self.next_offset).max(0)
+    }
+}
+
+/// Every group's place in every partition, by group, topic and partition.
+pub async fn lags(client: &impl GenericClient) -> Result<Vec<Lag>, tokio_postgres::Error> {
+    Ok(client
+        .query(
+            "SELECT consumer_group, topic, partition, next_offset, high_watermark, updated_at
+               FROM ops.stream_offsets ORDER BY 1, 2, 3",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| Lag {
+            group: r.get(0),
+            at: TopicPartition {
+                topic: r.get(1),
+                partition: r.get(2),
+            },
+            next_offset: r.get(3),
+            high_watermark: r.get(4),
+            updated_at: r.get(5),
+        })
+        .collect())
+}
+
+/// Record a partition's high watermark between batches (a fetch that brought nothing
+/// new), so the lag shown stays current while nothing is consumed. A partition with no
+/// row yet gets none: its first batch writes it.
+pub async fn note_high_watermark(
+    client: &impl GenericClient,
+    group: &str,
+    at: &TopicPartition,
+    high_watermark: i64,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE ops.stream_offsets SET high_watermark = $4, updated_at = now()
+              WHERE (consumer_group, topic, partition) = ($1, $2, $3)
+                AND high_watermark IS DISTINCT FROM $4",
+            &[&group, &at.topic, &at.partition, &high_watermark],
+        )
+        .await?;
+    Ok(())
+}
