@@ -12,7 +12,7 @@ pub mod kafka;
 pub mod message;
 pub mod offsets;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -216,30 +216,39 @@ async fn consume(
     parts: &mut [Partition],
     summary: &mut StreamSummary,
 ) -> Result<(), StreamError> {
+    // fetched and not written yet, in arrival order (a partition's records in order)
+    let mut pending: VecDeque<Fetched> = VecDeque::new();
+    let size = opts.batch_size.max(1);
     loop {
-        if opts.exit_at_end && parts.iter().all(Partition::caught_up) {
+        if shutdown.requested()
+            || (opts.exit_at_end && pending.is_empty() && parts.iter().all(Partition::caught_up))
+        {
             return Ok(());
         }
-        let first = tokio::select! {
-            item = rx.recv() => item,
-            _ = shutdown.wait() => return Ok(()),
-        };
-        let Some(first) = first else {
-            return Ok(());
-        };
+        if pending.is_empty() {
+            let first = tokio::select! {
+                item = rx.recv() => item,
+                _ = shutdown.wait() => return Ok(()),
+            };
+            let Some(first) = first else {
+                return Ok(());
+            };
+            pending.push_back(first?);
+        }
         // what is already fetched, up to a batch
-        let mut fetched = vec![first?];
-        let mut records: usize = fetched[0].records.len();
-        while records < opts.batch_size.max(1) {
+        let mut waiting: usize = pending.iter().map(|f| f.records.len()).sum();
+        while waiting < size {
             match rx.try_recv() {
                 Ok(item) => {
                     let item = item?;
-                    records += item.records.len();
-                    fetched.push(item);
+                    waiting += item.records.len();
+                    pending.push_back(item);
                 }
                 Err(_) => break,
             }
         }
+        let fetched = take_batch(&mut pending, size);
+        let records: usize = fetched.iter().map(|f| f.records.len()).sum();
         for f in &fetched {
             let part = &mut parts[f.index];
             part.high_watermark = Some(f.high_watermark);
@@ -276,6 +285,29 @@ async fn consume(
             "batch committed"
         );
     }
+}
+
+/// The first `size` records of `pending` (one fetch of many records is split: its
+/// rest stays first in line), and the empty fetches among them.
+fn take_batch(pending: &mut VecDeque<Fetched>, size: usize) -> Vec<Fetched> {
+    let mut room = size;
+    let mut out = Vec::new();
+    while room > 0 {
+        let Some(mut f) = pending.pop_front() else {
+            break;
+        };
+        if f.records.len() > room {
+            let rest = f.records.split_off(room);
+            pending.push_front(Fetched {
+                index: f.index,
+                records: rest,
+                high_watermark: f.high_watermark,
+            });
+        }
+        room -= f.records.len();
+        out.push(f);
+    }
+    out
 }
 
 /// The records of some fetches, as events and rejections, and where they move the
@@ -392,4 +424,49 @@ async fn write_once(
     }
     tx.commit().await?;
     Ok((appended, rejected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetched(index: usize, offsets: std::ops::Range<i64>) -> Fetched {
+        let records = offsets
+            .map(|offset| rskafka::record::RecordAndOffset {
+                record: rskafka::record::Record {
+                    key: None,
+                    value: Some(b"{}".to_vec()),
+                    headers: BTreeMap::new(),
+                    timestamp: Utc::now(),
+                },
+                offset,
+            })
+            .collect();
+        Fetched {
+            index,
+            records,
+            high_watermark: 100,
+        }
+    }
+
+    fn shape(batch: &[Fetched]) -> Vec<(usize, Vec<i64>)> {
+        batch
+            .iter()
+            .map(|f| (f.index, f.records.iter().map(|r| r.offset).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_takes_at_most_its_size_and_leaves_the_rest_in_order() {
+        let mut pending: VecDeque<Fetched> =
+            [fetched(0, 0..5), fetched(1, 0..0), fetched(1, 10..13)].into();
+        assert_eq!(shape(&take_batch(&mut pending, 3)), [(0, vec![0, 1, 2])]);
+        assert_eq!(
+            shape(&take_batch(&mut pending, 3)),
+            [(0, vec![3, 4]), (1, vec![]), (1, vec![10])]
+        );
+        assert_eq!(shape(&take_batch(&mut pending, 10)), [(1, vec![11, 12])]);
+        assert!(pending.is_empty());
+        assert!(take_batch(&mut pending, 10).is_empty());
+    }
 }
