@@ -282,14 +282,16 @@ pub struct StreamArgs {
         default_value = "earliest"
     )]
     pub start_at: crate::stream::kafka::StartAt,
-    /// Most records per transaction.
+    /// Records per transaction, about: fetches in hand are added while the batch
+    /// holds fewer (a fetch is never split; --fetch-bytes bounds one).
     #[arg(long, env = "DVAULT_STREAM_BATCH_SIZE", default_value_t = 10_000)]
     pub batch_size: usize,
     /// Records with a larger value are quarantined.
     #[arg(long, env = "DVAULT_STREAM_MAX_MESSAGE_BYTES", value_name = "BYTES", default_value_t = crate::stream::message::DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
-    /// Most bytes one fetch of a partition brings.
-    #[arg(long, env = "DVAULT_STREAM_FETCH_BYTES", value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
+    /// Most bytes one fetch of a partition brings (at least one record batch comes,
+    /// whatever its size).
+    #[arg(long, env = "DVAULT_STREAM_FETCH_BYTES", value_name = "BYTES", default_value_t = 1024 * 1024)]
     pub fetch_bytes: i32,
     /// How long the broker may hold a fetch while a partition has nothing new.
     #[arg(

@@ -120,23 +120,30 @@ pub async fn partition_client(
         })
 }
 
-/// The offset `start` names in a partition.
+/// The offset `start` names in a partition. The latest is the high watermark a fetch
+/// reports (tansu 0.6 answers a ListOffsets for the latest offset with the last
+/// batch's first offset + 1, inside that batch).
 pub async fn offset_at(
     pc: &PartitionClient,
     at: &TopicPartition,
     start: StartAt,
 ) -> Result<i64, KafkaError> {
-    let which = match start {
-        StartAt::Earliest => OffsetAt::Earliest,
-        StartAt::Latest => OffsetAt::Latest,
+    let failed = |source| KafkaError::Request {
+        what: "asking the offsets of",
+        at: at.to_string(),
+        source,
     };
-    pc.get_offset(which)
-        .await
-        .map_err(|source| KafkaError::Request {
-            what: "asking the offsets of",
-            at: at.to_string(),
-            source,
-        })
+    let earliest = pc.get_offset(OffsetAt::Earliest).await.map_err(failed)?;
+    match start {
+        StartAt::Earliest => Ok(earliest),
+        StartAt::Latest => {
+            let (_, high_watermark) = pc
+                .fetch_records(earliest, 1..1024, 0)
+                .await
+                .map_err(failed)?;
+            Ok(high_watermark)
+        }
+    }
 }
 
 /// What one fetch of one partition brought.
@@ -180,10 +187,22 @@ pub fn spawn_fetcher(
                 .await;
             let item = match fetched {
                 Ok((mut records, high_watermark)) => {
-                    records.retain(|r| r.offset >= next);
-                    if let Some(last) = records.last() {
-                        next = last.offset + 1;
-                    } else if reported == Some(high_watermark) {
+                    // strictly increasing from `next` on: a record before it (the
+                    // start of the batch that holds it) or repeated (tansu 0.6 sends
+                    // the last batch again after a fetch from inside a batch) is
+                    // dropped
+                    let asked = next;
+                    records.retain(|r| {
+                        let keep = r.offset >= next;
+                        if keep {
+                            next = r.offset + 1;
+                        }
+                        keep
+                    });
+                    if let Some(first) = records.first().filter(|r| r.offset > asked) {
+                        tracing::debug!(partition = %at, from = asked, to = first.offset, "offsets not in the partition (compacted, or transaction markers)");
+                    }
+                    if records.is_empty() && reported == Some(high_watermark) {
                         continue;
                     }
                     reported = Some(high_watermark);
