@@ -373,6 +373,16 @@ async fn two_partitions_are_consumed_and_resumed_from_the_stored_offsets() {
         [("clicks".into(), 0, 30, 30), ("clicks".into(), 1, 20, 20)]
     );
 
+    // dvault status shows each partition's place
+    let status = dvault::status::collect(&client).await.expect("status").to_string();
+    for line in [
+        "streams:    0 records not consumed",
+        "  tests clicks/0                          0 behind (offset 30 of 30, ",
+        "  tests clicks/1                          0 behind (offset 20 of 20, ",
+    ] {
+        assert!(status.contains(line), "{line:?} not in\n{status}");
+    }
+
     // more arrives; the next run starts where the first stopped
     broker.produce("clicks", 0, batch(0, 30, 5)).await;
     broker.produce("clicks", 1, batch(1, 20, 7)).await;
