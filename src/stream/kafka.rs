@@ -42,6 +42,16 @@ pub enum KafkaError {
         offset: i64,
         earliest: i64,
     },
+    #[error(
+        "{at}: offset {offset} is beyond the end of the partition (its next offset is {end}): the \
+         topic was deleted and created again, or the offsets stored are another cluster's; give \
+         the group a new name (--group) to consume it from its start"
+    )]
+    Beyond {
+        at: TopicPartition,
+        offset: i64,
+        end: i64,
+    },
     #[error("Kafka: {what} {at}: {source}")]
     Request {
         what: &'static str,
@@ -202,6 +212,18 @@ pub fn spawn_fetcher(
                     if let Some(first) = records.first().filter(|r| r.offset > asked) {
                         tracing::debug!(partition = %at, from = asked, to = first.offset, "offsets not in the partition (compacted, or transaction markers)");
                     }
+                    if records.is_empty() && high_watermark < next {
+                        // Kafka answers this with OffsetOutOfRange (below), tansu 0.6
+                        // with no records
+                        let _ = tx
+                            .send(Err(KafkaError::Beyond {
+                                at: at.clone(),
+                                offset: next,
+                                end: high_watermark,
+                            }))
+                            .await;
+                        return;
+                    }
                     if records.is_empty() && reported == Some(high_watermark) {
                         continue;
                     }
@@ -226,13 +248,11 @@ pub fn spawn_fetcher(
                     } else {
                         // beyond the end: the partition was emptied and recreated, or
                         // the stored offset belongs to another cluster
-                        let latest = pc.get_offset(OffsetAt::Latest).await.unwrap_or(-1);
-                        Err(KafkaError::Request {
-                            what: "fetching",
-                            at: format!(
-                                "{at} at offset {next} (the broker has offsets {earliest} to {latest})"
-                            ),
-                            source: RsError::InvalidResponse("offset out of range".into()),
+                        let end = offset_at(&pc, &at, StartAt::Latest).await.unwrap_or(-1);
+                        Err(KafkaError::Beyond {
+                            at: at.clone(),
+                            offset: next,
+                            end,
                         })
                     }
                 }

@@ -374,7 +374,10 @@ async fn two_partitions_are_consumed_and_resumed_from_the_stored_offsets() {
     );
 
     // dvault status shows each partition's place
-    let status = dvault::status::collect(&client).await.expect("status").to_string();
+    let status = dvault::status::collect(&client)
+        .await
+        .expect("status")
+        .to_string();
     for line in [
         "streams:    0 records not consumed",
         "  tests clicks/0                          0 behind (offset 30 of 30, ",
@@ -543,4 +546,47 @@ async fn a_stream_killed_mid_batch_resumes_with_nothing_lost_and_nothing_twice()
     )
     .await;
     assert_eq!(expected_ids, total as i64);
+}
+
+#[tokio::test]
+async fn a_stored_offset_the_broker_does_not_have_stops_the_stream_naming_it() {
+    let (db, broker) = (TestDb::new().await, Broker::start().await);
+    broker.create_topic("clicks", 1).await;
+    let v = br#"{"customer_id":"C1","timestamp":"2026-10-05"}"#;
+    broker
+        .produce(
+            "clicks",
+            0,
+            vec![record(Some(v), &[]), record(Some(v), &[])],
+        )
+        .await;
+    // the topic was created again since: the stored offset is past its end
+    let mut client = db.client().await;
+    client
+        .execute(
+            "INSERT INTO ops.stream_offsets (consumer_group, topic, partition, next_offset, high_watermark)
+             VALUES ('tests', 'clicks', 0, 100, 100)",
+            &[],
+        )
+        .await
+        .expect("offset");
+    let (_stopper, shutdown) = Shutdown::manual();
+    let opts = options(&broker, &["clicks"], Some(clicks()));
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        stream::run(&mut client, &opts, shutdown),
+    )
+    .await
+    .expect("in time")
+    .expect_err("beyond the end");
+    assert!(
+        err.to_string().starts_with(
+            "clicks/0: offset 100 is beyond the end of the partition (its next offset is 2)"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM event_log.events").await,
+        0
+    );
 }
