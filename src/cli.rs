@@ -320,18 +320,21 @@ impl StreamArgs {
     /// The options of `dvault stream`, checked.
     pub fn options(&self) -> Result<crate::stream::StreamOptions, String> {
         use crate::stream::{kafka::FetchOptions, message};
-        let plain = match (&self.event_type, &self.source) {
+        // an empty variable (a compose file's `${DVAULT_STREAM_TYPE:-}`) is not given
+        let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        let plain = match (given(&self.event_type), given(&self.source)) {
             (Some(event_type), Some(source)) => {
                 let plain = message::Plain {
-                    event_type: event_type.clone(),
-                    source: source.clone(),
-                    time_field: self.time_field.clone(),
-                    id_field: self.id_field.clone(),
+                    event_type,
+                    source,
+                    time_field: given(&self.time_field),
+                    id_field: given(&self.id_field),
                 };
                 plain.check()?;
                 Some(plain)
             }
-            _ => None,
+            (None, None) => None,
+            _ => return Err("plain JSON values need both --type and --source".into()),
         };
         if self.group.is_empty() {
             return Err("--group must not be empty".into());
