@@ -590,3 +590,117 @@ async fn a_stored_offset_the_broker_does_not_have_stops_the_stream_naming_it() {
         0
     );
 }
+
+/// Each raw vault table's rows without `load_dts` and `event_seq` (the arrival time and
+/// the place in the log, which differ between two logs filled at different moments and
+/// in another order), as one md5 per table.
+async fn vault_without_arrival_times(client: &Client) -> Vec<(String, String, i64)> {
+    let tables: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables
+              WHERE table_schema = 'raw_vault' ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("tables")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut out = Vec::new();
+    for t in tables {
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT coalesce(md5(string_agg(r, E'\\n' ORDER BY r)), 'empty'), count(*)
+                       FROM (SELECT (to_jsonb(t) - 'load_dts' - 'event_seq')::text AS r FROM raw_vault.{t} t) x"
+                ),
+                &[],
+            )
+            .await
+            .expect("checksum");
+        out.push((t, row.get(0), row.get(1)));
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_demo_clickstream_streamed_through_a_topic_gives_the_vault_of_the_file_route() {
+    use dvault::events::ingest::{IngestOptions, ingest_file};
+    let dir = std::env::temp_dir().join(format!("dvault-stream-gen-{}", rand::random::<u64>()));
+    dvault::generate::generate(&dvault::generate::GenOptions {
+        seed: 7,
+        customers: 300,
+        products: 120,
+        orders: 900,
+        days: 90,
+        end: chrono::NaiveDate::from_ymd_opt(2026, 6, 30).expect("date"),
+        dirty: 0.0,
+        out: dir.clone(),
+    })
+    .expect("generate");
+    let all = dir.join("events.ndjson");
+    // the clickstream as the web shop would stream it: the plain JSON of each view
+    let text = std::fs::read_to_string(&all).expect("events");
+    let (mut views, mut rest) = (Vec::new(), String::new());
+    for line in text.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).expect("json");
+        if event["type"] == "product_viewed" {
+            views.push(event["data"].to_string());
+        } else {
+            rest.push_str(line);
+            rest.push('\n');
+        }
+    }
+    assert!(views.len() > 1_000, "only {} views", views.len());
+    let others = dir.join("others.ndjson");
+    std::fs::write(&others, rest).expect("write");
+
+    // the file route: every event from the file
+    let file_db = TestDb::new().await;
+    let mut client = file_db.client().await;
+    ingest_file(&mut client, &all, &IngestOptions::default())
+        .await
+        .expect("ingest");
+    crate::harness::load_all(&mut client).await;
+    let by_file = vault_without_arrival_times(&client).await;
+
+    // the stream route: the rest from the file, the views through two partitions
+    let (db, broker) = (TestDb::new().await, Broker::start().await);
+    let mut client = db.client().await;
+    ingest_file(&mut client, &others, &IngestOptions::default())
+        .await
+        .expect("ingest");
+    broker.create_topic("clickstream_events", 2).await;
+    for p in 0..2 {
+        let records = views
+            .iter()
+            .skip(p)
+            .step_by(2)
+            .map(|v| record(Some(v.as_bytes()), &[]))
+            .collect();
+        broker
+            .produce("clickstream_events", p as i32, records)
+            .await;
+    }
+    let plain = Plain {
+        event_type: "product_viewed".into(),
+        source: "web".into(),
+        time_field: Some("viewed_at".into()),
+        id_field: None,
+    };
+    let summary = stream_to_end(&db, &options(&broker, &["clickstream_events"], Some(plain))).await;
+    assert_eq!(
+        (summary.inserted, summary.rejected),
+        (views.len() as u64, 0)
+    );
+    crate::harness::load_all(&mut client).await;
+    let by_stream = vault_without_arrival_times(&client).await;
+    assert!(
+        by_file
+            .iter()
+            .any(|(t, _, n)| t == "link_product_view" && *n > 1_000),
+        "{by_file:?}"
+    );
+    assert_eq!(by_stream, by_file);
+    let _ = std::fs::remove_dir_all(&dir);
+}
