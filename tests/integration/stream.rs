@@ -704,3 +704,85 @@ async fn the_demo_clickstream_streamed_through_a_topic_gives_the_vault_of_the_fi
     assert_eq!(by_stream, by_file);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_running_stream_and_a_following_daemon_load_new_records_within_seconds() {
+    let (db, broker) = (TestDb::new().await, Broker::start().await);
+    broker.create_topic("clickstream_events", 2).await;
+    let spawn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dvault"))
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .env_remove("DVAULT_SCHEDULE")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start dvault")
+    };
+    let mut daemon = spawn(&["daemon", "--follow", "--schedule", "off"]);
+    let mut streaming = spawn(&[
+        "stream",
+        "--brokers",
+        &broker.addr,
+        "--topic",
+        "clickstream_events",
+        "--type",
+        "product_viewed",
+        "--source",
+        "web",
+        "--time-field",
+        "viewed_at",
+        "--max-wait-ms",
+        "100",
+    ]);
+    let client = db.client().await;
+    let views = |round: i64, p: i32, n: usize| {
+        (0..n)
+            .map(|i| {
+                let v = format!(
+                    r#"{{"session_id":"S{round}-{p}-{i}","customer_id":"C00000{i}","product_id":"P00000{p}","viewed_at":"2026-10-05T04:53:59Z"}}"#
+                );
+                record(Some(v.as_bytes()), &[])
+            })
+            .collect::<Vec<_>>()
+    };
+    for round in 1..=2 {
+        let produced = Instant::now();
+        broker
+            .produce("clickstream_events", 0, views(round, 0, 5))
+            .await;
+        broker
+            .produce("clickstream_events", 1, views(round, 1, 5))
+            .await;
+        loop {
+            let loaded = count(&client, "SELECT count(*) FROM raw_vault.link_product_view").await;
+            if loaded == 10 * round {
+                break;
+            }
+            assert!(
+                produced.elapsed() < Duration::from_secs(10),
+                "round {round}: {loaded} views loaded 10 s after they were produced"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!(
+            "round {round}: produced to loaded in {:?}",
+            produced.elapsed()
+        );
+    }
+    // SIGTERM: the stream stops cleanly and says what it did
+    let ok = Command::new("kill")
+        .args(["-TERM", &streaming.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok);
+    let out = streaming.wait_with_output().expect("stream output");
+    assert!(out.status.success(), "{}", out.status);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("consumed 20 records from 2 partitions: 20 events appended in "),
+        "{said}"
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
