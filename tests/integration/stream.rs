@@ -719,7 +719,7 @@ async fn a_running_stream_and_a_following_daemon_load_new_records_within_seconds
             .expect("start dvault")
     };
     let mut daemon = spawn(&["daemon", "--follow", "--schedule", "off"]);
-    let mut streaming = spawn(&[
+    let streaming = spawn(&[
         "stream",
         "--brokers",
         &broker.addr,
