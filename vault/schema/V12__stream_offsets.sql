@@ -1,4 +1,4 @@
--- dvault schema, migration 11: where `dvault stream` stands in each Kafka partition.
+-- dvault schema, migration 12: where `dvault stream` stands in each Kafka partition.
 --
 -- `dvault stream` consumes Kafka topics into the event log exactly once: the offsets
 -- it consumed are written here in the same transaction as the events they held (and
