@@ -1213,11 +1213,7 @@ async fn gen_data(args: GenArgs) -> CliResult {
         .await?
         .map_err(|e| format!("writing to {}: {e}", out.display()))?;
     for f in &summary.files {
-        let mut line = format!(
-            "{}: {} events",
-            f.path.display(),
-            ingest::thousands(f.good)
-        );
+        let mut line = format!("{}: {} events", f.path.display(), ingest::thousands(f.good));
         if f.bad_at_ingest + f.bad_at_load > 0 {
             line.push_str(&format!(
                 " + {} broken for ingest, {} for load",
