@@ -16,12 +16,14 @@ grep -q '^target/' .dockerignore || { say ".dockerignore does not leave out targ
 
 # systemd: an exposure of at most 3.0 (systemd-analyze counts in tenths: 30)
 if command -v systemd-analyze >/dev/null 2>&1; then
-    if systemd-analyze security --offline=true --threshold=30 deploy/dvault-daemon.service >/tmp/dvault-unit.$$ 2>&1; then
-        say "systemd unit: $(grep 'Overall exposure' /tmp/dvault-unit.$$ | sed 's/^→ //')"
-    else
-        cat /tmp/dvault-unit.$$; say "systemd unit: exposure above 3.0"; status=1
-    fi
-    rm -f /tmp/dvault-unit.$$
+    for unit in deploy/dvault-daemon.service deploy/dvault-stream.service; do
+        if systemd-analyze security --offline=true --threshold=30 "$unit" >/tmp/dvault-unit.$$ 2>&1; then
+            say "systemd unit $unit: $(grep 'Overall exposure' /tmp/dvault-unit.$$ | sed 's/^→ //')"
+        else
+            cat /tmp/dvault-unit.$$; say "systemd unit $unit: exposure above 3.0"; status=1
+        fi
+        rm -f /tmp/dvault-unit.$$
+    done
 else
     say "NOT CHECKED: systemd-analyze is not installed (apt-get install systemd)"
 fi

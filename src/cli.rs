@@ -91,6 +91,9 @@ pub enum Command {
     },
     /// Append CSV or NDJSON (CloudEvents) files to the event log.
     Ingest(IngestArgs),
+    /// Consume Kafka topics into the event log, exactly once (the offsets are stored
+    /// with the events), until stopped.
+    Stream(StreamArgs),
     /// Project new events of the log into the vault (hubs, links, satellites).
     Load(LoadArgs),
     /// Empty the vault and replay the whole log.
@@ -209,6 +212,154 @@ impl TimeRangeArgs {
             at("--business-time-until", &self.business_time_until)?,
         )
         .map_err(|e| format!("--business-time-from / --business-time-until: {e}"))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// Kafka bootstrap brokers, HOST:PORT; repeat, or separate with commas.
+    #[arg(
+        long = "brokers",
+        env = "DVAULT_KAFKA_BROKERS",
+        value_delimiter = ',',
+        required = true,
+        value_name = "HOST:PORT"
+    )]
+    pub brokers: Vec<String>,
+    /// Topics to consume, every partition; repeat, or separate with commas.
+    #[arg(
+        long = "topic",
+        env = "DVAULT_STREAM_TOPICS",
+        value_delimiter = ',',
+        required = true,
+        value_name = "TOPIC"
+    )]
+    pub topics: Vec<String>,
+    /// The consumer group: the name the consumed offsets are stored under in the
+    /// database (ops.stream_offsets). One dvault stream per group consumes; another
+    /// waits for it to stop.
+    #[arg(long, env = "DVAULT_STREAM_GROUP", default_value = "dvault")]
+    pub group: String,
+    /// Records without CloudEvents headers are plain JSON objects, each an event of
+    /// this type (else they must be structured CloudEvents).
+    #[arg(
+        long = "type",
+        env = "DVAULT_STREAM_TYPE",
+        value_name = "EVENT_TYPE",
+        requires = "source"
+    )]
+    pub event_type: Option<String>,
+    /// Plain JSON: the record source of every event, e.g. web.
+    #[arg(
+        long,
+        env = "DVAULT_STREAM_SOURCE",
+        value_name = "NAME",
+        requires = "event_type"
+    )]
+    pub source: Option<String>,
+    /// Plain JSON: top-level field holding the business time (ISO 8601); default:
+    /// the record's timestamp.
+    #[arg(
+        long,
+        env = "DVAULT_STREAM_TIME_FIELD",
+        value_name = "FIELD",
+        requires = "event_type"
+    )]
+    pub time_field: Option<String>,
+    /// Plain JSON: top-level field holding the event id; default: TOPIC/PARTITION/OFFSET.
+    #[arg(
+        long,
+        env = "DVAULT_STREAM_ID_FIELD",
+        value_name = "FIELD",
+        requires = "event_type"
+    )]
+    pub id_field: Option<String>,
+    /// Where a partition without a stored offset starts.
+    #[arg(
+        long,
+        env = "DVAULT_STREAM_START_AT",
+        value_enum,
+        default_value = "earliest"
+    )]
+    pub start_at: crate::stream::kafka::StartAt,
+    /// Records per transaction, about: fetches in hand are added while the batch
+    /// holds fewer (a fetch is never split; --fetch-bytes bounds one).
+    #[arg(long, env = "DVAULT_STREAM_BATCH_SIZE", default_value_t = 10_000)]
+    pub batch_size: usize,
+    /// Records with a larger value are quarantined.
+    #[arg(long, env = "DVAULT_STREAM_MAX_MESSAGE_BYTES", value_name = "BYTES", default_value_t = crate::stream::message::DEFAULT_MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+    /// Most bytes one fetch of a partition brings (at least one record batch comes,
+    /// whatever its size).
+    #[arg(long, env = "DVAULT_STREAM_FETCH_BYTES", value_name = "BYTES", default_value_t = 1024 * 1024)]
+    pub fetch_bytes: i32,
+    /// How long the broker may hold a fetch while a partition has nothing new.
+    #[arg(
+        long,
+        env = "DVAULT_STREAM_MAX_WAIT_MS",
+        value_name = "MS",
+        default_value_t = 500
+    )]
+    pub max_wait_ms: u64,
+    /// Longest pause between attempts to reach a lost broker.
+    #[arg(
+        long,
+        env = "DVAULT_STREAM_RETRY_MAX_SECS",
+        value_name = "SECONDS",
+        default_value_t = 5
+    )]
+    pub retry_max_secs: u64,
+    /// Stop once every partition is consumed up to its end, instead of waiting for more.
+    #[arg(long, env = "DVAULT_STREAM_EXIT_AT_END", value_parser = clap::builder::FalseyValueParser::new())]
+    pub exit_at_end: bool,
+    #[command(flatten)]
+    pub time_range: TimeRangeArgs,
+}
+
+impl StreamArgs {
+    /// The options of `dvault stream`, checked.
+    pub fn options(&self) -> Result<crate::stream::StreamOptions, String> {
+        use crate::stream::{kafka::FetchOptions, message};
+        // an empty variable (a compose file's `${DVAULT_STREAM_TYPE:-}`) is not given
+        let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        let plain = match (given(&self.event_type), given(&self.source)) {
+            (Some(event_type), Some(source)) => {
+                let plain = message::Plain {
+                    event_type,
+                    source,
+                    time_field: given(&self.time_field),
+                    id_field: given(&self.id_field),
+                };
+                plain.check()?;
+                Some(plain)
+            }
+            (None, None) => None,
+            _ => return Err("plain JSON values need both --type and --source".into()),
+        };
+        if self.group.is_empty() {
+            return Err("--group must not be empty".into());
+        }
+        if self.fetch_bytes < 1024 {
+            return Err("--fetch-bytes must be at least 1024".into());
+        }
+        Ok(crate::stream::StreamOptions {
+            brokers: self.brokers.clone(),
+            topics: self.topics.clone(),
+            group: self.group.clone(),
+            spec: message::Spec {
+                plain,
+                max_bytes: self.max_message_bytes,
+                range: self.time_range.range()?,
+            },
+            start_at: self.start_at,
+            batch_size: self.batch_size.max(1),
+            fetch: FetchOptions {
+                max_bytes: self.fetch_bytes,
+                max_wait: Duration::from_millis(self.max_wait_ms.max(1)),
+            },
+            max_backoff: Duration::from_secs(self.retry_max_secs.max(1)),
+            exit_at_end: self.exit_at_end,
+        })
     }
 }
 
@@ -569,6 +720,7 @@ async fn dispatch(command: Command, config: &Config) -> CliResult {
         Command::Migrate(args) => migrate(config, args).await,
         Command::Model { action } => model(config, action).await,
         Command::Ingest(args) => ingest(config, args).await,
+        Command::Stream(args) => stream(config, args).await,
         Command::Load(args) => load(config, args, false).await,
         Command::Gen(args) => gen_data(args).await,
         Command::Rebuild(args) => load(config, args, true).await,
@@ -843,6 +995,24 @@ async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `dvault stream`: consume until SIGTERM/SIGINT (or, with --exit-at-end, the end).
+async fn stream(config: &Config, args: StreamArgs) -> CliResult {
+    let opts = args.options()?;
+    let target = Target::resolve(config).await?;
+    let mut client = db::connect_migrated(&target).await?;
+    let shutdown = daemon::shutdown::Shutdown::on_signals()?;
+    notice(&format!(
+        "consuming {} from {} into {} (group \"{}\"); SIGTERM or Ctrl-C stops",
+        opts.topics.join(", "),
+        opts.brokers.join(","),
+        target.describe(),
+        opts.group
+    ))?;
+    let summary = crate::stream::run(&mut client, &opts, shutdown).await?;
+    outln!("{summary}")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `dvault ingest --check`: each file through the active model, nothing stored.

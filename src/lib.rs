@@ -18,3 +18,4 @@ pub mod logging;
 pub mod mapping;
 pub mod process_metrics;
 pub mod status;
+pub mod stream;

@@ -28,6 +28,8 @@ pub struct Status {
     pub held: Vec<(String, i64)>,
     /// The registered user mapping files (none: the built-in model).
     pub model_files: Vec<String>,
+    /// Where each `dvault stream` group stands in each Kafka partition.
+    pub streams: Vec<crate::stream::offsets::Lag>,
 }
 
 pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgres::Error> {
@@ -94,7 +96,16 @@ pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgr
     } else {
         (Vec::new(), Vec::new())
     };
+    let has_streams: bool = client
+        .query_one("SELECT to_regclass('ops.stream_offsets') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    let streams = match has_streams {
+        true => crate::stream::offsets::lags(client).await?,
+        false => Vec::new(),
+    };
     Ok(Status {
+        streams,
         held,
         model_files,
         last_run,
@@ -200,6 +211,25 @@ impl fmt::Display for Status {
         }
         if let Some(w) = &self.waiting {
             writeln!(f, "waiting:    {w}")?;
+        }
+        if !self.streams.is_empty() {
+            let behind: i64 = self.streams.iter().map(|l| l.records()).sum();
+            writeln!(
+                f,
+                "streams:    {} records not consumed (dvault stream, per group and partition, as of its last fetch)",
+                thousands(behind as u64)
+            )?;
+            for l in &self.streams {
+                writeln!(
+                    f,
+                    "  {:<28} {:>12} behind (offset {} of {}, {})",
+                    format!("{} {}", l.group, l.at),
+                    thousands(l.records() as u64),
+                    l.next_offset,
+                    l.high_watermark,
+                    l.updated_at.format("%Y-%m-%d %H:%M:%S UTC")
+                )?;
+            }
         }
         Ok(())
     }

@@ -78,6 +78,8 @@ struct State {
     last_success: BTreeMap<String, f64>,
     lag_events: Option<i64>,
     lag_seconds: Option<f64>,
+    /// `dvault stream`'s place in each Kafka partition, from `ops.stream_offsets`.
+    stream_lags: Vec<crate::stream::offsets::Lag>,
     quality: Option<Report>,
     db_up: bool,
     db_failures: u64,
@@ -137,6 +139,10 @@ impl Metrics {
             s.lag_events = Some(events);
             s.lag_seconds = Some(oldest_seconds.unwrap_or(0.0));
         })
+    }
+
+    pub fn set_stream_lags(&self, lags: Vec<crate::stream::offsets::Lag>) {
+        self.with(|s| s.stream_lags = lags)
     }
 
     pub fn set_quality(&self, report: &Report) {
@@ -214,6 +220,20 @@ impl Metrics {
                 head(&mut out, "dvault_loader_lag_seconds", "gauge", "Age of the oldest event not yet loaded (0 when none).");
                 let _ = writeln!(out, "dvault_loader_lag_seconds {secs}");
             }
+            if !s.stream_lags.is_empty() {
+                head(&mut out, "dvault_stream_lag_records", "gauge", "Records of a Kafka partition not consumed yet by dvault stream, as of its last fetch, by group, topic and partition.");
+                for l in &s.stream_lags {
+                    let _ = writeln!(out, "dvault_stream_lag_records{{{}}} {}", stream_labels(l), l.records());
+                }
+                head(&mut out, "dvault_stream_offset", "gauge", "The next offset dvault stream consumes, by group, topic and partition.");
+                for l in &s.stream_lags {
+                    let _ = writeln!(out, "dvault_stream_offset{{{}}} {}", stream_labels(l), l.next_offset);
+                }
+                head(&mut out, "dvault_stream_updated_timestamp_seconds", "gauge", "Unix time of dvault stream's last batch or fetch of a partition, by group, topic and partition.");
+                for l in &s.stream_lags {
+                    let _ = writeln!(out, "dvault_stream_updated_timestamp_seconds{{{}}} {}", stream_labels(l), l.updated_at.timestamp());
+                }
+            }
             if let Some(q) = &s.quality {
                 head(&mut out, "dvault_quality_gate_passed", "gauge", "1 if every check of the latest quality gate passed.");
                 let _ = writeln!(out, "dvault_quality_gate_passed {}", u8::from(q.passed()));
@@ -240,6 +260,23 @@ impl Metrics {
             out
         })
     }
+}
+
+/// A label value in the exposition format: backslash, double quote and line feed
+/// escaped.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn stream_labels(l: &crate::stream::offsets::Lag) -> String {
+    format!(
+        "group=\"{}\",topic=\"{}\",partition=\"{}\"",
+        label_value(&l.group),
+        label_value(&l.at.topic),
+        l.at.partition
+    )
 }
 
 async fn scrape(
@@ -287,6 +324,16 @@ mod tests {
         };
         m.run_ended(Trigger::Follow, RunStatus::Succeeded, Some(&summary));
         m.set_lag(3, Some(1.5));
+        m.set_stream_lags(vec![crate::stream::offsets::Lag {
+            group: "g\"1".into(),
+            at: crate::stream::offsets::TopicPartition {
+                topic: "clicks".into(),
+                partition: 1,
+            },
+            next_offset: 40,
+            high_watermark: 42,
+            updated_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+        }]);
         let text = m.render();
         for line in [
             "dvault_events_loaded_total{trigger=\"follow\"} 10",
@@ -299,6 +346,9 @@ mod tests {
             "dvault_load_run_duration_seconds_bucket{trigger=\"follow\",le=\"+Inf\"} 1",
             "dvault_loader_lag_events 3",
             "dvault_loader_lag_seconds 1.5",
+            "dvault_stream_lag_records{group=\"g\\\"1\",topic=\"clicks\",partition=\"1\"} 2",
+            "dvault_stream_offset{group=\"g\\\"1\",topic=\"clicks\",partition=\"1\"} 40",
+            "dvault_stream_updated_timestamp_seconds{group=\"g\\\"1\",topic=\"clicks\",partition=\"1\"} 1800000000",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }

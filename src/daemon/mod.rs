@@ -392,6 +392,10 @@ async fn refresh_lag(client: &Client, metrics: &Metrics) -> Result<i64, DaemonEr
         .await
         .doing("measuring the lag")?;
     metrics.set_lag(lag.events, lag.oldest_seconds);
+    let streams = crate::stream::offsets::lags(client)
+        .await
+        .doing("reading dvault stream's offsets")?;
+    metrics.set_stream_lags(streams);
     Ok(lag.events)
 }
 

@@ -1,5 +1,6 @@
 //! Integration tests against a real PostgreSQL; one fresh database per test.
 
+mod broker;
 mod harness;
 
 mod api;
@@ -29,5 +30,6 @@ mod poison_salted;
 mod replica;
 mod scaling;
 mod security;
+mod stream;
 mod tpch;
 mod views;

@@ -1,0 +1,271 @@
+//! The Kafka side of `dvault stream`, through `rskafka` (a pure-Rust client, no
+//! librdkafka): the partitions of the topics, where each one starts, and one fetching
+//! task per partition that hands its records on in offset order, ahead of the writer
+//! (so Kafka and PostgreSQL work at the same time). Consumer-group membership is not
+//! used: the group's offsets live in the database (`ops.stream_offsets`), and one
+//! `dvault stream` per group takes every partition of its topics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rskafka::BackoffConfig;
+use rskafka::client::error::{Error as RsError, ProtocolError};
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+use rskafka::record::RecordAndOffset;
+use tokio::sync::mpsc;
+
+use super::offsets::TopicPartition;
+
+/// Where a partition with no stored offset starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StartAt {
+    /// The oldest record the broker still keeps: the whole topic.
+    Earliest,
+    /// The next record produced: only what comes from now on.
+    Latest,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("cannot reach the Kafka brokers {brokers}: {source}")]
+    Connect { brokers: String, source: RsError },
+    #[error("topic \"{topic}\" does not exist on the brokers (they have: {known})")]
+    NoTopic { topic: String, known: String },
+    #[error(
+        "{at}: offset {offset} is no longer on the broker (it keeps {earliest} on): records between \
+         were deleted by retention before they were consumed; to go on from {earliest}, delete the \
+         group's row for this partition in ops.stream_offsets"
+    )]
+    Gone {
+        at: TopicPartition,
+        offset: i64,
+        earliest: i64,
+    },
+    #[error(
+        "{at}: offset {offset} is beyond the end of the partition (its next offset is {end}): the \
+         topic was deleted and created again, or the offsets stored are another cluster's; give \
+         the group a new name (--group) to consume it from its start"
+    )]
+    Beyond {
+        at: TopicPartition,
+        offset: i64,
+        end: i64,
+    },
+    #[error("Kafka: {what} {at}: {source}")]
+    Request {
+        what: &'static str,
+        at: String,
+        source: RsError,
+    },
+}
+
+/// Connect to the brokers. Lost connections are retried (backing off up to
+/// `max_backoff`), so a broker restart is waited out.
+pub async fn connect(brokers: &[String], max_backoff: Duration) -> Result<Client, KafkaError> {
+    let backoff = BackoffConfig {
+        init_backoff: Duration::from_millis(100),
+        max_backoff,
+        base: 2.0,
+        deadline: None,
+    };
+    ClientBuilder::new(brokers.to_vec())
+        .client_id("dvault")
+        .backoff_config(backoff)
+        .build()
+        .await
+        .map_err(|source| KafkaError::Connect {
+            brokers: brokers.join(","),
+            source,
+        })
+}
+
+/// Every partition of `topics`, in topic order then partition order.
+pub async fn partitions(
+    client: &Client,
+    topics: &[String],
+) -> Result<Vec<TopicPartition>, KafkaError> {
+    let known = client
+        .list_topics()
+        .await
+        .map_err(|source| KafkaError::Request {
+            what: "listing the topics",
+            at: String::new(),
+            source,
+        })?;
+    let mut out = Vec::new();
+    for topic in topics {
+        let Some(t) = known.iter().find(|t| &t.name == topic) else {
+            let mut names: Vec<&str> = known.iter().map(|t| t.name.as_str()).collect();
+            names.sort();
+            return Err(KafkaError::NoTopic {
+                topic: topic.clone(),
+                known: if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                },
+            });
+        };
+        out.extend(t.partitions.iter().map(|&partition| TopicPartition {
+            topic: topic.clone(),
+            partition,
+        }));
+    }
+    Ok(out)
+}
+
+/// A client for one partition (its leader's connection).
+pub async fn partition_client(
+    client: &Client,
+    at: &TopicPartition,
+) -> Result<PartitionClient, KafkaError> {
+    client
+        .partition_client(at.topic.clone(), at.partition, UnknownTopicHandling::Retry)
+        .await
+        .map_err(|source| KafkaError::Request {
+            what: "opening partition",
+            at: at.to_string(),
+            source,
+        })
+}
+
+/// The offset `start` names in a partition. The latest is the high watermark a fetch
+/// reports (tansu 0.6 answers a ListOffsets for the latest offset with the last
+/// batch's first offset + 1, inside that batch).
+pub async fn offset_at(
+    pc: &PartitionClient,
+    at: &TopicPartition,
+    start: StartAt,
+) -> Result<i64, KafkaError> {
+    let failed = |source| KafkaError::Request {
+        what: "asking the offsets of",
+        at: at.to_string(),
+        source,
+    };
+    let earliest = pc.get_offset(OffsetAt::Earliest).await.map_err(failed)?;
+    match start {
+        StartAt::Earliest => Ok(earliest),
+        StartAt::Latest => {
+            let (_, high_watermark) = pc
+                .fetch_records(earliest, 1..1024, 0)
+                .await
+                .map_err(failed)?;
+            Ok(high_watermark)
+        }
+    }
+}
+
+/// What one fetch of one partition brought.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The partition's index in the consumer's list.
+    pub index: usize,
+    /// Records from the offset asked for on, in offset order (maybe none).
+    pub records: Vec<RecordAndOffset>,
+    /// The offset the next record produced to the partition will get.
+    pub high_watermark: i64,
+}
+
+/// How the fetchers fetch.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchOptions {
+    /// Most bytes one fetch brings (at least one record comes whatever its size).
+    pub max_bytes: i32,
+    /// How long the broker may wait for a record before answering with none.
+    pub max_wait: Duration,
+}
+
+/// Fetch partition `index` from `from` on, for ever, handing each fetch to `tx` (an
+/// empty one too when the high watermark moved, or the first one: the writer learns
+/// the lag from them). Ends when `tx` closes or after sending an error.
+pub fn spawn_fetcher(
+    index: usize,
+    at: TopicPartition,
+    pc: Arc<PartitionClient>,
+    from: i64,
+    opts: FetchOptions,
+    tx: mpsc::Sender<Result<Fetched, KafkaError>>,
+) -> tokio::task::JoinHandle<()> {
+    let wait_ms = i32::try_from(opts.max_wait.as_millis()).unwrap_or(i32::MAX);
+    tokio::spawn(async move {
+        let mut next = from;
+        let mut reported: Option<i64> = None;
+        loop {
+            let fetched = pc
+                .fetch_records(next, 1..opts.max_bytes.max(2), wait_ms)
+                .await;
+            let item = match fetched {
+                Ok((mut records, high_watermark)) => {
+                    // strictly increasing from `next` on: a record before it (the
+                    // start of the batch that holds it) or repeated (tansu 0.6 sends
+                    // the last batch again after a fetch from inside a batch) is
+                    // dropped
+                    let asked = next;
+                    records.retain(|r| {
+                        let keep = r.offset >= next;
+                        if keep {
+                            next = r.offset + 1;
+                        }
+                        keep
+                    });
+                    if let Some(first) = records.first().filter(|r| r.offset > asked) {
+                        tracing::debug!(partition = %at, from = asked, to = first.offset, "offsets not in the partition (compacted, or transaction markers)");
+                    }
+                    if records.is_empty() && high_watermark < next {
+                        // Kafka answers this with OffsetOutOfRange (below), tansu 0.6
+                        // with no records
+                        let _ = tx
+                            .send(Err(KafkaError::Beyond {
+                                at: at.clone(),
+                                offset: next,
+                                end: high_watermark,
+                            }))
+                            .await;
+                        return;
+                    }
+                    if records.is_empty() && reported == Some(high_watermark) {
+                        continue;
+                    }
+                    reported = Some(high_watermark);
+                    Ok(Fetched {
+                        index,
+                        records,
+                        high_watermark,
+                    })
+                }
+                Err(RsError::ServerError {
+                    protocol_error: ProtocolError::OffsetOutOfRange,
+                    ..
+                }) => {
+                    let earliest = pc.get_offset(OffsetAt::Earliest).await.unwrap_or(-1);
+                    if earliest >= 0 && next < earliest {
+                        Err(KafkaError::Gone {
+                            at: at.clone(),
+                            offset: next,
+                            earliest,
+                        })
+                    } else {
+                        // beyond the end: the partition was emptied and recreated, or
+                        // the stored offset belongs to another cluster
+                        let end = offset_at(&pc, &at, StartAt::Latest).await.unwrap_or(-1);
+                        Err(KafkaError::Beyond {
+                            at: at.clone(),
+                            offset: next,
+                            end,
+                        })
+                    }
+                }
+                Err(source) => Err(KafkaError::Request {
+                    what: "fetching",
+                    at: format!("{at} at offset {next}"),
+                    source,
+                }),
+            };
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                return;
+            }
+        }
+    })
+}
