@@ -180,7 +180,7 @@ const RESET: &str = "
 SET LOCAL jit TO DEFAULT;
 SET LOCAL work_mem TO DEFAULT;";
 
-/// How a part of the refresh should be planned on a batch.
+/// How a part of the refresh is planned.
 #[derive(Clone, Copy, PartialEq)]
 enum Plans {
     Keyed,
