@@ -27,6 +27,6 @@ COPY (
    WHERE random() < 0.01
    ORDER BY e.seq
 ) TO STDOUT" >"$OUT"
-echo "delta: $(wc -l <"$OUT") events"
+echo "delta: $(grep -c . "$OUT") events"
 "$DVAULT" ingest "$OUT" --no-bulk | tail -1
 "$DVAULT" load --log dvault::load=debug 2>&1 | grep -E "business vault refreshed|^loaded" | sed -E 's/^.*(business vault refreshed)/\1/'
