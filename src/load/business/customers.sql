@@ -40,31 +40,24 @@ WHERE (b.hk_order_customer, b.hk_customer, b.quantity, b.unit_price, b.discount,
       (excluded.hk_order_customer, excluded.hk_customer, excluded.quantity, excluded.unit_price,
        excluded.discount, excluded.line_amount, excluded.load_dts);
 
--- The customers whose figures may change: those of the touched orders (before this
--- batch here, after it below) and the buyers of the touched products (their
--- favourite category).
-INSERT INTO pg_temp.bv_customers (hk_customer)
-SELECT o.hk_customer
+-- The customer and order date of each touched order, before this batch here and
+-- after it below: the customers whose figures may change (an order that moved changes
+-- both) and the revenue periods to recompute (revenue.sql).
+INSERT INTO pg_temp.bv_order_sides (hk_customer, order_date)
+SELECT o.hk_customer, o.order_date
   FROM pg_temp.bv_orders t
  CROSS JOIN LATERAL (
-       SELECT s.hk_customer FROM business_vault.order_summary s
-        WHERE s.hk_order = t.hk_order OFFSET 0) o
-UNION
+       SELECT s.hk_customer, s.order_date FROM business_vault.order_summary s
+        WHERE s.hk_order = t.hk_order OFFSET 0) o;
+
+-- The buyers of the touched products: their favourite category may change.
+INSERT INTO pg_temp.bv_customers (hk_customer)
 SELECT b.hk_customer
   FROM pg_temp.bv_products p
  CROSS JOIN LATERAL (
        SELECT l.hk_customer FROM business_vault.bridge_customer_order_product l
         WHERE l.hk_product = p.hk_product OFFSET 0) b
 ON CONFLICT DO NOTHING;
-
--- The order dates of the touched orders, before this batch here and after it below:
--- their revenue periods are recomputed (revenue.sql).
-INSERT INTO pg_temp.bv_revenue_days (order_date)
-SELECT o.order_date
-  FROM pg_temp.bv_orders t
- CROSS JOIN LATERAL (
-       SELECT s.order_date FROM business_vault.order_summary s
-        WHERE s.hk_order = t.hk_order OFFSET 0) o;
 
 -- Orders: header, current status and totals of the touched orders.
 INSERT INTO business_vault.order_summary AS o
@@ -102,19 +95,15 @@ WHERE (o.hk_customer, o.ordered_at, o.channel, o.status, o.status_known, o.lines
       (excluded.hk_customer, excluded.ordered_at, excluded.channel, excluded.status,
        excluded.status_known, excluded.lines, excluded.units, excluded.amount);
 
-INSERT INTO pg_temp.bv_revenue_days (order_date)
-SELECT o.order_date
+INSERT INTO pg_temp.bv_order_sides (hk_customer, order_date)
+SELECT o.hk_customer, o.order_date
   FROM pg_temp.bv_orders t
  CROSS JOIN LATERAL (
-       SELECT s.order_date FROM business_vault.order_summary s
+       SELECT s.hk_customer, s.order_date FROM business_vault.order_summary s
         WHERE s.hk_order = t.hk_order OFFSET 0) o;
 
 INSERT INTO pg_temp.bv_customers (hk_customer)
-SELECT o.hk_customer
-  FROM pg_temp.bv_orders t
- CROSS JOIN LATERAL (
-       SELECT s.hk_customer FROM business_vault.order_summary s
-        WHERE s.hk_order = t.hk_order OFFSET 0) o
+SELECT DISTINCT d.hk_customer FROM pg_temp.bv_order_sides d
 ON CONFLICT DO NOTHING;
 ANALYZE pg_temp.bv_customers;
 

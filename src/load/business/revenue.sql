@@ -10,7 +10,7 @@ INSERT INTO business_vault.revenue_period AS r
 SELECT p.grain, p.period_start, a.orders_placed, a.orders, a.customers, a.units, a.revenue,
        a.orders_cancelled_or_returned, a.revenue_lost
   FROM (SELECT DISTINCT g.grain, date_trunc(g.grain, d.order_date::timestamp)::date AS period_start
-          FROM pg_temp.bv_revenue_days d
+          FROM pg_temp.bv_order_sides d
          CROSS JOIN (VALUES ('day'), ('week'), ('month')) AS g(grain)) p
  CROSS JOIN LATERAL (
        SELECT count(*) AS orders_placed,
@@ -38,7 +38,7 @@ WHERE (r.orders_placed, r.orders, r.customers, r.units, r.revenue,
 -- a period whose last order moved to another date (a corrected order time)
 DELETE FROM business_vault.revenue_period r
  USING (SELECT DISTINCT g.grain, date_trunc(g.grain, d.order_date::timestamp)::date AS period_start
-          FROM pg_temp.bv_revenue_days d
+          FROM pg_temp.bv_order_sides d
          CROSS JOIN (VALUES ('day'), ('week'), ('month')) AS g(grain)) p
  WHERE r.grain = p.grain AND r.period_start = p.period_start
    AND NOT EXISTS (SELECT FROM business_vault.order_summary o
