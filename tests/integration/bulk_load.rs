@@ -13,7 +13,8 @@ use dvault::load::{self, Loader};
 use dvault::mapping::Mappings;
 
 use crate::harness::{
-    TestDb, index_catalog, load_all_with, terminate_when_running, vault_checksums, wait_visible,
+    TestDb, index_catalog, load_all_with, table_names, terminate_when_running, vault_checksums,
+    wait_visible,
 };
 
 fn example() -> PathBuf {
@@ -60,17 +61,7 @@ async fn loader(client: &Client, bulk_min_events: Option<i64>) -> Loader {
 
 /// md5 of each tpch_vault table's rows.
 async fn checksums(client: &Client) -> Vec<(String, String)> {
-    let tables: Vec<String> = client
-        .query(
-            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = 'tpch_vault' AND c.relkind = 'r' ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("tables")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let tables = table_names(client, "tpch_vault").await;
     let mut out = Vec::new();
     for t in tables {
         let sum: Option<String> = client

@@ -373,23 +373,29 @@ pub async fn load_all_with(
     }
 }
 
-/// An md5 of every vault table's rows, by table: the raw vault (by table name) and the
-/// business vault tables the loader maintains (`dvault::load::business::TABLES`, by
-/// qualified name), so that "incremental equals rebuild" covers both.
-pub async fn vault_checksums(client: &Client) -> std::collections::BTreeMap<String, String> {
-    let mut tables: Vec<(String, String)> = client
+/// The tables of `schema`, by name.
+pub async fn table_names(client: &Client, schema: &str) -> Vec<String> {
+    client
         .query(
-            "SELECT table_name::text FROM information_schema.tables
-              WHERE table_schema = 'raw_vault' ORDER BY 1",
-            &[],
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY 1",
+            &[&schema],
         )
         .await
         .expect("tables")
         .iter()
-        .map(|r| {
-            let name: String = r.get(0);
-            (name.clone(), format!("raw_vault.{name}"))
-        })
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// An md5 of every vault table's rows, by table: the raw vault (by table name) and the
+/// business vault tables the loader maintains (`dvault::load::business::TABLES`, by
+/// qualified name), so that "incremental equals rebuild" covers both.
+pub async fn vault_checksums(client: &Client) -> std::collections::BTreeMap<String, String> {
+    let mut tables: Vec<(String, String)> = table_names(client, "raw_vault")
+        .await
+        .into_iter()
+        .map(|name| (name.clone(), format!("raw_vault.{name}")))
         .collect();
     tables.extend(
         dvault::load::business::TABLES

@@ -168,17 +168,7 @@ async fn the_api_role_serves_but_reads_no_raw_vault_and_writes_no_vault() {
         .expect("connect as the API role");
     log_is_append_only_for(&api).await;
     // no table of raw_vault can be read or written
-    let tables: Vec<String> = owner
-        .query(
-            "SELECT table_name::text FROM information_schema.tables
-              WHERE table_schema = 'raw_vault' ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("tables")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let tables = harness::table_names(&owner, "raw_vault").await;
     assert!(tables.len() >= 10, "{tables:?}");
     for t in &tables {
         refused(&api, &format!("SELECT * FROM raw_vault.{t} LIMIT 1")).await;

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
 use crate::broker::{Broker, record};
-use crate::harness::TestDb;
+use crate::harness::{TestDb, table_names};
 use dvault::daemon::shutdown::Shutdown;
 use dvault::events::limits::TimeRange;
 use dvault::stream::kafka::{FetchOptions, StartAt};
@@ -595,17 +595,7 @@ async fn a_stored_offset_the_broker_does_not_have_stops_the_stream_naming_it() {
 /// the place in the log, which differ between two logs filled at different moments and
 /// in another order), as one md5 per table.
 async fn vault_without_arrival_times(client: &Client) -> Vec<(String, String, i64)> {
-    let tables: Vec<String> = client
-        .query(
-            "SELECT table_name::text FROM information_schema.tables
-              WHERE table_schema = 'raw_vault' ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("tables")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let tables = table_names(client, "raw_vault").await;
     let mut out = Vec::new();
     for t in tables {
         let row = client
