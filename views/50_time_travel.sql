@@ -7,6 +7,17 @@
 -- The functions run with their owner's rights (SECURITY DEFINER, fixed search_path),
 -- so a role that may read mart can call them without any right on raw_vault. They
 -- return no personal data (contact details).
+--
+-- One customer as of ts (GET /customers/{id}?as_of=) has its own path:
+-- mart.customer_360_as_of(ts, customer) computes the same row from that customer's
+-- keys alone, each satellite version in force at ts one index probe (LATERAL ...
+-- LIMIT 1), with a plan kept per connection; the population functions read whole
+-- tables, which is what a population needs. tests/integration/oracle.rs checks both
+-- against each other and against an independent model for every customer. The RFM
+-- boundaries of the population at ts, which even one customer's scores need, are
+-- computed once per ts and remembered (business_vault.rfm_cuts_at,
+-- business_vault.rfm_cutpoints_as_of): one customer as of a date costs about a
+-- millisecond once some request has asked for that date.
 
 CREATE OR REPLACE FUNCTION mart.orders_as_of(ts timestamptz)
 RETURNS TABLE (order_id text, customer_id text, ordered_at timestamptz, order_date date,
@@ -167,6 +178,229 @@ AS $$
 $$;
 COMMENT ON FUNCTION mart.customer_360_as_of(timestamptz) IS
     'mart.customer_360 (without contact details) as it was at business time ts: profile in force then, orders placed by ts with their status then, RFM over the customers of then, recency, churn and CLV relative to the day of ts.';
+
+-- The RFM quintile boundaries of the population at ts: remembered in
+-- business_vault.rfm_cutpoints_as_of once computed (migration 13 says when the loader
+-- forgets them). Stored only outside read-only transactions (a replica computes them
+-- every time), and only if the loader's checkpoint is where it was when they were
+-- computed: the checkpoint row is locked FOR SHARE, which waits for a batch in flight
+-- (it holds the row FOR UPDATE from its start) and then sees the moved checkpoint.
+CREATE OR REPLACE FUNCTION business_vault.rfm_cuts_at(ts timestamptz,
+    OUT population integer, OUT recency date[], OUT frequency integer[], OUT monetary numeric[])
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    seen_xid xid8;
+    seen_seq bigint;
+BEGIN
+    SELECT m.population, m.recency, m.frequency, m.monetary
+      INTO population, recency, frequency, monetary
+      FROM business_vault.rfm_cutpoints_as_of m
+     WHERE m.as_of = ts;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    -- one statement, one snapshot: the boundaries and the checkpoint they belong to
+    SELECT count(*)::integer,
+           business_vault.quintile_cuts(coalesce(array_agg(a.last_order_date), '{}')),
+           business_vault.quintile_cuts(coalesce(array_agg(a.orders_count), '{}')),
+           business_vault.quintile_cuts(coalesce(array_agg(a.total_spent), '{}')),
+           (SELECT k.xid FROM ops.checkpoints k WHERE k.consumer = 'vault_loader'),
+           (SELECT k.seq FROM ops.checkpoints k WHERE k.consumer = 'vault_loader')
+      INTO population, recency, frequency, monetary, seen_xid, seen_seq
+      FROM (SELECT max(o.order_date) AS last_order_date, count(*)::integer AS orders_count,
+                   sum(o.amount) AS total_spent
+              FROM mart.orders_as_of(ts) o
+             WHERE o.is_counted
+             GROUP BY o.hk_customer) a;
+    IF current_setting('transaction_read_only')::boolean THEN
+        RETURN;
+    END IF;
+    INSERT INTO business_vault.rfm_cutpoints_as_of AS m (as_of, population, recency, frequency, monetary)
+    SELECT ts, population, recency, frequency, monetary
+     WHERE EXISTS (SELECT FROM ops.checkpoints k
+                    WHERE k.consumer = 'vault_loader' AND k.xid = seen_xid AND k.seq = seen_seq
+                      FOR SHARE)
+    ON CONFLICT (as_of) DO NOTHING;
+    DELETE FROM business_vault.rfm_cutpoints_as_of m
+     WHERE m.as_of IN (SELECT x.as_of FROM business_vault.rfm_cutpoints_as_of x
+                        ORDER BY x.computed_at DESC, x.as_of OFFSET 1000);
+END
+$$;
+COMMENT ON FUNCTION business_vault.rfm_cuts_at(timestamptz) IS
+    'business_vault.rfm_cutpoints as they were at business time ts (customers with a counted order then, and the quintile boundaries of their last order day, counted orders and total spent), remembered in business_vault.rfm_cutpoints_as_of.';
+
+CREATE OR REPLACE FUNCTION business_vault.customer_orders_at(ts timestamptz, customer bytea)
+RETURNS TABLE (order_id text, customer_id text, ordered_at timestamptz, order_date date,
+               channel text, status text, status_known boolean, is_counted boolean,
+               lines integer, units bigint, amount numeric, hk_order bytea, hk_customer bytea)
+LANGUAGE sql STABLE
+AS $$
+    SELECT ho.order_id, hc.customer_id, d.ordered_at, (d.ordered_at AT TIME ZONE 'UTC')::date,
+           d.channel, business_vault.order_status(st.status), st.status IS NOT NULL,
+           business_vault.is_counted(st.status), coalesce(l.lines, 0)::integer,
+           coalesce(l.units, 0)::bigint, coalesce(l.amount, 0)::numeric(14,2),
+           c.hk_order, c.hk_customer
+      -- the orders linked to the customer, each its own if its first link is to it
+      FROM (SELECT DISTINCT x.hk_order FROM raw_vault.link_order_customer x
+             WHERE x.hk_customer = customer) k
+     CROSS JOIN LATERAL (
+           SELECT loc.hk_order, loc.hk_customer
+             FROM raw_vault.link_order_customer loc
+            WHERE loc.hk_order = k.hk_order
+            ORDER BY loc.load_dts, loc.hk_order_customer
+            LIMIT 1) c
+     CROSS JOIN LATERAL (
+           SELECT coalesce(s.ordered_at, s.applied_dts) AS ordered_at, s.channel
+             FROM raw_vault.sat_order_details s
+            WHERE s.hk_order = c.hk_order AND s.applied_dts <= ts
+            ORDER BY s.applied_dts DESC, s.event_seq DESC
+            LIMIT 1) d
+      LEFT JOIN LATERAL (
+           SELECT s.status
+             FROM raw_vault.sat_order_status s
+            WHERE s.hk_order = c.hk_order AND s.applied_dts <= ts
+            ORDER BY s.applied_dts DESC, s.event_seq DESC
+            LIMIT 1) st ON true
+     CROSS JOIN LATERAL (
+           SELECT count(*) AS lines, sum(v.quantity) AS units,
+                  sum(business_vault.line_amount(v.quantity, v.unit_price, v.discount)) AS amount
+             FROM business_vault.bridge_customer_order_product b
+            CROSS JOIN LATERAL (
+                  SELECT s.quantity, s.unit_price, s.discount
+                    FROM raw_vault.sat_order_line s
+                   WHERE s.hk_order_product = b.hk_order_product AND s.applied_dts <= ts
+                   ORDER BY s.applied_dts DESC, s.event_seq DESC
+                   LIMIT 1) v
+            WHERE b.hk_order = c.hk_order) l
+      JOIN raw_vault.hub_order ho ON ho.hk_order = c.hk_order
+      JOIN raw_vault.hub_customer hc ON hc.hk_customer = c.hk_customer
+     WHERE d.ordered_at <= ts
+       AND c.hk_customer = customer
+$$;
+COMMENT ON FUNCTION business_vault.customer_orders_at(timestamptz, bytea) IS
+    'mart.orders_as_of(ts) of one customer, read by index. Inlined into mart.customer_360_as_of(ts, customer).';
+
+CREATE OR REPLACE FUNCTION business_vault.customer_360_one_at(
+    ts timestamptz, customer bytea,
+    recency_cuts date[], frequency_cuts integer[], monetary_cuts numeric[])
+RETURNS TABLE (customer_id text, first_name text, last_name text, city text, country text,
+               signup_date date, orders_count integer, orders_cancelled_or_returned integer,
+               total_spent numeric, avg_order_value numeric, first_order_at timestamptz,
+               last_order_at timestamptz, days_since_last_order integer,
+               avg_days_between_orders numeric, favourite_category text,
+               recency_score integer, frequency_score integer, monetary_score integer,
+               rfm_cell text, segment text, clv_historic numeric, clv_predicted_12m numeric,
+               churn_risk text, is_churned boolean, hk_customer bytea)
+LANGUAGE sql STABLE
+AS $$
+    WITH o AS (
+        SELECT * FROM business_vault.customer_orders_at(ts, customer)
+    ), a AS (
+        SELECT o.hk_customer,
+               count(*) FILTER (WHERE o.is_counted)::integer AS orders_count,
+               count(*) FILTER (WHERE NOT o.is_counted)::integer AS orders_cancelled_or_returned,
+               coalesce(sum(o.amount) FILTER (WHERE o.is_counted), 0.00) AS total_spent,
+               min(o.ordered_at) FILTER (WHERE o.is_counted) AS first_order_at,
+               max(o.ordered_at) FILTER (WHERE o.is_counted) AS last_order_at,
+               (min(o.ordered_at) FILTER (WHERE o.is_counted) AT TIME ZONE 'UTC')::date AS first_order_date,
+               (max(o.ordered_at) FILTER (WHERE o.is_counted) AT TIME ZONE 'UTC')::date AS last_order_date
+          FROM o
+         GROUP BY o.hk_customer
+    ), fav AS (
+        SELECT DISTINCT ON (o.hk_customer) o.hk_customer, pd.category
+          FROM o
+          JOIN business_vault.bridge_customer_order_product b ON b.hk_order = o.hk_order
+         CROSS JOIN LATERAL (
+               SELECT s.quantity, s.unit_price, s.discount
+                 FROM raw_vault.sat_order_line s
+                WHERE s.hk_order_product = b.hk_order_product AND s.applied_dts <= ts
+                ORDER BY s.applied_dts DESC, s.event_seq DESC
+                LIMIT 1) v
+         CROSS JOIN LATERAL (
+               SELECT s.category
+                 FROM raw_vault.sat_product_details s
+                WHERE s.hk_product = b.hk_product AND s.applied_dts <= ts
+                ORDER BY s.applied_dts DESC, s.event_seq DESC
+                LIMIT 1) pd
+         WHERE o.is_counted AND pd.category IS NOT NULL
+         GROUP BY o.hk_customer, pd.category
+         ORDER BY o.hk_customer, sum(v.quantity) DESC NULLS LAST,
+                  sum(business_vault.line_amount(v.quantity, v.unit_price, v.discount)) DESC NULLS LAST,
+                  pd.category
+    ), pr AS (
+        SELECT DISTINCT ON (s.hk_customer) s.*
+          FROM raw_vault.sat_customer_profile s
+         WHERE s.applied_dts <= ts
+           AND s.hk_customer = customer
+         ORDER BY s.hk_customer, s.applied_dts DESC, s.event_seq DESC
+    ), known AS (
+        -- the customers that existed at ts: a profile or contact version, an order or
+        -- a product view by then
+        SELECT pr.hk_customer FROM pr
+        UNION
+        SELECT s.hk_customer FROM raw_vault.sat_customer_contact s
+         WHERE s.applied_dts <= ts
+           AND s.hk_customer = customer
+        UNION
+        SELECT o.hk_customer FROM o
+        UNION
+        SELECT v.hk_customer FROM raw_vault.link_product_view v
+         WHERE v.viewed_at <= ts
+           AND v.hk_customer = customer
+    )
+    SELECT h.customer_id, pr.first_name, pr.last_name, pr.city, pr.country, pr.signup_date,
+           coalesce(a.orders_count, 0), coalesce(a.orders_cancelled_or_returned, 0),
+           coalesce(a.total_spent, 0.00), round(a.total_spent / nullif(a.orders_count, 0), 2),
+           a.first_order_at, a.last_order_at, s.days_since_last_order, s.avg_days_between_orders,
+           fav.category, s.recency_score, s.frequency_score, s.monetary_score, s.rfm_cell,
+           s.segment, coalesce(a.total_spent, 0.00), s.clv_predicted_12m, s.churn_risk,
+           coalesce(s.churn_risk = 'churned', false), h.hk_customer
+      FROM known k
+      JOIN raw_vault.hub_customer h ON h.hk_customer = k.hk_customer
+      LEFT JOIN pr ON pr.hk_customer = k.hk_customer
+      LEFT JOIN a ON a.hk_customer = k.hk_customer
+      LEFT JOIN fav ON fav.hk_customer = k.hk_customer
+     CROSS JOIN LATERAL business_vault.customer_scores(
+           (ts AT TIME ZONE 'UTC')::date, a.first_order_date, a.last_order_date,
+           a.orders_count, a.total_spent, recency_cuts, frequency_cuts, monetary_cuts) s
+     WHERE h.hk_customer = customer
+$$;
+COMMENT ON FUNCTION business_vault.customer_360_one_at(timestamptz, bytea, date[], integer[], numeric[]) IS
+    'mart.customer_360_as_of(ts) of one customer, scored against the given RFM boundaries, read by index. Inlined into mart.customer_360_as_of(ts, customer).';
+
+-- One customer: the row mart.customer_360_as_of(ts) has for it, by index. PL/pgSQL
+-- keeps the statement's plan for the connection; the generic plan (for any ts and
+-- customer) is the right one here, so it is used from the first call on instead of
+-- planning every call (planning this statement costs more than running it).
+CREATE OR REPLACE FUNCTION mart.customer_360_as_of(ts timestamptz, customer bytea)
+RETURNS TABLE (customer_id text, first_name text, last_name text, city text, country text,
+               signup_date date, orders_count integer, orders_cancelled_or_returned integer,
+               total_spent numeric, avg_order_value numeric, first_order_at timestamptz,
+               last_order_at timestamptz, days_since_last_order integer,
+               avg_days_between_orders numeric, favourite_category text,
+               recency_score integer, frequency_score integer, monetary_score integer,
+               rfm_cell text, segment text, clv_historic numeric, clv_predicted_12m numeric,
+               churn_risk text, is_churned boolean, hk_customer bytea)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    IF customer IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT c.*
+      FROM business_vault.rfm_cuts_at(ts) q
+     CROSS JOIN LATERAL business_vault.customer_360_one_at(ts, customer, q.recency, q.frequency, q.monetary) c;
+END
+$$;
+COMMENT ON FUNCTION mart.customer_360_as_of(timestamptz, bytea) IS
+    'mart.customer_360_as_of(ts) for one customer (its hk_customer; none for NULL), read by index: milliseconds once the RFM boundaries of ts are known (business_vault.rfm_cuts_at).';
 
 CREATE OR REPLACE FUNCTION mart.segments_as_of(ts timestamptz)
 RETURNS TABLE (segment text, customers bigint, customers_pct numeric, revenue numeric,

@@ -326,7 +326,9 @@ fn churn_risk(raw: &str) -> Result<&'static str, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct OneParams {
     /// The profile as it was at this business time: RFC 3339, or a date (its end, UTC).
-    /// Without contact details; slower (computed over the whole history).
+    /// Without contact details. The first request for a given `as_of` computes the
+    /// population's RFM boundaries at that time (seconds on a large vault); later ones
+    /// for the same `as_of` read them back until a load changes that past.
     #[param(value_type = Option<String>, example = "2025-06-30")]
     pub as_of: Option<String>,
 }
@@ -372,7 +374,7 @@ pub async fn one(
         Some(ts) => {
             let stmt = client
                 .prepare_cached(&format!(
-                    "SELECT {COLUMNS_AS_OF} FROM mart.customer_360_as_of($1) c WHERE c.hk_customer = $2"
+                    "SELECT {COLUMNS_AS_OF} FROM mart.customer_360_as_of($1, $2) c"
                 ))
                 .await?;
             client.query_opt(&stmt, &[&ts, &hk.as_slice()]).await?

@@ -51,6 +51,11 @@ pub const TABLES: &[&str] = &[
     "business_vault.revenue_period",
 ];
 
+/// Answers the business vault remembers rather than derives from the log (the RFM
+/// boundaries of past times, `V13__rfm_cutpoints_as_of.sql`): emptied with it, not
+/// part of what a rebuild must reproduce.
+pub const CACHES: &[&str] = &["business_vault.rfm_cutpoints_as_of"];
+
 /// The keys a batch touched, by what they feed.
 #[derive(Debug, Default, PartialEq)]
 pub struct Touched {
@@ -209,6 +214,19 @@ SELECT u.hk FROM unnest($2::bytea[]) AS u(hk)";
 const STAGE_PIT: &str = "INSERT INTO pg_temp.bv_pit (hk_customer, since)
 SELECT u.hk, u.since FROM unnest($1::bytea[], $2::timestamptz[]) AS u(hk, since)";
 
+/// Forget the remembered RFM boundaries of the business times this batch may have
+/// changed (`V13__rfm_cutpoints_as_of.sql`): every time from the earliest business time
+/// it wrote on. An order counts from its placing, and a link or a line of an order
+/// written now can change its past: so also from the earliest version of any order the
+/// batch touched. Runs after the checkpoint row is locked, so that a boundary computed
+/// meanwhile is either seen here or never stored (`business_vault.rfm_cuts_at`).
+const FORGET_CUTS: &str = "
+DELETE FROM business_vault.rfm_cutpoints_as_of m
+ WHERE m.as_of >= least($1::timestamptz,
+                        (SELECT min(s.applied_dts)
+                           FROM pg_temp.bv_orders o
+                           JOIN raw_vault.sat_order_details s ON s.hk_order = o.hk_order))";
+
 /// Every order, product and customer of the raw vault as touched, each customer from
 /// its first day: what a first load on the bulk path stages once, after its last batch.
 const STAGE_EVERYTHING: &str = "
@@ -259,6 +277,14 @@ fn script() -> String {
     sql
 }
 
+/// The earliest business time of any row of the batch.
+fn earliest_applied(rows: &Rows) -> Option<DateTime<Utc>> {
+    let hubs = rows.hubs.iter().flatten().map(|r| &r.origin);
+    let links = rows.links.iter().flatten().map(|r| &r.origin);
+    let sats = rows.satellites.iter().flatten().map(|r| &r.origin);
+    hubs.chain(links).chain(sats).map(|o| o.applied_dts).min()
+}
+
 fn bytes(keys: &[Hash]) -> Vec<&[u8]> {
     keys.iter().map(|k| &k[..]).collect()
 }
@@ -293,6 +319,9 @@ pub async fn refresh(tx: &Transaction<'_>, m: &Mappings, rows: &Rows) -> Result<
     tx.execute(STAGE_PIT, &[&customers, &since])
         .await
         .doing("staging the customers the batch touched")?;
+    tx.execute(FORGET_CUTS, &[&earliest_applied(rows)])
+        .await
+        .doing("forgetting the RFM boundaries of the past the batch changed")?;
     tx.batch_execute(&SCRIPT).await.doing(
         "refreshing the business vault (PIT, bridge, order and customer summaries, Customer 360)",
     )?;
@@ -321,6 +350,9 @@ pub async fn build(tx: &Transaction<'_>) -> Result<(), LoadError> {
     tx.batch_execute(STAGE_EVERYTHING)
         .await
         .doing("staging every order, product and customer")?;
+    tx.batch_execute("DELETE FROM business_vault.rfm_cutpoints_as_of")
+        .await
+        .doing("forgetting the remembered RFM boundaries")?;
     tx.batch_execute(&SCRIPT).await.doing(
         "building the business vault (PIT, bridge, order and customer summaries, Customer 360)",
     )?;
@@ -348,7 +380,8 @@ pub async fn is_empty(client: &impl GenericClient) -> Result<bool, LoadError> {
 
 /// Empty the business vault (for `dvault rebuild`, in its reset transaction).
 pub async fn truncate(tx: &Transaction<'_>) -> Result<(), LoadError> {
-    tx.batch_execute(&format!("TRUNCATE {}", TABLES.join(", ")))
+    let tables: Vec<&str> = TABLES.iter().chain(CACHES).copied().collect();
+    tx.batch_execute(&format!("TRUNCATE {}", tables.join(", ")))
         .await
         .doing("emptying the business vault")
 }

@@ -1,6 +1,7 @@
 //! The population oracle (issue 15): every documented Customer 360 rule of
 //! docs/analysts.md implemented a second time, here, from the raw events, and compared
-//! with `mart.customer_360`, `mart.segments`, `mart.churn` and their `_as_of` forms for
+//! with `mart.customer_360`, `mart.segments`, `mart.churn` and their `_as_of` forms (one
+//! customer at a time too, as `GET /customers/{id}?as_of=` asks) for
 //! every customer, at today and at two earlier business times.
 //!
 //! The world is `dvault::generate`'s (300 customers, 150 days up to yesterday) plus
@@ -890,22 +891,43 @@ async fn compare(
     let got_customers = select(client, &columns, &sources[0]).await;
     let got_segments = select(client, &SEGMENT_COLUMNS, &sources[1]).await;
     let got_churn = select(client, &CHURN_COLUMNS, &sources[2]).await;
+    // the one-customer path of GET /customers/{id}?as_of=, asked for every customer
+    // (twice: the second answer scores against the remembered RFM boundaries)
+    let mut got_one_by_one = Vec::new();
+    if let Some(ts) = ts {
+        let one_by_one = format!(
+            "(SELECT c.* FROM raw_vault.hub_customer h
+               CROSS JOIN LATERAL mart.customer_360_as_of('{}', h.hk_customer) c) one",
+            ts.to_rfc3339()
+        );
+        for _ in 0..2 {
+            got_one_by_one.push(select(client, &columns, &one_by_one).await);
+        }
+    }
     client.batch_execute("COMMIT").await.expect("commit");
 
     let expected = customer_360(v, ts, reference);
     let when = ts.map_or("today".to_string(), |t| t.to_rfc3339());
+    let expected_customers: Vec<(String, Row)> = expected
+        .iter()
+        .map(|(k, r)| {
+            let mut r = r.clone();
+            r.insert("customer_id", Some(k.clone()));
+            (k.clone(), r)
+        })
+        .collect();
     let mut diffs = differences(
         &format!("{} at {when}", sources[0]),
-        &expected
-            .iter()
-            .map(|(k, r)| {
-                let mut r = r.clone();
-                r.insert("customer_id", Some(k.clone()));
-                (k.clone(), r)
-            })
-            .collect::<Vec<_>>(),
+        &expected_customers,
         &keyed(got_customers, "customer_id"),
     );
+    for got in got_one_by_one {
+        diffs.extend(differences(
+            &format!("mart.customer_360_as_of(ts, customer) at {when}"),
+            &expected_customers,
+            &keyed(got, "customer_id"),
+        ));
+    }
     let segments_expected = segments(&expected);
     let order: Vec<Option<&str>> = got_segments.iter().map(|r| get(r, "segment")).collect();
     let order_expected: Vec<Option<&str>> = segments_expected

@@ -487,6 +487,130 @@ async fn time_travel_before_and_after_a_change_and_a_late_correction() {
     );
 }
 
+/// Every customer's row at `ts` from the one-customer path of
+/// `GET /customers/{id}?as_of=`, in customer order.
+async fn one_by_one(client: &Client, ts: &str) -> Vec<String> {
+    rows(
+        client,
+        &format!(
+            "SELECT {METRICS} FROM (SELECT c.* FROM raw_vault.hub_customer h
+               CROSS JOIN LATERAL mart.customer_360_as_of('{ts}', h.hk_customer) c) one
+              ORDER BY customer_id"
+        ),
+    )
+    .await
+}
+
+/// The business times whose RFM boundaries are remembered (V13).
+async fn remembered(client: &Client) -> Vec<String> {
+    rows(
+        client,
+        "SELECT as_of FROM business_vault.rfm_cutpoints_as_of ORDER BY as_of",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn remembered_rfm_boundaries_are_forgotten_by_the_load_that_changes_their_past() {
+    let (_db, mut client) = setup(&shop()).await;
+    const BEFORE_THE_LATE_EVENTS: &str = "2024-02-25T00:00:00Z";
+    assert_eq!(
+        one_by_one(&client, TS).await,
+        customer_360_as_of(&client, TS).await
+    );
+    assert_eq!(
+        one_by_one(&client, BEFORE_THE_LATE_EVENTS).await,
+        customer_360_as_of(&client, BEFORE_THE_LATE_EVENTS).await
+    );
+    assert_eq!(
+        remembered(&client).await,
+        [
+            "(\"2024-02-25 00:00:00+00\")",
+            "(\"2024-07-01 00:00:00+00\")"
+        ]
+    );
+
+    // the late events reach back to 03-01: TS's boundaries go, 02-25's stay
+    append(&client, &late()).await;
+    load_all(&mut client).await;
+    assert_eq!(remembered(&client).await, ["(\"2024-02-25 00:00:00+00\")"]);
+    let after = one_by_one(&client, TS).await;
+    assert_eq!(after, customer_360_as_of(&client, TS).await);
+    assert_eq!(
+        after[3],
+        "(C4,Paris,1,1,10.00,10.00,132,,Garden,2,1,1,211,Hibernating,10.00,0.00,churned,t)",
+        "C4 against the boundaries after its return"
+    );
+    assert_eq!(remembered(&client).await.len(), 2);
+}
+
+#[tokio::test]
+async fn rfm_boundaries_computed_while_a_batch_is_in_flight_are_not_remembered() {
+    let (db, client) = setup(&shop()).await;
+    // a batch in flight holds the loader's checkpoint row from its start
+    let batch = db.client().await;
+    batch
+        .batch_execute(
+            "BEGIN; SELECT FROM ops.checkpoints WHERE consumer = 'vault_loader' FOR UPDATE",
+        )
+        .await
+        .expect("lock the checkpoint");
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let request = tokio::spawn(async move {
+        client
+            .query_one(
+                "SELECT population FROM business_vault.rfm_cuts_at($1)",
+                &[&at(TS)],
+            )
+            .await
+            .map(|r| r.get::<_, i32>(0))
+            .map(|population| (population, client))
+    });
+    // the request has computed the boundaries and waits to store them
+    let mut waiting = false;
+    for _ in 0..200 {
+        waiting = batch
+            .query_one(
+                "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if waiting {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(waiting, "the request never waited for the checkpoint row");
+    // the batch moves the checkpoint and commits
+    batch
+        .batch_execute(
+            "UPDATE ops.checkpoints SET seq = seq + 1 WHERE consumer = 'vault_loader'; COMMIT",
+        )
+        .await
+        .expect("move the checkpoint");
+    let (population, client) = request.await.expect("join").expect("boundaries");
+    assert_eq!(population, 5, "the request is still answered");
+    assert!(
+        remembered(&client).await.is_empty(),
+        "boundaries of a vault that changed meanwhile were kept"
+    );
+    // asked again with nothing in flight, they are kept
+    client
+        .query_one(
+            "SELECT population FROM business_vault.rfm_cuts_at($1)",
+            &[&at(TS)],
+        )
+        .await
+        .expect("boundaries");
+    assert_eq!(remembered(&client).await.len(), 1);
+}
+
 #[tokio::test]
 async fn revenue_by_day_week_and_month_counts_orders_by_their_current_status() {
     let (_db, mut client) = setup(&shop()).await;
