@@ -21,7 +21,7 @@
 //!
 //! Running a block as written, three things are arranged: a `dvault serve` or
 //! `dvault daemon` (not `--once`) goes to the background until the block's end or the
-//! next one, and the block goes on once it listens; the documented ports (8080, 9187)
+//! next one of its kind, and the block goes on once it listens; the documented ports (8080, 9187)
 //! become free ones, so that tests run side by side; `curl` fails on an HTTP error, so
 //! an example that answers 4xx fails. A block that talks to port 8080 without starting
 //! a server talks to one the test starts (keys: read `$READ_TOKEN`, write `$TOKEN`).
@@ -187,6 +187,7 @@ command_not_found_handle() {
 
 fn dry_run(block: &Block, scratch: &Path) -> Dry {
     let record = scratch.join(format!("dry-{}", block.at.replace(['/', ':', '.'], "-")));
+    let _ = std::fs::remove_dir_all(&record);
     std::fs::create_dir_all(&record).expect("mkdir");
     let script = format!("{DRY_PRELUDE}\n{}\nwait\n", block.script);
     let out = Command::new("bash")
@@ -359,16 +360,18 @@ fn dvault(dir: &Path, url: &str, args: &[&str]) -> Output {
 
 const RUN_PRELUDE: &str = r#"
 set -euo pipefail
-doc_pids=()
+# the servers the block started, by kind (serve, daemon): a second one of a kind
+# replaces the first, as a reader would stop one before starting the other
+declare -A doc_pid=()
 doc_stop() {
-    local p
-    for p in "${doc_pids[@]}"; do
-        kill "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    doc_pids=()
+    local p=${doc_pid[$1]:-}
+    [ -n "$p" ] || return 0
+    kill "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+    unset 'doc_pid[$1]'
 }
-trap doc_stop EXIT
+doc_stop_all() { doc_stop serve; doc_stop daemon; }
+trap doc_stop_all EXIT
 # until something listens on port $2 (when given) while process $1 lives
 doc_ready() {
     local i
@@ -388,21 +391,23 @@ doc_ready() {
     return 1
 }
 dvault() {
+    local kind="" port=""
     case " $* " in
-    *" --once "*) command dvault "$@" ;;
-    *" serve "* | *" daemon "*)
-        doc_stop
-        command dvault "$@" &
-        doc_pids+=("$!")
-        local port=""
-        case " $* " in
-        *" serve "*) port=$DOC_PORT ;;
-        *" --metrics-listen "*) port=$DOC_METRICS_PORT ;;
-        esac
-        doc_ready "$!" "$port"
+    *" --once "*) ;;
+    *" serve "*) kind=serve port=$DOC_PORT ;;
+    *" daemon "*)
+        kind=daemon
+        case " $* " in *" --metrics-listen "*) port=$DOC_METRICS_PORT ;; esac
         ;;
-    *) command dvault "$@" ;;
     esac
+    if [ -z "$kind" ]; then
+        command dvault "$@"
+        return
+    fi
+    doc_stop "$kind"
+    command dvault "$@" &
+    doc_pid[$kind]=$!
+    doc_ready "$!" "$port"
 }
 curl() { command curl --fail-with-body --no-progress-meter "$@"; }
 "#;
@@ -476,15 +481,12 @@ async fn the_docs_runnable_blocks_run_as_written() {
             .iter()
             .filter(|b| &b.file == file && b.kind == Kind::Run)
         {
-            let starts_server = block.script.lines().any(|l| {
-                let l = l.split('#').next().unwrap_or("");
-                l.contains("dvault serve") || l.contains("dvault daemon")
-            });
-            let port = if starts_server {
-                free_port()
-            } else {
-                ambient_port
-            };
+            // a block that starts its own API server gets its own port
+            let serves = dry_run(block, &scratch.0)
+                .dvault
+                .iter()
+                .any(|args| args.iter().any(|a| a == "serve"));
+            let port = if serves { free_port() } else { ambient_port };
             let metrics_port = free_port();
             let script = block
                 .script
