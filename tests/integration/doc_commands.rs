@@ -13,7 +13,8 @@
 //!
 //! Every `dvault` invocation of a block not run here is parsed by dvault's real command
 //! line ([`Cli`]), so a removed subcommand or a renamed flag fails even in a block that
-//! cannot run. Its arguments are found by bash itself, reading the block with an empty
+//! cannot run; the plain read-only ones (`dvault status`, `runs`, `rejected`, `check`)
+//! also run, on a database loaded with the sample data. Its arguments are found by bash itself, reading the block with an empty
 //! PATH: every command is a no-op that only records its name, except `dvault` (and
 //! `cargo run -- ARGS`, `docker compose exec SERVICE dvault ARGS`), whose arguments
 //! are recorded. (A block run here needs no such parse: running it is the check, with
@@ -53,6 +54,10 @@ const SAFE: [&str; 8] = [
 /// `dvault` subcommands a block without a marker may not call: the demo (minutes, and
 /// a server), the private server, Kafka.
 const NOT_HERE: [&str; 3] = ["demo", "local", "stream"];
+
+/// Subcommands that only read, run (with no arguments) wherever a block not run here
+/// has them.
+const READ_ONLY: [&str; 4] = ["status", "runs", "rejected", "check"];
 
 const TOKEN: &str = "doc-test-write-token";
 const READ_TOKEN: &str = "doc-test-read-token";
@@ -523,4 +528,21 @@ async fn the_docs_runnable_blocks_run_as_written() {
         drop(ambient);
     }
     assert!(ran >= 6, "only {ran} blocks ran: are the markers right?");
+
+    // the cheap, read-only commands of the blocks not run here (`docker compose exec
+    // daemon dvault runs`, ...) run too, on the sample data: more than a parse
+    let db = TestDb::new().await;
+    dvault(&data, &db.url, &["ingest", "events.ndjson"]);
+    dvault(&data, &db.url, &["load"]);
+    let mut read_only = 0;
+    for block in blocks.iter().filter(|b| b.kind != Kind::Run) {
+        for args in dry_run(block, &scratch.0).dvault {
+            if args.len() == 1 && READ_ONLY.contains(&args[0].as_str()) {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                dvault(&data, &db.url, &args);
+                read_only += 1;
+            }
+        }
+    }
+    assert!(read_only >= 3, "only {read_only} read-only commands ran");
 }
