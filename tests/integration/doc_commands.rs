@@ -14,18 +14,19 @@
 //! Every `dvault` invocation of a block not run here is parsed by dvault's real command
 //! line ([`Cli`]), so a removed subcommand or a renamed flag fails even in a block that
 //! cannot run; the plain read-only ones (`dvault status`, `runs`, `rejected`, `check`)
-//! also run, on a database loaded with the sample data. Its arguments are found by bash itself, reading the block with an empty
-//! PATH: every command is a no-op that only records its name, except `dvault` (and
-//! `cargo run -- ARGS`, `docker compose exec SERVICE dvault ARGS`), whose arguments
-//! are recorded. (A block run here needs no such parse: running it is the check, with
-//! the values its commands really compute.)
+//! also run, on a database loaded with the sample data. The invocations are found by
+//! bash itself, reading the block with an empty PATH: every command is a no-op that
+//! only records its name, except `dvault` (and `cargo run -- ARGS`, `docker compose
+//! exec SERVICE dvault ARGS`), whose arguments are recorded. (A block run here needs no
+//! such parse: running it is the check, with the values its commands really compute.)
 //!
-//! Running a block as written, three things are arranged: a `dvault serve` or
-//! `dvault daemon` (not `--once`) goes to the background until the block's end or the
-//! next one of its kind, and the block goes on once it listens; the documented ports (8080, 9187)
-//! become free ones, so that tests run side by side; `curl` fails on an HTTP error, so
-//! an example that answers 4xx fails. A block that talks to port 8080 without starting
-//! a server talks to one the test starts (keys: read `$READ_TOKEN`, write `$TOKEN`).
+//! Running a block as written, three things are arranged: a `dvault serve` or `dvault
+//! daemon` (not `--once`) goes to the background until the block's end or the next one
+//! of its kind, and the block goes on once it listens; the documented ports (8080,
+//! 9187) become free ones, so that tests run side by side; `curl` fails on an HTTP
+//! error, so an example that answers 4xx fails. A block that talks to port 8080 without
+//! starting a server talks to one the test starts (keys: read `$READ_TOKEN`, write
+//! `$TOKEN`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -173,7 +174,7 @@ struct Dry {
     dvault: Vec<Vec<String>>,
 }
 
-const DRY_PRELUDE: &str = r#"
+const DRY_PRELUDE: &str = r##"
 PATH=/nonexistent
 dvault() { printf '%s\0' "$@" > "$DOC_RECORD/dvault.$BASHPID.$((++DOC_N))"; }
 command_not_found_handle() {
@@ -188,7 +189,27 @@ command_not_found_handle() {
     fi
     return 0
 }
-"#;
+# What an empty PATH does not stop is not run either (extdebug: a DEBUG trap that
+# fails skips the command): a command named by its path, a new PATH, a redirection to
+# an absolute path, exec, eval, source. Each is recorded as a command, so that a block
+# to run that has one fails to classify.
+doc_guard() {
+    case "${FUNCNAME[1]:-}" in dvault | command_not_found_handle) return 0 ;; esac
+    local what=""
+    case "${BASH_COMMAND%%[[:space:]]*}" in
+    */* | exec | eval | source | . | builtin | enable) what=${BASH_COMMAND%%[[:space:]]*} ;;
+    esac
+    case "$BASH_COMMAND" in
+    *PATH=*) what="PATH=" ;;
+    *">/"* | *"> /"*) what="redirection" ;;
+    esac
+    [ -n "$what" ] || return 0
+    printf '%s\n' "$what" >> "$DOC_RECORD/commands"
+    return 1
+}
+shopt -s extdebug
+trap doc_guard DEBUG
+"##;
 
 fn dry_run(block: &Block, scratch: &Path) -> Dry {
     let record = scratch.join(format!("dry-{}", block.at.replace(['/', ':', '.'], "-")));
@@ -285,8 +306,6 @@ fn every_block_is_classified_and_every_dvault_command_in_it_parses() {
                     ));
                 }
             }
-        }
-        if block.kind == Kind::Run {
             continue;
         }
         for args in &dry.dvault {
