@@ -398,6 +398,41 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn what_is_not_known_yet_is_absent_and_a_lost_connection_counts() {
+        let m = Metrics::default();
+        let text = m.render().expect("encodes");
+        for absent in [
+            "dvault_loader_lag_events",
+            "dvault_next_scheduled_run_timestamp_seconds",
+            "dvault_stream_lag_records",
+            "dvault_quality_gate_passed",
+        ] {
+            assert!(!text.contains(absent), "{absent} in\n{text}");
+        }
+        assert!(text.lines().any(|l| l == "dvault_daemon_db_up 0"), "{text}");
+        m.set_db_up(true);
+        m.set_db_up(false);
+        m.set_db_up(false);
+        m.set_last_success(
+            "schedule",
+            DateTime::from_timestamp(2_000, 0).unwrap_or_default(),
+        );
+        m.set_last_success(
+            "schedule",
+            DateTime::from_timestamp(1_000, 0).unwrap_or_default(),
+        );
+        m.set_next_run(DateTime::from_timestamp(3_000, 0));
+        let text = m.render().expect("encodes");
+        for line in [
+            "dvault_daemon_db_connection_losses_total 1",
+            "dvault_last_success_timestamp_seconds{trigger=\"schedule\"} 2000",
+            "dvault_next_scheduled_run_timestamp_seconds 3000",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+    }
+
+    #[test]
     fn runs_show_up_as_counters_and_histograms() {
         let m = Metrics::default();
         let summary = LoadSummary {
