@@ -1,79 +1,136 @@
-//! The metrics every dvault exporter (the API's `/metrics`, the daemon's
-//! `--metrics-listen`) writes the same way: `dvault_build_info` and the standard
-//! `process_*` family of Prometheus' client libraries, read from `/proc/self` (Linux;
-//! elsewhere only what can be known is written). Names and units: docs/operations.md.
+//! What every dvault exporter (the API's `/metrics`, the daemon's `--metrics-listen`)
+//! shares, on the `prometheus-client` crate: `dvault_build_info` (the crate's info
+//! metric), the standard `process_*` family of Prometheus' client libraries (a
+//! collector reading `/proc/self` at each scrape, since the crate has none; elsewhere
+//! than Linux only what can be known is written), and the one way both encode a
+//! registry into the Prometheus text format 0.0.4 that `promtool` checks. Names and
+//! units: docs/operations.md.
 
-use std::fmt::Write as _;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric, prometheus_text,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
 
-/// Append the build-info and process metrics to `out` (text exposition format).
-pub fn write(out: &mut String) {
-    let head = |out: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-    };
-    head(
-        out,
-        "dvault_build_info",
-        "gauge",
-        "Always 1; the labels say which dvault runs.",
+/// Register `dvault_build_info` and the `process_*` collector into `registry`.
+pub fn register(registry: &mut Registry) {
+    registry.register(
+        // the crate's info metric adds the `_info` suffix
+        "dvault_build",
+        "Always 1; the labels say which dvault runs",
+        Info::new(vec![
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+            (
+                "schema_version",
+                crate::db::latest_known_version().to_string(),
+            ),
+        ]),
     );
-    let _ = writeln!(
-        out,
-        "dvault_build_info{{version=\"{}\",schema_version=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION"),
-        crate::db::latest_known_version()
-    );
-    let Some(p) = Process::read() else {
-        return;
-    };
-    head(
-        out,
-        "process_cpu_seconds_total",
-        "counter",
-        "Total user and system CPU time spent in seconds.",
-    );
-    let _ = writeln!(out, "process_cpu_seconds_total {}", p.cpu_seconds);
-    head(
-        out,
-        "process_resident_memory_bytes",
-        "gauge",
-        "Resident memory size in bytes.",
-    );
-    let _ = writeln!(out, "process_resident_memory_bytes {}", p.resident_bytes);
-    head(
-        out,
-        "process_virtual_memory_bytes",
-        "gauge",
-        "Virtual memory size in bytes.",
-    );
-    let _ = writeln!(out, "process_virtual_memory_bytes {}", p.virtual_bytes);
-    if let Some(start) = p.start_time_seconds {
-        head(
-            out,
-            "process_start_time_seconds",
-            "gauge",
-            "Start time of the process since unix epoch in seconds.",
-        );
-        let _ = writeln!(out, "process_start_time_seconds {start}");
+    registry.register_collector(Box::new(ProcessCollector));
+}
+
+/// `registry` in the Prometheus text format, as an HTTP answer.
+pub fn exposition(registry: &Registry) -> Response {
+    let mut text = String::with_capacity(8192);
+    if let Err(e) = prometheus_text::encode(&mut text, registry) {
+        // writing into a String fails only if an encoder refuses a value
+        tracing::error!(error = %e, "cannot encode the metrics");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
-    head(
-        out,
-        "process_open_fds",
-        "gauge",
-        "Number of open file descriptors.",
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(prometheus_text::CONTENT_TYPE),
     );
-    let _ = writeln!(out, "process_open_fds {}", p.open_fds);
-    if let Some(max) = p.max_fds {
-        head(
-            out,
-            "process_max_fds",
-            "gauge",
-            "Maximum number of open file descriptors.",
-        );
-        let _ = writeln!(out, "process_max_fds {max}");
+    response
+}
+
+/// `process_*`, read from `/proc/self` when scraped.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(p) = Process::read() else {
+            return Ok(());
+        };
+        // counters are named without `_total`: the encoder appends it
+        let cpu = ConstCounter::new(p.cpu_seconds);
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds.",
+            None,
+            cpu.metric_type(),
+        )?)?;
+        let e = &mut encoder;
+        gauge(
+            e,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            p.resident_bytes,
+        )?;
+        gauge(
+            e,
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            p.virtual_bytes,
+        )?;
+        if let Some(start) = p.start_time_seconds {
+            gauge(
+                e,
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                start,
+            )?;
+        }
+        gauge(
+            e,
+            "process_open_fds",
+            "Number of open file descriptors.",
+            p.open_fds,
+        )?;
+        if let Some(max) = p.max_fds {
+            gauge(
+                e,
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                max,
+            )?;
+        }
+        gauge(e, "process_threads", "Number of OS threads.", p.threads)
     }
-    head(out, "process_threads", "gauge", "Number of OS threads.");
-    let _ = writeln!(out, "process_threads {}", p.threads);
+}
+
+/// A collector's unlabelled gauge. (A collector's help is written as given, where a
+/// registered metric's gets a full stop appended.)
+pub(crate) fn gauge<N: EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: N,
+) -> Result<(), std::fmt::Error> {
+    let g = ConstGauge::new(value);
+    g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+/// A collector's gauge family, a sample per label set.
+pub(crate) fn gauges<S: EncodeLabelSet, N: EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl Iterator<Item = (S, N)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in samples {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 /// What `/proc/self` says about this process.
@@ -173,8 +230,10 @@ mod tests {
 
     #[test]
     fn this_process_is_described() {
+        let mut registry = Registry::default();
+        register(&mut registry);
         let mut out = String::new();
-        write(&mut out);
+        prometheus_text::encode(&mut out, &registry).expect("encodes");
         assert!(out.contains("dvault_build_info{version=\""), "{out}");
         if cfg!(target_os = "linux") {
             for name in [

@@ -1,16 +1,20 @@
-//! Prometheus metrics in the text exposition format (version 0.0.4), written by hand:
-//! request counts and latency histograms per route template, pool usage, loader lag,
-//! and with a read replica its pool and replay lag.
+//! The API's Prometheus metrics, on the `prometheus-client` crate: request counts and
+//! latency histograms per route template, kept between scrapes; and what is read at
+//! each scrape (the pools, the loader's lag, with a read replica its pool and replay
+//! lag), registered with them into a registry built for that scrape, so that a value
+//! the database did not give is absent rather than stale.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use super::state::AppState;
 use super::{health, replica};
@@ -23,99 +27,81 @@ const BUCKETS: [f64; 12] = [
 /// The label of requests that matched no route.
 const UNMATCHED: &str = "unmatched";
 
-#[derive(Default)]
-struct RouteStats {
-    by_status: BTreeMap<u16, u64>,
-    /// Non-cumulative counts per bucket; the last slot is +Inf.
-    buckets: [u64; BUCKETS.len() + 1],
-    sum: f64,
-    count: u64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
 }
 
-/// Request counters, by (method, route template).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    state: &'static str,
+}
+
+fn request_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// Request counters and latencies, by method and route template.
 pub struct Metrics {
     started: Instant,
-    routes: Mutex<BTreeMap<(String, String), RouteStats>>,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             started: Instant::now(),
-            routes: Mutex::new(BTreeMap::new()),
+            requests: Family::default(),
+            durations: Family::new_with_constructor(request_histogram),
         }
     }
 }
 
 impl Metrics {
     pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        let bucket = BUCKETS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(BUCKETS.len());
-        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        let stats = routes
-            .entry((method.to_string(), route.to_string()))
-            .or_default();
-        *stats.by_status.entry(status).or_default() += 1;
-        stats.buckets[bucket] += 1;
-        stats.sum += secs;
-        stats.count += 1;
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_string(),
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+        self.durations
+            .get_or_create(&RouteLabels {
+                method: method.to_string(),
+                route: route.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
     }
 
-    /// The request metrics in exposition format.
-    fn write_requests(&self, out: &mut String) {
-        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        out.push_str("# HELP dvault_http_requests_total HTTP requests answered, by route template and status.\n");
-        out.push_str("# TYPE dvault_http_requests_total counter\n");
-        for ((method, route), stats) in routes.iter() {
-            for (status, n) in &stats.by_status {
-                let _ = writeln!(
-                    out,
-                    "dvault_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
-                    escape(route)
-                );
-            }
-        }
-        out.push_str(
-            "# HELP dvault_http_request_duration_seconds Time to answer, by route template.\n",
+    /// The request metrics and the uptime, into a scrape's `registry` (the families
+    /// are shared handles: the registry reads the live counts).
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "dvault_http_requests",
+            "HTTP requests answered, by route template and status",
+            self.requests.clone(),
         );
-        out.push_str("# TYPE dvault_http_request_duration_seconds histogram\n");
-        for ((method, route), stats) in routes.iter() {
-            let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
-            let mut cumulative = 0;
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                cumulative += stats.buckets[i];
-                let _ = writeln!(
-                    out,
-                    "dvault_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "dvault_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                stats.count
-            );
-            let _ = writeln!(
-                out,
-                "dvault_http_request_duration_seconds_sum{{{labels}}} {}",
-                stats.sum
-            );
-            let _ = writeln!(
-                out,
-                "dvault_http_request_duration_seconds_count{{{labels}}} {}",
-                stats.count
-            );
-        }
+        registry.register(
+            "dvault_http_request_duration_seconds",
+            "Time to answer, by route template",
+            self.durations.clone(),
+        );
+        registry.register(
+            "dvault_uptime_seconds",
+            "Seconds since the API server started",
+            ConstGauge::new(self.started.elapsed().as_secs_f64()),
+        );
     }
-}
-
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Middleware: count and time every request under its route template.
@@ -145,11 +131,10 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String))
 )]
 pub async fn render(State(state): State<AppState>) -> Response {
-    let mut out = String::with_capacity(8192);
-    state.metrics.write_requests(&mut out);
-
-    write_pool(
-        &mut out,
+    let mut registry = Registry::default();
+    state.metrics.register(&mut registry);
+    register_pool(
+        &mut registry,
         "db",
         "the API's pool (to the primary)",
         &state.pool,
@@ -159,111 +144,105 @@ pub async fn render(State(state): State<AppState>) -> Response {
         Ok(client) => health::loader_lag(&client).await.ok(),
         Err(_) => None,
     };
-    out.push_str("# HELP dvault_database_up Whether the database answered this scrape.\n");
-    out.push_str("# TYPE dvault_database_up gauge\n");
-    let _ = writeln!(out, "dvault_database_up {}", u8::from(lag.is_some()));
+    registry.register(
+        "dvault_database_up",
+        "Whether the database answered this scrape",
+        ConstGauge::new(i64::from(lag.is_some())),
+    );
     if let Some(lag) = lag {
-        out.push_str(
-            "# HELP dvault_loader_lag_events Events in the log not yet loaded into the vault.\n",
+        registry.register(
+            "dvault_loader_lag_events",
+            "Events in the log not yet loaded into the vault",
+            ConstGauge::new(lag.pending_events),
         );
-        out.push_str("# TYPE dvault_loader_lag_events gauge\n");
-        let _ = writeln!(out, "dvault_loader_lag_events {}", lag.pending_events);
-        out.push_str("# HELP dvault_loader_lag_seconds Age of the oldest event not yet loaded (0 when none).\n");
-        out.push_str("# TYPE dvault_loader_lag_seconds gauge\n");
-        let _ = writeln!(
-            out,
-            "dvault_loader_lag_seconds {}",
-            lag.oldest_pending_seconds.unwrap_or(0.0)
+        registry.register(
+            "dvault_loader_lag_seconds",
+            "Age of the oldest event not yet loaded (0 when none)",
+            ConstGauge::new(lag.oldest_pending_seconds.unwrap_or(0.0)),
         );
     }
     if let Some(read_pool) = &state.read_pool {
-        write_pool(&mut out, "replica", "the read replica's pool", read_pool);
-        write_replica(&mut out, &state).await;
+        register_pool(
+            &mut registry,
+            "replica",
+            "the read replica's pool",
+            read_pool,
+        );
+        register_replica(&mut registry, &state).await;
     }
-    out.push_str("# HELP dvault_uptime_seconds Seconds since the API server started.\n");
-    out.push_str("# TYPE dvault_uptime_seconds gauge\n");
-    let _ = writeln!(
-        out,
-        "dvault_uptime_seconds {}",
-        state.metrics.started.elapsed().as_secs_f64()
-    );
-    crate::process_metrics::write(&mut out);
-    let mut response = out.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    response
+    crate::process_metrics::register(&mut registry);
+    crate::process_metrics::exposition(&registry)
 }
 
 /// `dvault_{prefix}_pool_*`: a pool's connections by state, its limit, its waiters.
-fn write_pool(out: &mut String, prefix: &str, what: &str, pool: &deadpool_postgres::Pool) {
+fn register_pool(
+    registry: &mut Registry,
+    prefix: &str,
+    what: &str,
+    pool: &deadpool_postgres::Pool,
+) {
     let status = pool.status();
-    let _ = writeln!(
-        out,
-        "# HELP dvault_{prefix}_pool_connections Database connections of {what}, by state."
+    let connections = Family::<PoolLabels, Gauge>::default();
+    connections
+        .get_or_create(&PoolLabels { state: "in_use" })
+        .set(status.size.saturating_sub(status.available) as i64);
+    connections
+        .get_or_create(&PoolLabels { state: "idle" })
+        .set(status.available as i64);
+    registry.register(
+        format!("dvault_{prefix}_pool_connections"),
+        format!("Database connections of {what}, by state"),
+        connections,
     );
-    let _ = writeln!(out, "# TYPE dvault_{prefix}_pool_connections gauge");
-    let _ = writeln!(
-        out,
-        "dvault_{prefix}_pool_connections{{state=\"in_use\"}} {}",
-        status.size.saturating_sub(status.available)
+    registry.register(
+        format!("dvault_{prefix}_pool_max_connections"),
+        format!("The size limit of {what}"),
+        ConstGauge::new(status.max_size),
     );
-    let _ = writeln!(
-        out,
-        "dvault_{prefix}_pool_connections{{state=\"idle\"}} {}",
-        status.available
+    registry.register(
+        format!("dvault_{prefix}_pool_waiting"),
+        format!("Requests waiting for a connection of {what}"),
+        ConstGauge::new(status.waiting),
     );
-    let _ = writeln!(
-        out,
-        "# HELP dvault_{prefix}_pool_max_connections The size limit of {what}."
-    );
-    let _ = writeln!(out, "# TYPE dvault_{prefix}_pool_max_connections gauge");
-    let _ = writeln!(
-        out,
-        "dvault_{prefix}_pool_max_connections {}",
-        status.max_size
-    );
-    let _ = writeln!(
-        out,
-        "# HELP dvault_{prefix}_pool_waiting Requests waiting for a connection of {what}."
-    );
-    let _ = writeln!(out, "# TYPE dvault_{prefix}_pool_waiting gauge");
-    let _ = writeln!(out, "dvault_{prefix}_pool_waiting {}", status.waiting);
 }
 
 /// `dvault_replica_*`: whether the replica answered this scrape, and its replay lag
 /// (absent when it did not answer or cannot tell).
-async fn write_replica(out: &mut String, state: &AppState) {
+async fn register_replica(registry: &mut Registry, state: &AppState) {
     let max = state.config.max_replica_lag.as_secs_f64();
     let replica = match state.reads().await {
         Ok(client) => replica::state(&**client, max).await.ok(),
         Err(_) => None,
     };
-    out.push_str("# HELP dvault_replica_up Whether the read replica answered this scrape.\n");
-    out.push_str("# TYPE dvault_replica_up gauge\n");
-    let _ = writeln!(out, "dvault_replica_up {}", u8::from(replica.is_some()));
-    out.push_str("# HELP dvault_replica_max_replay_lag_seconds The replay lag past which GET /ready answers 503 (--max-replica-lag).\n");
-    out.push_str("# TYPE dvault_replica_max_replay_lag_seconds gauge\n");
-    let _ = writeln!(out, "dvault_replica_max_replay_lag_seconds {max}");
+    registry.register(
+        "dvault_replica_up",
+        "Whether the read replica answered this scrape",
+        ConstGauge::new(i64::from(replica.is_some())),
+    );
+    registry.register(
+        "dvault_replica_max_replay_lag_seconds",
+        "The replay lag past which GET /ready answers 503 (--max-replica-lag)",
+        ConstGauge::new(max),
+    );
     let Some(replica) = replica else { return };
-    out.push_str("# HELP dvault_replica_in_recovery Whether the read database is a standby (pg_is_in_recovery()).\n");
-    out.push_str("# TYPE dvault_replica_in_recovery gauge\n");
-    let _ = writeln!(
-        out,
-        "dvault_replica_in_recovery {}",
-        u8::from(replica.in_recovery)
+    registry.register(
+        "dvault_replica_in_recovery",
+        "Whether the read database is a standby (pg_is_in_recovery())",
+        ConstGauge::new(i64::from(replica.in_recovery)),
     );
     if let Some(lag) = replica.replay_lag_seconds {
-        out.push_str("# HELP dvault_replica_replay_lag_seconds How far the read replica's data is behind the primary.\n");
-        out.push_str("# TYPE dvault_replica_replay_lag_seconds gauge\n");
-        let _ = writeln!(out, "dvault_replica_replay_lag_seconds {lag}");
+        registry.register(
+            "dvault_replica_replay_lag_seconds",
+            "How far the read replica's data is behind the primary",
+            ConstGauge::new(lag),
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prometheus_client::encoding::prometheus_text;
 
     #[test]
     fn histogram_buckets_are_cumulative() {
@@ -271,9 +250,12 @@ mod tests {
         m.observe("GET", "/customers/{id}", 200, Duration::from_micros(800));
         m.observe("GET", "/customers/{id}", 200, Duration::from_millis(20));
         m.observe("GET", "/customers/{id}", 404, Duration::from_secs(20));
+        let mut registry = Registry::default();
+        m.register(&mut registry);
         let mut out = String::new();
-        m.write_requests(&mut out);
+        prometheus_text::encode(&mut out, &registry).expect("encodes");
         for line in [
+            "# TYPE dvault_http_requests_total counter",
             "dvault_http_requests_total{method=\"GET\",route=\"/customers/{id}\",status=\"200\"} 2",
             "dvault_http_requests_total{method=\"GET\",route=\"/customers/{id}\",status=\"404\"} 1",
             "dvault_http_request_duration_seconds_bucket{method=\"GET\",route=\"/customers/{id}\",le=\"0.001\"} 1",

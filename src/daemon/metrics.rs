@@ -1,294 +1,380 @@
-//! The daemon's Prometheus metrics (`--metrics-listen ADDR`, `GET /metrics`), in the
-//! text exposition format 0.0.4, written by hand: events loaded, rows written, batch
-//! and run durations, lag, last successful run per trigger, quality results, and the
-//! database connection's state.
+//! The daemon's Prometheus metrics (`--metrics-listen ADDR`, `GET /metrics`), on the
+//! `prometheus-client` crate: events loaded, rows written, batch and run durations,
+//! the last successful run per trigger, the database connection's state (the crate's
+//! counters, gauges and histograms, updated by the daemon's loop); and what is absent
+//! until the loop has learnt it (the lag, the streams' places, the latest quality
+//! gate, the next nightly run), written at each scrape by a collector from the latest
+//! values.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::http::header;
-use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, prometheus_text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use super::quality::Report;
 use super::runs::{RunStatus, Trigger};
 use crate::load::LoadSummary;
+use crate::process_metrics::{gauge, gauges};
+use crate::stream::offsets::Lag;
 
 /// Histogram bucket bounds, seconds.
 const BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 300.0,
 ];
 
-#[derive(Debug, Clone, Default)]
-struct Histogram {
-    /// Non-cumulative counts per bucket; the last slot is +Inf.
-    buckets: [u64; BUCKETS.len() + 1],
-    sum: f64,
-    count: u64,
+fn duration_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
-impl Histogram {
-    fn observe_n(&mut self, secs: f64, n: u64) {
-        let i = BUCKETS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(BUCKETS.len());
-        self.buckets[i] += n;
-        self.sum += secs * n as f64;
-        self.count += n;
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabel {
+    trigger: String,
+}
 
-    fn write(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.buckets[i];
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
-            );
+impl TriggerLabel {
+    fn of(trigger: &str) -> TriggerLabel {
+        TriggerLabel {
+            trigger: trigger.to_string(),
         }
-        cumulative += self.buckets[BUCKETS.len()];
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
-        );
-        let braces = |l: &str| {
-            if l.is_empty() {
-                String::new()
-            } else {
-                format!("{{{l}}}")
-            }
-        };
-        let _ = writeln!(out, "{name}_sum{} {}", braces(labels), self.sum);
-        let _ = writeln!(out, "{name}_count{} {}", braces(labels), self.count);
     }
 }
 
-#[derive(Debug, Default)]
-struct State {
-    events_loaded: BTreeMap<Trigger, u64>,
-    rows_written: BTreeMap<String, u64>,
-    rejected: u64,
-    runs: BTreeMap<(Trigger, RunStatus), u64>,
-    run_durations: BTreeMap<Trigger, Histogram>,
-    batch_durations: Histogram,
-    last_success: BTreeMap<String, f64>,
-    lag_events: Option<i64>,
-    lag_seconds: Option<f64>,
-    /// `dvault stream`'s place in each Kafka partition, from `ops.stream_offsets`.
-    stream_lags: Vec<crate::stream::offsets::Lag>,
-    quality: Option<Report>,
-    db_up: bool,
-    db_failures: u64,
-    following: bool,
-    next_run: Option<f64>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabel {
+    table: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    trigger: &'static str,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabels {
+    group: String,
+    topic: String,
+    partition: i32,
+}
+
+impl StreamLabels {
+    fn of(l: &Lag) -> StreamLabels {
+        StreamLabels {
+            group: l.group.clone(),
+            topic: l.at.topic.clone(),
+            partition: l.at.partition,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabel {
+    check: &'static str,
 }
 
 /// Shared between the daemon's loop and the HTTP listener.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    state: Mutex<State>,
+    registry: Registry,
+    db_up: Gauge,
+    db_losses: Counter,
+    following: Gauge,
+    events_loaded: Family<TriggerLabel, Counter>,
+    rows_written: Family<TableLabel, Counter>,
+    rejected: Counter,
+    runs: Family<RunLabels, Counter>,
+    run_durations: Family<TriggerLabel, Histogram, fn() -> Histogram>,
+    batch_durations: Histogram,
+    last_success: Family<TriggerLabel, Gauge>,
+    latest: Arc<Mutex<Latest>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let m = Metrics {
+            registry: Registry::default(),
+            db_up: Gauge::default(),
+            db_losses: Counter::default(),
+            following: Gauge::default(),
+            events_loaded: Family::default(),
+            rows_written: Family::default(),
+            rejected: Counter::default(),
+            runs: Family::default(),
+            run_durations: Family::new_with_constructor(duration_histogram),
+            batch_durations: duration_histogram(),
+            last_success: Family::default(),
+            latest: Arc::default(),
+        };
+        // every trigger from the start, at 0, so that rate() has a first sample
+        for t in Trigger::ALL {
+            let _ = m.events_loaded.get_or_create(&TriggerLabel::of(t.as_str()));
+        }
+        m.registered()
+    }
 }
 
 impl Metrics {
-    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut state)
+    /// `self` with its metrics registered (the registry holds shared handles).
+    fn registered(mut self) -> Metrics {
+        // (counters are registered without `_total`: the encoder appends it)
+        let r = &mut self.registry;
+        r.register(
+            "dvault_daemon_db_up",
+            "1 while the daemon is connected to the database and holds the daemon lock",
+            self.db_up.clone(),
+        );
+        r.register(
+            "dvault_daemon_db_connection_losses",
+            "Times the daemon lost its database connection",
+            self.db_losses.clone(),
+        );
+        r.register(
+            "dvault_daemon_following",
+            "1 while the daemon listens for appends (--follow)",
+            self.following.clone(),
+        );
+        r.register(
+            "dvault_events_loaded",
+            "Events read from the log and loaded into the vault, by trigger",
+            self.events_loaded.clone(),
+        );
+        r.register(
+            "dvault_rows_written",
+            "Vault rows inserted, by table",
+            self.rows_written.clone(),
+        );
+        r.register(
+            "dvault_events_rejected",
+            "Events the loader quarantined in event_log.rejected",
+            self.rejected.clone(),
+        );
+        r.register(
+            "dvault_load_runs",
+            "Load runs, by trigger and outcome",
+            self.runs.clone(),
+        );
+        r.register(
+            "dvault_load_run_duration_seconds",
+            "Duration of load runs that finished their load, by trigger",
+            self.run_durations.clone(),
+        );
+        r.register(
+            "dvault_batch_duration_seconds",
+            "Load batch durations (one transaction each); the batches of one run are \
+             counted at that run's mean batch duration, so sum and count are exact",
+            self.batch_durations.clone(),
+        );
+        r.register(
+            "dvault_last_success_timestamp_seconds",
+            "Unix time of the last successful run, by trigger",
+            self.last_success.clone(),
+        );
+        r.register_collector(Box::new(LatestCollector(self.latest.clone())));
+        crate::process_metrics::register(r);
+        self
+    }
+
+    fn latest(&self) -> MutexGuard<'_, Latest> {
+        self.latest.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A run ended.
     pub fn run_ended(&self, trigger: Trigger, status: RunStatus, summary: Option<&LoadSummary>) {
-        self.with(|s| {
-            *s.runs.entry((trigger, status)).or_default() += 1;
-            if let Some(sum) = summary {
-                *s.events_loaded.entry(trigger).or_default() += sum.events;
-                for (t, n) in &sum.rows {
-                    *s.rows_written.entry(t.clone()).or_default() += n;
-                }
-                s.rejected += sum.rejected;
-                let secs = sum.elapsed.as_secs_f64();
-                s.run_durations
-                    .entry(trigger)
-                    .or_default()
-                    .observe_n(secs, 1);
-                if sum.batches > 0 {
-                    s.batch_durations
-                        .observe_n(secs / sum.batches as f64, sum.batches);
+        self.runs
+            .get_or_create(&RunLabels {
+                trigger: trigger.as_str(),
+                status: status.as_str(),
+            })
+            .inc();
+        let label = TriggerLabel::of(trigger.as_str());
+        if let Some(sum) = summary {
+            self.events_loaded.get_or_create(&label).inc_by(sum.events);
+            for (table, n) in &sum.rows {
+                self.rows_written
+                    .get_or_create(&TableLabel {
+                        table: table.clone(),
+                    })
+                    .inc_by(*n);
+            }
+            self.rejected.inc_by(sum.rejected);
+            let secs = sum.elapsed.as_secs_f64();
+            self.run_durations.get_or_create(&label).observe(secs);
+            if sum.batches > 0 {
+                // the loader reports a run, not each batch: its batches at their mean
+                let mean = secs / sum.batches as f64;
+                for _ in 0..sum.batches {
+                    self.batch_durations.observe(mean);
                 }
             }
-            if status == RunStatus::Succeeded {
-                s.last_success
-                    .insert(trigger.as_str().to_string(), Utc::now().timestamp() as f64);
-            }
-        })
+        }
+        if status == RunStatus::Succeeded {
+            self.set_last_success(trigger.as_str(), Utc::now());
+        }
     }
 
-    /// Seed the last-success gauges from the run history (after a restart).
+    /// Seed the last-success gauges from the run history (after a restart); a gauge
+    /// only moves forward.
     pub fn set_last_success(&self, trigger: &str, at: DateTime<Utc>) {
-        self.with(|s| {
-            let v = s.last_success.entry(trigger.to_string()).or_insert(0.0);
-            *v = v.max(at.timestamp() as f64);
-        })
+        let gauge = self.last_success.get_or_create(&TriggerLabel::of(trigger));
+        gauge.set(gauge.get().max(at.timestamp()));
     }
 
     pub fn set_lag(&self, events: i64, oldest_seconds: Option<f64>) {
-        self.with(|s| {
-            s.lag_events = Some(events);
-            s.lag_seconds = Some(oldest_seconds.unwrap_or(0.0));
-        })
+        self.latest().lag = Some((events, oldest_seconds.unwrap_or(0.0)));
     }
 
-    pub fn set_stream_lags(&self, lags: Vec<crate::stream::offsets::Lag>) {
-        self.with(|s| s.stream_lags = lags)
+    pub fn set_stream_lags(&self, lags: Vec<Lag>) {
+        self.latest().stream_lags = lags;
     }
 
     pub fn set_quality(&self, report: &Report) {
-        self.with(|s| s.quality = Some(report.clone()))
+        self.latest().quality = Some(report.clone());
     }
 
     pub fn set_db_up(&self, up: bool) {
-        self.with(|s| {
-            if s.db_up && !up {
-                s.db_failures += 1;
-            }
-            s.db_up = up;
-        })
+        let was = self.db_up.set(i64::from(up));
+        if was == 1 && !up {
+            self.db_losses.inc();
+        }
     }
 
     pub fn set_following(&self, following: bool) {
-        self.with(|s| s.following = following)
+        self.following.set(i64::from(following));
     }
 
     pub fn set_next_run(&self, at: Option<DateTime<Utc>>) {
-        self.with(|s| s.next_run = at.map(|t| t.timestamp() as f64))
+        self.latest().next_run = at.map(|t| t.timestamp());
     }
 
     /// The exposition text.
-    pub fn render(&self) -> String {
-        self.with(|s| {
-            let mut out = String::new();
-            let head = |out: &mut String, name: &str, kind: &str, help: &str| {
-                let _ = writeln!(out, "# HELP {name} {help}");
-                let _ = writeln!(out, "# TYPE {name} {kind}");
-            };
-            head(&mut out, "dvault_daemon_db_up", "gauge", "1 while the daemon is connected to the database and holds the daemon lock.");
-            let _ = writeln!(out, "dvault_daemon_db_up {}", u8::from(s.db_up));
-            head(&mut out, "dvault_daemon_db_connection_losses_total", "counter", "Times the daemon lost its database connection.");
-            let _ = writeln!(out, "dvault_daemon_db_connection_losses_total {}", s.db_failures);
-            head(&mut out, "dvault_daemon_following", "gauge", "1 while the daemon listens for appends (--follow).");
-            let _ = writeln!(out, "dvault_daemon_following {}", u8::from(s.following));
-            head(&mut out, "dvault_events_loaded_total", "counter", "Events read from the log and loaded into the vault, by trigger.");
-            for t in Trigger::ALL {
-                let n = s.events_loaded.get(&t).copied().unwrap_or(0);
-                let _ = writeln!(out, "dvault_events_loaded_total{{trigger=\"{}\"}} {n}", t.as_str());
-            }
-            head(&mut out, "dvault_rows_written_total", "counter", "Vault rows inserted, by table.");
-            for (t, n) in &s.rows_written {
-                let _ = writeln!(out, "dvault_rows_written_total{{table=\"{t}\"}} {n}");
-            }
-            head(&mut out, "dvault_events_rejected_total", "counter", "Events the loader quarantined in event_log.rejected.");
-            let _ = writeln!(out, "dvault_events_rejected_total {}", s.rejected);
-            head(&mut out, "dvault_load_runs_total", "counter", "Load runs, by trigger and outcome.");
-            for ((t, st), n) in &s.runs {
-                let _ = writeln!(
-                    out,
-                    "dvault_load_runs_total{{trigger=\"{}\",status=\"{}\"}} {n}",
-                    t.as_str(),
-                    st.as_str()
-                );
-            }
-            head(&mut out, "dvault_load_run_duration_seconds", "histogram", "Duration of load runs that finished their load, by trigger.");
-            for (t, h) in &s.run_durations {
-                h.write(&mut out, "dvault_load_run_duration_seconds", &format!("trigger=\"{}\"", t.as_str()));
-            }
-            head(&mut out, "dvault_batch_duration_seconds", "histogram", "Load batch durations (one transaction each); the batches of one run are counted at that run's mean batch duration, so sum and count are exact.");
-            s.batch_durations.write(&mut out, "dvault_batch_duration_seconds", "");
-            head(&mut out, "dvault_last_success_timestamp_seconds", "gauge", "Unix time of the last successful run, by trigger.");
-            for (t, at) in &s.last_success {
-                let _ = writeln!(out, "dvault_last_success_timestamp_seconds{{trigger=\"{t}\"}} {at}");
-            }
-            if let Some(next) = s.next_run {
-                head(&mut out, "dvault_next_scheduled_run_timestamp_seconds", "gauge", "Unix time of the next nightly run.");
-                let _ = writeln!(out, "dvault_next_scheduled_run_timestamp_seconds {next}");
-            }
-            if let (Some(events), Some(secs)) = (s.lag_events, s.lag_seconds) {
-                head(&mut out, "dvault_loader_lag_events", "gauge", "Events in the log not yet loaded into the vault.");
-                let _ = writeln!(out, "dvault_loader_lag_events {events}");
-                head(&mut out, "dvault_loader_lag_seconds", "gauge", "Age of the oldest event not yet loaded (0 when none).");
-                let _ = writeln!(out, "dvault_loader_lag_seconds {secs}");
-            }
-            if !s.stream_lags.is_empty() {
-                head(&mut out, "dvault_stream_lag_records", "gauge", "Records of a Kafka partition not consumed yet by dvault stream, as of its last fetch, by group, topic and partition.");
-                for l in &s.stream_lags {
-                    let _ = writeln!(out, "dvault_stream_lag_records{{{}}} {}", stream_labels(l), l.records());
-                }
-                head(&mut out, "dvault_stream_offset", "gauge", "The next offset dvault stream consumes, by group, topic and partition.");
-                for l in &s.stream_lags {
-                    let _ = writeln!(out, "dvault_stream_offset{{{}}} {}", stream_labels(l), l.next_offset);
-                }
-                head(&mut out, "dvault_stream_updated_timestamp_seconds", "gauge", "Unix time of dvault stream's last batch or fetch of a partition, by group, topic and partition.");
-                for l in &s.stream_lags {
-                    let _ = writeln!(out, "dvault_stream_updated_timestamp_seconds{{{}}} {}", stream_labels(l), l.updated_at.timestamp());
-                }
-            }
-            if let Some(q) = &s.quality {
-                head(&mut out, "dvault_quality_gate_passed", "gauge", "1 if every check of the latest quality gate passed.");
-                let _ = writeln!(out, "dvault_quality_gate_passed {}", u8::from(q.passed()));
-                if let Some(at) = q.checked_at {
-                    head(&mut out, "dvault_quality_gate_timestamp_seconds", "gauge", "Unix time of the latest quality gate.");
-                    let _ = writeln!(out, "dvault_quality_gate_timestamp_seconds {}", at.timestamp());
-                }
-                head(&mut out, "dvault_quality_check_passed", "gauge", "1 if the check passed at the latest gate.");
-                for r in &q.results {
-                    let _ = writeln!(out, "dvault_quality_check_passed{{check=\"{}\"}} {}", r.check.as_str(), u8::from(r.passed));
-                }
-                head(&mut out, "dvault_quality_check_measured", "gauge", "Measured value at the latest gate: worst ratio, orphan count or age in hours.");
-                for r in &q.results {
-                    if let Some(m) = r.measured {
-                        let _ = writeln!(out, "dvault_quality_check_measured{{check=\"{}\"}} {m}", r.check.as_str());
-                    }
-                }
-                head(&mut out, "dvault_quality_check_threshold", "gauge", "Threshold of the check.");
-                for r in &q.results {
-                    let _ = writeln!(out, "dvault_quality_check_threshold{{check=\"{}\"}} {}", r.check.as_str(), r.threshold);
-                }
-            }
-            crate::process_metrics::write(&mut out);
-            out
-        })
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_text::encode(&mut text, &self.registry)?;
+        Ok(text)
     }
 }
 
-/// A label value in the exposition format: backslash, double quote and line feed
-/// escaped.
-fn label_value(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// What the daemon's loop learnt last; `None` (or empty) until it has.
+#[derive(Debug, Default)]
+struct Latest {
+    next_run: Option<i64>,
+    /// Events not loaded yet, and the age of the oldest (0 when none).
+    lag: Option<(i64, f64)>,
+    /// `dvault stream`'s place in each Kafka partition, from `ops.stream_offsets`.
+    stream_lags: Vec<Lag>,
+    quality: Option<Report>,
 }
 
-fn stream_labels(l: &crate::stream::offsets::Lag) -> String {
-    format!(
-        "group=\"{}\",topic=\"{}\",partition=\"{}\"",
-        label_value(&l.group),
-        label_value(&l.at.topic),
-        l.at.partition
-    )
+/// Writes [`Latest`] at each scrape: only what is known, so a gauge never shows a
+/// made-up 0.
+#[derive(Debug)]
+struct LatestCollector(Arc<Mutex<Latest>>);
+
+impl Collector for LatestCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let latest = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let e = &mut encoder;
+        if let Some(next) = latest.next_run {
+            gauge(
+                e,
+                "dvault_next_scheduled_run_timestamp_seconds",
+                "Unix time of the next nightly run.",
+                next,
+            )?;
+        }
+        if let Some((events, seconds)) = latest.lag {
+            gauge(
+                e,
+                "dvault_loader_lag_events",
+                "Events in the log not yet loaded into the vault.",
+                events,
+            )?;
+            gauge(
+                e,
+                "dvault_loader_lag_seconds",
+                "Age of the oldest event not yet loaded (0 when none).",
+                seconds,
+            )?;
+        }
+        let streams = &latest.stream_lags;
+        if !streams.is_empty() {
+            gauges(
+                e,
+                "dvault_stream_lag_records",
+                "Records of a Kafka partition not consumed yet by dvault stream, as of its \
+                 last fetch, by group, topic and partition.",
+                streams.iter().map(|l| (StreamLabels::of(l), l.records())),
+            )?;
+            gauges(
+                e,
+                "dvault_stream_offset",
+                "The next offset dvault stream consumes, by group, topic and partition.",
+                streams.iter().map(|l| (StreamLabels::of(l), l.next_offset)),
+            )?;
+            gauges(
+                e,
+                "dvault_stream_updated_timestamp_seconds",
+                "Unix time of dvault stream's last batch or fetch of a partition, by group, \
+                 topic and partition.",
+                streams
+                    .iter()
+                    .map(|l| (StreamLabels::of(l), l.updated_at.timestamp())),
+            )?;
+        }
+        if let Some(q) = &latest.quality {
+            gauge(
+                e,
+                "dvault_quality_gate_passed",
+                "1 if every check of the latest quality gate passed.",
+                i64::from(q.passed()),
+            )?;
+            if let Some(at) = q.checked_at {
+                gauge(
+                    e,
+                    "dvault_quality_gate_timestamp_seconds",
+                    "Unix time of the latest quality gate.",
+                    at.timestamp(),
+                )?;
+            }
+            let check = |r: &super::quality::CheckResult| CheckLabel {
+                check: r.check.as_str(),
+            };
+            gauges(
+                e,
+                "dvault_quality_check_passed",
+                "1 if the check passed at the latest gate.",
+                q.results.iter().map(|r| (check(r), i64::from(r.passed))),
+            )?;
+            gauges(
+                e,
+                "dvault_quality_check_measured",
+                "Measured value at the latest gate: worst ratio, orphan count or age in hours.",
+                q.results
+                    .iter()
+                    .filter_map(|r| Some((check(r), r.measured?))),
+            )?;
+            gauges(
+                e,
+                "dvault_quality_check_threshold",
+                "Threshold of the check.",
+                q.results.iter().map(|r| (check(r), r.threshold)),
+            )?;
+        }
+        Ok(())
+    }
 }
 
 async fn scrape(
     axum::extract::State(metrics): axum::extract::State<Arc<Metrics>>,
-) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        metrics.render(),
-    )
+) -> axum::response::Response {
+    crate::process_metrics::exposition(&metrics.registry)
 }
 
 /// Bind `addr` and serve `GET /metrics` in the background; the bound address.
@@ -310,6 +396,41 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<S
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn what_is_not_known_yet_is_absent_and_a_lost_connection_counts() {
+        let m = Metrics::default();
+        let text = m.render().expect("encodes");
+        for absent in [
+            "dvault_loader_lag_events",
+            "dvault_next_scheduled_run_timestamp_seconds",
+            "dvault_stream_lag_records",
+            "dvault_quality_gate_passed",
+        ] {
+            assert!(!text.contains(absent), "{absent} in\n{text}");
+        }
+        assert!(text.lines().any(|l| l == "dvault_daemon_db_up 0"), "{text}");
+        m.set_db_up(true);
+        m.set_db_up(false);
+        m.set_db_up(false);
+        m.set_last_success(
+            "schedule",
+            DateTime::from_timestamp(2_000, 0).unwrap_or_default(),
+        );
+        m.set_last_success(
+            "schedule",
+            DateTime::from_timestamp(1_000, 0).unwrap_or_default(),
+        );
+        m.set_next_run(DateTime::from_timestamp(3_000, 0));
+        let text = m.render().expect("encodes");
+        for line in [
+            "dvault_daemon_db_connection_losses_total 1",
+            "dvault_last_success_timestamp_seconds{trigger=\"schedule\"} 2000",
+            "dvault_next_scheduled_run_timestamp_seconds 3000",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+    }
 
     #[test]
     fn runs_show_up_as_counters_and_histograms() {
@@ -334,7 +455,7 @@ mod tests {
             high_watermark: 42,
             updated_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
         }]);
-        let text = m.render();
+        let text = m.render().expect("encodes");
         for line in [
             "dvault_events_loaded_total{trigger=\"follow\"} 10",
             "dvault_events_loaded_total{trigger=\"schedule\"} 0",

@@ -161,8 +161,8 @@ async fn count(db: &TestDb, sql: &str) -> i64 {
 fn worked_example() -> String {
     let doc = std::fs::read_to_string(repo().join("docs/mappings.md")).expect("docs");
     let after = doc
-        .split_once("<!-- worked-example:")
-        .expect("docs/mappings.md has the worked-example marker")
+        .split_once("<!-- doc-test: elsewhere: tests/integration/byod.rs")
+        .expect("docs/mappings.md has the worked example's marker")
         .1;
     let block = after
         .split_once("```sh\n")

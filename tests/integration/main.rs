@@ -13,6 +13,7 @@ mod cloudevents_binary;
 mod crash;
 mod daemon;
 mod demo;
+mod doc_commands;
 mod event_log;
 mod generated;
 mod hardening;
