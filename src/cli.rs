@@ -913,6 +913,7 @@ async fn serve(config: &Config, args: ServeArgs) -> CliResult {
         )),
     }
     let listener = listen(api_config.listen).await?;
+    let shutdown = api::shutdown_signal();
     notice(&format!(
         "listening on http://{} (API docs at /docs), database {}",
         listener.local_addr()?,
@@ -926,7 +927,7 @@ async fn serve(config: &Config, args: ServeArgs) -> CliResult {
         ))?;
     }
     let state = args.state(api_config, &target.url)?;
-    api::serve(listener, state, api::shutdown_signal()).await?;
+    api::serve(listener, state, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1248,6 +1249,7 @@ async fn demo(config: &Config, args: DemoArgs) -> CliResult {
         )
         .await?
         .map(|r| r.get(0));
+    let shutdown = api::shutdown_signal();
     notice(&format!(
         "\nServing the Customer 360 API on http://{addr} (docs: http://{addr}/docs); Ctrl-C stops."
     ))?;
@@ -1259,7 +1261,7 @@ async fn demo(config: &Config, args: DemoArgs) -> CliResult {
     ))?;
     keys_notice(&api_config.keys)?;
     let state = args.serve.state(api_config, &demo.target.url)?;
-    api::serve(listener, state, api::shutdown_signal()).await?;
+    api::serve(listener, state, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

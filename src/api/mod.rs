@@ -130,26 +130,29 @@ pub async fn serve(
     server::run(listener, router(state), header_timeout, shutdown).await
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Completes on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled: call it before the server says it is
+/// listening, so that a signal sent right after that line stops it gracefully instead
+/// of killing it (the default action) before `serve` got to wait for one.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        let received = |handler: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match handler {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = received(interrupt) => {},
+            () = received(terminate) => {},
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        tracing::info!("shutting down: finishing requests in flight");
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }
 
 /// One span per request: fields declared here, `status` recorded when it is answered.

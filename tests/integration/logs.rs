@@ -160,3 +160,30 @@ fn a_failed_command_in_json_mode_says_so_in_json() {
         "{v}"
     );
 }
+
+/// A SIGTERM sent the moment the server says it listens stops it gracefully (exit 0),
+/// not by the signal's default action: the handlers are in place before the banner.
+#[tokio::test]
+async fn a_sigterm_right_after_the_banner_stops_the_server_gracefully() {
+    let db = TestDb::new().await;
+    for attempt in 0..5 {
+        let mut child = serve(&db, "text");
+        let out = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(out).lines();
+        let banner = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|l| l.contains("listening on http://"));
+        assert!(banner.is_some(), "attempt {attempt}: no banner");
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let status = child.wait().expect("wait");
+        assert!(
+            status.success(),
+            "attempt {attempt}: dvault serve exited with {status}"
+        );
+    }
+}
