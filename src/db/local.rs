@@ -129,6 +129,11 @@ pub fn ensure_running(home: &Path) -> Result<LocalServer, LocalError> {
     Ok(LocalServer { data_dir, port })
 }
 
+/// Does the private server under `home` run?
+pub fn is_running(home: &Path) -> bool {
+    running_port(&home.join("pg").join("data")).is_some()
+}
+
 /// Stop the private server if it runs. Returns whether it was running.
 pub fn stop(home: &Path) -> Result<bool, LocalError> {
     let data_dir = home.join("pg").join("data");

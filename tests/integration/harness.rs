@@ -25,21 +25,33 @@ async fn server() -> &'static str {
             match std::env::var("DATABASE_URL") {
                 Ok(url) if !url.is_empty() => with_dbname(&url, "postgres"),
                 _ => {
-                    let home = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dvault");
+                    let home = private_home();
                     let shown = home.display().to_string();
+                    let was_running = db::local::is_running(&home);
                     let server =
                         tokio::task::spawn_blocking(move || db::local::ensure_running(&home))
                             .await
                             .expect("join")
                             .expect("start the private test server");
+                    let keep = std::env::var_os("DVAULT_TEST_KEEP_SERVER").is_some();
                     // written to the process's stderr, past the test harness's output
-                    // capture: the server outlives the tests, and the user should know
+                    // capture: the user should know what runs and for how long
+                    let fate = if was_running || keep {
+                        format!(
+                            "which keeps running after them; stop it with \
+                             `DVAULT_HOME={shown} cargo run -- local stop`"
+                        )
+                    } else {
+                        // SAFETY: registers a plain extern "C" function, once
+                        unsafe { libc::atexit(stop_private_server) };
+                        "which they stop when they end (DVAULT_TEST_KEEP_SERVER=1 keeps it \
+                         running, for faster runs after this one)"
+                            .to_string()
+                    };
                     use std::io::Write as _;
                     let _ = writeln!(
                         std::io::stderr(),
-                        "\nnote: the tests run on a private PostgreSQL ({}), which keeps \
-                         running after them for the next run; stop it with \
-                         `DVAULT_HOME={shown} cargo run -- local stop`\n",
+                        "\nnote: the tests run on a private PostgreSQL ({}), {fate}\n",
                         server.url("postgres")
                     );
                     server.url("postgres")
@@ -47,6 +59,18 @@ async fn server() -> &'static str {
             }
         })
         .await
+}
+
+/// Where the tests' private server lives (under the cargo target directory).
+fn private_home() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dvault")
+}
+
+/// At the test process's exit: stop the private server it started.
+extern "C" fn stop_private_server() {
+    if let Err(e) = db::local::stop(&private_home()) {
+        eprintln!("note: could not stop the tests' private PostgreSQL: {e}");
+    }
 }
 
 /// `url` pointing at database `name` (URL or key=value form).
