@@ -7,7 +7,10 @@ ANALYZE pg_temp.bv_orders;
 ANALYZE pg_temp.bv_products;
 ANALYZE pg_temp.bv_pit;
 
--- Bridge: every line of the touched orders, with its current measures.
+-- Bridge: every line of the touched orders, with its current measures. The products
+-- of the lines written (new, or with a changed customer or measure) have figures to
+-- recompute (product_keys.sql).
+WITH written AS (
 INSERT INTO business_vault.bridge_customer_order_product AS b
     (hk_order, hk_order_product, hk_order_customer, hk_customer, hk_product, line_no,
      quantity, unit_price, discount, line_amount, load_dts)
@@ -38,7 +41,20 @@ WHERE (b.hk_order_customer, b.hk_customer, b.quantity, b.unit_price, b.discount,
        b.load_dts)
       IS DISTINCT FROM
       (excluded.hk_order_customer, excluded.hk_customer, excluded.quantity, excluded.unit_price,
-       excluded.discount, excluded.line_amount, excluded.load_dts);
+       excluded.discount, excluded.line_amount, excluded.load_dts)
+RETURNING b.hk_product)
+INSERT INTO pg_temp.bv_product_figures (hk_product)
+SELECT DISTINCT w.hk_product FROM written w
+ON CONFLICT DO NOTHING;
+
+-- Whether each touched order counted, and for whom, before this batch: where that
+-- changes, its products' figures change too (product_keys.sql).
+INSERT INTO pg_temp.bv_order_was (hk_order, hk_customer, is_counted)
+SELECT t.hk_order, o.hk_customer, o.is_counted
+  FROM pg_temp.bv_orders t
+  LEFT JOIN LATERAL (
+       SELECT s.hk_customer, s.is_counted FROM business_vault.order_summary s
+        WHERE s.hk_order = t.hk_order OFFSET 0) o ON true;
 
 -- The customer and order date of each touched order, before this batch here and
 -- after it below: the customers whose figures may change (an order that moved changes
