@@ -1,7 +1,11 @@
 //! A real Kafka-protocol broker for the stream tests: `tansu` (an Apache Kafka
 //! compatible broker in Rust, `cargo install --locked tansu --features dynostore`;
 //! `.ci/run` installs it when missing), one per test, on a free port of 127.0.0.1 with
-//! its in-memory storage engine. Killed when the test ends (its `Drop`).
+//! its in-memory storage engine. Killed when the test ends (its `Drop`), or by the
+//! test ([`Broker::kill`]) and started again on the same port ([`Broker::restart`]):
+//! the memory storage starts empty then (tansu 0.6.0 keeps nothing across a restart
+//! without the `postgres` or S3 storage), so a test that restarts it produces again
+//! what a broker keeping its data would still hold.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
+use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
 use rskafka::record::Record;
 
 /// The tansu binary: `$TANSU`, else `tansu` on PATH, else cargo's bin directory.
@@ -49,38 +53,34 @@ fn free_port() -> u16 {
 }
 
 pub struct Broker {
-    child: Child,
+    child: Option<Child>,
     pub addr: String,
     log: PathBuf,
+    /// `--authentication` given: clients must log in with SASL (this user, password).
+    pub sasl: Option<(String, String)>,
 }
 
 impl Broker {
     /// Start a broker and wait until it answers a metadata request.
     pub async fn start() -> Broker {
+        Broker::start_with(None).await
+    }
+
+    /// Start a broker that requires SASL (tansu's `--authentication`); the harness logs
+    /// in as `sasl`. Tansu 0.6.0 takes PLAIN with any password: it checks only that one
+    /// is given.
+    pub async fn start_with(sasl: Option<(&str, &str)>) -> Broker {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tansu");
         std::fs::create_dir_all(&dir).expect("broker log directory");
         for attempt in 0..3 {
             let port = free_port();
-            let addr = format!("127.0.0.1:{port}");
-            let log = dir.join(format!("tansu-{port}.log"));
-            let url = format!("tcp://{addr}");
-            let child = Command::new(tansu())
-                .args([
-                    "broker",
-                    "--listener-url",
-                    &url,
-                    "--advertised-listener-url",
-                    &url,
-                    "--storage-engine",
-                    "memory://tansu/",
-                ])
-                .stdin(Stdio::null())
-                .stdout(std::fs::File::create(&log).expect("broker log"))
-                .stderr(std::fs::File::create(log.with_extension("err")).expect("broker log"))
-                .spawn()
-                .expect("start tansu");
-            let mut broker = Broker { child, addr, log };
-            if broker.wait_ready(Duration::from_secs(20)).await {
+            let mut broker = Broker {
+                child: None,
+                addr: format!("127.0.0.1:{port}"),
+                log: dir.join(format!("tansu-{port}.log")),
+                sasl: sasl.map(|(u, p)| (u.to_string(), p.to_string())),
+            };
+            if broker.launch().await {
                 return broker;
             }
             eprintln!(
@@ -92,16 +92,73 @@ impl Broker {
         panic!("tansu did not start: see the logs under {}", dir.display());
     }
 
+    /// Start the process on `self.addr` and wait until it answers.
+    async fn launch(&mut self) -> bool {
+        let url = format!("tcp://{}", self.addr);
+        let mut args = vec![
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ];
+        if self.sasl.is_some() {
+            args.push("--authentication");
+        }
+        let append = |path: PathBuf| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("broker log")
+        };
+        let child = Command::new(tansu())
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(append(self.log.clone()))
+            .stderr(append(self.log.with_extension("err")))
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(20)).await
+    }
+
+    /// SIGKILL the broker (a crash: no goodbye to its clients).
+    pub fn kill(&mut self) {
+        self.stop();
+    }
+
+    /// Start the broker again on the same port (empty: see the module's note), after
+    /// [`Broker::kill`].
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart after kill");
+        // the port may be held for a moment after the kill
+        for _ in 0..3 {
+            if self.launch().await {
+                return;
+            }
+            self.stop();
+        }
+        panic!(
+            "tansu did not start again on {}: see {}",
+            self.addr,
+            self.log.display()
+        );
+    }
+
     async fn wait_ready(&mut self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            let exited = self.child.as_mut().map(|c| c.try_wait());
+            if let Some(Ok(Some(status))) = exited {
                 eprintln!("tansu exited: {status}");
                 return false;
             }
             if std::net::TcpStream::connect(&self.addr).is_ok() {
                 let ready = tokio::time::timeout(Duration::from_secs(5), async {
-                    let client = ClientBuilder::new(vec![self.addr.clone()]).build().await?;
+                    let client = self.builder().build().await?;
                     client.list_topics().await
                 })
                 .await;
@@ -114,11 +171,19 @@ impl Broker {
         false
     }
 
+    fn builder(&self) -> ClientBuilder {
+        let builder = ClientBuilder::new(vec![self.addr.clone()]);
+        match &self.sasl {
+            Some((user, password)) => builder.sasl_config(SaslConfig::Plain(Credentials::new(
+                user.clone(),
+                password.clone(),
+            ))),
+            None => builder,
+        }
+    }
+
     pub async fn client(&self) -> Client {
-        ClientBuilder::new(vec![self.addr.clone()])
-            .build()
-            .await
-            .expect("connect to the broker")
+        self.builder().build().await.expect("connect to the broker")
     }
 
     /// Create `topic` with `partitions` partitions.
@@ -153,8 +218,10 @@ impl Broker {
     }
 
     fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -31,5 +31,6 @@ mod replica;
 mod scaling;
 mod security;
 mod stream;
+mod stream_resilience;
 mod tpch;
 mod views;

@@ -34,6 +34,8 @@ fn options(broker: &Broker, topics: &[&str], plain: Option<Plain>) -> StreamOpti
             max_wait: Duration::from_millis(100),
         },
         max_backoff: Duration::from_secs(1),
+        refresh: Duration::from_secs(1),
+        sasl: None,
         exit_at_end: true,
     }
 }
