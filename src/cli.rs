@@ -318,6 +318,10 @@ pub struct StreamArgs {
         default_value_t = 10
     )]
     pub refresh_secs: u64,
+    /// TLS to the brokers, trusting the CA certificates in this PEM file (for brokers
+    /// with certificates of a public CA: /etc/ssl/certs/ca-certificates.crt).
+    #[arg(long, env = "DVAULT_KAFKA_TLS_CA", value_name = "PEM_FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// SASL PLAIN user name for the brokers (with --sasl-password).
     #[arg(
         long,
@@ -386,6 +390,8 @@ impl StreamArgs {
             },
             max_backoff: Duration::from_secs(self.retry_max_secs.max(1)),
             refresh: Duration::from_secs(self.refresh_secs.max(1)),
+            // an empty variable (a compose file's `${DVAULT_KAFKA_TLS_CA:-}`): no TLS
+            tls_ca: self.tls_ca.clone().filter(|p| !p.as_os_str().is_empty()),
             sasl: match (given(&self.sasl_user), self.sasl_password.clone()) {
                 (Some(user), Some(password)) => {
                     Some(crate::stream::kafka::SaslPlain { user, password })

@@ -54,6 +54,8 @@ pub enum KafkaError {
         offset: i64,
         end: i64,
     },
+    #[error(transparent)]
+    TlsCa(#[from] TlsCaError),
     #[error("Kafka: {what} {at}: {source}")]
     Request {
         what: &'static str,
@@ -90,6 +92,41 @@ impl std::fmt::Debug for SaslPlain {
     }
 }
 
+/// A `--tls-ca` file that gives no TLS configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("--tls-ca {path}: {reason}")]
+pub struct TlsCaError {
+    pub path: String,
+    pub reason: String,
+}
+
+/// A TLS client configuration that trusts the CA certificates of the PEM file `path`
+/// (and no other: a broker's certificate must chain to one of them and name the host
+/// or IP address dvault connects to, as the metadata advertises it).
+pub fn tls_config(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, TlsCaError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let failed = |reason: String| TlsCaError {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| failed(e.to_string()))? {
+        let cert = cert.map_err(|e| failed(e.to_string()))?;
+        roots.add(cert).map_err(|e| failed(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(failed("no certificate in the file".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| failed(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// How long one round of retries of a request lasts before the caller hears of it (and
 /// logs it): three of the longest pauses, at least 5 s.
 pub fn retry_round(max_backoff: Duration) -> Duration {
@@ -110,8 +147,10 @@ pub async fn connect(
     brokers: &[String],
     max_backoff: Duration,
     sasl: Option<&SaslPlain>,
+    tls_ca: Option<&std::path::Path>,
     shutdown: &crate::daemon::shutdown::Shutdown,
 ) -> Result<Option<Client>, KafkaError> {
+    let tls = tls_ca.map(tls_config).transpose()?;
     let backoff = BackoffConfig {
         init_backoff: Duration::from_millis(100),
         max_backoff,
@@ -123,6 +162,9 @@ pub async fn connect(
         let mut builder = ClientBuilder::new(brokers.to_vec())
             .client_id("dvault")
             .backoff_config(backoff.clone());
+        if let Some(tls) = &tls {
+            builder = builder.tls_config(Arc::clone(tls));
+        }
         if let Some(s) = sasl {
             builder = builder.sasl_config(SaslConfig::Plain(Credentials::new(
                 s.user.clone(),

@@ -53,6 +53,8 @@ pub struct StreamOptions {
     pub refresh: Duration,
     /// SASL PLAIN credentials, when the brokers ask for them.
     pub sasl: Option<SaslPlain>,
+    /// TLS to the brokers, trusting the CA certificates of this PEM file.
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Stop once every partition is consumed up to its end (as last fetched).
     pub exit_at_end: bool,
 }
@@ -131,6 +133,7 @@ pub async fn run(
         &opts.brokers,
         opts.max_backoff,
         opts.sasl.as_ref(),
+        opts.tls_ca.as_deref(),
         &shutdown,
     )
     .await?

@@ -54,10 +54,22 @@ fn free_port() -> u16 {
 
 pub struct Broker {
     child: Option<Child>,
+    /// Where clients reach it (and what it advertises).
     pub addr: String,
     log: PathBuf,
     /// `--authentication` given: clients must log in with SASL (this user, password).
     pub sasl: Option<(String, String)>,
+    /// Behind TLS (see [`Broker::start_tls`]).
+    pub tls: Option<Tls>,
+}
+
+/// A broker behind TLS: its certificates and the proxy that terminates TLS.
+pub struct Tls {
+    /// `ca.pem` (the CA that signed `server.pem` for 127.0.0.1), `server.key`.
+    pub dir: PathBuf,
+    /// Where tansu itself listens, plain.
+    plain: String,
+    proxy: Option<Child>,
 }
 
 impl Broker {
@@ -79,6 +91,7 @@ impl Broker {
                 addr: format!("127.0.0.1:{port}"),
                 log: dir.join(format!("tansu-{port}.log")),
                 sasl: sasl.map(|(u, p)| (u.to_string(), p.to_string())),
+                tls: None,
             };
             if broker.launch().await {
                 return broker;
@@ -92,15 +105,53 @@ impl Broker {
         panic!("tansu did not start: see the logs under {}", dir.display());
     }
 
-    /// Start the process on `self.addr` and wait until it answers.
+    /// Start a broker that clients reach over TLS only. Tansu 0.6.0 takes `--cert` and
+    /// `--key` but does not use them (its listener stays plain), so socat terminates
+    /// TLS in front of it, with a certificate for 127.0.0.1 from a CA made for the test
+    /// (openssl), and tansu advertises socat's address.
+    pub async fn start_tls() -> Broker {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tansu");
+        std::fs::create_dir_all(&dir).expect("broker log directory");
+        for attempt in 0..3 {
+            let (port, plain) = (free_port(), free_port());
+            let certs = dir.join(format!("tls-{port}"));
+            make_certificates(&certs);
+            let mut broker = Broker {
+                child: None,
+                addr: format!("127.0.0.1:{port}"),
+                log: dir.join(format!("tansu-{port}.log")),
+                sasl: None,
+                tls: Some(Tls {
+                    dir: certs,
+                    plain: format!("127.0.0.1:{plain}"),
+                    proxy: None,
+                }),
+            };
+            if broker.launch().await {
+                return broker;
+            }
+            eprintln!(
+                "tansu behind TLS on port {port} did not come up (attempt {attempt}); see {}",
+                broker.log.display()
+            );
+            broker.stop();
+        }
+        panic!("tansu did not start: see the logs under {}", dir.display());
+    }
+
+    /// Start the process (and the TLS proxy) on `self.addr` and wait until it answers.
     async fn launch(&mut self) -> bool {
-        let url = format!("tcp://{}", self.addr);
+        let advertised = format!("tcp://{}", self.addr);
+        let listen = match &self.tls {
+            Some(tls) => format!("tcp://{}", tls.plain),
+            None => advertised.clone(),
+        };
         let mut args = vec![
             "broker",
             "--listener-url",
-            &url,
+            &listen,
             "--advertised-listener-url",
-            &url,
+            &advertised,
             "--storage-engine",
             "memory://tansu/",
         ];
@@ -122,6 +173,23 @@ impl Broker {
             .spawn()
             .expect("start tansu");
         self.child = Some(child);
+        if let Some(tls) = &mut self.tls {
+            let port = self.addr.rsplit(':').next().unwrap_or_default();
+            let (cert, key) = (tls.dir.join("server.pem"), tls.dir.join("server.key"));
+            let listen = format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
+                cert.display(),
+                key.display()
+            );
+            let proxy = Command::new("socat")
+                .args([listen, format!("TCP:{}", tls.plain)])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(append(self.log.with_extension("socat")))
+                .spawn()
+                .expect("start socat (the TLS proxy)");
+            tls.proxy = Some(proxy);
+        }
         self.wait_ready(Duration::from_secs(20)).await
     }
 
@@ -172,7 +240,12 @@ impl Broker {
     }
 
     fn builder(&self) -> ClientBuilder {
-        let builder = ClientBuilder::new(vec![self.addr.clone()]);
+        let mut builder = ClientBuilder::new(vec![self.addr.clone()]);
+        if let Some(tls) = &self.tls {
+            let config =
+                dvault::stream::kafka::tls_config(&tls.dir.join("ca.pem")).expect("the test CA");
+            builder = builder.tls_config(config);
+        }
         match &self.sasl {
             Some((user, password)) => builder.sasl_config(SaslConfig::Plain(Credentials::new(
                 user.clone(),
@@ -218,6 +291,10 @@ impl Broker {
     }
 
     fn stop(&mut self) {
+        if let Some(mut proxy) = self.tls.as_mut().and_then(|t| t.proxy.take()) {
+            let _ = proxy.kill();
+            let _ = proxy.wait();
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -231,6 +308,76 @@ impl Drop for Broker {
         if std::thread::panicking() {
             eprintln!("the broker's log: {}", self.log.display());
         }
+    }
+}
+
+/// In `dir`: `ca.pem` and `ca.key`, a CA, and `server.pem` and `server.key`, a
+/// certificate it signed for 127.0.0.1 (P-256 keys: quick to make).
+pub fn make_certificates(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).expect("certificate directory");
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("extensions");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let steps: [Vec<&str>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat(),
+        [
+            &["req"][..],
+            &ec,
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ],
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        let subject = if i == 0 {
+            "/CN=dvault test CA"
+        } else {
+            "/CN=127.0.0.1"
+        };
+        let mut args = step.clone();
+        if i < 2 {
+            args.extend(["-subj", subject]);
+        }
+        args.extend(["-days", "2"]);
+        let out = Command::new("openssl")
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

@@ -36,6 +36,7 @@ fn options(broker: &Broker, topics: &[&str], plain: Option<Plain>) -> StreamOpti
         max_backoff: Duration::from_secs(1),
         refresh: Duration::from_secs(1),
         sasl: None,
+        tls_ca: None,
         exit_at_end: true,
     }
 }

@@ -439,3 +439,72 @@ async fn sasl_plain_credentials_from_the_environment_log_in_to_a_broker_that_req
     );
     exactly_once(&db.client().await, &[(0, 10)]).await;
 }
+
+#[tokio::test]
+async fn tls_to_the_brokers_trusts_the_ca_of_tls_ca_and_no_other() {
+    let (db, broker) = (TestDb::new().await, Broker::start_tls().await);
+    broker.create_topic("clicks", 1).await;
+    broker.produce("clicks", 0, clicks(0, 0, 10)).await;
+    let dir = broker.tls.as_ref().map(|t| t.dir.clone()).expect("tls");
+    let stream = |ca: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_dvault"))
+            .args([
+                "stream",
+                "--topic",
+                "clicks",
+                "--group",
+                "tests",
+                "--type",
+                "page_viewed",
+                "--source",
+                "web",
+                "--time-field",
+                "timestamp",
+                "--retry-max-secs",
+                "1",
+                "--exit-at-end",
+            ])
+            .env("DATABASE_URL", &db.url)
+            .env("DVAULT_KAFKA_BROKERS", &broker.addr)
+            .env("DVAULT_KAFKA_TLS_CA", ca)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dvault stream")
+    };
+
+    // a CA that did not sign the broker's certificate: no connection (it says why,
+    // and keeps trying, as for a broker out of reach)
+    let other = dir.join("other");
+    crate::broker::make_certificates(&other);
+    let mut refused = stream(&other.join("ca.pem"));
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let still = refused.try_wait().expect("try_wait").is_none();
+    let _ = refused.kill();
+    let out = refused.wait_with_output().expect("output");
+    let logged = String::from_utf8_lossy(&out.stderr);
+    assert!(still, "exited: {logged}");
+    assert!(
+        logged.contains("cannot reach the Kafka brokers") && logged.contains("UnknownIssuer"),
+        "{logged}"
+    );
+    assert_eq!(events(&db.client().await).await, 0);
+
+    // the broker's CA
+    let out = stream(&dir.join("ca.pem"))
+        .wait_with_output()
+        .expect("output");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}: {said}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("consumed 10 records from 1 partitions: 10 events appended"),
+        "{said}"
+    );
+    exactly_once(&db.client().await, &[(0, 10)]).await;
+}
