@@ -201,6 +201,7 @@ impl<'a> Consumer<'a> {
             pc,
             next,
             self.opts.fetch,
+            kafka::retry_round(self.opts.max_backoff) + self.opts.fetch.max_wait,
             self.tx.clone(),
         ));
         Ok(())

@@ -133,10 +133,12 @@ pub fn retry_round(max_backoff: Duration) -> Duration {
     (max_backoff * 3).max(Duration::from_secs(5))
 }
 
-/// Whether `e` only says the brokers could not be reached (or did not know a
-/// partition) through a whole round of retries: worth waiting out, not stopping for.
+/// Whether `e` says the brokers could not be reached (or did not know a partition)
+/// through a whole round of retries, or no connection could be made (refused, TLS or
+/// SASL failed: rskafka does not tell these apart by type): worth waiting out, with
+/// the reason in a warning, not stopping for.
 pub fn is_unreachable(e: &RsError) -> bool {
-    matches!(e, RsError::RetryFailed(_))
+    matches!(e, RsError::RetryFailed(_) | RsError::Connection(_))
 }
 
 /// Connect to the brokers, waiting (a warning each round of retries) while none
@@ -306,8 +308,9 @@ pub struct FetchOptions {
 /// Fetch partition `index` from `from` on, for ever, handing each fetch to `tx` (an
 /// empty one too when the high watermark moved, or the first one: the writer learns
 /// the lag from them). A broker that cannot be reached is tried again, with a warning
-/// each round of retries and a note once it answers. Ends when `tx` closes or after
-/// sending an error.
+/// each `report_every` without an answer and a note once it answers. Ends when `tx`
+/// closes or after sending an error.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_fetcher(
     index: usize,
     generation: u64,
@@ -315,6 +318,7 @@ pub fn spawn_fetcher(
     pc: Arc<PartitionClient>,
     from: i64,
     opts: FetchOptions,
+    report_every: Duration,
     tx: mpsc::Sender<FetchItem>,
 ) -> tokio::task::JoinHandle<()> {
     let wait_ms = i32::try_from(opts.max_wait.as_millis()).unwrap_or(i32::MAX);
@@ -324,9 +328,22 @@ pub fn spawn_fetcher(
         // since when the broker has not answered
         let mut lost: Option<Instant> = None;
         loop {
-            let fetched = pc
-                .fetch_records(next, 1..opts.max_bytes.max(2), wait_ms)
-                .await;
+            // a lost connection is retried inside the client, connecting again with
+            // its own retries, so a fetch may wait a long time for a broker that is
+            // down: say so while it waits (the fetch itself goes on, never cut short)
+            let fetch = pc.fetch_records(next, 1..opts.max_bytes.max(2), wait_ms);
+            tokio::pin!(fetch);
+            let fetched = loop {
+                tokio::select! {
+                    fetched = &mut fetch => break fetched,
+                    _ = tokio::time::sleep(report_every) => {
+                        let since = *lost.get_or_insert_with(|| {
+                            Instant::now().checked_sub(report_every).unwrap_or_else(Instant::now)
+                        });
+                        tracing::warn!(partition = %at, offset = next, waited_secs = since.elapsed().as_secs(), "cannot fetch: the broker does not answer; still trying");
+                    }
+                }
+            };
             if let (Some(since), Ok(_)) = (lost, &fetched) {
                 tracing::info!(partition = %at, offset = next, after_secs = since.elapsed().as_secs(), "fetching again: the broker answers");
                 lost = None;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
+use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
 
 /// The tansu binary: `$TANSU`, else `tansu` on PATH, else cargo's bin directory.
@@ -57,8 +57,9 @@ pub struct Broker {
     /// Where clients reach it (and what it advertises).
     pub addr: String,
     log: PathBuf,
-    /// `--authentication` given: clients must log in with SASL (this user, password).
-    pub sasl: Option<(String, String)>,
+    /// `--authentication` given: clients must log in with SASL. No client of the
+    /// harness can: see [`Broker::start_authenticating`].
+    authenticating: bool,
     /// Behind TLS (see [`Broker::start_tls`]).
     pub tls: Option<Tls>,
 }
@@ -75,13 +76,19 @@ pub struct Tls {
 impl Broker {
     /// Start a broker and wait until it answers a metadata request.
     pub async fn start() -> Broker {
-        Broker::start_with(None).await
+        Broker::start_with(false).await
     }
 
-    /// Start a broker that requires SASL (tansu's `--authentication`); the harness logs
-    /// in as `sasl`. Tansu 0.6.0 takes PLAIN with any password: it checks only that one
-    /// is given.
-    pub async fn start_with(sasl: Option<(&str, &str)>) -> Broker {
+    /// Start a broker that requires SASL (tansu's `--authentication`), ready once it
+    /// accepts connections. Tansu 0.6.0 built with `dynostore` offers SCRAM only (its
+    /// SASL library lacks PLAIN: a PLAIN handshake ends with `NoSharedMechanism`), and
+    /// a SCRAM user can only be made by a client already logged in, or stored before
+    /// the start (not in memory storage): nothing can log in to this broker.
+    pub async fn start_authenticating() -> Broker {
+        Broker::start_with(true).await
+    }
+
+    async fn start_with(authenticating: bool) -> Broker {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tansu");
         std::fs::create_dir_all(&dir).expect("broker log directory");
         for attempt in 0..3 {
@@ -90,7 +97,7 @@ impl Broker {
                 child: None,
                 addr: format!("127.0.0.1:{port}"),
                 log: dir.join(format!("tansu-{port}.log")),
-                sasl: sasl.map(|(u, p)| (u.to_string(), p.to_string())),
+                authenticating,
                 tls: None,
             };
             if broker.launch().await {
@@ -120,7 +127,7 @@ impl Broker {
                 child: None,
                 addr: format!("127.0.0.1:{port}"),
                 log: dir.join(format!("tansu-{port}.log")),
-                sasl: None,
+                authenticating: false,
                 tls: Some(Tls {
                     dir: certs,
                     plain: format!("127.0.0.1:{plain}"),
@@ -155,7 +162,7 @@ impl Broker {
             "--storage-engine",
             "memory://tansu/",
         ];
-        if self.sasl.is_some() {
+        if self.authenticating {
             args.push("--authentication");
         }
         let append = |path: PathBuf| {
@@ -224,7 +231,11 @@ impl Broker {
                 eprintln!("tansu exited: {status}");
                 return false;
             }
-            if std::net::TcpStream::connect(&self.addr).is_ok() {
+            let open = std::net::TcpStream::connect(&self.addr).is_ok();
+            if open && self.authenticating {
+                return true;
+            }
+            if open {
                 let ready = tokio::time::timeout(Duration::from_secs(5), async {
                     let client = self.builder().build().await?;
                     client.list_topics().await
@@ -240,19 +251,19 @@ impl Broker {
     }
 
     fn builder(&self) -> ClientBuilder {
-        let mut builder = ClientBuilder::new(vec![self.addr.clone()]);
-        if let Some(tls) = &self.tls {
-            let config =
-                dvault::stream::kafka::tls_config(&tls.dir.join("ca.pem")).expect("the test CA");
-            builder = builder.tls_config(config);
-        }
-        match &self.sasl {
-            Some((user, password)) => builder.sasl_config(SaslConfig::Plain(Credentials::new(
-                user.clone(),
-                password.clone(),
-            ))),
+        let builder = ClientBuilder::new(vec![self.addr.clone()]);
+        match &self.tls {
+            Some(tls) => builder.tls_config(
+                dvault::stream::kafka::tls_config(&tls.dir.join("ca.pem")).expect("the test CA"),
+            ),
             None => builder,
         }
+    }
+
+    /// What the broker logged (stdout and stderr).
+    pub fn logged(&self) -> String {
+        let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+        read(self.log.clone()) + &read(self.log.with_extension("err"))
     }
 
     pub async fn client(&self) -> Client {
