@@ -237,7 +237,7 @@ pub struct StreamArgs {
     pub topics: Vec<String>,
     /// The consumer group: the name the consumed offsets are stored under in the
     /// database (ops.stream_offsets). The dvault stream processes of one group share
-    /// its partitions (give them the same topics).
+    /// its partitions (those given the same topics; see docs/events.md).
     #[arg(long, env = "DVAULT_STREAM_GROUP", default_value = "dvault")]
     pub group: String,
     /// Records without CloudEvents headers are plain JSON objects, each an event of

@@ -139,7 +139,7 @@ impl<'a> Consumer<'a> {
         let opts = self.opts;
         let group = &opts.group;
         let all: Vec<TopicPartition> = self.parts.iter().map(|p| p.at.clone()).collect();
-        let live = members::members(&*self.client, group).await?;
+        let live = members::members(&*self.client, group, &opts.topics).await?;
         let mine = members::share(&all, &live, self.slot);
         // let go first: the member whose share they are now takes them at its refresh
         for (p, &keep) in self.parts.iter_mut().zip(&mine) {
@@ -238,7 +238,13 @@ impl<'a> Consumer<'a> {
                 let _ = members::let_go(&*self.client, &self.opts.group, &p.at).await;
             }
         }
-        let _ = members::leave(&*self.client, &self.opts.group, self.slot).await;
+        let _ = members::leave(
+            &*self.client,
+            &self.opts.group,
+            &self.opts.topics,
+            self.slot,
+        )
+        .await;
     }
 
     pub(super) async fn consume(

@@ -16,9 +16,16 @@ use super::offsets::TopicPartition;
 /// Most processes one group can have (slots tried in turn).
 const MAX_MEMBERS: i32 = 1024;
 
-/// The first key of a group's member slots (the second is the slot).
-fn members_key(group: &str) -> String {
-    format!("dvault stream {group} members")
+/// The first key of the member slots of the processes of `group` that consume
+/// `topics` (the second is the slot). Processes of one group given other topics are
+/// not counted as members of this one: each set deals out its own partitions, so none
+/// is left to a member that does not know it; a partition two sets know is consumed by
+/// whichever takes its lock.
+fn members_key(group: &str, topics: &[String]) -> String {
+    let mut topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    topics.sort_unstable();
+    topics.dedup();
+    format!("dvault stream {group} members of {}", topics.join(","))
 }
 
 /// The first key of a partition's lock (the second is the partition).
@@ -31,9 +38,13 @@ fn partition_key(group: &str, topic: &str) -> String {
 const ADVISORY: &str = "l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
 
-/// Take the lowest free member slot of `group` on this session.
-pub async fn join(client: &impl GenericClient, group: &str) -> Result<i32, JoinError> {
-    let key = members_key(group);
+/// Take the lowest free member slot of `group` (for `topics`) on this session.
+pub async fn join(
+    client: &impl GenericClient,
+    group: &str,
+    topics: &[String],
+) -> Result<i32, JoinError> {
+    let key = members_key(group, topics);
     for slot in 0..MAX_MEMBERS {
         let taken: bool = client
             .query_one(
@@ -57,17 +68,18 @@ pub enum JoinError {
     Db(#[from] tokio_postgres::Error),
 }
 
-/// The live member slots of `group`, ascending.
+/// The live member slots of `group` (for `topics`), ascending.
 pub async fn members(
     client: &impl GenericClient,
     group: &str,
+    topics: &[String],
 ) -> Result<Vec<i32>, tokio_postgres::Error> {
     let sql = format!(
         "SELECT DISTINCT l.objid::int8 FROM pg_locks l
           WHERE {ADVISORY} AND l.classid = hashtext($1)::oid ORDER BY 1"
     );
     Ok(client
-        .query(&sql, &[&members_key(group)])
+        .query(&sql, &[&members_key(group, topics)])
         .await?
         .iter()
         .filter_map(|r| i32::try_from(r.get::<_, i64>(0)).ok())
@@ -126,12 +138,13 @@ pub async fn let_go(
 pub async fn leave(
     client: &impl GenericClient,
     group: &str,
+    topics: &[String],
     slot: i32,
 ) -> Result<(), tokio_postgres::Error> {
     client
         .query_one(
             "SELECT pg_advisory_unlock(hashtext($1), $2)",
-            &[&members_key(group), &slot],
+            &[&members_key(group, topics), &slot],
         )
         .await?;
     Ok(())
@@ -173,6 +186,20 @@ mod tests {
             topic: topic.into(),
             partition,
         }
+    }
+
+    #[test]
+    fn the_members_of_a_group_are_counted_per_set_of_topics() {
+        let t = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            members_key("g", &t(&["b", "a", "b"])),
+            members_key("g", &t(&["a", "b"]))
+        );
+        assert_ne!(
+            members_key("g", &t(&["a"])),
+            members_key("g", &t(&["a", "b"]))
+        );
+        assert_ne!(members_key("g", &t(&["a"])), members_key("h", &t(&["a"])));
     }
 
     #[test]

@@ -142,7 +142,7 @@ pub async fn run(
     };
     // the topics must exist at the start: a misspelt one stops here
     let places = kafka::partitions(&kafka_client, &opts.topics).await?;
-    let slot = members::join(&*client, &opts.group).await?;
+    let slot = members::join(&*client, &opts.group, &opts.topics).await?;
     tracing::info!(group = %opts.group, slot, "joined the group");
     let mut consumer = Consumer::new(client, opts, kafka_client, slot, places);
     let mut summary = StreamSummary::default();
