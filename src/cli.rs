@@ -236,8 +236,8 @@ pub struct StreamArgs {
     )]
     pub topics: Vec<String>,
     /// The consumer group: the name the consumed offsets are stored under in the
-    /// database (ops.stream_offsets). One dvault stream per group consumes; another
-    /// waits for it to stop.
+    /// database (ops.stream_offsets). The dvault stream processes of one group share
+    /// its partitions (those given the same topics; see docs/events.md).
     #[arg(long, env = "DVAULT_STREAM_GROUP", default_value = "dvault")]
     pub group: String,
     /// Records without CloudEvents headers are plain JSON objects, each an event of
@@ -309,6 +309,37 @@ pub struct StreamArgs {
         default_value_t = 5
     )]
     pub retry_max_secs: u64,
+    /// Look again this often at the topics' partitions (one added is consumed from
+    /// then on) and at the group's other processes (sharing the partitions with them).
+    #[arg(
+        long,
+        env = "DVAULT_STREAM_REFRESH_SECS",
+        value_name = "SECONDS",
+        default_value_t = 10
+    )]
+    pub refresh_secs: u64,
+    /// TLS to the brokers, trusting the CA certificates in this PEM file (for brokers
+    /// with certificates of a public CA: /etc/ssl/certs/ca-certificates.crt).
+    #[arg(long, env = "DVAULT_KAFKA_TLS_CA", value_name = "PEM_FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// SASL PLAIN user name for the brokers (with --sasl-password).
+    #[arg(
+        long,
+        env = "DVAULT_KAFKA_SASL_USER",
+        value_name = "USER",
+        requires = "sasl_password"
+    )]
+    pub sasl_user: Option<String>,
+    /// SASL PLAIN password (better from the environment or an env file than on the
+    /// command line, where ps shows it).
+    #[arg(
+        long,
+        env = "DVAULT_KAFKA_SASL_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true,
+        requires = "sasl_user"
+    )]
+    pub sasl_password: Option<String>,
     /// Stop once every partition is consumed up to its end, instead of waiting for more.
     #[arg(long, env = "DVAULT_STREAM_EXIT_AT_END", value_parser = clap::builder::FalseyValueParser::new())]
     pub exit_at_end: bool,
@@ -358,6 +389,15 @@ impl StreamArgs {
                 max_wait: Duration::from_millis(self.max_wait_ms.max(1)),
             },
             max_backoff: Duration::from_secs(self.retry_max_secs.max(1)),
+            refresh: Duration::from_secs(self.refresh_secs.max(1)),
+            // an empty variable (a compose file's `${DVAULT_KAFKA_TLS_CA:-}`): no TLS
+            tls_ca: self.tls_ca.clone().filter(|p| !p.as_os_str().is_empty()),
+            sasl: match (given(&self.sasl_user), self.sasl_password.clone()) {
+                (Some(user), Some(password)) => {
+                    Some(crate::stream::kafka::SaslPlain { user, password })
+                }
+                _ => None,
+            },
             exit_at_end: self.exit_at_end,
         })
     }

@@ -1,17 +1,19 @@
 //! The Kafka side of `dvault stream`, through `rskafka` (a pure-Rust client, no
 //! librdkafka): the partitions of the topics, where each one starts, and one fetching
 //! task per partition that hands its records on in offset order, ahead of the writer
-//! (so Kafka and PostgreSQL work at the same time). Consumer-group membership is not
-//! used: the group's offsets live in the database (`ops.stream_offsets`), and one
-//! `dvault stream` per group takes every partition of its topics.
+//! (so Kafka and PostgreSQL work at the same time). Kafka's consumer-group membership
+//! is not used: the group's offsets live in the database (`ops.stream_offsets`), and
+//! the consumers of a group share its partitions through PostgreSQL (see
+//! [`super::members`]). A broker that cannot be reached is waited for, with a warning
+//! each round of retries, never a reason to stop.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rskafka::BackoffConfig;
 use rskafka::client::error::{Error as RsError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
+use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
 use rskafka::record::RecordAndOffset;
 use tokio::sync::mpsc;
 
@@ -52,6 +54,8 @@ pub enum KafkaError {
         offset: i64,
         end: i64,
     },
+    #[error(transparent)]
+    TlsCa(#[from] TlsCaError),
     #[error("Kafka: {what} {at}: {source}")]
     Request {
         what: &'static str,
@@ -60,24 +64,135 @@ pub enum KafkaError {
     },
 }
 
-/// Connect to the brokers. Lost connections are retried (backing off up to
-/// `max_backoff`), so a broker restart is waited out.
-pub async fn connect(brokers: &[String], max_backoff: Duration) -> Result<Client, KafkaError> {
+impl KafkaError {
+    /// Only the brokers out of reach: worth trying again later.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            KafkaError::Connect { source, .. } | KafkaError::Request { source, .. } => {
+                is_unreachable(source)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// SASL PLAIN credentials for the brokers; the password stays out of `Debug`.
+#[derive(Clone)]
+pub struct SaslPlain {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for SaslPlain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslPlain")
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
+/// A `--tls-ca` file that gives no TLS configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("--tls-ca {path}: {reason}")]
+pub struct TlsCaError {
+    pub path: String,
+    pub reason: String,
+}
+
+/// A TLS client configuration that trusts the CA certificates of the PEM file `path`
+/// (and no other: a broker's certificate must chain to one of them and name the host
+/// or IP address dvault connects to, as the metadata advertises it).
+pub fn tls_config(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, TlsCaError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let failed = |reason: String| TlsCaError {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| failed(e.to_string()))? {
+        let cert = cert.map_err(|e| failed(e.to_string()))?;
+        roots.add(cert).map_err(|e| failed(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(failed("no certificate in the file".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| failed(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// How long one round of retries of a request lasts before the caller hears of it (and
+/// logs it): three of the longest pauses, at least 5 s.
+pub fn retry_round(max_backoff: Duration) -> Duration {
+    (max_backoff * 3).max(Duration::from_secs(5))
+}
+
+/// Whether `e` says the brokers could not be reached (or did not know a partition)
+/// through a whole round of retries, or no connection could be made (refused, TLS or
+/// SASL failed: rskafka does not tell these apart by type): worth waiting out, with
+/// the reason in a warning, not stopping for.
+pub fn is_unreachable(e: &RsError) -> bool {
+    matches!(e, RsError::RetryFailed(_) | RsError::Connection(_))
+}
+
+/// Connect to the brokers, waiting (a warning each round of retries) while none
+/// answers; `None` if `shutdown` came first. Every request of the client retries lost
+/// connections, backing off up to `max_backoff`, for a [`retry_round`] before it fails
+/// with an error [`is_unreachable`] tells.
+pub async fn connect(
+    brokers: &[String],
+    max_backoff: Duration,
+    sasl: Option<&SaslPlain>,
+    tls_ca: Option<&std::path::Path>,
+    shutdown: &crate::daemon::shutdown::Shutdown,
+) -> Result<Option<Client>, KafkaError> {
+    let tls = tls_ca.map(tls_config).transpose()?;
     let backoff = BackoffConfig {
         init_backoff: Duration::from_millis(100),
         max_backoff,
         base: 2.0,
-        deadline: None,
+        deadline: Some(retry_round(max_backoff)),
     };
-    ClientBuilder::new(brokers.to_vec())
-        .client_id("dvault")
-        .backoff_config(backoff)
-        .build()
-        .await
-        .map_err(|source| KafkaError::Connect {
-            brokers: brokers.join(","),
-            source,
-        })
+    let since = Instant::now();
+    loop {
+        let mut builder = ClientBuilder::new(brokers.to_vec())
+            .client_id("dvault")
+            .backoff_config(backoff.clone());
+        if let Some(tls) = &tls {
+            builder = builder.tls_config(Arc::clone(tls));
+        }
+        if let Some(s) = sasl {
+            builder = builder.sasl_config(SaslConfig::Plain(Credentials::new(
+                s.user.clone(),
+                s.password.clone(),
+            )));
+        }
+        let built = tokio::select! {
+            b = builder.build() => b,
+            _ = shutdown.wait() => return Ok(None),
+        };
+        match built {
+            Ok(client) => return Ok(Some(client)),
+            Err(e) if is_unreachable(&e) => tracing::warn!(
+                brokers = %brokers.join(","),
+                waited_secs = since.elapsed().as_secs(),
+                error = %e,
+                "cannot reach the Kafka brokers: still trying"
+            ),
+            Err(source) => {
+                return Err(KafkaError::Connect {
+                    brokers: brokers.join(","),
+                    source,
+                });
+            }
+        }
+    }
 }
 
 /// Every partition of `topics`, in topic order then partition order.
@@ -161,11 +276,25 @@ pub async fn offset_at(
 pub struct Fetched {
     /// The partition's index in the consumer's list.
     pub index: usize,
+    /// Which taking of the partition by this consumer fetched it (a fetch of an
+    /// earlier one, handed on before the partition was let go, is dropped).
+    pub generation: u64,
     /// Records from the offset asked for on, in offset order (maybe none).
     pub records: Vec<RecordAndOffset>,
     /// The offset the next record produced to the partition will get.
     pub high_watermark: i64,
 }
+
+/// Why a fetcher stopped: the partition cannot be consumed on (see [`KafkaError`]).
+#[derive(Debug)]
+pub struct FetchFailed {
+    pub index: usize,
+    pub generation: u64,
+    pub error: KafkaError,
+}
+
+/// What a fetcher hands the writer.
+pub type FetchItem = Result<Fetched, FetchFailed>;
 
 /// How the fetchers fetch.
 #[derive(Debug, Clone, Copy)]
@@ -178,23 +307,47 @@ pub struct FetchOptions {
 
 /// Fetch partition `index` from `from` on, for ever, handing each fetch to `tx` (an
 /// empty one too when the high watermark moved, or the first one: the writer learns
-/// the lag from them). Ends when `tx` closes or after sending an error.
+/// the lag from them). A broker that cannot be reached is tried again, with a warning
+/// each `report_every` without an answer and a note once it answers. Ends when `tx`
+/// closes or after sending an error.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_fetcher(
     index: usize,
+    generation: u64,
     at: TopicPartition,
     pc: Arc<PartitionClient>,
     from: i64,
     opts: FetchOptions,
-    tx: mpsc::Sender<Result<Fetched, KafkaError>>,
+    report_every: Duration,
+    tx: mpsc::Sender<FetchItem>,
 ) -> tokio::task::JoinHandle<()> {
     let wait_ms = i32::try_from(opts.max_wait.as_millis()).unwrap_or(i32::MAX);
     tokio::spawn(async move {
         let mut next = from;
         let mut reported: Option<i64> = None;
+        // since when the broker has not answered
+        let mut lost: Option<Instant> = None;
         loop {
-            let fetched = pc
-                .fetch_records(next, 1..opts.max_bytes.max(2), wait_ms)
-                .await;
+            // a lost connection is retried inside the client, connecting again with
+            // its own retries, so a fetch may wait a long time for a broker that is
+            // down: say so while it waits (the fetch itself goes on, never cut short)
+            let fetch = pc.fetch_records(next, 1..opts.max_bytes.max(2), wait_ms);
+            tokio::pin!(fetch);
+            let fetched = loop {
+                tokio::select! {
+                    fetched = &mut fetch => break fetched,
+                    _ = tokio::time::sleep(report_every) => {
+                        let since = *lost.get_or_insert_with(|| {
+                            Instant::now().checked_sub(report_every).unwrap_or_else(Instant::now)
+                        });
+                        tracing::warn!(partition = %at, offset = next, waited_secs = since.elapsed().as_secs(), "cannot fetch: the broker does not answer; still trying");
+                    }
+                }
+            };
+            if let (Some(since), Ok(_)) = (lost, &fetched) {
+                tracing::info!(partition = %at, offset = next, after_secs = since.elapsed().as_secs(), "fetching again: the broker answers");
+                lost = None;
+            }
             let item = match fetched {
                 Ok((mut records, high_watermark)) => {
                     // strictly increasing from `next` on: a record before it (the
@@ -215,24 +368,30 @@ pub fn spawn_fetcher(
                     if records.is_empty() && high_watermark < next {
                         // Kafka answers this with OffsetOutOfRange (below), tansu 0.6
                         // with no records
-                        let _ = tx
-                            .send(Err(KafkaError::Beyond {
-                                at: at.clone(),
-                                offset: next,
-                                end: high_watermark,
-                            }))
-                            .await;
-                        return;
-                    }
-                    if records.is_empty() && reported == Some(high_watermark) {
+                        Err(KafkaError::Beyond {
+                            at: at.clone(),
+                            offset: next,
+                            end: high_watermark,
+                        })
+                    } else if records.is_empty() && reported == Some(high_watermark) {
                         continue;
+                    } else {
+                        reported = Some(high_watermark);
+                        Ok(Fetched {
+                            index,
+                            generation,
+                            records,
+                            high_watermark,
+                        })
                     }
-                    reported = Some(high_watermark);
-                    Ok(Fetched {
-                        index,
-                        records,
-                        high_watermark,
-                    })
+                }
+                Err(e) if is_unreachable(&e) => {
+                    // the connection is retried inside the client; a whole round
+                    // failed: say so and go on trying (a broker restarting, a network
+                    // cut), never stop for it
+                    let since = *lost.get_or_insert_with(Instant::now);
+                    tracing::warn!(partition = %at, offset = next, waited_secs = since.elapsed().as_secs(), error = %e, "cannot fetch: the broker does not answer (or does not know the partition); still trying");
+                    continue;
                 }
                 Err(RsError::ServerError {
                     protocol_error: ProtocolError::OffsetOutOfRange,
@@ -262,6 +421,11 @@ pub fn spawn_fetcher(
                     source,
                 }),
             };
+            let item = item.map_err(|error| FetchFailed {
+                index,
+                generation,
+                error,
+            });
             let failed = item.is_err();
             if tx.send(item).await.is_err() || failed {
                 return;

@@ -6,20 +6,21 @@
 //! partition and offset) and the partitions' next offsets ([`offsets`]). So a crash at
 //! any point leaves the log and the offsets agreeing, and the next start goes on from
 //! the stored offsets: nothing lost, nothing twice (the log's `(source, id)` rule is
-//! the second guard). A session advisory lock keeps one consumer per group.
+//! the second guard). The loop ([`consumer`]) looks again every `--refresh-secs` at
+//! the topics' partitions (a partition added is consumed from then on) and at the
+//! group's other processes, which share the partitions ([`members`]).
 
+mod consumer;
 pub mod kafka;
+pub mod members;
 pub mod message;
 pub mod offsets;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use crate::daemon::shutdown::Shutdown;
@@ -27,9 +28,10 @@ use crate::events::ingest::{Rejection, store_rejections, thousands};
 use crate::events::{
     APPEND_ATTEMPTS, Appended, NewEvent, append_salvaging, deadlock_pause, is_deadlock, render,
 };
-use kafka::{FetchOptions, Fetched, KafkaError, StartAt};
+use consumer::{Consumer, Partition};
+use kafka::{FetchOptions, Fetched, KafkaError, SaslPlain, StartAt};
 use message::{Message, Spec};
-use offsets::{Move, TopicPartition};
+use offsets::Move;
 
 /// What `dvault stream` consumes and how.
 #[derive(Debug, Clone)]
@@ -47,6 +49,12 @@ pub struct StreamOptions {
     pub fetch: FetchOptions,
     /// Longest pause between attempts to reach a lost broker.
     pub max_backoff: Duration,
+    /// How often the topics' partitions and the group's processes are looked at again.
+    pub refresh: Duration,
+    /// SASL PLAIN credentials, when the brokers ask for them.
+    pub sasl: Option<SaslPlain>,
+    /// TLS to the brokers, trusting the CA certificates of this PEM file.
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Stop once every partition is consumed up to its end (as last fetched).
     pub exit_at_end: bool,
 }
@@ -54,6 +62,7 @@ pub struct StreamOptions {
 /// What a `dvault stream` run did.
 #[derive(Debug, Clone, Default)]
 pub struct StreamSummary {
+    /// Partitions this process consumed (at some time of the run).
     pub partitions: usize,
     /// Records consumed (events, duplicates and rejections).
     pub records: u64,
@@ -95,196 +104,53 @@ impl fmt::Display for StreamSummary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
+    /// Boxed: rskafka's errors are large, and this one travels through every batch.
     #[error(transparent)]
-    Kafka(#[from] KafkaError),
+    Kafka(Box<KafkaError>),
     #[error("writing to the event log failed: {}", crate::db::Shown(.0))]
     Db(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Join(#[from] members::JoinError),
     #[error("{0}; stopped without storing the batch in hand")]
     Moved(String),
 }
 
-/// The state of one partition as the writer sees it.
-struct Partition {
-    at: TopicPartition,
-    /// What `ops.stream_offsets` holds (`None`: no row yet).
-    stored: Option<i64>,
-    /// Every record before it is in the log or quarantined (committed).
-    next: i64,
-    /// The last high watermark a fetch reported (`None`: no fetch yet).
-    high_watermark: Option<i64>,
-    /// `event_log.rejected.file` and `input_digest` of its rejections.
-    file: String,
-    digest: [u8; 32],
-}
-
-impl Partition {
-    fn new(at: TopicPartition, stored: Option<i64>, next: i64) -> Partition {
-        let mut h = Sha256::new();
-        for part in ["kafka", &at.topic, &at.partition.to_string()] {
-            h.update(part.as_bytes());
-            h.update([0]);
-        }
-        Partition {
-            file: format!("kafka:{at}"),
-            digest: h.finalize().into(),
-            at,
-            stored,
-            next,
-            high_watermark: None,
-        }
-    }
-
-    fn caught_up(&self) -> bool {
-        self.high_watermark.is_some_and(|hw| self.next >= hw)
+impl From<KafkaError> for StreamError {
+    fn from(e: KafkaError) -> Self {
+        StreamError::Kafka(Box::new(e))
     }
 }
 
-/// The advisory lock key of a group's consumer.
-fn lock_key(group: &str) -> String {
-    format!("dvault stream {group}")
-}
-
-/// Consume until stopped (or, with `exit_at_end`, caught up). `client` holds the
-/// group's lock for the run and writes every batch.
+/// Consume until stopped (or, with `exit_at_end`, caught up). `client` holds this
+/// process's member slot and partition locks for the run and writes every batch.
 pub async fn run(
     client: &mut Client,
     opts: &StreamOptions,
     shutdown: Shutdown,
 ) -> Result<StreamSummary, StreamError> {
     let started = Instant::now();
-    let key = lock_key(&opts.group);
-    let locked: bool = client
-        .query_one(
-            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
-            &[&key],
-        )
-        .await?
-        .get(0);
-    if !locked {
-        tracing::warn!(
-            group = %opts.group,
-            "another dvault stream consumes this group: waiting for it to stop"
-        );
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&key];
-        tokio::select! {
-            r = client.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", &params) => { r?; }
-            _ = shutdown.wait() => return Ok(StreamSummary::default()),
-        }
-    }
-    let kafka_client = kafka::connect(&opts.brokers, opts.max_backoff).await?;
-    let places = kafka::partitions(&kafka_client, &opts.topics).await?;
-    let stored = offsets::load(&*client, &opts.group).await?;
-    let (tx, mut rx) = mpsc::channel(2 * places.len() + 2);
-    let mut parts = Vec::with_capacity(places.len());
-    let mut fetchers = Vec::with_capacity(places.len());
-    for (index, at) in places.into_iter().enumerate() {
-        let pc = Arc::new(kafka::partition_client(&kafka_client, &at).await?);
-        let saved = stored.get(&at).copied();
-        let next = match saved {
-            Some(n) => n,
-            None => kafka::offset_at(&pc, &at, opts.start_at).await?,
-        };
-        tracing::info!(partition = %at, next, stored = saved.is_some(), "consuming");
-        fetchers.push(kafka::spawn_fetcher(
-            index,
-            at.clone(),
-            pc,
-            next,
-            opts.fetch,
-            tx.clone(),
-        ));
-        parts.push(Partition::new(at, saved, next));
-    }
-    drop(tx);
-    let mut summary = StreamSummary {
-        partitions: parts.len(),
-        ..StreamSummary::default()
+    let Some(kafka_client) = kafka::connect(
+        &opts.brokers,
+        opts.max_backoff,
+        opts.sasl.as_ref(),
+        opts.tls_ca.as_deref(),
+        &shutdown,
+    )
+    .await?
+    else {
+        return Ok(StreamSummary::default());
     };
-    let outcome = consume(client, opts, &shutdown, &mut rx, &mut parts, &mut summary).await;
-    for f in fetchers {
-        f.abort();
-    }
+    // the topics must exist at the start: a misspelt one stops here
+    let places = kafka::partitions(&kafka_client, &opts.topics).await?;
+    let slot = members::join(&*client, &opts.group, &opts.topics).await?;
+    tracing::info!(group = %opts.group, slot, "joined the group");
+    let mut consumer = Consumer::new(client, opts, kafka_client, slot, places);
+    let mut summary = StreamSummary::default();
+    let outcome = consumer.consume(&shutdown, &mut summary).await;
+    consumer.leave().await;
+    summary.partitions = consumer.taken();
     summary.elapsed = started.elapsed();
     outcome.map(|()| summary)
-}
-
-async fn consume(
-    client: &mut Client,
-    opts: &StreamOptions,
-    shutdown: &Shutdown,
-    rx: &mut mpsc::Receiver<Result<Fetched, KafkaError>>,
-    parts: &mut [Partition],
-    summary: &mut StreamSummary,
-) -> Result<(), StreamError> {
-    // fetched and not written yet, in arrival order (a partition's records in order)
-    let mut pending: VecDeque<Fetched> = VecDeque::new();
-    let size = opts.batch_size.max(1);
-    loop {
-        if shutdown.requested()
-            || (opts.exit_at_end && pending.is_empty() && parts.iter().all(Partition::caught_up))
-        {
-            return Ok(());
-        }
-        if pending.is_empty() {
-            let first = tokio::select! {
-                item = rx.recv() => item,
-                _ = shutdown.wait() => return Ok(()),
-            };
-            let Some(first) = first else {
-                return Ok(());
-            };
-            pending.push_back(first?);
-        }
-        // what is already fetched, up to a batch
-        let mut waiting: usize = pending.iter().map(|f| f.records.len()).sum();
-        while waiting < size {
-            match rx.try_recv() {
-                Ok(item) => {
-                    let item = item?;
-                    waiting += item.records.len();
-                    pending.push_back(item);
-                }
-                Err(_) => break,
-            }
-        }
-        let fetched = take_batch(&mut pending, size);
-        let records: usize = fetched.iter().map(|f| f.records.len()).sum();
-        for f in &fetched {
-            let part = &mut parts[f.index];
-            part.high_watermark = Some(f.high_watermark);
-            if f.records.is_empty() && part.stored.is_some() {
-                // nothing new to consume, but the lag shown should be current
-                offsets::note_high_watermark(&*client, &opts.group, &part.at, f.high_watermark)
-                    .await?;
-            }
-        }
-        if records == 0 {
-            continue;
-        }
-        let batch = Batch::of(&fetched, parts, &opts.spec);
-        let span = tracing::info_span!("stream batch", records, inserted = tracing::field::Empty);
-        let (appended, rejected) = write(client, &opts.group, &batch, parts, &span).await?;
-        for m in &batch.moves {
-            if let Some(p) = parts.iter_mut().find(|p| p.at == m.at) {
-                p.stored = Some(m.to);
-                p.next = m.to;
-            }
-        }
-        summary.batches += 1;
-        summary.records += records as u64;
-        summary.inserted += appended.inserted;
-        summary.duplicates += appended.duplicates;
-        summary.rejected += rejected;
-        span.record("inserted", appended.inserted);
-        tracing::info!(
-            parent: &span,
-            records,
-            inserted = appended.inserted,
-            duplicates = appended.duplicates,
-            rejected,
-            "batch committed"
-        );
-    }
 }
 
 /// Whole fetches from the front of `pending` while they hold fewer than `size`
@@ -440,6 +306,7 @@ mod tests {
             .collect();
         Fetched {
             index,
+            generation: 0,
             records,
             high_watermark: 100,
         }

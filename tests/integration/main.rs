@@ -32,5 +32,6 @@ mod replica;
 mod scaling;
 mod security;
 mod stream;
+mod stream_resilience;
 mod tpch;
 mod views;

@@ -1,7 +1,10 @@
 //! `dvault stream` against a real broker (tansu, see `broker.rs`): the three shapes of
 //! records, poison among good ones, two partitions resumed from the stored offsets,
-//! and a consumer killed with SIGKILL mid-batch that resumes with nothing lost and
-//! nothing twice.
+//! a consumer killed with SIGKILL mid-batch that resumes with nothing lost and nothing
+//! twice, the demo's clickstream through a topic, and a running stream beside a
+//! following daemon (loaded within seconds, the lag in its `/metrics`). What happens
+//! around a running stream (broker restart, partitions added, two consumers, TLS,
+//! SASL) is in `stream_resilience.rs`.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,6 +37,9 @@ fn options(broker: &Broker, topics: &[&str], plain: Option<Plain>) -> StreamOpti
             max_wait: Duration::from_millis(100),
         },
         max_backoff: Duration::from_secs(1),
+        refresh: Duration::from_secs(1),
+        sasl: None,
+        tls_ca: None,
         exit_at_end: true,
     }
 }
@@ -708,7 +714,20 @@ async fn a_running_stream_and_a_following_daemon_load_new_records_within_seconds
             .spawn()
             .expect("start dvault")
     };
-    let mut daemon = spawn(&["daemon", "--follow", "--schedule", "off"]);
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    let mut daemon = spawn(&[
+        "daemon",
+        "--follow",
+        "--schedule",
+        "off",
+        "--metrics-listen",
+        &metrics,
+        "--poll-secs",
+        "1",
+    ]);
     let streaming = spawn(&[
         "stream",
         "--brokers",
@@ -758,6 +777,34 @@ async fn a_running_stream_and_a_following_daemon_load_new_records_within_seconds
             "round {round}: produced to loaded in {:?}",
             produced.elapsed()
         );
+    }
+    // the daemon's /metrics shows each partition's place and lag, as of the stream's
+    // last fetch (read from the database every --poll-secs)
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let wanted = |p: i32| {
+        let labels = format!(r#"group="dvault",topic="clickstream_events",partition="{p}""#);
+        [
+            format!("dvault_stream_lag_records{{{labels}}} 0\n"),
+            format!("dvault_stream_offset{{{labels}}} 10\n"),
+        ]
+    };
+    loop {
+        let text = match reqwest::get(format!("http://{metrics}/metrics")).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let missing: Vec<String> = (0..2)
+            .flat_map(wanted)
+            .filter(|line| !text.contains(line.as_str()))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/metrics lacks {missing:?} after 15 s:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // SIGTERM: the stream stops cleanly and says what it did
     let ok = Command::new("kill")
