@@ -914,7 +914,7 @@ async fn serve(config: &Config, args: ServeArgs) -> CliResult {
     }
     let listener = listen(api_config.listen).await?;
     notice(&format!(
-        "listening on http://{} (API docs at /docs), database {}",
+        "listening on http://{} (API docs at /docs, dashboard at /dashboard), database {}",
         listener.local_addr()?,
         target.describe()
     ))?;
@@ -1251,6 +1251,7 @@ async fn demo(config: &Config, args: DemoArgs) -> CliResult {
     notice(&format!(
         "\nServing the Customer 360 API on http://{addr} (docs: http://{addr}/docs); Ctrl-C stops."
     ))?;
+    notice(&format!("  Dashboard: http://{addr}/dashboard"))?;
     if let Some(id) = some_customer {
         notice(&format!("  curl http://{addr}/customers/{id}"))?;
     }
