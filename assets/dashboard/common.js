@@ -23,7 +23,7 @@ const Dash = (() => {
     if (asking) return asking;
     const form = document.getElementById('key-form');
     const input = document.getElementById('key-input');
-    document.getElementById('key-message').firstChild.textContent = message;
+    document.getElementById('key-message').textContent = message;
     form.hidden = false;
     input.focus();
     asking = new Promise((resolve) => {
@@ -51,8 +51,8 @@ const Dash = (() => {
     if (response.status === 401) {
       sessionStorage.removeItem(KEY);
       await askKey(key
-        ? 'The server refused that key. Paste a read key: '
-        : 'This server requires an API key. Paste a read key: ');
+        ? 'The server refused that key.'
+        : 'This server requires an API key.');
       return api(path);
     }
     const body = await response.json().catch(() => null);

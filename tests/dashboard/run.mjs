@@ -4,6 +4,7 @@
 //
 //   node tests/dashboard/run.mjs BASE_URL CUSTOMER_ID SCREENSHOT_DIR [READ_KEY]
 //
+// SCREENSHOT_DIR `-` takes none.
 // With READ_KEY the server is expected to require keys: the page must ask for one,
 // which this script types into the page's form. CHROMIUM overrides /usr/bin/chromium.
 import { chromium } from 'playwright-core';
@@ -22,6 +23,8 @@ if (!existsSync(executablePath)) {
 }
 const origin = new URL(base).origin;
 const WAIT = { timeout: 15000 };
+const shoot = (page, name, options) =>
+  shots === '-' ? null : page.screenshot({ path: join(shots, name), ...options });
 
 const report = {
   console_errors: [],
@@ -109,20 +112,27 @@ try {
   if (key) {
     await page.waitForSelector('#key-form:not([hidden])', WAIT);
     report.key_form_shown = true;
-    await page.screenshot({ path: join(shots, 'api-key.png') });
+    report.key_message = await text(page, '#key-message');
+    await shoot(page, 'api-key.png');
+    // a key the server refuses is forgotten and asked for again
+    await page.fill('#key-input', 'not-a-key');
+    await page.click('#key-form button');
+    await page.waitForFunction(() => document.getElementById('key-message').textContent.includes('refused')
+      && !document.getElementById('key-form').hidden, null, WAIT);
+    report.key_message_after_wrong_key = await text(page, '#key-message');
     await page.fill('#key-input', key);
     await page.click('#key-form button');
   }
   report.overview = await overview(page);
   report.stored_key = await page.evaluate(() => sessionStorage.getItem('dvault.read_key'));
-  if (!key) await page.screenshot({ path: join(shots, 'overview.png'), fullPage: true });
+  if (!key) await shoot(page, 'overview.png', { fullPage: true });
 
   // the search box leads to the customer's page
   await page.fill('#search-id', customerId);
   await Promise.all([page.waitForURL(/\/dashboard\/customers\//, WAIT), page.click('#search button')]);
   report.customer = await customer(page);
   report.key_form_hidden_on_customer = await page.$eval('#key-form', (n) => n.hidden);
-  if (!key) await page.screenshot({ path: join(shots, 'customer.png'), fullPage: true });
+  if (!key) await shoot(page, 'customer.png', { fullPage: true });
   await context.close();
 } finally {
   await browser.close();
