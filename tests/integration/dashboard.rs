@@ -14,7 +14,10 @@ use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use crate::api::{READ_TOKEN, TestApp, header, keyed_config, loaded_db, open_config};
+use crate::api::{
+    READ_TOKEN, TestApp, api_role_sql, header, keyed_config, loaded_db, open_config,
+    with_credentials,
+};
 use crate::harness::TestDb;
 
 const INSTALL: &str = "the dashboard tests need node, Debian's chromium and playwright-core: \
@@ -437,6 +440,41 @@ async fn a_generated_world_looks_right_and_is_photographed() {
         report["customer"]["timeline"]
     );
     app.stop().await;
+}
+
+/// Served by the least-privilege role of docs/api.md, which may not read contact
+/// details: the API answers null for them, and so does the page, in the profile and
+/// in the timeline.
+#[tokio::test]
+async fn contact_details_are_hidden_where_the_api_hides_them() {
+    let db = loaded_db().await;
+    let role = format!("dvault_dash_test_{}", rand::random::<u32>());
+    let owner = db.client().await;
+    owner
+        .batch_execute(&api_role_sql(&role, "dash-pw"))
+        .await
+        .expect("the documented role SQL runs");
+    let app = TestApp::spawn(&with_credentials(&db.url, &role, "dash-pw"), open_config()).await;
+    let report = browse(&app.base, "C01", None, false).await;
+    assert_clean(&report, &[]);
+    let c = &report["customer"];
+    check_customer(&app, c, "C01").await;
+    assert_eq!(c["facts"]["email"], "hidden or none");
+    assert_eq!(c["facts"]["phone"], "hidden or none");
+    // the versions are there, their values are not
+    let emails = timeline_of(c, "email");
+    assert!(!emails.is_empty(), "{}", c["timeline"]);
+    assert!(emails.iter().all(|r| r[0] == "—"), "{emails:?}");
+    assert_eq!(
+        timeline_of(c, "city").len(),
+        2,
+        "the profile is not personal data"
+    );
+    app.stop().await;
+    owner
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .expect("drop the role");
 }
 
 #[tokio::test]
