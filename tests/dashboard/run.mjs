@@ -133,6 +133,16 @@ try {
   report.customer = await customer(page);
   report.key_form_hidden_on_customer = await page.$eval('#key-form', (n) => n.hidden);
   if (!key) await shoot(page, 'customer.png', { fullPage: true });
+
+  // an unknown id: the page says so, with the API's 404 (whose console line is kept
+  // apart from the other pages' errors)
+  const before = report.console_errors.length;
+  await page.goto(`${base}/dashboard/customers/NO-SUCH-CUSTOMER`);
+  report.unknown = {
+    ...(await ready(page)),
+    name: await text(page, '#name'),
+    console_errors: report.console_errors.splice(before),
+  };
   await context.close();
 } finally {
   await browser.close();

@@ -391,6 +391,21 @@ async fn overview_and_customer_pages_show_the_apis_numbers() {
         timeline_of(c, "country"),
         [["Italy", "2024-01-10 09:00", "now"]]
     );
+
+    // an unknown id is said so, in the API's words
+    let u = &report["unknown"];
+    assert_eq!(u["state"], "error", "{u}");
+    assert_eq!(u["name"], "No customer NO-SUCH-CUSTOMER");
+    let problem = app.get("/customers/NO-SUCH-CUSTOMER").await;
+    assert_eq!(problem.status(), StatusCode::NOT_FOUND);
+    let problem: Value = problem.json().await.expect("problem");
+    assert_eq!(u["error"], problem["detail"], "{u}");
+    assert!(
+        u["console_errors"].as_array().is_some_and(|e| e
+            .iter()
+            .all(|e| e.as_str().is_some_and(|e| e.contains("404")))),
+        "{u}"
+    );
     app.stop().await;
 }
 
