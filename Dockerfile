@@ -5,6 +5,7 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY vault ./vault
 COPY views ./views
+COPY assets ./assets
 RUN cargo build --release --locked && strip target/release/dvault
 
 FROM debian:bookworm-slim

@@ -955,7 +955,7 @@ async fn serve(config: &Config, args: ServeArgs) -> CliResult {
     let listener = listen(api_config.listen).await?;
     let shutdown = api::shutdown_signal();
     notice(&format!(
-        "listening on http://{} (API docs at /docs), database {}",
+        "listening on http://{} (API docs at /docs, dashboard at /dashboard), database {}",
         listener.local_addr()?,
         target.describe()
     ))?;
@@ -1290,24 +1290,48 @@ async fn demo(config: &Config, args: DemoArgs) -> CliResult {
         .await?
         .map(|r| r.get(0));
     let shutdown = api::shutdown_signal();
-    notice(&format!(
-        "\nServing the Customer 360 API on http://{addr} (docs: http://{addr}/docs); Ctrl-C stops."
-    ))?;
-    if let Some(id) = some_customer {
-        notice(&format!("  curl http://{addr}/customers/{id}"))?;
+    for line in demo_banner(addr, some_customer.as_deref()) {
+        notice(&line)?;
     }
-    notice(&format!(
-        "  curl 'http://{addr}/customers?segment=Champions&limit=5'"
-    ))?;
     keys_notice(&api_config.keys)?;
     let state = args.serve.state(api_config, &demo.target.url)?;
     api::serve(listener, state, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// What the demo says when it starts serving: where the API, its docs and the
+/// dashboard are, and requests to try.
+fn demo_banner(addr: std::net::SocketAddr, some_customer: Option<&str>) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "\nServing the Customer 360 API on http://{addr} (docs: http://{addr}/docs); Ctrl-C stops."
+        ),
+        format!("  Dashboard: http://{addr}/dashboard"),
+    ];
+    if let Some(id) = some_customer {
+        lines.push(format!("  curl http://{addr}/customers/{id}"));
+    }
+    lines.push(format!(
+        "  curl 'http://{addr}/customers?segment=Champions&limit=5'"
+    ));
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+
+    #[test]
+    fn the_demo_says_where_the_dashboard_is() {
+        let addr = "127.0.0.1:8080".parse().expect("address");
+        let banner = super::demo_banner(addr, Some("C001814")).join("\n");
+        // as the README quotes it
+        assert!(banner.contains(
+            "(docs: http://127.0.0.1:8080/docs); Ctrl-C stops.\n  Dashboard: http://127.0.0.1:8080/dashboard\n  curl http://127.0.0.1:8080/customers/C001814"
+        ), "{banner}");
+        let readme = include_str!("../README.md");
+        assert!(readme.contains("  Dashboard: http://127.0.0.1:8080/dashboard\n"));
+    }
 
     use super::Cli;
 

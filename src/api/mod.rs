@@ -8,6 +8,7 @@ mod analytics;
 pub mod auth;
 pub mod config;
 mod customers;
+mod dashboard;
 pub mod error;
 mod events;
 mod examples;
@@ -111,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         .merge(writes)
         .merge(operations)
         .merge(openapi::swagger_ui())
+        .merge(dashboard::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(layers)

@@ -1466,7 +1466,7 @@ async fn a_stopped_database_answers_503_and_service_resumes_without_a_restart() 
 }
 
 /// The role SQL from docs/api.md, for role `name`.
-fn api_role_sql(name: &str, password: &str) -> String {
+pub(crate) fn api_role_sql(name: &str, password: &str) -> String {
     let doc = include_str!("../../docs/api.md");
     let start = doc
         .find("```sql api-role")

@@ -103,6 +103,7 @@ async fn text_logs_off_a_terminal_have_no_colour() {
     let db = TestDb::new().await;
     let (stdout, stderr) = run_once(&db, "text").await;
     assert!(stdout.contains("listening on http://"), "{stdout}");
+    assert!(stdout.contains("dashboard at /dashboard"), "{stdout}");
     assert!(
         stderr.contains("warning: no API keys configured"),
         "{stderr}"

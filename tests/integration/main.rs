@@ -12,6 +12,7 @@ mod cli;
 mod cloudevents_binary;
 mod crash;
 mod daemon;
+mod dashboard;
 mod demo;
 mod doc_commands;
 mod event_log;

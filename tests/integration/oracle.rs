@@ -48,13 +48,23 @@ fn ev(id: String, ty: &str, time: DateTime<Utc>, data: Value) -> NewEvent {
 
 /// `events.ndjson` of a generated world ending yesterday, as the log will hold it.
 pub(crate) fn generated_world(end: NaiveDate) -> Vec<NewEvent> {
+    generated_world_of(end, 300, 900, 150)
+}
+
+/// `dvault gen`'s world (seed 15, 120 products) of this size, as events to append.
+pub(crate) fn generated_world_of(
+    end: NaiveDate,
+    customers: usize,
+    orders: usize,
+    days: u32,
+) -> Vec<NewEvent> {
     let out = std::env::temp_dir().join(format!("dvault-oracle-{}", rand::random::<u64>()));
     generate(&GenOptions {
         seed: 15,
-        customers: 300,
+        customers,
         products: 120,
-        orders: 900,
-        days: 150,
+        orders,
+        days,
         end,
         dirty: 0.0,
         out: out.clone(),

@@ -1,0 +1,150 @@
+// dvault dashboard, the overview (/dashboard): headline numbers, revenue per month,
+// RFM segments, churn split, top products and data freshness, each from one API call.
+'use strict';
+
+(() => {
+  const { el, api, cents, moneyOfCents, money, count, pct, text, set, fill } = Dash;
+
+  async function revenue() {
+    const { series } = await api('/analytics/revenue?period=month');
+    let revenueCents = 0;
+    let orders = 0;
+    for (const point of series) {
+      revenueCents += cents(point.revenue);
+      orders += point.orders;
+    }
+    set('revenue', moneyOfCents(revenueCents));
+    set('orders', count(orders));
+    fill('revenue-table', series.map((p) => el('tr', {},
+      el('td', {}, p.period_start.slice(0, 7)),
+      el('td', { class: 'num' }, count(p.orders)),
+      el('td', { class: 'num' }, money(p.revenue)))));
+    chart(series);
+  }
+
+  function chart(series) {
+    const box = document.getElementById('revenue-chart');
+    if (series.length === 0) {
+      box.replaceChildren(el('p', { class: 'note' }, 'No orders yet.'));
+      return;
+    }
+    // one bar per month on an ordinal axis, labelled with the month
+    const labels = series.map((p) => p.period_start.slice(0, 7));
+    const xs = series.map((p, i) => i);
+    const ys = series.map((p) => cents(p.revenue) / 100);
+    const width = () => Math.max(320, box.clientWidth);
+    const plot = new uPlot({
+      width: width(),
+      height: 260,
+      legend: { show: false },
+      cursor: { show: false },
+      scales: {
+        x: { time: false, range: () => [-0.5, series.length - 0.5] },
+        y: { range: (u, min, max) => [0, max * 1.1 || 1] },
+      },
+      axes: [
+        {
+          incrs: [1, 2, 3, 4, 6, 12, 24, 60, 120],
+          space: 60,
+          values: (u, splits) => splits.map((i) => (Number.isInteger(i) && labels[i]) || ''),
+        },
+        { size: 70, values: (u, ticks) => ticks.map((t) => group0(t)) },
+      ],
+      series: [
+        {},
+        {
+          label: 'Revenue',
+          stroke: '#2b6cb0',
+          fill: 'rgba(43, 108, 176, 0.35)',
+          width: 1,
+          paths: uPlot.paths.bars({ size: [0.7, 60] }),
+          points: { show: false },
+        },
+      ],
+    }, [xs, ys], box);
+    window.addEventListener('resize', () => plot.setSize({ width: width(), height: 260 }));
+  }
+
+  function group0(value) {
+    return Math.round(value).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+  }
+
+  async function segments() {
+    const { items } = await api('/segments');
+    fill('segments', items.map((s) => {
+      const bar = el('span', { class: 'bar' });
+      bar.style.width = `${Math.min(100, (s.customers_pct || 0))}%`;
+      return el('tr', { 'data-segment': s.segment, title: s.description || '' },
+        el('td', {}, s.segment),
+        el('td', { class: 'num' }, count(s.customers)),
+        el('td', { class: 'bar-col' }, el('span', { class: 'track' }, bar), ` ${s.customers_pct == null ? '—' : `${s.customers_pct.toFixed(2)}%`}`),
+        el('td', { class: 'num' }, money(s.revenue)),
+        el('td', { class: 'num' }, money(s.clv_predicted_12m)));
+    }));
+  }
+
+  async function churn() {
+    const c = await api('/analytics/churn');
+    set('customers', count(c.customers));
+    set('churn-rate', pct(c.churn_rate));
+    const parts = [
+      ['active', 'Active', c.active],
+      ['at-risk', 'At risk', c.at_risk],
+      ['churned', 'Churned', c.churned],
+      ['prospect', 'Prospects (no order)', c.prospects],
+    ];
+    const total = parts.reduce((sum, [, , n]) => sum + n, 0) || 1;
+    document.getElementById('churn-bar').replaceChildren(...parts.map(([cls, label, n]) => {
+      const part = el('span', { class: `part ${cls}`, title: `${label}: ${n}` });
+      part.style.width = `${(100 * n) / total}%`;
+      return part;
+    }));
+    fill('churn', [
+      ...parts.map(([cls, label, n]) => el('tr', { 'data-key': cls },
+        el('th', {}, el('span', { class: `swatch ${cls}` }), label),
+        el('td', { class: 'num' }, count(n)))),
+      el('tr', { 'data-key': 'at-risk-rate' }, el('th', {}, 'At-risk rate'), el('td', { class: 'num' }, pct(c.at_risk_rate))),
+    ]);
+  }
+
+  async function products() {
+    const { items } = await api('/products?sort=-revenue&limit=10');
+    fill('products', items.map((p) => el('tr', { 'data-product': p.product_id },
+      el('td', {}, p.product_id),
+      el('td', {}, text(p.name)),
+      el('td', {}, text(p.category)),
+      el('td', { class: 'num' }, count(p.units_sold)),
+      el('td', { class: 'num' }, money(p.revenue)))));
+  }
+
+  async function freshness() {
+    const row = (key, label, value) => el('tr', { 'data-key': key }, el('th', {}, label), el('td', {}, value));
+    let ready;
+    try {
+      ready = await api('/ready');
+    } catch (error) {
+      // 503: not ready (schema, replica lag, database): the problem's detail says why
+      fill('freshness', [row('status', 'Status', `not ready: ${error.message}`)]);
+      return;
+    }
+    const lag = ready.loader.oldest_pending_seconds;
+    const rows = [
+      row('status', 'Status', ready.status),
+      row('pending-events', 'Events waiting for the loader', count(ready.loader.pending_events)),
+      row('oldest-pending', 'Oldest waiting', lag == null ? 'none' : `${Math.round(lag)} s`),
+      row('schema-version', 'Schema version', String(ready.schema_version)),
+    ];
+    if (ready.quality) {
+      rows.push(row('quality', 'Last quality check',
+        `${ready.quality.passed ? 'passed' : 'FAILED'} (${Dash.time(ready.quality.checked_at)}): ${ready.quality.verdict}`));
+    } else {
+      rows.push(row('quality', 'Last quality check', 'none recorded'));
+    }
+    if (ready.replica) {
+      rows.push(row('replica', 'Read replica lag', `${ready.replica.replay_lag_seconds ?? '—'} s`));
+    }
+    fill('freshness', rows);
+  }
+
+  Dash.start(() => Promise.all([revenue(), segments(), churn(), products(), freshness()]));
+})();

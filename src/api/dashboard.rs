@@ -1,0 +1,144 @@
+//! The Customer 360 dashboard at `/dashboard`: static pages (HTML, JS, CSS and the
+//! vendored uPlot chart library) compiled into the binary, like the Swagger UI, so it
+//! works offline and no request leaves the server's origin.
+//!
+//! The pages hold no data and need no key: their scripts call the JSON API from the
+//! browser with the read key the user pastes (kept in `sessionStorage`), so the
+//! dashboard has no database access path of its own and shows exactly what the API
+//! answers. Every page is served with a Content-Security-Policy that allows scripts,
+//! styles and requests from this origin only (the pages have no inline script).
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::error::ApiError;
+use super::state::AppState;
+
+/// Scripts, styles, images and requests from this origin only; nothing may frame the
+/// pages (the key is typed into them).
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+const OVERVIEW: &str = include_str!("../../assets/dashboard/overview.html");
+const CUSTOMER: &str = include_str!("../../assets/dashboard/customer.html");
+
+/// The files under `/dashboard/assets/`: name, content type, contents.
+const ASSETS: [(&str, &str, &str); 7] = [
+    (
+        "dashboard.css",
+        "text/css; charset=utf-8",
+        include_str!("../../assets/dashboard/dashboard.css"),
+    ),
+    (
+        "common.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/dashboard/common.js"),
+    ),
+    (
+        "overview.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/dashboard/overview.js"),
+    ),
+    (
+        "customer.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/dashboard/customer.js"),
+    ),
+    (
+        "uPlot.iife.min.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/dashboard/vendor/uplot/uPlot.iife.min.js"),
+    ),
+    (
+        "uPlot.min.css",
+        "text/css; charset=utf-8",
+        include_str!("../../assets/dashboard/vendor/uplot/uPlot.min.css"),
+    ),
+    (
+        "uPlot-LICENSE.txt",
+        "text/plain; charset=utf-8",
+        include_str!("../../assets/dashboard/vendor/uplot/LICENSE"),
+    ),
+];
+
+/// The dashboard's routes; they need no key (the data comes from the API, which does).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/dashboard", get(overview))
+        .route("/dashboard/", get(overview))
+        .route("/dashboard/customers/{id}", get(customer))
+        .route("/dashboard/assets/{file}", get(asset))
+}
+
+async fn overview() -> Response {
+    page(OVERVIEW)
+}
+
+/// The page reads the id from its own address, so any id gets the page (an unknown
+/// one is said so by the page, from the API's 404).
+async fn customer() -> Response {
+    page(CUSTOMER)
+}
+
+async fn asset(Path(file): Path<String>) -> Result<Response, ApiError> {
+    let (_, content_type, body) = ASSETS
+        .iter()
+        .find(|(name, _, _)| *name == file)
+        .ok_or_else(|| ApiError::not_found("dashboard asset", &file))?;
+    Ok(static_response(content_type, body))
+}
+
+fn page(html: &'static str) -> Response {
+    let mut response = static_response("text/html; charset=utf-8", html);
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    response
+        .headers_mut()
+        .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+fn static_response(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // compiled into the binary: revalidate so an upgraded server is seen at once
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No page or script of ours may reach another origin or carry an inline script
+    /// (the CSP would block it); the vendored library is checked by the browser test.
+    #[test]
+    fn pages_are_self_contained() {
+        for html in [OVERVIEW, CUSTOMER] {
+            assert!(!html.contains("http://") && !html.contains("https://"));
+            assert!(!html.contains("<script>"), "inline script");
+            assert!(!html.contains(" style="), "inline style");
+            for handler in [" onclick=", " onload=", " onsubmit=", " onerror="] {
+                assert!(!html.contains(handler), "inline event handler {handler}");
+            }
+        }
+        for (name, _, body) in ASSETS {
+            if !name.starts_with("uPlot") {
+                assert!(
+                    !body.contains("http://") && !body.contains("https://"),
+                    "{name}"
+                );
+            }
+        }
+    }
+}
