@@ -1,0 +1,81 @@
+-- The business vault refresh, 2/8: the order summary of the touched orders, and what they
+-- were before. Keyed.
+-- (embedded by src/load/business.rs: see its comment for the order and the planner
+-- settings around each file)
+
+-- Whether each touched order counted, and for whom, before this batch: where that
+-- changes, its products' figures change too (product_keys.sql).
+INSERT INTO pg_temp.bv_order_was (hk_order, hk_customer, is_counted)
+SELECT t.hk_order, o.hk_customer, o.is_counted
+  FROM pg_temp.bv_orders t
+  LEFT JOIN LATERAL (
+       SELECT s.hk_customer, s.is_counted FROM business_vault.order_summary s
+        WHERE s.hk_order = t.hk_order OFFSET 0) o ON true;
+
+-- The customer and order date of each touched order, before this batch here and
+-- after it below: the customers whose figures may change (an order that moved changes
+-- both) and the revenue periods to recompute (revenue.sql).
+INSERT INTO pg_temp.bv_order_sides (hk_customer, order_date)
+SELECT o.hk_customer, o.order_date
+  FROM pg_temp.bv_orders t
+ CROSS JOIN LATERAL (
+       SELECT s.hk_customer, s.order_date FROM business_vault.order_summary s
+        WHERE s.hk_order = t.hk_order OFFSET 0) o;
+
+-- The buyers of the touched products: their favourite category may change.
+INSERT INTO pg_temp.bv_customers (hk_customer)
+SELECT b.hk_customer
+  FROM pg_temp.bv_products p
+ CROSS JOIN LATERAL (
+       SELECT l.hk_customer FROM business_vault.bridge_customer_order_product l
+        WHERE l.hk_product = p.hk_product OFFSET 0) b
+ON CONFLICT DO NOTHING;
+
+-- Orders: header, current status and totals of the touched orders.
+INSERT INTO business_vault.order_summary AS o
+    (hk_order, hk_customer, ordered_at, order_date, channel, status, status_known, is_counted,
+     lines, units, amount)
+SELECT t.hk_order, c.hk_customer, d.ordered_at, (d.ordered_at AT TIME ZONE 'UTC')::date,
+       d.channel, business_vault.order_status(s.status), s.status IS NOT NULL,
+       business_vault.is_counted(s.status), l.lines, coalesce(l.units, 0), coalesce(l.amount, 0)
+  FROM pg_temp.bv_orders t
+ CROSS JOIN LATERAL (
+       SELECT loc.hk_customer FROM raw_vault.link_order_customer loc
+        WHERE loc.hk_order = t.hk_order
+        ORDER BY loc.load_dts, loc.hk_order_customer LIMIT 1) c
+ CROSS JOIN LATERAL (
+       SELECT coalesce(x.ordered_at, x.applied_dts) AS ordered_at, x.channel
+         FROM raw_vault.sat_order_details x
+        WHERE x.hk_order = t.hk_order
+        ORDER BY x.applied_dts DESC, x.event_seq DESC LIMIT 1) d
+  LEFT JOIN LATERAL (
+       SELECT x.status FROM raw_vault.sat_order_status x
+        WHERE x.hk_order = t.hk_order
+        ORDER BY x.applied_dts DESC, x.event_seq DESC LIMIT 1) s ON true
+ CROSS JOIN LATERAL (
+       SELECT count(*) AS lines, sum(b.quantity) AS units, sum(b.line_amount) AS amount
+         FROM business_vault.bridge_customer_order_product b
+        WHERE b.hk_order = t.hk_order) l
+ON CONFLICT (hk_order) DO UPDATE SET
+    hk_customer = excluded.hk_customer, ordered_at = excluded.ordered_at,
+    order_date = excluded.order_date, channel = excluded.channel, status = excluded.status,
+    status_known = excluded.status_known, is_counted = excluded.is_counted,
+    lines = excluded.lines, units = excluded.units, amount = excluded.amount
+WHERE (o.hk_customer, o.ordered_at, o.channel, o.status, o.status_known, o.lines, o.units,
+       o.amount)
+      IS DISTINCT FROM
+      (excluded.hk_customer, excluded.ordered_at, excluded.channel, excluded.status,
+       excluded.status_known, excluded.lines, excluded.units, excluded.amount);
+
+INSERT INTO pg_temp.bv_order_sides (hk_customer, order_date)
+SELECT o.hk_customer, o.order_date
+  FROM pg_temp.bv_orders t
+ CROSS JOIN LATERAL (
+       SELECT s.hk_customer, s.order_date FROM business_vault.order_summary s
+        WHERE s.hk_order = t.hk_order OFFSET 0) o;
+
+INSERT INTO pg_temp.bv_customers (hk_customer)
+SELECT DISTINCT d.hk_customer FROM pg_temp.bv_order_sides d
+ON CONFLICT DO NOTHING;
+ANALYZE pg_temp.bv_customers;
+
