@@ -221,14 +221,18 @@ SELECT u.hk, u.since FROM unnest($1::bytea[], $2::timestamptz[]) AS u(hk, since)
 /// changed (`V13__rfm_cutpoints_as_of.sql`): every time from the earliest business time
 /// it wrote on. An order counts from its placing, and a link or a line of an order
 /// written now can change its past: so also from the earliest version of any order the
-/// batch touched. Runs after the checkpoint row is locked, so that a boundary computed
-/// meanwhile is either seen here or never stored (`business_vault.rfm_cuts_at`).
+/// batch touched (its first version: one index probe per order, whatever the planner
+/// knows of the key table). Runs after the checkpoint row is locked, so that a boundary
+/// computed meanwhile is either seen here or never stored (`business_vault.rfm_cuts_at`).
 const FORGET_CUTS: &str = "
 DELETE FROM business_vault.rfm_cutpoints_as_of m
  WHERE m.as_of >= least($1::timestamptz,
-                        (SELECT min(s.applied_dts)
+                        (SELECT min(f.applied_dts)
                            FROM pg_temp.bv_orders o
-                           JOIN raw_vault.sat_order_details s ON s.hk_order = o.hk_order))";
+                          CROSS JOIN LATERAL (
+                                SELECT s.applied_dts FROM raw_vault.sat_order_details s
+                                 WHERE s.hk_order = o.hk_order
+                                 ORDER BY s.applied_dts LIMIT 1) f))";
 
 /// Every order, product and customer of the raw vault as touched, each customer from
 /// its first day: what a first load on the bulk path stages once, after its last batch.
