@@ -13,8 +13,8 @@
 //!
 //! A first load on the bulk path ([`super::bulk`]) does not refresh per batch: the raw
 //! vault has no indexes until the run's end. [`build`] then stages every key and runs
-//! the same refresh once, except that the bridge and the order summary are written
-//! set-based (`*_build.sql`). The SQL is in `src/load/business/*.sql`, one file per
+//! the same refresh once, except that the bridge and the order and customer summaries
+//! are written set-based (`*_build.sql`). The SQL is in `src/load/business/*.sql`, one file per
 //! part, in order.
 //!
 //! The current Customer 360 row of a customer is rewritten, last, when its PIT or its
@@ -253,7 +253,9 @@ type Part = (&'static str, Plans);
 
 const BRIDGE: Part = (include_str!("business/bridge.sql"), Plans::Keyed);
 const ORDERS: Part = (include_str!("business/orders.sql"), Plans::Keyed);
-/// The parts after the bridge and the order summary, the same in a batch and a build.
+const CUSTOMER_SUMMARY: Part = (include_str!("business/customer_summary.sql"), Plans::Keyed);
+/// The parts after the bridge and the order and customer summaries, the same in a
+/// batch and a build.
 const REST: [Part; 6] = [
     (include_str!("business/customers.sql"), Plans::Keyed),
     (include_str!("business/revenue.sql"), Plans::Keyed),
@@ -264,19 +266,25 @@ const REST: [Part; 6] = [
 ];
 
 /// A build (every key touched, the business vault empty) writes the bridge and the
-/// order summary set-based: one hash join over the raw vault instead of a lookup per
-/// order (`*_build.sql`, the same rows: tests/integration/bulk_load.rs compares a build
-/// with the batches, the oracle test both with its own model). The other parts run
+/// order and customer summaries set-based: hash joins and groupings over whole tables
+/// instead of lookups per order or customer (`*_build.sql`, the same rows:
+/// tests/integration/bulk_load.rs compares a build with the batches, the oracle test
+/// both with its own model). The other parts run
 /// as in a batch: with the planner free, their correlated subqueries met tables
 /// without statistics (the bulk path just filled them) and one of them hashed a whole
 /// table per customer (170 s instead of 1.3 s for the favourite categories of 10,000
 /// customers, on the old platform's files).
 const BRIDGE_BUILD: Part = (include_str!("business/bridge_build.sql"), Plans::Free);
 const ORDERS_BUILD: Part = (include_str!("business/orders_build.sql"), Plans::Free);
+const CUSTOMER_SUMMARY_BUILD: Part = (
+    include_str!("business/customer_summary_build.sql"),
+    Plans::Free,
+);
 
 /// The refresh of a batch, and of a build, as one script each, assembled once.
-static SCRIPT: LazyLock<String> = LazyLock::new(|| script(&[BRIDGE, ORDERS]));
-static BUILD_SCRIPT: LazyLock<String> = LazyLock::new(|| script(&[BRIDGE_BUILD, ORDERS_BUILD]));
+static SCRIPT: LazyLock<String> = LazyLock::new(|| script(&[BRIDGE, ORDERS, CUSTOMER_SUMMARY]));
+static BUILD_SCRIPT: LazyLock<String> =
+    LazyLock::new(|| script(&[BRIDGE_BUILD, ORDERS_BUILD, CUSTOMER_SUMMARY_BUILD]));
 
 /// `first`, then [`REST`], each part with its plans.
 fn script(first: &[Part]) -> String {

@@ -1,4 +1,4 @@
--- The business vault refresh, 1/8: the bridge of the touched orders. Keyed.
+-- The business vault refresh, 1/9: the bridge of the touched orders. Keyed.
 -- (embedded by src/load/business.rs: see its comment for the order and the planner
 -- settings around each file)
 

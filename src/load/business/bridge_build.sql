@@ -1,4 +1,4 @@
--- The business vault refresh, 1/8 when built from the whole raw vault: the bridge.
+-- The business vault refresh, 1/9 when built from the whole raw vault: the bridge.
 -- Set-based.
 -- (embedded by src/load/business.rs: see its comment for the order and the planner
 -- settings around each file)

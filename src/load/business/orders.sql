@@ -1,4 +1,4 @@
--- The business vault refresh, 2/8: the order summary of the touched orders, and what they
+-- The business vault refresh, 2/9: the order summary of the touched orders, and what they
 -- were before. Keyed.
 -- (embedded by src/load/business.rs: see its comment for the order and the planner
 -- settings around each file)

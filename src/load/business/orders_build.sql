@@ -1,4 +1,4 @@
--- The business vault refresh, 2/8 when built from the whole raw vault: the order
+-- The business vault refresh, 2/9 when built from the whole raw vault: the order
 -- summary. Set-based.
 -- (embedded by src/load/business.rs: see its comment for the order and the planner
 -- settings around each file)

@@ -1,4 +1,4 @@
--- The business vault refresh, 8/8: segment totals and churn calendar.
+-- The business vault refresh, 9/9: segment totals and churn calendar.
 -- Population-wide.
 -- (embedded by src/load/business.rs: see its comment for the order and the planner
 -- settings around each file)

@@ -1,4 +1,4 @@
--- The business vault refresh, 5/8: the products whose figures may move. Keyed.
+-- The business vault refresh, 6/9: the products whose figures may move. Keyed.
 -- (embedded by src/load/business.rs: see its comment for the order and the planner
 -- settings around each file)
 

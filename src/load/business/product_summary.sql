@@ -1,4 +1,4 @@
--- The business vault refresh, 6/8: the product summary. Set-based.
+-- The business vault refresh, 7/9: the product summary. Set-based.
 -- (embedded by src/load/business.rs: see its comment for the order and the planner
 -- settings around each file)
 

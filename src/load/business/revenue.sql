@@ -1,4 +1,4 @@
--- The business vault refresh, 4/8: the revenue periods (day, week, month) of the
+-- The business vault refresh, 5/9: the revenue periods (day, week, month) of the
 -- touched orders' order dates, before and after the batch. Keyed: each period is an
 -- index range of business_vault.order_summary.
 -- (embedded by src/load/business.rs: see its comment for the order and the planner

@@ -1,4 +1,4 @@
--- The business vault refresh, 7/8: category ranks and the stored scores of
+-- The business vault refresh, 8/9: category ranks and the stored scores of
 -- customers whose score moved with the RFM boundaries. Keyed.
 -- (embedded by src/load/business.rs: see its comment for the order and the planner
 -- settings around each file)
