@@ -169,7 +169,7 @@ CREATE TEMP TABLE IF NOT EXISTS bv_categories (category text) ON COMMIT DELETE R
 CREATE TEMP TABLE IF NOT EXISTS bv_old_cuts (recency date[], frequency integer[], monetary numeric[]) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS bv_rescore (hk_customer bytea PRIMARY KEY) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS bv_order_sides (hk_customer bytea NOT NULL, order_date date NOT NULL) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS bv_order_was (hk_order bytea PRIMARY KEY, hk_customer bytea, is_counted boolean) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS bv_order_was (hk_order bytea PRIMARY KEY, hk_customer bytea, order_date date, is_counted boolean) ON COMMIT DELETE ROWS;
 ";
 
 /// The keyed parts of a batch's refresh are written as index lookups per touched

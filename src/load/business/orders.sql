@@ -3,24 +3,23 @@
 -- (embedded by src/load/business.rs: see its comment for the order and the planner
 -- settings around each file)
 
--- Whether each touched order counted, and for whom, before this batch: where that
--- changes, its products' figures change too (product_keys.sql).
-INSERT INTO pg_temp.bv_order_was (hk_order, hk_customer, is_counted)
-SELECT t.hk_order, o.hk_customer, o.is_counted
+-- Each touched order as it was before this batch (NULLs: not in the summary yet), one
+-- lookup each: whether it counted and for whom (where that changes, its products'
+-- figures change too: product_keys.sql), and its customer and order date.
+INSERT INTO pg_temp.bv_order_was (hk_order, hk_customer, order_date, is_counted)
+SELECT t.hk_order, o.hk_customer, o.order_date, o.is_counted
   FROM pg_temp.bv_orders t
   LEFT JOIN LATERAL (
-       SELECT s.hk_customer, s.is_counted FROM business_vault.order_summary s
+       SELECT s.hk_customer, s.order_date, s.is_counted FROM business_vault.order_summary s
         WHERE s.hk_order = t.hk_order OFFSET 0) o ON true;
 
 -- The customer and order date of each touched order, before this batch here and
 -- after it below: the customers whose figures may change (an order that moved changes
 -- both) and the revenue periods to recompute (revenue.sql).
 INSERT INTO pg_temp.bv_order_sides (hk_customer, order_date)
-SELECT o.hk_customer, o.order_date
-  FROM pg_temp.bv_orders t
- CROSS JOIN LATERAL (
-       SELECT s.hk_customer, s.order_date FROM business_vault.order_summary s
-        WHERE s.hk_order = t.hk_order OFFSET 0) o;
+SELECT w.hk_customer, w.order_date
+  FROM pg_temp.bv_order_was w
+ WHERE w.hk_customer IS NOT NULL;
 
 -- The buyers of the touched products: their favourite category may change.
 INSERT INTO pg_temp.bv_customers (hk_customer)
