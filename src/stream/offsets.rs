@@ -42,18 +42,18 @@ pub async fn load(
             &[&group],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            (
-                TopicPartition {
-                    topic: r.get(0),
-                    partition: r.get(1),
-                },
-                r.get(2),
-            )
-        })
-        .collect())
+    Ok(rows.iter().map(stored_offset).collect())
+}
+
+/// A row of (topic, partition, next_offset), as both readers select it.
+fn stored_offset(r: &tokio_postgres::Row) -> (TopicPartition, i64) {
+    (
+        TopicPartition {
+            topic: r.get(0),
+            partition: r.get(1),
+        },
+        r.get(2),
+    )
 }
 
 /// Store the moves of one batch, in the caller's transaction. The rows are locked
@@ -82,15 +82,7 @@ pub async fn save(
         )
         .await?
         .iter()
-        .map(|r| {
-            (
-                TopicPartition {
-                    topic: r.get(0),
-                    partition: r.get(1),
-                },
-                r.get(2),
-            )
-        })
+        .map(stored_offset)
         .collect();
     for m in moves {
         let now = stored.get(&m.at).copied();
