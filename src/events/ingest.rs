@@ -5,6 +5,7 @@
 //! to `event_log.rejected` and never stop the good ones. A file already ingested
 //! (same content, same options) is recognised by its digest and skipped.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Read};
@@ -444,6 +445,11 @@ async fn write_stream(
     progress: &indicatif::ProgressBar,
 ) -> Result<Counts, StreamError> {
     let mut counts = Counts::default();
+    // Look for events already in the log before the first batch, and after every
+    // batch that met some: a re-sent snapshot then costs one probe per id instead of
+    // a failed `COPY` and an `ON CONFLICT` insert of every payload; a file of new
+    // events pays for one batch of probes.
+    let mut check = true;
     loop {
         let mut next = queue.lock().await;
         let batch = match next.recv().await {
@@ -456,7 +462,7 @@ async fn write_stream(
         let mut seqs = super::reserve_seqs(&tx, batch.events.len()).await?;
         drop(next);
         let (appended, rejected) = loop {
-            match write_batch(tx, &batch, &seqs, file, digest).await {
+            match write_batch(tx, &batch, &seqs, check, file, digest).await {
                 Err(e) if super::is_deadlock(&e) && attempt < super::APPEND_ATTEMPTS => {
                     // PostgreSQL cancelled this transaction to break a deadlock with
                     // another writer of the same new events: a new place, after the
@@ -475,6 +481,7 @@ async fn write_stream(
                 done => break done?,
             }
         };
+        check = appended.duplicates > 0;
         counts.inserted += appended.inserted;
         counts.duplicates += appended.duplicates;
         counts.rejected += rejected;
@@ -483,26 +490,42 @@ async fn write_stream(
 }
 
 /// Write a batch at its place in the log (`seqs`, in `tx`) and commit: the fast
-/// `COPY` path; when some events are already in the log, or the database refuses
-/// one of them (a data error: see [`is_data_error`]), the `ON CONFLICT DO NOTHING`
-/// path in the same transaction (so at the same place), which quarantines each
-/// refused event at its line and stores the rest. Rejections ride along.
+/// `COPY` path, of the events not in the log yet when `check` asks to look first
+/// ([`super::logged`]); when the `COPY` meets an event already in the log, or the
+/// database refuses one (a data error: see [`is_data_error`]), the `ON CONFLICT DO
+/// NOTHING` path in the same transaction (so at the same place), which quarantines
+/// each refused event at its line and stores the rest. Rejections ride along.
 async fn write_batch(
     tx: tokio_postgres::Transaction<'_>,
     batch: &Batch,
     seqs: &[i64],
+    check: bool,
     file: &str,
     digest: &[u8; 32],
 ) -> Result<(super::Appended, u64), tokio_postgres::Error> {
+    let logged = match check {
+        true => super::logged(&tx, &batch.events).await?,
+        false => Vec::new(),
+    };
+    let (events, at): (Cow<[NewEvent]>, Cow<[i64]>) = if logged.is_empty() {
+        (Cow::Borrowed(&batch.events), Cow::Borrowed(seqs))
+    } else {
+        let mut skip = logged.iter().copied().peekable();
+        let (events, at) = (batch.events.iter().zip(seqs).enumerate())
+            .filter(|(i, _)| skip.next_if_eq(i).is_none())
+            .map(|(_, (e, seq))| (e.clone(), *seq))
+            .unzip::<_, _, Vec<_>, Vec<_>>();
+        (Cow::Owned(events), Cow::Owned(at))
+    };
     tx.batch_execute("SAVEPOINT dvault_copy").await?;
-    match copy_in_at(&tx, &batch.events, Some(seqs)).await {
+    match copy_in_at(&tx, &events, Some(&at)).await {
         Ok(n) => {
             tx.batch_execute("RELEASE SAVEPOINT dvault_copy").await?;
             let rejected = store_rejections(&tx, &batch.rejects, file, digest).await?;
             tx.commit().await?;
             let appended = super::Appended {
                 inserted: n,
-                duplicates: 0,
+                duplicates: logged.len() as u64,
             };
             return Ok((appended, rejected));
         }
