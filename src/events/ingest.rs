@@ -20,6 +20,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::csv_records::{Record, Records};
 use super::csv_rows::{Header, RowSpec};
+use super::feed::Feed;
 use super::limits::TimeRange;
 use super::{NewEvent, append_salvaging_at, cloudevents, copy_in_at, is_data_error};
 
@@ -64,6 +65,19 @@ pub struct IngestOptions {
     /// A file of at least this many rows, and at least as many as the log holds,
     /// takes the bulk path ([`super::bulk`]); `None` never (`--no-bulk`).
     pub bulk_min_rows: Option<u64>,
+    /// Hand what is stored to a load running beside the ingest ([`super::feed`]).
+    pub feed: Option<Feed>,
+}
+
+impl IngestOptions {
+    /// The event type of the rows of a CSV file at `path`: `--type`, where `{name}`
+    /// stands for the file's name without its extension (`tpch_{name}` makes
+    /// `orders.csv` rows `tpch_orders`), so one call can ingest a folder of tables.
+    pub fn event_type_of(&self, path: &Path) -> Option<String> {
+        let name = path.file_stem().map(|s| s.to_string_lossy());
+        let ty = self.event_type.as_deref()?;
+        Some(ty.replace("{name}", name.as_deref().unwrap_or_default()))
+    }
 }
 
 impl Default for IngestOptions {
@@ -78,6 +92,7 @@ impl Default for IngestOptions {
             progress: false,
             time_range: TimeRange::default(),
             bulk_min_rows: Some(super::bulk::MIN_ROWS),
+            feed: None,
         }
     }
 }
@@ -211,7 +226,7 @@ pub async fn ingest_file(
 /// batches of the file are written concurrently, one transaction each, while the
 /// PostgreSQL side of an append (a single backend's work per connection) takes
 /// more than one core. The log still holds the file in file order: each batch
-/// takes its place in the log ([`super::reserve_seqs`]: transaction id and `seq`s)
+/// takes its place in the log ([`super::reserve`]: transaction id and `seq`s)
 /// in turn, before it is written.
 pub async fn ingest_file_streams(
     clients: &mut [Client],
@@ -240,7 +255,7 @@ pub async fn ingest_file_streams(
         })?;
     let spec = match format {
         Format::Csv => Some(RowSpec {
-            event_type: opts.event_type.clone().ok_or_else(|| {
+            event_type: opts.event_type_of(path).ok_or_else(|| {
                 file_err("a CSV file needs --type EVENT_TYPE (what each row is)".into())
             })?,
             source: opts.source.clone().ok_or_else(|| {
@@ -298,6 +313,7 @@ pub async fn ingest_file_streams(
         path: path.to_path_buf(),
         ..IngestSummary::default()
     };
+    let feed = opts.feed.as_ref().filter(|f| !f.given_up());
     let bulk = match opts.bulk_min_rows {
         Some(min) => {
             let log_rows = super::bulk::log_rows(client).await.map_err(db_err)?;
@@ -308,16 +324,13 @@ pub async fn ingest_file_streams(
     if bulk {
         let (mut rx, reader) = start_reader(path, &spec, opts)?;
         let source = spec.as_ref().map(|s| s.source.as_str());
-        let outcome = super::bulk::ingest(
-            client,
-            &mut rx,
+        let input = super::bulk::Input {
+            file: &display_path,
+            digest: &digest,
             source,
-            lines,
-            &display_path,
-            &digest,
-            &progress,
-        )
-        .await;
+            rows: lines,
+        };
+        let outcome = super::bulk::ingest(client, &mut rx, input, &progress, feed).await;
         drop(rx);
         reader.await.map_err(|e| file_err(e.to_string()))?;
         match outcome {
@@ -329,6 +342,9 @@ pub async fn ingest_file_streams(
             }
             Ok(super::bulk::Outcome::Fallback(why)) => {
                 tracing::warn!(file = %display_path, "{why}: ingesting the file batch by batch");
+                if let Some(feed) = feed {
+                    feed.give_up(format!("{display_path}: {why}")).await;
+                }
                 progress.set_position(0);
             }
             Err(StreamError::Fatal(e)) => return Err(e),
@@ -338,9 +354,14 @@ pub async fn ingest_file_streams(
     if !summary.bulk {
         let (rx, reader) = start_reader(path, &spec, opts)?;
         let queue = tokio::sync::Mutex::new(rx);
-        let streams = clients
+        // what is handed over goes in log order: one stream, batches one by one
+        let streams = match feed {
+            Some(_) => &mut clients[..1],
+            None => &mut clients[..],
+        };
+        let streams = streams
             .iter_mut()
-            .map(|client| write_stream(client, &queue, &display_path, &digest, &progress));
+            .map(|client| write_stream(client, &queue, &display_path, &digest, &progress, feed));
         let counts = futures_util::future::try_join_all(streams)
             .await
             .map_err(|e| match e {
@@ -443,6 +464,7 @@ async fn write_stream(
     file: &str,
     digest: &[u8; 32],
     progress: &indicatif::ProgressBar,
+    feed: Option<&Feed>,
 ) -> Result<Counts, StreamError> {
     let mut counts = Counts::default();
     // Look for events already in the log before the first batch, and after every
@@ -459,10 +481,11 @@ async fn write_stream(
         };
         let mut attempt = 1;
         let mut tx = client.transaction().await?;
-        let mut seqs = super::reserve_seqs(&tx, batch.events.len()).await?;
+        let mut place = super::reserve(&tx, batch.events.len()).await?;
+        let mut reserved = place.seqs.len() as u64;
         drop(next);
-        let (appended, rejected) = loop {
-            match write_batch(tx, &batch, &seqs, check, file, digest).await {
+        let written = loop {
+            match write_batch(tx, &batch, &place.seqs, check, file, digest).await {
                 Err(e) if super::is_deadlock(&e) && attempt < super::APPEND_ATTEMPTS => {
                     // PostgreSQL cancelled this transaction to break a deadlock with
                     // another writer of the same new events: a new place, after the
@@ -476,17 +499,54 @@ async fn write_stream(
                     tokio::time::sleep(super::deadlock_pause(attempt)).await;
                     attempt += 1;
                     tx = client.transaction().await?;
-                    seqs = super::reserve_seqs(&tx, batch.events.len()).await?;
+                    place = super::reserve(&tx, batch.events.len()).await?;
+                    reserved += place.seqs.len() as u64;
                 }
                 done => break done?,
             }
         };
+        let Written {
+            appended,
+            rejected,
+            skipped,
+        } = written;
         check = appended.duplicates > 0;
         counts.inserted += appended.inserted;
         counts.duplicates += appended.duplicates;
         counts.rejected += rejected;
         progress.set_position(progress.position().max(batch.position));
+        if let Some(feed) = feed {
+            match skipped {
+                Some(skipped) => {
+                    let mut skip = skipped.into_iter().peekable();
+                    let (events, seqs): (Vec<_>, Vec<_>) = (batch.events.into_iter())
+                        .zip(&place.seqs)
+                        .enumerate()
+                        .filter(|(i, _)| skip.next_if_eq(i).is_none())
+                        .map(|(_, (e, seq))| (e, *seq))
+                        .unzip();
+                    feed.send(place.stored(events, &seqs), reserved).await;
+                }
+                None => {
+                    feed.give_up(format!(
+                        "{file}: a batch went the ON CONFLICT way (events already in the log, or refused)"
+                    ))
+                    .await
+                }
+            }
+        }
     }
+}
+
+/// What [`write_batch`] did.
+struct Written {
+    appended: super::Appended,
+    /// Rejections quarantined.
+    rejected: u64,
+    /// Stored by `COPY`: every event but these (positions in the batch, ascending,
+    /// already in the log); `None` when the batch went the `ON CONFLICT` way, which
+    /// does not say which ones it stored.
+    skipped: Option<Vec<usize>>,
 }
 
 /// Write a batch at its place in the log (`seqs`, in `tx`) and commit: the fast
@@ -502,7 +562,7 @@ async fn write_batch(
     check: bool,
     file: &str,
     digest: &[u8; 32],
-) -> Result<(super::Appended, u64), tokio_postgres::Error> {
+) -> Result<Written, tokio_postgres::Error> {
     let logged = match check {
         true => super::logged(&tx, &batch.events).await?,
         false => Vec::new(),
@@ -523,11 +583,14 @@ async fn write_batch(
             tx.batch_execute("RELEASE SAVEPOINT dvault_copy").await?;
             let rejected = store_rejections(&tx, &batch.rejects, file, digest).await?;
             tx.commit().await?;
-            let appended = super::Appended {
-                inserted: n,
-                duplicates: logged.len() as u64,
-            };
-            return Ok((appended, rejected));
+            return Ok(Written {
+                appended: super::Appended {
+                    inserted: n,
+                    duplicates: logged.len() as u64,
+                },
+                rejected,
+                skipped: Some(logged),
+            });
         }
         Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) || is_data_error(&e) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT dvault_copy; RELEASE SAVEPOINT dvault_copy")
@@ -552,7 +615,11 @@ async fn write_batch(
     }
     let rejected = store_rejections(&tx, &rejects, file, digest).await?;
     tx.commit().await?;
-    Ok((appended, rejected))
+    Ok(Written {
+        appended,
+        rejected,
+        skipped: None,
+    })
 }
 
 /// Quarantine rejected input; a line already quarantined from the same input is

@@ -167,8 +167,7 @@ pub fn check_file(path: &Path, opts: &IngestOptions, m: &Mappings) -> Result<Pre
         Format::Csv => {
             let spec = RowSpec {
                 event_type: opts
-                    .event_type
-                    .clone()
+                    .event_type_of(path)
                     .ok_or("a CSV file needs --type EVENT_TYPE (what each row is)")?,
                 source: opts
                     .source

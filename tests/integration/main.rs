@@ -25,6 +25,7 @@ mod loader;
 mod loader_robustness;
 mod logs;
 mod metrics;
+mod one_pass;
 mod oracle;
 mod poison_ingest;
 mod poison_load;
