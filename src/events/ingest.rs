@@ -515,7 +515,7 @@ async fn write_stream(
         counts.duplicates += appended.duplicates;
         counts.rejected += rejected;
         progress.set_position(progress.position().max(batch.position));
-        if let Some(feed) = feed {
+        if let Some(feed) = feed.filter(|f| !f.given_up()) {
             match skipped {
                 Some(skipped) => {
                     let mut skip = skipped.into_iter().peekable();
