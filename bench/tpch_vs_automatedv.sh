@@ -13,8 +13,7 @@
 #               the exported day-2 files into empty tables (timed here, after the harness
 #               run: the harness builds its day-2 batch with SQL and does not land files)
 #               + the incremental `dbt run`.
-#   dvault      day 1 = `dvault ingest --load` of the six files in one pass (ONE_PASS=0:
-#               `dvault ingest` of each file, then `dvault load`); day 2 = the same
+#   dvault      day 1 = `dvault ingest` of the six files + `dvault load`; day 2 = the same
 #               with the day-2 files, in a fresh database dvault_tpch_bench.
 # The day-2 delta is the peer's own batch (raw_day2.*: full customer and part snapshots,
 # order and line item deltas, see the harness README), exported as CSV with tpchgen-cli's
@@ -194,39 +193,20 @@ load() { # day
         || { cat "$log"; die "dvault load ($1) failed"; }
 }
 
-# day 1 in one pass (`dvault ingest --load`: the load runs beside the ingest, fed by
-# it), or with ONE_PASS=0 as two commands, `dvault ingest` of each file then `dvault load`
-one_pass_figures() { # per-file figures from the one-pass log
-    local log="$LOGS/day1.load" t line
-    for t in $FILES; do
-        line=$(grep -F "/$t.csv: ingested" "$log" | head -1)
-        [ -n "$line" ] || { cat "$log"; die "no ingest line for $t.csv"; }
-        I_S[day1.$t]=$(grep -oP ' in \K[0-9.]+(?= s)' <<<"$line"); I_ROWS[day1.$t]=$(rows "$DATA/$t.csv")
-        I_NEW[day1.$t]=$(grep -oP 'ingested \K[0-9,]+' <<<"$line" | tr -d ,); I_RSS[day1.$t]=$(rss_mb "$log.time")
-    done
-}
 t0=$(now)
-if [ "${ONE_PASS:-1}" = 1 ]; then
-    /usr/bin/time -v -o "$LOGS/day1.load.time" "$DVAULT" ingest --load $(for t in $FILES; do printf '%s ' "$DATA/$t.csv"; done) \
-        --type 'tpch_{name}' --source tpch --batch-size 50000 > "$LOGS/day1.load" 2>&1 \
-        || { cat "$LOGS/day1.load"; die "dvault ingest --load failed"; }
-    grep -q "loaded in one pass" "$LOGS/day1.load" || { cat "$LOGS/day1.load"; die "the one pass was not taken"; }
-    t1=$(now); t2=$t1
-else
-    for t in $FILES; do ingest day1 "$DATA" "$t"; done
-    t1=$(now)
-    wait_for_horizon
-    t1=$(now)
-    load day1
-    t2=$(now)
-fi
+for t in $FILES; do ingest day1 "$DATA" "$t"; done
+t1=$(now)
+wait_for_horizon
+t1=$(now)
+load day1
+t2=$(now)
 for t in $PEER_TABLES; do ingest day2 "$D2" "$t"; done
 t3=$(now)
 wait_for_horizon
 t3=$(now)
 load day2
 t4=$(now)
-if [ "${ONE_PASS:-1}" = 1 ]; then one_pass_figures; else for t in $FILES; do ingest_figures day1 "$DATA" "$t"; done; fi
+for t in $FILES; do ingest_figures day1 "$DATA" "$t"; done
 for t in $PEER_TABLES; do ingest_figures day2 "$D2" "$t"; done
 d_ing1=$(secs "$t0" "$t1"); d_load1=$(secs "$t1" "$t2"); d_ing2=$(secs "$t2" "$t3"); d_load2=$(secs "$t3" "$t4")
 d_ev1=$(num 'loaded \K[0-9,]+' "$LOGS/day1.load"); d_ev2=$(num 'loaded \K[0-9,]+' "$LOGS/day2.load")
@@ -264,14 +244,6 @@ p_raw1=$(add "$p_copy" "$p_analyze"); p_day1=$(add "$p_raw1" "$p_dbt1"); p_day2=
 d_day1=$(add "$d_ing1" "$d_load1"); d_day2=$(add "$d_ing2" "$d_load2")
 ing_rss=0; for k in "${!I_RSS[@]}"; do [ "${I_RSS[$k]}" -gt "$ing_rss" ] && ing_rss=${I_RSS[$k]}; done
 
-copy_cell="$p_raw1 s (\`\\copy\` $p_copy + VACUUM ANALYZE $p_analyze)"
-if [ "${ONE_PASS:-1}" = 1 ]; then
-    row_ing="| day 1: raw files into the database | $copy_cell | (one pass with the load, next line) | |"
-    row_load="| day 1: into the vault | $p_dbt1 s (\`dbt run\`) | $d_day1 s (\`dvault ingest --load\`) | $(r "$d_day1" "$p_day1") |"
-else
-    row_ing="| day 1: raw files into the database | $copy_cell | $d_ing1 s (\`dvault ingest\`) | $(r "$d_ing1" "$p_raw1") |"
-    row_load="| day 1: into the vault | $p_dbt1 s (\`dbt run\`) | $d_load1 s (\`dvault load\`) | $(r "$d_load1" "$p_dbt1") |"
-fi
 cat <<TABLE
 
 TPC-H SF$SF, $(date -u +%Y-%m-%d), $(nproc) cores, PostgreSQL $(psql -X -At "$ADMIN" -c 'SHOW server_version') (shared_buffers $(psql -X -At "$ADMIN" -c 'SHOW shared_buffers'), max_wal_size $(psql -X -At "$ADMIN" -c 'SHOW max_wal_size')), dvault $(git -C "$REPO" rev-parse --short HEAD), AutomateDV $(awk '/^version:/ {print $2}' "$AUTOMATE_DV_PATH/dbt_project.yml") on dbt $("$DBT" --version 2>/dev/null | awk '/installed:/ {print $3; exit}')
@@ -279,8 +251,8 @@ day 1: $day1_rows rows in six files (AutomateDV loads four of them: no supplier,
 
 | SF$SF | AutomateDV | dvault | dvault / AutomateDV |
 | --- | ---: | ---: | ---: |
-$row_ing
-$row_load
+| day 1: raw files into the database | $p_raw1 s (\`\\copy\` $p_copy + VACUUM ANALYZE $p_analyze) | $d_ing1 s (\`dvault ingest\`) | $(r "$d_ing1" "$p_raw1") |
+| day 1: into the vault | $p_dbt1 s (\`dbt run\`) | $d_load1 s (\`dvault load\`) | $(r "$d_load1" "$p_dbt1") |
 | **day 1, CSV files to loaded vault** | **$p_day1 s** | **$d_day1 s** | **$(r "$d_day1" "$p_day1")** |
 | day 2: raw files into the database | $p_land2 s (\`\\copy\` + ANALYZE) | $d_ing2 s | $(r "$d_ing2" "$p_land2") |
 | day 2: into the vault | $p_dbt2 s (\`dbt run\`) | $d_load2 s | $(r "$d_load2" "$p_dbt2") |
@@ -294,12 +266,8 @@ TABLE
 for t in $FILES; do
     printf '| day 1 ingest %s | %s | %s | %s | %s | %s |\n' "$t" "$(n "${I_ROWS[day1.$t]}")" "$(n "${I_NEW[day1.$t]}")" "${I_S[day1.$t]}" "$(rate "${I_ROWS[day1.$t]}" "${I_S[day1.$t]}")" "${I_RSS[day1.$t]}"
 done
-if [ "${ONE_PASS:-1}" = 1 ]; then
-    printf '| **day 1 ingest and load, one pass** | %s | %s events loaded | %s | **%s** | %s |\n' "$(n "$day1_rows")" "$(n "$d_ev1")" "$d_day1" "$(rate "$day1_rows" "$d_day1")" "$(rss_mb "$LOGS/day1.load.time")"
-else
-    printf '| **day 1 ingest, all files** | %s | | %s | **%s** | %s |\n' "$(n "$day1_rows")" "$d_ing1" "$(rate "$day1_rows" "$d_ing1")" "$ing_rss"
-    printf '| **day 1 load** | %s events | | %s | **%s events/s** | %s |\n' "$(n "$d_ev1")" "$d_load1" "$(rate "$d_ev1" "$d_load1")" "$(rss_mb "$LOGS/day1.load.time")"
-fi
+printf '| **day 1 ingest, all files** | %s | | %s | **%s** | %s |\n' "$(n "$day1_rows")" "$d_ing1" "$(rate "$day1_rows" "$d_ing1")" "$ing_rss"
+printf '| **day 1 load** | %s events | | %s | **%s events/s** | %s |\n' "$(n "$d_ev1")" "$d_load1" "$(rate "$d_ev1" "$d_load1")" "$(rss_mb "$LOGS/day1.load.time")"
 for t in $PEER_TABLES; do
     printf '| day 2 ingest %s | %s | %s (%s already in the log) | %s | %s | %s |\n' "$t" "$(n "${I_ROWS[day2.$t]}")" "$(n "${I_NEW[day2.$t]}")" "$(n "${I_DUP[day2.$t]}")" "${I_S[day2.$t]}" "$(rate "${I_ROWS[day2.$t]}" "${I_S[day2.$t]}")" "${I_RSS[day2.$t]}"
 done

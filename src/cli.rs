@@ -14,11 +14,9 @@ use crate::daemon::{self, DaemonExit, DaemonOptions};
 use crate::db::{self, Target};
 use crate::events;
 use crate::events::csv_rows::parse_time;
-use crate::events::feed::Feed;
 use crate::events::ingest::{self, Format, IngestOptions};
 use crate::events::limits::TimeRange;
 use crate::generate;
-use crate::load::one_pass::OnePass;
 use crate::load::{self, Loader};
 use crate::logging::{notice, warning};
 use crate::mapping::{Mappings, registry};
@@ -155,7 +153,8 @@ pub struct IngestArgs {
     /// Format, when the file name does not tell.
     #[arg(long, env = "DVAULT_INGEST_FORMAT", value_enum)]
     pub format: Option<Format>,
-    /// CSV: the event type of every row, e.g. customer_registered.
+    /// CSV: the event type of every row, e.g. customer_registered; `{name}` stands
+    /// for the file's name without extension (`erp_{name}`: one call, many tables).
     #[arg(long = "type", env = "DVAULT_INGEST_TYPE", value_name = "EVENT_TYPE")]
     pub event_type: Option<String>,
     /// CSV: the record source of every row, e.g. crm.
@@ -183,14 +182,6 @@ pub struct IngestArgs {
     /// Never take the bulk path: batch by batch, each batch its own transaction.
     #[arg(long = "no-bulk", env = "DVAULT_INGEST_NO_BULK", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_bulk: bool,
-    /// Load the vault too, as `dvault load` would. Into an empty vault with nothing
-    /// waiting in the log, in one pass: each batch stored in the log is written into
-    /// the vault while the ingest goes on, without reading it back (docs/operations.md).
-    #[arg(long, env = "DVAULT_INGEST_LOAD", value_parser = clap::builder::FalseyValueParser::new())]
-    pub load: bool,
-    /// With --load: user mapping files, as for `dvault load`.
-    #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
-    pub mappings: Option<PathBuf>,
     #[command(flatten)]
     pub time_range: TimeRangeArgs,
     /// Store nothing: tell what the model registered in the database would do with
@@ -1005,7 +996,6 @@ impl IngestArgs {
             progress: !self.check,
             time_range,
             bulk_min_rows: (!self.no_bulk && !self.check).then_some(self.bulk_min_rows),
-            feed: None,
         })
     }
 }
@@ -1014,42 +1004,16 @@ async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
     if args.check {
         return ingest_check(config, args).await;
     }
-    if args.load {
-        return ingest_and_load(config, args).await;
-    }
     let opts = args.options()?;
     let target = Target::resolve(config).await?;
-    let mut clients = ingest_clients(&target, &args).await?;
-    Ok(match ingest_files(&mut clients, &args.files, opts).await? {
-        true => ExitCode::SUCCESS,
-        false => ExitCode::FAILURE,
-    })
-}
-
-/// The connections `dvault ingest` writes with (`--streams`).
-async fn ingest_clients(
-    target: &Target,
-    args: &IngestArgs,
-) -> Result<Vec<tokio_postgres::Client>, Box<dyn std::error::Error + Send + Sync>> {
-    let mut clients = vec![db::connect_migrated(target).await?];
+    let mut clients = vec![db::connect_migrated(&target).await?];
     for _ in 1..args.streams {
         clients.push(db::connect(&target.url).await?);
     }
-    Ok(clients)
-}
-
-/// Ingest `files` one after the other, each file's outcome printed; a file that
-/// fails does not stop the others. Whether all went in. A feed in `opts` is given
-/// up at the first failure, and dropped at the end (which ends the feed).
-async fn ingest_files(
-    clients: &mut [tokio_postgres::Client],
-    files: &[PathBuf],
-    opts: IngestOptions,
-) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
     let mut failed = false;
     let (mut inserted, mut rejected) = (0, 0);
-    for file in files {
-        match ingest::ingest_file_streams(clients, file, &opts).await {
+    for file in &args.files {
+        match ingest::ingest_file_streams(&mut clients, file, &opts).await {
             Ok(summary) => {
                 inserted += summary.inserted;
                 rejected += summary.rejected;
@@ -1058,87 +1022,21 @@ async fn ingest_files(
             Err(e) => {
                 failed = true;
                 eprintln!("error: {e}");
-                if let Some(feed) = &opts.feed {
-                    feed.give_up(format!("{e}")).await;
-                }
             }
         }
     }
-    if files.len() > 1 {
+    if args.files.len() > 1 {
         outln!(
             "total: {} events ingested, {} rejected",
             ingest::thousands(inserted),
             ingest::thousands(rejected)
         )?;
     }
-    Ok(!failed)
-}
-
-/// `dvault ingest --load`: ingest, then load what waits, as `dvault load` does.
-/// Into an empty vault, in one pass ([`load::one_pass`]): the load runs beside the
-/// ingest, fed with what it stores; should the pass give up, what it did is rolled
-/// back and the load reads the log instead.
-async fn ingest_and_load(config: &Config, args: IngestArgs) -> CliResult {
-    let mut opts = args.options()?;
-    let target = Target::resolve(config).await?;
-    let mut clients = ingest_clients(&target, &args).await?;
-    let mut client = db::connect(&target.url).await?;
-    let mappings = active_model(&mut client, args.mappings.as_deref()).await?;
-    let mut loader = Loader::new(&client, mappings)
-        .await?
-        .with_read_ahead(&target.url);
-    loader.bulk_min_events = (!args.no_bulk).then_some(load::bulk::MIN_EVENTS);
-    Loader::lock(&client, true).await?;
-    let run = runs::start(&client, Trigger::Manual, false).await?;
-    let (ingested, first) = match loader.one_pass_plan(&mut client).await? {
-        Some(plan) => {
-            let (feed, rx) = Feed::channel(1);
-            opts.feed = Some(feed);
-            // its own task, so that the load and the ingest work on both cores
-            let pass = tokio::spawn({
-                let loader = loader.clone();
-                async move {
-                    let loaded = loader.run_one_pass(&mut client, rx, plan).await;
-                    (client, loaded)
-                }
-            });
-            let ingested = ingest_files(&mut clients, &args.files, opts).await;
-            let (back, loaded) = pass.await?;
-            client = back;
-            let first = match loaded {
-                Ok(OnePass::Loaded(s)) => {
-                    notice(&format!(
-                        "{} events loaded in one pass with the ingest",
-                        ingest::thousands(s.events)
-                    ))?;
-                    Ok(Some(s))
-                }
-                Ok(OnePass::GaveUp(why)) => {
-                    warning(&format!("one pass given up ({why}): loading from the log"));
-                    Ok(None)
-                }
-                Err(e) => Err(e),
-            };
-            (ingested?, first)
-        }
-        None => (
-            ingest_files(&mut clients, &args.files, opts).await?,
-            Ok(None),
-        ),
-    };
-    let progress = daemon::progress::for_load(&client, &target.url, false).await;
-    // what waits in the log: everything when the pass gave up (or none was taken)
-    let summary = match first {
-        Ok(first) => loader.run(&mut client).await.map(|mut rest| {
-            if let Some(first) = first {
-                add_summary(&mut rest, first);
-            }
-            rest
-        }),
-        Err(e) => Err(e),
-    };
-    let code = conclude_load(&mut client, &loader, run, progress, summary).await?;
-    Ok(if ingested { code } else { ExitCode::FAILURE })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `dvault stream`: consume until SIGTERM/SIGINT (or, with --exit-at-end, the end).
@@ -1202,52 +1100,40 @@ async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
     Loader::lock(&client, !args.no_wait).await?;
     let run = runs::start(&client, Trigger::Manual, rebuild).await?;
     let progress = daemon::progress::for_load(&client, &target.url, rebuild).await;
-    let summary = if rebuild {
+    let mut summary = if rebuild {
         load::rebuild(&mut client, &loader).await
     } else {
         loader.run(&mut client).await
     };
-    conclude_load(&mut client, &loader, run, progress, summary).await
-}
-
-/// The end of a manual load: load what a short transaction held back, ANALYZE
-/// what grew, record the run, unlock, and say what happened.
-async fn conclude_load(
-    client: &mut tokio_postgres::Client,
-    loader: &Loader,
-    run: runs::RunId,
-    progress: daemon::progress::LoadProgress,
-    mut summary: Result<load::LoadSummary, load::LoadError>,
-) -> CliResult {
     // committed events behind an open transaction of this database: give a short
     // one (an append in flight) a moment, then say what the rest waits for
     let mut waiting = None;
     let deadline = Instant::now() + WAIT_FOR_BLOCKER;
     while let Ok(total) = &mut summary {
-        waiting = events::horizon::waiting(&*client, load::CONSUMER).await?;
+        waiting = events::horizon::waiting(&client, load::CONSUMER).await?;
         if waiting.is_none() || Instant::now() >= deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        match loader.run(client).await {
+        match loader.run(&mut client).await {
             Ok(more) => add_summary(total, more),
             Err(e) => summary = Err(e),
         }
     }
     progress.finish();
     let analyzed = match &summary {
-        Ok(s) => load::analyze_grown(&*client, loader.mappings(), s)
+        Ok(s) => load::analyze_grown(&client, loader.mappings(), s)
             .await
             .map(|_| ()),
         Err(_) => Ok(()),
     };
     let recorded = runs::finish(
-        &*client,
+        &client,
         run,
         &runs::Outcome::of_load(&summary, waiting.as_ref()),
     )
     .await;
-    Loader::unlock(&*client).await?;
+    Loader::unlock(&client).await?;
     out!("{}", summary?)?;
     recorded?;
     analyzed?;

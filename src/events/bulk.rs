@@ -35,9 +35,8 @@ use tokio_postgres::error::SqlState;
 
 use crate::db::indexes;
 
-use super::feed::Feed;
 use super::ingest::{Batch, Counts, Parsed, StreamError, store_rejections};
-use super::{NewEvent, copy_in_at, is_data_error};
+use super::{NewEvent, copy_in, is_data_error};
 
 /// Rows a file needs, at least, to take the bulk path: below it, building the log's
 /// indexes again costs more than it saves.
@@ -112,34 +111,18 @@ fn key(source: &str, id: &str) -> u128 {
     u128::from_le_bytes(bytes)
 }
 
-/// The file a bulk ingest reads.
-pub(super) struct Input<'a> {
-    /// Its name, for quarantined rows.
-    pub file: &'a str,
-    /// The digest of its content and options ([`super::ingest`]).
-    pub digest: &'a [u8; 32],
-    /// The one record source of every event (a CSV file), `None` when events name
-    /// their own (NDJSON).
-    pub source: Option<&'a str>,
-    /// Its rows, about.
-    pub rows: u64,
-}
-
-/// Ingest the batches of `rx`, read from `input`, in one transaction without the
-/// log's indexes; what is stored is also handed to `feed`.
+/// Ingest the batches of `rx` in one transaction without the log's indexes. `source`
+/// is the one record source of every event (a CSV file), `None` when events name
+/// their own (NDJSON); `rows` the file's rows, about.
 pub(super) async fn ingest(
     client: &mut Client,
     rx: &mut mpsc::Receiver<Parsed>,
-    input: Input<'_>,
+    source: Option<&str>,
+    rows: u64,
+    file: &str,
+    digest: &[u8; 32],
     progress: &indicatif::ProgressBar,
-    feed: Option<&Feed>,
 ) -> Result<Outcome, StreamError> {
-    let Input {
-        file,
-        digest,
-        source,
-        rows,
-    } = input;
     let tx = client.transaction().await?;
     tx.batch_execute(&format!(
         "LOCK TABLE event_log.events IN ACCESS EXCLUSIVE MODE;
@@ -194,12 +177,7 @@ pub(super) async fn ingest(
                 counts.duplicates += 1;
             }
         }
-        // handed over: at places taken from the log's sequence, so they are known
-        let place = match feed {
-            Some(_) => Some(super::reserve(&tx, fresh.len()).await?),
-            None => None,
-        };
-        match copy_in_at(&tx, &fresh, place.as_ref().map(|p| p.seqs.as_slice())).await {
+        match copy_in(&tx, &fresh).await {
             Ok(n) => counts.inserted += n,
             Err(e) if is_data_error(&e) => {
                 return Ok(Outcome::Fallback(format!(
@@ -211,11 +189,6 @@ pub(super) async fn ingest(
         }
         counts.rejected += store_rejections(&tx, &rejects, file, digest).await?;
         progress.set_position(progress.position().max(position));
-        if let (Some(feed), Some(place)) = (feed, place) {
-            let reserved = place.seqs.len() as u64;
-            feed.send(place.stored(fresh.drain(..), &place.seqs), reserved)
-                .await;
-        }
     }
     drop((keys, logged));
 

@@ -20,7 +20,6 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::csv_records::{Record, Records};
 use super::csv_rows::{Header, RowSpec};
-use super::feed::Feed;
 use super::limits::TimeRange;
 use super::{NewEvent, append_salvaging_at, cloudevents, copy_in_at, is_data_error};
 
@@ -65,8 +64,6 @@ pub struct IngestOptions {
     /// A file of at least this many rows, and at least as many as the log holds,
     /// takes the bulk path ([`super::bulk`]); `None` never (`--no-bulk`).
     pub bulk_min_rows: Option<u64>,
-    /// Hand what is stored to a load running beside the ingest ([`super::feed`]).
-    pub feed: Option<Feed>,
 }
 
 impl IngestOptions {
@@ -92,7 +89,6 @@ impl Default for IngestOptions {
             progress: false,
             time_range: TimeRange::default(),
             bulk_min_rows: Some(super::bulk::MIN_ROWS),
-            feed: None,
         }
     }
 }
@@ -226,7 +222,7 @@ pub async fn ingest_file(
 /// batches of the file are written concurrently, one transaction each, while the
 /// PostgreSQL side of an append (a single backend's work per connection) takes
 /// more than one core. The log still holds the file in file order: each batch
-/// takes its place in the log ([`super::reserve`]: transaction id and `seq`s)
+/// takes its place in the log ([`super::reserve_seqs`]: transaction id and `seq`s)
 /// in turn, before it is written.
 pub async fn ingest_file_streams(
     clients: &mut [Client],
@@ -313,7 +309,6 @@ pub async fn ingest_file_streams(
         path: path.to_path_buf(),
         ..IngestSummary::default()
     };
-    let feed = opts.feed.as_ref().filter(|f| !f.given_up());
     let bulk = match opts.bulk_min_rows {
         Some(min) => {
             let log_rows = super::bulk::log_rows(client).await.map_err(db_err)?;
@@ -324,13 +319,16 @@ pub async fn ingest_file_streams(
     if bulk {
         let (mut rx, reader) = start_reader(path, &spec, opts)?;
         let source = spec.as_ref().map(|s| s.source.as_str());
-        let input = super::bulk::Input {
-            file: &display_path,
-            digest: &digest,
+        let outcome = super::bulk::ingest(
+            client,
+            &mut rx,
             source,
-            rows: lines,
-        };
-        let outcome = super::bulk::ingest(client, &mut rx, input, &progress, feed).await;
+            lines,
+            &display_path,
+            &digest,
+            &progress,
+        )
+        .await;
         drop(rx);
         reader.await.map_err(|e| file_err(e.to_string()))?;
         match outcome {
@@ -342,9 +340,6 @@ pub async fn ingest_file_streams(
             }
             Ok(super::bulk::Outcome::Fallback(why)) => {
                 tracing::warn!(file = %display_path, "{why}: ingesting the file batch by batch");
-                if let Some(feed) = feed {
-                    feed.give_up(format!("{display_path}: {why}")).await;
-                }
                 progress.set_position(0);
             }
             Err(StreamError::Fatal(e)) => return Err(e),
@@ -354,14 +349,9 @@ pub async fn ingest_file_streams(
     if !summary.bulk {
         let (rx, reader) = start_reader(path, &spec, opts)?;
         let queue = tokio::sync::Mutex::new(rx);
-        // what is handed over goes in log order: one stream, batches one by one
-        let streams = match feed {
-            Some(_) => &mut clients[..1],
-            None => &mut clients[..],
-        };
-        let streams = streams
+        let streams = clients
             .iter_mut()
-            .map(|client| write_stream(client, &queue, &display_path, &digest, &progress, feed));
+            .map(|client| write_stream(client, &queue, &display_path, &digest, &progress));
         let counts = futures_util::future::try_join_all(streams)
             .await
             .map_err(|e| match e {
@@ -464,7 +454,6 @@ async fn write_stream(
     file: &str,
     digest: &[u8; 32],
     progress: &indicatif::ProgressBar,
-    feed: Option<&Feed>,
 ) -> Result<Counts, StreamError> {
     let mut counts = Counts::default();
     // Look for events already in the log before the first batch, and after every
@@ -481,11 +470,10 @@ async fn write_stream(
         };
         let mut attempt = 1;
         let mut tx = client.transaction().await?;
-        let mut place = super::reserve(&tx, batch.events.len()).await?;
-        let mut reserved = place.seqs.len() as u64;
+        let mut seqs = super::reserve_seqs(&tx, batch.events.len()).await?;
         drop(next);
-        let written = loop {
-            match write_batch(tx, &batch, &place.seqs, check, file, digest).await {
+        let (appended, rejected) = loop {
+            match write_batch(tx, &batch, &seqs, check, file, digest).await {
                 Err(e) if super::is_deadlock(&e) && attempt < super::APPEND_ATTEMPTS => {
                     // PostgreSQL cancelled this transaction to break a deadlock with
                     // another writer of the same new events: a new place, after the
@@ -499,54 +487,17 @@ async fn write_stream(
                     tokio::time::sleep(super::deadlock_pause(attempt)).await;
                     attempt += 1;
                     tx = client.transaction().await?;
-                    place = super::reserve(&tx, batch.events.len()).await?;
-                    reserved += place.seqs.len() as u64;
+                    seqs = super::reserve_seqs(&tx, batch.events.len()).await?;
                 }
                 done => break done?,
             }
         };
-        let Written {
-            appended,
-            rejected,
-            skipped,
-        } = written;
         check = appended.duplicates > 0;
         counts.inserted += appended.inserted;
         counts.duplicates += appended.duplicates;
         counts.rejected += rejected;
         progress.set_position(progress.position().max(batch.position));
-        if let Some(feed) = feed.filter(|f| !f.given_up()) {
-            match skipped {
-                Some(skipped) => {
-                    let mut skip = skipped.into_iter().peekable();
-                    let (events, seqs): (Vec<_>, Vec<_>) = (batch.events.into_iter())
-                        .zip(&place.seqs)
-                        .enumerate()
-                        .filter(|(i, _)| skip.next_if_eq(i).is_none())
-                        .map(|(_, (e, seq))| (e, *seq))
-                        .unzip();
-                    feed.send(place.stored(events, &seqs), reserved).await;
-                }
-                None => {
-                    feed.give_up(format!(
-                        "{file}: a batch went the ON CONFLICT way (events already in the log, or refused)"
-                    ))
-                    .await
-                }
-            }
-        }
     }
-}
-
-/// What [`write_batch`] did.
-struct Written {
-    appended: super::Appended,
-    /// Rejections quarantined.
-    rejected: u64,
-    /// Stored by `COPY`: every event but these (positions in the batch, ascending,
-    /// already in the log); `None` when the batch went the `ON CONFLICT` way, which
-    /// does not say which ones it stored.
-    skipped: Option<Vec<usize>>,
 }
 
 /// Write a batch at its place in the log (`seqs`, in `tx`) and commit: the fast
@@ -562,7 +513,7 @@ async fn write_batch(
     check: bool,
     file: &str,
     digest: &[u8; 32],
-) -> Result<Written, tokio_postgres::Error> {
+) -> Result<(super::Appended, u64), tokio_postgres::Error> {
     let logged = match check {
         true => super::logged(&tx, &batch.events).await?,
         false => Vec::new(),
@@ -583,14 +534,11 @@ async fn write_batch(
             tx.batch_execute("RELEASE SAVEPOINT dvault_copy").await?;
             let rejected = store_rejections(&tx, &batch.rejects, file, digest).await?;
             tx.commit().await?;
-            return Ok(Written {
-                appended: super::Appended {
-                    inserted: n,
-                    duplicates: logged.len() as u64,
-                },
-                rejected,
-                skipped: Some(logged),
-            });
+            let appended = super::Appended {
+                inserted: n,
+                duplicates: logged.len() as u64,
+            };
+            return Ok((appended, rejected));
         }
         Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) || is_data_error(&e) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT dvault_copy; RELEASE SAVEPOINT dvault_copy")
@@ -615,11 +563,7 @@ async fn write_batch(
     }
     let rejected = store_rejections(&tx, &rejects, file, digest).await?;
     tx.commit().await?;
-    Ok(Written {
-        appended,
-        rejected,
-        skipped: None,
-    })
+    Ok((appended, rejected))
 }
 
 /// Quarantine rejected input; a line already quarantined from the same input is
@@ -890,6 +834,32 @@ pub fn read_ndjson(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_type_may_name_each_file() {
+        let opts = IngestOptions {
+            event_type: Some("tpch_{name}".into()),
+            ..IngestOptions::default()
+        };
+        let of = |p: &str| opts.event_type_of(Path::new(p));
+        assert_eq!(of("data/orders.csv").as_deref(), Some("tpch_orders"));
+        assert_eq!(
+            of("lineitem.2024.csv").as_deref(),
+            Some("tpch_lineitem.2024")
+        );
+        let plain = IngestOptions {
+            event_type: Some("customer_registered".into()),
+            ..IngestOptions::default()
+        };
+        assert_eq!(
+            plain.event_type_of(Path::new("x.csv")).as_deref(),
+            Some("customer_registered")
+        );
+        assert_eq!(
+            IngestOptions::default().event_type_of(Path::new("x.csv")),
+            None
+        );
+    }
 
     #[test]
     fn thousands_separators() {

@@ -5,7 +5,6 @@ pub mod bulk;
 pub mod cloudevents;
 pub mod csv_records;
 pub mod csv_rows;
-pub mod feed;
 #[cfg(test)]
 mod fuzz;
 pub mod horizon;
@@ -13,7 +12,7 @@ pub mod ingest;
 pub mod limits;
 mod sql_types;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use futures_util::pin_mut;
 use sha2::{Digest, Sha256};
 use tokio_postgres::GenericClient;
@@ -118,7 +117,7 @@ const INSERT_UNNEST: &str = "
            AS t(id, ty, src, ts, body)
     ON CONFLICT (record_source, event_id) DO NOTHING";
 
-/// [`INSERT_UNNEST`] with the `seq` of each event given ([`reserve`]).
+/// [`INSERT_UNNEST`] with the `seq` of each event given ([`reserve_seqs`]).
 const INSERT_UNNEST_AT: &str = "
     INSERT INTO event_log.events (seq, event_id, event_type, record_source, occurred_at, payload)
     OVERRIDING SYSTEM VALUE
@@ -136,7 +135,7 @@ pub async fn append(
     append_at(client, events, None).await
 }
 
-/// [`append`], each event at its `seq` when `seqs` are given ([`reserve`]).
+/// [`append`], each event at its `seq` when `seqs` are given ([`reserve_seqs`]).
 pub async fn append_at(
     client: &impl GenericClient,
     events: &[NewEvent],
@@ -197,87 +196,25 @@ pub async fn logged(
         .collect()
 }
 
-/// A transaction's place in the log: what its events' rows will hold besides what
-/// the producer sent.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Place {
-    /// The transaction's id (`xid`).
-    pub xid: Xid8,
-    /// Its start (`recorded_at`, the column's default `now()`).
-    pub at: DateTime<Utc>,
-    /// One increasing `seq` for each event.
-    pub seqs: Vec<i64>,
-}
-
-impl Place {
-    /// The rows that `events`, stored at `seqs` (theirs, in order) by this
-    /// transaction, are in the log: what a reader of the log would read back.
-    pub fn stored(
-        &self,
-        events: impl IntoIterator<Item = NewEvent>,
-        seqs: &[i64],
-    ) -> Vec<StoredEvent> {
-        events
-            .into_iter()
-            .zip(seqs)
-            .map(|(e, &seq)| StoredEvent {
-                seq,
-                xid: self.xid,
-                event_id: e.event_id,
-                event_type: e.event_type,
-                source: e.source,
-                // `timestamptz` keeps microseconds: the driver drops the rest
-                occurred_at: e.occurred_at.trunc_subsecs(6),
-                recorded_at: self.at,
-                payload: e.payload,
-            })
-            .collect()
-    }
-}
-
 /// Take this transaction's place in the log for `n` events: its transaction id
-/// (assigned first, before the `seq`s), its start and `n` increasing `seq` values.
-/// Readers consume in `(xid, seq)` order, so batches whose places are reserved one
-/// after the other are read in that order however their writes overlap: several
-/// connections can append one file and the log still holds it in file order.
-pub async fn reserve(
+/// (assigned now) and `n` increasing `seq` values. Readers consume in `(xid, seq)`
+/// order, so batches whose places are reserved one after the other are read in that
+/// order however their writes overlap: several connections can append one file and
+/// the log still holds it in file order.
+pub async fn reserve_seqs(
     tx: &tokio_postgres::Transaction<'_>,
     n: usize,
-) -> Result<Place, tokio_postgres::Error> {
-    let head = tx
-        .query_one("SELECT pg_current_xact_id(), now()", &[])
-        .await?;
+) -> Result<Vec<i64>, tokio_postgres::Error> {
     let rows = tx
         .query(
-            "SELECT nextval(pg_get_serial_sequence('event_log.events', 'seq'))
-               FROM generate_series(1, $1::bigint)",
+            "SELECT pg_current_xact_id()::text, s
+               FROM (SELECT nextval(pg_get_serial_sequence('event_log.events', 'seq')) AS s
+                       FROM generate_series(1, $1::bigint)) n
+              ORDER BY s",
             &[&(n as i64)],
         )
         .await?;
-    let mut seqs = rows
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<Vec<i64>, _>>()?;
-    seqs.sort_unstable();
-    Ok(Place {
-        xid: head.try_get(0)?,
-        at: head.try_get(1)?,
-        seqs,
-    })
-}
-
-/// The last `seq` handed out (0 before the first): every writer of the log takes
-/// its `seq`s from this sequence, so a count of what it handed out between two
-/// readings counts the events written meanwhile, or tried.
-pub async fn seq_handed_out(client: &impl GenericClient) -> Result<i64, tokio_postgres::Error> {
-    client
-        .query_one(
-            "SELECT coalesce(pg_sequence_last_value(
-                        pg_get_serial_sequence('event_log.events', 'seq')::regclass), 0)",
-            &[],
-        )
-        .await?
-        .try_get(0)
+    rows.iter().map(|r| r.try_get(1)).collect()
 }
 
 /// Did the database refuse the data itself (and not the request, the connection or
@@ -427,7 +364,7 @@ pub async fn copy_in(
     copy_in_at(client, events, None).await
 }
 
-/// [`copy_in`], each event at its `seq` when `seqs` are given ([`reserve`];
+/// [`copy_in`], each event at its `seq` when `seqs` are given ([`reserve_seqs`];
 /// `COPY` writes identity values given to it).
 pub async fn copy_in_at(
     client: &tokio_postgres::Transaction<'_>,

@@ -39,7 +39,6 @@ use super::write::{self, KnownKeys};
 use super::{CONSUMER, Doing, LoadError, LoadSummary, Loader, Prepared, business};
 use crate::db::indexes;
 use crate::events;
-use crate::events::Checkpoint;
 
 /// Events waiting, at least, for a run into empty tables to take the bulk path: below
 /// it, dropping and building indexes is not worth locking the tables for the run.
@@ -177,63 +176,6 @@ async fn build_missing(tx: &impl GenericClient, t: &mut Table) -> Result<(), Loa
     Ok(())
 }
 
-/// Where the batches of a bulk run come from.
-pub(super) enum Source<'a> {
-    /// The log: read ahead on a second connection while a batch is written, or
-    /// (`None`) in the run's transaction after it.
-    Log(Option<&'a Client>),
-    /// Handed over by an ingest running beside the run ([`super::one_pass`]).
-    Fed(super::one_pass::Intake),
-}
-
-/// What a [`Source`] has next.
-pub(super) enum Next {
-    Batch(Prepared),
-    End,
-    /// The run must not commit: roll it back. Why, for the log.
-    GiveUp(String),
-}
-
-/// How a bulk run ended.
-pub(super) enum Ended {
-    Committed(LoadSummary),
-    /// `stop` said so before the source's end: what was written committed.
-    Stopped(LoadSummary),
-    /// Nothing to load after all (rolled back).
-    Nothing(LoadSummary),
-    /// Rolled back, nothing written: see [`Next::GiveUp`].
-    GaveUp(String),
-}
-
-impl Source<'_> {
-    async fn next(
-        &mut self,
-        loader: &Loader,
-        tx: &Transaction<'_>,
-        after: Checkpoint,
-    ) -> Result<Next, LoadError> {
-        let prepared = match self {
-            Source::Log(Some(reader)) => loader.prepare(*reader, after).await?,
-            Source::Log(None) => loader.prepare_in(tx, after).await?,
-            Source::Fed(intake) => return intake.next(loader, after).await,
-        };
-        Ok(prepared.map_or(Next::End, Next::Batch))
-    }
-
-    /// Before the run commits: may it? From the log, yes; see
-    /// [`super::one_pass::Intake::confirm`] for a feed.
-    async fn confirm(
-        &mut self,
-        tx: &Transaction<'_>,
-        start: Checkpoint,
-    ) -> Result<Result<(), String>, LoadError> {
-        match self {
-            Source::Log(_) => Ok(Ok(())),
-            Source::Fed(intake) => intake.confirm(tx, start).await,
-        }
-    }
-}
-
 impl Loader {
     /// The empty vault tables (vault name, qualified name) of a run that should take
     /// the bulk path, if it should: enough events wait, and, for the Customer 360
@@ -266,16 +208,6 @@ impl Loader {
         if waiting < min {
             return Ok(None);
         }
-        self.empty_tables(client).await
-    }
-
-    /// The vault tables that are empty and that the loading role owns (vault name,
-    /// qualified name), if any: what a bulk run can write without indexes.
-    pub(super) async fn empty_tables(
-        &self,
-        client: &impl GenericClient,
-    ) -> Result<Option<Vec<(String, String)>>, LoadError> {
-        let m = &self.mappings;
         let names = m
             .hubs
             .iter()
@@ -312,62 +244,42 @@ impl Loader {
     pub(super) async fn run_bulk(
         &self,
         client: &mut Client,
-        known: KnownKeys,
+        mut known: KnownKeys,
         tables: Vec<(String, String)>,
         stop: super::Stop<'_>,
     ) -> Result<(LoadSummary, bool), LoadError> {
+        let started = Instant::now();
+        let m = &self.mappings;
         let reader = match &self.read_ahead {
             Some(url) => Some(crate::db::connect(url).await.map_err(|e| {
                 LoadError::Internal(format!("opening the read-ahead connection: {e}"))
             })?),
             None => None,
         };
-        let source = Source::Log(reader.as_ref());
-        match self.bulk_run(client, known, tables, stop, source).await? {
-            Ended::Committed(summary) => Ok((summary, false)),
-            Ended::Stopped(summary) => Ok((summary, true)),
-            Ended::Nothing(summary) => Ok((summary, false)),
-            Ended::GaveUp(why) => Err(LoadError::Internal(why)),
-        }
-    }
-
-    /// The body of a bulk run, its batches from `source`.
-    pub(super) async fn bulk_run(
-        &self,
-        client: &mut Client,
-        mut known: KnownKeys,
-        tables: Vec<(String, String)>,
-        stop: super::Stop<'_>,
-        mut source: Source<'_>,
-    ) -> Result<Ended, LoadError> {
-        let started = Instant::now();
-        let m = &self.mappings;
         let tx = client.transaction().await.doing("starting the bulk run")?;
         tx.batch_execute(&format!(
             "SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'"
         ))
         .await
         .doing("setting the index build memory")?;
-        let start = events::load_checkpoint(&tx, CONSUMER)
+        let mut at = events::load_checkpoint(&tx, CONSUMER)
             .await
             .doing("reading the checkpoint")?;
-        super::lock_checkpoint(&tx, start).await?;
-        let mut at = start;
-        let mut next = match source.next(self, &tx, at).await? {
-            Next::Batch(batch) => Some(batch),
-            Next::End => None,
-            Next::GiveUp(why) => {
-                tx.rollback().await.doing("ending the bulk run")?;
-                return Ok(Ended::GaveUp(why));
-            }
+        super::lock_checkpoint(&tx, at).await?;
+        let mut next = match &reader {
+            Some(r) => self.prepare(r, at).await?,
+            None => self.prepare_in(&tx, at).await?,
         };
         if next.is_none() {
             // the events waiting are not visible yet (their writers are still open)
             tx.rollback().await.doing("ending the bulk run")?;
-            return Ok(Ended::Nothing(LoadSummary {
-                elapsed: started.elapsed(),
-                ..LoadSummary::default()
-            }));
+            return Ok((
+                LoadSummary {
+                    elapsed: started.elapsed(),
+                    ..LoadSummary::default()
+                },
+                false,
+            ));
         }
         let mut bulk = Bulk::start(&tx, &tables).await?;
         bulk.builds_business_vault = m.is_customer_360();
@@ -389,35 +301,27 @@ impl Loader {
                 stopped = true;
                 break;
             }
+            let full = batch.events == self.batch_size as u64;
             let last = batch.last;
-            // a short batch from the log was its end
-            let more = matches!(source, Source::Fed(_)) || batch.events == self.batch_size as u64;
-            let (written, following) = match (&source, more) {
-                (Source::Log(None), true) => {
+            let (written, prepared) = match (&reader, full) {
+                (Some(r), true) => tokio::join!(
+                    self.write_bulk_batch(&tx, batch, &mut known, &mut bulk),
+                    self.prepare(r, last)
+                ),
+                (None, true) => {
                     let written = self
                         .write_bulk_batch(&tx, batch, &mut known, &mut bulk)
                         .await;
-                    (written, source.next(self, &tx, last).await)
+                    (written, self.prepare_in(&tx, last).await)
                 }
-                (_, true) => tokio::join!(
-                    self.write_bulk_batch(&tx, batch, &mut known, &mut bulk),
-                    source.next(self, &tx, last)
-                ),
                 (_, false) => (
                     self.write_bulk_batch(&tx, batch, &mut known, &mut bulk)
                         .await,
-                    Ok(Next::End),
+                    Ok(None),
                 ),
             };
             total.add(&written?);
-            next = match following? {
-                Next::Batch(batch) => Some(batch),
-                Next::End => None,
-                Next::GiveUp(why) => {
-                    tx.rollback().await.doing("ending the bulk run")?;
-                    return Ok(Ended::GaveUp(why));
-                }
-            };
+            next = prepared?;
             at = last;
         }
 
@@ -430,17 +334,10 @@ impl Loader {
         if bulk.builds_business_vault {
             business::build(&tx).await?;
         }
-        if let Err(why) = source.confirm(&tx, start).await? {
-            tx.rollback().await.doing("ending the bulk run")?;
-            return Ok(Ended::GaveUp(why));
-        }
         super::finish_batch(tx, at).await?;
         total.bulk = bulk.tables();
         total.elapsed = started.elapsed();
-        Ok(match stopped {
-            true => Ended::Stopped(total),
-            false => Ended::Committed(total),
-        })
+        Ok((total, stopped))
     }
 
     /// One batch of a bulk run. An error ends the run (rolled back whole): see

@@ -10,7 +10,6 @@ pub mod bulk;
 pub mod business;
 pub mod extract;
 mod held;
-pub mod one_pass;
 pub mod payload;
 pub mod satellite;
 pub mod write;
@@ -482,25 +481,11 @@ impl Loader {
         let batch = events::read_after(client, after, self.batch_size)
             .await
             .doing("reading events")?;
-        if batch.is_empty() {
+        let Some(last) = batch.last().map(StoredEvent::position) else {
             return Ok(None);
-        }
-        tracing::debug!(ms = started.elapsed().as_millis() as u64, "batch read");
-        self.project_batch(batch, after, started).await.map(Some)
-    }
-
-    /// Project events read after `after` (at least one), in a few slices on blocking
-    /// threads, joined back in log order.
-    async fn project_batch(
-        &self,
-        batch: Vec<StoredEvent>,
-        after: Checkpoint,
-        started: Instant,
-    ) -> Result<Prepared, LoadError> {
-        let last = batch
-            .last()
-            .map(StoredEvent::position)
-            .ok_or_else(|| LoadError::Internal("projecting an empty batch".into()))?;
+        };
+        let read_ms = started.elapsed().as_millis() as u64;
+        // project in a few slices on blocking threads, joined back in log order
         let batch = Arc::new(batch);
         let slices = PROJECT_THREADS.min(batch.len().div_ceil(10_000)).max(1);
         let per = batch.len().div_ceil(slices);
@@ -526,8 +511,12 @@ impl Loader {
             rows.append(part);
             rejects.extend(part_rejects);
         }
-        tracing::debug!(ms = started.elapsed().as_millis() as u64, "batch prepared");
-        Ok(Prepared {
+        tracing::debug!(
+            read_ms,
+            ms = started.elapsed().as_millis() as u64,
+            "batch prepared"
+        );
+        Ok(Some(Prepared {
             after,
             last,
             events: rows.events,
@@ -535,7 +524,7 @@ impl Loader {
             rejects,
             log: batch,
             started,
-        })
+        }))
     }
 
     /// Write a prepared batch and move the checkpoint, in one transaction.

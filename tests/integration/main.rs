@@ -25,7 +25,6 @@ mod loader;
 mod loader_robustness;
 mod logs;
 mod metrics;
-mod one_pass;
 mod oracle;
 mod poison_ingest;
 mod poison_load;
