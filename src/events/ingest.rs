@@ -456,11 +456,11 @@ async fn write_stream(
     progress: &indicatif::ProgressBar,
 ) -> Result<Counts, StreamError> {
     let mut counts = Counts::default();
-    // Look for events already in the log before the first batch, and after every
-    // batch that met some: a re-sent snapshot then costs one probe per id instead of
-    // a failed `COPY` and an `ON CONFLICT` insert of every payload; a file of new
-    // events pays for one batch of probes.
-    let mut check = true;
+    // After a batch that met events already in the log, look for them before the
+    // next one: the rest of a re-sent snapshot then costs one probe per id instead
+    // of a failed `COPY` and an `ON CONFLICT` insert of every payload. A file of new
+    // events pays nothing (probing its first batch cost 30% more on TPC-H's deltas).
+    let mut check = false;
     loop {
         let mut next = queue.lock().await;
         let batch = match next.recv().await {

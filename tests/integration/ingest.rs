@@ -345,10 +345,11 @@ async fn a_file_written_on_several_streams_is_in_the_log_in_file_order() {
     assert_eq!(by_seq, expected);
 }
 
-/// A daily full snapshot re-sends every row: the rows already in the log are found by
-/// one probe per id before the `COPY` (not by a `COPY` that fails at the first of
-/// them), and what is stored is exactly what the `ON CONFLICT` path would store, at
-/// the file's places in the log: the changed and new rows, once each, in file order.
+/// A daily full snapshot re-sends every row: after its first batch (the `ON CONFLICT`
+/// way), the rows already in the log are found by one probe per id before the `COPY`
+/// (not by a `COPY` that fails at the first of them), and what is stored is exactly
+/// what the `ON CONFLICT` path would store, at the file's places in the log: the
+/// changed and new rows, once each, in file order.
 #[tokio::test]
 async fn a_resent_snapshot_stores_only_its_changed_and_new_rows_in_file_order() {
     let dir = tempdir::Dir::new();
