@@ -75,6 +75,35 @@ COMMENT ON COLUMN mart.customer_360.churn_risk IS 'active, at risk or churned (s
 COMMENT ON COLUMN mart.customer_360.is_churned IS 'churn_risk = ''churned''.';
 COMMENT ON COLUMN mart.customer_360.hk_customer IS 'Hash key, to join the vault.';
 
+-- The day the stored scores are for, and whether that is today (UTC): on any other day
+-- mart.customer_list_keys is empty and lists read mart.customer_360 alone.
+CREATE OR REPLACE VIEW mart.customer_scores_day AS
+SELECT x.scored_on, x.scored_on = (now() AT TIME ZONE 'UTC')::date AS is_today
+  FROM business_vault.customer_scores_day x;
+COMMENT ON VIEW mart.customer_scores_day IS
+    'The UTC day for which the loader stored the customers'' predicted CLV (the day of its last batch), and whether that is today.';
+
+-- The keys lists page by on a day the loader has scored: the columns GET /customers
+-- filters on and the stored predicted CLV, in the order of the table's CLV indexes
+-- (V14), without contact details. The API pages these first and then reads the page's
+-- rows from mart.customer_360, where the same CLV is computed per row (a CASE on the
+-- stored day that no index serves). Empty on any other day.
+CREATE OR REPLACE VIEW mart.customer_list_keys AS
+SELECT t.hk_customer, t.customer_id, t.segment, t.country,
+       coalesce(t.total_spent, 0.00) AS total_spent,
+       r.risk AS churn_risk,
+       t.clv_predicted_12m
+  FROM business_vault.customer_360_current t
+ CROSS JOIN LATERAL (
+       SELECT CASE WHEN t.orders_count > 0
+                   THEN (now() AT TIME ZONE 'UTC')::date - t.last_order_date END AS days
+       OFFSET 0) d
+ CROSS JOIN LATERAL (
+       SELECT business_vault.churn_risk(d.days, t.avg_days_between_orders) AS risk OFFSET 0) r
+ WHERE (SELECT x.scored_on FROM business_vault.customer_scores_day x) = (now() AT TIME ZONE 'UTC')::date;
+COMMENT ON VIEW mart.customer_list_keys IS
+    'On a day the loader has scored (mart.customer_scores_day.is_today), the columns of mart.customer_360 that lists filter and sort on, with the same values; empty on any other day. Sorted by coalesce(clv_predicted_12m, 0), with or without a segment, it is an index range.';
+
 -- The segment totals are kept by the loader (business_vault.segment_summary); the
 -- averages and shares are derived here from its sums, the days since the last order
 -- against today. The predicted CLV is summed for the day it is stored for; on any other

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
-use super::pagination::{Listing, PageRequest, Sort, list_params, next_link, page_of};
+use super::pagination::{Keys, Listing, PageRequest, Sort, list_params, next_link, page_of};
 use super::params::{self, parse_as_of};
 use super::state::AppState;
 use super::values::{Money, Timestamp, col, money, money_opt, number_opt, time, time_opt};
@@ -107,58 +107,51 @@ page_of!(CustomerPage, Customer);
 
 /// The sorts of GET /customers; the first is the default.
 pub static SORTS: [Sort; 12] = [
-    sort("customer_id", "c.customer_id", "text", false),
-    sort("-customer_id", "c.customer_id", "text", true),
-    sort("total_spent", "c.total_spent", "numeric", false),
-    sort("-total_spent", "c.total_spent", "numeric", true),
-    sort("orders_count", "c.orders_count", "integer", false),
-    sort("-orders_count", "c.orders_count", "integer", true),
-    sort(
+    Sort::new("customer_id", "c.customer_id", "text", false),
+    Sort::new("-customer_id", "c.customer_id", "text", true),
+    Sort::new("total_spent", "c.total_spent", "numeric", false),
+    Sort::new("-total_spent", "c.total_spent", "numeric", true),
+    Sort::new("orders_count", "c.orders_count", "integer", false),
+    Sort::new("-orders_count", "c.orders_count", "integer", true),
+    Sort::new(
         "last_order_at",
         "coalesce(c.last_order_at, '-infinity')",
         "timestamptz",
         false,
     ),
-    sort(
+    Sort::new(
         "-last_order_at",
         "coalesce(c.last_order_at, '-infinity')",
         "timestamptz",
         true,
     ),
-    sort(
+    Sort::new(
         "signup_date",
         "coalesce(c.signup_date, '-infinity')",
         "date",
         false,
     ),
-    sort(
+    Sort::new(
         "-signup_date",
         "coalesce(c.signup_date, '-infinity')",
         "date",
         true,
     ),
-    sort(
+    Sort::new(
         "clv_predicted_12m",
         "coalesce(c.clv_predicted_12m, 0)",
         "numeric",
         false,
-    ),
-    sort(
+    )
+    .keyed(),
+    Sort::new(
         "-clv_predicted_12m",
         "coalesce(c.clv_predicted_12m, 0)",
         "numeric",
         true,
-    ),
+    )
+    .keyed(),
 ];
-
-const fn sort(name: &'static str, expr: &'static str, cast: &'static str, desc: bool) -> Sort {
-    Sort {
-        name,
-        expr,
-        cast,
-        desc,
-    }
-}
 
 /// The churn risks clients may filter on, and what they are in the views.
 pub const CHURN_RISKS: [(&str, &str); 3] = [
@@ -241,7 +234,12 @@ pub async fn list(
     Query(q): Query<ListParams>,
 ) -> Result<Json<CustomerPage>, ApiError> {
     let client = state.reads().await?;
-    let mut listing = Listing::new(COLUMNS, "mart.customer_360 c", "c.customer_id");
+    let mut listing =
+        Listing::new(COLUMNS, "mart.customer_360 c", "c.customer_id").keys_from(Keys {
+            from: "mart.customer_list_keys c",
+            join: "hk_customer",
+            usable: "SELECT d.is_today FROM mart.customer_scores_day d",
+        });
     if let Some(segment) = q.segment.as_deref().filter(|s| !s.is_empty()) {
         let segment = params::segment(&client, "segment", segment).await?;
         listing.filter("c.segment = {}", segment);
@@ -406,8 +404,8 @@ pub struct CustomerOrder {
 page_of!(CustomerOrderPage, CustomerOrder);
 
 pub static ORDER_SORTS: [Sort; 2] = [
-    sort("-ordered_at", "o.ordered_at", "timestamptz", true),
-    sort("ordered_at", "o.ordered_at", "timestamptz", false),
+    Sort::new("-ordered_at", "o.ordered_at", "timestamptz", true),
+    Sort::new("ordered_at", "o.ordered_at", "timestamptz", false),
 ];
 
 list_params! {

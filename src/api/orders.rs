@@ -131,20 +131,11 @@ async fn with_lines(
 page_of!(OrderPage, Order);
 
 pub static SORTS: [Sort; 4] = [
-    sort("-ordered_at", "o.ordered_at", "timestamptz", true),
-    sort("ordered_at", "o.ordered_at", "timestamptz", false),
-    sort("-amount", "o.amount", "numeric", true),
-    sort("amount", "o.amount", "numeric", false),
+    Sort::new("-ordered_at", "o.ordered_at", "timestamptz", true),
+    Sort::new("ordered_at", "o.ordered_at", "timestamptz", false),
+    Sort::new("-amount", "o.amount", "numeric", true),
+    Sort::new("amount", "o.amount", "numeric", false),
 ];
-
-const fn sort(name: &'static str, expr: &'static str, cast: &'static str, desc: bool) -> Sort {
-    Sort {
-        name,
-        expr,
-        cast,
-        desc,
-    }
-}
 
 list_params! {
     pub struct ListParams {

@@ -33,6 +33,34 @@ pub struct Sort {
     /// The SQL type the key's text form is cast back to.
     pub cast: &'static str,
     pub desc: bool,
+    /// Page the list's keys first (see [`Listing::keys_from`]), then read the rows.
+    pub keyed: bool,
+}
+
+impl Sort {
+    pub const fn new(
+        name: &'static str,
+        expr: &'static str,
+        cast: &'static str,
+        desc: bool,
+    ) -> Sort {
+        Sort {
+            name,
+            expr,
+            cast,
+            desc,
+            keyed: false,
+        }
+    }
+
+    /// This sort pages the listing's narrower key relation first: for a key that only
+    /// that relation can read in index order.
+    pub const fn keyed(self) -> Sort {
+        Sort {
+            keyed: true,
+            ..self
+        }
+    }
 }
 
 /// Position after which a page starts.
@@ -167,6 +195,20 @@ impl PageRequest {
 type Param = Box<dyn ToSql + Sync + Send>;
 
 /// A list query: columns and source from fixed text, filters from fixed fragments.
+/// A narrower relation a listing can page instead of its own, for the sorts that only
+/// it reads in index order.
+#[derive(Debug, Clone, Copy)]
+pub struct Keys {
+    /// The relation, aliased `c` like the listing's own, with every column the
+    /// listing's filters and keyed sorts use, holding the same values.
+    pub from: &'static str,
+    /// The column both relations have that finds the listing's row of a key.
+    pub join: &'static str,
+    /// A query of one boolean: whether `from` can be read now (else the listing reads
+    /// its own relation alone).
+    pub usable: &'static str,
+}
+
 pub struct Listing {
     columns: &'static str,
     from: &'static str,
@@ -174,6 +216,8 @@ pub struct Listing {
     id: &'static str,
     conditions: Vec<String>,
     params: Vec<Param>,
+    /// For keyed sorts: where their keys are read when they can be.
+    keys: Option<Keys>,
 }
 
 impl Listing {
@@ -184,7 +228,15 @@ impl Listing {
             id,
             conditions: Vec::new(),
             params: Vec::new(),
+            keys: None,
         }
+    }
+
+    /// For the sorts marked [`Sort::keyed`]: page `keys.from` when `keys.usable` says
+    /// so, then read the page's rows from `from`.
+    pub fn keys_from(mut self, keys: Keys) -> Listing {
+        self.keys = Some(keys);
+        self
     }
 
     fn bind(&mut self, value: Param) -> String {
@@ -225,14 +277,42 @@ impl Listing {
         } else {
             self.conditions.join(" AND ")
         };
-        let sql = format!(
-            "SELECT {cols}, ({key})::text AS page_key, ({id})::text AS page_id FROM {from} \
-             WHERE {wheres} ORDER BY {key} {dir}, {id} {dir} LIMIT {limit} OFFSET {offset}",
-            cols = self.columns,
-            key = sort.expr,
-            id = self.id,
-            from = self.from,
-        );
+        let keys = match self.keys.filter(|_| sort.keyed) {
+            Some(keys) => {
+                let usable = client.prepare_cached(keys.usable).await?;
+                let usable = match client.query_opt(&usable, &[]).await? {
+                    Some(row) => row.try_get::<_, Option<bool>>(0)?.unwrap_or(false),
+                    None => false,
+                };
+                Some(keys).filter(|_| usable)
+            }
+            None => None,
+        };
+        let sql = match keys {
+            None => format!(
+                "SELECT {cols}, ({key})::text AS page_key, ({id})::text AS page_id FROM {from} \
+                 WHERE {wheres} ORDER BY {key} {dir}, {id} {dir} LIMIT {limit} OFFSET {offset}",
+                cols = self.columns,
+                key = sort.expr,
+                id = self.id,
+                from = self.from,
+            ),
+            Some(Keys {
+                from: keys, join, ..
+            }) => format!(
+                "SELECT {cols}, k.page_key, k.page_id \
+                   FROM (SELECT c.{join} AS page_join, ({key})::text AS page_key, \
+                                ({id})::text AS page_id, {key} AS page_sort, {id} AS page_tie \
+                           FROM {keys} WHERE {wheres} \
+                          ORDER BY {key} {dir}, {id} {dir} LIMIT {limit} OFFSET {offset}) k \
+                   JOIN {from} ON c.{join} = k.page_join \
+                  ORDER BY k.page_sort {dir}, k.page_tie {dir}",
+                cols = self.columns,
+                key = sort.expr,
+                id = self.id,
+                from = self.from,
+            ),
+        };
         let stmt = client.prepare_cached(&sql).await?;
         let params: Vec<&(dyn ToSql + Sync)> = self
             .params
@@ -374,18 +454,8 @@ mod tests {
     use super::*;
 
     static SORTS: [Sort; 2] = [
-        Sort {
-            name: "id",
-            expr: "t.id",
-            cast: "text",
-            desc: false,
-        },
-        Sort {
-            name: "-total",
-            expr: "t.total",
-            cast: "numeric",
-            desc: true,
-        },
+        Sort::new("id", "t.id", "text", false),
+        Sort::new("-total", "t.total", "numeric", true),
     ];
 
     fn parse(p: Paging<'_>) -> Result<PageRequest, ApiError> {

@@ -66,24 +66,15 @@ impl Product {
 page_of!(ProductPage, Product);
 
 pub static SORTS: [Sort; 8] = [
-    sort("product_id", "p.product_id", "text", false),
-    sort("-product_id", "p.product_id", "text", true),
-    sort("revenue", "p.revenue", "numeric", false),
-    sort("-revenue", "p.revenue", "numeric", true),
-    sort("units_sold", "p.units_sold", "bigint", false),
-    sort("-units_sold", "p.units_sold", "bigint", true),
-    sort("price", "coalesce(p.price, 0)", "numeric", false),
-    sort("-price", "coalesce(p.price, 0)", "numeric", true),
+    Sort::new("product_id", "p.product_id", "text", false),
+    Sort::new("-product_id", "p.product_id", "text", true),
+    Sort::new("revenue", "p.revenue", "numeric", false),
+    Sort::new("-revenue", "p.revenue", "numeric", true),
+    Sort::new("units_sold", "p.units_sold", "bigint", false),
+    Sort::new("-units_sold", "p.units_sold", "bigint", true),
+    Sort::new("price", "coalesce(p.price, 0)", "numeric", false),
+    Sort::new("-price", "coalesce(p.price, 0)", "numeric", true),
 ];
-
-const fn sort(name: &'static str, expr: &'static str, cast: &'static str, desc: bool) -> Sort {
-    Sort {
-        name,
-        expr,
-        cast,
-        desc,
-    }
-}
 
 list_params! {
     pub struct ListParams {

@@ -467,6 +467,91 @@ async fn customer_pages_cover_everyone_once_in_every_sort() {
     app.stop().await;
 }
 
+/// The predicted-CLV sorts page the stored values by index on a day the loader has
+/// scored (mart.customer_list_keys), and the computed ones on any other day: the same
+/// order as the view's in both cases, with or without a segment.
+#[tokio::test]
+async fn clv_sorts_page_like_the_view_on_a_scored_day_and_on_any_other() {
+    let db = loaded_db().await;
+    let app = TestApp::spawn(&db.url, open_config()).await;
+    let segment = column(
+        &db,
+        "SELECT segment FROM mart.customer_360 GROUP BY segment ORDER BY count(*) DESC, segment LIMIT 1",
+    )
+    .await
+    .remove(0);
+    let check = |day: &'static str| {
+        let (db, app, segment) = (&db, &app, segment.clone());
+        async move {
+            for (sort, dir) in [("-clv_predicted_12m", "DESC"), ("clv_predicted_12m", "ASC")] {
+                let order = format!("coalesce(c.clv_predicted_12m, 0) {dir}, c.customer_id {dir}");
+                let everyone = column(
+                    db,
+                    &format!("SELECT c.customer_id FROM mart.customer_360 c ORDER BY {order}"),
+                )
+                .await;
+                assert_eq!(everyone.len(), 12);
+                let (got, _) = walk(
+                    app,
+                    &format!("/customers?sort={sort}&limit=5"),
+                    "customer_id",
+                )
+                .await;
+                assert_eq!(got, everyone, "{day}: sort={sort}");
+                let members = column(
+                    db,
+                    &format!(
+                        "SELECT c.customer_id FROM mart.customer_360 c WHERE c.segment = '{segment}' ORDER BY {order}"
+                    ),
+                )
+                .await;
+                assert!(members.len() >= 2, "{segment}: {members:?}");
+                let (got, _) = walk(
+                    app,
+                    &format!("/segments/{segment}/customers?sort={sort}&limit=1"),
+                    "customer_id",
+                )
+                .await;
+                assert_eq!(got, members, "{day}: {segment}, sort={sort}");
+            }
+            let top = app
+                .json("/customers?sort=-clv_predicted_12m&limit=1", 200)
+                .await;
+            let expected = column(
+                db,
+                "SELECT c.clv_predicted_12m::text FROM mart.customer_360 c
+                  ORDER BY coalesce(c.clv_predicted_12m, 0) DESC, c.customer_id DESC LIMIT 1",
+            )
+            .await;
+            assert_eq!(
+                top["items"][0]["clv_predicted_12m"].as_str(),
+                Some(expected[0].as_str()),
+                "{day}"
+            );
+        }
+    };
+    let scored: Vec<String> =
+        column(&db, "SELECT is_today::text FROM mart.customer_scores_day").await;
+    assert_eq!(scored, ["true"], "the load scored today");
+    check("scored today").await;
+    // a day passes without a load: the stored values (made garbage here) are not read
+    db.client()
+        .await
+        .batch_execute(
+            "UPDATE business_vault.customer_scores_day SET scored_on = scored_on - 1;
+             UPDATE business_vault.customer_360_current
+                SET clv_predicted_12m = -1 * length(customer_id) * (ascii(right(customer_id, 1)) % 7);",
+        )
+        .await
+        .expect("age the stored day");
+    assert_eq!(
+        column(&db, "SELECT count(*)::text FROM mart.customer_list_keys").await,
+        ["0"],
+        "no keys on a day the loader has not scored"
+    );
+    check("scored yesterday").await;
+}
+
 #[tokio::test]
 async fn a_customer_now_as_of_a_date_its_orders_and_its_history() {
     let db = loaded_db().await;
