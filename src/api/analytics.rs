@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Query};
-use super::params::{NoParams, check_range, parse_date};
+use super::params::{AsOfParams, check_range, parse_date};
 use super::state::AppState;
 use super::values::{Money, col, money, money_opt, number_opt, whole};
 
@@ -167,7 +167,7 @@ pub async fn revenue(
     }))
 }
 
-/// Churn today: customers with a counted order by churn risk, and the rates.
+/// Churn today (or at `as_of`): customers with a counted order by churn risk, and the rates.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Churn {
     pub customers: i64,
@@ -183,32 +183,42 @@ pub struct Churn {
     pub prospects: i64,
 }
 
-/// Churn rate, churned, at risk and total.
+/// Churn rate, churned, at risk and total, now or as they were at `as_of`.
 #[utoipa::path(
     get,
     path = "/analytics/churn",
     operation_id = "getChurn",
     tag = "analytics",
+    params(AsOfParams),
     responses(
         (status = 200, description = "Churn figures", body = Churn),
-        (status = 400, description = "An unknown parameter, or a path segment that is not UTF-8", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "An unknown parameter, `as_of` not a time, or a path segment that is not UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
     ),
     security((), ("api_key" = ["read"]))
 )]
 pub async fn churn(
     State(state): State<AppState>,
-    Query(NoParams {}): Query<NoParams>,
+    Query(q): Query<AsOfParams>,
 ) -> Result<Json<Churn>, ApiError> {
+    const COLUMNS: &str = "customers, customers_with_orders, active, at_risk, churned, \
+                           churn_rate, at_risk_rate, prospects";
+    let as_of = q.time()?;
     let client = state.reads().await?;
-    let stmt = client
-        .prepare_cached(
-            "SELECT customers, customers_with_orders, active, at_risk, churned, churn_rate,
-                    at_risk_rate, prospects
-               FROM mart.churn",
-        )
-        .await?;
-    let r = client.query_one(&stmt, &[]).await?;
+    let r = match as_of {
+        None => {
+            let stmt = client
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM mart.churn"))
+                .await?;
+            client.query_one(&stmt, &[]).await?
+        }
+        Some(ts) => {
+            let stmt = client
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM mart.churn_as_of($1)"))
+                .await?;
+            client.query_one(&stmt, &[&ts]).await?
+        }
+    };
     Ok(Json(Churn {
         customers: col(&r, "customers")?,
         customers_with_orders: col(&r, "customers_with_orders")?,

@@ -5,14 +5,14 @@
 use axum::extract::State;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio_postgres::Row;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
 use super::pagination::{Keys, Listing, PageRequest, Sort, list_params, next_link, page_of};
-use super::params::{self, parse_as_of};
+use super::params::{self, AsOfParams};
 use super::state::AppState;
 use super::values::{Money, Timestamp, col, money, money_opt, number_opt, time, time_opt};
 
@@ -319,25 +319,13 @@ fn churn_risk(raw: &str) -> Result<&'static str, ApiError> {
         })
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct OneParams {
-    /// The profile as it was at this business time: RFC 3339, or a date (its end, UTC).
-    /// Without contact details. The first request for a given `as_of` computes the
-    /// population's RFM boundaries at that time (seconds on a large vault); later ones
-    /// for the same `as_of` read them back until a load changes that past.
-    #[param(value_type = Option<String>, example = "2025-06-30")]
-    pub as_of: Option<String>,
-}
-
 /// One customer's Customer 360 profile, now or as it was at `as_of`.
 #[utoipa::path(
     get,
     path = "/customers/{id}",
     operation_id = "getCustomer",
     tag = "customers",
-    params(("id" = String, Path, description = "Customer id (business key; matched like the vault does: trimmed, case-insensitive)"), OneParams),
+    params(("id" = String, Path, description = "Customer id (business key; matched like the vault does: trimmed, case-insensitive)"), AsOfParams),
     responses(
         (status = 200, description = "The customer", body = Customer),
         (status = 400, description = "`as_of` is not a timestamp", body = Problem, content_type = "application/problem+json"),
@@ -349,18 +337,12 @@ pub struct OneParams {
 pub async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<OneParams>,
+    Query(q): Query<AsOfParams>,
 ) -> Result<Json<Customer>, ApiError> {
     let not_found = || ApiError::not_found("customer", &id);
     let hk = params::hash_key(&id).ok_or_else(not_found)?;
-    let as_of = q
-        .as_of
-        .as_deref()
-        .filter(|raw| !raw.is_empty())
-        .map(|raw| parse_as_of("as_of", raw))
-        .transpose()?;
     let client = state.reads().await?;
-    let row = match as_of {
+    let row = match q.time()? {
         None => {
             let stmt = client
                 .prepare_cached(&format!(

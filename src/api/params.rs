@@ -18,6 +18,30 @@ pub fn hash_key(id: &str) -> Option<[u8; 32]> {
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
 
+/// The query of an endpoint that answers now or as of a past business time.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AsOfParams {
+    /// The answer as it was at this business time: RFC 3339, or a date (its end, UTC).
+    /// Without contact details. The first request for a given `as_of` computes the
+    /// population's figures at that time (seconds on a large vault); later ones for the
+    /// same `as_of` read them back until a load changes that past.
+    #[param(value_type = Option<String>, example = "2025-06-30")]
+    pub as_of: Option<String>,
+}
+
+impl AsOfParams {
+    /// The business time asked for; `None` for now.
+    pub fn time(&self) -> Result<Option<DateTime<Utc>>, ApiError> {
+        self.as_of
+            .as_deref()
+            .filter(|raw| !raw.is_empty())
+            .map(|raw| parse_as_of("as_of", raw))
+            .transpose()
+    }
+}
+
 /// The years a time parameter may have: what PostgreSQL's `timestamptz` and `date`
 /// both hold with room to add a day (earlier dates answered 500 before).
 const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::customers::{self, CustomerPage, ListParams};
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
-use super::params::{self, NoParams};
+use super::params::{self, AsOfParams};
 use super::state::AppState;
 use super::values::{Money, col, money, number_opt};
 
@@ -35,33 +35,45 @@ pub struct Segments {
     pub items: Vec<Segment>,
 }
 
-const SEGMENTS: &str = "
-    SELECT segment, description, customers, customers_pct, revenue, revenue_pct, avg_orders,
-           avg_total_spent, avg_days_since_last_order, clv_predicted_12m
-      FROM mart.segments";
+const COLUMNS: &str = "segment, description, customers, customers_pct, revenue, revenue_pct, \
+     avg_orders, avg_total_spent, avg_days_since_last_order, clv_predicted_12m";
 
-/// The RFM segment summary: customers and revenue per segment.
+/// The RFM segment summary: customers and revenue per segment, now or as it was at
+/// `as_of`.
 #[utoipa::path(
     get,
     path = "/segments",
     operation_id = "listSegments",
     tag = "segments",
+    params(AsOfParams),
     responses(
         (status = 200, description = "Every segment", body = Segments),
-        (status = 400, description = "An unknown parameter, or a path segment that is not UTF-8", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "An unknown parameter, `as_of` not a time, or a path segment that is not UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
     ),
     security((), ("api_key" = ["read"]))
 )]
 pub async fn list(
     State(state): State<AppState>,
-    Query(NoParams {}): Query<NoParams>,
+    Query(q): Query<AsOfParams>,
 ) -> Result<Json<Segments>, ApiError> {
+    let as_of = q.time()?;
     let client = state.reads().await?;
-    let stmt = client.prepare_cached(SEGMENTS).await?;
-    let items = client
-        .query(&stmt, &[])
-        .await?
+    let rows = match as_of {
+        None => {
+            let stmt = client
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM mart.segments"))
+                .await?;
+            client.query(&stmt, &[]).await?
+        }
+        Some(ts) => {
+            let stmt = client
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM mart.segments_as_of($1)"))
+                .await?;
+            client.query(&stmt, &[&ts]).await?
+        }
+    };
+    let items = rows
         .iter()
         .map(|r| {
             Ok(Segment {

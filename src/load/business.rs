@@ -54,9 +54,13 @@ pub const TABLES: &[&str] = &[
 ];
 
 /// Answers the business vault remembers rather than derives from the log (the RFM
-/// boundaries of past times, `V13__rfm_cutpoints_as_of.sql`): emptied with it, not
-/// part of what a rebuild must reproduce.
-pub const CACHES: &[&str] = &["business_vault.rfm_cutpoints_as_of"];
+/// boundaries and the population figures of past times, `V13__rfm_cutpoints_as_of.sql`
+/// and `V15__population_as_of.sql`): emptied with it, not part of what a rebuild must
+/// reproduce.
+pub const CACHES: &[&str] = &[
+    "business_vault.rfm_cutpoints_as_of",
+    "business_vault.population_as_of",
+];
 
 /// The keys a batch touched, by what they feed.
 #[derive(Debug, Default, PartialEq)]
@@ -217,22 +221,29 @@ SELECT u.hk FROM unnest($2::bytea[]) AS u(hk)";
 const STAGE_PIT: &str = "INSERT INTO pg_temp.bv_pit (hk_customer, since)
 SELECT u.hk, u.since FROM unnest($1::bytea[], $2::timestamptz[]) AS u(hk, since)";
 
-/// Forget the remembered RFM boundaries of the business times this batch may have
-/// changed (`V13__rfm_cutpoints_as_of.sql`): every time from the earliest business time
+/// Forget the remembered RFM boundaries and population figures of the business times
+/// this batch may have changed (V13, V15): every time from the earliest business time
 /// it wrote on. An order counts from its placing, and a link or a line of an order
 /// written now can change its past: so also from the earliest version of any order the
 /// batch touched (its first version: one index probe per order, whatever the planner
-/// knows of the key table). Runs after the checkpoint row is locked, so that a boundary
-/// computed meanwhile is either seen here or never stored (`business_vault.rfm_cuts_at`).
-const FORGET_CUTS: &str = "
-DELETE FROM business_vault.rfm_cutpoints_as_of m
- WHERE m.as_of >= least($1::timestamptz,
-                        (SELECT min(f.applied_dts)
-                           FROM pg_temp.bv_orders o
-                          CROSS JOIN LATERAL (
-                                SELECT s.applied_dts FROM raw_vault.sat_order_details s
-                                 WHERE s.hk_order = o.hk_order
-                                 ORDER BY s.applied_dts LIMIT 1) f))";
+/// knows of the key table). Runs after the checkpoint row is locked, so that an answer
+/// computed meanwhile is either seen here or never stored (`business_vault.rfm_cuts_at`,
+/// `business_vault.population_at`).
+const FORGET_PAST: &str = "
+WITH changed AS (
+    SELECT least($1::timestamptz,
+                 (SELECT min(f.applied_dts)
+                    FROM pg_temp.bv_orders o
+                   CROSS JOIN LATERAL (
+                         SELECT s.applied_dts FROM raw_vault.sat_order_details s
+                          WHERE s.hk_order = o.hk_order
+                          ORDER BY s.applied_dts LIMIT 1) f)) AS since
+), cuts AS (
+    DELETE FROM business_vault.rfm_cutpoints_as_of m
+     WHERE m.as_of >= (SELECT c.since FROM changed c)
+)
+DELETE FROM business_vault.population_as_of m
+ WHERE m.as_of >= (SELECT c.since FROM changed c)";
 
 /// Every order, product and customer of the raw vault as touched, each customer from
 /// its first day: what a first load on the bulk path stages once, after its last batch.
@@ -348,9 +359,9 @@ pub async fn refresh(tx: &Transaction<'_>, m: &Mappings, rows: &Rows) -> Result<
     tx.execute(STAGE_PIT, &[&customers, &since])
         .await
         .doing("staging the customers the batch touched")?;
-    tx.execute(FORGET_CUTS, &[&earliest_applied(rows)])
+    tx.execute(FORGET_PAST, &[&earliest_applied(rows)])
         .await
-        .doing("forgetting the RFM boundaries of the past the batch changed")?;
+        .doing("forgetting the remembered answers of the past the batch changed")?;
     tx.batch_execute(&SCRIPT).await.doing(
         "refreshing the business vault (PIT, bridge, order and customer summaries, Customer 360)",
     )?;
@@ -379,9 +390,14 @@ pub async fn build(tx: &Transaction<'_>) -> Result<(), LoadError> {
     tx.batch_execute(STAGE_EVERYTHING)
         .await
         .doing("staging every order, product and customer")?;
-    tx.batch_execute("DELETE FROM business_vault.rfm_cutpoints_as_of")
-        .await
-        .doing("forgetting the remembered RFM boundaries")?;
+    tx.batch_execute(
+        &CACHES
+            .iter()
+            .map(|t| format!("DELETE FROM {t};"))
+            .collect::<String>(),
+    )
+    .await
+    .doing("forgetting the remembered answers of past times")?;
     tx.batch_execute(&BUILD_SCRIPT).await.doing(
         "building the business vault (PIT, bridge, order and customer summaries, Customer 360)",
     )?;

@@ -668,6 +668,105 @@ async fn a_customer_now_as_of_a_date_its_orders_and_its_history() {
     app.stop().await;
 }
 
+/// GET /segments and /analytics/churn as of a date answer what mart.segments_as_of and
+/// mart.churn_as_of do (every field), remembered or not, and refuse a time that is not one.
+#[tokio::test]
+async fn segments_and_churn_as_of_a_date() {
+    let db = loaded_db().await;
+    let app = TestApp::spawn(&db.url, open_config()).await;
+    let segment_row = |s: &Value| {
+        format!(
+            "({},{},{},{},{},{},{},{},{})",
+            s["segment"].as_str().expect("segment"),
+            s["customers"],
+            s["customers_pct"]
+                .as_f64()
+                .map_or(String::new(), |v| format!("{v:.2}")),
+            s["revenue"].as_str().expect("revenue"),
+            s["revenue_pct"]
+                .as_f64()
+                .map_or(String::new(), |v| format!("{v:.2}")),
+            s["avg_orders"]
+                .as_f64()
+                .map_or(String::new(), |v| format!("{v:.2}")),
+            s["avg_total_spent"].as_str().unwrap_or(""),
+            s["avg_days_since_last_order"]
+                .as_f64()
+                .map_or(String::new(), |v| format!("{v:.1}")),
+            s["clv_predicted_12m"].as_str().expect("clv"),
+        )
+    };
+    let expected_segments = |ts: &'static str| {
+        let db = &db;
+        async move {
+            column(
+                db,
+                &format!(
+                    "SELECT format('(%s,%s,%s,%s,%s,%s,%s,%s,%s)', segment, customers, customers_pct,
+                                  revenue, revenue_pct, avg_orders, avg_total_spent,
+                                  avg_days_since_last_order, clv_predicted_12m)
+                       FROM mart.segments_as_of('{ts}')"
+                ),
+            )
+            .await
+        }
+    };
+    let got = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(segment_row)
+            .collect()
+    };
+    // the end of 2024-05-10 (a date is its end, UTC), asked twice: computed, then read back
+    let may = expected_segments("2024-05-10T23:59:59.999999Z").await;
+    let first = app.json("/segments?as_of=2024-05-10", 200).await;
+    assert_eq!(got(&first), may);
+    assert_eq!(got(&app.json("/segments?as_of=2024-05-10", 200).await), may);
+    let now = app.json("/segments", 200).await;
+    assert_ne!(got(&now), may, "the segments moved since May 10");
+
+    let churn = app
+        .json("/analytics/churn?as_of=2024-05-10T23:59:59.999999Z", 200)
+        .await;
+    let expected = column(
+        &db,
+        "SELECT (customers, customers_with_orders, active, at_risk, churned, prospects)::text
+           FROM mart.churn_as_of('2024-05-10T23:59:59.999999Z')",
+    )
+    .await;
+    assert_eq!(
+        format!(
+            "({},{},{},{},{},{})",
+            churn["customers"],
+            churn["customers_with_orders"],
+            churn["active"],
+            churn["at_risk"],
+            churn["churned"],
+            churn["prospects"]
+        ),
+        expected[0]
+    );
+    assert!(churn["customers"].as_i64().expect("customers") > 0);
+    let rate = column(
+        &db,
+        "SELECT coalesce(churn_rate::text, 'null') FROM mart.churn_as_of('2024-05-10T23:59:59.999999Z')",
+    )
+    .await;
+    assert_eq!(churn["churn_rate"].as_f64(), rate[0].parse::<f64>().ok());
+
+    for path in [
+        "/segments?as_of=yesterday",
+        "/analytics/churn?as_of=2024-13-01",
+    ] {
+        let p = app.json(path, 400).await;
+        assert_problem(&p, 400, "bad-parameter", "as_of");
+        assert_eq!(p["parameter"], "as_of", "{path}");
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn products_orders_segments_and_analytics() {
     let db = loaded_db().await;

@@ -544,8 +544,86 @@ async fn remembered_rfm_boundaries_are_forgotten_by_the_load_that_changes_their_
     assert_eq!(remembered(&client).await.len(), 2);
 }
 
+/// The business times whose population figures are remembered (V15).
+async fn population_remembered(client: &Client) -> Vec<String> {
+    rows(
+        client,
+        "SELECT DISTINCT as_of FROM business_vault.population_as_of ORDER BY as_of",
+    )
+    .await
+}
+
 #[tokio::test]
-async fn rfm_boundaries_computed_while_a_batch_is_in_flight_are_not_remembered() {
+async fn remembered_population_figures_are_forgotten_by_the_load_that_changes_their_past() {
+    let (_db, mut client) = setup(&shop()).await;
+    const BEFORE_THE_LATE_EVENTS: &str = "2024-02-25T00:00:00Z";
+    let answers = |ts: &str| {
+        [
+            format!("SELECT * FROM mart.segments_as_of('{ts}')"),
+            format!("SELECT * FROM mart.churn_as_of('{ts}')"),
+        ]
+    };
+    let computed = |ts: &str| {
+        format!("SELECT * FROM business_vault.population_computed('{ts}') ORDER BY segment")
+    };
+    let kept = |ts: &str| {
+        format!(
+            "SELECT segment, customers, with_orders, orders, revenue, with_days, days_sum,
+                    clv_predicted_12m, active, at_risk, churned
+               FROM business_vault.population_as_of WHERE as_of = '{ts}' ORDER BY segment"
+        )
+    };
+    let mut first = Vec::new();
+    for ts in [TS, BEFORE_THE_LATE_EVENTS] {
+        for sql in answers(ts) {
+            let answer = rows(&client, &sql).await;
+            assert!(!answer.is_empty(), "{sql}");
+            assert_eq!(rows(&client, &sql).await, answer, "{sql}: read back");
+            first.push(answer);
+        }
+        assert_eq!(
+            rows(&client, &kept(ts)).await,
+            rows(&client, &computed(ts)).await
+        );
+    }
+    assert_eq!(
+        population_remembered(&client).await,
+        [
+            "(\"2024-02-25 00:00:00+00\")",
+            "(\"2024-07-01 00:00:00+00\")"
+        ]
+    );
+
+    // the late events reach back to 03-01: TS's figures go, 02-25's stay
+    append(&client, &late()).await;
+    load_all(&mut client).await;
+    assert_eq!(
+        population_remembered(&client).await,
+        ["(\"2024-02-25 00:00:00+00\")"]
+    );
+    let segments = rows(&client, &answers(TS)[0]).await;
+    assert_ne!(segments, first[0], "the late events move TS's segments");
+    assert_eq!(
+        rows(&client, &kept(TS)).await,
+        rows(&client, &computed(TS)).await
+    );
+    assert_eq!(
+        rows(&client, &answers(BEFORE_THE_LATE_EVENTS)[0]).await,
+        first[2],
+        "02-25 is as it was"
+    );
+    assert_eq!(population_remembered(&client).await.len(), 2);
+}
+
+/// Ask `ask` (one text value, the business time as `$1`) while a batch holds the
+/// loader's checkpoint, let the batch move it and commit: the request is answered
+/// (`answer`), and `kept` (a count of remembered rows) stays 0; asked again with
+/// nothing in flight, the answer is kept.
+async fn not_remembered_while_a_batch_is_in_flight(
+    ask: &'static str,
+    kept: &'static str,
+    answer: &str,
+) {
     let (db, client) = setup(&shop()).await;
     // a batch in flight holds the loader's checkpoint row from its start
     let batch = db.client().await;
@@ -562,15 +640,12 @@ async fn rfm_boundaries_computed_while_a_batch_is_in_flight_are_not_remembered()
         .get(0);
     let request = tokio::spawn(async move {
         client
-            .query_one(
-                "SELECT population FROM business_vault.rfm_cuts_at($1)",
-                &[&at(TS)],
-            )
+            .query_one(ask, &[&at(TS)])
             .await
-            .map(|r| r.get::<_, i32>(0))
-            .map(|population| (population, client))
+            .map(|r| r.get::<_, String>(0))
+            .map(|answer| (answer, client))
     });
-    // the request has computed the boundaries and waits to store them
+    // the request has computed its answer and waits to store it
     let mut waiting = false;
     for _ in 0..200 {
         waiting = batch
@@ -594,21 +669,36 @@ async fn rfm_boundaries_computed_while_a_batch_is_in_flight_are_not_remembered()
         )
         .await
         .expect("move the checkpoint");
-    let (population, client) = request.await.expect("join").expect("boundaries");
-    assert_eq!(population, 5, "the request is still answered");
-    assert!(
-        remembered(&client).await.is_empty(),
-        "boundaries of a vault that changed meanwhile were kept"
+    let (got, client) = request.await.expect("join").expect(ask);
+    assert_eq!(got, answer, "the request is still answered");
+    assert_eq!(
+        rows(&client, kept).await,
+        ["(0)"],
+        "an answer of a vault that changed meanwhile was kept"
     );
-    // asked again with nothing in flight, they are kept
-    client
-        .query_one(
-            "SELECT population FROM business_vault.rfm_cuts_at($1)",
-            &[&at(TS)],
-        )
-        .await
-        .expect("boundaries");
-    assert_eq!(remembered(&client).await.len(), 1);
+    // asked again with nothing in flight, it is kept
+    client.query_one(ask, &[&at(TS)]).await.expect(ask);
+    assert_ne!(rows(&client, kept).await, ["(0)"]);
+}
+
+#[tokio::test]
+async fn rfm_boundaries_computed_while_a_batch_is_in_flight_are_not_remembered() {
+    not_remembered_while_a_batch_is_in_flight(
+        "SELECT population::text FROM business_vault.rfm_cuts_at($1)",
+        "SELECT count(*) FROM business_vault.rfm_cutpoints_as_of",
+        "5",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn population_figures_computed_while_a_batch_is_in_flight_are_not_remembered() {
+    not_remembered_while_a_batch_is_in_flight(
+        "SELECT sum(customers)::text FROM business_vault.population_at($1)",
+        "SELECT count(*) FROM business_vault.population_as_of",
+        "7",
+    )
+    .await;
 }
 
 #[tokio::test]
