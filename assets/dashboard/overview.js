@@ -1,24 +1,64 @@
 // dvault dashboard, the overview (/dashboard): headline numbers, revenue per month,
 // RFM segments, churn split, top products and data freshness, each from one API call.
+// With `?as_of=YYYY-MM-DD` (the date picker) the customers, segments and churn are
+// those of the end of that day (the API's as_of), and revenue counts the orders placed
+// by then (by their status today: the revenue series has no as_of).
 'use strict';
 
 (() => {
   const { el, api, cents, moneyOfCents, money, count, pct, text, set, fill } = Dash;
 
+  // the picked date, if the address has a well-formed one
+  const asOf = (() => {
+    const value = new URLSearchParams(window.location.search).get('as_of');
+    return value && /^\d{4}-\d{2}-\d{2}$/.test(value) ? value : null;
+  })();
+  const asOfQuery = asOf ? `as_of=${asOf}` : '';
+
+  function picker() {
+    if (!asOf) return;
+    document.getElementById('as-of').value = asOf;
+    document.getElementById('as-of-now').hidden = false;
+    set('as-of-note', `Customers, segments and churn as they were at the end of ${asOf} (UTC); `
+      + 'revenue and orders: those placed by then, by their status today; '
+      + 'top products and data freshness: today.');
+    set('revenue-title', `Revenue per month, orders placed by ${asOf}`);
+    set('products-title', 'Top products by revenue (today)');
+  }
+
+  // Month points { month, orders, cents }: the month series, or up to the picked date
+  // the day series added up per month (whole cents).
+  async function months() {
+    if (!asOf) {
+      const { series } = await api('/analytics/revenue?period=month');
+      return series.map((p) => ({ month: p.period_start.slice(0, 7), orders: p.orders, cents: cents(p.revenue) }));
+    }
+    const { series } = await api(`/analytics/revenue?period=day&to=${asOf}`);
+    const byMonth = new Map();
+    for (const p of series) {
+      const month = p.period_start.slice(0, 7);
+      const m = byMonth.get(month) || { month, orders: 0, cents: 0 };
+      m.orders += p.orders;
+      m.cents += cents(p.revenue);
+      byMonth.set(month, m);
+    }
+    return [...byMonth.values()];
+  }
+
   async function revenue() {
-    const { series } = await api('/analytics/revenue?period=month');
+    const series = await months();
     let revenueCents = 0;
     let orders = 0;
     for (const point of series) {
-      revenueCents += cents(point.revenue);
+      revenueCents += point.cents;
       orders += point.orders;
     }
     set('revenue', moneyOfCents(revenueCents));
     set('orders', count(orders));
     fill('revenue-table', series.map((p) => el('tr', {},
-      el('td', {}, p.period_start.slice(0, 7)),
+      el('td', {}, p.month),
       el('td', { class: 'num' }, count(p.orders)),
-      el('td', { class: 'num' }, money(p.revenue)))));
+      el('td', { class: 'num' }, moneyOfCents(p.cents)))));
     chart(series);
   }
 
@@ -29,9 +69,9 @@
       return;
     }
     // one bar per month on an ordinal axis, labelled with the month
-    const labels = series.map((p) => p.period_start.slice(0, 7));
+    const labels = series.map((p) => p.month);
     const xs = series.map((p, i) => i);
-    const ys = series.map((p) => cents(p.revenue) / 100);
+    const ys = series.map((p) => p.cents / 100);
     const width = () => Math.max(320, box.clientWidth);
     const plot = new uPlot({
       width: width(),
@@ -70,7 +110,7 @@
   }
 
   async function segments() {
-    const { items } = await api('/segments');
+    const { items } = await api(asOf ? `/segments?${asOfQuery}` : '/segments');
     fill('segments', items.map((s) => {
       const bar = el('span', { class: 'bar' });
       bar.style.width = `${Math.min(100, (s.customers_pct || 0))}%`;
@@ -84,7 +124,7 @@
   }
 
   async function churn() {
-    const c = await api('/analytics/churn');
+    const c = await api(asOf ? `/analytics/churn?${asOfQuery}` : '/analytics/churn');
     set('customers', count(c.customers));
     set('churn-rate', pct(c.churn_rate));
     const parts = [
@@ -146,5 +186,6 @@
     fill('freshness', rows);
   }
 
+  picker();
   Dash.start(() => Promise.all([revenue(), segments(), churn(), products(), freshness()]));
 })();

@@ -4,7 +4,8 @@
 //
 //   node tests/dashboard/run.mjs BASE_URL CUSTOMER_ID SCREENSHOT_DIR [READ_KEY]
 //
-// SCREENSHOT_DIR `-` takes none.
+// SCREENSHOT_DIR `-` takes none. With AS_OF=YYYY-MM-DD in the environment the script
+// also picks that date in the overview's as-of picker and reports what it shows then.
 // With READ_KEY the server is expected to require keys: the page must ask for one,
 // which this script types into the page's form. CHROMIUM overrides /usr/bin/chromium.
 import { chromium } from 'playwright-core';
@@ -126,6 +127,20 @@ try {
   report.overview = await overview(page);
   report.stored_key = await page.evaluate(() => sessionStorage.getItem('dvault.read_key'));
   if (!key) await shoot(page, 'overview.png', { fullPage: true });
+
+  // the as-of picker: the same page at the end of a past day
+  if (process.env.AS_OF) {
+    await page.fill('#as-of', process.env.AS_OF);
+    await Promise.all([page.waitForURL(/[?&]as_of=/, WAIT), page.click('#as-of-form button')]);
+    report.overview_as_of = {
+      ...(await overview(page)),
+      query: new URL(page.url()).search,
+      picked: await page.inputValue('#as-of'),
+      note: await text(page, '#as-of-note'),
+      back_to_today_shown: await page.$eval('#as-of-now', (n) => !n.hidden),
+    };
+    if (!key) await shoot(page, 'overview-as-of.png', { fullPage: true });
+  }
 
   // the search box leads to the customer's page
   await page.fill('#search-id', customerId);

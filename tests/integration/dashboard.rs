@@ -53,7 +53,14 @@ fn require_tools() {
 
 /// Run the browser script against `base` and return its report.
 /// `screenshots`: write docs/dashboard/*.png (one test does, on realistic data).
-async fn browse(base: &str, customer: &str, key: Option<&str>, screenshots: bool) -> Value {
+/// `as_of`: also pick this date (YYYY-MM-DD) in the overview's as-of picker.
+async fn browse(
+    base: &str,
+    customer: &str,
+    key: Option<&str>,
+    screenshots: bool,
+    as_of: Option<&str>,
+) -> Value {
     require_tools();
     let shots = if screenshots {
         let dir = root().join("docs/dashboard");
@@ -69,6 +76,7 @@ async fn browse(base: &str, customer: &str, key: Option<&str>, screenshots: bool
         .arg(&shots)
         .args(key)
         .env("CHROMIUM", chromium())
+        .env("AS_OF", as_of.unwrap_or(""))
         .stdin(Stdio::null())
         .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
@@ -171,22 +179,42 @@ fn assert_clean(report: &Value, allowed_console: &[&str]) {
     );
 }
 
-/// The overview shows what the API answers, figure by figure.
-async fn check_overview(app: &TestApp, o: &Value) {
+/// Revenue per month as the API answers it: the month series, or up to the end of
+/// `as_of` the day series added up per month. (month, orders, revenue) each.
+async fn months(app: &TestApp, as_of: Option<&str>) -> Vec<(String, i64, Decimal)> {
+    let path = match as_of {
+        None => "/analytics/revenue?period=month".to_string(),
+        Some(day) => format!("/analytics/revenue?period=day&to={day}"),
+    };
+    let revenue = get_json(app, &path, None).await;
+    let mut out: Vec<(String, i64, Decimal)> = Vec::new();
+    for p in revenue["series"].as_array().expect("series") {
+        let month = p["period_start"].as_str().expect("period")[..7].to_string();
+        let orders = p["orders"].as_i64().expect("orders");
+        let amount: Decimal = p["revenue"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("revenue");
+        match out.last_mut() {
+            Some(last) if last.0 == month => {
+                last.1 += orders;
+                last.2 += amount;
+            }
+            _ => out.push((month, orders, amount)),
+        }
+    }
+    out
+}
+
+/// The overview shows what the API answers, figure by figure: today's, or with
+/// `as_of` the figures of the end of that day where the API has them.
+async fn check_overview(app: &TestApp, o: &Value, as_of: Option<&str>) {
     assert_eq!(o["state"], "ready", "{o}");
-    let churn = get_json(app, "/analytics/churn", None).await;
-    let revenue = get_json(app, "/analytics/revenue?period=month", None).await;
-    let series = revenue["series"].as_array().expect("series");
-    let total: Decimal = series
-        .iter()
-        .map(|p| {
-            p["revenue"]
-                .as_str()
-                .and_then(|s| s.parse::<Decimal>().ok())
-                .expect("revenue")
-        })
-        .sum();
-    let orders: i64 = series.iter().filter_map(|p| p["orders"].as_i64()).sum();
+    let at = as_of.map_or(String::new(), |day| format!("?as_of={day}"));
+    let churn = get_json(app, &format!("/analytics/churn{at}"), None).await;
+    let series = months(app, as_of).await;
+    let total: Decimal = series.iter().map(|m| m.2).sum();
+    let orders: i64 = series.iter().map(|m| m.1).sum();
     assert_eq!(o["headline"]["customers"], count(&churn["customers"]));
     assert_eq!(o["headline"]["revenue"], money(&total.to_string().into()));
     assert_eq!(o["headline"]["orders"], grouped(orders));
@@ -194,18 +222,18 @@ async fn check_overview(app: &TestApp, o: &Value) {
     assert_eq!(o["headline"]["churn_rate"], format!("{:.2}%", rate * 100.0));
     let expected: Vec<Vec<String>> = series
         .iter()
-        .map(|p| {
+        .map(|(month, orders, amount)| {
             vec![
-                p["period_start"].as_str().expect("period")[..7].to_string(),
-                count(&p["orders"]),
-                money(&p["revenue"]),
+                month.clone(),
+                grouped(*orders),
+                money(&format!("{amount:.2}").into()),
             ]
         })
         .collect();
     assert_eq!(rows(&o["revenue"]), expected);
     assert_eq!(o["chart_canvases"], 1, "the revenue chart is drawn");
 
-    let segments = get_json(app, "/segments", None).await;
+    let segments = get_json(app, &format!("/segments{at}"), None).await;
     let expected: Vec<Vec<String>> = items(&segments)
         .iter()
         .map(|s| {
@@ -353,15 +381,31 @@ async fn overview_and_customer_pages_show_the_apis_numbers() {
     let db = loaded_db().await;
     let app = TestApp::spawn(&db.url, open_config()).await;
     // the id as a user types it: lower case (the API matches it like the vault does)
-    let report = browse(&app.base, "c01", None, false).await;
+    let report = browse(&app.base, "c01", None, false, Some("2024-05-10")).await;
     assert_clean(&report, &[]);
     let o = &report["overview"];
-    check_overview(&app, o).await;
+    check_overview(&app, o, None).await;
     // what the data set says, beyond agreeing with the API
     assert_eq!(o["headline"]["customers"], "12");
     assert_eq!(o["headline"]["orders"], "11", "O03 was cancelled");
     assert_eq!(rows(&o["revenue"]).len(), 5, "orders from March to July");
     assert_eq!(rows(&o["products"])[0][0], "P3", "the best seller first");
+
+    // the as-of picker: the end of 10 May, before most of May's orders
+    let then = &report["overview_as_of"];
+    assert_eq!(then["query"], "?as_of=2024-05-10", "the picker's form");
+    assert_eq!(then["picked"], "2024-05-10");
+    assert_eq!(then["back_to_today_shown"], true);
+    assert!(
+        then["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("2024-05-10")),
+        "{then}"
+    );
+    check_overview(&app, then, Some("2024-05-10")).await;
+    assert_ne!(then["segments"], o["segments"], "the segments moved since");
+    assert_ne!(then["headline"]["orders"], o["headline"]["orders"]);
+    assert_ne!(then["churn"], o["churn"], "the churn split moved since");
 
     let c = &report["customer"];
     assert_eq!(
@@ -439,9 +483,11 @@ async fn a_generated_world_looks_right_and_is_photographed() {
         .expect("a customer with versions")
         .get(0);
     let app = TestApp::spawn(&db.url, open_config()).await;
-    let report = browse(&app.base, &id, None, true).await;
+    let half_way = (end - chrono::Days::new(180)).to_string();
+    let report = browse(&app.base, &id, None, true, Some(&half_way)).await;
     assert_clean(&report, &[]);
-    check_overview(&app, &report["overview"]).await;
+    check_overview(&app, &report["overview"], None).await;
+    check_overview(&app, &report["overview_as_of"], Some(&half_way)).await;
     assert!(
         rows(&report["overview"]["revenue"]).len() >= 12,
         "a year of months"
@@ -470,7 +516,7 @@ async fn contact_details_are_hidden_where_the_api_hides_them() {
         .await
         .expect("the documented role SQL runs");
     let app = TestApp::spawn(&with_credentials(&db.url, &role, "dash-pw"), open_config()).await;
-    let report = browse(&app.base, "C01", None, false).await;
+    let report = browse(&app.base, "C01", None, false, None).await;
     assert_clean(&report, &[]);
     let c = &report["customer"];
     check_customer(&app, c, "C01").await;
@@ -502,7 +548,7 @@ async fn with_api_keys_the_page_asks_for_a_read_key_once() {
         app.get("/segments").await.status(),
         StatusCode::UNAUTHORIZED
     );
-    let report = browse(&app.base, "C02", Some(READ_TOKEN), true).await;
+    let report = browse(&app.base, "C02", Some(READ_TOKEN), true, None).await;
     // the first calls, before the key was typed, were refused: chromium logs each
     assert_clean(&report, &["status of 401"]);
     assert_eq!(report["key_form_shown"], true);
