@@ -7,6 +7,9 @@
 # DATABASE_URL names a loaded database (ids are drawn from it); BASE a `dvault serve`
 # on it. DURATION (default 15 s) per endpoint, CONNECTIONS (default 32). Run it under
 # the bench lock: flock /tmp/dvault-bench.lock bench/endpoints.sh
+# ONLY (an extended regex) keeps the endpoints whose path matches it. The first request
+# of an `as_of` computes what later ones read back: it is timed once before the runs
+# and printed under the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${DATABASE_URL:?a loaded database}"
@@ -30,7 +33,9 @@ ENDPOINTS=(
     "customers?segment=Champions||/customers?segment=Champions&limit=20"
     "customers?sort=-last_order_at||/customers?sort=-last_order_at&limit=20"
     "customers?sort=-total_spent||/customers?sort=-total_spent&limit=20"
+    "customers?sort=-clv_predicted_12m||/customers?sort=-clv_predicted_12m&limit=20"
     "segments||/segments"
+    "segments, as_of||/segments?as_of=$AS_OF"
     "segment members by -clv||/segments/Champions/customers?limit=3&sort=-clv_predicted_12m"
     "product by id|products|/products/%s"
     "products?limit=5||/products?limit=5"
@@ -39,7 +44,14 @@ ENDPOINTS=(
     "orders||/orders?limit=20"
     "revenue by month||/analytics/revenue?period=month"
     "churn||/analytics/churn"
+    "churn, as_of||/analytics/churn?as_of=$AS_OF"
 )
+first=()
+for path in "/segments?as_of=$AS_OF" "/analytics/churn?as_of=$AS_OF"; do
+    if [ -z "${ONLY:-}" ] || [[ $path =~ $ONLY ]]; then
+        first+=("\`$path\`: $(curl -s -o /dev/null -w '%{http_code} in %{time_total} s' "$BASE$path")")
+    fi
+done
 echo "| endpoint | req/s | p50 | p90 | p99 | non-2xx | socket errors |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
 # a slow endpoint's queries outlive its run (until the server's request timeout):
@@ -54,6 +66,7 @@ settle() {
 }
 for e in "${ENDPOINTS[@]}"; do
     IFS='|' read -r name ids path <<<"$e"
+    if [ -n "${ONLY:-}" ] && ! [[ $path =~ $ONLY ]]; then continue; fi
     settle
     if [ -n "$ids" ]; then
         IDS="$WORK/$ids" PATH_TEMPLATE="$path" wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s --latency \
@@ -71,3 +84,7 @@ for e in "${ENDPOINTS[@]}"; do
     sock=$(grep -o 'Socket errors:.*' "$WORK/out" | sed 's/Socket errors: //' || true)
     echo "| \`${shown}\` | ${rps:-?} | ${p50:-?} | ${p90:-?} | ${p99:-?} | ${non2xx:-0} | ${sock:-} |"
 done
+if [ ${#first[@]} -gt 0 ]; then
+    echo
+    echo "First request of each as_of (computed, then remembered): ${first[*]}"
+fi

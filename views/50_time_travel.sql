@@ -179,6 +179,30 @@ $$;
 COMMENT ON FUNCTION mart.customer_360_as_of(timestamptz) IS
     'mart.customer_360 (without contact details) as it was at business time ts: profile in force then, orders placed by ts with their status then, RFM over the customers of then, recency, churn and CLV relative to the day of ts.';
 
+-- One computation per remembered answer: when what (rfm_cuts_at, population_at) at ts
+-- is not remembered yet, wait until no other transaction computes it and say so (true:
+-- look again, it may be there now). Without it, every request for a new ts that
+-- arrives while the first one computes (seconds on a large vault) computes it too, and
+-- a burst of them fills the API's connection pool. The lock is the transaction's, so
+-- it is released when the first one's answer is committed. Not in a read-only
+-- transaction (a replica stores nothing: each request computes its own).
+CREATE OR REPLACE FUNCTION business_vault.remember_once(what text, ts timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('transaction_read_only')::boolean THEN
+        RETURN false;
+    END IF;
+    -- (the epoch, not ts::text, which depends on the session's TimeZone)
+    PERFORM pg_advisory_xact_lock(hashtext(what), hashtext(extract(epoch FROM ts)::text));
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION business_vault.remember_once(text, timestamptz) IS
+    'Serialise the computations of one remembered answer (what at ts): waits for the transaction computing it, if any; false (no wait) in a read-only transaction.';
+
 -- The RFM quintile boundaries of the population at ts: remembered in
 -- business_vault.rfm_cutpoints_as_of once computed (migration 13 says when the loader
 -- forgets them). Stored only outside read-only transactions (a replica computes them
@@ -201,6 +225,17 @@ BEGIN
      WHERE m.as_of = ts;
     IF FOUND THEN
         RETURN;
+    END IF;
+    -- requests for the same ts wait for the first one's answer instead of each
+    -- computing it (business_vault.remember_once)
+    IF business_vault.remember_once('rfm_cuts_at', ts) THEN
+        SELECT m.population, m.recency, m.frequency, m.monetary
+          INTO population, recency, frequency, monetary
+          FROM business_vault.rfm_cutpoints_as_of m
+         WHERE m.as_of = ts;
+        IF FOUND THEN
+            RETURN;
+        END IF;
     END IF;
     -- one statement, one snapshot: the boundaries and the checkpoint they belong to
     SELECT count(*)::integer,
@@ -448,6 +483,16 @@ BEGIN
      WHERE p.as_of = ts;
     IF FOUND THEN
         RETURN;
+    END IF;
+    IF business_vault.remember_once('population_at', ts) THEN
+        RETURN QUERY
+        SELECT p.segment, p.customers, p.with_orders, p.orders, p.revenue, p.with_days,
+               p.days_sum, p.clv_predicted_12m, p.active, p.at_risk, p.churned
+          FROM business_vault.population_as_of p
+         WHERE p.as_of = ts;
+        IF FOUND THEN
+            RETURN;
+        END IF;
     END IF;
     IF current_setting('transaction_read_only')::boolean THEN
         RETURN QUERY SELECT * FROM business_vault.population_computed(ts);

@@ -681,6 +681,61 @@ async fn not_remembered_while_a_batch_is_in_flight(
     assert_ne!(rows(&client, kept).await, ["(0)"]);
 }
 
+/// While a first request computes `ask` (one text value, the business time as `$1`) in
+/// a transaction, a second request for the same time waits for it (an advisory lock)
+/// rather than computing it too, and answers what the first stored.
+async fn a_second_request_waits_for_the_first_ones_answer(ask: &'static str) {
+    let (db, client) = setup(&shop()).await;
+    let first = db.client().await;
+    first.batch_execute("BEGIN").await.expect("begin");
+    let answer: String = first.query_one(ask, &[&at(TS)]).await.expect(ask).get(0);
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let second = tokio::spawn(async move {
+        client
+            .query_one(ask, &[&at(TS)])
+            .await
+            .map(|r| r.get::<_, String>(0))
+    });
+    let mut waiting = false;
+    for _ in 0..200 {
+        waiting = first
+            .query_one(
+                "SELECT coalesce(wait_event = 'advisory', false) FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if waiting {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(waiting, "the second request did not wait for the first");
+    first.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(second.await.expect("join").expect(ask), answer);
+}
+
+#[tokio::test]
+async fn a_second_request_for_new_rfm_boundaries_waits_for_the_first() {
+    a_second_request_waits_for_the_first_ones_answer(
+        "SELECT population::text FROM business_vault.rfm_cuts_at($1)",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_second_request_for_new_population_figures_waits_for_the_first() {
+    a_second_request_waits_for_the_first_ones_answer(
+        "SELECT sum(customers)::text FROM business_vault.population_at($1)",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn rfm_boundaries_computed_while_a_batch_is_in_flight_are_not_remembered() {
     not_remembered_while_a_batch_is_in_flight(
