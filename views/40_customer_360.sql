@@ -92,7 +92,8 @@ CREATE OR REPLACE VIEW mart.customer_list_keys AS
 SELECT t.hk_customer, t.customer_id, t.segment, t.country,
        coalesce(t.total_spent, 0.00) AS total_spent,
        r.risk AS churn_risk,
-       t.clv_predicted_12m
+       t.clv_predicted_12m,
+       t.first_name, t.last_name
   FROM business_vault.customer_360_current t
  CROSS JOIN LATERAL (
        SELECT CASE WHEN t.orders_count > 0

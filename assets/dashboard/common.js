@@ -121,13 +121,33 @@ const Dash = (() => {
     box.hidden = false;
   }
 
+  const customerPage = (id) => `/dashboard/customers/${encodeURIComponent(id)}`;
+
+  // The search box: one customer (by id, or the only one whose names begin with the
+  // words) opens its page; several are listed (the first 20); none is said so.
+  async function find(query) {
+    const { items, next } = await api(`/customers?search=${encodeURIComponent(query)}&limit=20`);
+    if (items.length === 1) {
+      window.location.assign(customerPage(items[0].customer_id));
+      return;
+    }
+    const box = document.getElementById('search-results');
+    const names = (c) => [c.first_name, c.last_name].filter((n) => n).join(' ') || '—';
+    document.getElementById('search-message').textContent = items.length === 0
+      ? `No customer with the id or names “${query}”.`
+      : `${next ? 'The first 20' : items.length} customers for “${query}”:`;
+    box.querySelector('ul').replaceChildren(...items.map((c) => el('li', { 'data-customer': c.customer_id },
+      el('a', { href: customerPage(c.customer_id) }, c.customer_id),
+      ` ${names(c)}, ${text(c.city)} (${text(c.segment)})`)));
+    box.hidden = false;
+  }
+
   // Run the page's loader; the body's data-state says when it is done (tests wait on it).
   function start(load) {
-    const search = document.getElementById('search');
-    search.addEventListener('submit', (event) => {
+    document.getElementById('search').addEventListener('submit', (event) => {
       event.preventDefault();
-      const id = document.getElementById('search-id').value.trim();
-      if (id) window.location.assign(`/dashboard/customers/${encodeURIComponent(id)}`);
+      const query = document.getElementById('search-id').value.trim();
+      if (query) find(query).catch((error) => showError(error.message));
     });
     load().then(
       () => { document.body.dataset.state = 'ready'; },

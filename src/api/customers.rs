@@ -197,13 +197,19 @@ list_params! {
         /// Customers who spent at least this much (a decimal, e.g. `100` or `99.50`).
         #[param(value_type = Option<String>, example = "100.00")]
         pub min_total_spent: Option<String>,
+        /// A customer id (matched like the vault does: trimmed, case-insensitive), or
+        /// words each of which begins the first or the last name (case-insensitive),
+        /// e.g. `ann te`. At most 4 words.
+        #[param(example = "ann te")]
+        pub search: Option<String>,
     }
     sort = "`customer_id` (default), `total_spent`, `orders_count`, `last_order_at`, `signup_date`, `clv_predicted_12m`; prefix `-` for descending.";
 }
 
 impl ListParams {
-    fn link_params(&self) -> [(&'static str, Option<&str>); 6] {
+    fn link_params(&self) -> [(&'static str, Option<&str>); 7] {
         [
+            ("search", self.search.as_deref()),
             ("segment", self.segment.as_deref()),
             ("country", self.country.as_deref()),
             ("churn_risk", self.churn_risk.as_deref()),
@@ -260,6 +266,9 @@ pub async fn list(
         })?;
         listing.filter("c.total_spent >= {}", min);
     }
+    if let Some(search) = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        search_filter(&mut listing, search)?;
+    }
     let page = PageRequest::parse(&SORTS, q.paging())?;
     let (rows, cursor) = listing.page(&client, &page).await?;
     let items = rows
@@ -271,6 +280,41 @@ pub async fn list(
         limit: page.limit,
         next: cursor.map(|c| next_link("/customers", &q.link_params(), &c)),
     }))
+}
+
+/// The most words `search` takes.
+const SEARCH_WORDS: usize = 4;
+
+/// `search`: the customer with that id, or those whose first or last name each word
+/// begins (a `LIKE` prefix, its `%` and `_` taken literally).
+fn search_filter(listing: &mut Listing, search: &str) -> Result<(), ApiError> {
+    let words: Vec<String> = search
+        .split_whitespace()
+        .map(|w| {
+            let w = w.to_lowercase();
+            let escaped = w
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("{escaped}%")
+        })
+        .collect();
+    if words.len() > SEARCH_WORDS {
+        return Err(ApiError::bad_param(
+            "search",
+            format!("{} words; at most {SEARCH_WORDS}", words.len()),
+            &[],
+        ));
+    }
+    let id = params::hash_key(search).map(|k| k.to_vec());
+    listing.filter_group(
+        "c.hk_customer = {} OR ",
+        id,
+        "(lower(c.first_name) LIKE {} OR lower(c.last_name) LIKE {})",
+        " AND ",
+        words,
+    );
+    Ok(())
 }
 
 /// The members of one segment, like GET /customers?segment=NAME.

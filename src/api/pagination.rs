@@ -250,6 +250,33 @@ impl Listing {
         self.conditions.push(fragment.replace("{}", &placeholder));
     }
 
+    /// Add `fragment` once per value, its `{}` bound to that value, the copies joined
+    /// by `join` (` AND `, ` OR `) in parentheses, and the whole put after `prefix`
+    /// (a fragment ending where the group goes, e.g. `c.id = {} OR `, whose `{}` is
+    /// bound to `first`). For conditions of several values, from fixed text only.
+    pub fn filter_group<F, T>(
+        &mut self,
+        prefix: &'static str,
+        first: F,
+        fragment: &'static str,
+        join: &'static str,
+        values: Vec<T>,
+    ) where
+        F: ToSql + Sync + Send + 'static,
+        T: ToSql + Sync + Send + 'static,
+    {
+        let first = self.bind(Box::new(first));
+        let group: Vec<String> = values
+            .into_iter()
+            .map(|v| fragment.replace("{}", &self.bind(Box::new(v))))
+            .collect();
+        self.conditions.push(format!(
+            "({}({}))",
+            prefix.replace("{}", &first),
+            group.join(join)
+        ));
+    }
+
     /// Run the query for one page: its rows and the cursor of the next page, if any.
     pub async fn page(
         mut self,

@@ -5,7 +5,8 @@
 //   node tests/dashboard/run.mjs BASE_URL CUSTOMER_ID SCREENSHOT_DIR [READ_KEY]
 //
 // SCREENSHOT_DIR `-` takes none. With AS_OF=YYYY-MM-DD in the environment the script
-// also picks that date in the overview's as-of picker and reports what it shows then.
+// also picks that date in the overview's as-of picker and reports what it shows then;
+// with SEARCH=words it types them in the search box first and reports the list shown.
 // With READ_KEY the server is expected to require keys: the page must ask for one,
 // which this script types into the page's form. CHROMIUM overrides /usr/bin/chromium.
 import { chromium } from 'playwright-core';
@@ -140,6 +141,17 @@ try {
       back_to_today_shown: await page.$eval('#as-of-now', (n) => !n.hidden),
     };
     if (!key) await shoot(page, 'overview-as-of.png', { fullPage: true });
+  }
+
+  // the search box lists the customers several words match
+  if (process.env.SEARCH) {
+    await page.fill('#search-id', process.env.SEARCH);
+    await page.click('#search button');
+    await page.waitForSelector('#search-results:not([hidden])', WAIT);
+    report.search = {
+      message: await text(page, '#search-message'),
+      customers: await page.$$eval('#search-results li', (lis) => lis.map((li) => li.dataset.customer)),
+    };
   }
 
   // the search box leads to the customer's page

@@ -668,6 +668,49 @@ async fn a_customer_now_as_of_a_date_its_orders_and_its_history() {
     app.stop().await;
 }
 
+/// `search` finds a customer by id, or by the beginnings of first and last name words;
+/// `%` and `_` are taken literally; the next link keeps the search; the keyed CLV sort
+/// searches too.
+#[tokio::test]
+async fn customers_are_found_by_id_or_by_the_beginnings_of_their_names() {
+    let db = loaded_db().await;
+    let app = TestApp::spawn(&db.url, open_config()).await;
+    let found = |page: Value| {
+        let mut got = ids(&page, "customer_id");
+        got.sort();
+        got
+    };
+    for (search, expected) in [
+        ("ann", vec!["C01"]),
+        ("Ann", vec!["C01"]),
+        ("cust1", vec!["C10", "C11", "C12"]),
+        ("CUST1%20te", vec!["C10", "C11", "C12"]),
+        ("te%20cust1", vec!["C10", "C11", "C12"]),
+        ("cust1%20x", vec![]),
+        ("c05", vec!["C05"]),
+        ("%20C05%20", vec!["C05"]),
+        ("%25", vec![]),
+        ("_ust", vec![]),
+        ("zed", vec![]),
+    ] {
+        let page = app.json(&format!("/customers?search={search}"), 200).await;
+        assert_eq!(found(page), expected, "search={search}");
+    }
+    let (all, pages) = walk(&app, "/customers?search=cust1&limit=1", "customer_id").await;
+    assert_eq!(
+        (all, pages),
+        (vec!["C10".to_string(), "C11".into(), "C12".into()], 3)
+    );
+    let by_clv = app
+        .json("/customers?search=cust1&sort=-clv_predicted_12m", 200)
+        .await;
+    assert_eq!(found(by_clv), ["C10", "C11", "C12"]);
+    let p = app.json("/customers?search=a%20b%20c%20d%20e", 400).await;
+    assert_problem(&p, 400, "bad-parameter", "at most 4");
+    assert_eq!(p["parameter"], "search");
+    app.stop().await;
+}
+
 /// GET /segments and /analytics/churn as of a date answer what mart.segments_as_of and
 /// mart.churn_as_of do (every field), remembered or not, and refuse a time that is not one.
 #[tokio::test]

@@ -53,13 +53,14 @@ fn require_tools() {
 
 /// Run the browser script against `base` and return its report.
 /// `screenshots`: write docs/dashboard/*.png (one test does, on realistic data).
-/// `as_of`: also pick this date (YYYY-MM-DD) in the overview's as-of picker.
+/// `extra`: what else the script does, as its environment: `AS_OF` (a date to pick
+/// in the overview's as-of picker), `SEARCH` (words to type in the search box).
 async fn browse(
     base: &str,
     customer: &str,
     key: Option<&str>,
     screenshots: bool,
-    as_of: Option<&str>,
+    extra: &[(&str, &str)],
 ) -> Value {
     require_tools();
     let shots = if screenshots {
@@ -76,7 +77,7 @@ async fn browse(
         .arg(&shots)
         .args(key)
         .env("CHROMIUM", chromium())
-        .env("AS_OF", as_of.unwrap_or(""))
+        .envs(extra.iter().copied())
         .stdin(Stdio::null())
         .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
@@ -381,7 +382,14 @@ async fn overview_and_customer_pages_show_the_apis_numbers() {
     let db = loaded_db().await;
     let app = TestApp::spawn(&db.url, open_config()).await;
     // the id as a user types it: lower case (the API matches it like the vault does)
-    let report = browse(&app.base, "c01", None, false, Some("2024-05-10")).await;
+    let report = browse(
+        &app.base,
+        "c01",
+        None,
+        false,
+        &[("AS_OF", "2024-05-10"), ("SEARCH", "cust1")],
+    )
+    .await;
     assert_clean(&report, &[]);
     let o = &report["overview"];
     check_overview(&app, o, None).await;
@@ -409,9 +417,18 @@ async fn overview_and_customer_pages_show_the_apis_numbers() {
 
     let c = &report["customer"];
     assert_eq!(
-        c["path"], "/dashboard/customers/c01",
-        "the search box led here"
+        c["path"], "/dashboard/customers/C01",
+        "the search box found c01 and led here"
     );
+    // several customers whose names begin with the words are listed, as the API finds them
+    let found = get_json(&app, "/customers?search=cust1&limit=20", None).await;
+    let expected: Vec<String> = items(&found)
+        .iter()
+        .map(|c| text(&c["customer_id"]))
+        .collect();
+    assert_eq!(expected, ["C10", "C11", "C12"]);
+    assert_eq!(report["search"]["customers"], serde_json::json!(expected));
+    assert_eq!(report["search"]["message"], "3 customers for “cust1”:");
     check_customer(&app, c, "C01").await;
     assert_eq!(c["name"], "Ann Test (C01)");
     assert_eq!(c["clv_historic"], "55.50", "20.00 + 25.00 + 10.50");
@@ -484,7 +501,7 @@ async fn a_generated_world_looks_right_and_is_photographed() {
         .get(0);
     let app = TestApp::spawn(&db.url, open_config()).await;
     let half_way = (end - chrono::Days::new(180)).to_string();
-    let report = browse(&app.base, &id, None, true, Some(&half_way)).await;
+    let report = browse(&app.base, &id, None, true, &[("AS_OF", &half_way)]).await;
     assert_clean(&report, &[]);
     check_overview(&app, &report["overview"], None).await;
     check_overview(&app, &report["overview_as_of"], Some(&half_way)).await;
@@ -516,7 +533,7 @@ async fn contact_details_are_hidden_where_the_api_hides_them() {
         .await
         .expect("the documented role SQL runs");
     let app = TestApp::spawn(&with_credentials(&db.url, &role, "dash-pw"), open_config()).await;
-    let report = browse(&app.base, "C01", None, false, None).await;
+    let report = browse(&app.base, "C01", None, false, &[]).await;
     assert_clean(&report, &[]);
     let c = &report["customer"];
     check_customer(&app, c, "C01").await;
@@ -548,7 +565,7 @@ async fn with_api_keys_the_page_asks_for_a_read_key_once() {
         app.get("/segments").await.status(),
         StatusCode::UNAUTHORIZED
     );
-    let report = browse(&app.base, "C02", Some(READ_TOKEN), true, None).await;
+    let report = browse(&app.base, "C02", Some(READ_TOKEN), true, &[]).await;
     // the first calls, before the key was typed, were refused: chromium logs each
     assert_clean(&report, &["status of 401"]);
     assert_eq!(report["key_form_shown"], true);
