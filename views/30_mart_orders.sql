@@ -71,6 +71,15 @@ COMMENT ON COLUMN mart.products.viewers_who_bought IS 'Viewers who also have a c
 COMMENT ON COLUMN mart.products.view_to_purchase_rate IS 'viewers_who_bought / viewers (0..1, 4 decimals); NULL without views.';
 COMMENT ON COLUMN mart.products.rank_in_category IS 'Rank by revenue within the current category (1 = best; ties share a rank).';
 
+-- Kept per category by the loader (business_vault.category_summary, V17).
+CREATE OR REPLACE VIEW mart.categories AS
+SELECT c.category, c.products, c.units_sold, c.revenue,
+       round(100.0 * c.revenue / nullif(sum(c.revenue) OVER (), 0), 2) AS revenue_pct
+  FROM business_vault.category_summary c
+ ORDER BY c.revenue DESC, c.category NULLS LAST;
+COMMENT ON VIEW mart.categories IS 'One row per current product category (NULL: products without one), by revenue: products, units sold and revenue of counted orders, share of all revenue.';
+COMMENT ON COLUMN mart.categories.revenue_pct IS 'Share of all revenue, percent.';
+
 -- Revenue by period. An order belongs to the UTC day (ISO week starting Monday,
 -- month) of ordered_at; its current status decides whether it counts, so a later
 -- cancellation or return removes it from the period it was ordered in. Periods

@@ -1,5 +1,6 @@
 // dvault dashboard, the overview (/dashboard): headline numbers, revenue per month,
-// RFM segments, churn split, top products and data freshness, each from one API call.
+// RFM segments, churn split, top categories and products and data freshness, each
+// from one API call.
 // With `?as_of=YYYY-MM-DD` (the date picker) the customers, segments and churn are
 // those of the end of that day (the API's as_of), and revenue counts the orders placed
 // by then (by their status today: the revenue series has no as_of).
@@ -21,9 +22,10 @@
     document.getElementById('as-of-now').hidden = false;
     set('as-of-note', `Customers, segments and churn as they were at the end of ${asOf} (UTC); `
       + 'revenue and orders: those placed by then, by their status today; '
-      + 'top products and data freshness: today.');
+      + 'top products and categories, data freshness: today.');
     set('revenue-title', `Revenue per month, orders placed by ${asOf}`);
     set('products-title', 'Top products by revenue (today)');
+    set('categories-title', 'Top categories by revenue (today)');
   }
 
   // Month points { month, orders, cents }: the month series, or up to the picked date
@@ -147,6 +149,20 @@
     ]);
   }
 
+  async function categories() {
+    const { items } = await api('/analytics/categories');
+    fill('categories', items.slice(0, 10).map((c) => {
+      const bar = el('span', { class: 'bar' });
+      bar.style.width = `${Math.min(100, (c.revenue_pct || 0))}%`;
+      return el('tr', { 'data-category': c.category == null ? '' : c.category },
+        el('td', {}, c.category == null ? '(no category)' : c.category),
+        el('td', { class: 'num' }, count(c.products)),
+        el('td', { class: 'num' }, count(c.units_sold)),
+        el('td', { class: 'num' }, money(c.revenue)),
+        el('td', { class: 'bar-col' }, el('span', { class: 'track' }, bar), ` ${c.revenue_pct == null ? '—' : `${c.revenue_pct.toFixed(2)}%`}`));
+    }));
+  }
+
   async function products() {
     const { items } = await api('/products?sort=-revenue&limit=10');
     fill('products', items.map((p) => el('tr', { 'data-product': p.product_id },
@@ -187,5 +203,5 @@
   }
 
   picker();
-  Dash.start(() => Promise.all([revenue(), segments(), churn(), products(), freshness()]));
+  Dash.start(() => Promise.all([revenue(), segments(), churn(), categories(), products(), freshness()]));
 })();

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Query};
-use super::params::{AsOfParams, check_range, parse_date};
+use super::params::{AsOfParams, NoParams, check_range, parse_date};
 use super::state::AppState;
 use super::values::{Money, col, money, money_opt, number_opt, whole};
 
@@ -229,4 +229,64 @@ pub async fn churn(
         at_risk_rate: number_opt(&r, "at_risk_rate")?,
         prospects: col(&r, "prospects")?,
     }))
+}
+
+/// One product category: its products' sales.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Category {
+    /// The current category; null for the products without one.
+    pub category: Option<String>,
+    pub products: i64,
+    /// Units in counted orders (not cancelled or returned).
+    pub units_sold: i64,
+    /// Line amounts (after discounts) in counted orders.
+    pub revenue: Money,
+    /// Share of all revenue, percent; null without revenue.
+    pub revenue_pct: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Categories {
+    /// Every category, by revenue (highest first).
+    pub items: Vec<Category>,
+}
+
+/// Sales per product category, by revenue.
+#[utoipa::path(
+    get,
+    path = "/analytics/categories",
+    operation_id = "listCategories",
+    tag = "analytics",
+    responses(
+        (status = 200, description = "Every category, by revenue", body = Categories),
+        (status = 400, description = "An unknown parameter, or a path segment that is not UTF-8", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security((), ("api_key" = ["read"]))
+)]
+pub async fn categories(
+    State(state): State<AppState>,
+    Query(NoParams {}): Query<NoParams>,
+) -> Result<Json<Categories>, ApiError> {
+    let client = state.reads().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT category, products, units_sold, revenue, revenue_pct FROM mart.categories",
+        )
+        .await?;
+    let items = client
+        .query(&stmt, &[])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Category {
+                category: col(r, "category")?,
+                products: col(r, "products")?,
+                units_sold: col(r, "units_sold")?,
+                revenue: money(r, "revenue")?,
+                revenue_pct: number_opt(r, "revenue_pct")?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(Json(Categories { items }))
 }

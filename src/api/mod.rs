@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/segments/{name}/customers", get(segments::members))
         .route("/analytics/revenue", get(analytics::revenue))
         .route("/analytics/churn", get(analytics::churn))
+        .route("/analytics/categories", get(analytics::categories))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_read,

@@ -37,6 +37,7 @@ use super::{
         segments::members,
         analytics::revenue,
         analytics::churn,
+        analytics::categories,
         events::post,
         health::health,
         health::ready,
@@ -49,7 +50,7 @@ use super::{
         (name = "products", description = "Product analytics"),
         (name = "orders", description = "Orders with their lines"),
         (name = "segments", description = "RFM segments"),
-        (name = "analytics", description = "Revenue series and churn"),
+        (name = "analytics", description = "Revenue series, churn and categories"),
         (name = "events", description = "Append CloudEvents to the log"),
         (name = "operations", description = "Liveness, readiness, metrics")
     )

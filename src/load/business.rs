@@ -51,6 +51,7 @@ pub const TABLES: &[&str] = &[
     "business_vault.segment_summary",
     "business_vault.churn_calendar",
     "business_vault.revenue_period",
+    "business_vault.category_summary",
 ];
 
 /// Answers the business vault remembers rather than derives from the log (the RFM

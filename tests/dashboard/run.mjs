@@ -65,6 +65,7 @@ async function overview(page) {
     chart_canvases: await page.$$eval('#revenue-chart canvas', (c) => c.length),
     segments: await rows(page, '#segments'),
     churn: await texts(page, '#churn tr', 'data-key'),
+    categories: await rows(page, '#categories'),
     products: await rows(page, '#products'),
     freshness: await texts(page, '#freshness tr', 'data-key'),
   };

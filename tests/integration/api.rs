@@ -320,6 +320,10 @@ pub(crate) async fn loaded_db() -> TestDb {
     panic!("the loader did not get to the data set within 2 minutes");
 }
 
+fn items_of(page: &Value) -> &Vec<Value> {
+    page["items"].as_array().expect("items")
+}
+
 fn ids(page: &Value, field: &str) -> Vec<String> {
     page["items"]
         .as_array()
@@ -980,6 +984,37 @@ async fn products_orders_segments_and_analytics() {
         json!({"customers": 12, "customers_with_orders": 10, "active": 0, "at_risk": 0,
                "churned": 10, "churn_rate": 1.0, "at_risk_rate": 0.0, "prospects": 2})
     );
+
+    // categories: the products' figures added up per current category, by revenue
+    let categories = app.json("/analytics/categories", 200).await;
+    let got: Vec<String> = items_of(&categories)
+        .iter()
+        .map(|c| {
+            format!(
+                "{}|{}|{}|{}",
+                c["category"].as_str().unwrap_or("(none)"),
+                c["products"],
+                c["units_sold"],
+                c["revenue"].as_str().expect("revenue")
+            )
+        })
+        .collect();
+    let expected = column(
+        &db,
+        "SELECT format('%s|%s|%s|%s', coalesce(category, '(none)'), count(*), sum(units_sold), sum(revenue))
+           FROM mart.products GROUP BY category ORDER BY sum(revenue) DESC, category NULLS LAST",
+    )
+    .await;
+    assert_eq!(got, expected);
+    assert!(expected.len() >= 2, "{expected:?}");
+    let shares: f64 = items_of(&categories)
+        .iter()
+        .filter_map(|c| c["revenue_pct"].as_f64())
+        .sum();
+    assert!(
+        (shares - 100.0).abs() < 0.05,
+        "shares add up to 100: {shares}"
+    );
     app.stop().await;
 }
 
@@ -1488,6 +1523,7 @@ async fn the_openapi_document_is_3_1_and_lists_every_route() {
         ("get", "/segments/{name}/customers"),
         ("get", "/analytics/revenue"),
         ("get", "/analytics/churn"),
+        ("get", "/analytics/categories"),
         ("post", "/events"),
         ("get", "/health"),
         ("get", "/ready"),
@@ -1738,6 +1774,7 @@ async fn the_api_role_reads_mart_and_appends_events_only() {
         "/segments/Prospect/customers",
         "/analytics/revenue?period=month",
         "/analytics/churn",
+        "/analytics/categories",
         "/ready",
     ] {
         expect_json(read(path).await, 200, path).await;

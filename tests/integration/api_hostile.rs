@@ -93,6 +93,7 @@ const ENDPOINTS: &[(&str, &[&str])] = &[
     ),
     ("/analytics/revenue?period=day", &["from", "to"]),
     ("/analytics/churn", &[]),
+    ("/analytics/categories", &[]),
 ];
 
 /// Percent-encode everything but RFC 3986's unreserved characters.

@@ -261,6 +261,27 @@ async fn check_overview(app: &TestApp, o: &Value, as_of: Option<&str>) {
         assert_eq!(o["churn"][key], count(&churn[field]), "{key}");
     }
 
+    let categories = get_json(app, "/analytics/categories", None).await;
+    let expected: Vec<Vec<String>> = items(&categories)
+        .iter()
+        .take(10)
+        .map(|c| {
+            vec![
+                c["category"]
+                    .as_str()
+                    .map_or_else(|| "(no category)".into(), str::to_string),
+                count(&c["products"]),
+                count(&c["units_sold"]),
+                money(&c["revenue"]),
+                c["revenue_pct"]
+                    .as_f64()
+                    .map_or_else(|| "—".into(), |p| format!("{p:.2}%")),
+            ]
+        })
+        .collect();
+    assert_eq!(rows(&o["categories"]), expected);
+    assert!(!expected.is_empty(), "the data has categories");
+
     let products = get_json(app, "/products?sort=-revenue&limit=10", None).await;
     let expected: Vec<Vec<String>> = items(&products)
         .iter()
@@ -615,6 +636,8 @@ async fn pages_and_assets_come_from_the_binary_with_a_strict_csp() {
             let resp = app.get(&format!("/dashboard/assets/{asset}")).await;
             assert_eq!(resp.status(), StatusCode::OK, "{asset}");
             assert_eq!(header(&resp, "x-content-type-options"), "nosniff");
+            // read to the end: an unread body keeps its connection busy at shutdown
+            assert!(!resp.bytes().await.expect(asset).is_empty(), "{asset}");
         }
     }
     let resp = app.get("/dashboard/assets/uPlot-LICENSE.txt").await;

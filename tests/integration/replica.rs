@@ -208,6 +208,7 @@ async fn the_api_reads_from_a_streaming_standby_and_answers_503_while_it_is_down
         "/segments/Prospect/customers",
         "/analytics/revenue?period=month",
         "/analytics/churn",
+        "/analytics/categories",
     ] {
         let from_standby = expect_json(app.get_with(path, READ_TOKEN).await, 200, path).await;
         let from_primary =

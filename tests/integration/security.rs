@@ -146,6 +146,7 @@ async fn the_api_role_serves_but_reads_no_raw_vault_and_writes_no_vault() {
         "/orders/O02",
         "/segments",
         "/analytics/churn",
+        "/analytics/categories",
         "/ready",
     ] {
         expect_json(app.get_with(path, READ_TOKEN).await, 200, path).await;
