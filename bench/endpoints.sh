@@ -44,6 +44,8 @@ ENDPOINTS=(
     "orders||/orders?limit=20"
     "revenue by month||/analytics/revenue?period=month"
     "churn||/analytics/churn"
+    "categories||/analytics/categories"
+    "customers?search=||/customers?search=ann&limit=20"
     "churn, as_of||/analytics/churn?as_of=$AS_OF"
 )
 first=()

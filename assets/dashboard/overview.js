@@ -117,7 +117,7 @@
       const bar = el('span', { class: 'bar' });
       bar.style.width = `${Math.min(100, (s.customers_pct || 0))}%`;
       return el('tr', { 'data-segment': s.segment, title: s.description || '' },
-        el('td', {}, s.segment),
+        el('td', {}, el('a', { href: `/dashboard/segments/${encodeURIComponent(s.segment)}` }, s.segment)),
         el('td', { class: 'num' }, count(s.customers)),
         el('td', { class: 'bar-col' }, el('span', { class: 'track' }, bar), ` ${s.customers_pct == null ? '—' : `${s.customers_pct.toFixed(2)}%`}`),
         el('td', { class: 'num' }, money(s.revenue)),

@@ -24,9 +24,10 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 const OVERVIEW: &str = include_str!("../../assets/dashboard/overview.html");
 const CUSTOMER: &str = include_str!("../../assets/dashboard/customer.html");
+const SEGMENT: &str = include_str!("../../assets/dashboard/segment.html");
 
 /// The files under `/dashboard/assets/`: name, content type, contents.
-const ASSETS: [(&str, &str, &str); 7] = [
+const ASSETS: [(&str, &str, &str); 8] = [
     (
         "dashboard.css",
         "text/css; charset=utf-8",
@@ -46,6 +47,11 @@ const ASSETS: [(&str, &str, &str); 7] = [
         "customer.js",
         "text/javascript; charset=utf-8",
         include_str!("../../assets/dashboard/customer.js"),
+    ),
+    (
+        "segment.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/dashboard/segment.js"),
     ),
     (
         "uPlot.iife.min.js",
@@ -70,6 +76,7 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard", get(overview))
         .route("/dashboard/", get(overview))
         .route("/dashboard/customers/{id}", get(customer))
+        .route("/dashboard/segments/{name}", get(segment))
         .route("/dashboard/assets/{file}", get(asset))
 }
 
@@ -81,6 +88,10 @@ async fn overview() -> Response {
 /// one is said so by the page, from the API's 404).
 async fn customer() -> Response {
     page(CUSTOMER)
+}
+
+async fn segment() -> Response {
+    page(SEGMENT)
 }
 
 async fn asset(Path(file): Path<String>) -> Result<Response, ApiError> {

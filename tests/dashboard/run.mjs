@@ -6,7 +6,9 @@
 //
 // SCREENSHOT_DIR `-` takes none. With AS_OF=YYYY-MM-DD in the environment the script
 // also picks that date in the overview's as-of picker and reports what it shows then;
-// with SEARCH=words it types them in the search box first and reports the list shown.
+// with SEARCH=words it types them in the search box first and reports the list shown;
+// with SEGMENT=name it opens that segment from the overview, pages, sorts and shows
+// its six month ends.
 // With READ_KEY the server is expected to require keys: the page must ask for one,
 // which this script types into the page's form. CHROMIUM overrides /usr/bin/chromium.
 import { chromium } from 'playwright-core';
@@ -69,6 +71,40 @@ async function overview(page) {
     products: await rows(page, '#products'),
     freshness: await texts(page, '#freshness tr', 'data-key'),
   };
+}
+
+async function segment(page) {
+  const members = () => rows(page, '#members');
+  const settled = (pageNumber) => page.waitForFunction((n) => {
+    const t = document.getElementById('members');
+    return t.dataset.state === 'ready' && t.dataset.page === n;
+  }, pageNumber, WAIT);
+  const out = {
+    ...(await ready(page)),
+    path: new URL(page.url()).pathname,
+    name: await text(page, '#segment-name'),
+    figures: {
+      customers: await text(page, '#seg-customers'),
+      customers_pct: await text(page, '#seg-customers-pct'),
+      revenue: await text(page, '#seg-revenue'),
+      revenue_pct: await text(page, '#seg-revenue-pct'),
+      clv: await text(page, '#seg-clv'),
+    },
+    members: await members(),
+  };
+  if (await page.isVisible('#members-next')) {
+    await page.click('#members-next');
+    await settled('2');
+    out.members_page_2 = await members();
+  }
+  await page.selectOption('#members-sort', '-total_spent');
+  await settled('1');
+  out.members_by_total_spent = await members();
+  await page.click('#history-button');
+  await page.waitForSelector('#history[data-state="ready"], #history[data-state="error"]', { timeout: 60000 });
+  out.history_state = await page.getAttribute('#history', 'data-state');
+  out.history = await rows(page, '#history-table');
+  return out;
 }
 
 async function customer(page) {
@@ -161,6 +197,18 @@ try {
   report.customer = await customer(page);
   report.key_form_hidden_on_customer = await page.$eval('#key-form', (n) => n.hidden);
   if (!key) await shoot(page, 'customer.png', { fullPage: true });
+
+  // a segment, reached from the overview's segment table
+  if (process.env.SEGMENT) {
+    await page.goto(`${base}/dashboard`);
+    await ready(page);
+    await Promise.all([
+      page.waitForURL(/\/dashboard\/segments\//, WAIT),
+      page.click(`#segments a:text-is("${process.env.SEGMENT}")`),
+    ]);
+    report.segment = await segment(page);
+    if (!key) await shoot(page, 'segment.png', { fullPage: true });
+  }
 
   // an unknown id: the page says so, with the API's 404 (whose console line is kept
   // apart from the other pages' errors)

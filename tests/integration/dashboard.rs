@@ -54,7 +54,8 @@ fn require_tools() {
 /// Run the browser script against `base` and return its report.
 /// `screenshots`: write docs/dashboard/*.png (one test does, on realistic data).
 /// `extra`: what else the script does, as its environment: `AS_OF` (a date to pick
-/// in the overview's as-of picker), `SEARCH` (words to type in the search box).
+/// in the overview's as-of picker), `SEARCH` (words to type in the search box),
+/// `SEGMENT` (a segment to open from the overview, page, sort and look back at).
 async fn browse(
     base: &str,
     customer: &str,
@@ -389,6 +390,96 @@ async fn check_customer(app: &TestApp, c: &Value, id: &str) {
     assert_eq!(shown, expected);
 }
 
+/// A segment's rows as the segment page shows them (customer, name, city, orders,
+/// total spent, last order, predicted value, churn risk).
+fn member_rows(page: &Value) -> Vec<Vec<String>> {
+    items(page)
+        .iter()
+        .map(|c| {
+            let names: Vec<&str> = [&c["first_name"], &c["last_name"]]
+                .iter()
+                .filter_map(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+                .collect();
+            vec![
+                text(&c["customer_id"]),
+                if names.is_empty() {
+                    "—".into()
+                } else {
+                    names.join(" ")
+                },
+                text(&c["city"]),
+                count(&c["orders_count"]),
+                money(&c["total_spent"]),
+                minute(&c["last_order_at"]),
+                money(&c["clv_predicted_12m"]),
+                c["churn_risk"]
+                    .as_str()
+                    .map_or("—".to_string(), |r| r.replace('_', " ")),
+            ]
+        })
+        .collect()
+}
+
+/// The segment page shows what the API answers for `name`: its figures, its
+/// customers page by page and in another sort, and its six month ends.
+async fn check_segment(app: &TestApp, s: &Value, name: &str) {
+    assert_eq!(s["state"], "ready", "{s}");
+    let encoded = name.replace(' ', "%20");
+    assert_eq!(s["path"], format!("/dashboard/segments/{encoded}"));
+    assert_eq!(s["name"], name);
+    let segments = get_json(app, "/segments", None).await;
+    let row = items(&segments)
+        .iter()
+        .find(|x| x["segment"] == name)
+        .expect("the segment");
+    let pct = |v: &Value| {
+        v.as_f64()
+            .map_or_else(|| "—".into(), |p| format!("{p:.2}%"))
+    };
+    assert_eq!(s["figures"]["customers"], count(&row["customers"]));
+    assert_eq!(s["figures"]["customers_pct"], pct(&row["customers_pct"]));
+    assert_eq!(s["figures"]["revenue"], money(&row["revenue"]));
+    assert_eq!(s["figures"]["revenue_pct"], pct(&row["revenue_pct"]));
+    assert_eq!(s["figures"]["clv"], money(&row["clv_predicted_12m"]));
+
+    let base = format!("/segments/{encoded}/customers?limit=25");
+    let first = get_json(app, &format!("{base}&sort=-clv_predicted_12m"), None).await;
+    assert_eq!(rows(&s["members"]), member_rows(&first));
+    match first["next"].as_str() {
+        Some(next) => {
+            let second = get_json(app, next, None).await;
+            assert_eq!(rows(&s["members_page_2"]), member_rows(&second));
+            assert_ne!(s["members_page_2"], s["members"]);
+        }
+        None => {
+            assert!(
+                s["members_page_2"].is_null(),
+                "no next page, no next button"
+            );
+            assert!(rows(&s["members"]).len() <= 25);
+        }
+    }
+    let by_spent = get_json(app, &format!("{base}&sort=-total_spent"), None).await;
+    assert_eq!(rows(&s["members_by_total_spent"]), member_rows(&by_spent));
+
+    assert_eq!(s["history_state"], "ready");
+    let history = rows(&s["history"]);
+    assert_eq!(history.len(), 6, "six month ends");
+    for shown in &history {
+        let day = &shown[0];
+        let then = get_json(app, &format!("/segments?as_of={day}"), None).await;
+        let row = items(&then)
+            .iter()
+            .find(|x| x["segment"] == name)
+            .expect("the segment then");
+        assert_eq!(shown[1], count(&row["customers"]), "{day}");
+        assert_eq!(shown[2], pct(&row["customers_pct"]), "{day}");
+        assert_eq!(shown[3], money(&row["revenue"]), "{day}");
+        assert_eq!(shown[4], pct(&row["revenue_pct"]), "{day}");
+    }
+}
+
 /// The rows of the timeline for one attribute: value, from, to.
 fn timeline_of(c: &Value, attribute: &str) -> Vec<Vec<String>> {
     rows(&c["timeline"])
@@ -522,10 +613,27 @@ async fn a_generated_world_looks_right_and_is_photographed() {
         .get(0);
     let app = TestApp::spawn(&db.url, open_config()).await;
     let half_way = (end - chrono::Days::new(180)).to_string();
-    let report = browse(&app.base, &id, None, true, &[("AS_OF", &half_way)]).await;
+    // the largest segment of customers with orders (usually more than a page)
+    let segments = get_json(&app, "/segments", None).await;
+    let largest = items(&segments)
+        .iter()
+        .filter(|s| s["segment"] != "Prospect")
+        .max_by_key(|s| s["customers"].as_i64())
+        .and_then(|s| s["segment"].as_str())
+        .expect("a segment")
+        .to_string();
+    let report = browse(
+        &app.base,
+        &id,
+        None,
+        true,
+        &[("AS_OF", &half_way), ("SEGMENT", &largest)],
+    )
+    .await;
     assert_clean(&report, &[]);
     check_overview(&app, &report["overview"], None).await;
     check_overview(&app, &report["overview_as_of"], Some(&half_way)).await;
+    check_segment(&app, &report["segment"], &largest).await;
     assert!(
         rows(&report["overview"]["revenue"]).len() >= 12,
         "a year of months"
@@ -618,7 +726,12 @@ async fn with_api_keys_the_page_asks_for_a_read_key_once() {
 async fn pages_and_assets_come_from_the_binary_with_a_strict_csp() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db.url, open_config()).await;
-    for path in ["/dashboard", "/dashboard/", "/dashboard/customers/C01"] {
+    for path in [
+        "/dashboard",
+        "/dashboard/",
+        "/dashboard/customers/C01",
+        "/dashboard/segments/Champions",
+    ] {
         let resp = app.get(path).await;
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
         assert_eq!(header(&resp, "content-type"), "text/html; charset=utf-8");
