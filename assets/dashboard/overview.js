@@ -196,6 +196,12 @@
     } else {
       rows.push(row('quality', 'Last quality check', 'none recorded'));
     }
+    const run = ready.last_run;
+    rows.push(row('last-run', 'Last load run', run
+      ? `${run.status} (${run.kind}, ${run.trigger}), started ${Dash.time(run.started_at)}`
+        + `${run.finished_at ? `, finished ${Dash.time(run.finished_at)}` : ''}`
+        + `${run.events_read == null ? '' : `, ${count(run.events_read)} events`}`
+      : 'none recorded'));
     if (ready.replica) {
       rows.push(row('replica', 'Read replica lag', `${ready.replica.replay_lag_seconds ?? '—'} s`));
     }

@@ -43,6 +43,25 @@ pub struct Ready {
     /// The read replica (`--read-database-url`), whose data the other fields describe;
     /// null when reads go to the primary.
     pub replica: Option<Replica>,
+    /// The latest load run (`dvault load`, `rebuild` or the daemon's); null when none
+    /// is recorded or this role may not read `ops.load_runs`.
+    pub last_run: Option<LastRun>,
+}
+
+/// A load run, as `dvault runs` lists it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LastRun {
+    /// `schedule`, `follow` or `manual`.
+    pub trigger: String,
+    /// `load` or `rebuild`.
+    pub kind: String,
+    /// `running`, `succeeded`, `failed`, `cancelled` or `interrupted`.
+    pub status: String,
+    /// RFC 3339 UTC.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// RFC 3339 UTC; null while running.
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub events_read: Option<i64>,
 }
 
 /// The verdict of the latest quality gate.
@@ -131,12 +150,29 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiErro
             checked_at: report.checked_at,
             verdict: report.verdict(),
         });
+    let last_run = crate::daemon::runs::recent(&**client, 1, None)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "no load run for /ready");
+            Vec::new()
+        })
+        .into_iter()
+        .next()
+        .map(|run| LastRun {
+            trigger: run.trigger,
+            kind: run.kind,
+            status: run.status,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            events_read: run.events_read,
+        });
     Ok(Json(Ready {
         status: "ready",
         schema_version: expected,
         loader,
         quality,
         replica,
+        last_run,
     }))
 }
 

@@ -308,6 +308,26 @@ async fn check_overview(app: &TestApp, o: &Value, as_of: Option<&str>) {
         o["freshness"]["schema-version"],
         ready["schema_version"].to_string()
     );
+    let run = &ready["last_run"];
+    let expected = if run.is_null() {
+        "none recorded".to_string()
+    } else {
+        let mut line = format!(
+            "{} ({}, {}), started {}",
+            text(&run["status"]),
+            text(&run["kind"]),
+            text(&run["trigger"]),
+            minute(&run["started_at"])
+        );
+        if !run["finished_at"].is_null() {
+            line.push_str(&format!(", finished {}", minute(&run["finished_at"])));
+        }
+        if !run["events_read"].is_null() {
+            line.push_str(&format!(", {} events", count(&run["events_read"])));
+        }
+        line
+    };
+    assert_eq!(o["freshness"]["last-run"], expected);
 }
 
 /// The customer page shows what the API answers for `id`; its timeline has one row
@@ -492,6 +512,15 @@ fn timeline_of(c: &Value, attribute: &str) -> Vec<Vec<String>> {
 #[tokio::test]
 async fn overview_and_customer_pages_show_the_apis_numbers() {
     let db = loaded_db().await;
+    // a finished manual load, as `dvault load` records it
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO ops.load_runs (trigger, kind, status, started_at, finished_at, runner, events_read)
+             VALUES ('manual', 'load', 'succeeded', '2024-07-02 10:00:05Z', '2024-07-02 10:01:10Z', 'test', 1234)",
+        )
+        .await
+        .expect("a run");
     let app = TestApp::spawn(&db.url, open_config()).await;
     // the id as a user types it: lower case (the API matches it like the vault does)
     let report = browse(
@@ -510,6 +539,10 @@ async fn overview_and_customer_pages_show_the_apis_numbers() {
     assert_eq!(o["headline"]["orders"], "11", "O03 was cancelled");
     assert_eq!(rows(&o["revenue"]).len(), 5, "orders from March to July");
     assert_eq!(rows(&o["products"])[0][0], "P3", "the best seller first");
+    assert_eq!(
+        o["freshness"]["last-run"],
+        "succeeded (load, manual), started 2024-07-02 10:00, finished 2024-07-02 10:01, 1,234 events"
+    );
 
     // the as-of picker: the end of 10 May, before most of May's orders
     let then = &report["overview_as_of"];
