@@ -8,6 +8,8 @@
 //! answers. Every page is served with a Content-Security-Policy that allows scripts,
 //! styles and requests from this origin only (the pages have no inline script).
 
+use std::sync::LazyLock;
+
 use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderValue, header};
@@ -22,9 +24,71 @@ use super::state::AppState;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
      connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-const OVERVIEW: &str = include_str!("../../assets/dashboard/overview.html");
-const CUSTOMER: &str = include_str!("../../assets/dashboard/customer.html");
-const SEGMENT: &str = include_str!("../../assets/dashboard/segment.html");
+/// What every page shares (the header with the search box, the search results, the API
+/// key form, the error line, the footer), with `{{...}}` slots for what each page
+/// fills in; each page's own `assets/dashboard/<page>.html` is what goes between.
+const LAYOUT: &str = include_str!("../../assets/dashboard/layout.html");
+
+/// One page: the layout's slots filled.
+struct Page {
+    title: &'static str,
+    /// More `<link>` and `<script>` elements for the head.
+    head: &'static str,
+    nav: &'static str,
+    body: &'static str,
+    /// Credits after the footer's sentence.
+    credits: &'static str,
+}
+
+impl Page {
+    fn html(&self) -> String {
+        LAYOUT
+            .replace("{{title}}", self.title)
+            .replace("{{head}}", self.head)
+            .replace("{{nav}}", self.nav)
+            .replace("{{body}}", self.body)
+            .replace("{{credits}}", self.credits)
+    }
+}
+
+const DOCS: &str = r#"<a href="/docs/">API docs</a>"#;
+const OVERVIEW_AND_DOCS: &str =
+    r#"<a href="/dashboard">Overview</a> <a href="/docs/">API docs</a>"#;
+
+static OVERVIEW: LazyLock<String> = LazyLock::new(|| {
+    Page {
+        title: "dvault · Customer 360 dashboard",
+        head: r#"<link rel="stylesheet" href="/dashboard/assets/uPlot.min.css">
+<script src="/dashboard/assets/uPlot.iife.min.js" defer></script>
+<script src="/dashboard/assets/overview.js" defer></script>"#,
+        nav: DOCS,
+        body: include_str!("../../assets/dashboard/overview.html"),
+        credits: r#" Charts: uPlot (<a href="/dashboard/assets/uPlot-LICENSE.txt">MIT</a>)."#,
+    }
+    .html()
+});
+
+static CUSTOMER: LazyLock<String> = LazyLock::new(|| {
+    Page {
+        title: "dvault · Customer",
+        head: r#"<script src="/dashboard/assets/customer.js" defer></script>"#,
+        nav: OVERVIEW_AND_DOCS,
+        body: include_str!("../../assets/dashboard/customer.html"),
+        credits: "",
+    }
+    .html()
+});
+
+static SEGMENT: LazyLock<String> = LazyLock::new(|| {
+    Page {
+        title: "dvault · Segment",
+        head: r#"<script src="/dashboard/assets/segment.js" defer></script>"#,
+        nav: OVERVIEW_AND_DOCS,
+        body: include_str!("../../assets/dashboard/segment.html"),
+        credits: "",
+    }
+    .html()
+});
 
 /// The files under `/dashboard/assets/`: name, content type, contents.
 const ASSETS: [(&str, &str, &str); 8] = [
@@ -81,17 +145,17 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn overview() -> Response {
-    page(OVERVIEW)
+    page(OVERVIEW.as_str())
 }
 
 /// The page reads the id from its own address, so any id gets the page (an unknown
 /// one is said so by the page, from the API's 404).
 async fn customer() -> Response {
-    page(CUSTOMER)
+    page(CUSTOMER.as_str())
 }
 
 async fn segment() -> Response {
-    page(SEGMENT)
+    page(SEGMENT.as_str())
 }
 
 async fn asset(Path(file): Path<String>) -> Result<Response, ApiError> {
@@ -135,7 +199,8 @@ mod tests {
     /// (the CSP would block it); the vendored library is checked by the browser test.
     #[test]
     fn pages_are_self_contained() {
-        for html in [OVERVIEW, CUSTOMER] {
+        for html in [&OVERVIEW, &CUSTOMER, &SEGMENT] {
+            assert!(!html.contains("{{"), "a slot of the layout left unfilled");
             assert!(!html.contains("http://") && !html.contains("https://"));
             assert!(!html.contains("<script>"), "inline script");
             assert!(!html.contains(" style="), "inline style");

@@ -544,6 +544,28 @@ async fn remembered_rfm_boundaries_are_forgotten_by_the_load_that_changes_their_
     assert_eq!(remembered(&client).await.len(), 2);
 }
 
+/// Whether the backend `pid` comes to wait on a lock of one of these kinds
+/// (`pg_stat_activity`'s `wait_event`: `advisory`, `tuple`, `transactionid`) within
+/// 5 s, as `observer` sees it.
+async fn waits_on(observer: &Client, pid: i32, events: &[&str]) -> bool {
+    for _ in 0..200 {
+        let waiting: bool = observer
+            .query_one(
+                "SELECT coalesce(wait_event_type = 'Lock' AND wait_event = ANY($2), false)
+                   FROM pg_stat_activity WHERE pid = $1",
+                &[&pid, &events],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if waiting {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    false
+}
+
 /// The business times whose population figures are remembered (V15).
 async fn population_remembered(client: &Client) -> Vec<String> {
     rows(
@@ -646,22 +668,10 @@ async fn not_remembered_while_a_batch_is_in_flight(
             .map(|answer| (answer, client))
     });
     // the request has computed its answer and waits to store it
-    let mut waiting = false;
-    for _ in 0..200 {
-        waiting = batch
-            .query_one(
-                "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
-                &[&pid],
-            )
-            .await
-            .expect("activity")
-            .get(0);
-        if waiting {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(waiting, "the request never waited for the checkpoint row");
+    assert!(
+        waits_on(&batch, pid, &["tuple", "transactionid"]).await,
+        "the request never waited for the checkpoint row"
+    );
     // the batch moves the checkpoint and commits
     batch
         .batch_execute(
@@ -700,22 +710,10 @@ async fn a_second_request_waits_for_the_first_ones_answer(ask: &'static str) {
             .await
             .map(|r| r.get::<_, String>(0))
     });
-    let mut waiting = false;
-    for _ in 0..200 {
-        waiting = first
-            .query_one(
-                "SELECT coalesce(wait_event = 'advisory', false) FROM pg_stat_activity WHERE pid = $1",
-                &[&pid],
-            )
-            .await
-            .expect("activity")
-            .get(0);
-        if waiting {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(waiting, "the second request did not wait for the first");
+    assert!(
+        waits_on(&first, pid, &["advisory"]).await,
+        "the second request did not wait for the first"
+    );
     first.batch_execute("COMMIT").await.expect("commit");
     assert_eq!(second.await.expect("join").expect(ask), answer);
 }
