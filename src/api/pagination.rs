@@ -194,7 +194,6 @@ impl PageRequest {
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
-/// A list query: columns and source from fixed text, filters from fixed fragments.
 /// A narrower relation a listing can page instead of its own, for the sorts that only
 /// it reads in index order.
 #[derive(Debug, Clone, Copy)]
@@ -209,6 +208,7 @@ pub struct Keys {
     pub usable: &'static str,
 }
 
+/// A list query: columns and source from fixed text, filters from fixed fragments.
 pub struct Listing {
     columns: &'static str,
     from: &'static str,
