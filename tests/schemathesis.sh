@@ -27,6 +27,12 @@ TOOLS="schemathesis==4.32.5 hypothesis==6.170.17 openapi-spec-validator==0.9.0"
 ST=$(command -v schemathesis || true)
 OSV=$(command -v openapi-spec-validator || true)
 VENV=target/st-venv
+# a venv copied or moved with target/ from another checkout keeps that path in its
+# scripts' first line, and they no longer start: build it again
+if [ -d "$VENV" ] && ! "$VENV/bin/schemathesis" --version >/dev/null 2>&1; then
+    log "rebuilding $VENV (its tools do not start here)"
+    rm -rf "$VENV"
+fi
 if [ -z "$ST" ] || [ -z "$OSV" ]; then
     if [ ! -x "$VENV/bin/schemathesis" ] || [ ! -x "$VENV/bin/openapi-spec-validator" ]; then
         log "installing schemathesis and openapi-spec-validator"
