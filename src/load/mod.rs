@@ -452,11 +452,6 @@ impl Loader {
     }
 
     /// One batch in one transaction; `None` when there was nothing to load.
-    pub async fn load_batch(&self, client: &mut Client) -> Result<Option<LoadSummary>, LoadError> {
-        let mut known = write::KnownKeys::none(&self.mappings);
-        self.load_batch_with(client, &mut known).await
-    }
-
     async fn load_batch_with(
         &self,
         client: &mut Client,
