@@ -182,7 +182,7 @@ impl Modify for PreciseParameters {
                     ("min_total_spent", _) => Some(json!({"type": "string",
                         "pattern": "^(-?[0-9]{1,15}(\\.[0-9]{1,2})?)?$", "example": "100.00"})),
                     // free text; PostgreSQL text cannot hold a NUL, so it is a 400
-                    ("country" | "category", _) => Some(json!({"type": "string",
+                    ("country" | "category" | "search", _) => Some(json!({"type": "string",
                         "pattern": "^[^\\u0000]*$"})),
                     ("limit", _) => Some(json!({"type": "integer", "format": "int64",
                         "minimum": 1, "maximum": pagination::MAX_LIMIT})),
