@@ -97,6 +97,24 @@ const Dash = (() => {
     return rate == null ? '—' : `${(rate * 100).toFixed(2)}%`;
   }
 
+  // a percentage the API gives (12.34) -> "12.34%"; null -> "—"
+  function percent(value) {
+    return value == null ? '—' : `${value.toFixed(2)}%`;
+  }
+
+  // a table cell with a bar as wide as the percentage, and the percentage
+  function shareCell(value) {
+    const bar = el('span', { class: 'bar' });
+    bar.style.width = `${Math.min(100, value || 0)}%`;
+    return el('td', { class: 'bar-col' }, el('span', { class: 'track' }, bar), ` ${percent(value)}`);
+  }
+
+  // the API's churn risk (at_risk) in words (at risk); null -> "—"
+  const RISKS = { active: 'active', at_risk: 'at risk', churned: 'churned' };
+  function risk(value) {
+    return value == null ? '—' : RISKS[value] || value;
+  }
+
   function text(value) {
     return value == null || value === '' ? '—' : String(value);
   }
@@ -158,5 +176,8 @@ const Dash = (() => {
     );
   }
 
-  return { el, api, cents, moneyOfCents, money, count, pct, text, time, set, fill, showError, start };
+  return {
+    el, api, cents, moneyOfCents, money, count, pct, percent, shareCell, risk, text, time, set, fill,
+    showError, start,
+  };
 })();

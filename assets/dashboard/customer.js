@@ -4,11 +4,10 @@
 'use strict';
 
 (() => {
-  const { el, api, money, count, text, time, set, fill } = Dash;
+  const { el, api, money, count, risk: riskWords, text, time, set, fill } = Dash;
   const prefix = '/dashboard/customers/';
   const id = decodeURIComponent(window.location.pathname.slice(prefix.length));
   const path = `/customers/${encodeURIComponent(id)}`;
-  const RISK = { active: 'active', at_risk: 'at risk', churned: 'churned' };
 
   async function profile() {
     let c;
@@ -47,7 +46,7 @@
     set('clv-historic', money(c.clv_historic));
     set('clv-predicted', money(c.clv_predicted_12m));
     const risk = document.getElementById('churn-risk');
-    risk.textContent = c.churn_risk == null ? '—' : RISK[c.churn_risk];
+    risk.textContent = riskWords(c.churn_risk);
     risk.className = `value risk ${c.churn_risk || 'none'}`;
   }
 

@@ -7,7 +7,7 @@
 'use strict';
 
 (() => {
-  const { el, api, cents, moneyOfCents, money, count, pct, text, set, fill } = Dash;
+  const { el, api, cents, moneyOfCents, money, count, pct, shareCell, text, set, fill } = Dash;
 
   // the picked date, if the address has a well-formed one
   const asOf = (() => {
@@ -113,16 +113,12 @@
 
   async function segments() {
     const { items } = await api(asOf ? `/segments?${asOfQuery}` : '/segments');
-    fill('segments', items.map((s) => {
-      const bar = el('span', { class: 'bar' });
-      bar.style.width = `${Math.min(100, (s.customers_pct || 0))}%`;
-      return el('tr', { 'data-segment': s.segment, title: s.description || '' },
-        el('td', {}, el('a', { href: `/dashboard/segments/${encodeURIComponent(s.segment)}` }, s.segment)),
-        el('td', { class: 'num' }, count(s.customers)),
-        el('td', { class: 'bar-col' }, el('span', { class: 'track' }, bar), ` ${s.customers_pct == null ? '—' : `${s.customers_pct.toFixed(2)}%`}`),
-        el('td', { class: 'num' }, money(s.revenue)),
-        el('td', { class: 'num' }, money(s.clv_predicted_12m)));
-    }));
+    fill('segments', items.map((s) => el('tr', { 'data-segment': s.segment, title: s.description || '' },
+      el('td', {}, el('a', { href: `/dashboard/segments/${encodeURIComponent(s.segment)}` }, s.segment)),
+      el('td', { class: 'num' }, count(s.customers)),
+      shareCell(s.customers_pct),
+      el('td', { class: 'num' }, money(s.revenue)),
+      el('td', { class: 'num' }, money(s.clv_predicted_12m)))));
   }
 
   async function churn() {
@@ -151,16 +147,12 @@
 
   async function categories() {
     const { items } = await api('/analytics/categories');
-    fill('categories', items.slice(0, 10).map((c) => {
-      const bar = el('span', { class: 'bar' });
-      bar.style.width = `${Math.min(100, (c.revenue_pct || 0))}%`;
-      return el('tr', { 'data-category': c.category == null ? '' : c.category },
-        el('td', {}, c.category == null ? '(no category)' : c.category),
-        el('td', { class: 'num' }, count(c.products)),
-        el('td', { class: 'num' }, count(c.units_sold)),
-        el('td', { class: 'num' }, money(c.revenue)),
-        el('td', { class: 'bar-col' }, el('span', { class: 'track' }, bar), ` ${c.revenue_pct == null ? '—' : `${c.revenue_pct.toFixed(2)}%`}`));
-    }));
+    fill('categories', items.slice(0, 10).map((c) => el('tr', { 'data-category': c.category == null ? '' : c.category },
+      el('td', {}, c.category == null ? '(no category)' : c.category),
+      el('td', { class: 'num' }, count(c.products)),
+      el('td', { class: 'num' }, count(c.units_sold)),
+      el('td', { class: 'num' }, money(c.revenue)),
+      shareCell(c.revenue_pct))));
   }
 
   async function products() {

@@ -5,11 +5,9 @@
 'use strict';
 
 (() => {
-  const { el, api, money, count, text, time, set, fill } = Dash;
+  const { el, api, money, count, percent, shareCell, risk, text, time, set, fill } = Dash;
   const prefix = '/dashboard/segments/';
   const asked = decodeURIComponent(window.location.pathname.slice(prefix.length));
-  const RISK = { active: 'active', at_risk: 'at risk', churned: 'churned' };
-  const percent = (value) => (value == null ? '—' : `${value.toFixed(2)}%`);
   let segment = asked; // the API's spelling, once known
   let pages = [];      // the links of the pages seen, for "First page"
 
@@ -46,7 +44,7 @@
       el('td', { class: 'num' }, money(c.total_spent)),
       el('td', {}, time(c.last_order_at)),
       el('td', { class: 'num' }, money(c.clv_predicted_12m)),
-      el('td', {}, c.churn_risk == null ? '—' : RISK[c.churn_risk] || c.churn_risk))));
+      el('td', {}, risk(c.churn_risk)))));
     pages.push(path);
     set('members-page', `Page ${pages.length}`);
     const next = document.getElementById('members-next');
@@ -82,14 +80,12 @@
       // one after the other: each may compute a whole population the first time
       const { items } = await api(`/segments?as_of=${day}`);
       const s = items.find((x) => x.segment === segment);
-      const bar = el('span', { class: 'bar' });
-      bar.style.width = `${Math.min(100, (s && s.revenue_pct) || 0)}%`;
       rows.push(el('tr', { 'data-day': day },
         el('td', {}, day),
         el('td', { class: 'num' }, count(s ? s.customers : null)),
         el('td', { class: 'num' }, percent(s ? s.customers_pct : null)),
         el('td', { class: 'num' }, money(s ? s.revenue : null)),
-        el('td', { class: 'bar-col' }, el('span', { class: 'track' }, bar), ` ${percent(s ? s.revenue_pct : null)}`)));
+        shareCell(s ? s.revenue_pct : null)));
       fill('history-table', rows);
       document.getElementById('history-table').hidden = false;
     }

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Query};
-use super::params::{AsOfParams, NoParams, check_range, parse_date};
+use super::params::{self, AsOfParams, NoParams, check_range, parse_date};
 use super::state::AppState;
 use super::values::{Money, col, money, money_opt, number_opt, whole};
 
@@ -205,29 +205,25 @@ pub async fn churn(
                            churn_rate, at_risk_rate, prospects";
     let as_of = q.time()?;
     let client = state.reads().await?;
-    let r = match as_of {
-        None => {
-            let stmt = client
-                .prepare_cached(&format!("SELECT {COLUMNS} FROM mart.churn"))
-                .await?;
-            client.query_one(&stmt, &[]).await?
-        }
-        Some(ts) => {
-            let stmt = client
-                .prepare_cached(&format!("SELECT {COLUMNS} FROM mart.churn_as_of($1)"))
-                .await?;
-            client.query_one(&stmt, &[&ts]).await?
-        }
-    };
+    let rows = params::now_or_then(
+        &client,
+        as_of,
+        &format!("SELECT {COLUMNS} FROM mart.churn"),
+        &format!("SELECT {COLUMNS} FROM mart.churn_as_of($1)"),
+    )
+    .await?;
+    let r = rows
+        .first()
+        .ok_or_else(|| ApiError::Internal("the churn view answered no row".into()))?;
     Ok(Json(Churn {
-        customers: col(&r, "customers")?,
-        customers_with_orders: col(&r, "customers_with_orders")?,
-        active: col(&r, "active")?,
-        at_risk: col(&r, "at_risk")?,
-        churned: col(&r, "churned")?,
-        churn_rate: number_opt(&r, "churn_rate")?,
-        at_risk_rate: number_opt(&r, "at_risk_rate")?,
-        prospects: col(&r, "prospects")?,
+        customers: col(r, "customers")?,
+        customers_with_orders: col(r, "customers_with_orders")?,
+        active: col(r, "active")?,
+        at_risk: col(r, "at_risk")?,
+        churned: col(r, "churned")?,
+        churn_rate: number_opt(r, "churn_rate")?,
+        at_risk_rate: number_opt(r, "at_risk_rate")?,
+        prospects: col(r, "prospects")?,
     }))
 }
 

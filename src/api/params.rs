@@ -42,6 +42,28 @@ impl AsOfParams {
     }
 }
 
+/// The rows of `now` (a query without parameters), or at the business time `as_of`
+/// those of `then` (the same columns, the time as `$1`): an endpoint's two readings.
+pub async fn now_or_then(
+    client: &deadpool_postgres::Client,
+    as_of: Option<DateTime<Utc>>,
+    now: &str,
+    then: &str,
+) -> Result<Vec<tokio_postgres::Row>, ApiError> {
+    Ok(match as_of {
+        None => {
+            client
+                .query(&client.prepare_cached(now).await?, &[])
+                .await?
+        }
+        Some(ts) => {
+            client
+                .query(&client.prepare_cached(then).await?, &[&ts])
+                .await?
+        }
+    })
+}
+
 /// The years a time parameter may have: what PostgreSQL's `timestamptz` and `date`
 /// both hold with room to add a day (earlier dates answered 500 before).
 const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;

@@ -59,20 +59,13 @@ pub async fn list(
 ) -> Result<Json<Segments>, ApiError> {
     let as_of = q.time()?;
     let client = state.reads().await?;
-    let rows = match as_of {
-        None => {
-            let stmt = client
-                .prepare_cached(&format!("SELECT {COLUMNS} FROM mart.segments"))
-                .await?;
-            client.query(&stmt, &[]).await?
-        }
-        Some(ts) => {
-            let stmt = client
-                .prepare_cached(&format!("SELECT {COLUMNS} FROM mart.segments_as_of($1)"))
-                .await?;
-            client.query(&stmt, &[&ts]).await?
-        }
-    };
+    let rows = params::now_or_then(
+        &client,
+        as_of,
+        &format!("SELECT {COLUMNS} FROM mart.segments"),
+        &format!("SELECT {COLUMNS} FROM mart.segments_as_of($1)"),
+    )
+    .await?;
     let items = rows
         .iter()
         .map(|r| {
