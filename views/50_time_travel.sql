@@ -19,6 +19,38 @@
 -- business_vault.rfm_cutpoints_as_of): one customer as of a date costs about a
 -- millisecond once some request has asked for that date.
 
+-- The order lines and the product versions in force at ts, whatever the order: the
+-- parts the population functions below join to the orders of then. Plain SQL (no SET,
+-- not SECURITY DEFINER), so the planner inlines them into their callers' queries.
+CREATE OR REPLACE FUNCTION business_vault.lines_at(ts timestamptz)
+RETURNS TABLE (hk_order bytea, hk_order_product bytea, hk_product bytea, line_no text,
+               quantity integer, unit_price numeric, discount numeric)
+LANGUAGE sql STABLE
+AS $$
+    SELECT b.hk_order, b.hk_order_product, b.hk_product, b.line_no, v.quantity, v.unit_price,
+           v.discount
+      FROM business_vault.bridge_customer_order_product b
+      JOIN (SELECT DISTINCT ON (s.hk_order_product) s.hk_order_product, s.quantity, s.unit_price, s.discount
+              FROM raw_vault.sat_order_line s
+             WHERE s.applied_dts <= ts
+             ORDER BY s.hk_order_product, s.applied_dts DESC, s.event_seq DESC) v
+        ON v.hk_order_product = b.hk_order_product
+$$;
+COMMENT ON FUNCTION business_vault.lines_at(timestamptz) IS
+    'Every order line with the quantity, unit price and discount it had at business time ts (lines without a version by then are left out).';
+
+CREATE OR REPLACE FUNCTION business_vault.products_at(ts timestamptz)
+RETURNS TABLE (hk_product bytea, name text, category text)
+LANGUAGE sql STABLE
+AS $$
+    SELECT DISTINCT ON (s.hk_product) s.hk_product, s.name, s.category
+      FROM raw_vault.sat_product_details s
+     WHERE s.applied_dts <= ts
+     ORDER BY s.hk_product, s.applied_dts DESC, s.event_seq DESC
+$$;
+COMMENT ON FUNCTION business_vault.products_at(timestamptz) IS
+    'The products with a details version in force at business time ts: their name and category then.';
+
 CREATE OR REPLACE FUNCTION mart.orders_as_of(ts timestamptz)
 RETURNS TABLE (order_id text, customer_id text, ordered_at timestamptz, order_date date,
                channel text, status text, status_known boolean, is_counted boolean,
@@ -45,15 +77,10 @@ AS $$
                   WHERE s.applied_dts <= ts
                   ORDER BY s.hk_order, s.applied_dts DESC, s.event_seq DESC) st
         ON st.hk_order = c.hk_order
-      LEFT JOIN (SELECT b.hk_order, count(*) AS lines, sum(v.quantity) AS units,
+      LEFT JOIN (SELECT v.hk_order, count(*) AS lines, sum(v.quantity) AS units,
                         sum(business_vault.line_amount(v.quantity, v.unit_price, v.discount)) AS amount
-                   FROM business_vault.bridge_customer_order_product b
-                   JOIN (SELECT DISTINCT ON (s.hk_order_product) s.hk_order_product, s.quantity, s.unit_price, s.discount
-                           FROM raw_vault.sat_order_line s
-                          WHERE s.applied_dts <= ts
-                          ORDER BY s.hk_order_product, s.applied_dts DESC, s.event_seq DESC) v
-                     ON v.hk_order_product = b.hk_order_product
-                  GROUP BY b.hk_order) l
+                   FROM business_vault.lines_at(ts) v
+                  GROUP BY v.hk_order) l
         ON l.hk_order = c.hk_order
       JOIN raw_vault.hub_order ho ON ho.hk_order = c.hk_order
       JOIN raw_vault.hub_customer hc ON hc.hk_customer = c.hk_customer
@@ -71,23 +98,14 @@ LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET jit = off  -- compiling these plans costs seconds, running them well under one
 AS $$
-    SELECT o.order_id, b.line_no, hp.product_id, pd.name, pd.category, o.customer_id,
+    SELECT o.order_id, v.line_no, hp.product_id, pd.name, pd.category, o.customer_id,
            o.ordered_at, o.order_date, o.status, o.is_counted, v.quantity, v.unit_price,
            v.discount, business_vault.line_amount(v.quantity, v.unit_price, v.discount)::numeric(14,2),
-           b.hk_order, b.hk_order_product, b.hk_product, o.hk_customer
+           v.hk_order, v.hk_order_product, v.hk_product, o.hk_customer
       FROM mart.orders_as_of(ts) o
-      JOIN business_vault.bridge_customer_order_product b ON b.hk_order = o.hk_order
-      JOIN (SELECT DISTINCT ON (s.hk_order_product) s.hk_order_product, s.quantity, s.unit_price, s.discount
-              FROM raw_vault.sat_order_line s
-             WHERE s.applied_dts <= ts
-             ORDER BY s.hk_order_product, s.applied_dts DESC, s.event_seq DESC) v
-        ON v.hk_order_product = b.hk_order_product
-      JOIN raw_vault.hub_product hp ON hp.hk_product = b.hk_product
-      LEFT JOIN (SELECT DISTINCT ON (s.hk_product) s.hk_product, s.name, s.category
-                   FROM raw_vault.sat_product_details s
-                  WHERE s.applied_dts <= ts
-                  ORDER BY s.hk_product, s.applied_dts DESC, s.event_seq DESC) pd
-        ON pd.hk_product = b.hk_product
+      JOIN business_vault.lines_at(ts) v ON v.hk_order = o.hk_order
+      JOIN raw_vault.hub_product hp ON hp.hk_product = v.hk_product
+      LEFT JOIN business_vault.products_at(ts) pd ON pd.hk_product = v.hk_product
 $$;
 COMMENT ON FUNCTION mart.order_lines_as_of(timestamptz) IS
     'mart.order_lines as it was at business time ts: lines of the orders placed by ts, with the quantities, prices, product names and categories of then.';
@@ -121,17 +139,8 @@ AS $$
     ), fav AS (
         SELECT DISTINCT ON (o.hk_customer) o.hk_customer, pd.category
           FROM o
-          JOIN business_vault.bridge_customer_order_product b ON b.hk_order = o.hk_order
-          JOIN (SELECT DISTINCT ON (s.hk_order_product) s.hk_order_product, s.quantity, s.unit_price, s.discount
-                  FROM raw_vault.sat_order_line s
-                 WHERE s.applied_dts <= ts
-                 ORDER BY s.hk_order_product, s.applied_dts DESC, s.event_seq DESC) v
-            ON v.hk_order_product = b.hk_order_product
-          JOIN (SELECT DISTINCT ON (s.hk_product) s.hk_product, s.category
-                  FROM raw_vault.sat_product_details s
-                 WHERE s.applied_dts <= ts
-                 ORDER BY s.hk_product, s.applied_dts DESC, s.event_seq DESC) pd
-            ON pd.hk_product = b.hk_product
+          JOIN business_vault.lines_at(ts) v ON v.hk_order = o.hk_order
+          JOIN business_vault.products_at(ts) pd ON pd.hk_product = v.hk_product
          WHERE o.is_counted AND pd.category IS NOT NULL
          GROUP BY o.hk_customer, pd.category
          ORDER BY o.hk_customer, sum(v.quantity) DESC NULLS LAST,
@@ -556,3 +565,222 @@ AS $$
 $$;
 COMMENT ON FUNCTION mart.churn_as_of(timestamptz) IS
     'mart.churn as it was at business time ts (computed once per ts, then remembered until a load changes that past).';
+
+-- Sales at ts, in one pass over the orders and lines of then: the revenue per day, ISO
+-- week and month (business_vault.revenue_period at ts), per category (category_summary
+-- at ts) and the 100 products with the most revenue. One row per figure, `part` saying
+-- which ('revenue', 'category', 'product'); the columns a part has no use for are NULL.
+-- Products known at ts: those with a details version in force then, and those without
+-- one that an order placed by then has a line of (category NULL).
+CREATE OR REPLACE FUNCTION business_vault.sales_computed(ts timestamptz)
+RETURNS TABLE (part text, grain text, period_start date, rank integer, product_id text,
+               name text, category text, products bigint, orders bigint, customers bigint,
+               units numeric, revenue numeric, orders_cancelled_or_returned bigint,
+               revenue_lost numeric)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off  -- compiling this plan costs seconds, running it not much more
+AS $$
+    WITH o AS MATERIALIZED (
+        SELECT o.hk_order, o.hk_customer, o.order_date, o.is_counted, o.units, o.amount
+          FROM mart.orders_as_of(ts) o
+    ), sold AS (
+        SELECT v.hk_product,
+               coalesce(sum(v.quantity) FILTER (WHERE o.is_counted), 0) AS units_sold,
+               coalesce(sum(business_vault.line_amount(v.quantity, v.unit_price, v.discount)::numeric(14,2))
+                            FILTER (WHERE o.is_counted), 0.00) AS revenue
+          FROM o
+          JOIN business_vault.lines_at(ts) v ON v.hk_order = o.hk_order
+         GROUP BY v.hk_product
+    ), p AS MATERIALIZED (
+        SELECT h.product_id, d.name, d.category, coalesce(s.units_sold, 0) AS units_sold,
+               coalesce(s.revenue, 0.00) AS revenue
+          FROM business_vault.products_at(ts) d
+          FULL JOIN sold s ON s.hk_product = d.hk_product
+          JOIN raw_vault.hub_product h ON h.hk_product = coalesce(d.hk_product, s.hk_product)
+    )
+    SELECT 'revenue', g.grain, date_trunc(g.grain, o.order_date::timestamp)::date, NULL::integer,
+           NULL, NULL, NULL, NULL::bigint,
+           count(*) FILTER (WHERE o.is_counted),
+           count(DISTINCT o.hk_customer) FILTER (WHERE o.is_counted),
+           coalesce(sum(o.units) FILTER (WHERE o.is_counted), 0),
+           coalesce(sum(o.amount) FILTER (WHERE o.is_counted), 0.00),
+           count(*) FILTER (WHERE NOT o.is_counted),
+           coalesce(sum(o.amount) FILTER (WHERE NOT o.is_counted), 0.00)
+      FROM o
+     CROSS JOIN (VALUES ('day'), ('week'), ('month')) AS g(grain)
+     GROUP BY g.grain, 3
+    UNION ALL
+    SELECT 'category', NULL, NULL, NULL, NULL, NULL, p.category, count(*), NULL, NULL,
+           sum(p.units_sold), sum(p.revenue), NULL, NULL
+      FROM p
+     GROUP BY p.category
+    UNION ALL
+    SELECT 'product', NULL, NULL, t.rank, t.product_id, t.name, t.category, NULL, NULL, NULL,
+           t.units_sold, t.revenue, NULL, NULL
+      FROM (SELECT p.*, row_number() OVER (ORDER BY p.revenue DESC, p.product_id)::integer AS rank
+              FROM p
+             WHERE p.revenue > 0) t
+     WHERE t.rank <= 100
+$$;
+COMMENT ON FUNCTION business_vault.sales_computed(timestamptz) IS
+    'Revenue per period, per category and the top 100 products at business time ts (orders placed by ts, counted by their status then): what business_vault.sales_as_of and its tables keep.';
+
+-- Make sure the sales at ts are remembered (business_vault.sales_as_of and the tables
+-- hanging from it), on the terms of business_vault.population_at: true if they are (now
+-- or already); false in a read-only transaction or when a batch moved the loader's
+-- checkpoint while they were computed (then the caller computes its part itself).
+CREATE OR REPLACE FUNCTION business_vault.sales_remembered(ts timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    seen_xid xid8;
+    seen_seq bigint;
+    kept boolean;
+BEGIN
+    FOR attempt IN 1..2 LOOP
+        IF EXISTS (SELECT FROM business_vault.sales_as_of m WHERE m.as_of = ts) THEN
+            RETURN true;
+        END IF;
+        EXIT WHEN attempt = 2 OR NOT business_vault.remember_once('sales_remembered', ts);
+    END LOOP;
+    IF current_setting('transaction_read_only')::boolean THEN
+        RETURN false;
+    END IF;
+    SELECT k.xid, k.seq INTO seen_xid, seen_seq
+      FROM ops.checkpoints k WHERE k.consumer = 'vault_loader';
+    WITH computed AS MATERIALIZED (
+        SELECT * FROM business_vault.sales_computed(ts)
+    ), marked AS (
+        INSERT INTO business_vault.sales_as_of (as_of)
+        SELECT ts
+         WHERE EXISTS (SELECT FROM ops.checkpoints k
+                        WHERE k.consumer = 'vault_loader'
+                          AND k.xid IS NOT DISTINCT FROM seen_xid
+                          AND k.seq IS NOT DISTINCT FROM seen_seq
+                          FOR SHARE)
+        ON CONFLICT (as_of) DO NOTHING
+        RETURNING as_of
+    ), revenue AS (
+        INSERT INTO business_vault.revenue_as_of
+            (as_of, grain, period_start, orders, customers, units, revenue,
+             orders_cancelled_or_returned, revenue_lost)
+        SELECT m.as_of, c.grain, c.period_start, c.orders, c.customers, c.units, c.revenue,
+               c.orders_cancelled_or_returned, c.revenue_lost
+          FROM computed c CROSS JOIN marked m
+         WHERE c.part = 'revenue'
+    ), categories AS (
+        INSERT INTO business_vault.categories_as_of (as_of, category, products, units_sold, revenue)
+        SELECT m.as_of, c.category, c.products, c.units, c.revenue
+          FROM computed c CROSS JOIN marked m
+         WHERE c.part = 'category'
+    ), products AS (
+        INSERT INTO business_vault.top_products_as_of
+            (as_of, rank, product_id, name, category, units_sold, revenue)
+        SELECT m.as_of, c.rank, c.product_id, c.name, c.category, c.units, c.revenue
+          FROM computed c CROSS JOIN marked m
+         WHERE c.part = 'product'
+    )
+    SELECT EXISTS (SELECT FROM marked) INTO kept;
+    DELETE FROM business_vault.sales_as_of m
+     WHERE m.as_of IN (SELECT x.as_of FROM business_vault.sales_as_of x
+                        ORDER BY x.computed_at DESC, x.as_of OFFSET 1000);
+    RETURN kept;
+END
+$$;
+COMMENT ON FUNCTION business_vault.sales_remembered(timestamptz) IS
+    'Remember business_vault.sales_computed(ts) in business_vault.sales_as_of and its tables; false when it cannot be (a read-only transaction, or a load committed meanwhile).';
+
+-- The three readers: the remembered figures, or (see above) their own computation.
+CREATE OR REPLACE FUNCTION mart.revenue_as_of(ts timestamptz, period text)
+RETURNS TABLE (period_start date, orders bigint, customers bigint, units numeric,
+               revenue numeric, avg_order_value numeric, orders_cancelled_or_returned bigint,
+               revenue_lost numeric)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    remembered boolean;
+BEGIN
+    IF period IS NULL OR period NOT IN ('day', 'week', 'month') THEN
+        RAISE EXCEPTION 'unknown period %: day, week or month', quote_nullable(period)
+              USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    remembered := business_vault.sales_remembered(ts);
+    RETURN QUERY
+    WITH r AS (
+        SELECT x.period_start AS starts, x.orders AS n, x.customers AS c, x.units AS u,
+               x.revenue AS amount, x.orders_cancelled_or_returned AS lost, x.revenue_lost AS lost_amount
+          FROM business_vault.revenue_as_of x
+         WHERE remembered AND x.as_of = ts AND x.grain = period
+        UNION ALL
+        SELECT x.period_start, x.orders, x.customers, x.units, x.revenue,
+               x.orders_cancelled_or_returned, x.revenue_lost
+          FROM business_vault.sales_computed(ts) x
+         WHERE NOT remembered AND x.part = 'revenue' AND x.grain = period
+    )
+    SELECT s.d::date, coalesce(r.n, 0), coalesce(r.c, 0), coalesce(r.u, 0),
+           coalesce(r.amount, 0.00), round(r.amount / nullif(r.n, 0), 2),
+           coalesce(r.lost, 0), coalesce(r.lost_amount, 0.00)
+      FROM (SELECT generate_series(min(y.starts)::timestamp, max(y.starts)::timestamp,
+                                   ('1 ' || period)::interval) AS d
+              FROM r y) s
+      LEFT JOIN r ON r.starts = s.d::date
+     ORDER BY s.d;
+END
+$$;
+COMMENT ON FUNCTION mart.revenue_as_of(timestamptz, text) IS
+    'mart.revenue_daily (period day), revenue_weekly (week) or revenue_monthly (month) as it was at business time ts: orders placed by ts, counted by their status then (computed once per ts, then remembered until a load changes that past).';
+
+CREATE OR REPLACE FUNCTION mart.categories_as_of(ts timestamptz)
+RETURNS TABLE (category text, products bigint, units_sold bigint, revenue numeric,
+               revenue_pct numeric)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    remembered boolean := business_vault.sales_remembered(ts);
+BEGIN
+    RETURN QUERY
+    WITH c AS (
+        SELECT x.category AS name, x.products AS n, x.units_sold AS u, x.revenue AS amount
+          FROM business_vault.categories_as_of x
+         WHERE remembered AND x.as_of = ts
+        UNION ALL
+        SELECT x.category, x.products, x.units::bigint, x.revenue
+          FROM business_vault.sales_computed(ts) x
+         WHERE NOT remembered AND x.part = 'category'
+    )
+    SELECT c.name, c.n, c.u, c.amount, round(100.0 * c.amount / nullif(sum(c.amount) OVER (), 0), 2)
+      FROM c
+     ORDER BY c.amount DESC, c.name NULLS LAST;
+END
+$$;
+COMMENT ON FUNCTION mart.categories_as_of(timestamptz) IS
+    'mart.categories as it was at business time ts: per category of then, the products known by then and the sales of the orders placed by ts, counted by their status then (remembered like mart.revenue_as_of).';
+
+CREATE OR REPLACE FUNCTION mart.top_products_as_of(ts timestamptz)
+RETURNS TABLE (rank integer, product_id text, name text, category text, units_sold bigint,
+               revenue numeric)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    remembered boolean := business_vault.sales_remembered(ts);
+BEGIN
+    RETURN QUERY
+    SELECT x.rank, x.product_id, x.name, x.category, x.units_sold, x.revenue
+      FROM business_vault.top_products_as_of x
+     WHERE remembered AND x.as_of = ts
+    UNION ALL
+    SELECT x.rank, x.product_id, x.name, x.category, x.units::bigint, x.revenue
+      FROM business_vault.sales_computed(ts) x
+     WHERE NOT remembered AND x.part = 'product'
+     ORDER BY 1;
+END
+$$;
+COMMENT ON FUNCTION mart.top_products_as_of(timestamptz) IS
+    'The 100 products with the most revenue at business time ts (ties: product id), with their name and category then: mart.products by revenue, as it was (remembered like mart.revenue_as_of).';

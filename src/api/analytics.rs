@@ -1,14 +1,17 @@
-//! GET /analytics/revenue (`mart.revenue_daily|weekly|monthly`) and /analytics/churn
-//! (`mart.churn`).
+//! GET /analytics/revenue (`mart.revenue_daily|weekly|monthly`), /analytics/churn
+//! (`mart.churn`), /analytics/categories (`mart.categories`) and
+//! /analytics/top-products (`mart.products` by revenue); each also as it was at a past
+//! business time (`as_of`, the `mart.*_as_of` functions).
 
 use axum::extract::State;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+use tokio_postgres::types::ToSql;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Query};
-use super::params::{self, AsOfParams, NoParams, check_range, parse_date};
+use super::params::{self, AsOfParams, check_range, parse_date};
 use super::state::AppState;
 use super::values::{Money, col, money, money_opt, number_opt, whole};
 
@@ -17,35 +20,32 @@ use super::values::{Money, col, money, money_opt, number_opt, whole};
 /// few MB however far apart the first and last orders are.
 pub const MAX_SERIES_POINTS: usize = 10_000;
 
-/// The periods of the revenue series and the query of each (fixed text).
+/// The periods of the revenue series and the view of each.
 pub const PERIODS: [(&str, &str); 3] = [
-    (
-        "day",
-        "SELECT day AS period_start, orders, customers, units, revenue, avg_order_value,
-                orders_cancelled_or_returned, revenue_lost
-           FROM mart.revenue_daily
-          WHERE ($1::date IS NULL OR day >= $1) AND ($2::date IS NULL OR day <= $2)
-          ORDER BY day",
-    ),
-    (
-        "week",
-        "SELECT week AS period_start, orders, customers, units, revenue, avg_order_value,
-                orders_cancelled_or_returned, revenue_lost
-           FROM mart.revenue_weekly
-          WHERE ($1::date IS NULL OR week >= date_trunc('week', $1::timestamp)::date)
-            AND ($2::date IS NULL OR week <= $2)
-          ORDER BY week",
-    ),
-    (
-        "month",
-        "SELECT month AS period_start, orders, customers, units, revenue, avg_order_value,
-                orders_cancelled_or_returned, revenue_lost
-           FROM mart.revenue_monthly
-          WHERE ($1::date IS NULL OR month >= date_trunc('month', $1::timestamp)::date)
-            AND ($2::date IS NULL OR month <= $2)
-          ORDER BY month",
-    ),
+    ("day", "mart.revenue_daily"),
+    ("week", "mart.revenue_weekly"),
+    ("month", "mart.revenue_monthly"),
 ];
+
+/// The columns of a revenue point after its `period_start`.
+const POINT: &str = "orders, customers, units, revenue, avg_order_value, \
+                     orders_cancelled_or_returned, revenue_lost";
+
+/// The series of `period` between `$1` and `$2` (dates, either NULL), from its view or,
+/// `then`, as it was at the business time `$3`. Fixed text per period and reading.
+fn series_sql(period: &str, view: &str, then: bool) -> String {
+    let source = if then {
+        format!("SELECT period_start, {POINT} FROM mart.revenue_as_of($3, '{period}')")
+    } else {
+        format!("SELECT {period} AS period_start, {POINT} FROM {view}")
+    };
+    format!(
+        "SELECT period_start, {POINT} FROM ({source}) AS s
+          WHERE ($1::date IS NULL OR period_start >= date_trunc('{period}', $1::timestamp)::date)
+            AND ($2::date IS NULL OR period_start <= $2)
+          ORDER BY period_start"
+    )
+}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -60,10 +60,17 @@ pub struct RevenueParams {
     /// Last day to include (YYYY-MM-DD): periods starting on or before it.
     #[param(value_type = Option<String>, example = "2025-12-31")]
     pub to: Option<String>,
+    /// The series as it was at this business time: RFC 3339, or a date (its end, UTC).
+    /// Orders placed by then, counted by their status then. The first request for a
+    /// given `as_of` computes the sales at that time (seconds on a large vault); later
+    /// ones read them back until a load changes that past.
+    #[param(value_type = Option<String>, example = "2025-06-30")]
+    pub as_of: Option<String>,
 }
 
 /// Revenue of one period. Only counted orders (not cancelled or returned, by their
-/// current status) make revenue; an order belongs to the period of its `ordered_at`.
+/// current status, or by their status then with `as_of`) make revenue; an order belongs
+/// to the period of its `ordered_at`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RevenuePoint {
     /// First day of the period (UTC).
@@ -95,7 +102,7 @@ pub struct Revenue {
     params(RevenueParams),
     responses(
         (status = 200, description = "The series, oldest period first", body = Revenue),
-        (status = 400, description = "`period` missing or unknown, a bad date, or a series of more than 10,000 points (`series-too-long`: narrow it with `from` and `to`)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`period` missing or unknown, a bad date or `as_of`, or a series of more than 10,000 points (`series-too-long`: narrow it with `from` and `to`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
     ),
     security((), ("api_key" = ["read"]))
@@ -110,7 +117,7 @@ pub async fn revenue(
         .as_deref()
         .filter(|p| !p.is_empty())
         .ok_or_else(|| ApiError::bad_param("period", "is required", &names))?;
-    let (period, sql) = PERIODS
+    let (period, view) = PERIODS
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(raw.trim()))
         .ok_or_else(|| ApiError::bad_param("period", format!("unknown period {raw:?}"), &names))?;
@@ -126,18 +133,26 @@ pub async fn revenue(
             .map(|s| parse_date("to", s))
             .transpose()?;
     check_range(from, to)?;
+    let as_of = AsOfParams { as_of: q.as_of }.time()?;
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&from, &to];
+    if let Some(ts) = &as_of {
+        params.push(ts);
+    }
+    let sql = series_sql(period, view, as_of.is_some());
     let client = state.reads().await?;
     // one row more than an answer may hold tells that the series is too long
-    let stmt = client.prepare_cached(&format!("{sql} LIMIT $3")).await?;
-    let most = MAX_SERIES_POINTS as i64 + 1;
-    let rows = client.query(&stmt, &[&from, &to, &most]).await?;
+    let most = MAX_SERIES_POINTS + 1;
+    let stmt = client
+        .prepare_cached(&format!("{sql} LIMIT {most}"))
+        .await?;
+    let rows = client.query(&stmt, &params).await?;
     if rows.len() > MAX_SERIES_POINTS {
         let extent = client
             .prepare_cached(&format!(
                 "SELECT count(*), min(period_start), max(period_start) FROM ({sql}) AS s"
             ))
             .await?;
-        let r = client.query_one(&extent, &[&from, &to]).await?;
+        let r = client.query_one(&extent, &params).await?;
         return Err(ApiError::SeriesTooLong {
             period: period.to_string(),
             points: col(&r, "count")?,
@@ -210,6 +225,7 @@ pub async fn churn(
         as_of,
         &format!("SELECT {COLUMNS} FROM mart.churn"),
         &format!("SELECT {COLUMNS} FROM mart.churn_as_of($1)"),
+        &[],
     )
     .await?;
     let r = rows
@@ -230,8 +246,9 @@ pub async fn churn(
 /// One product category: its products' sales.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Category {
-    /// The current category; null for the products without one.
+    /// The current category (with `as_of`, that of then); null for the products without one.
     pub category: Option<String>,
+    /// Its products (with `as_of`, those known by then: with details in force or sold).
     pub products: i64,
     /// Units in counted orders (not cancelled or returned).
     pub units_sold: i64,
@@ -247,42 +264,151 @@ pub struct Categories {
     pub items: Vec<Category>,
 }
 
-/// Sales per product category, by revenue.
+/// Sales per product category, by revenue, now or as they were at `as_of`.
 #[utoipa::path(
     get,
     path = "/analytics/categories",
     operation_id = "listCategories",
     tag = "analytics",
+    params(AsOfParams),
     responses(
         (status = 200, description = "Every category, by revenue", body = Categories),
-        (status = 400, description = "An unknown parameter, or a path segment that is not UTF-8", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "An unknown parameter, `as_of` not a time, or a path segment that is not UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
     ),
     security((), ("api_key" = ["read"]))
 )]
 pub async fn categories(
     State(state): State<AppState>,
-    Query(NoParams {}): Query<NoParams>,
+    Query(q): Query<AsOfParams>,
 ) -> Result<Json<Categories>, ApiError> {
+    const COLUMNS: &str = "category, products, units_sold, revenue, revenue_pct";
+    let as_of = q.time()?;
     let client = state.reads().await?;
-    let stmt = client
-        .prepare_cached(
-            "SELECT category, products, units_sold, revenue, revenue_pct FROM mart.categories",
-        )
-        .await?;
-    let items = client
-        .query(&stmt, &[])
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Category {
-                category: col(r, "category")?,
-                products: col(r, "products")?,
-                units_sold: col(r, "units_sold")?,
-                revenue: money(r, "revenue")?,
-                revenue_pct: number_opt(r, "revenue_pct")?,
-            })
+    let items = params::now_or_then(
+        &client,
+        as_of,
+        &format!("SELECT {COLUMNS} FROM mart.categories"),
+        &format!("SELECT {COLUMNS} FROM mart.categories_as_of($1)"),
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Category {
+            category: col(r, "category")?,
+            products: col(r, "products")?,
+            units_sold: col(r, "units_sold")?,
+            revenue: money(r, "revenue")?,
+            revenue_pct: number_opt(r, "revenue_pct")?,
         })
-        .collect::<Result<Vec<_>, ApiError>>()?;
+    })
+    .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(Json(Categories { items }))
+}
+
+/// The most products a top-products answer lists (what is remembered per `as_of`).
+pub const MAX_TOP_PRODUCTS: i64 = 100;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TopProductsParams {
+    /// How many products, 1 to 100 (default 10).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100, example = 10)]
+    pub limit: Option<String>,
+    /// The products as they were at this business time: RFC 3339, or a date (its end,
+    /// UTC); their name and category then, orders placed by then counted by their status
+    /// then. Computed once per `as_of`, like the revenue series.
+    #[param(value_type = Option<String>, example = "2025-06-30")]
+    pub as_of: Option<String>,
+}
+
+/// One of the products with the most revenue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopProduct {
+    /// 1 for the most revenue; ties are ranked by product id.
+    pub rank: i32,
+    pub product_id: String,
+    /// Name and category now (with `as_of`, then); null without product details.
+    pub name: Option<String>,
+    pub category: Option<String>,
+    /// Units in counted orders (not cancelled or returned).
+    pub units_sold: i64,
+    /// Line amounts (after discounts) in counted orders.
+    pub revenue: Money,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopProducts {
+    /// The products with revenue, the most first (fewer than `limit` if fewer sold).
+    pub items: Vec<TopProduct>,
+}
+
+/// The products with the most revenue, now or as they were at `as_of`.
+#[utoipa::path(
+    get,
+    path = "/analytics/top-products",
+    operation_id = "listTopProducts",
+    tag = "analytics",
+    params(TopProductsParams),
+    responses(
+        (status = 200, description = "The products with the most revenue, the most first", body = TopProducts),
+        (status = 400, description = "An unknown parameter, `limit` not from 1 to 100, `as_of` not a time, or a path segment that is not UTF-8", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
+    ),
+    security((), ("api_key" = ["read"]))
+)]
+pub async fn top_products(
+    State(state): State<AppState>,
+    Query(q): Query<TopProductsParams>,
+) -> Result<Json<TopProducts>, ApiError> {
+    const COLUMNS: &str = "rank, product_id, name, category, units_sold, revenue";
+    let limit: i64 = match q.limit.as_deref() {
+        None => 10,
+        Some(raw) => raw
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_TOP_PRODUCTS).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_param(
+                    "limit",
+                    format!("{raw:?} is not a whole number from 1 to {MAX_TOP_PRODUCTS}"),
+                    &[],
+                )
+            })?,
+    };
+    let as_of = AsOfParams { as_of: q.as_of }.time()?;
+    let client = state.reads().await?;
+    // today: the product summary's revenue index read backwards, ties sorted by id
+    let items = params::now_or_then(
+        &client,
+        as_of,
+        &format!(
+            "SELECT {COLUMNS}
+               FROM (SELECT row_number() OVER (ORDER BY p.revenue DESC, p.product_id)::integer AS rank,
+                            p.product_id, p.name, p.category, p.units_sold, p.revenue
+                       FROM mart.products p
+                      WHERE p.revenue > 0
+                      ORDER BY p.revenue DESC, p.product_id
+                      LIMIT $1) AS t
+              ORDER BY rank"
+        ),
+        &format!("SELECT {COLUMNS} FROM mart.top_products_as_of($2) WHERE rank <= $1::bigint ORDER BY rank"),
+        &[&limit],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(TopProduct {
+            rank: col(r, "rank")?,
+            product_id: col(r, "product_id")?,
+            name: col(r, "name")?,
+            category: col(r, "category")?,
+            units_sold: col(r, "units_sold")?,
+            revenue: money(r, "revenue")?,
+        })
+    })
+    .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(Json(TopProducts { items }))
 }

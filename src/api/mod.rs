@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/analytics/revenue", get(analytics::revenue))
         .route("/analytics/churn", get(analytics::churn))
         .route("/analytics/categories", get(analytics::categories))
+        .route("/analytics/top-products", get(analytics::top_products))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_read,

@@ -38,6 +38,7 @@ use super::{
         analytics::revenue,
         analytics::churn,
         analytics::categories,
+        analytics::top_products,
         events::post,
         health::health,
         health::ready,
@@ -50,7 +51,7 @@ use super::{
         (name = "products", description = "Product analytics"),
         (name = "orders", description = "Orders with their lines"),
         (name = "segments", description = "RFM segments"),
-        (name = "analytics", description = "Revenue series, churn and categories"),
+        (name = "analytics", description = "Revenue series, churn, categories and top products"),
         (name = "events", description = "Append CloudEvents to the log"),
         (name = "operations", description = "Liveness, readiness, metrics")
     )
@@ -184,6 +185,9 @@ impl Modify for PreciseParameters {
                     // free text; PostgreSQL text cannot hold a NUL, so it is a 400
                     ("country" | "category" | "search", _) => Some(json!({"type": "string",
                         "pattern": "^[^\\u0000]*$"})),
+                    ("limit", _) if path == "/analytics/top-products" => Some(json!({
+                        "type": "integer", "format": "int64",
+                        "minimum": 1, "maximum": analytics::MAX_TOP_PRODUCTS})),
                     ("limit", _) => Some(json!({"type": "integer", "format": "int64",
                         "minimum": 1, "maximum": pagination::MAX_LIMIT})),
                     ("skip", _) => Some(json!({"type": "integer", "format": "int64",

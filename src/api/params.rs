@@ -42,23 +42,27 @@ impl AsOfParams {
     }
 }
 
-/// The rows of `now` (a query without parameters), or at the business time `as_of`
-/// those of `then` (the same columns, the time as `$1`): an endpoint's two readings.
+/// The rows of `now`, or at the business time `as_of` those of `then` (the same
+/// columns): an endpoint's two readings. Both take `params` as `$1`, `$2`, ...; `then`
+/// also takes the time, as the parameter after them.
 pub async fn now_or_then(
     client: &deadpool_postgres::Client,
     as_of: Option<DateTime<Utc>>,
     now: &str,
     then: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<Vec<tokio_postgres::Row>, ApiError> {
     Ok(match as_of {
         None => {
             client
-                .query(&client.prepare_cached(now).await?, &[])
+                .query(&client.prepare_cached(now).await?, params)
                 .await?
         }
         Some(ts) => {
+            let mut params = params.to_vec();
+            params.push(&ts);
             client
-                .query(&client.prepare_cached(then).await?, &[&ts])
+                .query(&client.prepare_cached(then).await?, &params)
                 .await?
         }
     })

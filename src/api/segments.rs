@@ -64,6 +64,7 @@ pub async fn list(
         as_of,
         &format!("SELECT {COLUMNS} FROM mart.segments"),
         &format!("SELECT {COLUMNS} FROM mart.segments_as_of($1)"),
+        &[],
     )
     .await?;
     let items = rows

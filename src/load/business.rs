@@ -55,12 +55,17 @@ pub const TABLES: &[&str] = &[
 ];
 
 /// Answers the business vault remembers rather than derives from the log (the RFM
-/// boundaries and the population figures of past times, `V13__rfm_cutpoints_as_of.sql`
-/// and `V15__population_as_of.sql`): emptied with it, not part of what a rebuild must
-/// reproduce.
+/// boundaries, the population figures and the sales of past times,
+/// `V13__rfm_cutpoints_as_of.sql`, `V15__population_as_of.sql`, `V18__sales_as_of.sql`):
+/// emptied with it, not part of what a rebuild must reproduce. The sales' figures hang
+/// from `sales_as_of` by a foreign key, so they are listed too (TRUNCATE wants them).
 pub const CACHES: &[&str] = &[
     "business_vault.rfm_cutpoints_as_of",
     "business_vault.population_as_of",
+    "business_vault.sales_as_of",
+    "business_vault.revenue_as_of",
+    "business_vault.categories_as_of",
+    "business_vault.top_products_as_of",
 ];
 
 /// The keys a batch touched, by what they feed.
@@ -222,14 +227,15 @@ SELECT u.hk FROM unnest($2::bytea[]) AS u(hk)";
 const STAGE_PIT: &str = "INSERT INTO pg_temp.bv_pit (hk_customer, since)
 SELECT u.hk, u.since FROM unnest($1::bytea[], $2::timestamptz[]) AS u(hk, since)";
 
-/// Forget the remembered RFM boundaries and population figures of the business times
-/// this batch may have changed (V13, V15): every time from the earliest business time
+/// Forget the remembered RFM boundaries, population figures and sales of the business
+/// times this batch may have changed (V13, V15, V18; the sales' figures go with their
+/// `sales_as_of` row): every time from the earliest business time
 /// it wrote on. An order counts from its placing, and a link or a line of an order
 /// written now can change its past: so also from the earliest version of any order the
 /// batch touched (its first version: one index probe per order, whatever the planner
 /// knows of the key table). Runs after the checkpoint row is locked, so that an answer
 /// computed meanwhile is either seen here or never stored (`business_vault.rfm_cuts_at`,
-/// `business_vault.population_at`).
+/// `business_vault.population_at`, `business_vault.sales_remembered`).
 const FORGET_PAST: &str = "
 WITH changed AS (
     SELECT least($1::timestamptz,
@@ -242,8 +248,11 @@ WITH changed AS (
 ), cuts AS (
     DELETE FROM business_vault.rfm_cutpoints_as_of m
      WHERE m.as_of >= (SELECT c.since FROM changed c)
+), population AS (
+    DELETE FROM business_vault.population_as_of m
+     WHERE m.as_of >= (SELECT c.since FROM changed c)
 )
-DELETE FROM business_vault.population_as_of m
+DELETE FROM business_vault.sales_as_of m
  WHERE m.as_of >= (SELECT c.since FROM changed c)";
 
 /// Every order, product and customer of the raw vault as touched, each customer from

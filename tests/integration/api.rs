@@ -1018,6 +1018,153 @@ async fn products_orders_segments_and_analytics() {
     app.stop().await;
 }
 
+/// The figures of a revenue series, a category list or a top-products list, one
+/// `a|b|c...` string per item, in the order answered.
+fn figures(items: &[Value], fields: &[&str]) -> Vec<String> {
+    items
+        .iter()
+        .map(|item| {
+            fields
+                .iter()
+                .map(|f| match &item[*f] {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn revenue_categories_and_top_products_as_of_a_date() {
+    let db = loaded_db().await;
+    let app = TestApp::spawn(&db.url, open_config()).await;
+    // a date is its end, UTC
+    const THEN: &str = "2024-05-10T23:59:59.999999Z";
+    let point = [
+        "period_start",
+        "orders",
+        "customers",
+        "units",
+        "revenue",
+        "orders_cancelled_or_returned",
+        "revenue_lost",
+    ];
+    for period in ["day", "week", "month"] {
+        let expected = column(
+            &db,
+            &format!(
+                "SELECT concat_ws('|', period_start, orders, customers, units, revenue,
+                                  orders_cancelled_or_returned, revenue_lost)
+                   FROM mart.revenue_as_of('{THEN}', '{period}')"
+            ),
+        )
+        .await;
+        assert!(!expected.is_empty(), "{period}");
+        // computed, then read back
+        for _ in 0..2 {
+            let got = app
+                .json(
+                    &format!("/analytics/revenue?period={period}&as_of=2024-05-10"),
+                    200,
+                )
+                .await;
+            assert_eq!(
+                figures(&got["series"].as_array().expect("series")[..], &point),
+                expected
+            );
+        }
+        let now = app
+            .json(&format!("/analytics/revenue?period={period}"), 200)
+            .await;
+        assert_ne!(
+            figures(&now["series"].as_array().expect("series")[..], &point),
+            expected,
+            "{period}: orders were placed after May 10"
+        );
+    }
+    // `from` and `to` narrow the series of then like today's
+    let narrowed = app
+        .json(
+            "/analytics/revenue?period=day&from=2024-05-01&to=2024-05-03&as_of=2024-05-10",
+            200,
+        )
+        .await;
+    assert_eq!(
+        figures(
+            &narrowed["series"].as_array().expect("series")[..],
+            &["period_start"]
+        ),
+        ["2024-05-01", "2024-05-02", "2024-05-03"]
+    );
+
+    // categories then, as the mart function has them
+    let category = ["category", "products", "units_sold", "revenue"];
+    let expected = column(
+        &db,
+        &format!(
+            "SELECT concat_ws('|', coalesce(category, ''), products, units_sold, revenue)
+               FROM mart.categories_as_of('{THEN}')"
+        ),
+    )
+    .await;
+    let then = app
+        .json("/analytics/categories?as_of=2024-05-10", 200)
+        .await;
+    assert_eq!(figures(items_of(&then), &category), expected);
+    let now = app.json("/analytics/categories", 200).await;
+    assert_ne!(figures(items_of(&now), &category), expected);
+
+    // top products: today the product summary by revenue, then the function's
+    let product = [
+        "rank",
+        "product_id",
+        "name",
+        "category",
+        "units_sold",
+        "revenue",
+    ];
+    let today = column(
+        &db,
+        "SELECT concat_ws('|', row_number() OVER (ORDER BY revenue DESC, product_id), product_id,
+                          coalesce(name, ''), coalesce(category, ''), units_sold, revenue)
+           FROM mart.products WHERE revenue > 0 ORDER BY revenue DESC, product_id LIMIT 3",
+    )
+    .await;
+    assert_eq!(today.len(), 3);
+    let top = app.json("/analytics/top-products?limit=3", 200).await;
+    assert_eq!(figures(items_of(&top), &product), today);
+    let expected = column(
+        &db,
+        &format!(
+            "SELECT concat_ws('|', rank, product_id, coalesce(name, ''), coalesce(category, ''),
+                              units_sold, revenue)
+               FROM mart.top_products_as_of('{THEN}')"
+        ),
+    )
+    .await;
+    assert!(!expected.is_empty());
+    let then = app
+        .json("/analytics/top-products?as_of=2024-05-10", 200)
+        .await;
+    assert_eq!(
+        figures(items_of(&then), &product),
+        expected[..expected.len().min(10)],
+        "ten by default"
+    );
+    for limit in ["0", "101", "ten"] {
+        let p = app
+            .json(&format!("/analytics/top-products?limit={limit}"), 400)
+            .await;
+        assert_problem(&p, 400, "bad-parameter", "from 1 to 100");
+    }
+    let p = app.json("/analytics/categories?as_of=someday", 400).await;
+    assert_problem(&p, 400, "bad-parameter", "as_of");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn bad_parameters_name_the_parameter_and_what_it_takes() {
     let db = loaded_db().await;
@@ -1524,6 +1671,7 @@ async fn the_openapi_document_is_3_1_and_lists_every_route() {
         ("get", "/analytics/revenue"),
         ("get", "/analytics/churn"),
         ("get", "/analytics/categories"),
+        ("get", "/analytics/top-products"),
         ("post", "/events"),
         ("get", "/health"),
         ("get", "/ready"),

@@ -637,6 +637,154 @@ async fn remembered_population_figures_are_forgotten_by_the_load_that_changes_th
     assert_eq!(population_remembered(&client).await.len(), 2);
 }
 
+/// The business times whose sales are remembered (V18).
+async fn sales_remembered(client: &Client) -> Vec<String> {
+    rows(
+        client,
+        "SELECT as_of FROM business_vault.sales_as_of ORDER BY as_of",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn sales_as_of_a_time_count_orders_by_their_status_then_in_the_categories_of_then() {
+    let (_db, mut client) = setup(&shop()).await;
+    append(&client, &late()).await;
+    load_all(&mut client).await;
+    // the end of 06-10: O34 (C3, 4 × P2 at 25) delivered on 06-05 is returned only on
+    // 06-15, O15 and O16 are not placed yet, P3 (Comic) is still in Books; O42 was
+    // returned on 03-05 (a late event) and O71 cancelled on 03-02
+    const THEN: &str = "2024-06-10T23:59:59Z";
+    const APRIL_20: &str = "2024-04-20T23:59:59Z";
+    let revenue = |period: &str| format!("SELECT * FROM mart.revenue_as_of('{THEN}', '{period}')");
+    let months = [
+        "(2024-01-01,1,1,1,1000.00,1000.00,0,0.00)",
+        "(2024-02-01,3,3,6,170.00,56.67,0,0.00)",
+        "(2024-03-01,3,3,6,240.00,80.00,2,1010.00)",
+        "(2024-04-01,2,2,3,180.00,90.00,0,0.00)",
+        "(2024-05-01,3,3,6,240.00,80.00,0,0.00)",
+        "(2024-06-01,2,2,5,180.00,90.00,0,0.00)",
+    ];
+    assert_eq!(
+        rows(&client, &revenue("month")).await,
+        months,
+        "June: O24 and O34, counted then; today O34 is returned and O15 counts"
+    );
+    let days = rows(&client, &revenue("day")).await;
+    assert_eq!(days.len(), 148, "every day from 01-15 to 06-10");
+    assert_eq!(days[0], "(2024-01-15,1,1,1,1000.00,1000.00,0,0.00)");
+    assert_eq!(
+        days[1], "(2024-01-16,0,0,0,0.00,,0,0.00)",
+        "a day without orders"
+    );
+    for period in ["day", "week", "month"] {
+        assert_eq!(
+            rows(
+                &client,
+                &format!(
+                    "SELECT sum(revenue), sum(orders), sum(revenue_lost)
+                       FROM mart.revenue_as_of('{THEN}', '{period}')"
+                )
+            )
+            .await,
+            ["(2010.00,14,1010.00)"],
+            "{period}: the same orders"
+        );
+    }
+    assert_eq!(
+        rows(
+            &client,
+            &format!("SELECT * FROM mart.categories_as_of('{THEN}')")
+        )
+        .await,
+        [
+            "(Toys,2,9,1420.00,70.65)",
+            "(Books,2,17,580.00,28.86)",
+            "(Garden,1,1,10.00,0.50)",
+        ],
+        "Toys: P2 4 × 80 + 4 × 25, P5 1000 (O71 cancelled); Books: P1 8 × 50 and P3 \
+         9 × 20 (Comics from 06-15); Garden: P4 in O41 (O42 returned)"
+    );
+    assert_eq!(
+        rows(
+            &client,
+            &format!("SELECT * FROM mart.top_products_as_of('{THEN}')")
+        )
+        .await,
+        [
+            "(1,P5,Castle,Toys,1,1000.00)",
+            "(2,P2,Robot,Toys,8,420.00)",
+            "(3,P1,Novel,Books,8,400.00)",
+            "(4,P3,Comic,Books,9,180.00)",
+            "(5,P4,Rake,Garden,1,10.00)",
+        ]
+    );
+    // remembered, and read back the same
+    assert_eq!(
+        sales_remembered(&client).await,
+        ["(\"2024-06-10 23:59:59+00\")"]
+    );
+    assert_eq!(rows(&client, &revenue("month")).await, months);
+    let april_20 = rows(
+        &client,
+        &format!("SELECT * FROM mart.revenue_as_of('{APRIL_20}', 'month')"),
+    )
+    .await;
+    assert_eq!(sales_remembered(&client).await.len(), 2);
+
+    // O33 (05-01) returned on 06-01, learnt now: every time from the order's placing
+    // on is forgotten (06-10), earlier ones stay (04-20)
+    append(&client, &[status("O33", "2024-06-01", "returned")]).await;
+    load_all(&mut client).await;
+    assert_eq!(
+        sales_remembered(&client).await,
+        ["(\"2024-04-20 23:59:59+00\")"]
+    );
+    assert_eq!(
+        rows(
+            &client,
+            &format!("SELECT * FROM mart.revenue_as_of('{APRIL_20}', 'month')")
+        )
+        .await,
+        april_20
+    );
+    let after = rows(&client, &revenue("month")).await;
+    assert_eq!(after[4], "(2024-05-01,2,2,3,180.00,90.00,1,60.00)");
+    assert_eq!(after[..4], months[..4]);
+
+    // at the end of time, each equals today's view
+    for (today, then) in [
+        (
+            "SELECT * FROM mart.revenue_daily",
+            "mart.revenue_as_of('infinity', 'day')",
+        ),
+        (
+            "SELECT * FROM mart.revenue_weekly",
+            "mart.revenue_as_of('infinity', 'week')",
+        ),
+        (
+            "SELECT * FROM mart.revenue_monthly",
+            "mart.revenue_as_of('infinity', 'month')",
+        ),
+        (
+            "SELECT * FROM mart.categories",
+            "mart.categories_as_of('infinity')",
+        ),
+        (
+            "SELECT row_number() OVER (ORDER BY revenue DESC, product_id)::integer, product_id,
+                    name, category, units_sold, revenue
+               FROM mart.products WHERE revenue > 0 ORDER BY revenue DESC, product_id",
+            "mart.top_products_as_of('infinity')",
+        ),
+    ] {
+        assert_eq!(
+            rows(&client, today).await,
+            rows(&client, &format!("SELECT * FROM {then}")).await,
+            "{then}"
+        );
+    }
+}
+
 /// Ask `ask` (one text value, the business time as `$1`) while a batch holds the
 /// loader's checkpoint, let the batch move it and commit: the request is answered
 /// (`answer`), and `kept` (a count of remembered rows) stays 0; asked again with
@@ -750,6 +898,25 @@ async fn population_figures_computed_while_a_batch_is_in_flight_are_not_remember
         "SELECT sum(customers)::text FROM business_vault.population_at($1)",
         "SELECT count(*) FROM business_vault.population_as_of",
         "7",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_second_request_for_new_sales_waits_for_the_first() {
+    a_second_request_waits_for_the_first_ones_answer(
+        "SELECT sum(revenue)::text FROM mart.revenue_as_of($1, 'month')",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sales_computed_while_a_batch_is_in_flight_are_not_remembered() {
+    not_remembered_while_a_batch_is_in_flight(
+        "SELECT sum(revenue)::text FROM mart.revenue_as_of($1, 'month')",
+        "SELECT count(*) FROM business_vault.sales_as_of",
+        // every order placed by 07-01 but O16 (cancelled) and O34 (returned) and O71
+        "2000.00",
     )
     .await;
 }
