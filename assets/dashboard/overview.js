@@ -1,9 +1,10 @@
 // dvault dashboard, the overview (/dashboard): headline numbers, revenue per month,
 // RFM segments, churn split, top categories and products and data freshness, each
 // from one API call.
-// With `?as_of=YYYY-MM-DD` (the date picker) the customers, segments and churn are
-// those of the end of that day (the API's as_of), and revenue counts the orders placed
-// by then (by their status today: the revenue series has no as_of).
+// With `?as_of=YYYY-MM-DD` (the date picker) every figure is that of the end of that
+// day (the API's as_of): customers, segments and churn of then, revenue, categories
+// and products of the orders placed by then, counted by their status then. Data
+// freshness is always today's.
 'use strict';
 
 (() => {
@@ -20,31 +21,23 @@
     if (!asOf) return;
     document.getElementById('as-of').value = asOf;
     document.getElementById('as-of-now').hidden = false;
-    set('as-of-note', `Customers, segments and churn as they were at the end of ${asOf} (UTC); `
-      + 'revenue and orders: those placed by then, by their status today; '
-      + 'top products and categories, data freshness: today.');
-    set('revenue-title', `Revenue per month, orders placed by ${asOf}`);
-    set('products-title', 'Top products by revenue (today)');
-    set('categories-title', 'Top categories by revenue (today)');
+    set('as-of-note', `Every figure as it was at the end of ${asOf} (UTC): orders placed by then, `
+      + 'counted by their status then; data freshness: today.');
+    set('revenue-title', `Revenue per month, as of ${asOf}`);
+    set('products-title', `Top products by revenue, as of ${asOf}`);
+    set('categories-title', `Top categories by revenue, as of ${asOf}`);
   }
 
-  // Month points { month, orders, cents }: the month series, or up to the picked date
-  // the day series added up per month (whole cents).
+  // `path` with the picked date as `as_of`, if there is one
+  function then(path) {
+    if (!asOf) return path;
+    return `${path}${path.includes('?') ? '&' : '?'}${asOfQuery}`;
+  }
+
+  // Month points { month, orders, cents } (whole cents).
   async function months() {
-    if (!asOf) {
-      const { series } = await api('/analytics/revenue?period=month');
-      return series.map((p) => ({ month: p.period_start.slice(0, 7), orders: p.orders, cents: cents(p.revenue) }));
-    }
-    const { series } = await api(`/analytics/revenue?period=day&to=${asOf}`);
-    const byMonth = new Map();
-    for (const p of series) {
-      const month = p.period_start.slice(0, 7);
-      const m = byMonth.get(month) || { month, orders: 0, cents: 0 };
-      m.orders += p.orders;
-      m.cents += cents(p.revenue);
-      byMonth.set(month, m);
-    }
-    return [...byMonth.values()];
+    const { series } = await api(then('/analytics/revenue?period=month'));
+    return series.map((p) => ({ month: p.period_start.slice(0, 7), orders: p.orders, cents: cents(p.revenue) }));
   }
 
   async function revenue() {
@@ -112,7 +105,7 @@
   }
 
   async function segments() {
-    const { items } = await api(asOf ? `/segments?${asOfQuery}` : '/segments');
+    const { items } = await api(then('/segments'));
     fill('segments', items.map((s) => el('tr', { 'data-segment': s.segment, title: s.description || '' },
       el('td', {}, el('a', { href: `/dashboard/segments/${encodeURIComponent(s.segment)}` }, s.segment)),
       el('td', { class: 'num' }, count(s.customers)),
@@ -122,7 +115,7 @@
   }
 
   async function churn() {
-    const c = await api(asOf ? `/analytics/churn?${asOfQuery}` : '/analytics/churn');
+    const c = await api(then('/analytics/churn'));
     set('customers', count(c.customers));
     set('churn-rate', pct(c.churn_rate));
     const parts = [
@@ -146,7 +139,7 @@
   }
 
   async function categories() {
-    const { items } = await api('/analytics/categories');
+    const { items } = await api(then('/analytics/categories'));
     fill('categories', items.slice(0, 10).map((c) => el('tr', { 'data-category': c.category == null ? '' : c.category },
       el('td', {}, c.category == null ? '(no category)' : c.category),
       el('td', { class: 'num' }, count(c.products)),
@@ -156,7 +149,7 @@
   }
 
   async function products() {
-    const { items } = await api('/products?sort=-revenue&limit=10');
+    const { items } = await api(then('/analytics/top-products?limit=10'));
     fill('products', items.map((p) => el('tr', { 'data-product': p.product_id },
       el('td', {}, p.product_id),
       el('td', {}, text(p.name)),

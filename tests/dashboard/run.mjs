@@ -214,11 +214,10 @@ try {
   // apart from the other pages' errors)
   const before = report.console_errors.length;
   await page.goto(`${base}/dashboard/customers/NO-SUCH-CUSTOMER`);
-  report.unknown = {
-    ...(await ready(page)),
-    name: await text(page, '#name'),
-    console_errors: report.console_errors.splice(before),
-  };
+  const unknown = { ...(await ready(page)), name: await text(page, '#name') };
+  // the page is ready at the first 404; the console lines of the others come later
+  await page.waitForLoadState('networkidle', WAIT);
+  report.unknown = { ...unknown, console_errors: report.console_errors.splice(before) };
   await context.close();
 } finally {
   await browser.close();

@@ -181,35 +181,31 @@ fn assert_clean(report: &Value, allowed_console: &[&str]) {
     );
 }
 
-/// Revenue per month as the API answers it: the month series, or up to the end of
-/// `as_of` the day series added up per month. (month, orders, revenue) each.
+/// Revenue per month as the API answers it, today's or at the end of `as_of`:
+/// (month, orders, revenue) each.
 async fn months(app: &TestApp, as_of: Option<&str>) -> Vec<(String, i64, Decimal)> {
-    let path = match as_of {
-        None => "/analytics/revenue?period=month".to_string(),
-        Some(day) => format!("/analytics/revenue?period=day&to={day}"),
-    };
-    let revenue = get_json(app, &path, None).await;
-    let mut out: Vec<(String, i64, Decimal)> = Vec::new();
-    for p in revenue["series"].as_array().expect("series") {
-        let month = p["period_start"].as_str().expect("period")[..7].to_string();
-        let orders = p["orders"].as_i64().expect("orders");
-        let amount: Decimal = p["revenue"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .expect("revenue");
-        match out.last_mut() {
-            Some(last) if last.0 == month => {
-                last.1 += orders;
-                last.2 += amount;
-            }
-            _ => out.push((month, orders, amount)),
-        }
-    }
-    out
+    let at = as_of.map_or(String::new(), |day| format!("&as_of={day}"));
+    let revenue = get_json(app, &format!("/analytics/revenue?period=month{at}"), None).await;
+    revenue["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|p| {
+            let amount: Decimal = p["revenue"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("revenue");
+            (
+                p["period_start"].as_str().expect("period")[..7].to_string(),
+                p["orders"].as_i64().expect("orders"),
+                amount,
+            )
+        })
+        .collect()
 }
 
 /// The overview shows what the API answers, figure by figure: today's, or with
-/// `as_of` the figures of the end of that day where the API has them.
+/// `as_of` those of the end of that day (data freshness is today's).
 async fn check_overview(app: &TestApp, o: &Value, as_of: Option<&str>) {
     assert_eq!(o["state"], "ready", "{o}");
     let at = as_of.map_or(String::new(), |day| format!("?as_of={day}"));
@@ -262,7 +258,7 @@ async fn check_overview(app: &TestApp, o: &Value, as_of: Option<&str>) {
         assert_eq!(o["churn"][key], count(&churn[field]), "{key}");
     }
 
-    let categories = get_json(app, "/analytics/categories", None).await;
+    let categories = get_json(app, &format!("/analytics/categories{at}"), None).await;
     let expected: Vec<Vec<String>> = items(&categories)
         .iter()
         .take(10)
@@ -283,7 +279,11 @@ async fn check_overview(app: &TestApp, o: &Value, as_of: Option<&str>) {
     assert_eq!(rows(&o["categories"]), expected);
     assert!(!expected.is_empty(), "the data has categories");
 
-    let products = get_json(app, "/products?sort=-revenue&limit=10", None).await;
+    let top = match as_of {
+        None => "/analytics/top-products?limit=10".to_string(),
+        Some(day) => format!("/analytics/top-products?limit=10&as_of={day}"),
+    };
+    let products = get_json(app, &top, None).await;
     let expected: Vec<Vec<String>> = items(&products)
         .iter()
         .map(|p| {
@@ -559,6 +559,8 @@ async fn overview_and_customer_pages_show_the_apis_numbers() {
     assert_ne!(then["segments"], o["segments"], "the segments moved since");
     assert_ne!(then["headline"]["orders"], o["headline"]["orders"]);
     assert_ne!(then["churn"], o["churn"], "the churn split moved since");
+    assert_ne!(then["categories"], o["categories"], "so did the categories");
+    assert_ne!(then["products"], o["products"], "and the top products");
 
     let c = &report["customer"];
     assert_eq!(
