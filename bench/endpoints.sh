@@ -47,9 +47,14 @@ ENDPOINTS=(
     "categories||/analytics/categories"
     "customers?search=||/customers?search=ann&limit=20"
     "churn, as_of||/analytics/churn?as_of=$AS_OF"
+    "top products||/analytics/top-products?limit=10"
+    "revenue by month, as_of||/analytics/revenue?period=month&as_of=$AS_OF"
+    "categories, as_of||/analytics/categories?as_of=$AS_OF"
+    "top products, as_of||/analytics/top-products?limit=10&as_of=$AS_OF"
 )
 first=()
-for path in "/segments?as_of=$AS_OF" "/analytics/churn?as_of=$AS_OF"; do
+for path in "/segments?as_of=$AS_OF" "/analytics/churn?as_of=$AS_OF" \
+    "/analytics/revenue?period=month&as_of=$AS_OF" "/analytics/categories?as_of=$AS_OF"; do
     if [ -z "${ONLY:-}" ] || [[ $path =~ $ONLY ]]; then
         first+=("\`$path\`: $(curl -s -o /dev/null -w '%{http_code} in %{time_total} s' "$BASE$path")")
     fi
