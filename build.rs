@@ -28,11 +28,17 @@ fn embed(dir: &str, ext: &str, name: &str, out: &mut String) {
     out.push_str("];\n");
 }
 
-fn main() {
+/// `dir`'s files as the constant `name` in `$OUT_DIR/file`.
+fn embed_into(file: &str, dir: &str, ext: &str, name: &str) {
     let mut out = String::new();
-    embed("views", ".sql", "VIEWS", &mut out);
-    embed("vault/mappings", ".toml", "MAPPINGS", &mut out);
-    let dest = Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded.rs");
-    fs::write(dest, out).expect("write embedded.rs");
+    embed(dir, ext, name, &mut out);
+    let dest = Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join(file);
+    fs::write(dest, out).expect("write an embedded file list");
+}
+
+fn main() {
+    // the views belong to `db` (which applies them), the mappings to `mapping`
+    embed_into("views.rs", "views", ".sql", "VIEWS");
+    embed_into("mappings.rs", "vault/mappings", ".toml", "MAPPINGS");
     println!("cargo:rerun-if-changed=vault/schema");
 }

@@ -881,7 +881,7 @@ fn print_applied(a: &registry::Applied) -> Result<(), std::io::Error> {
     if a.releasable > 0 {
         outln!(
             "{} held-back events are mapped now: the next load loads them",
-            ingest::thousands(a.releasable as u64)
+            crate::human::thousands(a.releasable as u64)
         )?;
     }
     Ok(())
@@ -911,7 +911,7 @@ async fn model(config: &Config, action: ModelAction) -> CliResult {
                 .await?;
             outln!(
                 "events of type \"{event_type}\" are passed over from now on ({} held back forgotten)",
-                ingest::thousands(n)
+                crate::human::thousands(n)
             )?;
         }
     }
@@ -1028,8 +1028,8 @@ async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
     if args.files.len() > 1 {
         outln!(
             "total: {} events ingested, {} rejected",
-            ingest::thousands(inserted),
-            ingest::thousands(rejected)
+            crate::human::thousands(inserted),
+            crate::human::thousands(rejected)
         )?;
     }
     Ok(if failed {
@@ -1255,7 +1255,11 @@ async fn gen_data(args: GenArgs) -> CliResult {
         .await?
         .map_err(|e| format!("writing to {}: {e}", out.display()))?;
     for f in &summary.files {
-        let mut line = format!("{}: {} events", f.path.display(), ingest::thousands(f.good));
+        let mut line = format!(
+            "{}: {} events",
+            f.path.display(),
+            crate::human::thousands(f.good)
+        );
         if f.bad_at_ingest + f.bad_at_load > 0 {
             line.push_str(&format!(
                 " + {} broken for ingest, {} for load",

@@ -13,8 +13,9 @@ use tokio_postgres::Client;
 use crate::config::Config;
 use crate::daemon::runs::{self, Trigger};
 use crate::db::{self, Target};
-use crate::events::ingest::{self, IngestOptions, thousands};
+use crate::events::ingest::{self, IngestOptions};
 use crate::generate::{self, GenOptions};
+use crate::human::thousands;
 use crate::load::Loader;
 use crate::mapping::Mappings;
 

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod events;
 pub mod generate;
 pub mod hash;
+pub mod human;
 pub mod load;
 pub mod logging;
 pub mod mapping;

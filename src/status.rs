@@ -5,8 +5,8 @@ use std::fmt::{self, Write as _};
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 
-use crate::events::ingest::thousands;
 use crate::events::{self, Checkpoint};
+use crate::human::thousands;
 use crate::load::CONSUMER;
 
 #[derive(Debug)]

@@ -14,9 +14,10 @@ use super::quality::{self, Report, Scope};
 use super::retry::{chain, is_cancelled};
 use super::runs::{self, Outcome, RunId, RunStatus, Trigger};
 use super::shutdown::Shutdown;
-use super::{DaemonError, DaemonOptions, Doing};
+use super::{DaemonError, DaemonOptions};
+use crate::db::Doing;
 use crate::events::horizon::{self, Waiting};
-use crate::events::ingest::thousands;
+use crate::human::thousands;
 use crate::load::{CONSUMER, LoadError, LoadSummary, Loader, Partial};
 
 /// A run the connection was lost in: closed as failed once the daemon reconnects.
@@ -355,7 +356,7 @@ impl Cycle<'_> {
         let refreshed = maintenance::refresh_materialized_views(&*self.client)
             .await
             .doing("refreshing materialized views")
-            .map_err(|e| with_summary(e, false))?;
+            .map_err(|e| with_summary(e.into(), false))?;
         let report = quality::run_gate(
             self.client,
             &self.opts.quality,
@@ -371,7 +372,7 @@ impl Cycle<'_> {
         maintenance::analyze_touched(&*self.client, schema, &summary, &refreshed)
             .await
             .doing("analyzing the touched tables")
-            .map_err(|e| with_summary(e, false))?;
+            .map_err(|e| with_summary(e.into(), false))?;
         Ok((summary, Some(report)))
     }
 

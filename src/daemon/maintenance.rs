@@ -8,7 +8,7 @@ use tokio_postgres::GenericClient;
 
 use crate::load::LoadSummary;
 
-use crate::mapping::quote_ident as ident;
+use crate::db::quote_ident as ident;
 
 /// Refresh every materialized view of the business vault and the mart, in name
 /// order; `CONCURRENTLY` (readers are not blocked) when the view has a unique index

@@ -35,7 +35,7 @@ use chrono::Utc;
 use tokio_postgres::Client;
 
 use crate::config::Config;
-use crate::db::{self, DbError, Target};
+use crate::db::{self, DbError, Doing, Target};
 use crate::load::{CONSUMER, LoadError, Loader};
 use crate::mapping::Mappings;
 use cycle::{Cycle, Ended, Unfinished};
@@ -141,13 +141,9 @@ impl DaemonError {
     }
 }
 
-pub(crate) trait Doing<T> {
-    fn doing(self, what: &'static str) -> Result<T, DaemonError>;
-}
-
-impl<T> Doing<T> for Result<T, tokio_postgres::Error> {
-    fn doing(self, doing: &'static str) -> Result<T, DaemonError> {
-        self.map_err(|source| DaemonError::Sql { doing, source })
+impl From<crate::db::Failed> for DaemonError {
+    fn from(crate::db::Failed { doing, source }: crate::db::Failed) -> Self {
+        DaemonError::Sql { doing, source }
     }
 }
 

@@ -80,7 +80,7 @@ impl LoadProgress {
                     .with_key(
                         "rate",
                         |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                            let rate = crate::events::ingest::thousands(state.per_sec() as u64);
+                            let rate = crate::human::thousands(state.per_sec() as u64);
                             let _ = write!(w, "{rate}/s");
                         },
                     )

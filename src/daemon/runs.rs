@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 
 use crate::events::horizon::Waiting;
-use crate::events::ingest::thousands;
+use crate::human::thousands;
 use crate::load::{CONSUMER, LoadError, LoadSummary};
 
 /// What started a run.

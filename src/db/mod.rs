@@ -11,12 +11,38 @@ use tokio_postgres::{Client, NoTls};
 use crate::config::{Config, redact_url};
 
 mod embedded {
-    include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+    include!(concat!(env!("OUT_DIR"), "/views.rs"));
 }
-pub use embedded::{MAPPINGS, VIEWS};
+pub use embedded::VIEWS;
 
 mod migrations {
     refinery::embed_migrations!("vault/schema");
+}
+
+/// A double-quoted SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A statement that failed, with what it was doing: what every module's database
+/// error carries (`LoadError::Db`, `DaemonError::Sql`, ...), each converting it with
+/// `From`. Made by [`Doing`].
+#[derive(Debug)]
+pub struct Failed {
+    pub doing: &'static str,
+    pub source: tokio_postgres::Error,
+}
+
+/// `.doing("reading the checkpoint")?` on a `tokio_postgres` result: its error with
+/// what the call was doing, which `?` turns into the caller's error.
+pub trait Doing<T> {
+    fn doing(self, doing: &'static str) -> Result<T, Failed>;
+}
+
+impl<T> Doing<T> for Result<T, tokio_postgres::Error> {
+    fn doing(self, doing: &'static str) -> Result<T, Failed> {
+        self.map_err(|source| Failed { doing, source })
+    }
 }
 
 /// A `tokio_postgres` error as a person needs it: the server's message with its

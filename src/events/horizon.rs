@@ -125,7 +125,7 @@ impl fmt::Display for Waiting {
         write!(
             f,
             ": {} committed event(s) after the checkpoint load once it ends",
-            crate::events::ingest::thousands(self.events.max(0) as u64)
+            crate::human::thousands(self.events.max(0) as u64)
         )
     }
 }

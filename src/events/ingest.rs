@@ -22,6 +22,7 @@ use super::csv_records::{Record, Records};
 use super::csv_rows::{Header, RowSpec};
 use super::limits::TimeRange;
 use super::{NewEvent, append_salvaging_at, cloudevents, copy_in_at, is_data_error};
+use crate::human::thousands;
 
 /// Input file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -165,19 +166,6 @@ impl fmt::Display for IngestSummary {
             thousands(rate as u64)
         )
     }
-}
-
-/// `1234567` as `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// A row or line that could not become an event.
@@ -859,15 +847,6 @@ mod tests {
             IngestOptions::default().event_type_of(Path::new("x.csv")),
             None
         );
-    }
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(99_998), "99,998");
-        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]

@@ -36,7 +36,8 @@ use std::time::Instant;
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::write::{self, KnownKeys};
-use super::{CONSUMER, Doing, LoadError, LoadSummary, Loader, Prepared, business};
+use super::{CONSUMER, LoadError, LoadSummary, Loader, Prepared, business};
+use crate::db::Doing;
 use crate::db::indexes;
 use crate::events;
 

@@ -32,10 +32,10 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use tokio_postgres::{GenericClient, Transaction};
 
+use super::LoadError;
 use super::extract::Rows;
 use super::satellite::earliest_per_parent;
-use super::{Doing, LoadError};
-use crate::db::indexes;
+use crate::db::{Doing, indexes};
 use crate::hash::Hash;
 use crate::mapping::Mappings;
 
@@ -483,7 +483,8 @@ pub async fn truncate(tx: &Transaction<'_>) -> Result<(), LoadError> {
     let tables: Vec<&str> = TABLES.iter().chain(CACHES).copied().collect();
     tx.batch_execute(&format!("TRUNCATE {}", tables.join(", ")))
         .await
-        .doing("emptying the business vault")
+        .doing("emptying the business vault")?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use tokio_postgres::{Client, Transaction};
 
-use super::{Doing, LoadError, LoadSummary, Loader, Reject, bulk, project, write};
+use super::{LoadError, LoadSummary, Loader, Reject, bulk, project, write};
+use crate::db::Doing;
 use crate::events::StoredEvent;
 
 /// Record held-back events (in the batch's transaction).

@@ -22,9 +22,10 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, GenericClient, Transaction};
 
-use crate::events::ingest::thousands;
+use crate::db::Doing;
 use crate::events::{self, Checkpoint, StoredEvent};
 use crate::hash::HASH_VERSION;
+use crate::human::thousands;
 use crate::mapping::{MappingErrors, Mappings, Parent, catalog};
 use extract::{Origin, Rows};
 
@@ -95,13 +96,9 @@ fn refused_data(e: &tokio_postgres::Error) -> bool {
         .is_some_and(|c| matches!(&c.code()[..2], "22" | "23" | "54"))
 }
 
-trait Doing<T> {
-    fn doing(self, what: &'static str) -> Result<T, LoadError>;
-}
-
-impl<T> Doing<T> for Result<T, tokio_postgres::Error> {
-    fn doing(self, doing: &'static str) -> Result<T, LoadError> {
-        self.map_err(|source| LoadError::Db { doing, source })
+impl From<crate::db::Failed> for LoadError {
+    fn from(crate::db::Failed { doing, source }: crate::db::Failed) -> Self {
+        LoadError::Db { doing, source }
     }
 }
 
@@ -196,10 +193,10 @@ pub struct Partial {
 }
 
 impl Partial {
-    fn nothing(error: LoadError) -> Partial {
+    fn nothing(error: impl Into<LoadError>) -> Partial {
         Partial {
             committed: LoadSummary::default(),
-            error: Some(error),
+            error: Some(error.into()),
         }
     }
 }
@@ -694,7 +691,7 @@ async fn finish_batch(tx: Transaction<'_>, last: Checkpoint) -> Result<(), LoadE
     events::save_checkpoint(&tx, CONSUMER, last)
         .await
         .doing("saving the checkpoint")?;
-    tx.commit().await.doing("committing the batch")
+    Ok(tx.commit().await.doing("committing the batch")?)
 }
 
 /// A batch read and projected, waiting to be written.

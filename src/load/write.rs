@@ -12,14 +12,15 @@ use postgres_types::{IsNull, ToSql, Type, to_sql_checked};
 use rust_decimal::Decimal;
 use tokio_postgres::Transaction;
 
+use super::LoadError;
 use super::extract::{HubRow, LinkRow};
 use super::satellite::{Existing, NewVersion};
-use super::{Doing, LoadError};
+use crate::db::Doing;
 use crate::hash::Hash;
 use crate::mapping::{ColumnType, Mappings, Satellite, Value};
 
 /// `"name"`, with inner quotes doubled.
-pub use crate::mapping::quote_ident as ident;
+pub use crate::db::quote_ident as ident;
 
 pub fn pg_type(ty: ColumnType) -> Type {
     match ty {

@@ -11,6 +11,7 @@ pub mod preview;
 pub mod registry;
 pub mod types;
 
+use crate::db::quote_ident;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
@@ -282,9 +283,14 @@ impl Mappings {
 /// How the built-in mapping files are named (as in the source tree).
 const BUILTIN_DIR: &str = "vault/mappings/";
 
+mod embedded {
+    // `vault/mappings/*.toml` by file name, in name order (build.rs)
+    include!(concat!(env!("OUT_DIR"), "/mappings.rs"));
+}
+
 /// The mapping files built into the binary, named as in the source tree.
 pub fn builtin_files() -> Vec<(String, String)> {
-    crate::db::MAPPINGS
+    embedded::MAPPINGS
         .iter()
         .map(|(name, text)| (format!("{BUILTIN_DIR}{name}"), text.to_string()))
         .collect()
@@ -372,11 +378,6 @@ impl Mappings {
             Parent::Link(l) => &self.links[l].hash_key,
         }
     }
-}
-
-/// A double-quoted SQL identifier.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

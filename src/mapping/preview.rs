@@ -13,8 +13,9 @@ use chrono::Utc;
 
 use super::{Field, FieldPath, Mappings};
 use crate::events::csv_rows::RowSpec;
-use crate::events::ingest::{self, Format, IngestOptions, Rejection, thousands};
+use crate::events::ingest::{self, Format, IngestOptions, Rejection};
 use crate::events::{NewEvent, StoredEvent, Xid8};
+use crate::human::thousands;
 use crate::load::payload::Doc;
 
 /// Reasons shown per kind of problem.

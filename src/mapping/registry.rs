@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::GenericClient;
 
 use super::{MappingErrors, Mappings, read_dir};
+use crate::db::Doing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -25,13 +26,9 @@ pub enum ModelError {
     },
 }
 
-trait Doing<T> {
-    fn doing(self, what: &'static str) -> Result<T, ModelError>;
-}
-
-impl<T> Doing<T> for Result<T, tokio_postgres::Error> {
-    fn doing(self, doing: &'static str) -> Result<T, ModelError> {
-        self.map_err(|source| ModelError::Db { doing, source })
+impl From<crate::db::Failed> for ModelError {
+    fn from(crate::db::Failed { doing, source }: crate::db::Failed) -> Self {
+        ModelError::Db { doing, source }
     }
 }
 
@@ -114,7 +111,7 @@ pub async fn register(
     )
     .await
     .doing("registering the model")?;
-    tx.commit().await.doing("committing the registration")
+    Ok(tx.commit().await.doing("committing the registration")?)
 }
 
 /// A user migration beside the mapping files: `V<n>__<what>.sql`.
@@ -287,6 +284,12 @@ pub enum ApplyError {
         file: String,
         source: tokio_postgres::Error,
     },
+}
+
+impl From<crate::db::Failed> for ApplyError {
+    fn from(e: crate::db::Failed) -> Self {
+        ApplyError::Model(e.into())
+    }
 }
 
 impl From<MappingErrors> for ApplyError {

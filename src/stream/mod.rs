@@ -24,10 +24,11 @@ use chrono::Utc;
 use tokio_postgres::Client;
 
 use crate::daemon::shutdown::Shutdown;
-use crate::events::ingest::{Rejection, store_rejections, thousands};
+use crate::events::ingest::{Rejection, store_rejections};
 use crate::events::{
     APPEND_ATTEMPTS, Appended, NewEvent, append_salvaging, deadlock_pause, is_deadlock, render,
 };
+use crate::human::thousands;
 use consumer::{Consumer, Partition};
 use kafka::{FetchOptions, Fetched, KafkaError, SaslPlain, StartAt};
 use message::{Message, Spec};

@@ -443,10 +443,10 @@ type CatalogCase = (
 /// The built-in product mapping with every `from` replaced by `to`, alone in a
 /// directory.
 fn product_mapping(dir: &tempdir::Dir, name: &str, edits: &[(&str, &str)]) -> std::path::PathBuf {
-    let mut text = dvault::db::MAPPINGS
-        .iter()
-        .find(|(file, _)| *file == "product.toml")
-        .map(|(_, text)| text.to_string())
+    let mut text = dvault::mapping::builtin_files()
+        .into_iter()
+        .find(|(file, _)| file.ends_with("/product.toml"))
+        .map(|(_, text)| text)
         .expect("product.toml is built in");
     for (from, to) in edits {
         assert!(text.contains(from), "{from} not in product.toml");

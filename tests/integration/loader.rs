@@ -476,15 +476,8 @@ async fn rebuilds_are_byte_identical_and_equal_the_incremental_load() {
     assert_ne!(first["sat_customer_profile"], "empty");
 }
 
-fn builtin_files() -> Vec<(String, String)> {
-    dvault::db::MAPPINGS
-        .iter()
-        .map(|(n, t)| (format!("vault/mappings/{n}"), t.to_string()))
-        .collect()
-}
-
 async fn catalog_problems(client: &Client, edit: impl Fn(&str, &str) -> String) -> Vec<String> {
-    let files: Vec<(String, String)> = builtin_files()
+    let files: Vec<(String, String)> = dvault::mapping::builtin_files()
         .into_iter()
         .map(|(n, t)| {
             let t = edit(&n, &t);
@@ -566,7 +559,7 @@ async fn a_new_event_type_and_satellite_need_only_sql_and_toml() {
         )
         .await
         .expect("ddl");
-    let mut files = builtin_files();
+    let mut files = dvault::mapping::builtin_files();
     files.push((
         "loyalty.toml".into(),
         r#"

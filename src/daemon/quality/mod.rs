@@ -22,6 +22,7 @@ use tokio_postgres::{Client, GenericClient};
 
 pub use config::QualityConfig;
 
+use crate::db::Doing;
 use crate::events::{Checkpoint, RawJson, load_checkpoint, save_checkpoint};
 use crate::load::CONSUMER;
 use crate::mapping::Mappings;
@@ -182,7 +183,7 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "quality gate over {} event(s) loaded since the previous gate, and the whole vault:",
-            crate::events::ingest::thousands(self.scope_events.max(0) as u64)
+            crate::human::thousands(self.scope_events.max(0) as u64)
         )?;
         for r in &self.results {
             writeln!(
@@ -220,13 +221,9 @@ impl QualityError {
     }
 }
 
-pub(crate) trait Doing<T> {
-    fn doing(self, what: &'static str) -> Result<T, QualityError>;
-}
-
-impl<T> Doing<T> for Result<T, tokio_postgres::Error> {
-    fn doing(self, doing: &'static str) -> Result<T, QualityError> {
-        self.map_err(|source| QualityError::Db { doing, source })
+impl From<crate::db::Failed> for QualityError {
+    fn from(crate::db::Failed { doing, source }: crate::db::Failed) -> Self {
+        QualityError::Db { doing, source }
     }
 }
 

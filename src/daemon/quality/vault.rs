@@ -5,10 +5,11 @@ use serde_json::{Value as Json, json};
 use tokio_postgres::GenericClient;
 
 use super::config::{Freshness, ReferenceRule, Referential};
-use super::{Check, CheckResult, Doing, QualityError};
+use super::{Check, CheckResult, QualityError};
+use crate::db::Doing;
 use crate::mapping::Mappings;
 
-use crate::mapping::quote_ident as ident;
+use crate::db::quote_ident as ident;
 
 /// Tables and columns of one rule, quoted.
 struct RuleSql {
@@ -108,7 +109,7 @@ pub async fn referential(
     result.detail = if details.is_empty() {
         format!(
             "no orphans in {} link rows",
-            crate::events::ingest::thousands(result.examined as u64)
+            crate::human::thousands(result.examined as u64)
         )
     } else {
         details.join("; ")
