@@ -168,7 +168,7 @@ impl Touched {
 
 /// The touched keys, one temporary table per kind, emptied at commit; and the
 /// settings of the refresh, reset at its end ([`RESET`]).
-const KEY_TABLES: &str = "
+pub const KEY_TABLES: &str = "
 SET LOCAL jit = off;
 SET LOCAL work_mem = '64MB';
 CREATE TEMP TABLE IF NOT EXISTS bv_orders (hk_order bytea PRIMARY KEY) ON COMMIT DELETE ROWS;

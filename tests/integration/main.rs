@@ -29,6 +29,7 @@ mod oracle;
 mod poison_ingest;
 mod poison_load;
 mod poison_salted;
+mod prepare_all;
 mod replica;
 mod scaling;
 mod security;
