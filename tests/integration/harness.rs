@@ -240,7 +240,7 @@ impl Drop for TestDb {
     }
 }
 
-/// Read after `after` until at least `n` events come back (or 30 s pass).
+/// Read after `after` until at least `n` events come back; fails the test after 30 s.
 ///
 /// The reader only sees events of transactions older than every writing
 /// transaction still running on the server, and tests in other databases of the
@@ -255,9 +255,14 @@ pub async fn read_at_least(
         let events = dvault::events::read_after(client, after, 10_000)
             .await
             .expect("read");
-        if events.len() >= n || std::time::Instant::now() > deadline {
+        if events.len() >= n {
             return events;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {n} events read after 30 s",
+            events.len()
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
@@ -390,9 +395,14 @@ pub async fn load_all_with(
             .await
             .expect("pending")
             .get(0);
-        if pending == 0 || std::time::Instant::now() > deadline {
+        if pending == 0 {
             return total;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pending} events still not loaded after 30 s ({} loaded)",
+            total.events
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
