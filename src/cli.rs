@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
+use tracing::Instrument;
 
 use crate::api::{self, ApiConfig, ApiKey, Cors};
 use crate::config::Config;
@@ -1099,11 +1100,20 @@ async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
     loader.bulk_min_events = (!args.no_bulk).then_some(args.bulk_min_events.max(1));
     Loader::lock(&client, !args.no_wait).await?;
     let run = runs::start(&client, Trigger::Manual, rebuild).await?;
+    // every line the run logs carries its id (`--log-format json`: `spans`)
+    let span = tracing::info_span!(
+        "run",
+        run = run.0,
+        trigger = Trigger::Manual.as_str(),
+        kind = if rebuild { "rebuild" } else { "load" }
+    );
     let progress = daemon::progress::for_load(&client, &target.url, rebuild).await;
     let mut summary = if rebuild {
-        load::rebuild(&mut client, &loader).await
+        load::rebuild(&mut client, &loader)
+            .instrument(span.clone())
+            .await
     } else {
-        loader.run(&mut client).await
+        loader.run(&mut client).instrument(span.clone()).await
     };
     // committed events behind an open transaction of this database: give a short
     // one (an append in flight) a moment, then say what the rest waits for
@@ -1115,7 +1125,7 @@ async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        match loader.run(&mut client).await {
+        match loader.run(&mut client).instrument(span.clone()).await {
             Ok(more) => add_summary(total, more),
             Err(e) => summary = Err(e),
         }

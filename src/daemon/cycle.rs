@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio_postgres::{CancelToken, Client, NoTls};
+use tracing::Instrument;
 
 use super::maintenance;
 use super::metrics::Metrics;
@@ -166,7 +167,9 @@ impl Cycle<'_> {
             .await
             .doing("recording the run's start")?;
         tracing::debug!(run = id.0, trigger = trigger.as_str(), "run started");
-        match self.steps(trigger, id).await {
+        // every line the run logs carries its id (`--log-format json`: `spans`)
+        let span = tracing::info_span!("run", run = id.0, trigger = trigger.as_str());
+        match self.steps(trigger, id).instrument(span).await {
             Ok((summary, report)) => {
                 // a transaction open for a moment is an append in flight: the
                 // follow loop's rechecks take its events

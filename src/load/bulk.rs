@@ -346,6 +346,10 @@ impl Loader {
 
     /// One batch of a bulk run. An error ends the run (rolled back whole): see
     /// the module's comment for what happens to data the database refuses.
+    #[tracing::instrument(name = "batch", skip_all, fields(
+        events = batch.events, after_seq = batch.after.seq, bulk = true,
+        rows = tracing::field::Empty, rejected = tracing::field::Empty,
+        ms = tracing::field::Empty))]
     async fn write_bulk_batch(
         &self,
         tx: &Transaction<'_>,

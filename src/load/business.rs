@@ -171,6 +171,8 @@ impl Touched {
 pub const KEY_TABLES: &str = "
 SET LOCAL jit = off;
 SET LOCAL work_mem = '64MB';
+-- (each batch after a connection's first would log that its tables exist)
+SET LOCAL client_min_messages = warning;
 CREATE TEMP TABLE IF NOT EXISTS bv_orders (hk_order bytea PRIMARY KEY) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS bv_products (hk_product bytea PRIMARY KEY) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS bv_pit (hk_customer bytea NOT NULL, since timestamptz) ON COMMIT DELETE ROWS;
@@ -199,7 +201,8 @@ SET LOCAL enable_mergejoin TO DEFAULT;";
 
 const RESET: &str = "
 SET LOCAL jit TO DEFAULT;
-SET LOCAL work_mem TO DEFAULT;";
+SET LOCAL work_mem TO DEFAULT;
+SET LOCAL client_min_messages TO DEFAULT;";
 
 /// How a part of the refresh is planned.
 #[derive(Clone, Copy, PartialEq)]

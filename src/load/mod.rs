@@ -525,6 +525,9 @@ impl Loader {
     /// transaction is rolled back and the batch written again in event ranges under
     /// savepoints, so the events responsible are quarantined with the database's
     /// message and the rest commits: no single event can stop the loader.
+    #[tracing::instrument(name = "batch", skip_all, fields(
+        events = batch.events, after_seq = batch.after.seq, rows = tracing::field::Empty,
+        rejected = tracing::field::Empty, ms = tracing::field::Empty))]
     async fn write_batch(
         &self,
         client: &mut Client,
@@ -713,6 +716,11 @@ impl Prepared {
         summary.events = self.events;
         summary.batches = 1;
         summary.elapsed = self.started.elapsed();
+        // the batch's span (`write_batch`, `write_bulk_batch`) gets its outcome
+        tracing::Span::current()
+            .record("rows", summary.rows_total())
+            .record("rejected", summary.rejected)
+            .record("ms", summary.elapsed.as_millis() as u64);
         tracing::info!(
             events = summary.events,
             rows = summary.rows_total(),

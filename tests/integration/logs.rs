@@ -188,3 +188,82 @@ async fn a_sigterm_right_after_the_banner_stops_the_server_gracefully() {
         );
     }
 }
+
+/// `dvault --log info --log-format json ARGS` on `db`: its stderr, one JSON value a line.
+fn json_lines(db: &TestDb, args: &[&str]) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_dvault"))
+        .args(["--log", "info", "--log-format", "json"])
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .expect("run dvault");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// With `--log-format json` a load can be followed batch by batch: each batch's lines
+/// carry a `batch` span with its events, rows and duration, inside a `run` span with
+/// the id of its row in `dvault runs`.
+#[tokio::test]
+async fn each_batch_of_a_load_logs_in_its_span_inside_the_runs() {
+    let db = TestDb::new().await;
+    let dir = crate::ingest::tempdir::Dir::new();
+    let out = dir.path().to_str().expect("a UTF-8 path");
+    json_lines(
+        &db,
+        &[
+            "gen",
+            "--out",
+            out,
+            "--customers",
+            "40",
+            "--products",
+            "10",
+            "--orders",
+            "80",
+            "--days",
+            "30",
+        ],
+    );
+    let events = format!("{out}/events.ndjson");
+    json_lines(&db, &["ingest", &events]);
+    let lines = json_lines(&db, &["load", "--batch-size", "100", "--no-bulk"]);
+    let batches: Vec<&Value> = lines
+        .iter()
+        .filter(|v| v["fields"]["message"] == "batch loaded")
+        .collect();
+    assert!(batches.len() > 2, "{lines:#?}");
+    let run_id = db
+        .client()
+        .await
+        .query_one("SELECT max(id) FROM ops.load_runs", &[])
+        .await
+        .expect("the run's row")
+        .get::<_, i64>(0);
+    let mut events_in_batches = 0;
+    for b in &batches {
+        let span = &b["span"];
+        assert_eq!(span["name"], "batch", "{b}");
+        let n = span["events"].as_u64().expect("the batch's events");
+        assert!((1..=100).contains(&n), "{b}");
+        events_in_batches += n;
+        assert!(span["rows"].as_u64().is_some_and(|r| r > 0), "{b}");
+        assert!(span["ms"].as_u64().is_some(), "{b}");
+        let run = &b["spans"][0];
+        assert_eq!(run["name"], "run", "{b}");
+        assert_eq!(run["run"].as_i64(), Some(run_id), "{b}");
+        assert_eq!(run["trigger"], "manual", "{b}");
+    }
+    let logged: u64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM event_log.events", &[])
+        .await
+        .expect("count")
+        .get::<_, i64>(0) as u64;
+    assert_eq!(events_in_batches, logged, "every event in one batch's span");
+}
