@@ -9,8 +9,6 @@ use tracing::Instrument;
 
 use crate::api::{self, ApiConfig, ApiKey, Cors};
 use crate::config::Config;
-use crate::daemon::quality::{self, QualityConfig};
-use crate::daemon::runs::{self, Trigger};
 use crate::daemon::{self, DaemonExit, DaemonOptions};
 use crate::db::{self, Target};
 use crate::events;
@@ -21,6 +19,8 @@ use crate::generate;
 use crate::load::{self, Loader};
 use crate::logging::{notice, warning};
 use crate::mapping::{Mappings, registry};
+use crate::ops::quality::{self, QualityConfig};
+use crate::ops::runs::{self, Trigger};
 use crate::status;
 
 #[derive(Debug, Parser)]
@@ -1045,7 +1045,7 @@ async fn stream(config: &Config, args: StreamArgs) -> CliResult {
     let opts = args.options()?;
     let target = Target::resolve(config).await?;
     let mut client = db::connect_migrated(&target).await?;
-    let shutdown = daemon::shutdown::Shutdown::on_signals()?;
+    let shutdown = crate::ops::shutdown::Shutdown::on_signals()?;
     notice(&format!(
         "consuming {} from {} into {} (group \"{}\"); SIGTERM or Ctrl-C stops",
         opts.topics.join(", "),
@@ -1107,7 +1107,7 @@ async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
         trigger = Trigger::Manual.as_str(),
         kind = if rebuild { "rebuild" } else { "load" }
     );
-    let progress = daemon::progress::for_load(&client, &target.url, rebuild).await;
+    let progress = crate::ops::progress::for_load(&client, &target.url, rebuild).await;
     let mut summary = if rebuild {
         load::rebuild(&mut client, &loader)
             .instrument(span.clone())
@@ -1205,7 +1205,7 @@ async fn run_daemon(config: &Config, args: DaemonArgs) -> CliResult {
             ..Default::default()
         },
     };
-    let shutdown = daemon::shutdown::Shutdown::on_signals()?;
+    let shutdown = crate::ops::shutdown::Shutdown::on_signals()?;
     match daemon::run(config, mappings, opts, shutdown).await? {
         DaemonExit::Stopped | DaemonExit::Once { succeeded: true } => Ok(ExitCode::SUCCESS),
         DaemonExit::Once { succeeded: false } => Ok(ExitCode::FAILURE),

@@ -11,13 +11,13 @@ use chrono::Utc;
 use tokio_postgres::Client;
 
 use crate::config::Config;
-use crate::daemon::runs::{self, Trigger};
 use crate::db::{self, Target};
 use crate::events::ingest::{self, IngestOptions};
 use crate::generate::{self, GenOptions};
 use crate::human::thousands;
 use crate::load::Loader;
 use crate::mapping::Mappings;
+use crate::ops::runs::{self, Trigger};
 
 /// The database the demo (re)creates on the private server.
 pub const DEMO_DATABASE: &str = "dvault_demo";
@@ -114,7 +114,7 @@ pub async fn prepare(config: &Config, opts: &DemoOptions) -> DemoResult<Demo> {
     // progress bar on a terminal
     Loader::lock(&client, true).await?;
     let run = runs::start(&client, Trigger::Manual, false).await?;
-    let progress = crate::daemon::progress::for_load(&client, &target.url, false).await;
+    let progress = crate::ops::progress::for_load(&client, &target.url, false).await;
     let loaded = loader.run(&mut client).await;
     progress.finish();
     let recorded = runs::finish(&client, run, &runs::Outcome::of_load(&loaded, None)).await;

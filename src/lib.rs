@@ -17,6 +17,7 @@ pub mod human;
 pub mod load;
 pub mod logging;
 pub mod mapping;
+pub mod ops;
 pub mod process_metrics;
 pub mod status;
 pub mod stream;

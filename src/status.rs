@@ -21,9 +21,9 @@ pub struct Status {
     /// the open transaction of this database they wait for.
     pub waiting: Option<events::horizon::Waiting>,
     /// The latest load run (daemon or manual).
-    pub last_run: Option<crate::daemon::runs::Run>,
+    pub last_run: Option<crate::ops::runs::Run>,
     /// The latest quality gate.
-    pub quality: Option<crate::daemon::quality::Report>,
+    pub quality: Option<crate::ops::quality::Report>,
     /// Events held back per type: no mapping knows their type yet.
     pub held: Vec<(String, i64)>,
     /// The registered user mapping files (none: the built-in model).
@@ -65,8 +65,8 @@ pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgr
         .get(0);
     let (last_run, quality) = if has_runs {
         (
-            crate::daemon::runs::last(client).await?,
-            crate::daemon::quality::latest(client).await?,
+            crate::ops::runs::last(client).await?,
+            crate::ops::quality::latest(client).await?,
         )
     } else {
         (None, None)

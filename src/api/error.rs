@@ -12,6 +12,8 @@ use serde::Serialize;
 use tokio_postgres::error::SqlState;
 use utoipa::ToSchema;
 
+use crate::db::chain;
+
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -355,18 +357,6 @@ fn is_unavailable(code: &SqlState) -> bool {
         || *code == SqlState::CANNOT_CONNECT_NOW
         || *code == SqlState::TOO_MANY_CONNECTIONS
         || *code == SqlState::DATABASE_DROPPED
-}
-
-/// The whole cause chain on one line, for logs.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 impl From<tokio_postgres::Error> for ApiError {

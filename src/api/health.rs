@@ -139,7 +139,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiErro
         None => None,
     };
     let loader = loader_lag(&client).await?;
-    let quality = crate::daemon::quality::latest(&**client)
+    let quality = crate::ops::quality::latest(&**client)
         .await
         .unwrap_or_else(|e| {
             tracing::debug!(error = %e, "no quality verdict for /ready");
@@ -150,7 +150,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiErro
             checked_at: report.checked_at,
             verdict: report.verdict(),
         });
-    let last_run = crate::daemon::runs::recent(&**client, 1, None)
+    let last_run = crate::ops::runs::recent(&**client, 1, None)
         .await
         .unwrap_or_else(|e| {
             tracing::debug!(error = %e, "no load run for /ready");

@@ -10,16 +10,17 @@ use tracing::Instrument;
 
 use super::maintenance;
 use super::metrics::Metrics;
-use super::progress::{self, LoadProgress};
-use super::quality::{self, Report, Scope};
-use super::retry::{chain, is_cancelled};
-use super::runs::{self, Outcome, RunId, RunStatus, Trigger};
-use super::shutdown::Shutdown;
+use super::retry::is_cancelled;
 use super::{DaemonError, DaemonOptions};
 use crate::db::Doing;
+use crate::db::chain;
 use crate::events::horizon::{self, Waiting};
 use crate::human::thousands;
 use crate::load::{CONSUMER, LoadError, LoadSummary, Loader, Partial};
+use crate::ops::progress::{self, LoadProgress};
+use crate::ops::quality::{self, Report, Scope};
+use crate::ops::runs::{self, Outcome, RunId, RunStatus, Trigger};
+use crate::ops::shutdown::Shutdown;
 
 /// A run the connection was lost in: closed as failed once the daemon reconnects.
 #[derive(Debug, Clone)]

@@ -30,7 +30,7 @@ pub async fn connect(url: &str) -> Result<Session, DbError> {
     })?;
     if config.get_application_name().is_none() {
         // who holds the daemon lock, for the standby's message and pg_stat_activity
-        let name: String = format!("dvault daemon {}", super::runs::runner())
+        let name: String = format!("dvault daemon {}", crate::ops::runs::runner())
             .chars()
             .take(63)
             .collect();
@@ -61,7 +61,7 @@ pub async fn connect(url: &str) -> Result<Session, DbError> {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = %super::retry::chain(&e), "the database connection failed");
+                    tracing::warn!(error = %crate::db::chain(&e), "the database connection failed");
                     break;
                 }
             }

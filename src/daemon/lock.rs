@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio_postgres::GenericClient;
 
-use super::shutdown::Shutdown;
+use crate::ops::shutdown::Shutdown;
 
 /// Advisory lock held by the one working daemon.
 pub const DAEMON_LOCK: i64 = 0x6476_6175_6c74_0003;

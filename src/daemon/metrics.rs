@@ -18,9 +18,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::quality::Report;
-use super::runs::{RunStatus, Trigger};
 use crate::load::LoadSummary;
+use crate::ops::quality::Report;
+use crate::ops::runs::{RunStatus, Trigger};
 use crate::process_metrics::{gauge, gauges};
 use crate::stream::offsets::Lag;
 
@@ -343,7 +343,7 @@ impl Collector for LatestCollector {
                     at.timestamp(),
                 )?;
             }
-            let check = |r: &super::quality::CheckResult| CheckLabel {
+            let check = |r: &crate::ops::quality::CheckResult| CheckLabel {
                 check: r.check.as_str(),
             };
             gauges(

@@ -20,12 +20,8 @@ pub mod follow;
 pub mod lock;
 pub mod maintenance;
 pub mod metrics;
-pub mod progress;
-pub mod quality;
 pub mod retry;
-pub mod runs;
 pub mod schedule;
-pub mod shutdown;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,17 +31,18 @@ use chrono::Utc;
 use tokio_postgres::Client;
 
 use crate::config::Config;
+use crate::db::chain;
 use crate::db::{self, DbError, Doing, Target};
 use crate::load::{CONSUMER, LoadError, Loader};
 use crate::mapping::Mappings;
+use crate::ops::quality::{QualityConfig, QualityError};
+use crate::ops::runs::Trigger;
+use crate::ops::shutdown::Shutdown;
 use cycle::{Cycle, Ended, Unfinished};
 use follow::{Debounce, Recheck};
 use metrics::Metrics;
-use quality::{QualityConfig, QualityError};
-use retry::{Backoff, RetryPolicy, chain};
-use runs::Trigger;
+use retry::{Backoff, RetryPolicy};
 use schedule::Schedule;
-use shutdown::Shutdown;
 
 /// How the daemon runs; the CLI fills it from flags and environment.
 #[derive(Debug, Clone)]
@@ -292,7 +289,7 @@ async fn session(
     if opts.catch_up && !carry.caught_up {
         carry.caught_up = true;
         if let Some(s) = &opts.schedule {
-            let last = runs::last_scheduled_start(&*cycle.client)
+            let last = crate::ops::runs::last_scheduled_start(&*cycle.client)
                 .await
                 .doing("reading the run history")?;
             if s.missed(last, Utc::now()) {
@@ -397,13 +394,13 @@ async fn refresh_lag(client: &Client, metrics: &Metrics) -> Result<i64, DaemonEr
 
 /// Fill the gauges that outlive the process from the database.
 async fn seed_metrics(client: &Client, metrics: &Metrics) -> Result<(), DaemonError> {
-    for (trigger, at) in runs::last_success(client)
+    for (trigger, at) in crate::ops::runs::last_success(client)
         .await
         .doing("reading the run history")?
     {
         metrics.set_last_success(&trigger, at);
     }
-    if let Some(report) = quality::latest(client)
+    if let Some(report) = crate::ops::quality::latest(client)
         .await
         .doing("reading the latest quality gate")?
     {

@@ -107,22 +107,6 @@ pub fn is_cancelled(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED)
 }
 
-/// An error with its causes, `a: b: c`, for one log line or one database column.
-pub fn chain(e: &(dyn StdError + 'static)) -> String {
-    let mut out = match e.downcast_ref::<tokio_postgres::Error>() {
-        Some(pg) => return crate::db::Shown(pg).to_string(),
-        None => e.to_string(),
-    };
-    for cause in crate::db::causes(e) {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,6 +80,22 @@ pub fn causes<'a>(
         .take_while(|c| !c.is::<tokio_postgres::Error>())
 }
 
+/// An error with its causes, `a: b: c`, for one log line or one database column.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = match e.downcast_ref::<tokio_postgres::Error>() {
+        Some(pg) => return Shown(pg).to_string(),
+        None => e.to_string(),
+    };
+    for cause in causes(e) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error(transparent)]

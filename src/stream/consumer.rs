@@ -15,7 +15,7 @@ use tokio_postgres::Client;
 use super::kafka::{self, FetchItem, Fetched, KafkaError};
 use super::offsets::{self, TopicPartition};
 use super::{Batch, StreamError, StreamOptions, StreamSummary, members, take_batch, write};
-use crate::daemon::shutdown::Shutdown;
+use crate::ops::shutdown::Shutdown;
 
 /// The state of one partition as the writer sees it.
 pub(super) struct Partition {

@@ -150,7 +150,7 @@ pub async fn connect(
     max_backoff: Duration,
     sasl: Option<&SaslPlain>,
     tls_ca: Option<&std::path::Path>,
-    shutdown: &crate::daemon::shutdown::Shutdown,
+    shutdown: &crate::ops::shutdown::Shutdown,
 ) -> Result<Option<Client>, KafkaError> {
     let tls = tls_ca.map(tls_config).transpose()?;
     let backoff = BackoffConfig {

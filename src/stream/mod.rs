@@ -23,12 +23,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio_postgres::Client;
 
-use crate::daemon::shutdown::Shutdown;
 use crate::events::ingest::{Rejection, store_rejections};
 use crate::events::{
     APPEND_ATTEMPTS, Appended, NewEvent, append_salvaging, deadlock_pause, is_deadlock, render,
 };
 use crate::human::thousands;
+use crate::ops::shutdown::Shutdown;
 use consumer::{Consumer, Partition};
 use kafka::{FetchOptions, Fetched, KafkaError, SaslPlain, StartAt};
 use message::{Message, Spec};

@@ -10,11 +10,11 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
 use crate::harness::{TestDb, load_all, load_all_with, vault_checksums, wait_visible};
-use dvault::daemon::quality::{self, Check, QualityConfig, Report, Scope};
 use dvault::daemon::schedule::Schedule;
 use dvault::events::{self, NewEvent};
 use dvault::load::{self, Loader};
 use dvault::mapping::Mappings;
+use dvault::ops::quality::{self, Check, QualityConfig, Report, Scope};
 
 // ---- events ---------------------------------------------------------------
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use dvault::daemon::metrics::Metrics;
-use dvault::daemon::runs::{RunStatus, Trigger};
+use dvault::ops::runs::{RunStatus, Trigger};
 
 use crate::api::{TestApp, open_config};
 use crate::harness::TestDb;

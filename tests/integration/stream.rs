@@ -14,8 +14,8 @@ use tokio_postgres::Client;
 
 use crate::broker::{Broker, record};
 use crate::harness::{TestDb, table_names};
-use dvault::daemon::shutdown::Shutdown;
 use dvault::events::limits::TimeRange;
+use dvault::ops::shutdown::Shutdown;
 use dvault::stream::kafka::{FetchOptions, StartAt};
 use dvault::stream::message::{Plain, Spec};
 use dvault::stream::{self, StreamOptions, StreamSummary};

@@ -93,7 +93,7 @@ impl<'a> Outcome<'a> {
                 status: RunStatus::Failed,
                 summary: None,
                 quality: None,
-                error: Some(super::retry::chain(e)),
+                error: Some(crate::db::chain(e)),
             },
         }
     }
