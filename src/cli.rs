@@ -10,7 +10,7 @@ use tracing::Instrument;
 use crate::api::{self, ApiConfig, ApiKey, Cors};
 use crate::config::Config;
 use crate::daemon::{self, DaemonExit, DaemonOptions};
-use crate::db::{self, Target};
+use crate::db::{self, Doing, Target};
 use crate::events;
 use crate::events::csv_rows::parse_time;
 use crate::events::ingest::{self, Format, IngestOptions};
@@ -1132,8 +1132,9 @@ async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
     }
     progress.finish();
     let analyzed = match &summary {
-        Ok(s) => load::analyze_grown(&client, loader.mappings(), s)
+        Ok(_) => crate::ops::analyze::after_run(&client, &loader.mappings().schema, &[])
             .await
+            .doing("analyzing the tables the run changed")
             .map(|_| ()),
         Err(_) => Ok(()),
     };

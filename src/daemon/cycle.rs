@@ -373,9 +373,9 @@ impl Cycle<'_> {
         .map_err(|e| with_summary(e.into(), false))?;
         tracing::info!(run = id.0, passed = report.passed(), "{}", report.verdict());
         let schema = &self.loader.mappings().schema;
-        maintenance::analyze_touched(&*self.client, schema, &summary, &refreshed)
+        crate::ops::analyze::after_run(&*self.client, schema, &refreshed)
             .await
-            .doing("analyzing the touched tables")
+            .doing("analyzing the tables the run changed")
             .map_err(|e| with_summary(e.into(), false))?;
         Ok((summary, Some(report)))
     }

@@ -27,7 +27,8 @@ pub fn quote_ident(name: &str) -> String {
 /// A statement that failed, with what it was doing: what every module's database
 /// error carries (`LoadError::Db`, `DaemonError::Sql`, ...), each converting it with
 /// `From`. Made by [`Doing`].
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("database error while {doing}: {}", Shown(source))]
 pub struct Failed {
     pub doing: &'static str,
     pub source: tokio_postgres::Error,

@@ -920,53 +920,6 @@ async fn store_rejects(tx: &Transaction<'_>, rejects: &[Reject]) -> Result<u64, 
     Ok(rejects.len() as u64)
 }
 
-/// `ANALYZE` the vault tables a load grew by more than a tenth (or that were never
-/// analyzed), so the next load and the views plan with their real sizes: after a
-/// first load of millions of rows the planner would otherwise still believe the
-/// vault is empty. The daemon analyzes after each cycle anyway; this is for
-/// `dvault load` and `dvault rebuild`. Returns the tables analyzed.
-pub async fn analyze_grown(
-    client: &impl GenericClient,
-    m: &Mappings,
-    summary: &LoadSummary,
-) -> Result<Vec<String>, LoadError> {
-    let grown: Vec<(&String, i64)> = summary
-        .rows
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(t, n)| (t, i64::try_from(*n).unwrap_or(i64::MAX)))
-        .collect();
-    if grown.is_empty() {
-        return Ok(Vec::new());
-    }
-    let names: Vec<String> = grown.iter().map(|(t, _)| m.table(t)).collect();
-    let added: Vec<i64> = grown.iter().map(|(_, n)| *n).collect();
-    // reltuples is -1 for a table never vacuumed or analyzed
-    let rows = client
-        .query(
-            "SELECT t.name FROM unnest($1::text[], $2::bigint[]) AS t(name, added)
-               JOIN pg_class c ON c.oid = to_regclass(t.name)
-              WHERE c.reltuples < 0 OR t.added > 0.1 * c.reltuples",
-            &[&names, &added],
-        )
-        .await
-        .doing("reading table sizes")?;
-    let list: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    if !list.is_empty() {
-        let started = Instant::now();
-        client
-            .batch_execute(&format!("ANALYZE {}", list.join(", ")))
-            .await
-            .doing("analyzing the tables the load grew")?;
-        tracing::info!(
-            tables = list.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "analyzed the tables the load grew"
-        );
-    }
-    Ok(list)
-}
-
 /// Empty the vault and the loader's checkpoint, then replay the whole log.
 pub async fn rebuild(client: &mut Client, loader: &Loader) -> Result<LoadSummary, LoadError> {
     let m = loader.mappings();

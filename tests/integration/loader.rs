@@ -653,3 +653,77 @@ async fn a_failed_load_names_the_servers_message_on_stderr_and_in_the_runs() {
         .get(0);
     assert_eq!(recorded, error);
 }
+
+/// One ANALYZE policy after every run (`ops::analyze`): after a first load every
+/// table of the vault, the business vault and the log it filled is analyzed, right
+/// away; asked again with nothing changed, nothing is; a change of more than a tenth
+/// of a table's rows brings that table back.
+#[tokio::test]
+async fn a_run_analyzes_the_tables_it_changed_by_more_than_a_tenth() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let customers: Vec<NewEvent> = (0..20)
+        .map(|i| {
+            registered(
+                &format!("r{i}"),
+                &format!("C{i}"),
+                "2024-01-01T00:00:00Z",
+                "Rome",
+            )
+        })
+        .collect();
+    append(&client, &customers).await;
+    load_all(&mut client).await;
+    let first = dvault::ops::analyze::after_run(&client, "raw_vault", &[])
+        .await
+        .expect("analyze");
+    for table in [
+        "raw_vault.hub_customer",
+        "raw_vault.sat_customer_profile",
+        "business_vault.customer_360_current",
+        "event_log.events",
+    ] {
+        assert!(first.iter().any(|t| t == table), "{table} not in {first:?}");
+    }
+    let analyzed: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_user_tables
+              WHERE relname = 'hub_customer' AND last_analyze IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("stats")
+        .get(0);
+    assert_eq!(analyzed, 1);
+    assert_eq!(
+        dvault::ops::analyze::after_run(&client, "raw_vault", &[])
+            .await
+            .expect("analyze"),
+        Vec::<String>::new(),
+        "nothing changed since"
+    );
+    // five more customers: a quarter of hub_customer's rows
+    let more: Vec<NewEvent> = (20..25)
+        .map(|i| {
+            registered(
+                &format!("r{i}"),
+                &format!("C{i}"),
+                "2024-01-02T00:00:00Z",
+                "Oslo",
+            )
+        })
+        .collect();
+    append(&client, &more).await;
+    load_all(&mut client).await;
+    let again = dvault::ops::analyze::after_run(&client, "raw_vault", &[])
+        .await
+        .expect("analyze");
+    assert!(
+        again.iter().any(|t| t == "raw_vault.hub_customer"),
+        "{again:?}"
+    );
+    assert!(
+        !again.iter().any(|t| t.starts_with("raw_vault.hub_order")),
+        "no order was loaded: {again:?}"
+    );
+}

@@ -1,0 +1,61 @@
+//! One `ANALYZE` policy for every run (`dvault load`, `dvault rebuild`, the daemon's
+//! cycles): after a run, analyze each table of the vault, the business vault and the
+//! log of which more than a tenth of the rows changed since its last `ANALYZE` (the
+//! server's own count, `n_mod_since_analyze`, and autovacuum's rule, applied at once
+//! instead of within the next minute), or that was never analyzed; and the
+//! materialized views the run refreshed. After a first load of millions of rows the
+//! planner would otherwise believe the vault empty until autovacuum came by.
+
+use std::time::Instant;
+
+use tokio_postgres::GenericClient;
+
+use crate::db::quote_ident as ident;
+
+/// The tables of `$1` (schemas) past the rule, qualified and quoted.
+const CHANGED: &str = "
+    SELECT format('%I.%I', s.schemaname, s.relname)
+      FROM pg_stat_user_tables s
+      JOIN pg_class c ON c.oid = s.relid
+     WHERE s.schemaname = ANY($1)
+       AND (c.reltuples < 0 OR s.n_mod_since_analyze > 0.1 * c.reltuples)
+     ORDER BY 1";
+
+/// `ANALYZE` what the run changed in the vault (`vault_schema`), the business vault
+/// and the log, and the materialized views it refreshed (`schema.name`). Returns what
+/// it analyzed.
+pub async fn after_run(
+    client: &impl GenericClient,
+    vault_schema: &str,
+    refreshed: &[String],
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    // this connection's own counts reach the statistics views only when it goes idle
+    // after a statement, at most once a second, unless asked to
+    client
+        .batch_execute("SELECT pg_stat_force_next_flush()")
+        .await?;
+    let schemas = [vault_schema, "business_vault", "event_log"];
+    let mut tables: Vec<String> = client
+        .query(CHANGED, &[&&schemas[..]])
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    for view in refreshed {
+        if let Some((schema, name)) = view.split_once('.') {
+            tables.push(format!("{}.{}", ident(schema), ident(name)));
+        }
+    }
+    if !tables.is_empty() {
+        let started = Instant::now();
+        client
+            .batch_execute(&format!("ANALYZE {}", tables.join(", ")))
+            .await?;
+        tracing::info!(
+            tables = tables.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "analyzed the tables the run changed"
+        );
+    }
+    Ok(tables)
+}
