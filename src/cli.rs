@@ -10,7 +10,7 @@ use tracing::Instrument;
 use crate::api::{self, ApiConfig, ApiKey, Cors};
 use crate::config::Config;
 use crate::daemon::{self, DaemonExit, DaemonOptions};
-use crate::db::{self, Doing, Target};
+use crate::db::{self, Target};
 use crate::events;
 use crate::events::csv_rows::parse_time;
 use crate::events::ingest::{self, Format, IngestOptions};
@@ -19,6 +19,7 @@ use crate::generate;
 use crate::load::{self, Loader};
 use crate::logging::{notice, warning};
 use crate::mapping::{Mappings, registry};
+use crate::ops::manual::ManualRun;
 use crate::ops::quality::{self, QualityConfig};
 use crate::ops::runs::{self, Trigger};
 use crate::status;
@@ -1098,16 +1099,8 @@ async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
         .with_read_ahead(&target.url);
     loader.batch_size = args.batch_size.max(1);
     loader.bulk_min_events = (!args.no_bulk).then_some(args.bulk_min_events.max(1));
-    Loader::lock(&client, !args.no_wait).await?;
-    let run = runs::start(&client, Trigger::Manual, rebuild).await?;
-    // every line the run logs carries its id (`--log-format json`: `spans`)
-    let span = tracing::info_span!(
-        "run",
-        run = run.0,
-        trigger = Trigger::Manual.as_str(),
-        kind = if rebuild { "rebuild" } else { "load" }
-    );
-    let progress = crate::ops::progress::for_load(&client, &target.url, rebuild).await;
+    let run = ManualRun::begin(&client, &target.url, rebuild, !args.no_wait).await?;
+    let span = run.span();
     let mut summary = if rebuild {
         load::rebuild(&mut client, &loader)
             .instrument(span.clone())
@@ -1130,24 +1123,9 @@ async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
             Err(e) => summary = Err(e),
         }
     }
-    progress.finish();
-    let analyzed = match &summary {
-        Ok(_) => crate::ops::analyze::after_run(&client, &loader.mappings().schema, &[])
-            .await
-            .doing("analyzing the tables the run changed")
-            .map(|_| ()),
-        Err(_) => Ok(()),
-    };
-    let recorded = runs::finish(
-        &client,
-        run,
-        &runs::Outcome::of_load(&summary, waiting.as_ref()),
-    )
-    .await;
-    Loader::unlock(&client).await?;
-    out!("{}", summary?)?;
-    recorded?;
-    analyzed?;
+    let schema = &loader.mappings().schema;
+    let summary = run.end(&client, schema, summary, waiting.as_ref()).await?;
+    out!("{summary}")?;
     match waiting {
         Some(w) => {
             outln!("{w}")?;

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use tokio_postgres::Client;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::db::{self, Target};
@@ -17,7 +18,7 @@ use crate::generate::{self, GenOptions};
 use crate::human::thousands;
 use crate::load::Loader;
 use crate::mapping::Mappings;
-use crate::ops::runs::{self, Trigger};
+use crate::ops::manual::ManualRun;
 
 /// The database the demo (re)creates on the private server.
 pub const DEMO_DATABASE: &str = "dvault_demo";
@@ -111,16 +112,12 @@ pub async fn prepare(config: &Config, opts: &DemoOptions) -> DemoResult<Demo> {
         .await?
         .with_read_ahead(&target.url);
     // a load like `dvault load`'s: recorded in `dvault runs` and `status`, with a
-    // progress bar on a terminal
-    Loader::lock(&client, true).await?;
-    let run = runs::start(&client, Trigger::Manual, false).await?;
-    let progress = crate::ops::progress::for_load(&client, &target.url, false).await;
-    let loaded = loader.run(&mut client).await;
-    progress.finish();
-    let recorded = runs::finish(&client, run, &runs::Outcome::of_load(&loaded, None)).await;
-    Loader::unlock(&client).await?;
-    let loaded = loaded?;
-    recorded?;
+    // progress bar on a terminal, analyzed at its end
+    let run = ManualRun::begin(&client, &target.url, false, true).await?;
+    let loaded = loader.run(&mut client).instrument(run.span()).await;
+    let loaded = run
+        .end(&client, &loader.mappings().schema, loaded, None)
+        .await?;
     let load_time = t.elapsed();
 
     let mut tour = String::new();

@@ -373,9 +373,8 @@ impl Cycle<'_> {
         .map_err(|e| with_summary(e.into(), false))?;
         tracing::info!(run = id.0, passed = report.passed(), "{}", report.verdict());
         let schema = &self.loader.mappings().schema;
-        crate::ops::analyze::after_run(&*self.client, schema, &refreshed)
+        crate::ops::analyze::after_run(&*self.client, None, schema, &refreshed)
             .await
-            .doing("analyzing the tables the run changed")
             .map_err(|e| with_summary(e.into(), false))?;
         Ok((summary, Some(report)))
     }

@@ -674,7 +674,8 @@ async fn a_run_analyzes_the_tables_it_changed_by_more_than_a_tenth() {
         .collect();
     append(&client, &customers).await;
     load_all(&mut client).await;
-    let first = dvault::ops::analyze::after_run(&client, "raw_vault", &[])
+    // on two connections (the second to the same database)
+    let first = dvault::ops::analyze::after_run(&client, Some(&db.url), "raw_vault", &[])
         .await
         .expect("analyze");
     for table in [
@@ -696,7 +697,7 @@ async fn a_run_analyzes_the_tables_it_changed_by_more_than_a_tenth() {
         .get(0);
     assert_eq!(analyzed, 1);
     assert_eq!(
-        dvault::ops::analyze::after_run(&client, "raw_vault", &[])
+        dvault::ops::analyze::after_run(&client, None, "raw_vault", &[])
             .await
             .expect("analyze"),
         Vec::<String>::new(),
@@ -715,7 +716,7 @@ async fn a_run_analyzes_the_tables_it_changed_by_more_than_a_tenth() {
         .collect();
     append(&client, &more).await;
     load_all(&mut client).await;
-    let again = dvault::ops::analyze::after_run(&client, "raw_vault", &[])
+    let again = dvault::ops::analyze::after_run(&client, None, "raw_vault", &[])
         .await
         .expect("analyze");
     assert!(
