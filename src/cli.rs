@@ -702,7 +702,6 @@ impl GlobalArgs {
         Ok(Config {
             database_url,
             home: self.home.clone(),
-            ..Config::default()
         })
     }
 }

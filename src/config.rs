@@ -12,10 +12,6 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Project-local state (`DVAULT_HOME`, default `.dvault`): the private server.
     pub home: PathBuf,
-    /// Mapping files (`DVAULT_MAPPINGS`); `None` uses the mappings built into the binary.
-    pub mappings_dir: Option<PathBuf>,
-    /// Pool size for commands that use several connections.
-    pub pool_size: usize,
 }
 
 impl Default for Config {
@@ -23,8 +19,6 @@ impl Default for Config {
         Config {
             database_url: None,
             home: PathBuf::from(".dvault"),
-            mappings_dir: None,
-            pool_size: 8,
         }
     }
 }
@@ -37,8 +31,6 @@ impl fmt::Debug for Config {
                 &self.database_url.as_deref().map(redact_url),
             )
             .field("home", &self.home)
-            .field("mappings_dir", &self.mappings_dir)
-            .field("pool_size", &self.pool_size)
             .finish()
     }
 }

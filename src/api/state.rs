@@ -4,7 +4,6 @@
 //! handlers that only read take [`AppState::reads`], those that write (POST /events)
 //! take [`AppState::primary`]. With no replica both are the same pool.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,6 @@ use tokio_postgres::NoTls;
 use super::config::ApiConfig;
 use super::error::ApiError;
 use super::metrics::Metrics;
-use crate::config::redact_url;
 use crate::db::DbError;
 
 /// How long a request waits for a connection, or for a new one to be made, before
@@ -67,13 +65,7 @@ impl AppState {
 /// The API's pool: fails fast while the database is down, and lets the database
 /// cancel a statement that outlives the request it serves.
 fn api_pool(url: &str, config: &ApiConfig) -> Result<Pool, DbError> {
-    let mut pg = tokio_postgres::Config::from_str(url).map_err(|source| DbError::BadUrl {
-        url: redact_url(url),
-        source,
-    })?;
-    if pg.get_application_name().is_none() {
-        pg.application_name("dvault-api");
-    }
+    let mut pg = crate::db::pg_config(url, "dvault-api")?;
     let timeout_ms = config.request_timeout.as_millis().max(1);
     let options = format!(
         "{} -c statement_timeout={timeout_ms}",

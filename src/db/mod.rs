@@ -5,7 +5,6 @@ pub mod local;
 
 use std::str::FromStr;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{Client, NoTls};
 
 use crate::config::{Config, redact_url};
@@ -185,20 +184,21 @@ impl Target {
     }
 }
 
-fn pg_config(url: &str) -> Result<tokio_postgres::Config, DbError> {
+/// `url` parsed, named `application` in `pg_stat_activity` unless it names itself.
+pub fn pg_config(url: &str, application: &str) -> Result<tokio_postgres::Config, DbError> {
     let mut config = tokio_postgres::Config::from_str(url).map_err(|source| DbError::BadUrl {
         url: redact_url(url),
         source,
     })?;
     if config.get_application_name().is_none() {
-        config.application_name("dvault");
+        config.application_name(application);
     }
     Ok(config)
 }
 
 /// One connection, its driver spawned on the runtime.
 pub async fn connect(url: &str) -> Result<Client, DbError> {
-    let config = pg_config(url)?;
+    let config = pg_config(url, "dvault")?;
     let (client, connection) = config
         .connect(NoTls)
         .await
@@ -212,21 +212,6 @@ pub async fn connect(url: &str) -> Result<Client, DbError> {
         }
     });
     Ok(client)
-}
-
-/// A pool of `size` connections.
-pub fn pool(url: &str, size: usize) -> Result<Pool, DbError> {
-    let manager = Manager::from_config(
-        pg_config(url)?,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(manager)
-        .max_size(size)
-        .build()
-        .map_err(|e| DbError::Pool(e.to_string()))
 }
 
 /// What `migrate` did.

@@ -14,7 +14,6 @@ async fn the_demo_load_is_a_recorded_run_and_its_tour_queries_run() {
     let config = Config {
         database_url: Some(db.url.clone()),
         home: dir.path().to_path_buf(),
-        ..Config::default()
     };
     let opts = DemoOptions {
         data_dir: dir.path().join("data"),

@@ -206,7 +206,15 @@ impl TestDb {
     }
 
     pub fn pool(&self, size: usize) -> Pool {
-        db::pool(&self.url, size).expect("pool")
+        let config = db::pg_config(&self.url, "dvault-test").expect("a database URL");
+        let manager = deadpool_postgres::Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager).max_size(size).build().expect("pool")
     }
 }
 
