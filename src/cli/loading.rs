@@ -2,6 +2,16 @@
 
 use super::*;
 
+/// `--mappings`: the model a command loads with (load, rebuild, daemon, check).
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// User mapping files (added to the built-in ones; a set naming another schema
+    /// stands alone). They must be the model registered in the database (`dvault
+    /// model apply DIR`); a database with no model registered yet registers them.
+    #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
+    pub mappings: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct LoadArgs {
     /// Events per transaction.
@@ -17,11 +27,8 @@ pub struct LoadArgs {
     /// Never take the bulk path: load batch by batch, each batch its own transaction.
     #[arg(long, env = "DVAULT_NO_BULK", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_bulk: bool,
-    /// User mapping files (added to the built-in ones; a set naming another schema
-    /// stands alone). They must be the model registered in the database (`dvault
-    /// model apply DIR`); a database with no model registered yet registers them.
-    #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
-    pub mappings: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
 }
 
 #[derive(Debug, Args)]
@@ -72,11 +79,8 @@ pub struct DaemonArgs {
     /// Events per transaction.
     #[arg(long, env = "DVAULT_LOAD_BATCH_SIZE", default_value_t = 50_000)]
     pub batch_size: i64,
-    /// User mapping files (added to the built-in ones; a set naming another schema
-    /// stands alone). They must be the model registered in the database (`dvault
-    /// model apply DIR`); a database with no model registered yet registers them.
-    #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
-    pub mappings: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Quality gate thresholds (TOML; default: deploy/quality.toml's values).
     #[arg(long, env = "DVAULT_QUALITY_CONFIG", value_name = "FILE")]
     pub quality_config: Option<PathBuf>,
@@ -123,17 +127,14 @@ pub struct CheckArgs {
     /// Quality gate thresholds (TOML; default: deploy/quality.toml's values).
     #[arg(long, env = "DVAULT_QUALITY_CONFIG", value_name = "FILE")]
     pub quality_config: Option<PathBuf>,
-    /// User mapping files (added to the built-in ones; a set naming another schema
-    /// stands alone). They must be the model registered in the database (`dvault
-    /// model apply DIR`); a database with no model registered yet registers them.
-    #[arg(long, env = "DVAULT_MAPPINGS", value_name = "DIR")]
-    pub mappings: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
 }
 
 pub(super) async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliResult {
     let target = Target::resolve(config).await?;
     let mut client = db::connect_migrated(&target).await?;
-    let mappings = active_model(&mut client, args.mappings.as_deref()).await?;
+    let mappings = active_model(&mut client, args.model.mappings.as_deref()).await?;
     let mut loader = Loader::new(&client, mappings)
         .await?
         .with_read_ahead(&target.url);
@@ -196,7 +197,7 @@ pub(super) async fn run_daemon(config: &Config, args: DaemonArgs) -> CliResult {
     let mappings = {
         let target = Target::resolve(config).await?;
         let mut client = db::connect_migrated(&target).await?;
-        active_model(&mut client, args.mappings.as_deref()).await?
+        active_model(&mut client, args.model.mappings.as_deref()).await?
     };
     let schedule = match args.schedule.trim() {
         "off" | "none" | "" => None,
@@ -246,7 +247,7 @@ pub(super) async fn check(config: &Config, args: CheckArgs) -> CliResult {
     let qc = QualityConfig::load(args.quality_config.as_deref())?;
     let target = Target::resolve(config).await?;
     let mut client = db::connect_migrated(&target).await?;
-    let mappings = active_model(&mut client, args.mappings.as_deref()).await?;
+    let mappings = active_model(&mut client, args.model.mappings.as_deref()).await?;
     let qc = qc.with_model_defaults(&mappings);
     let scope = if args.all {
         quality::Scope::All
