@@ -1,6 +1,21 @@
 //! `dvault ingest`, `dvault stream` and `dvault gen`: what goes into the log.
 
-use super::*;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::CliResult;
+use super::model::active_model;
+use crate::config::Config;
+use crate::db::{self, Target};
+use crate::events;
+use crate::events::csv_rows::parse_time;
+use crate::events::ingest::{self, Format, IngestOptions};
+use crate::events::limits::TimeRange;
+use crate::generate;
+use crate::logging::notice;
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {

@@ -1,6 +1,22 @@
 //! `dvault load`, `rebuild`, `daemon`, `runs` and `check`: projecting the log and its runs.
 
-use super::*;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use tracing::Instrument;
+
+use super::CliResult;
+use super::model::active_model;
+use crate::config::Config;
+use crate::daemon::{self, DaemonExit, DaemonOptions};
+use crate::db::{self, Target};
+use crate::events;
+use crate::load::{self, Loader};
+use crate::ops::manual::ManualRun;
+use crate::ops::quality::{self, QualityConfig};
+use crate::ops::runs::{self, Trigger};
 
 /// `--mappings`: the model a command loads with (load, rebuild, daemon, check).
 #[derive(Debug, Args)]

@@ -6,26 +6,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use tracing::Instrument;
 
-use crate::api::{self, ApiConfig, ApiKey, Cors};
 use crate::config::Config;
-use crate::daemon::{self, DaemonExit, DaemonOptions};
 use crate::db::{self, Target};
-use crate::events;
-use crate::events::csv_rows::parse_time;
-use crate::events::ingest::{self, Format, IngestOptions};
-use crate::events::limits::TimeRange;
-use crate::generate;
-use crate::load::{self, Loader};
-use crate::logging::{notice, warning};
-use crate::mapping::{Mappings, registry};
-use crate::ops::manual::ManualRun;
-use crate::ops::quality::{self, QualityConfig};
-use crate::ops::runs::{self, Trigger};
 use crate::status;
 
 #[derive(Debug, Parser)]
@@ -193,10 +178,15 @@ mod loading;
 mod model;
 mod serve;
 
-use input::*;
-use loading::*;
-use model::*;
-use serve::*;
+pub use input::{GenArgs, IngestArgs, StreamArgs, TimeRangeArgs};
+pub use loading::{CheckArgs, DaemonArgs, LoadArgs, ModelArgs, RunsArgs};
+pub use model::{MigrateArgs, ModelAction};
+pub use serve::{DemoArgs, ServeArgs};
+
+use input::{gen_data, ingest, stream};
+use loading::{check, list_runs, load, run_daemon};
+use model::{migrate, model};
+use serve::{demo, serve};
 
 /// Run one command; errors are printed with their whole cause chain.
 pub async fn run(cli: Cli) -> ExitCode {
@@ -287,7 +277,7 @@ mod tests {
     #[test]
     fn the_demo_says_where_the_dashboard_is() {
         let addr = "127.0.0.1:8080".parse().expect("address");
-        let banner = super::demo_banner(addr, Some("C001814")).join("\n");
+        let banner = super::serve::demo_banner(addr, Some("C001814")).join("\n");
         // as the README quotes it
         assert!(banner.contains(
             "(docs: http://127.0.0.1:8080/docs); Ctrl-C stops.\n  Dashboard: http://127.0.0.1:8080/dashboard\n  curl http://127.0.0.1:8080/customers/C001814"

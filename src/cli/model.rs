@@ -1,6 +1,15 @@
 //! `dvault migrate` and `dvault model`: the schema and the registered model.
 
-use super::*;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::CliResult;
+use crate::config::Config;
+use crate::db::{self, Target};
+use crate::mapping::{Mappings, registry};
+use crate::status;
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {

@@ -1,6 +1,16 @@
 //! `dvault serve` and `dvault demo`: the API (and the demo that ends serving it).
 
-use super::*;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::CliResult;
+use super::input::TimeRangeArgs;
+use crate::api::{self, ApiConfig, ApiKey, Cors};
+use crate::config::Config;
+use crate::db::{self, Target};
+use crate::logging::{notice, warning};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
