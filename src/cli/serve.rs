@@ -164,20 +164,36 @@ pub(super) async fn serve(config: &Config, args: ServeArgs) -> CliResult {
         )),
     }
     let listener = listen(api_config.listen).await?;
-    let shutdown = api::shutdown_signal();
-    notice(&format!(
+    let mut banner = vec![format!(
         "listening on http://{} (API docs at /docs, dashboard at /dashboard), database {}",
         listener.local_addr()?,
         target.describe()
-    ))?;
-    keys_notice(&api_config.keys)?;
+    )];
     if let Some(url) = args.read_database_url.as_deref().filter(|u| !u.is_empty()) {
-        notice(&format!(
+        banner.push(format!(
             "reads from the replica {}",
             crate::config::redact_url(url)
-        ))?;
+        ));
     }
-    let state = args.state(api_config, &target.url)?;
+    serve_on(listener, &args, api_config, &target.url, banner).await
+}
+
+/// Serve the API on `listener` until a stop signal: the signal handlers first (a
+/// SIGTERM right after the banner stops the server gracefully), then the banner's
+/// lines and the API keys' notice.
+async fn serve_on(
+    listener: tokio::net::TcpListener,
+    args: &ServeArgs,
+    api_config: ApiConfig,
+    database_url: &str,
+    banner: Vec<String>,
+) -> CliResult {
+    let shutdown = api::shutdown_signal();
+    for line in banner {
+        notice(&line)?;
+    }
+    keys_notice(&api_config.keys)?;
+    let state = args.state(api_config, database_url)?;
     api::serve(listener, state, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -204,14 +220,8 @@ pub(super) async fn demo(config: &Config, args: DemoArgs) -> CliResult {
         )
         .await?
         .map(|r| r.get(0));
-    let shutdown = api::shutdown_signal();
-    for line in demo_banner(addr, some_customer.as_deref()) {
-        notice(&line)?;
-    }
-    keys_notice(&api_config.keys)?;
-    let state = args.serve.state(api_config, &demo.target.url)?;
-    api::serve(listener, state, shutdown).await?;
-    Ok(ExitCode::SUCCESS)
+    let banner = demo_banner(addr, some_customer.as_deref());
+    serve_on(listener, &args.serve, api_config, &demo.target.url, banner).await
 }
 
 /// What the demo says when it starts serving: where the API, its docs and the
