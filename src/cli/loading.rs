@@ -11,7 +11,7 @@ use super::CliResult;
 use super::model::active_model;
 use crate::config::Config;
 use crate::daemon::{self, DaemonExit, DaemonOptions};
-use crate::db::{self, Target};
+use crate::db::{self, Doing, Target};
 use crate::events;
 use crate::load::{self, Loader};
 use crate::ops::manual::ManualRun;
@@ -170,7 +170,17 @@ pub(super) async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliR
     let mut waiting = None;
     let deadline = Instant::now() + WAIT_FOR_BLOCKER;
     while let Ok(total) = &mut summary {
-        waiting = events::horizon::waiting(&client, load::CONSUMER).await?;
+        // (an error ends the run like a load's: recorded, and the lock released)
+        waiting = match events::horizon::waiting(&client, load::CONSUMER)
+            .await
+            .doing("looking for events the loader cannot read yet")
+        {
+            Ok(waiting) => waiting,
+            Err(e) => {
+                summary = Err(e.into());
+                break;
+            }
+        };
         if waiting.is_none() || Instant::now() >= deadline {
             break;
         }

@@ -427,20 +427,9 @@ pub async fn build(tx: &Transaction<'_>) -> Result<(), LoadError> {
     )
     .await
     .doing("forgetting the remembered answers of past times")?;
-    // only the tables' owner may drop their indexes (not the loader role of
-    // docs/security.md): others keep them and are filled with them
     let mut dropped = Vec::new();
-    for table in FILLED_BARE {
-        let owned: bool = tx
-            .query_one(
-                "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = $1::text::regclass",
-                &[&table],
-            )
-            .await
-            .doing("checking who owns the business vault tables")?
-            .try_get(0)
-            .doing("checking who owns the business vault tables")?;
-        if owned {
+    if bare_to_fill(tx).await? {
+        for table in FILLED_BARE {
             dropped.extend(
                 indexes::drop_all(tx, table)
                     .await
@@ -464,6 +453,56 @@ pub async fn build(tx: &Transaction<'_>) -> Result<(), LoadError> {
         "business vault built from the whole raw vault"
     );
     Ok(())
+}
+
+/// May the build fill [`FILLED_BARE`] without their indexes? Only their owner may drop
+/// them (not the loader role of docs/security.md), and only if no reader holds them
+/// now: the run has held the raw vault's tables since its start, so waiting here for
+/// a reader of `mart.orders` that waits for `hub_order` would be a deadlock, and the
+/// whole run would be lost to it. So the tables are locked without waiting, under a
+/// savepoint; when they cannot be, they are filled with their indexes.
+async fn bare_to_fill(tx: &Transaction<'_>) -> Result<bool, LoadError> {
+    let owned: bool = tx
+        .query_one(
+            "SELECT bool_and(pg_has_role(relowner, 'USAGE')) FROM pg_class
+              WHERE oid = ANY ($1::text[]::regclass[])",
+            &[&&FILLED_BARE[..]],
+        )
+        .await
+        .doing("checking who owns the business vault tables")?
+        .try_get::<_, Option<bool>>(0)
+        .doing("checking who owns the business vault tables")?
+        .unwrap_or(false);
+    if !owned {
+        return Ok(false);
+    }
+    tx.batch_execute("SAVEPOINT bare_to_fill")
+        .await
+        .doing("locking the business vault tables to fill")?;
+    let lock = format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE NOWAIT",
+        FILLED_BARE.join(", ")
+    );
+    match tx.batch_execute(&lock).await {
+        Ok(()) => {
+            tx.batch_execute("RELEASE SAVEPOINT bare_to_fill")
+                .await
+                .doing("locking the business vault tables to fill")?;
+            Ok(true)
+        }
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            tracing::info!("readers hold the business vault's tables: filled with their indexes");
+            tx.batch_execute("ROLLBACK TO SAVEPOINT bare_to_fill")
+                .await
+                .doing("locking the business vault tables to fill")?;
+            Ok(false)
+        }
+        Err(source) => Err(crate::db::Failed {
+            doing: "locking the business vault tables to fill",
+            source,
+        }
+        .into()),
+    }
 }
 
 /// Is the business vault empty (a first load, or one after `dvault rebuild`)?

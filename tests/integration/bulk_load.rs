@@ -441,3 +441,43 @@ async fn a_first_customer_360_load_on_the_bulk_path_builds_the_business_vault_of
     let next = load_all_with(&mut client, &bulk).await;
     assert_eq!((next.events, next.bulk.len()), (1, 0));
 }
+
+/// A reader of the business vault while a first load runs on the bulk path: the build
+/// does not wait for it to drop the indexes of the tables it fills (that wait could
+/// close a deadlock with a reader waiting for the raw vault, losing the whole run); it
+/// fills them with their indexes, and the vault is the same.
+#[tokio::test]
+async fn a_reader_of_the_business_vault_does_not_stop_a_first_load() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let today = chrono::Utc::now().date_naive();
+    let log = crate::oracle::generated_world(today - chrono::Duration::days(1));
+    events::append(&client, &log).await.expect("append");
+    let before = index_catalog(&client, "business_vault", None).await;
+    // a reader holds the order summary (ACCESS SHARE) until it commits
+    let reader = db.client().await;
+    reader
+        .batch_execute("BEGIN; SELECT count(*) FROM business_vault.order_summary")
+        .await
+        .expect("a reader");
+    let mut bulk = Loader::new(&client, Mappings::builtin().expect("mappings"))
+        .await
+        .expect("loader");
+    bulk.bulk_min_events = Some(1);
+    let loaded = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        load_all_with(&mut client, &bulk),
+    )
+    .await
+    .expect("the load waited for the reader");
+    assert_eq!((loaded.events, loaded.rejected), (log.len() as u64, 0));
+    assert_eq!(loaded.bulk.len(), 12, "{:?}", loaded.bulk);
+    reader.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(index_catalog(&client, "business_vault", None).await, before);
+    let orders: i64 = client
+        .query_one("SELECT count(*) FROM business_vault.order_summary", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert!(orders > 0);
+}

@@ -733,8 +733,16 @@ async fn sales_as_of_a_time_count_orders_by_their_status_then_in_the_categories_
     assert_eq!(sales_remembered(&client).await.len(), 2);
 
     // O33 (05-01) returned on 06-01, learnt now: every time from the order's placing
-    // on is forgotten (06-10), earlier ones stay (04-20)
-    append(&client, &[status("O33", "2024-06-01", "returned")]).await;
+    // on is forgotten (06-10), earlier ones stay (04-20). And P9, never listed, is
+    // viewed on 08-01: a product of no category from then on, not before.
+    append(
+        &client,
+        &[
+            status("O33", "2024-06-01", "returned"),
+            viewed(9, "C1", "P9", "2024-08-01"),
+        ],
+    )
+    .await;
     load_all(&mut client).await;
     assert_eq!(
         sales_remembered(&client).await,
@@ -751,6 +759,18 @@ async fn sales_as_of_a_time_count_orders_by_their_status_then_in_the_categories_
     let after = rows(&client, &revenue("month")).await;
     assert_eq!(after[4], "(2024-05-01,2,2,3,180.00,90.00,1,60.00)");
     assert_eq!(after[..4], months[..4]);
+    let categories = |ts: &str| format!("SELECT * FROM mart.categories_as_of('{ts}')");
+    assert_eq!(
+        rows(&client, &categories(THEN)).await.len(),
+        3,
+        "P9 is not known on 06-10"
+    );
+    assert!(
+        rows(&client, &categories("2024-08-02T00:00:00Z"))
+            .await
+            .contains(&"(,1,0,0.00,0.00)".to_string()),
+        "P9, known from 08-01 by a view, in no category"
+    );
 
     // at the end of time, each equals today's view
     for (today, then) in [
