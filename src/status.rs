@@ -40,8 +40,8 @@ pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgr
         )
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     let rejected_by_stage = client
         .query(
             "SELECT stage, count(*) FROM event_log.rejected GROUP BY 1 ORDER BY 1",
@@ -49,20 +49,20 @@ pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgr
         )
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     let checkpoint = events::load_checkpoint(client, CONSUMER).await?;
     let lag = events::lag(client, CONSUMER).await?;
     let waiting = events::horizon::waiting(client, CONSUMER).await?;
     let schema_version = client
         .query_one("SELECT max(version) FROM refinery_schema_history", &[])
         .await?
-        .get(0);
+        .try_get(0)?;
     // run history and quality results exist from schema version 5 on
     let has_runs: bool = client
         .query_one("SELECT to_regclass('ops.load_runs') IS NOT NULL", &[])
         .await?
-        .get(0);
+        .try_get(0)?;
     let (last_run, quality) = if has_runs {
         (
             crate::ops::runs::last(client).await?,
@@ -74,7 +74,7 @@ pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgr
     let has_model: bool = client
         .query_one("SELECT to_regclass('ops.held_events') IS NOT NULL", &[])
         .await?
-        .get(0);
+        .try_get(0)?;
     let (held, model_files) = if has_model {
         (
             client
@@ -84,14 +84,14 @@ pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgr
                 )
                 .await?
                 .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect(),
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_, tokio_postgres::Error>>()?,
             client
                 .query("SELECT name FROM ops.model_files ORDER BY name", &[])
                 .await?
                 .iter()
-                .map(|r| r.get(0))
-                .collect(),
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?,
         )
     } else {
         (Vec::new(), Vec::new())
@@ -99,7 +99,7 @@ pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgr
     let has_streams: bool = client
         .query_one("SELECT to_regclass('ops.stream_offsets') IS NOT NULL", &[])
         .await?
-        .get(0);
+        .try_get(0)?;
     let streams = match has_streams {
         true => crate::stream::offsets::lags(client).await?,
         false => Vec::new(),
@@ -252,22 +252,25 @@ pub async fn rejected(
         out.push_str("nothing rejected\n");
     }
     for r in rows {
-        let at: DateTime<Utc> = r.get(1);
-        let stage: String = r.get(2);
-        let place = match (r.get::<_, Option<String>>(3), r.get::<_, Option<i64>>(4)) {
+        let at: DateTime<Utc> = r.try_get(1)?;
+        let stage: String = r.try_get(2)?;
+        let place = match (
+            r.try_get::<_, Option<String>>(3)?,
+            r.try_get::<_, Option<i64>>(4)?,
+        ) {
             (Some(file), Some(line)) => format!("{file}:{line}"),
             (Some(file), None) => file,
-            _ => match r.get::<_, Option<i64>>(5) {
+            _ => match r.try_get::<_, Option<i64>>(5)? {
                 Some(seq) => format!("event seq {seq}"),
                 None => "-".into(),
             },
         };
-        let reason: String = r.get(6);
-        let raw: Option<String> = r.get(7);
+        let reason: String = r.try_get(6)?;
+        let raw: Option<String> = r.try_get(7)?;
         let _ = writeln!(
             out,
             "#{} {} [{stage}] {place}: {reason}",
-            r.get::<_, i64>(0),
+            r.try_get::<_, i64>(0)?,
             at.format("%Y-%m-%d %H:%M:%S")
         );
         if let Some(raw) = raw {
@@ -293,13 +296,13 @@ pub async fn model(client: &impl GenericClient) -> Result<String, tokio_postgres
     } else {
         out.push_str("mapping files (on top of the built-in ones):\n");
         for r in files {
-            let at: DateTime<Utc> = r.get(1);
+            let at: DateTime<Utc> = r.try_get(1)?;
             let _ = writeln!(
                 out,
                 "  {:<32} registered {}, {} bytes",
-                r.get::<_, String>(0),
+                r.try_get::<_, String>(0)?,
                 at.format("%Y-%m-%d %H:%M:%S"),
-                r.get::<_, i32>(2)
+                r.try_get::<_, i32>(2)?
             );
         }
     }
@@ -312,12 +315,12 @@ pub async fn model(client: &impl GenericClient) -> Result<String, tokio_postgres
     if !migrations.is_empty() {
         out.push_str("user migrations:\n");
         for r in migrations {
-            let at: DateTime<Utc> = r.get(2);
+            let at: DateTime<Utc> = r.try_get(2)?;
             let _ = writeln!(
                 out,
                 "  V{}__{:<28} applied {}",
-                r.get::<_, i32>(0),
-                r.get::<_, String>(1),
+                r.try_get::<_, i32>(0)?,
+                r.try_get::<_, String>(1)?,
                 at.format("%Y-%m-%d %H:%M:%S")
             );
         }
@@ -332,8 +335,8 @@ pub async fn model(client: &impl GenericClient) -> Result<String, tokio_postgres
         let _ = writeln!(
             out,
             "held back: {} events of type \"{}\" (no mapping)",
-            thousands(r.get::<_, i64>(1) as u64),
-            r.get::<_, String>(0)
+            thousands(r.try_get::<_, i64>(1)? as u64),
+            r.try_get::<_, String>(0)?
         );
     }
     Ok(out)

@@ -142,7 +142,7 @@ pub async fn start(
     let row = client
         .query_one(START, &[&trigger.as_str(), &kind, &runner(), &CONSUMER])
         .await?;
-    Ok(RunId(row.get(0)))
+    Ok(RunId(row.try_get(0)?))
 }
 
 const FINISH: &str = "
@@ -307,21 +307,22 @@ const SELECT_RUNS: &str = "
            rows_written, rejected, quality, error
       FROM ops.load_runs";
 
-fn run_from(r: &tokio_postgres::Row) -> Run {
-    Run {
-        id: r.get(0),
-        trigger: r.get(1),
-        kind: r.get(2),
-        status: r.get(3),
-        started_at: r.get(4),
-        finished_at: r.get(5),
-        runner: r.get(6),
-        events_read: r.get(7),
-        rows_written: r.get(8),
-        rejected: r.get(9),
-        quality: r.get(10),
-        error: r.get(11),
-    }
+/// A row of [`SELECT_RUNS`]; an unexpected type or NULL is an error, not a panic.
+fn run_from(r: &tokio_postgres::Row) -> Result<Run, tokio_postgres::Error> {
+    Ok(Run {
+        id: r.try_get(0)?,
+        trigger: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        status: r.try_get(3)?,
+        started_at: r.try_get(4)?,
+        finished_at: r.try_get(5)?,
+        runner: r.try_get(6)?,
+        events_read: r.try_get(7)?,
+        rows_written: r.try_get(8)?,
+        rejected: r.try_get(9)?,
+        quality: r.try_get(10)?,
+        error: r.try_get(11)?,
+    })
 }
 
 /// The most recent runs, newest first; `trigger` filters.
@@ -339,7 +340,7 @@ pub async fn recent(
             &[&limit, &trigger.map(Trigger::as_str)],
         )
         .await?;
-    Ok(rows.iter().map(run_from).collect())
+    rows.iter().map(run_from).collect()
 }
 
 /// The latest run, if any.
@@ -351,16 +352,16 @@ pub async fn last(client: &impl GenericClient) -> Result<Option<Run>, tokio_post
 pub async fn last_success(
     client: &impl GenericClient,
 ) -> Result<Vec<(String, DateTime<Utc>)>, tokio_postgres::Error> {
-    Ok(client
+    client
         .query(
             "SELECT trigger, max(finished_at) FROM ops.load_runs
-              WHERE status = 'succeeded' GROUP BY trigger",
+              WHERE status = 'succeeded' AND finished_at IS NOT NULL GROUP BY trigger",
             &[],
         )
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect())
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
 }
 
 /// When the schedule last started a run (for `--catch-up`).
@@ -372,8 +373,8 @@ pub async fn last_scheduled_start(
             "SELECT max(started_at) FROM ops.load_runs WHERE trigger = 'schedule'",
             &[],
         )
-        .await
-        .map(|r| r.get(0))
+        .await?
+        .try_get(0)
 }
 
 /// `dvault runs`: a table of runs.
