@@ -161,27 +161,31 @@ pub async fn waiting(
     consumer: &str,
 ) -> Result<Option<Waiting>, tokio_postgres::Error> {
     let row = client.query_one(WAITING, &[&consumer]).await?;
-    let events: i64 = row.get(1);
+    let events: i64 = row.try_get(1)?;
     if events == 0 {
         return Ok(None);
     }
-    let found: Option<bool> = row.get(6);
+    let found: Option<bool> = row.try_get(6)?;
+    let blocker = match found {
+        Some(_) => Some(Blocker {
+            database: row.try_get(2)?,
+            pid: row.try_get(3)?,
+            prepared: row.try_get(4)?,
+            open_secs: row.try_get(5)?,
+        }),
+        None => None,
+    };
     Ok(Some(Waiting {
         events,
-        xid: row.get(0),
-        blocker: found.map(|_| Blocker {
-            database: row.get(2),
-            pid: row.get(3),
-            prepared: row.get(4),
-            open_secs: row.get(5),
-        }),
+        xid: row.try_get(0)?,
+        blocker,
     }))
 }
 
 /// The horizon now (for tests and diagnostics).
 pub async fn horizon(client: &impl GenericClient) -> Result<Xid8, tokio_postgres::Error> {
-    Ok(client
+    client
         .query_one(concat!("SELECT ", horizon_sql!()), &[])
         .await?
-        .get(0))
+        .try_get(0)
 }

@@ -84,8 +84,12 @@ pub async fn referential(
             .query_one(&q.sql, &[])
             .await
             .doing("counting orphans")?;
-        let (links, orphans, examples): (i64, i64, Vec<String>) =
-            (row.get(0), row.get(1), row.get(2));
+        let (links, orphans, examples): (i64, i64, Option<Vec<String>>) = (
+            row.try_get(0).doing("counting orphans")?,
+            row.try_get(1).doing("counting orphans")?,
+            row.try_get(2).doing("counting orphans")?,
+        );
+        let examples = examples.unwrap_or_default();
         result.examined += links;
         result.failing += orphans;
         if orphans > 0 {
@@ -140,9 +144,9 @@ pub async fn freshness(
             result.detail = "the event log is empty".into();
         }
         Some(r) => {
-            let hours: f64 = r.get(0);
-            let at: String = r.get(1);
-            let ty: String = r.get(2);
+            let hours: f64 = r.try_get(0).doing("reading the newest event")?;
+            let at: String = r.try_get(1).doing("reading the newest event")?;
+            let ty: String = r.try_get(2).doing("reading the newest event")?;
             result.examined = 1;
             result.measured = Some(hours.max(0.0));
             result.passed = hours <= config.max_age_hours;
