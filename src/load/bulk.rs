@@ -221,15 +221,9 @@ impl Loader {
         let mut empty = Vec::new();
         for name in names {
             let qualified = m.table(name);
-            let owned: bool = client
-                .query_one(
-                    "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class
-                      WHERE oid = $1::text::regclass",
-                    &[&qualified],
-                )
+            let owned = indexes::may_drop(client, &qualified)
                 .await
-                .doing("checking who owns the vault tables")?
-                .get(0);
+                .doing("checking who owns the vault tables")?;
             if owned
                 && write::is_empty(client, &qualified)
                     .await

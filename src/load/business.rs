@@ -462,19 +462,13 @@ pub async fn build(tx: &Transaction<'_>) -> Result<(), LoadError> {
 /// whole run would be lost to it. So the tables are locked without waiting, under a
 /// savepoint; when they cannot be, they are filled with their indexes.
 async fn bare_to_fill(tx: &Transaction<'_>) -> Result<bool, LoadError> {
-    let owned: bool = tx
-        .query_one(
-            "SELECT bool_and(pg_has_role(relowner, 'USAGE')) FROM pg_class
-              WHERE oid = ANY ($1::text[]::regclass[])",
-            &[&&FILLED_BARE[..]],
-        )
-        .await
-        .doing("checking who owns the business vault tables")?
-        .try_get::<_, Option<bool>>(0)
-        .doing("checking who owns the business vault tables")?
-        .unwrap_or(false);
-    if !owned {
-        return Ok(false);
+    for table in FILLED_BARE {
+        if !indexes::may_drop(tx, table)
+            .await
+            .doing("checking who owns the business vault tables")?
+        {
+            return Ok(false);
+        }
     }
     tx.batch_execute("SAVEPOINT bare_to_fill")
         .await

@@ -44,28 +44,25 @@ pub async fn after_run(
         Some(url) if tables.len() > 1 => crate::db::connect(url).await.ok(),
         _ => None,
     };
-    let analyze = |list: Vec<&String>| {
-        format!(
-            "ANALYZE {}",
-            list.into_iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+    // every other table from `first`: both halves get big and small tables alike
+    let every_other = |first: usize| {
+        let half: Vec<&str> = tables
+            .iter()
+            .skip(first)
+            .step_by(2)
+            .map(String::as_str)
+            .collect();
+        format!("ANALYZE {}", half.join(", "))
     };
     match &second {
         Some(other) => {
-            // alternate, so that both halves get big and small tables alike
-            let (mine, theirs): (Vec<_>, Vec<_>) =
-                tables.iter().enumerate().partition(|(i, _)| i % 2 == 0);
-            let mine = analyze(mine.into_iter().map(|(_, t)| t).collect());
-            let theirs = analyze(theirs.into_iter().map(|(_, t)| t).collect());
+            let (mine, theirs) = (every_other(0), every_other(1));
             let (a, b) = tokio::join!(client.batch_execute(&mine), other.batch_execute(&theirs));
             a.and(b)
         }
         None => {
             client
-                .batch_execute(&analyze(tables.iter().collect()))
+                .batch_execute(&format!("ANALYZE {}", tables.join(", ")))
                 .await
         }
     }
