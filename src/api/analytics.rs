@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Query};
+use super::pagination;
 use super::params::{self, AsOfParams, check_range, parse_date};
 use super::state::AppState;
 use super::values::{Money, col, money, money_opt, number_opt, whole};
@@ -364,20 +365,7 @@ pub async fn top_products(
     Query(q): Query<TopProductsParams>,
 ) -> Result<Json<TopProducts>, ApiError> {
     const COLUMNS: &str = "rank, product_id, name, category, units_sold, revenue";
-    let limit: i64 = match q.limit.as_deref() {
-        None => 10,
-        Some(raw) => raw
-            .parse()
-            .ok()
-            .filter(|n| (1..=MAX_TOP_PRODUCTS).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_param(
-                    "limit",
-                    format!("{raw:?} is not a whole number from 1 to {MAX_TOP_PRODUCTS}"),
-                    &[],
-                )
-            })?,
-    };
+    let limit = pagination::limit(q.limit.as_deref(), 10, MAX_TOP_PRODUCTS)?;
     let as_of = AsOfParams { as_of: q.as_of }.time()?;
     let client = state.reads().await?;
     // today: the product summary's revenue index read backwards, ties sorted by id

@@ -104,6 +104,24 @@ pub struct Paging<'a> {
     pub offset: Option<&'a str>,
 }
 
+/// A `limit` parameter: `default` when absent, else a whole number from 1 to `max`
+/// (an empty `limit=` is refused like any other non-number).
+pub fn limit(raw: Option<&str>, default: i64, max: i64) -> Result<i64, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(default);
+    };
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_param(
+                "limit",
+                format!("{raw:?} is not a whole number from 1 to {max}"),
+                &[],
+            )
+        })
+}
+
 impl PageRequest {
     /// Check the paging parameters against the list's sorts (the first is the default).
     pub fn parse(sorts: &'static [Sort], p: Paging<'_>) -> Result<PageRequest, ApiError> {
@@ -116,19 +134,7 @@ impl PageRequest {
         };
         // an empty `limit=` or `skip=` is refused like any other non-number (the
         // document says they are integers); an empty `sort=` or `cursor=` means none
-        let limit = match p.limit {
-            None => DEFAULT_LIMIT,
-            Some(raw) => match raw.parse::<i64>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                _ => {
-                    return Err(ApiError::bad_param(
-                        "limit",
-                        format!("{raw:?} is not a whole number from 1 to {MAX_LIMIT}"),
-                        &[],
-                    ));
-                }
-            },
-        };
+        let limit = limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
         let mut offset = 0;
         for (name, raw) in [("skip", p.skip), ("offset", p.offset)] {
             if let Some(raw) = raw {
