@@ -150,7 +150,7 @@ pub async fn prepare(config: &Config, opts: &DemoOptions) -> DemoResult<Demo> {
 pub const SAMPLE_QUERIES: &[&str] = &[
     "SELECT segment, count(*), round(avg(total_spent), 2) AS avg_spent FROM mart.customer_360 GROUP BY 1 ORDER BY 2 DESC;",
     "SELECT customer_id, first_name, last_name, orders_count, total_spent, churn_risk, clv_predicted_12m FROM mart.customer_360 ORDER BY total_spent DESC LIMIT 5;",
-    "SELECT event_type, count(*) FROM event_log.events GROUP BY 1 ORDER BY 2 DESC;",
+    "SELECT event_type, sum(coalesce(bundle_size, 1)) AS count FROM event_log.events GROUP BY 1 ORDER BY 2 DESC;",
 ];
 
 /// Row counts of every vault and business vault table.

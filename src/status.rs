@@ -35,7 +35,7 @@ pub struct Status {
 pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgres::Error> {
     let events_by_type = client
         .query(
-            "SELECT event_type, count(*) FROM event_log.events GROUP BY 1 ORDER BY 1",
+            "SELECT event_type, sum(coalesce(bundle_size, 1))::bigint FROM event_log.events GROUP BY 1 ORDER BY 1",
             &[],
         )
         .await?

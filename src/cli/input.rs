@@ -54,6 +54,13 @@ pub struct IngestArgs {
     /// Never take the bulk path: batch by batch, each batch its own transaction.
     #[arg(long = "no-bulk", env = "DVAULT_INGEST_NO_BULK", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_bulk: bool,
+    /// CSV: store the rows in bundles of 10,000 events, one log row each, instead of
+    /// one row per event: a warehouse feed goes in at the speed of a raw `COPY`. The
+    /// file and each bundle are still stored once; a row re-sent in another file
+    /// (a daily full snapshot) is stored again, and the vault still does not grow
+    /// from it (docs/events.md, "Bundles").
+    #[arg(long, env = "DVAULT_INGEST_BUNDLE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub bundle: bool,
     #[command(flatten)]
     pub time_range: TimeRangeArgs,
     /// Store nothing: tell what the model registered in the database would do with
@@ -329,6 +336,7 @@ impl IngestArgs {
             progress: !self.check,
             time_range,
             bulk_min_rows: (!self.no_bulk && !self.check).then_some(self.bulk_min_rows),
+            bundle: self.bundle.then_some(events::bundle::ROWS),
         })
     }
 }

@@ -137,7 +137,7 @@ const WAITING: &str = concat!(
      c AS (SELECT coalesce((SELECT xid FROM ops.checkpoints WHERE consumer = $1), '0'::xid8) AS xid,
                   coalesce((SELECT seq FROM ops.checkpoints WHERE consumer = $1), 0) AS seq)
      SELECT h.horizon,
-            (SELECT count(*) FROM event_log.events e
+            (SELECT coalesce(sum(coalesce(e.bundle_size, 1)), 0)::bigint FROM event_log.events e
               WHERE (e.xid, e.seq) > (c.xid, c.seq) AND e.xid >= h.horizon) AS waiting,
             w.database, w.pid, w.prepared, w.open_secs, w.found
        FROM h CROSS JOIN c

@@ -65,6 +65,10 @@ pub struct IngestOptions {
     /// A file of at least this many rows, and at least as many as the log holds,
     /// takes the bulk path ([`super::bulk`]); `None` never (`--no-bulk`).
     pub bulk_min_rows: Option<u64>,
+    /// CSV: store rows in [`super::bundle`]s of this many events (`--bundle`:
+    /// [`super::bundle::ROWS`]), one log row each; no bulk path, a bundle's row costs
+    /// nothing per event. `None`: one row per event.
+    pub bundle: Option<usize>,
 }
 
 impl IngestOptions {
@@ -90,6 +94,7 @@ impl Default for IngestOptions {
             progress: false,
             time_range: TimeRange::default(),
             bulk_min_rows: Some(super::bulk::MIN_ROWS),
+            bundle: None,
         }
     }
 }
@@ -297,7 +302,9 @@ pub async fn ingest_file_streams(
         path: path.to_path_buf(),
         ..IngestSummary::default()
     };
+    let bundled = opts.bundle.filter(|_| spec.is_some());
     let bulk = match opts.bulk_min_rows {
+        Some(_) if bundled.is_some() => false,
         Some(min) => {
             let log_rows = super::bulk::log_rows(client).await.map_err(db_err)?;
             super::bulk::chosen(lines, log_rows, min)
@@ -305,7 +312,7 @@ pub async fn ingest_file_streams(
         None => false,
     };
     if bulk {
-        let (mut rx, reader) = start_reader(path, &spec, opts)?;
+        let (mut rx, reader) = start_reader(path, &spec, opts, opts.batch_size)?;
         let source = spec.as_ref().map(|s| s.source.as_str());
         let outcome = super::bulk::ingest(
             client,
@@ -335,11 +342,19 @@ pub async fn ingest_file_streams(
         }
     }
     if !summary.bulk {
-        let (rx, reader) = start_reader(path, &spec, opts)?;
+        let batch_size = bundled.unwrap_or(opts.batch_size);
+        let (rx, reader) = start_reader(path, &spec, opts, batch_size)?;
         let queue = tokio::sync::Mutex::new(rx);
+        let stream = Stream {
+            queue: &queue,
+            file: &display_path,
+            digest: &digest,
+            progress: &progress,
+            bundled: bundled.is_some(),
+        };
         let streams = clients
             .iter_mut()
-            .map(|client| write_stream(client, &queue, &display_path, &digest, &progress));
+            .map(|client| write_stream(client, &stream));
         let counts = futures_util::future::try_join_all(streams)
             .await
             .map_err(|e| match e {
@@ -383,6 +398,7 @@ fn start_reader(
     path: &Path,
     spec: &Option<RowSpec>,
     opts: &IngestOptions,
+    batch_size: usize,
 ) -> Result<(mpsc::Receiver<Parsed>, tokio::task::JoinHandle<()>), IngestError> {
     let file = File::open(path).map_err(|source| IngestError::Io {
         path: path.to_path_buf(),
@@ -391,7 +407,7 @@ fn start_reader(
     let (tx, rx) = mpsc::channel::<Parsed>(2);
     let path = path.to_path_buf();
     let spec = spec.clone();
-    let batch_size = opts.batch_size.max(1);
+    let batch_size = batch_size.max(1);
     let range = opts.time_range;
     let received_at = opts.time.unwrap_or_else(Utc::now);
     let reader = tokio::task::spawn_blocking(move || match spec {
@@ -434,15 +450,27 @@ impl From<tokio_postgres::Error> for StreamError {
     }
 }
 
+/// What the writing connections of one file share.
+struct Stream<'a> {
+    /// The parsed batches, in file order.
+    queue: &'a tokio::sync::Mutex<mpsc::Receiver<Parsed>>,
+    file: &'a str,
+    digest: &'a [u8; 32],
+    progress: &'a indicatif::ProgressBar,
+    /// Each batch is one [`super::bundle`].
+    bundled: bool,
+}
+
 /// One connection's share of a file: take the next batch and its place in the log
 /// while holding the queue (so places are taken in file order), then write it.
-async fn write_stream(
-    client: &mut Client,
-    queue: &tokio::sync::Mutex<mpsc::Receiver<Parsed>>,
-    file: &str,
-    digest: &[u8; 32],
-    progress: &indicatif::ProgressBar,
-) -> Result<Counts, StreamError> {
+async fn write_stream(client: &mut Client, stream: &Stream<'_>) -> Result<Counts, StreamError> {
+    let Stream {
+        queue,
+        file,
+        digest,
+        progress,
+        bundled,
+    } = *stream;
     let mut counts = Counts::default();
     // After a batch that met events already in the log, look for them before the
     // next one: the rest of a re-sent snapshot then costs one probe per id instead
@@ -461,7 +489,11 @@ async fn write_stream(
         let mut seqs = super::reserve_seqs(&tx, batch.events.len()).await?;
         drop(next);
         let (appended, rejected) = loop {
-            match write_batch(tx, &batch, &seqs, check, file, digest).await {
+            let written = match bundled {
+                true => write_bundle(tx, &batch, &seqs, file, digest).await,
+                false => write_batch(tx, &batch, &seqs, check, file, digest).await,
+            };
+            match written {
                 Err(e) if super::is_deadlock(&e) && attempt < super::APPEND_ATTEMPTS => {
                     // PostgreSQL cancelled this transaction to break a deadlock with
                     // another writer of the same new events: a new place, after the
@@ -550,6 +582,51 @@ async fn write_batch(
         });
     }
     let rejected = store_rejections(&tx, &rejects, file, digest).await?;
+    tx.commit().await?;
+    Ok((appended, rejected))
+}
+
+/// Write a batch as one [`super::bundle`] at its place in the log (`seqs`, in `tx`)
+/// and commit; a bundle already in the log (the same rows, from a run that stopped
+/// after it) is not stored again. Rejections ride along.
+async fn write_bundle(
+    tx: tokio_postgres::Transaction<'_>,
+    batch: &Batch,
+    seqs: &[i64],
+    file: &str,
+    digest: &[u8; 32],
+) -> Result<(super::Appended, u64), tokio_postgres::Error> {
+    let mut appended = super::Appended::default();
+    if let (Some(first), Some(&line), Some(seq)) =
+        (batch.events.first(), batch.lines.first(), seqs.first())
+    {
+        let b = super::bundle::encode(&batch.events, seqs, file, line);
+        let size = batch.events.len() as i32;
+        let stored = tx
+            .execute(
+                "INSERT INTO event_log.events
+                        (seq, event_id, event_type, record_source, occurred_at, payload, bundle, bundle_size)
+                 OVERRIDING SYSTEM VALUE
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (record_source, event_id) DO NOTHING",
+                &[
+                    seq,
+                    &b.id,
+                    &first.event_type,
+                    &first.source,
+                    &b.occurred_at,
+                    &super::RawJson(&b.summary),
+                    &b.text,
+                    &size,
+                ],
+            )
+            .await?;
+        match stored {
+            1 => appended.inserted = size as u64,
+            _ => appended.duplicates = size as u64,
+        }
+    }
+    let rejected = store_rejections(&tx, &batch.rejects, file, digest).await?;
     tx.commit().await?;
     Ok((appended, rejected))
 }

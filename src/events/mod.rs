@@ -2,6 +2,7 @@
 //! committed events in order from a checkpoint.
 
 pub mod bulk;
+pub mod bundle;
 pub mod cloudevents;
 pub mod csv_records;
 pub mod csv_rows;
@@ -64,21 +65,6 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    /// From a row with the columns of [`READ_AFTER`], in its order: `seq, xid,
-    /// event_id, event_type, record_source, occurred_at, recorded_at, payload`.
-    pub fn from_row(r: &tokio_postgres::Row) -> StoredEvent {
-        StoredEvent {
-            seq: r.get(0),
-            xid: r.get(1),
-            event_id: r.get(2),
-            event_type: r.get(3),
-            source: r.get(4),
-            occurred_at: r.get(5),
-            recorded_at: r.get(6),
-            payload: r.get::<_, RawJson<'_>>(7).0.to_string(),
-        }
-    }
-
     pub fn position(&self) -> Checkpoint {
         Checkpoint {
             xid: self.xid,
@@ -408,18 +394,26 @@ pub async fn copy_in_at(
     writer.finish().await
 }
 
+/// The rows after a checkpoint up to the one that holds the `$3`th event (a bundle
+/// is read whole, so a batch may hold up to a bundle more).
 const READ_AFTER: &str = concat!(
-    "SELECT seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload
-       FROM event_log.events
-      WHERE (xid, seq) > ($1, $2)
-        AND xid < ",
+    "SELECT seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload, bundle
+       FROM (SELECT seq, xid, event_id, event_type, record_source, occurred_at, recorded_at,
+                    payload, bundle, coalesce(bundle_size, 1) AS n,
+                    sum(coalesce(bundle_size, 1)) OVER (ORDER BY xid, seq ROWS UNBOUNDED PRECEDING) AS upto
+               FROM event_log.events
+              WHERE (xid, seq) > ($1, $2)
+                AND xid < ",
     horizon::horizon_sql!(),
     "
-      ORDER BY xid, seq
-      LIMIT $3"
+              ORDER BY xid, seq
+              LIMIT $3) w
+      WHERE upto - n < $3
+      ORDER BY xid, seq"
 );
 
-/// Up to `limit` committed events after `after`, in `(xid, seq)` order.
+/// Up to `limit` committed events after `after`, in `(xid, seq)` order (a bundle's
+/// events all or none, so up to a bundle more).
 ///
 /// Only events below the [`horizon`] are returned: written by transactions older
 /// than every transaction of this database still running (transactions of other
@@ -435,10 +429,7 @@ pub async fn read_after(
     let rows = client
         .query(READ_AFTER, &[&after.xid, &after.seq, &limit])
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| StoredEvent::from_row(&r))
-        .collect())
+    bundle::read_rows(&rows)
 }
 
 /// What a consumer has yet to read: the events after its checkpoint (committed or
@@ -461,7 +452,7 @@ pub async fn lag(
     let at = load_checkpoint(client, consumer).await?;
     let row = client
         .query_one(
-            "SELECT count(*), min(recorded_at), extract(epoch FROM now() - min(recorded_at))::float8
+            "SELECT coalesce(sum(coalesce(bundle_size, 1)), 0)::bigint, min(recorded_at), extract(epoch FROM now() - min(recorded_at))::float8
                FROM event_log.events
               WHERE (xid, seq) > ($1, $2)",
             &[&at.xid, &at.seq],

@@ -10,7 +10,7 @@ use tokio_postgres::{Client, Transaction};
 
 use super::{LoadError, LoadSummary, Loader, Reject, bulk, project, write};
 use crate::db::Doing;
-use crate::events::StoredEvent;
+use crate::events::{StoredEvent, bundle};
 
 /// Record held-back events (in the batch's transaction).
 pub(super) async fn hold(tx: &Transaction<'_>, held: &[&Reject]) -> Result<(), LoadError> {
@@ -30,16 +30,23 @@ pub(super) async fn hold(tx: &Transaction<'_>, held: &[&Reject]) -> Result<(), L
     Ok(())
 }
 
-/// Held-back events now mapped, with the columns `StoredEvent::from_row` reads.
+/// Held-back events now mapped, with the columns [`bundle::read_rows`] reads, up to
+/// the row that holds the `$2`th event. A bundle's events are all held; its row is
+/// found by its first event's `seq` (the row's own) and released whole.
 const HELD_MAPPED: &str = "
-    SELECT e.seq, e.xid, e.event_id, e.event_type, e.record_source, e.occurred_at,
-           e.recorded_at, e.payload
-      FROM ops.held_events h
-      JOIN event_log.events e ON e.seq = h.event_seq
-     WHERE h.event_type = ANY($1)
-     ORDER BY e.xid, e.seq
-     LIMIT $2
-       FOR UPDATE OF h";
+    SELECT seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload, bundle
+      FROM (SELECT x.*, coalesce(x.bundle_size, 1) AS n,
+                   sum(coalesce(x.bundle_size, 1)) OVER (ORDER BY x.xid, x.seq ROWS UNBOUNDED PRECEDING) AS upto
+              FROM (SELECT e.seq, e.xid, e.event_id, e.event_type, e.record_source, e.occurred_at,
+                           e.recorded_at, e.payload, e.bundle, e.bundle_size
+                      FROM ops.held_events h
+                      JOIN event_log.events e ON e.seq = h.event_seq
+                     WHERE h.event_type = ANY($1)
+                     ORDER BY e.xid, e.seq
+                     LIMIT $2
+                       FOR UPDATE OF h) x) w
+     WHERE upto - n < $2
+     ORDER BY xid, seq";
 
 impl Loader {
     /// Load the held-back events whose type the model now maps, in log order, a
@@ -62,13 +69,12 @@ impl Loader {
         let mut known = write::KnownKeys::none(&self.mappings);
         loop {
             let mut tx = client.transaction().await.doing("starting a batch")?;
-            let log: Vec<StoredEvent> = tx
+            let rows = tx
                 .query(HELD_MAPPED, &[&mapped, &self.batch_size])
                 .await
-                .doing("reading held-back events")?
-                .iter()
-                .map(StoredEvent::from_row)
-                .collect();
+                .doing("reading held-back events")?;
+            let log: Vec<StoredEvent> =
+                bundle::read_rows(&rows).doing("reading held-back events")?;
             if log.is_empty() {
                 break;
             }

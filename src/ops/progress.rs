@@ -27,7 +27,7 @@ pub async fn pending_after(
 ) -> Result<i64, tokio_postgres::Error> {
     Ok(client
         .query_one(
-            "SELECT count(*) FROM event_log.events WHERE (xid, seq) > ($1, $2)",
+            "SELECT coalesce(sum(coalesce(bundle_size, 1)), 0)::bigint FROM event_log.events WHERE (xid, seq) > ($1, $2)",
             &[&from.xid, &from.seq],
         )
         .await?
@@ -96,7 +96,7 @@ impl LoadProgress {
                 };
                 let done: i64 = match client
                     .query_one(
-                        "SELECT count(*) FROM event_log.events
+                        "SELECT coalesce(sum(coalesce(bundle_size, 1)), 0)::bigint FROM event_log.events
                           WHERE (xid, seq) > ($1, $2) AND (xid, seq) <= ($3, $4)",
                         &[&from.xid, &from.seq, &at.xid, &at.seq],
                     )

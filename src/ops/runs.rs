@@ -154,7 +154,7 @@ const FINISH: &str = "
        SET status = $2, finished_at = clock_timestamp(),
            to_xid = c.xid, to_seq = c.seq,
            events_read = coalesce($3, (
-               SELECT count(*) FROM event_log.events e
+               SELECT coalesce(sum(coalesce(e.bundle_size, 1)), 0)::bigint FROM event_log.events e
                 WHERE (e.xid, e.seq) > (r.from_xid, r.from_seq)
                   AND (e.xid, e.seq) <= (c.xid, c.seq))),
            rows_written = coalesce($4, r.rows_written),

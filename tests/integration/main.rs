@@ -7,6 +7,7 @@ mod api;
 mod api_hostile;
 mod bulk_ingest;
 mod bulk_load;
+mod bundles;
 mod byod;
 mod cli;
 mod cloudevents_binary;

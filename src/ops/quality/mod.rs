@@ -23,7 +23,7 @@ use tokio_postgres::{Client, GenericClient};
 pub use config::QualityConfig;
 
 use crate::db::Doing;
-use crate::events::{Checkpoint, RawJson, load_checkpoint, save_checkpoint};
+use crate::events::{Checkpoint, RawJson, bundle, load_checkpoint, save_checkpoint};
 use crate::load::CONSUMER;
 use crate::mapping::Mappings;
 use events::{EventChecks, Observed};
@@ -228,7 +228,7 @@ impl From<crate::db::Failed> for QualityError {
 }
 
 const SCOPE: &str = "
-    SELECT event_type, record_source, recorded_at, payload
+    SELECT event_type, record_source, recorded_at, payload, bundle
       FROM event_log.events
      WHERE (xid, seq) > ($1, $2) AND (xid, seq) <= ($3, $4)
      ORDER BY xid, seq";
@@ -269,13 +269,26 @@ pub async fn run_gate(
             .doing("reading the events to check")?;
         pin_mut!(rows);
         while let Some(row) = rows.try_next().await.doing("reading the events to check")? {
-            let payload: RawJson<'_> = row.get(3);
-            checks.observe(Observed {
-                event_type: row.get(0),
-                source: row.get(1),
-                recorded_at: row.get(2),
-                payload: payload.0,
-            });
+            const DOING: &str = "reading the events to check";
+            let event_type = row.try_get(0).doing(DOING)?;
+            let source = row.try_get(1).doing(DOING)?;
+            let recorded_at = row.try_get(2).doing(DOING)?;
+            let mut observe = |payload| {
+                checks.observe(Observed {
+                    event_type,
+                    source,
+                    recorded_at,
+                    payload,
+                })
+            };
+            match row
+                .try_get::<_, Option<bundle::Lines<'_>>>(4)
+                .doing(DOING)?
+            {
+                // a bundle: each of its events
+                Some(bundle::Lines(lines)) => lines.iter().for_each(|l| observe(l.payload)),
+                None => observe(row.try_get::<_, RawJson<'_>>(3).doing(DOING)?.0),
+            }
         }
     }
     let mut results = checks.results();

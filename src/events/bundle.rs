@@ -1,0 +1,226 @@
+//! Bundles: many events of one flat file in one log row (`dvault ingest --bundle`).
+//!
+//! A warehouse feed is millions of rows, and one log row per row costs a heap tuple,
+//! three index entries, a JSON validation and their WAL each: more than the rest of
+//! the load. A bundle stores up to [`ROWS`] events of one CSV file (one type, one
+//! source) as lines of text in one row (`event_log.events.bundle`, compressed out of
+//! line by TOAST), so the log's per-row costs are paid once per bundle.
+//!
+//! Every event of a bundle keeps its own place in the log. The writer reserves one
+//! `seq` per event ([`super::reserve_seqs`]), the bundle row takes the first and
+//! each line carries its own; readers expand a bundle into the events it holds
+//! ([`read_rows`]), in order, each at its `(xid, seq)`. So the loader decides them
+//! exactly as if they had been stored one per row: a checkpoint at the last event
+//! of a bundle is past the bundle (its row's `seq` is its first event's), and the
+//! next row of the same transaction has reserved its `seq`s after them.
+//!
+//! What a bundle gives up is the per-event idempotency of re-sent rows: a file is
+//! recognised whole by its digest and a bundle by its content ([`Encoded::id`]), so
+//! a crashed ingest run again stores nothing twice, but the unchanged rows of a daily
+//! full snapshot are stored again each day (the vault does not grow from them: a
+//! satellite writes a version only when the hashdiff changes). docs/events.md,
+//! "Bundles", has the storage this costs.
+
+use std::error::Error;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use postgres_types::{FromSql, Type};
+use sha2::{Digest, Sha256};
+use tokio_postgres::Row;
+
+use super::{NewEvent, RawJson, StoredEvent, Xid8};
+
+/// Events per bundle: big enough that a bundle's row costs nothing per event, small
+/// enough that a bundle is a fraction of a load batch.
+pub const ROWS: usize = 10_000;
+
+/// The columns [`read_rows`] reads, in its order; `bundle` is NULL for one event.
+pub const COLUMNS: &str =
+    "seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload, bundle";
+
+/// The events of a bundle as the log stores them.
+#[derive(Debug)]
+pub struct Encoded {
+    /// Unique per source like every event id: a digest of the events' type, source,
+    /// times and payloads (not of their `seq`s, which differ each time a file is
+    /// ingested), so the same rows make the same bundle.
+    pub id: String,
+    pub text: String,
+    /// The earliest business time of its events (the row's `occurred_at`).
+    pub occurred_at: DateTime<Utc>,
+    /// A small JSON object describing it (the row's `payload`).
+    pub summary: String,
+}
+
+/// Encode `events` (of one type and source, at least one) at the places `seqs`.
+///
+/// Each line is `seq`, a tab, the business time in microseconds since 1970 (UTC), a
+/// tab and the payload: JSON text from the ingest's own encoder, in which a tab or a
+/// line break can only appear escaped.
+pub fn encode(events: &[NewEvent], seqs: &[i64], file: &str, first_line: u64) -> Encoded {
+    let mut text = String::with_capacity(events.iter().map(|e| e.payload.len() + 28).sum());
+    let mut id = Sha256::new();
+    for part in [&events[0].event_type, &events[0].source] {
+        id.update(part.as_bytes());
+        id.update([0x1f]);
+    }
+    let mut occurred_at = events[0].occurred_at;
+    for (e, seq) in events.iter().zip(seqs) {
+        let micros = e.occurred_at.timestamp_micros();
+        occurred_at = occurred_at.min(e.occurred_at);
+        let _ = write!(text, "{seq}\t{micros}\t");
+        text.push_str(&e.payload);
+        text.push('\n');
+        id.update(micros.to_be_bytes());
+        id.update(e.payload.as_bytes());
+        id.update([0x1e]);
+    }
+    let summary = serde_json::json!({
+        "bundle": {
+            "events": events.len(),
+            "file": file,
+            "first_line": first_line,
+            "last_seq": seqs.get(events.len() - 1),
+        }
+    })
+    .to_string();
+    Encoded {
+        id: format!("bundle-{}", hex::encode(&id.finalize()[..16])),
+        text,
+        occurred_at,
+        summary,
+    }
+}
+
+/// One line of a bundle, borrowed from the row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Line<'a> {
+    pub seq: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub payload: &'a str,
+}
+
+/// A bundle's text read as its lines. As a column type it checks every line, so a
+/// damaged bundle is an error naming the line, never a panic or a skipped event.
+#[derive(Debug)]
+pub struct Lines<'a>(pub Vec<Line<'a>>);
+
+impl<'a> FromSql<'a> for Lines<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn Error + Sync + Send>> {
+        let text = std::str::from_utf8(raw)?;
+        let mut lines = Vec::with_capacity(text.len() / 128);
+        for (i, line) in text.lines().enumerate() {
+            lines.push(parse_line(line).ok_or_else(|| {
+                let shown: String = line.chars().take(80).collect();
+                format!(
+                    "line {} of a bundle is not `seq<TAB>micros<TAB>payload`: {shown:?}",
+                    i + 1
+                )
+            })?);
+        }
+        Ok(Lines(lines))
+    }
+    postgres_types::accepts!(TEXT);
+}
+
+fn parse_line(line: &str) -> Option<Line<'_>> {
+    let (seq, rest) = line.split_once('\t')?;
+    let (micros, payload) = rest.split_once('\t')?;
+    Some(Line {
+        seq: seq.parse().ok()?,
+        occurred_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        payload,
+    })
+}
+
+/// The events of rows with the columns of [`COLUMNS`], a bundle expanded into its
+/// events, in order.
+pub fn read_rows(rows: &[Row]) -> Result<Vec<StoredEvent>, tokio_postgres::Error> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let seq: i64 = r.try_get(0)?;
+        let xid: Xid8 = r.try_get(1)?;
+        let event_id: String = r.try_get(2)?;
+        let event_type: String = r.try_get(3)?;
+        let source: String = r.try_get(4)?;
+        let occurred_at: DateTime<Utc> = r.try_get(5)?;
+        let recorded_at: DateTime<Utc> = r.try_get(6)?;
+        let Some(Lines(lines)) = r.try_get::<_, Option<Lines<'_>>>(8)? else {
+            let payload = r.try_get::<_, RawJson<'_>>(7)?.0.to_string();
+            out.push(StoredEvent {
+                seq,
+                xid,
+                event_id,
+                event_type,
+                source,
+                occurred_at,
+                recorded_at,
+                payload,
+            });
+            continue;
+        };
+        out.reserve(lines.len());
+        for (i, line) in lines.into_iter().enumerate() {
+            out.push(StoredEvent {
+                seq: line.seq,
+                xid,
+                event_id: format!("{event_id}/{i}"),
+                event_type: event_type.clone(),
+                source: source.clone(),
+                occurred_at: line.occurred_at,
+                recorded_at,
+                payload: line.payload.to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn event(day: u32, payload: &str) -> NewEvent {
+        NewEvent {
+            event_id: "ignored".into(),
+            event_type: "orders".into(),
+            source: "erp".into(),
+            occurred_at: Utc.with_ymd_and_hms(2026, 1, day, 12, 0, 0).unwrap(),
+            payload: payload.into(),
+        }
+    }
+
+    #[test]
+    fn lines_read_back_what_was_encoded() {
+        let events = [event(3, r#"{"a":"x\ty\nz"}"#), event(1, r#"{"a":2}"#)];
+        let e = encode(&events, &[41, 43], "orders.csv", 2);
+        let Lines(lines) = Lines::from_sql(&Type::TEXT, e.text.as_bytes()).unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!((lines[0].seq, lines[1].seq), (41, 43));
+        assert_eq!(lines[0].payload, events[0].payload);
+        assert_eq!(lines[1].occurred_at, events[1].occurred_at);
+        assert_eq!(e.occurred_at, events[1].occurred_at, "the earliest time");
+        assert!(e.summary.contains(r#""last_seq":43"#), "{}", e.summary);
+    }
+
+    #[test]
+    fn the_id_is_the_content_not_the_places() {
+        let events = [event(3, r#"{"a":1}"#), event(4, r#"{"a":2}"#)];
+        let a = encode(&events, &[1, 2], "f.csv", 2);
+        let b = encode(&events, &[7, 9], "g.csv", 2);
+        assert_eq!(a.id, b.id);
+        let changed = [event(3, r#"{"a":1}"#), event(4, r#"{"a":3}"#)];
+        assert_ne!(a.id, encode(&changed, &[1, 2], "f.csv", 2).id);
+        let later = [event(3, r#"{"a":1}"#), event(5, r#"{"a":2}"#)];
+        assert_ne!(a.id, encode(&later, &[1, 2], "f.csv", 2).id);
+    }
+
+    #[test]
+    fn a_damaged_line_is_an_error_naming_it() {
+        let err = Lines::from_sql(&Type::TEXT, b"1\t0\t{}\n2\tnoon\t{}\n").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+        assert!(Lines::from_sql(&Type::TEXT, b"1\t0\n").is_err());
+    }
+}

@@ -1,0 +1,299 @@
+//! Bundles (`dvault ingest --bundle`, `src/events/bundle.rs`): a CSV file's rows
+//! stored many to a log row must load into exactly the vault that one row per event
+//! gives (hub, link, satellite and business vault rows, `event_seq`s included), with
+//! the same quarantine, in loader batches smaller than a bundle; a bundle is stored
+//! once; every count of waiting or checked events counts the events inside.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use dvault::events::ingest::{IngestOptions, IngestSummary, ingest_file};
+use dvault::generate::{GenOptions, generate};
+use dvault::load::Loader;
+use dvault::mapping::Mappings;
+use tokio_postgres::Client;
+
+use crate::harness::{TestDb, load_all_with, table_names};
+
+/// The seed-style flat files of a generated shop, with broken lines among them
+/// (refused at ingest) and a row refused at load.
+fn flat_files() -> PathBuf {
+    let out = std::env::temp_dir().join(format!("dvault-bundles-{}", rand::random::<u64>()));
+    generate(&GenOptions {
+        seed: 11,
+        customers: 300,
+        products: 120,
+        orders: 900,
+        days: 90,
+        end: NaiveDate::from_ymd_opt(2026, 6, 30).expect("date"),
+        dirty: 0.02,
+        out: out.clone(),
+    })
+    .expect("generate");
+    // and a customer whose key no index can hold, refused at load
+    let path = out.join("customers.csv");
+    let mut csv = std::fs::read(&path).expect("customers.csv");
+    let row = format!(
+        "{},Ann,Lee,ann@example.com,,Rome,Italy,2026-04-01\n",
+        "K".repeat(5000)
+    );
+    csv.extend_from_slice(row.as_bytes());
+    std::fs::write(&path, csv).expect("customers.csv");
+    out
+}
+
+const FLAT: [(&str, &str, &str, Option<&str>); 3] = [
+    (
+        "customers.csv",
+        "customer_registered",
+        "crm",
+        Some("signup_date"),
+    ),
+    ("products.csv", "product_listed", "catalog", None),
+    (
+        "transactions.csv",
+        "order_line_recorded",
+        "pos",
+        Some("transaction_date"),
+    ),
+];
+
+fn options(
+    ty: &str,
+    source: &str,
+    time_field: Option<&str>,
+    bundle: Option<usize>,
+) -> IngestOptions {
+    IngestOptions {
+        event_type: Some(ty.into()),
+        source: Some(source.into()),
+        time_field: time_field.map(String::from),
+        // the same business time for what carries none, in both databases
+        time: dvault::events::csv_rows::parse_time("2026-03-01"),
+        bundle,
+        ..IngestOptions::default()
+    }
+}
+
+async fn ingest_flat(client: &mut Client, dir: &Path, bundle: Option<usize>) -> Vec<IngestSummary> {
+    let mut out = Vec::new();
+    for (file, ty, source, time) in FLAT {
+        let opts = options(ty, source, time, bundle);
+        out.push(
+            ingest_file(client, &dir.join(file), &opts)
+                .await
+                .expect("ingest"),
+        );
+    }
+    out
+}
+
+async fn loader(client: &Client, batch_size: i64) -> Loader {
+    let mut loader = Loader::new(client, Mappings::builtin().expect("mappings"))
+        .await
+        .expect("loader");
+    loader.batch_size = batch_size;
+    loader
+}
+
+/// Every row of the vault and the business vault, less the arrival times (two
+/// databases ingest at two times: `load_dts`, a PIT's `*_load_dts`), per table.
+async fn vault_rows(client: &Client) -> BTreeMap<String, String> {
+    let mut tables: Vec<String> = table_names(client, "raw_vault")
+        .await
+        .into_iter()
+        .map(|name| format!("raw_vault.{name}"))
+        .collect();
+    tables.extend(dvault::load::business::TABLES.iter().map(|t| t.to_string()));
+    let mut out = BTreeMap::new();
+    for t in tables {
+        let sum: Option<String> = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) || ' ' || md5(string_agg(r, E'\\n' ORDER BY r))
+                       FROM (SELECT (SELECT jsonb_object_agg(k, v)::text FROM jsonb_each(to_jsonb(t)) AS c(k, v)
+                                WHERE k NOT LIKE '%load_dts' AND k <> 'computed_at') AS r
+                               FROM {t} t) x"
+                ),
+                &[],
+            )
+            .await
+            .expect("vault rows")
+            .get(0);
+        out.insert(t, sum.unwrap_or_else(|| "empty".into()));
+    }
+    out
+}
+
+/// Load rejections: (event_seq, reason), in log order.
+async fn quarantine(client: &Client) -> Vec<(i64, String)> {
+    client
+        .query(
+            "SELECT event_seq, reason FROM event_log.rejected WHERE stage = 'load' ORDER BY event_seq",
+            &[],
+        )
+        .await
+        .expect("quarantine")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+async fn one(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.expect(sql).get(0)
+}
+
+#[tokio::test]
+async fn bundled_flat_files_load_the_vault_one_event_per_row_loads() {
+    let dir = flat_files();
+    let rows = TestDb::new().await;
+    let mut per_row = rows.client().await;
+    let expected = ingest_flat(&mut per_row, &dir, None).await;
+    let summary = {
+        let l = loader(&per_row, 500).await;
+        load_all_with(&mut per_row, &l).await
+    };
+    assert!(
+        summary.rejected > 0,
+        "the dirty files have rows refused at load"
+    );
+
+    let bundles = TestDb::new().await;
+    let mut bundled = bundles.client().await;
+    let got = ingest_flat(&mut bundled, &dir, Some(97)).await;
+    for (g, e) in got.iter().zip(&expected) {
+        assert_eq!(
+            (g.inserted, g.rejected),
+            (e.inserted, e.rejected),
+            "{}",
+            g.path.display()
+        );
+    }
+    let stored = one(&bundled, "SELECT count(*) FROM event_log.events").await;
+    let events = one(
+        &bundled,
+        "SELECT sum(bundle_size)::bigint FROM event_log.events",
+    )
+    .await;
+    assert_eq!(
+        events as u64,
+        expected.iter().map(|s| s.inserted).sum::<u64>()
+    );
+    assert!(stored * 50 < events, "{stored} rows hold {events} events");
+    // the loader's lag counts events, not rows
+    let lag = dvault::events::lag(&bundled, dvault::load::CONSUMER)
+        .await
+        .expect("lag");
+    assert_eq!(lag.events, events);
+
+    // batches smaller than a bundle: each bundle is read whole
+    let loaded = {
+        let l = loader(&bundled, 40).await;
+        load_all_with(&mut bundled, &l).await
+    };
+    assert_eq!(
+        (loaded.events, loaded.rejected),
+        (summary.events, summary.rejected)
+    );
+    assert_eq!(vault_rows(&bundled).await, vault_rows(&per_row).await);
+    assert_eq!(quarantine(&bundled).await, quarantine(&per_row).await);
+    let lag = dvault::events::lag(&bundled, dvault::load::CONSUMER)
+        .await
+        .expect("lag");
+    assert_eq!(lag.events, 0);
+
+    // and a rebuild replays the bundles to the same vault
+    let before = vault_rows(&bundled).await;
+    let replay = loader(&bundled, 1000).await;
+    dvault::load::rebuild(&mut bundled, &replay)
+        .await
+        .expect("rebuild");
+    assert_eq!(vault_rows(&bundled).await, before);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_bundle_is_stored_once_and_a_changed_row_makes_only_its_bundle_new() {
+    let dir = std::env::temp_dir().join(format!("dvault-bundle-once-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut csv = String::from("customer_id,first_name,email,city,signup_date\n");
+    for i in 0..50 {
+        csv.push_str(&format!(
+            "C{i:03},Ann,ann{i}@example.com,Rome,2024-01-{:02}\n",
+            1 + i % 28
+        ));
+    }
+    let path = dir.join("customers.csv");
+    std::fs::write(&path, &csv).expect("write");
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let opts = options("customer_registered", "crm", Some("signup_date"), Some(20));
+    let first = ingest_file(&mut client, &path, &opts)
+        .await
+        .expect("ingest");
+    assert_eq!((first.inserted, first.duplicates), (50, 0));
+    assert_eq!(
+        one(&client, "SELECT count(*) FROM event_log.events").await,
+        3
+    );
+
+    // a run that stopped before it recorded the file: its bundles are in the log
+    client
+        .execute("DELETE FROM ops.ingested_files", &[])
+        .await
+        .expect("forget the file");
+    let again = ingest_file(&mut client, &path, &opts)
+        .await
+        .expect("ingest");
+    assert_eq!((again.inserted, again.duplicates), (0, 50));
+    assert_eq!(
+        one(&client, "SELECT count(*) FROM event_log.events").await,
+        3
+    );
+
+    // one row changed (in the second bundle): only that bundle is new
+    let changed = csv.replace("ann25@example.com", "ann25@example.org");
+    std::fs::write(&path, changed).expect("write");
+    let third = ingest_file(&mut client, &path, &opts)
+        .await
+        .expect("ingest");
+    assert_eq!((third.inserted, third.duplicates), (20, 30));
+    assert_eq!(
+        one(&client, "SELECT count(*) FROM event_log.events").await,
+        4
+    );
+
+    // the vault holds the change once, and nothing twice
+    let loaded = {
+        let l = loader(&client, 1000).await;
+        load_all_with(&mut client, &l).await
+    };
+    assert_eq!((loaded.events, loaded.rejected), (70, 0));
+    assert_eq!(
+        one(&client, "SELECT count(*) FROM raw_vault.hub_customer").await,
+        50
+    );
+    assert_eq!(
+        one(
+            &client,
+            "SELECT count(*) FROM raw_vault.sat_customer_contact"
+        )
+        .await,
+        51,
+        "one version per customer and the changed e-mail"
+    );
+    // the quality gate checks the events inside the bundles
+    let report = dvault::ops::quality::run_gate(
+        &mut client,
+        &dvault::ops::quality::QualityConfig::default(),
+        &Mappings::builtin().expect("mappings"),
+        dvault::ops::quality::Scope::All,
+        false,
+        None,
+    )
+    .await
+    .expect("gate");
+    assert_eq!(report.scope_events, 70);
+    let _ = std::fs::remove_dir_all(&dir);
+}
