@@ -299,7 +299,7 @@ impl Loader {
                 stopped = true;
                 break;
             }
-            let full = batch.events == self.batch_size as u64;
+            let full = batch.events >= self.batch_size as u64;
             let last = batch.last;
             let (written, prepared) = match (&reader, full) {
                 (Some(r), true) => tokio::join!(

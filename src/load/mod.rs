@@ -428,7 +428,7 @@ impl Loader {
             if stop() {
                 return Err(total.ended(started, None));
             }
-            let full = batch.events == self.batch_size as u64;
+            let full = batch.events >= self.batch_size as u64;
             let last = batch.last;
             let (written, prepared) = if full {
                 tokio::join!(

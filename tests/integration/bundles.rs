@@ -187,11 +187,13 @@ async fn bundled_flat_files_load_the_vault_one_event_per_row_loads() {
         .expect("lag");
     assert_eq!(lag.events, events);
 
-    // batches smaller than a bundle: each bundle is read whole
-    let loaded = {
-        let l = loader(&bundled, 40).await;
-        load_all_with(&mut bundled, &l).await
-    };
+    // batches smaller than a bundle: each bundle is read whole, and one run, on the
+    // bulk path with a read-ahead connection as `dvault load` runs, reads on past
+    // batches that a bundle made larger than asked
+    let mut first = loader(&bundled, 40).await.with_read_ahead(&bundles.url);
+    first.bulk_min_events = Some(1);
+    let loaded = first.run(&mut bundled).await.expect("load");
+    assert!(!loaded.bulk.is_empty(), "the bulk path was taken");
     assert_eq!(
         (loaded.events, loaded.rejected),
         (summary.events, summary.rejected)
