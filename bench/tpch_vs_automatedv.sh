@@ -13,8 +13,9 @@
 #               the exported day-2 files into empty tables (timed here, after the harness
 #               run: the harness builds its day-2 batch with SQL and does not land files)
 #               + the incremental `dbt run`.
-#   dvault      day 1 = `dvault ingest` of the six files + `dvault load`; day 2 = the same
-#               with the day-2 files, in a fresh database dvault_tpch_bench.
+#   dvault      day 1 = `dvault ingest --bundle` of the six files + `dvault load`; day 2 =
+#               the same with the day-2 files, in a fresh database dvault_tpch_bench
+#               (INGEST_FLAGS: the ingest's flags, default --bundle; empty: a row per event).
 # The day-2 delta is the peer's own batch (raw_day2.*: full customer and part snapshots,
 # order and line item deltas, see the harness README), exported as CSV with tpchgen-cli's
 # headers and fed to dvault as they are: the columns are tpchgen-cli's, and unchanged
@@ -50,6 +51,9 @@ DATA="${TPCH_DATA:-target/tpch-bench/sf$SF}"
 SERVER_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 PEER_DB="${PEER_DB:-peer_automatedv}"
 DV_DB=dvault_tpch_bench
+# how dvault ingests the files: in bundles (docs/events.md, "Bundles"); INGEST_FLAGS=
+# (empty) for one log row per event
+INGEST_FLAGS="${INGEST_FLAGS---bundle}"
 MARK="created by bench/tpch_vs_automatedv.sh"
 FILES="nation supplier part customer orders lineitem"   # dvault's ingest order
 PEER_TABLES="customer orders lineitem part"             # what the peer loads
@@ -110,7 +114,7 @@ if [ ! -f "$DATA/lineitem.csv" ]; then
 fi
 rows() { echo $(( $(wc -l < "$1") - 1 )); }   # TPC-H fields hold no line breaks
 day1_rows=0; for t in $FILES; do day1_rows=$((day1_rows + $(rows "$DATA/$t.csv"))); done
-echo "== SF$SF: $day1_rows rows in $FILES; server $(psql -X -At "$ADMIN" -c 'SHOW server_version'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== SF$SF: $day1_rows rows in $FILES; dvault ingest flags: ${INGEST_FLAGS:-(none)}; server $(psql -X -At "$ADMIN" -c 'SHOW server_version'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- 1. AutomateDV
 echo "== AutomateDV ($PEER_DIR/run.sh, database $PEER_DB)"
@@ -163,7 +167,8 @@ declare -A T0 T1 I_S I_ROWS I_NEW I_DUP I_RSS
 ingest() { # day dir file; only the run itself is timed, its figures are read afterwards
     local log="$LOGS/$1.ingest.$3"
     T0[$1.$3]=$(now)
-    /usr/bin/time -v -o "$log.time" "$DVAULT" ingest "$2/$3.csv" --type "tpch_$3" --source tpch --batch-size 50000 > "$log" 2>&1 \
+    # shellcheck disable=SC2086 # INGEST_FLAGS: words
+    /usr/bin/time -v -o "$log.time" "$DVAULT" ingest "$2/$3.csv" --type "tpch_$3" --source tpch --batch-size 50000 $INGEST_FLAGS > "$log" 2>&1 \
         || { cat "$log"; die "dvault ingest $2/$3.csv failed"; }
     T1[$1.$3]=$(now)
 }
