@@ -7,6 +7,8 @@
 #   bench/crash.sh                      # 20 kills on the 3x log (~0.9M events)
 #   KILLS=3 SIZE=1 bench/crash.sh       # quick
 #   RESTART=3 bench/crash.sh            # also 3 server restarts (fast shutdown)
+#   BUNDLE=1 bench/crash.sh             # the flat files in bundles (ingest --bundle), the
+#                                       # ingest of the largest one killed 3 times first
 #
 # The interrupted runs load in batches of BATCH events (default 10,000, the reference
 # load uses the default 50,000): the vault must not depend on how the log was cut.
@@ -15,7 +17,7 @@
 # private server. Restarts need the private server or a local pg_ctlcluster cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KILLS=${KILLS:-20}; SIZE=${SIZE:-3}; RESTART=${RESTART:-0}; BATCH=${BATCH:-10000}
+KILLS=${KILLS:-20}; SIZE=${SIZE:-3}; RESTART=${RESTART:-0}; BATCH=${BATCH:-10000}; BUNDLE=${BUNDLE:-0}
 cargo build --release --quiet
 bin=target/release/dvault
 work=${BENCH_DIR:-/tmp/dvault-bench}/crash-x$SIZE
@@ -28,8 +30,37 @@ export DATABASE_URL=$(with_db dvault_crash)
     --customers $((10000 * SIZE)) --products $((5000 * SIZE)) --orders $((40000 * SIZE)) >/dev/null
 psql -X -q "$admin" -c "DROP DATABASE IF EXISTS dvault_crash" -c "CREATE DATABASE dvault_crash"
 "$bin" migrate >/dev/null
-"$bin" ingest "$work/events.ndjson" >/dev/null
-events=$(psql -X -At "$DATABASE_URL" -c "SELECT count(*) FROM event_log.events")
+# the flat files: customers, products (business time: the first day), order lines
+flat() { # ingest FILE [FLAGS...]
+    local f=$1; shift
+    case $f in
+        customers) "$bin" ingest "$work/$f.csv" --type customer_registered --source crm --time-field signup_date "$@" ;;
+        products) "$bin" ingest "$work/$f.csv" --type product_listed --source catalog --time 2025-11-01 "$@" ;;
+        transactions) "$bin" ingest "$work/$f.csv" --type order_line_recorded --source pos --time-field transaction_date "$@" ;;
+    esac
+}
+# the bundles of the log, by content: each once, whatever the seqs killed runs burnt
+bundles() { psql -X -At "$DATABASE_URL" -c "SELECT md5(string_agg(event_id || ':' || bundle_size, ',' ORDER BY event_id)) || ' ' || sum(bundle_size) FROM event_log.events"; }
+if [ "$BUNDLE" = 1 ]; then
+    # the reference log: the files ingested without interruption
+    for f in customers products transactions; do flat $f --bundle >/dev/null; done
+    reference_log=$(bundles)
+    psql -X -q "$admin" -c "DROP DATABASE dvault_crash" -c "CREATE DATABASE dvault_crash"
+    "$bin" migrate >/dev/null
+    for f in customers products; do flat $f --bundle >/dev/null; done
+    for k in 1 2 3; do # kill the largest file's ingest mid-run, then run it again
+        flat transactions --bundle >/dev/null 2>&1 & pid=$!
+        sleep "$(python3 -c "import random; print(round(random.uniform(0.2, 1.0), 2))")"
+        kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+        echo "ingest $k killed: $(psql -X -At "$DATABASE_URL" -c "SELECT count(*) || ' bundles, ' || coalesce(sum(bundle_size), 0) || ' events'  FROM event_log.events")"
+    done
+    flat transactions --bundle >/dev/null
+    [ "$(bundles)" = "$reference_log" ] || { echo "MISMATCH: the killed ingests left another log than one uninterrupted ingest: $(bundles) against $reference_log"; exit 1; }
+    echo "the log after 3 killed ingests holds exactly the bundles of one uninterrupted ingest"
+else
+    "$bin" ingest "$work/events.ndjson" >/dev/null
+fi
+events=$(psql -X -At "$DATABASE_URL" -c "SELECT coalesce(sum(bundle_size), count(*)) FROM event_log.events")
 
 checksums() {
     psql -X -At "$DATABASE_URL" <<'SQL'

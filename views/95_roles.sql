@@ -82,10 +82,11 @@ BEGIN
     -- GET /customers/{id}/history
     EXECUTE format('GRANT USAGE ON SCHEMA business_vault TO %I', role_name);
     EXECUTE format('GRANT SELECT ON business_vault.sat_customer_profile_history, business_vault.sat_customer_contact_history TO %I', role_name);
-    -- POST /events: append, and read back only the key columns ON CONFLICT needs
+    -- POST /events: append, and read back only the key columns ON CONFLICT needs;
+    -- GET /ready: the loader's lag (how many events a row holds, not what they say)
     EXECUTE format('GRANT USAGE ON SCHEMA event_log TO %I', role_name);
     EXECUTE format('GRANT INSERT ON event_log.events, event_log.rejected TO %I', role_name);
-    EXECUTE format('GRANT SELECT (record_source, event_id, xid, seq, recorded_at) ON event_log.events TO %I', role_name);
+    EXECUTE format('GRANT SELECT (record_source, event_id, xid, seq, recorded_at, bundle_size) ON event_log.events TO %I', role_name);
     EXECUTE format('GRANT SELECT (stage, input_digest, line) ON event_log.rejected TO %I', role_name);
     -- GET /ready and /metrics: schema version, loader checkpoint, latest quality gate
     EXECUTE format('GRANT USAGE ON SCHEMA ops TO %I', role_name);

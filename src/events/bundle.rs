@@ -43,8 +43,9 @@ pub const COLUMNS: &str =
 #[derive(Debug)]
 pub struct Encoded {
     /// Unique per source like every event id: a digest of the events' type, source,
-    /// times and payloads (not of their `seq`s, which differ each time a file is
-    /// ingested), so the same rows make the same bundle.
+    /// times and ids (the ids of a file's rows are digests of their content; not of
+    /// their `seq`s, which differ each time a file is ingested), so the same rows make
+    /// the same bundle.
     pub id: String,
     pub text: String,
     /// The earliest business time of its events (the row's `occurred_at`).
@@ -72,8 +73,10 @@ pub fn encode(events: &[NewEvent], seqs: &[i64], file: &str, first_line: u64) ->
         let _ = write!(text, "{seq}\t{micros}\t");
         text.push_str(&e.payload);
         text.push('\n');
+        // the event's id is already a digest of its type, source and payload (or the
+        // producer's own): no second pass over the payload
         id.update(micros.to_be_bytes());
-        id.update(e.payload.as_bytes());
+        id.update(e.event_id.as_bytes());
         id.update([0x1e]);
     }
     let summary = serde_json::json!({
@@ -184,7 +187,7 @@ mod tests {
 
     fn event(day: u32, payload: &str) -> NewEvent {
         NewEvent {
-            event_id: "ignored".into(),
+            event_id: NewEvent::derive_id("orders", "erp", None, payload),
             event_type: "orders".into(),
             source: "erp".into(),
             occurred_at: Utc.with_ymd_and_hms(2026, 1, day, 12, 0, 0).unwrap(),
