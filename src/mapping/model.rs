@@ -1,0 +1,196 @@
+//! The compiled model: hubs, links and satellites with typed columns, and per event
+//! type the compiled sources of each target. Built once from the mapping files
+//! (`compile/`), then only read: by the loader to extract rows, by the catalog check,
+//! the preview and the quality checks. Targets refer to each other by index into
+//! [`Mappings`]' vectors, so a lookup while loading is an array access.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use super::files::BUILTIN_DIR;
+use super::{ColumnType, Field};
+use crate::db::quote_ident;
+
+/// Where a value comes from in the payload: `a.b` (nested objects) or
+/// `lines[].b` (each element of an array).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldPath {
+    Top(Vec<String>),
+    Each {
+        array: Vec<String>,
+        field: Vec<String>,
+    },
+}
+
+impl FieldPath {
+    pub fn parse(text: &str) -> Result<FieldPath, String> {
+        let split = |s: &str| -> Result<Vec<String>, String> {
+            let parts: Vec<String> = s.split('.').map(str::to_string).collect();
+            if parts.iter().any(|p| p.is_empty() || p.contains("[]")) {
+                return Err(format!(
+                    "bad field path \"{text}\": use `field`, `a.b` or `array[].field`"
+                ));
+            }
+            Ok(parts)
+        };
+        match text.split_once("[].") {
+            Some((array, field)) => Ok(FieldPath::Each {
+                array: split(array)?,
+                field: split(field)?,
+            }),
+            None => Ok(FieldPath::Top(split(text)?)),
+        }
+    }
+
+    /// The array this path iterates, if any.
+    pub fn array(&self) -> Option<&[String]> {
+        match self {
+            FieldPath::Top(_) => None,
+            FieldPath::Each { array, .. } => Some(array),
+        }
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldPath::Top(p) => f.write_str(&p.join(".")),
+            FieldPath::Each { array, field } => {
+                write!(f, "{}[].{}", array.join("."), field.join("."))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Hub {
+    pub name: String,
+    pub file: String,
+    pub hash_key: String,
+    pub business_key: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub name: String,
+    pub file: String,
+    pub hash_key: String,
+    /// Indexes into [`Mappings::hubs`], in hashing order.
+    pub hubs: Vec<usize>,
+    pub dependent_keys: Vec<(String, ColumnType)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parent {
+    Hub(usize),
+    Link(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct Satellite {
+    pub name: String,
+    pub file: String,
+    pub parent: Parent,
+    /// Payload columns in alphabetical order (the hashdiff order).
+    pub columns: Vec<(String, ColumnType)>,
+}
+
+/// What one event type feeds. Each target is emitted once per event, or once per
+/// element of the array its paths iterate.
+#[derive(Debug, Clone)]
+pub struct EventMapping {
+    pub event_type: String,
+    pub file: String,
+    /// hub index and the paths of its business key columns
+    pub hubs: Vec<(usize, Vec<FieldPath>)>,
+    /// link index and the sources of its dependent keys
+    pub links: Vec<(usize, Vec<Field>)>,
+    /// satellite index and, per column of the satellite, its source if mapped
+    pub satellites: Vec<(usize, Vec<Option<Field>>)>,
+}
+
+/// The schema of the vault tables unless the mapping files name another.
+pub const DEFAULT_SCHEMA: &str = "raw_vault";
+
+/// The whole, validated model.
+#[derive(Debug, Clone)]
+pub struct Mappings {
+    /// The PostgreSQL schema holding the hubs, links and satellites.
+    pub schema: String,
+    pub hubs: Vec<Hub>,
+    pub links: Vec<Link>,
+    pub satellites: Vec<Satellite>,
+    pub events: HashMap<String, EventMapping>,
+    /// Event types the loader passes over on purpose (`dvault model skip`): neither
+    /// held back nor quarantined.
+    pub skipped: HashSet<String>,
+}
+
+impl Default for Mappings {
+    fn default() -> Self {
+        Mappings {
+            schema: DEFAULT_SCHEMA.into(),
+            hubs: Vec::new(),
+            links: Vec::new(),
+            satellites: Vec::new(),
+            events: HashMap::new(),
+            skipped: HashSet::new(),
+        }
+    }
+}
+
+impl Mappings {
+    pub fn hub_index(&self, name: &str) -> Option<usize> {
+        self.hubs.iter().position(|h| h.name == name)
+    }
+    pub fn link_index(&self, name: &str) -> Option<usize> {
+        self.links.iter().position(|l| l.name == name)
+    }
+    pub fn satellite_index(&self, name: &str) -> Option<usize> {
+        self.satellites.iter().position(|s| s.name == name)
+    }
+
+    /// `schema.table`, quoted, for a vault table of this model.
+    pub fn table(&self, name: &str) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(name))
+    }
+
+    /// Whether this is the built-in Customer 360 model's schema (its business vault
+    /// is maintained with it).
+    pub fn is_customer_360(&self) -> bool {
+        self.schema == DEFAULT_SCHEMA
+    }
+
+    /// The hash key column of a satellite's parent.
+    pub fn parent_key(&self, parent: Parent) -> &str {
+        match parent {
+            Parent::Hub(h) => &self.hubs[h].hash_key,
+            Parent::Link(l) => &self.links[l].hash_key,
+        }
+    }
+}
+
+impl EventMapping {
+    /// Whether this mapping is one of the built-in model's (not a user's).
+    pub fn is_builtin(&self) -> bool {
+        self.file.starts_with(BUILTIN_DIR)
+    }
+
+    /// The array (if any) a hub of this event iterates.
+    pub fn hub_array(&self, hub: usize) -> Option<&[String]> {
+        self.hubs
+            .iter()
+            .find(|(h, _)| *h == hub)
+            .and_then(|(_, paths)| paths.iter().find_map(FieldPath::array))
+    }
+
+    /// The array a link of this event iterates: its hubs' and its own paths'.
+    pub fn link_array<'a>(&'a self, m: &Mappings, link: usize) -> Option<&'a [String]> {
+        let own = self
+            .links
+            .iter()
+            .find(|(l, _)| *l == link)
+            .and_then(|(_, paths)| paths.iter().find_map(Field::array));
+        own.or_else(|| m.links[link].hubs.iter().find_map(|&h| self.hub_array(h)))
+    }
+}
