@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use tokio_postgres::GenericClient;
 
-use super::{MappingError, MappingErrors, Mappings, Parent};
+use super::{Hub, Link, MappingError, MappingErrors, Mappings, Parent, Satellite};
 
 /// Vault table → column → type as `format_type` prints it.
 type Catalog = HashMap<String, HashMap<String, String>>;
@@ -42,23 +42,120 @@ pub async fn check(
     mappings: &Mappings,
 ) -> Result<Result<(), MappingErrors>, tokio_postgres::Error> {
     let catalog = read_catalog(client, &mappings.schema).await?;
-    let schema = &mappings.schema;
-    let mut errors = Vec::new();
-    let mut expect = |file: &str, entry: &str, table: &str, cols: &[(&str, &str)]| {
-        let push = |errors: &mut Vec<MappingError>, problem: String| {
-            errors.push(MappingError {
+    let mut checker = Checker {
+        catalog: &catalog,
+        schema: &mappings.schema,
+        errors: Vec::new(),
+    };
+    for hub in &mappings.hubs {
+        let entry = format!("hub \"{}\"", hub.name);
+        checker.expect(&hub.file, &entry, &hub.name, &hub_columns(hub));
+    }
+    for link in &mappings.links {
+        let entry = format!("link \"{}\"", link.name);
+        checker.expect(
+            &link.file,
+            &entry,
+            &link.name,
+            &link_columns(mappings, link),
+        );
+    }
+    for sat in &mappings.satellites {
+        let entry = format!("satellite \"{}\"", sat.name);
+        checker.expect(
+            &sat.file,
+            &entry,
+            &sat.name,
+            &satellite_columns(mappings, sat),
+        );
+    }
+    Ok(if checker.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(MappingErrors(checker.errors))
+    })
+}
+
+/// The columns a vault table needs: name and type as `format_type` prints it.
+type Columns<'a> = Vec<(&'a str, String)>;
+
+const TS: &str = "timestamp with time zone";
+
+/// Hash key, load metadata, then the business key.
+fn hub_columns(hub: &Hub) -> Columns<'_> {
+    let mut cols = vec![
+        (hub.hash_key.as_str(), "bytea".to_string()),
+        ("load_dts", TS.to_string()),
+        ("record_source", "text".to_string()),
+    ];
+    cols.extend(
+        hub.business_key
+            .iter()
+            .map(|c| (c.as_str(), "text".to_string())),
+    );
+    cols
+}
+
+/// Hash key, load metadata, the joined hubs' hash keys, then the dependent keys.
+fn link_columns<'a>(mappings: &'a Mappings, link: &'a Link) -> Columns<'a> {
+    let mut cols = vec![
+        (link.hash_key.as_str(), "bytea".to_string()),
+        ("load_dts", TS.to_string()),
+        ("record_source", "text".to_string()),
+    ];
+    cols.extend(
+        link.hubs
+            .iter()
+            .map(|&h| (mappings.hubs[h].hash_key.as_str(), "bytea".to_string())),
+    );
+    cols.extend(
+        link.dependent_keys
+            .iter()
+            .map(|(c, t)| (c.as_str(), t.to_string())),
+    );
+    cols
+}
+
+/// The parent's hash key, the satellite's metadata, then its payload columns.
+fn satellite_columns<'a>(mappings: &'a Mappings, sat: &'a Satellite) -> Columns<'a> {
+    let parent_key = match sat.parent {
+        Parent::Hub(h) => mappings.hubs[h].hash_key.as_str(),
+        Parent::Link(l) => mappings.links[l].hash_key.as_str(),
+    };
+    let mut cols = vec![
+        (parent_key, "bytea".to_string()),
+        ("applied_dts", TS.to_string()),
+        ("event_seq", "bigint".to_string()),
+        ("load_dts", TS.to_string()),
+        ("hashdiff", "bytea".to_string()),
+        ("record_source", "text".to_string()),
+    ];
+    cols.extend(sat.columns.iter().map(|(c, t)| (c.as_str(), t.to_string())));
+    cols
+}
+
+/// The catalog read once, and the problems found in it so far.
+struct Checker<'a> {
+    catalog: &'a Catalog,
+    schema: &'a str,
+    errors: Vec<MappingError>,
+}
+
+impl Checker<'_> {
+    /// `table` exists with each of `cols`, of a type that fits.
+    fn expect(&mut self, file: &str, entry: &str, table: &str, cols: &Columns<'_>) {
+        let schema = self.schema;
+        let mut push = |problem: String| {
+            self.errors.push(MappingError {
                 file: file.to_string(),
                 entry: entry.to_string(),
                 problem,
             })
         };
-        let Some(have) = catalog.get(table) else {
-            push(
-                &mut errors,
-                format!(
-                    "table {schema}.{table} does not exist; create it (for the built-in model: a migration vault/schema/V<n>__<what>.sql) or fix the name"
-                ),
-            );
+        let Some(have) = self.catalog.get(table) else {
+            push(format!(
+                "table {schema}.{table} does not exist; create it (for the built-in model: a migration vault/schema/V<n>__<what>.sql) or fix the name"
+            ));
             return;
         };
         for (col, ty) in cols {
@@ -66,100 +163,18 @@ pub async fn check(
                 None => {
                     let mut existing: Vec<&str> = have.keys().map(String::as_str).collect();
                     existing.sort();
-                    push(
-                        &mut errors,
-                        format!(
-                            "column \"{col}\" does not exist in {schema}.{table} (its columns: {}); fix the name or add the column in a migration",
-                            existing.join(", ")
-                        ),
-                    )
+                    push(format!(
+                        "column \"{col}\" does not exist in {schema}.{table} (its columns: {}); fix the name or add the column in a migration",
+                        existing.join(", ")
+                    ))
                 }
-                Some(actual) if !fits(ty, actual) => push(
-                    &mut errors,
-                    format!(
-                        "column \"{col}\" of {schema}.{table} is {actual}, the mapping says {ty}; make them agree"
-                    ),
-                ),
+                Some(actual) if !fits(ty, actual) => push(format!(
+                    "column \"{col}\" of {schema}.{table} is {actual}, the mapping says {ty}; make them agree"
+                )),
                 Some(_) => {}
             }
         }
-    };
-    const TS: &str = "timestamp with time zone";
-    for hub in &mappings.hubs {
-        let mut cols = vec![
-            (hub.hash_key.as_str(), "bytea"),
-            ("load_dts", TS),
-            ("record_source", "text"),
-        ];
-        cols.extend(hub.business_key.iter().map(|c| (c.as_str(), "text")));
-        expect(
-            &hub.file,
-            &format!("hub \"{}\"", hub.name),
-            &hub.name,
-            &cols,
-        );
     }
-    for link in &mappings.links {
-        let types: Vec<String> = link
-            .dependent_keys
-            .iter()
-            .map(|(_, t)| t.to_string())
-            .collect();
-        let mut cols = vec![
-            (link.hash_key.as_str(), "bytea"),
-            ("load_dts", TS),
-            ("record_source", "text"),
-        ];
-        cols.extend(
-            link.hubs
-                .iter()
-                .map(|&h| (mappings.hubs[h].hash_key.as_str(), "bytea")),
-        );
-        cols.extend(
-            link.dependent_keys
-                .iter()
-                .zip(&types)
-                .map(|((c, _), t)| (c.as_str(), t.as_str())),
-        );
-        expect(
-            &link.file,
-            &format!("link \"{}\"", link.name),
-            &link.name,
-            &cols,
-        );
-    }
-    for sat in &mappings.satellites {
-        let types: Vec<String> = sat.columns.iter().map(|(_, t)| t.to_string()).collect();
-        let parent_key = match sat.parent {
-            Parent::Hub(h) => mappings.hubs[h].hash_key.as_str(),
-            Parent::Link(l) => mappings.links[l].hash_key.as_str(),
-        };
-        let mut cols = vec![
-            (parent_key, "bytea"),
-            ("applied_dts", TS),
-            ("event_seq", "bigint"),
-            ("load_dts", TS),
-            ("hashdiff", "bytea"),
-            ("record_source", "text"),
-        ];
-        cols.extend(
-            sat.columns
-                .iter()
-                .zip(&types)
-                .map(|((c, _), t)| (c.as_str(), t.as_str())),
-        );
-        expect(
-            &sat.file,
-            &format!("satellite \"{}\"", sat.name),
-            &sat.name,
-            &cols,
-        );
-    }
-    Ok(if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(MappingErrors(errors))
-    })
 }
 
 /// Whether a value of mapping type `declared` can be stored in a column of type `actual`.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
-use super::{Field, FieldPath, Mappings};
+use super::{EventMapping, Field, FieldPath, Mappings};
 use crate::events::csv_rows::RowSpec;
 use crate::events::ingest::{self, Format, IngestOptions, Rejection};
 use crate::events::{NewEvent, StoredEvent, Xid8};
@@ -88,55 +88,39 @@ impl Preview {
         let Ok(doc) = Doc::parse(&stored.payload) else {
             return;
         };
-        // mapped columns the event leaves NULL (top-level fields, no default)
+        self.note_fields(m, em, &stored.event_type, &doc);
+    }
+
+    /// Mapped columns the event leaves NULL (top-level fields, no default), and its
+    /// top-level fields no mapping reads.
+    fn note_fields(&mut self, m: &Mappings, em: &EventMapping, event_type: &str, doc: &Doc<'_>) {
         let mut read: BTreeSet<&str> = BTreeSet::new();
-        fn note_read<'a>(p: &'a FieldPath, read: &mut BTreeSet<&'a str>) {
-            let (FieldPath::Top(parts) | FieldPath::Each { array: parts, .. }) = p;
-            if let Some(first) = parts.first() {
-                read.insert(first.as_str());
-            }
-        }
         for (_, paths) in &em.hubs {
             for p in paths {
                 note_read(p, &mut read);
             }
         }
-        let mut sources: Vec<(String, &Field)> = Vec::new();
-        for (s, cols) in &em.satellites {
-            let sat = &m.satellites[*s];
-            for ((col, _), f) in sat.columns.iter().zip(cols) {
-                if let Some(f) = f {
-                    sources.push((format!("{}.{col}", sat.name), f));
-                }
-            }
-        }
-        for (l, deps) in &em.links {
-            let link = &m.links[*l];
-            for ((col, _), f) in link.dependent_keys.iter().zip(deps) {
-                sources.push((format!("{}.{col}", link.name), f));
-            }
-        }
-        for (target, f) in sources {
+        for (target, f) in sources(m, em) {
             let Some(p) = f.path() else { continue };
             note_read(p, &mut read);
             let has_default = matches!(f, Field::Rule(r) if r.default.is_some());
             if let FieldPath::Top(parts) = p
                 && !has_default
             {
-                let mut v = Some(&doc);
+                let mut v = Some(doc);
                 for part in parts {
                     v = v.and_then(|d| d.get(part));
                 }
                 if matches!(v, None | Some(Doc::Null)) {
                     *self
                         .nulls
-                        .entry((stored.event_type.clone(), target, p.to_string()))
+                        .entry((event_type.to_string(), target, p.to_string()))
                         .or_default() += 1;
                 }
             }
         }
-        if let Doc::Object(fields) = &doc {
-            let unread = self.unread.entry(stored.event_type.clone()).or_default();
+        if let Doc::Object(fields) = doc {
+            let unread = self.unread.entry(event_type.to_string()).or_default();
             for (k, _) in fields {
                 if !read.contains(k.as_ref()) {
                     unread.insert(k.to_string());
@@ -144,6 +128,35 @@ impl Preview {
             }
         }
     }
+}
+
+/// The top-level field a path reads (its first part), into `read`.
+fn note_read<'a>(p: &'a FieldPath, read: &mut BTreeSet<&'a str>) {
+    let (FieldPath::Top(parts) | FieldPath::Each { array: parts, .. }) = p;
+    if let Some(first) = parts.first() {
+        read.insert(first.as_str());
+    }
+}
+
+/// Each mapped column of the event's satellites and links (`target.column`), with
+/// its source.
+fn sources<'a>(m: &Mappings, em: &'a EventMapping) -> Vec<(String, &'a Field)> {
+    let mut sources: Vec<(String, &Field)> = Vec::new();
+    for (s, cols) in &em.satellites {
+        let sat = &m.satellites[*s];
+        for ((col, _), f) in sat.columns.iter().zip(cols) {
+            if let Some(f) = f {
+                sources.push((format!("{}.{col}", sat.name), f));
+            }
+        }
+    }
+    for (l, deps) in &em.links {
+        let link = &m.links[*l];
+        for ((col, _), f) in link.dependent_keys.iter().zip(deps) {
+            sources.push((format!("{}.{col}", link.name), f));
+        }
+    }
+    sources
 }
 
 /// Read `path` as `dvault ingest` would (same options) and run every row through
