@@ -27,7 +27,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use crate::config::Config;
@@ -154,12 +155,15 @@ pub enum DaemonExit {
 }
 
 /// What carries over from one connection to the next.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Carry {
     /// A run the lost connection left open.
     unfinished: Option<Unfinished>,
     /// `--catch-up` was considered.
     caught_up: bool,
+    /// The reconnection delays: they grow with each failed session, until one
+    /// connects and takes the daemon lock.
+    backoff: Backoff,
 }
 
 /// Run the daemon until a stop is asked for (or, with `--once`, one cycle is done).
@@ -179,27 +183,29 @@ pub async fn run(
             .map_err(|e| DaemonError::Setup(format!("cannot listen on {addr} for metrics: {e}")))?;
         tracing::info!(address = %bound, "metrics at http://{bound}/metrics");
     }
-    let mut carry = Carry::default();
-    let mut backoff = Backoff::new(opts.retry);
+    let daemon = Daemon {
+        config,
+        mappings: &mappings,
+        opts: &opts,
+        shutdown: &shutdown,
+        metrics: &metrics,
+    };
+    let mut carry = Carry {
+        unfinished: None,
+        caught_up: false,
+        backoff: Backoff::new(opts.retry),
+    };
     loop {
         if shutdown.requested() {
             return Ok(DaemonExit::Stopped);
         }
-        let result = session(
-            config,
-            &mappings,
-            &opts,
-            &shutdown,
-            &metrics,
-            &mut carry,
-            &mut backoff,
-        )
-        .await;
+        let result = daemon.session(&mut carry).await;
         metrics.set_db_up(false);
         metrics.set_following(false);
         match result {
             Ok(exit) => return Ok(exit),
             Err(e) if e.is_transient() && !shutdown.requested() => {
+                let backoff = &mut carry.backoff;
                 let delay = backoff.next_delay();
                 tracing::warn!(
                     attempt = backoff.failures(),
@@ -218,143 +224,201 @@ pub async fn run(
     }
 }
 
-/// One connection's life: connect, take the daemon lock, then serve the schedule
-/// and the notifications until a stop, an error, or (with `--once`) one cycle.
-async fn session(
-    config: &Config,
-    mappings: &Mappings,
-    opts: &DaemonOptions,
-    shutdown: &Shutdown,
-    metrics: &Metrics,
-    carry: &mut Carry,
-    backoff: &mut Backoff,
-) -> Result<DaemonExit, DaemonError> {
-    let target = Target::resolve(config).await?;
-    let follow::Session {
-        mut client,
-        mut notifications,
-    } = follow::connect(&target.url).await?;
-    if db::schema_version(&client).await? != Some(db::latest_known_version()) {
-        db::migrate(&mut client).await?;
-    }
-    let mut loader = Loader::new(&client, mappings.clone()).await?;
-    loader.batch_size = opts.batch_size.max(1);
-    match lock::take(&client, opts.no_wait, shutdown)
-        .await
-        .doing("taking the daemon lock")?
-    {
-        lock::Taken::Yes => {}
-        lock::Taken::Busy(holder) => return Err(DaemonError::AnotherDaemon { holder }),
-        lock::Taken::Stopped => return Ok(DaemonExit::Stopped),
-    }
-    backoff.reset();
-    metrics.set_db_up(true);
-    tracing::info!(database = %target.describe(), "connected, holding the daemon lock");
-    seed_metrics(&client, metrics).await?;
+/// What every session works with, the same for the daemon's whole life; each
+/// connection in turn borrows it.
+struct Daemon<'a> {
+    config: &'a Config,
+    mappings: &'a Mappings,
+    opts: &'a DaemonOptions,
+    shutdown: &'a Shutdown,
+    metrics: &'a Metrics,
+}
 
-    let token = client.cancel_token();
-    let mut cycle = Cycle {
-        client: &mut client,
-        loader: &loader,
-        opts,
-        shutdown,
-        metrics,
-        token: &token,
-        url: &target.url,
-    };
-    if let Some(unfinished) = carry.unfinished.take() {
-        cycle.close_unfinished(unfinished).await?;
+/// A connection holding the daemon lock, with its loader. The fields drop in this
+/// order: the private server (if any) stops last, after the session is closed.
+struct Connection {
+    loader: Loader,
+    notifications: mpsc::UnboundedReceiver<()>,
+    client: Client,
+    target: Target,
+}
+
+impl Daemon<'_> {
+    /// One connection's life: connect, take the daemon lock, then serve the schedule
+    /// and the notifications until a stop, an error, or (with `--once`) one cycle.
+    async fn session(&self, carry: &mut Carry) -> Result<DaemonExit, DaemonError> {
+        let Some(mut conn) = self.connect(&mut carry.backoff).await? else {
+            return Ok(DaemonExit::Stopped);
+        };
+        let token = conn.client.cancel_token();
+        let mut cycle = Cycle {
+            client: &mut conn.client,
+            loader: &conn.loader,
+            opts: self.opts,
+            shutdown: self.shutdown,
+            metrics: self.metrics,
+            token: &token,
+            url: &conn.target.url,
+        };
+        if let Some(unfinished) = carry.unfinished.take() {
+            cycle.close_unfinished(unfinished).await?;
+        }
+        if self.opts.once {
+            let ended = cycle.run(Trigger::Schedule, &mut carry.unfinished).await?;
+            release(cycle.client).await;
+            return Ok(match ended {
+                Ended::Cancelled | Ended::NotStarted => DaemonExit::Stopped,
+                Ended::Succeeded => DaemonExit::Once { succeeded: true },
+                Ended::Failed => DaemonExit::Once { succeeded: false },
+            });
+        }
+        let next_fire = self.prepare(&mut cycle, carry).await?;
+        self.serve(
+            &mut cycle,
+            &mut conn.notifications,
+            &mut carry.unfinished,
+            next_fire,
+        )
+        .await
     }
-    if opts.once {
-        let ended = cycle.run(Trigger::Schedule, &mut carry.unfinished).await?;
-        release(cycle.client).await;
-        return Ok(match ended {
-            Ended::Cancelled | Ended::NotStarted => DaemonExit::Stopped,
-            Ended::Succeeded => DaemonExit::Once { succeeded: true },
-            Ended::Failed => DaemonExit::Once { succeeded: false },
-        });
-    }
-    if opts.follow {
-        follow::listen(cycle.client)
+
+    /// Connect (migrating the schema if it is behind), and take the daemon lock;
+    /// `None` when a stop came while standing by for it.
+    async fn connect(&self, backoff: &mut Backoff) -> Result<Option<Connection>, DaemonError> {
+        let target = Target::resolve(self.config).await?;
+        let follow::Session {
+            mut client,
+            notifications,
+        } = follow::connect(&target.url).await?;
+        if db::schema_version(&client).await? != Some(db::latest_known_version()) {
+            db::migrate(&mut client).await?;
+        }
+        let mut loader = Loader::new(&client, self.mappings.clone()).await?;
+        loader.batch_size = self.opts.batch_size.max(1);
+        match lock::take(&client, self.opts.no_wait, self.shutdown)
             .await
-            .doing("listening for appends")?;
-        metrics.set_following(true);
-        tracing::info!(channel = follow::CHANNEL, "following the event log");
+            .doing("taking the daemon lock")?
+        {
+            lock::Taken::Yes => {}
+            lock::Taken::Busy(holder) => return Err(DaemonError::AnotherDaemon { holder }),
+            lock::Taken::Stopped => return Ok(None),
+        }
+        backoff.reset();
+        self.metrics.set_db_up(true);
+        tracing::info!(database = %target.describe(), "connected, holding the daemon lock");
+        seed_metrics(&client, self.metrics).await?;
+        Ok(Some(Connection {
+            loader,
+            notifications,
+            client,
+            target,
+        }))
     }
-    let mut next_fire = opts.schedule.as_ref().and_then(|s| s.next_fire(Utc::now()));
-    metrics.set_next_run(next_fire);
-    if let (Some(s), Some(at)) = (&opts.schedule, next_fire) {
-        tracing::info!(schedule = %s, next = %at.with_timezone(&s.time_zone()), "nightly cycle scheduled");
-    }
-    if opts.catch_up && !carry.caught_up {
-        carry.caught_up = true;
-        if let Some(s) = &opts.schedule {
-            let last = crate::ops::runs::last_scheduled_start(&*cycle.client)
+
+    /// Before serving: listen for appends (following), schedule the nightly cycle,
+    /// and with `--catch-up` run the one the schedule fired while no daemon ran
+    /// (once per daemon, not per connection). Returns when the next cycle is due.
+    async fn prepare(
+        &self,
+        cycle: &mut Cycle<'_>,
+        carry: &mut Carry,
+    ) -> Result<Option<DateTime<Utc>>, DaemonError> {
+        let opts = self.opts;
+        if opts.follow {
+            follow::listen(cycle.client)
                 .await
-                .doing("reading the run history")?;
-            if s.missed(last, Utc::now()) {
-                tracing::info!(
-                    "the schedule fired while no daemon ran: running the nightly cycle now (--catch-up)"
-                );
-                cycle.run(Trigger::Schedule, &mut carry.unfinished).await?;
+                .doing("listening for appends")?;
+            self.metrics.set_following(true);
+            tracing::info!(channel = follow::CHANNEL, "following the event log");
+        }
+        let next_fire = opts.schedule.as_ref().and_then(|s| s.next_fire(Utc::now()));
+        self.metrics.set_next_run(next_fire);
+        if let (Some(s), Some(at)) = (&opts.schedule, next_fire) {
+            tracing::info!(schedule = %s, next = %at.with_timezone(&s.time_zone()), "nightly cycle scheduled");
+        }
+        if opts.catch_up && !carry.caught_up {
+            carry.caught_up = true;
+            if let Some(s) = &opts.schedule {
+                let last = crate::ops::runs::last_scheduled_start(&*cycle.client)
+                    .await
+                    .doing("reading the run history")?;
+                if s.missed(last, Utc::now()) {
+                    tracing::info!(
+                        "the schedule fired while no daemon ran: running the nightly cycle now (--catch-up)"
+                    );
+                    cycle.run(Trigger::Schedule, &mut carry.unfinished).await?;
+                }
             }
         }
+        Ok(next_fire)
     }
 
-    let mut debounce = Debounce::new(opts.debounce, opts.max_delay);
-    let mut recheck = Recheck::new(Duration::from_millis(100), Duration::from_secs(5));
-    let mut recheck_at: Option<Instant> = None;
-    if opts.follow {
-        // events appended while no daemon followed
-        debounce.notice(Instant::now());
-    }
-    let mut poll = tokio::time::interval(opts.poll_interval);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let far = Instant::now() + Duration::from_secs(3600);
-    loop {
-        if shutdown.requested() {
-            release(cycle.client).await;
-            return Ok(DaemonExit::Stopped);
+    /// Serve until a stop or an error: the nightly cycle when it is due, a follow
+    /// run when a burst of notifications has settled (and rechecks after it), and
+    /// the lag poll, which also catches a missed notification.
+    async fn serve(
+        &self,
+        cycle: &mut Cycle<'_>,
+        notifications: &mut mpsc::UnboundedReceiver<()>,
+        unfinished: &mut Option<Unfinished>,
+        mut next_fire: Option<DateTime<Utc>>,
+    ) -> Result<DaemonExit, DaemonError> {
+        let opts = self.opts;
+        let mut debounce = Debounce::new(opts.debounce, opts.max_delay);
+        let mut recheck = Recheck::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut recheck_at: Option<Instant> = None;
+        if opts.follow {
+            // events appended while no daemon followed
+            debounce.notice(Instant::now());
         }
-        let fire_in = next_fire.map(|at| {
-            (at - Utc::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(Duration::from_secs(60))
-        });
-        let due = debounce.due();
-        tokio::select! {
-            biased;
-            _ = shutdown.wait() => {}
-            n = notifications.recv() => match n {
-                None => return Err(DaemonError::ConnectionLost),
-                Some(()) => {
-                    debounce.notice(Instant::now());
-                    while notifications.try_recv().is_ok() {}
-                }
-            },
-            _ = tokio::time::sleep(fire_in.unwrap_or_default()), if fire_in.is_some() => {
-                if next_fire.is_some_and(|at| Utc::now() >= at) {
-                    cycle.run(Trigger::Schedule, &mut carry.unfinished).await?;
-                    next_fire = opts.schedule.as_ref().and_then(|s| s.next_fire(Utc::now()));
-                    metrics.set_next_run(next_fire);
-                    if let Some(at) = next_fire {
-                        tracing::info!(next = %at, "next nightly cycle");
+        let mut poll = tokio::time::interval(opts.poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let far = Instant::now() + Duration::from_secs(3600);
+        loop {
+            if self.shutdown.requested() {
+                release(cycle.client).await;
+                return Ok(DaemonExit::Stopped);
+            }
+            let fire_in = next_fire.map(|at| {
+                (at - Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(Duration::from_secs(60))
+            });
+            let due = debounce.due();
+            tokio::select! {
+                biased;
+                _ = self.shutdown.wait() => {}
+                n = notifications.recv() => match n {
+                    None => return Err(DaemonError::ConnectionLost),
+                    Some(()) => {
+                        debounce.notice(Instant::now());
+                        while notifications.try_recv().is_ok() {}
+                    }
+                },
+                _ = tokio::time::sleep(fire_in.unwrap_or_default()), if fire_in.is_some() => {
+                    if next_fire.is_some_and(|at| Utc::now() >= at) {
+                        cycle.run(Trigger::Schedule, unfinished).await?;
+                        next_fire = opts.schedule.as_ref().and_then(|s| s.next_fire(Utc::now()));
+                        self.metrics.set_next_run(next_fire);
+                        if let Some(at) = next_fire {
+                            tracing::info!(next = %at, "next nightly cycle");
+                        }
                     }
                 }
-            }
-            _ = tokio::time::sleep_until(due.unwrap_or(far).into()), if due.is_some() => {
-                debounce.clear();
-                follow_once(&mut cycle, &mut carry.unfinished, &mut recheck, &mut recheck_at).await?;
-            }
-            _ = tokio::time::sleep_until(recheck_at.unwrap_or(far).into()), if recheck_at.is_some() => {
-                recheck_at = None;
-                follow_once(&mut cycle, &mut carry.unfinished, &mut recheck, &mut recheck_at).await?;
-            }
-            _ = poll.tick() => {
-                let pending = refresh_lag(&*cycle.client, metrics).await?;
-                if opts.follow && pending > 0 && recheck_at.is_none() && debounce.due().is_none() {
-                    debounce.notice(Instant::now());
+                _ = tokio::time::sleep_until(due.unwrap_or(far).into()), if due.is_some() => {
+                    debounce.clear();
+                    follow_once(cycle, unfinished, &mut recheck, &mut recheck_at).await?;
+                }
+                _ = tokio::time::sleep_until(recheck_at.unwrap_or(far).into()), if recheck_at.is_some() => {
+                    recheck_at = None;
+                    follow_once(cycle, unfinished, &mut recheck, &mut recheck_at).await?;
+                }
+                _ = poll.tick() => {
+                    let pending = refresh_lag(&*cycle.client, self.metrics).await?;
+                    if opts.follow && pending > 0 && recheck_at.is_none() && debounce.due().is_none() {
+                        debounce.notice(Instant::now());
+                    }
                 }
             }
         }
