@@ -126,6 +126,31 @@ pub async fn until_stopped<T>(
     }
 }
 
+/// The message a run that went through records: the quality gate's verdict if it
+/// failed, and what holds events back, if anything.
+fn end_message(verdict: Option<&str>, waiting: Option<&Waiting>) -> Option<String> {
+    match (verdict, waiting) {
+        (Some(verdict), Some(w)) => Some(format!("{verdict}; {w}")),
+        (Some(verdict), None) => Some(verdict.to_string()),
+        (None, Some(w)) => Some(w.to_string()),
+        (None, None) => None,
+    }
+}
+
+/// What a run loaded, on one line.
+fn log_loaded(id: RunId, trigger: Trigger, summary: &LoadSummary) {
+    tracing::info!(
+        run = id.0,
+        trigger = trigger.as_str(),
+        events = summary.events,
+        rows = summary.rows_total(),
+        rejected = summary.rejected,
+        batches = summary.batches,
+        ms = summary.elapsed.as_millis() as u64,
+        "loaded"
+    );
+}
+
 /// After cancelling: a cancel request still on its way could hit the next
 /// statement; a few no-ops take it instead of the run's bookkeeping.
 async fn settle(client: &Client) {
@@ -146,6 +171,20 @@ impl Cycle<'_> {
         trigger: Trigger,
         unfinished: &mut Option<Unfinished>,
     ) -> Result<Ended, DaemonError> {
+        let Some(id) = self.start(trigger).await? else {
+            return Ok(Ended::NotStarted);
+        };
+        // every line the run logs carries its id (`--log-format json`: `spans`)
+        let span = tracing::info_span!("run", run = id.0, trigger = trigger.as_str());
+        match self.steps(trigger, id).instrument(span).await {
+            Ok((summary, report)) => self.succeeded(trigger, id, summary, report).await,
+            Err(e) => self.failed(trigger, id, e, unfinished).await,
+        }
+    }
+
+    /// Take the loader lock and record the run's start; `None` when a stop came
+    /// first (the lock is let go again).
+    async fn start(&mut self, trigger: Trigger) -> Result<Option<RunId>, DaemonError> {
         let (locked, cancelling) = until_stopped(
             Loader::lock(self.client, true),
             self.token,
@@ -161,135 +200,133 @@ impl Cycle<'_> {
             if locked.is_ok() {
                 Loader::unlock(self.client).await?;
             }
-            return Ok(Ended::NotStarted);
+            return Ok(None);
         }
         locked?;
         let id = runs::start(&*self.client, trigger, false)
             .await
             .doing("recording the run's start")?;
         tracing::debug!(run = id.0, trigger = trigger.as_str(), "run started");
-        // every line the run logs carries its id (`--log-format json`: `spans`)
-        let span = tracing::info_span!("run", run = id.0, trigger = trigger.as_str());
-        match self.steps(trigger, id).instrument(span).await {
-            Ok((summary, report)) => {
-                // a transaction open for a moment is an append in flight: the
-                // follow loop's rechecks take its events
-                let waiting = horizon::waiting(&*self.client, CONSUMER)
-                    .await
-                    .doing("looking for events the loader cannot read yet")?
-                    .filter(|w| w.stalled(STALLED));
-                let passed = report.as_ref().map(Report::passed);
-                let status = if passed == Some(false) {
-                    RunStatus::Failed
-                } else if waiting.is_some() {
-                    RunStatus::Blocked
-                } else {
-                    RunStatus::Succeeded
-                };
-                let error = report.as_ref().filter(|r| !r.passed()).map(Report::verdict);
-                let message = match (&error, &waiting) {
-                    (Some(verdict), Some(w)) => Some(format!("{verdict}; {w}")),
-                    (Some(verdict), None) => Some(verdict.clone()),
-                    (None, Some(w)) => Some(w.to_string()),
-                    (None, None) => None,
-                };
-                if trigger == Trigger::Follow
-                    && summary.events == 0
-                    && !self.worth_a_row(id, waiting.as_ref()).await?
-                {
-                    // nothing was there (yet), or the run before said it waits for
-                    // the same transaction: not worth a row
-                    runs::discard(&*self.client, id)
-                        .await
-                        .doing("recording the run's end")?;
-                } else {
-                    if let Some(w) = &waiting {
-                        tracing::warn!(run = id.0, "{w}");
-                    }
-                    runs::finish(
-                        &*self.client,
-                        id,
-                        &Outcome {
-                            status,
-                            summary: Some(&summary),
-                            quality: passed,
-                            error: message,
-                        },
-                    )
-                    .await
-                    .doing("recording the run's end")?;
-                }
-                Loader::unlock(self.client).await?;
-                self.metrics.run_ended(trigger, status, Some(&summary));
-                if let Some(report) = &report {
-                    self.metrics.set_quality(report);
-                }
-                if summary.events > 0 || trigger == Trigger::Schedule {
-                    tracing::info!(
-                        run = id.0,
-                        trigger = trigger.as_str(),
-                        events = summary.events,
-                        rows = summary.rows_total(),
-                        rejected = summary.rejected,
-                        batches = summary.batches,
-                        ms = summary.elapsed.as_millis() as u64,
-                        "loaded"
-                    );
-                }
-                match error {
-                    Some(verdict) => {
-                        tracing::warn!(run = id.0, "{verdict}");
-                        Ok(Ended::Failed)
-                    }
-                    None => Ok(Ended::Succeeded),
-                }
-            }
-            Err(StepError {
-                error,
-                summary,
-                cancelled,
-                stopped,
-            }) => {
-                if error.is_transient() && !cancelled {
-                    *unfinished = Some(Unfinished {
-                        id,
-                        trigger,
-                        error: chain(&error),
-                    });
-                    return Err(error);
-                }
-                let status = if cancelled {
-                    RunStatus::Cancelled
-                } else {
-                    RunStatus::Failed
-                };
-                let text = match stopped {
-                    Some(text) if cancelled => text,
-                    _ if cancelled => error.to_string(),
-                    _ => chain(&error),
-                };
-                runs::finish(
-                    &*self.client,
-                    id,
-                    &Outcome {
-                        status,
-                        summary: summary.as_ref(),
-                        quality: None,
-                        error: Some(text.clone()),
-                    },
-                )
+        Ok(Some(id))
+    }
+
+    /// The steps went through: record the run (failed if the quality gate did not
+    /// pass, blocked if an open transaction holds events back), unlock, report.
+    async fn succeeded(
+        &mut self,
+        trigger: Trigger,
+        id: RunId,
+        summary: LoadSummary,
+        report: Option<Report>,
+    ) -> Result<Ended, DaemonError> {
+        // a transaction open for a moment is an append in flight: the
+        // follow loop's rechecks take its events
+        let waiting = horizon::waiting(&*self.client, CONSUMER)
+            .await
+            .doing("looking for events the loader cannot read yet")?
+            .filter(|w| w.stalled(STALLED));
+        let passed = report.as_ref().map(Report::passed);
+        let status = if passed == Some(false) {
+            RunStatus::Failed
+        } else if waiting.is_some() {
+            RunStatus::Blocked
+        } else {
+            RunStatus::Succeeded
+        };
+        let error = report.as_ref().filter(|r| !r.passed()).map(Report::verdict);
+        if trigger == Trigger::Follow
+            && summary.events == 0
+            && !self.worth_a_row(id, waiting.as_ref()).await?
+        {
+            // nothing was there (yet), or the run before said it waits for
+            // the same transaction: not worth a row
+            runs::discard(&*self.client, id)
                 .await
                 .doing("recording the run's end")?;
-                Loader::unlock(self.client).await?;
-                self.metrics.run_ended(trigger, status, summary.as_ref());
-                if cancelled {
-                    tracing::info!(run = id.0, "run stopped: {text}");
-                    Ok(Ended::Cancelled)
-                } else {
-                    tracing::error!(run = id.0, trigger = trigger.as_str(), error = %text, "run failed");
-                    Ok(Ended::Failed)
-                }
+        } else {
+            if let Some(w) = &waiting {
+                tracing::warn!(run = id.0, "{w}");
             }
+            let outcome = Outcome {
+                status,
+                summary: Some(&summary),
+                quality: passed,
+                error: end_message(error.as_deref(), waiting.as_ref()),
+            };
+            runs::finish(&*self.client, id, &outcome)
+                .await
+                .doing("recording the run's end")?;
+        }
+        Loader::unlock(self.client).await?;
+        self.metrics.run_ended(trigger, status, Some(&summary));
+        if let Some(report) = &report {
+            self.metrics.set_quality(report);
+        }
+        if summary.events > 0 || trigger == Trigger::Schedule {
+            log_loaded(id, trigger, &summary);
+        }
+        match error {
+            Some(verdict) => {
+                tracing::warn!(run = id.0, "{verdict}");
+                Ok(Ended::Failed)
+            }
+            None => Ok(Ended::Succeeded),
+        }
+    }
+
+    /// A step failed: a transient error (not a stop) is returned for the daemon to
+    /// reconnect, the run kept in `unfinished`; anything else ends the run as
+    /// failed or cancelled.
+    async fn failed(
+        &mut self,
+        trigger: Trigger,
+        id: RunId,
+        StepError {
+            error,
+            summary,
+            cancelled,
+            stopped,
+        }: StepError,
+        unfinished: &mut Option<Unfinished>,
+    ) -> Result<Ended, DaemonError> {
+        if error.is_transient() && !cancelled {
+            *unfinished = Some(Unfinished {
+                id,
+                trigger,
+                error: chain(&error),
+            });
+            return Err(error);
+        }
+        let status = if cancelled {
+            RunStatus::Cancelled
+        } else {
+            RunStatus::Failed
+        };
+        let text = match stopped {
+            Some(text) if cancelled => text,
+            _ if cancelled => error.to_string(),
+            _ => chain(&error),
+        };
+        runs::finish(
+            &*self.client,
+            id,
+            &Outcome {
+                status,
+                summary: summary.as_ref(),
+                quality: None,
+                error: Some(text.clone()),
+            },
+        )
+        .await
+        .doing("recording the run's end")?;
+        Loader::unlock(self.client).await?;
+        self.metrics.run_ended(trigger, status, summary.as_ref());
+        if cancelled {
+            tracing::info!(run = id.0, "run stopped: {text}");
+            Ok(Ended::Cancelled)
+        } else {
+            tracing::error!(run = id.0, trigger = trigger.as_str(), error = %text, "run failed");
+            Ok(Ended::Failed)
         }
     }
 
@@ -300,6 +337,17 @@ impl Cycle<'_> {
         trigger: Trigger,
         id: RunId,
     ) -> Result<(LoadSummary, Option<Report>), StepError> {
+        let summary = self.load(trigger).await?;
+        if trigger != Trigger::Schedule {
+            return Ok((summary, None));
+        }
+        let report = self.nightly(id, &summary).await?;
+        Ok((summary, Some(report)))
+    }
+
+    /// Load from the checkpoint until the log is drained or a stop comes; a stop
+    /// lets the batch in hand finish within the grace period, else cancels it.
+    async fn load(&mut self, trigger: Trigger) -> Result<LoadSummary, StepError> {
         let bar = if trigger == Trigger::Schedule {
             progress::for_load(&*self.client, self.url, false).await
         } else {
@@ -318,36 +366,36 @@ impl Cycle<'_> {
         if cancelling {
             settle(self.client).await;
         }
-        let summary = match loaded {
-            Ok(s) => s,
+        match loaded {
+            Ok(s) => Ok(s),
             Err(Partial {
                 committed,
                 error: None,
-            }) => {
-                return Err(StepError {
-                    error: DaemonError::Stopped,
-                    stopped: Some(stopped_text(&committed, false)),
-                    summary: Some(committed),
-                    cancelled: true,
-                });
-            }
+            }) => Err(StepError {
+                error: DaemonError::Stopped,
+                stopped: Some(stopped_text(&committed, false)),
+                summary: Some(committed),
+                cancelled: true,
+            }),
             Err(Partial {
                 committed,
                 error: Some(e),
             }) => {
                 let cancelled = cancelling
                     || matches!(&e, LoadError::Db { source, .. } if is_cancelled(source));
-                return Err(StepError {
+                Err(StepError {
                     error: e.into(),
                     stopped: cancelled.then(|| stopped_text(&committed, true)),
                     summary: Some(committed),
                     cancelled,
-                });
+                })
             }
-        };
-        if trigger != Trigger::Schedule {
-            return Ok((summary, None));
         }
+    }
+
+    /// The nightly cycle after its load: refresh materialized views, the quality
+    /// gate, ANALYZE. A failure here keeps what the load committed in the record.
+    async fn nightly(&mut self, id: RunId, summary: &LoadSummary) -> Result<Report, StepError> {
         let with_summary = |error: DaemonError, cancelled: bool| StepError {
             error,
             summary: Some(summary.clone()),
@@ -376,7 +424,7 @@ impl Cycle<'_> {
         crate::ops::analyze::after_run(&*self.client, None, schema, &refreshed)
             .await
             .map_err(|e| with_summary(e.into(), false))?;
-        Ok((summary, Some(report)))
+        Ok(report)
     }
 
     /// Does a follow run that loaded nothing deserve a row? Only when it waits for
