@@ -178,7 +178,32 @@ impl ApiError {
 
     /// The problem document this error answers with.
     pub fn problem(&self) -> Problem {
-        let (slug, title) = match self {
+        let (slug, title) = self.slug_and_title();
+        let (parameter, allowed) = match self {
+            ApiError::BadParameter { name, allowed, .. } => (
+                Some(name.clone()),
+                (!allowed.is_empty()).then(|| allowed.clone()),
+            ),
+            ApiError::NotFound { allowed, .. } if !allowed.is_empty() => {
+                (None, Some(allowed.clone()))
+            }
+            _ => (None, None),
+        };
+        Problem {
+            problem_type: format!("urn:dvault:problem:{slug}"),
+            title: title.to_string(),
+            status: self.status().as_u16(),
+            detail: self.detail(),
+            parameter,
+            allowed,
+            extensions: self.extensions(),
+        }
+    }
+
+    /// The problem type's slug (`urn:dvault:problem:<slug>`) and its title: one
+    /// per variant, the same for every instance.
+    fn slug_and_title(&self) -> (&'static str, &'static str) {
+        match self {
             ApiError::BadParameter { .. } => ("bad-parameter", "Bad parameter"),
             ApiError::BadRequest(_) => ("bad-request", "Malformed request"),
             ApiError::SeriesTooLong { .. } => ("series-too-long", "Series too long"),
@@ -200,8 +225,12 @@ impl ApiError {
             ApiError::Timeout => ("timeout", "Request timed out"),
             ApiError::SlowClient { .. } => ("request-timeout", "Request sent too slowly"),
             ApiError::Internal(_) => ("internal", "Internal server error"),
-        };
-        let detail = match self {
+        }
+    }
+
+    /// What went wrong in this instance, and what to do about it.
+    fn detail(&self) -> String {
+        match self {
             ApiError::BadParameter {
                 name,
                 message,
@@ -277,18 +306,12 @@ impl ApiError {
             ApiError::Internal(_) => {
                 "something went wrong on our side; it has been logged".to_string()
             }
-        };
-        let (parameter, allowed) = match self {
-            ApiError::BadParameter { name, allowed, .. } => (
-                Some(name.clone()),
-                (!allowed.is_empty()).then(|| allowed.clone()),
-            ),
-            ApiError::NotFound { allowed, .. } if !allowed.is_empty() => {
-                (None, Some(allowed.clone()))
-            }
-            _ => (None, None),
-        };
-        let extensions = match self {
+        }
+    }
+
+    /// Machine-readable members beside the detail (RFC 9457 extension members).
+    fn extensions(&self) -> serde_json::Map<String, serde_json::Value> {
+        match self {
             ApiError::Unprocessable { extensions, .. } | ApiError::NotReady { extensions, .. } => {
                 extensions.clone()
             }
@@ -305,15 +328,6 @@ impl ApiError {
                 ("limit".to_string(), serde_json::json!(limit)),
             ]),
             _ => serde_json::Map::new(),
-        };
-        Problem {
-            problem_type: format!("urn:dvault:problem:{slug}"),
-            title: title.to_string(),
-            status: self.status().as_u16(),
-            detail,
-            parameter,
-            allowed,
-            extensions,
         }
     }
 }
