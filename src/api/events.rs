@@ -265,10 +265,39 @@ pub async fn post(
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
     let received_at = Utc::now();
-    let range = &state.config.time_range;
-    // the request as one text: in binary mode, the event in structured mode, so that
-    // it is validated, quarantined and deduplicated like one
-    let (shape, items, text) = match binary_mode(&headers)? {
+    let request = read(&headers, body, received_at, &state.config.time_range)?;
+    let (mut positions, mut events, mut parse_rejects) = (Vec::new(), Vec::new(), Vec::new());
+    for item in request.items {
+        match item {
+            Ok((position, e)) => {
+                positions.push(position);
+                events.push(e);
+            }
+            Err(r) => parse_rejects.push(r),
+        }
+    }
+    let digest = digest(request.shape, &request.text);
+    let (appended, rejects) = store(&state, &positions, &events, &parse_rejects, &digest).await?;
+    answer(appended, rejects)
+}
+
+/// A request read.
+struct Request {
+    shape: Shape,
+    items: Vec<Result<Item, Rejection>>,
+    /// The request as one text: in binary mode, the event in structured mode, so
+    /// that it is validated, quarantined and deduplicated like one.
+    text: bytes::Bytes,
+}
+
+/// Read the body by its content type (or `ce-*` headers: binary mode).
+fn read(
+    headers: &HeaderMap,
+    body: bytes::Bytes,
+    received_at: DateTime<Utc>,
+    range: &TimeRange,
+) -> Result<Request, ApiError> {
+    let (shape, items, text) = match binary_mode(headers)? {
         Some(attributes) => match cloudevents::structured_from_binary(&attributes, &body) {
             Ok(event) => {
                 let items = parse(event.as_bytes(), Shape::Single, received_at, range)?;
@@ -284,38 +313,42 @@ pub async fn post(
             }
         },
         None => {
-            let shape = shape(&headers)?;
+            let shape = shape(headers)?;
             let items = parse(&body, shape, received_at, range)?;
             (shape, items, body)
         }
     };
-    let (mut positions, mut events, mut parse_rejects) = (Vec::new(), Vec::new(), Vec::new());
-    for item in items {
-        match item {
-            Ok((position, e)) => {
-                positions.push(position);
-                events.push(e);
-            }
-            Err(r) => parse_rejects.push(r),
-        }
-    }
-    // the digest of the request: posting the same body twice quarantines its bad
-    // items once
+    Ok(Request { shape, items, text })
+}
+
+/// The digest of the request: posting the same body twice quarantines its bad
+/// items once.
+fn digest(shape: Shape, text: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(format!("{shape:?}").as_bytes());
     h.update([0]);
-    h.update(&text);
-    let digest: [u8; 32] = h.finalize().into();
+    h.update(text);
+    h.finalize().into()
+}
 
+/// Append the events and quarantine the rejected items in one transaction, again
+/// after a deadlock.
+async fn store(
+    state: &AppState,
+    positions: &[u64],
+    events: &[NewEvent],
+    parse_rejects: &[Rejection],
+    digest: &[u8; 32],
+) -> Result<(crate::events::Appended, Vec<Rejection>), ApiError> {
     let mut client = state.primary().await?;
     let mut attempt = 1;
-    let (appended, rejects) = loop {
+    loop {
         let written = async {
             let tx = client.transaction().await?;
             // the safety net: events the database refuses are quarantined at their
             // position, the others stored
-            let (appended, refused) = append_salvaging(&*tx, &events).await?;
-            let mut rejects = parse_rejects.clone();
+            let (appended, refused) = append_salvaging(&*tx, events).await?;
+            let mut rejects = parse_rejects.to_vec();
             for r in refused {
                 let item = positions.get(r.index).copied().unwrap_or_default();
                 tracing::warn!(item, sqlstate = %r.code, "the database refused an event: quarantined");
@@ -326,7 +359,7 @@ pub async fn post(
                 });
             }
             rejects.sort_by_key(|r| r.line);
-            store_rejections(&*tx, &rejects, "api", &digest).await?;
+            store_rejections(&*tx, &rejects, "api", digest).await?;
             tx.commit().await?;
             Ok::<_, tokio_postgres::Error>((appended, rejects))
         }
@@ -338,10 +371,16 @@ pub async fn post(
                 tokio::time::sleep(deadlock_pause(attempt)).await;
                 attempt += 1;
             }
-            done => break done?,
+            done => return Ok(done?),
         }
-    };
+    }
+}
 
+/// 202 with the counts, or 422 when nothing was stored (every item rejected).
+fn answer(
+    appended: crate::events::Appended,
+    rejects: Vec<Rejection>,
+) -> Result<(StatusCode, Json<Appended>), ApiError> {
     let result = Appended {
         accepted: appended.inserted,
         duplicates: appended.duplicates,
@@ -381,88 +420,5 @@ pub async fn post(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-            .expect("valid")
-            .with_timezone(&Utc)
-    }
-
-    const GOOD: &str = r#"{"specversion":"1.0","type":"t","source":"s","id":"1","data":{}}"#;
-    const BAD: &str = r#"{"specversion":"1.0","source":"s","data":{}}"#;
-
-    fn summary(items: &[Result<Item, Rejection>]) -> Vec<Result<String, (u64, String)>> {
-        items
-            .iter()
-            .map(|i| match i {
-                Ok((_, e)) => Ok(e.event_id.clone()),
-                Err(r) => Err((r.line, r.reason.clone())),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn each_shape_splits_into_items() {
-        let single =
-            parse(GOOD.as_bytes(), Shape::Single, now(), &TimeRange::default()).expect("ok");
-        assert_eq!(summary(&single), [Ok("1".to_string())]);
-
-        let batch = format!("[{GOOD}, {BAD}]");
-        let batch = parse(
-            batch.as_bytes(),
-            Shape::ObjectOrArray,
-            now(),
-            &TimeRange::default(),
-        )
-        .expect("ok");
-        assert!(batch[0].is_ok());
-        let Err(r) = &batch[1] else {
-            panic!("the second item is bad")
-        };
-        assert_eq!(r.line, 2);
-        assert!(r.reason.contains("\"type\""), "{}", r.reason);
-
-        let lines = format!("{GOOD}\r\n\n{BAD}\n{{oops\n");
-        let lines =
-            parse(lines.as_bytes(), Shape::Lines, now(), &TimeRange::default()).expect("ok");
-        let got: Vec<_> = summary(&lines)
-            .into_iter()
-            .map(|i| i.map_err(|(line, _)| line))
-            .collect();
-        assert_eq!(got, [Ok("1".to_string()), Err(3), Err(4)]);
-    }
-
-    #[test]
-    fn whole_body_problems_are_errors_not_items() {
-        for (body, shape) in [
-            ("", Shape::Single),
-            ("  \n", Shape::Lines),
-            ("[]", Shape::Batch),
-            ("[1, ", Shape::Batch),
-            ("{}", Shape::Batch),
-        ] {
-            let err = parse(body.as_bytes(), shape, now(), &TimeRange::default()).expect_err(body);
-            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{body}");
-        }
-    }
-
-    #[test]
-    fn content_types() {
-        let with = |ct: &str| {
-            let mut h = HeaderMap::new();
-            h.insert(header::CONTENT_TYPE, ct.parse().expect("header"));
-            shape(&h)
-        };
-        assert_eq!(
-            with("application/cloudevents+json; charset=utf-8").ok(),
-            Some(Shape::Single)
-        );
-        assert_eq!(with("Application/X-NDJSON").ok(), Some(Shape::Lines));
-        assert_eq!(with("application/json").ok(), Some(Shape::ObjectOrArray));
-        let err = with("text/csv").expect_err("unsupported");
-        assert_eq!(err.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        assert!(shape(&HeaderMap::new()).is_err());
-    }
-}
+#[path = "events_tests.rs"]
+mod tests;
