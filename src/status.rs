@@ -33,24 +33,16 @@ pub struct Status {
 }
 
 pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgres::Error> {
-    let events_by_type = client
-        .query(
-            "SELECT event_type, sum(coalesce(bundle_size, 1))::bigint FROM event_log.events GROUP BY 1 ORDER BY 1",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<_, tokio_postgres::Error>>()?;
-    let rejected_by_stage = client
-        .query(
-            "SELECT stage, count(*) FROM event_log.rejected GROUP BY 1 ORDER BY 1",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<_, tokio_postgres::Error>>()?;
+    let events_by_type = counts(
+        client,
+        "SELECT event_type, sum(coalesce(bundle_size, 1))::bigint FROM event_log.events GROUP BY 1 ORDER BY 1",
+    )
+    .await?;
+    let rejected_by_stage = counts(
+        client,
+        "SELECT stage, count(*) FROM event_log.rejected GROUP BY 1 ORDER BY 1",
+    )
+    .await?;
     let checkpoint = events::load_checkpoint(client, CONSUMER).await?;
     let lag = events::lag(client, CONSUMER).await?;
     let waiting = events::horizon::waiting(client, CONSUMER).await?;
@@ -59,10 +51,7 @@ pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgr
         .await?
         .try_get(0)?;
     // run history and quality results exist from schema version 5 on
-    let has_runs: bool = client
-        .query_one("SELECT to_regclass('ops.load_runs') IS NOT NULL", &[])
-        .await?
-        .try_get(0)?;
+    let has_runs = flag(client, "SELECT to_regclass('ops.load_runs') IS NOT NULL").await?;
     let (last_run, quality) = if has_runs {
         (
             crate::ops::runs::last(client).await?,
@@ -71,21 +60,14 @@ pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgr
     } else {
         (None, None)
     };
-    let has_model: bool = client
-        .query_one("SELECT to_regclass('ops.held_events') IS NOT NULL", &[])
-        .await?
-        .try_get(0)?;
+    let has_model = flag(client, "SELECT to_regclass('ops.held_events') IS NOT NULL").await?;
     let (held, model_files) = if has_model {
         (
-            client
-                .query(
-                    "SELECT event_type, count(*) FROM ops.held_events GROUP BY 1 ORDER BY 1",
-                    &[],
-                )
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect::<Result<_, tokio_postgres::Error>>()?,
+            counts(
+                client,
+                "SELECT event_type, count(*) FROM ops.held_events GROUP BY 1 ORDER BY 1",
+            )
+            .await?,
             client
                 .query("SELECT name FROM ops.model_files ORDER BY name", &[])
                 .await?
@@ -96,10 +78,11 @@ pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgr
     } else {
         (Vec::new(), Vec::new())
     };
-    let has_streams: bool = client
-        .query_one("SELECT to_regclass('ops.stream_offsets') IS NOT NULL", &[])
-        .await?
-        .try_get(0)?;
+    let has_streams = flag(
+        client,
+        "SELECT to_regclass('ops.stream_offsets') IS NOT NULL",
+    )
+    .await?;
     let streams = match has_streams {
         true => crate::stream::offsets::lags(client).await?,
         false => Vec::new(),
@@ -120,8 +103,39 @@ pub async fn collect(client: &impl GenericClient) -> Result<Status, tokio_postgr
     })
 }
 
+/// The `(name, count)` rows of a `GROUP BY 1 ORDER BY 1` query.
+async fn counts(
+    client: &impl GenericClient,
+    sql: &str,
+) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
+    client
+        .query(sql, &[])
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// The one boolean a query answers (whether a table exists).
+async fn flag(client: &impl GenericClient, sql: &str) -> Result<bool, tokio_postgres::Error> {
+    client.query_one(sql, &[]).await?.try_get(0)
+}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_log(f)?;
+        self.fmt_loader(f)?;
+        self.fmt_quality(f)?;
+        if let Some(w) = &self.waiting {
+            writeln!(f, "waiting:    {w}")?;
+        }
+        self.fmt_streams(f)
+    }
+}
+
+impl Status {
+    /// The log: schema, events per type, rejections, events held back, the model.
+    fn fmt_log(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "schema:     version {}",
@@ -163,6 +177,11 @@ impl fmt::Display for Status {
                 self.model_files.join(", ")
             )?;
         }
+        Ok(())
+    }
+
+    /// The loader: its checkpoint, the lag, the latest run.
+    fn fmt_loader(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.checkpoint == Checkpoint::START {
             writeln!(f, "loader:     nothing loaded yet")?;
         } else {
@@ -186,6 +205,11 @@ impl fmt::Display for Status {
             Some(run) => writeln!(f, "last run:   {}", run.one_line())?,
             None => writeln!(f, "last run:   none yet")?,
         }
+        Ok(())
+    }
+
+    /// The latest quality gate, with the checks that failed.
+    fn fmt_quality(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.quality {
             Some(q) => {
                 let at = q
@@ -209,9 +233,11 @@ impl fmt::Display for Status {
             }
             None => writeln!(f, "quality:    not checked yet (dvault check)")?,
         }
-        if let Some(w) = &self.waiting {
-            writeln!(f, "waiting:    {w}")?;
-        }
+        Ok(())
+    }
+
+    /// Where each `dvault stream` group stands.
+    fn fmt_streams(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.streams.is_empty() {
             let behind: i64 = self.streams.iter().map(|l| l.records()).sum();
             writeln!(
