@@ -290,12 +290,8 @@ impl Listing {
         page: &PageRequest,
     ) -> Result<(Vec<Row>, Option<String>), ApiError> {
         let sort = page.sort;
-        let (dir, op) = if sort.desc {
-            ("DESC", "<")
-        } else {
-            ("ASC", ">")
-        };
         if let Some(after) = &page.after {
+            let op = if sort.desc { "<" } else { ">" };
             let k = self.bind(Box::new(after.k.clone()));
             let i = self.bind(Box::new(after.i.clone()));
             self.conditions.push(format!(
@@ -305,23 +301,40 @@ impl Listing {
         }
         let limit = self.bind(Box::new(page.limit + 1));
         let offset = self.bind(Box::new(page.offset));
+        let keys = match self.keys.filter(|_| sort.keyed) {
+            Some(keys) => usable(client, keys).await?,
+            None => None,
+        };
+        let sql = self.sql(sort, keys, &limit, &offset);
+        let stmt = client.prepare_cached(&sql).await?;
+        let params: Vec<&(dyn ToSql + Sync)> = self
+            .params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let mut rows = client.query(&stmt, &params).await.map_err(|e| {
+            // a tampered cursor can carry a key that does not cast (class 22: data exception)
+            match e.code() {
+                Some(code) if page.after.is_some() && code.code().starts_with("22") => {
+                    ApiError::bad_param("cursor", "this cursor is damaged", &[])
+                }
+                _ => ApiError::from(e),
+            }
+        })?;
+        let next = next_cursor(&mut rows, page)?;
+        Ok((rows, next))
+    }
+
+    /// The page's statement: the listing alone, or its keys paged first (`keys`)
+    /// and the page's rows read from the listing by them.
+    fn sql(&self, sort: &Sort, keys: Option<Keys>, limit: &str, offset: &str) -> String {
+        let dir = if sort.desc { "DESC" } else { "ASC" };
         let wheres = if self.conditions.is_empty() {
             "true".to_string()
         } else {
             self.conditions.join(" AND ")
         };
-        let keys = match self.keys.filter(|_| sort.keyed) {
-            Some(keys) => {
-                let usable = client.prepare_cached(keys.usable).await?;
-                let usable = match client.query_opt(&usable, &[]).await? {
-                    Some(row) => row.try_get::<_, Option<bool>>(0)?.unwrap_or(false),
-                    None => false,
-                };
-                Some(keys).filter(|_| usable)
-            }
-            None => None,
-        };
-        let sql = match keys {
+        match keys {
             None => format!(
                 "SELECT {cols}, ({key})::text AS page_key, ({id})::text AS page_id FROM {from} \
                  WHERE {wheres} ORDER BY {key} {dir}, {id} {dir} LIMIT {limit} OFFSET {offset}",
@@ -345,44 +358,40 @@ impl Listing {
                 id = self.id,
                 from = self.from,
             ),
-        };
-        let stmt = client.prepare_cached(&sql).await?;
-        let params: Vec<&(dyn ToSql + Sync)> = self
-            .params
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-            .collect();
-        let mut rows = client.query(&stmt, &params).await.map_err(|e| {
-            // a tampered cursor can carry a key that does not cast (class 22: data exception)
-            match e.code() {
-                Some(code) if page.after.is_some() && code.code().starts_with("22") => {
-                    ApiError::bad_param("cursor", "this cursor is damaged", &[])
-                }
-                _ => ApiError::from(e),
-            }
-        })?;
-        let next = if rows.len() as i64 > page.limit {
-            rows.truncate(page.limit as usize);
-            let last = rows
-                .last()
-                .ok_or_else(|| ApiError::Internal("empty page".into()))?;
-            Some(
-                Cursor {
-                    s: sort.name.to_string(),
-                    k: last
-                        .try_get("page_key")
-                        .map_err(|e| ApiError::Internal(e.to_string()))?,
-                    i: last
-                        .try_get("page_id")
-                        .map_err(|e| ApiError::Internal(e.to_string()))?,
-                }
-                .encode(),
-            )
-        } else {
-            None
-        };
-        Ok((rows, next))
+        }
     }
+}
+
+/// `keys` if its relation can be read now (its `usable` query says so).
+async fn usable(client: &deadpool_postgres::Client, keys: Keys) -> Result<Option<Keys>, ApiError> {
+    let usable = client.prepare_cached(keys.usable).await?;
+    let usable = match client.query_opt(&usable, &[]).await? {
+        Some(row) => row.try_get::<_, Option<bool>>(0)?.unwrap_or(false),
+        None => false,
+    };
+    Ok(Some(keys).filter(|_| usable))
+}
+
+/// Drop the extra row that tells a next page exists, and make that page's cursor
+/// from the last row kept.
+fn next_cursor(rows: &mut Vec<Row>, page: &PageRequest) -> Result<Option<String>, ApiError> {
+    if rows.len() as i64 <= page.limit {
+        return Ok(None);
+    }
+    rows.truncate(page.limit as usize);
+    let last = rows
+        .last()
+        .ok_or_else(|| ApiError::Internal("empty page".into()))?;
+    let cursor = Cursor {
+        s: page.sort.name.to_string(),
+        k: last
+            .try_get("page_key")
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+        i: last
+            .try_get("page_id")
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+    };
+    Ok(Some(cursor.encode()))
 }
 
 /// The link to the next page: `path`, the request's own parameters (paging ones
@@ -483,105 +492,5 @@ macro_rules! page_of {
 pub(crate) use page_of;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    static SORTS: [Sort; 2] = [
-        Sort::new("id", "t.id", "text", false),
-        Sort::new("-total", "t.total", "numeric", true),
-    ];
-
-    fn parse(p: Paging<'_>) -> Result<PageRequest, ApiError> {
-        PageRequest::parse(&SORTS, p)
-    }
-
-    fn detail(r: Result<PageRequest, ApiError>) -> String {
-        r.expect_err("refused").problem().detail
-    }
-
-    #[test]
-    fn defaults_and_limits() {
-        let p = parse(Paging::default()).expect("ok");
-        assert_eq!((p.sort.name, p.limit, p.offset), ("id", DEFAULT_LIMIT, 0));
-        let p = parse(Paging {
-            limit: Some("1000"),
-            skip: Some("20"),
-            ..Paging::default()
-        })
-        .expect("ok");
-        assert_eq!((p.limit, p.offset), (1000, 20));
-        for bad in ["0", "1001", "-1", "ten", ""] {
-            let d = detail(parse(Paging {
-                limit: Some(bad),
-                ..Paging::default()
-            }));
-            assert!(d.starts_with("parameter `limit`"), "{d}");
-        }
-        let d = detail(parse(Paging {
-            sort: Some("price"),
-            ..Paging::default()
-        }));
-        assert_eq!(
-            d,
-            "parameter `sort`: unknown sort \"price\"; allowed: id, -total"
-        );
-    }
-
-    #[test]
-    fn cursors_round_trip_and_are_checked() {
-        let c = Cursor {
-            s: "-total".into(),
-            k: "12.50".into(),
-            i: "C 1/é".into(),
-        };
-        let raw = c.encode();
-        assert!(
-            raw.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        );
-        let p = parse(Paging {
-            sort: Some("-total"),
-            cursor: Some(&raw),
-            ..Paging::default()
-        })
-        .expect("ok");
-        assert_eq!(p.after, Some(c));
-
-        let d = detail(parse(Paging {
-            cursor: Some(&raw),
-            ..Paging::default()
-        }));
-        assert!(d.contains("belongs to sort=-total"), "{d}");
-        let d = detail(parse(Paging {
-            cursor: Some("not-a-cursor"),
-            ..Paging::default()
-        }));
-        assert!(d.starts_with("parameter `cursor`"), "{d}");
-        let d = detail(parse(Paging {
-            sort: Some("-total"),
-            cursor: Some(&raw),
-            offset: Some("5"),
-            ..Paging::default()
-        }));
-        assert!(d.contains("not both"), "{d}");
-    }
-
-    #[test]
-    fn next_links_keep_filters_and_drop_paging() {
-        let link = next_link(
-            "/customers",
-            &[
-                ("segment", Some("Can't Lose Them")),
-                ("country", None),
-                ("limit", Some("10")),
-                ("skip", Some("20")),
-            ],
-            "abc",
-        );
-        assert_eq!(
-            link,
-            "/customers?segment=Can%27t%20Lose%20Them&limit=10&cursor=abc"
-        );
-        assert_eq!(next_link("/orders", &[], "x"), "/orders?cursor=x");
-    }
-}
+#[path = "pagination_tests.rs"]
+mod tests;
