@@ -9,7 +9,7 @@ use chrono::{Datelike, Months, NaiveDate};
 use serde_json::{Map, Value, json};
 
 use super::error::{ApiError, PROBLEM_JSON};
-use super::{analytics, customers, events, orders, pagination, products};
+use super::{analytics, customer_orders, customers, events, orders, pagination, products};
 
 /// Business keys the generator always makes (its ids are numbered from 1).
 pub const CUSTOMER: &str = "C000042";
@@ -71,7 +71,7 @@ fn problem_example(path: &str, status: u16) -> Option<ApiError> {
         (400, "/customers/{id}/orders") => ApiError::bad_param(
             "sort",
             "unknown sort \"amount\"",
-            &sorts(&customers::ORDER_SORTS),
+            &sorts(&customer_orders::ORDER_SORTS),
         ),
         (400, "/products") => {
             ApiError::bad_param("sort", "unknown sort \"name\"", &sorts(&products::SORTS))

@@ -7,6 +7,7 @@
 mod analytics;
 pub mod auth;
 pub mod config;
+mod customer_orders;
 mod customers;
 mod dashboard;
 pub mod error;
@@ -56,7 +57,7 @@ pub fn router(state: AppState) -> Router {
     let reads = Router::new()
         .route("/customers", get(customers::list))
         .route("/customers/{id}", get(customers::one))
-        .route("/customers/{id}/orders", get(customers::orders))
+        .route("/customers/{id}/orders", get(customer_orders::orders))
         .route("/customers/{id}/history", get(history::customer_history))
         .route("/products", get(products::list))
         .route("/products/{id}", get(products::one))

@@ -8,8 +8,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{
-    analytics, customers, error, events, examples, health, history, metrics, orders, pagination,
-    products, segments,
+    analytics, customer_orders, customers, error, events, examples, health, history, metrics,
+    orders, pagination, products, segments,
 };
 
 #[derive(OpenApi)]
@@ -27,7 +27,7 @@ use super::{
     paths(
         customers::list,
         customers::one,
-        customers::orders,
+        customer_orders::orders,
         history::customer_history,
         products::list,
         products::one,
@@ -151,7 +151,7 @@ impl Modify for PreciseParameters {
         let date = json!({"type": "string", "format": "date"});
         let sorts_of = |path: &str| match path {
             "/customers" | "/segments/{name}/customers" => Some(names(&customers::SORTS)),
-            "/customers/{id}/orders" => Some(names(&customers::ORDER_SORTS)),
+            "/customers/{id}/orders" => Some(names(&customer_orders::ORDER_SORTS)),
             "/products" => Some(names(&products::SORTS)),
             "/orders" => Some(names(&orders::SORTS)),
             _ => None,
