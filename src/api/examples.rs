@@ -58,57 +58,14 @@ fn parameter_example(path: &str, name: &str, today: NaiveDate) -> Option<Value> 
 
 /// The error each operation shows for `status`: what this server would answer.
 fn problem_example(path: &str, status: u16) -> Option<ApiError> {
-    let sorts = |sorts: &[pagination::Sort]| sorts.iter().map(|s| s.name).collect::<Vec<_>>();
-    let unknown_parameter = || ApiError::BadParameter {
-        name: "fields".into(),
-        message: "unknown parameter".into(),
-        allowed: Vec::new(),
-    };
     let error = match (status, path) {
-        (400, "/customers" | "/segments/{name}/customers") => {
-            ApiError::bad_param("sort", "unknown sort \"price\"", &sorts(&customers::SORTS))
-        }
-        (400, "/customers/{id}/orders") => ApiError::bad_param(
-            "sort",
-            "unknown sort \"amount\"",
-            &sorts(&customer_orders::ORDER_SORTS),
-        ),
-        (400, "/products") => {
-            ApiError::bad_param("sort", "unknown sort \"name\"", &sorts(&products::SORTS))
-        }
-        (400, "/orders") => {
-            ApiError::bad_param("status", "unknown status \"lost\"", &orders::STATUSES)
-        }
-        (400, "/customers/{id}") => match super::params::parse_as_of("as_of", "yesterday") {
-            Err(e) => e,
-            Ok(_) => return None,
-        },
-        (400, "/analytics/revenue") => ApiError::bad_param(
-            "period",
-            "unknown period \"year\"",
-            &analytics::PERIODS.map(|(n, _)| n),
-        ),
-        (400, "/events") => ApiError::BadRequest("the batch is empty: no events".into()),
-        (400, _) => unknown_parameter(),
+        (400, _) => return bad_request_example(path),
         (401, _) => ApiError::Unauthorized("no API key"),
         (403, "/events") => ApiError::Forbidden(
             "this API key has scope `read`; this request needs scope `write`".into(),
         ),
         (403, _) => ApiError::Forbidden("forbidden".into()),
-        (404, "/customers/{id}" | "/customers/{id}/orders" | "/customers/{id}/history") => {
-            ApiError::not_found("customer", "C999999")
-        }
-        (404, "/products/{id}") => ApiError::not_found("product", "P99999"),
-        (404, "/orders/{id}") => ApiError::not_found("order", "O9999999"),
-        (404, "/segments/{name}/customers") => ApiError::NotFound {
-            what: "segment",
-            id: "Whales".into(),
-            allowed: super::openapi::SEGMENTS.map(String::from).to_vec(),
-        },
-        (404, _) => ApiError::NoRoute {
-            method: "GET".into(),
-            path: path.into(),
-        },
+        (404, _) => not_found_example(path),
         (413, _) => ApiError::PayloadTooLarge {
             limit: 4 * 1024 * 1024,
         },
@@ -144,6 +101,62 @@ fn problem_example(path: &str, status: u16) -> Option<ApiError> {
         _ => return None,
     };
     Some(error)
+}
+
+/// The 400 of an operation: a bad value of the parameter it is most often given
+/// wrong, else an unknown parameter.
+fn bad_request_example(path: &str) -> Option<ApiError> {
+    let sorts = |sorts: &[pagination::Sort]| sorts.iter().map(|s| s.name).collect::<Vec<_>>();
+    let error = match path {
+        "/customers" | "/segments/{name}/customers" => {
+            ApiError::bad_param("sort", "unknown sort \"price\"", &sorts(&customers::SORTS))
+        }
+        "/customers/{id}/orders" => ApiError::bad_param(
+            "sort",
+            "unknown sort \"amount\"",
+            &sorts(&customer_orders::ORDER_SORTS),
+        ),
+        "/products" => {
+            ApiError::bad_param("sort", "unknown sort \"name\"", &sorts(&products::SORTS))
+        }
+        "/orders" => ApiError::bad_param("status", "unknown status \"lost\"", &orders::STATUSES),
+        "/customers/{id}" => match super::params::parse_as_of("as_of", "yesterday") {
+            Err(e) => e,
+            Ok(_) => return None,
+        },
+        "/analytics/revenue" => ApiError::bad_param(
+            "period",
+            "unknown period \"year\"",
+            &analytics::PERIODS.map(|(n, _)| n),
+        ),
+        "/events" => ApiError::BadRequest("the batch is empty: no events".into()),
+        _ => ApiError::BadParameter {
+            name: "fields".into(),
+            message: "unknown parameter".into(),
+            allowed: Vec::new(),
+        },
+    };
+    Some(error)
+}
+
+/// The 404 of an operation: an unknown id of what it reads, else no such route.
+fn not_found_example(path: &str) -> ApiError {
+    match path {
+        "/customers/{id}" | "/customers/{id}/orders" | "/customers/{id}/history" => {
+            ApiError::not_found("customer", "C999999")
+        }
+        "/products/{id}" => ApiError::not_found("product", "P99999"),
+        "/orders/{id}" => ApiError::not_found("order", "O9999999"),
+        "/segments/{name}/customers" => ApiError::NotFound {
+            what: "segment",
+            id: "Whales".into(),
+            allowed: super::openapi::SEGMENTS.map(String::from).to_vec(),
+        },
+        _ => ApiError::NoRoute {
+            method: "GET".into(),
+            path: path.into(),
+        },
+    }
 }
 
 /// One CloudEvent that the demo's mappings load: a new customer.
