@@ -303,72 +303,83 @@ impl Collector for LatestCollector {
                 seconds,
             )?;
         }
-        let streams = &latest.stream_lags;
-        if !streams.is_empty() {
-            gauges(
-                e,
-                "dvault_stream_lag_records",
-                "Records of a Kafka partition not consumed yet by dvault stream, as of its \
-                 last fetch, by group, topic and partition.",
-                streams.iter().map(|l| (StreamLabels::of(l), l.records())),
-            )?;
-            gauges(
-                e,
-                "dvault_stream_offset",
-                "The next offset dvault stream consumes, by group, topic and partition.",
-                streams.iter().map(|l| (StreamLabels::of(l), l.next_offset)),
-            )?;
-            gauges(
-                e,
-                "dvault_stream_updated_timestamp_seconds",
-                "Unix time of dvault stream's last batch or fetch of a partition, by group, \
-                 topic and partition.",
-                streams
-                    .iter()
-                    .map(|l| (StreamLabels::of(l), l.updated_at.timestamp())),
-            )?;
+        if !latest.stream_lags.is_empty() {
+            encode_streams(e, &latest.stream_lags)?;
         }
         if let Some(q) = &latest.quality {
-            gauge(
-                e,
-                "dvault_quality_gate_passed",
-                "1 if every check of the latest quality gate passed.",
-                i64::from(q.passed()),
-            )?;
-            if let Some(at) = q.checked_at {
-                gauge(
-                    e,
-                    "dvault_quality_gate_timestamp_seconds",
-                    "Unix time of the latest quality gate.",
-                    at.timestamp(),
-                )?;
-            }
-            let check = |r: &crate::ops::quality::CheckResult| CheckLabel {
-                check: r.check.as_str(),
-            };
-            gauges(
-                e,
-                "dvault_quality_check_passed",
-                "1 if the check passed at the latest gate.",
-                q.results.iter().map(|r| (check(r), i64::from(r.passed))),
-            )?;
-            gauges(
-                e,
-                "dvault_quality_check_measured",
-                "Measured value at the latest gate: worst ratio, orphan count or age in hours.",
-                q.results
-                    .iter()
-                    .filter_map(|r| Some((check(r), r.measured?))),
-            )?;
-            gauges(
-                e,
-                "dvault_quality_check_threshold",
-                "Threshold of the check.",
-                q.results.iter().map(|r| (check(r), r.threshold)),
-            )?;
+            encode_quality(e, q)?;
         }
         Ok(())
     }
+}
+
+/// Where `dvault stream` stands in each Kafka partition.
+fn encode_streams(e: &mut DescriptorEncoder, streams: &[Lag]) -> Result<(), std::fmt::Error> {
+    gauges(
+        e,
+        "dvault_stream_lag_records",
+        "Records of a Kafka partition not consumed yet by dvault stream, as of its \
+         last fetch, by group, topic and partition.",
+        streams.iter().map(|l| (StreamLabels::of(l), l.records())),
+    )?;
+    gauges(
+        e,
+        "dvault_stream_offset",
+        "The next offset dvault stream consumes, by group, topic and partition.",
+        streams.iter().map(|l| (StreamLabels::of(l), l.next_offset)),
+    )?;
+    gauges(
+        e,
+        "dvault_stream_updated_timestamp_seconds",
+        "Unix time of dvault stream's last batch or fetch of a partition, by group, \
+         topic and partition.",
+        streams
+            .iter()
+            .map(|l| (StreamLabels::of(l), l.updated_at.timestamp())),
+    )?;
+    Ok(())
+}
+
+/// The latest quality gate, and each of its checks.
+fn encode_quality(e: &mut DescriptorEncoder, q: &Report) -> Result<(), std::fmt::Error> {
+    gauge(
+        e,
+        "dvault_quality_gate_passed",
+        "1 if every check of the latest quality gate passed.",
+        i64::from(q.passed()),
+    )?;
+    if let Some(at) = q.checked_at {
+        gauge(
+            e,
+            "dvault_quality_gate_timestamp_seconds",
+            "Unix time of the latest quality gate.",
+            at.timestamp(),
+        )?;
+    }
+    let check = |r: &crate::ops::quality::CheckResult| CheckLabel {
+        check: r.check.as_str(),
+    };
+    gauges(
+        e,
+        "dvault_quality_check_passed",
+        "1 if the check passed at the latest gate.",
+        q.results.iter().map(|r| (check(r), i64::from(r.passed))),
+    )?;
+    gauges(
+        e,
+        "dvault_quality_check_measured",
+        "Measured value at the latest gate: worst ratio, orphan count or age in hours.",
+        q.results
+            .iter()
+            .filter_map(|r| Some((check(r), r.measured?))),
+    )?;
+    gauges(
+        e,
+        "dvault_quality_check_threshold",
+        "Threshold of the check.",
+        q.results.iter().map(|r| (check(r), r.threshold)),
+    )?;
+    Ok(())
 }
 
 async fn scrape(
