@@ -16,7 +16,7 @@ use crate::db::{self, Target};
 use crate::events::ingest::{self, IngestOptions};
 use crate::generate::{self, GenOptions};
 use crate::human::thousands;
-use crate::load::Loader;
+use crate::load::{LoadSummary, Loader};
 use crate::mapping::Mappings;
 use crate::ops::manual::ManualRun;
 
@@ -55,45 +55,14 @@ type DemoResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 /// fresh database each run; with `DATABASE_URL` it uses that database, and running
 /// twice adds nothing (ingest and load are idempotent).
 pub async fn prepare(config: &Config, opts: &DemoOptions) -> DemoResult<Demo> {
-    let mut target = Target::resolve(config).await?;
-    if let Some(server) = &target.local {
-        let admin = db::connect(&server.url("postgres")).await?;
-        admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {DEMO_DATABASE} WITH (FORCE)"
-            ))
-            .await?;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {DEMO_DATABASE}"))
-            .await?;
-        target.url = server.url(DEMO_DATABASE);
-    }
+    let target = database(config).await?;
     eprintln!("database: {}", target.describe());
     let mut client = db::connect_migrated(&target).await?;
 
     let started = Instant::now();
-    let gen_opts = GenOptions {
-        seed: 42,
-        customers: opts.customers,
-        products: opts.products,
-        orders: opts.orders,
-        days: 365,
-        end: generate::default_end(Utc::now().date_naive()),
-        dirty: 0.0,
-        out: opts.data_dir.clone(),
-    };
-    let gen_for_thread = gen_opts.clone();
-    let generated = tokio::task::spawn_blocking(move || generate::generate(&gen_for_thread))
-        .await?
-        .map_err(|e| format!("writing {}: {e}", gen_opts.out.display()))?;
+    let lines = generate_files(opts).await?;
     let gen_time = started.elapsed();
     let events_file = opts.data_dir.join("events.ndjson");
-    let lines: u64 = generated
-        .files
-        .iter()
-        .filter(|f| f.path.ends_with("transactions.csv"))
-        .map(|f| f.good)
-        .sum();
 
     let t = Instant::now();
     let ingested = ingest::ingest_file(
@@ -108,16 +77,7 @@ pub async fn prepare(config: &Config, opts: &DemoOptions) -> DemoResult<Demo> {
     let ingest_time = t.elapsed();
 
     let t = Instant::now();
-    let loader = Loader::new(&client, Mappings::builtin()?)
-        .await?
-        .with_read_ahead(&target.url);
-    // a load like `dvault load`'s: recorded in `dvault runs` and `status`, with a
-    // progress bar on a terminal, analyzed at its end
-    let run = ManualRun::begin(&client, &target.url, false, true).await?;
-    let loaded = loader.run(&mut client).instrument(run.span()).await;
-    let loaded = run
-        .end(&client, &loader.mappings().schema, loaded, None)
-        .await?;
+    let loaded = load(&mut client, &target.url).await?;
     let load_time = t.elapsed();
 
     let mut tour = String::new();
@@ -144,6 +104,65 @@ pub async fn prepare(config: &Config, opts: &DemoOptions) -> DemoResult<Demo> {
         let _ = writeln!(tour, "  {q}");
     }
     Ok(Demo { target, tour })
+}
+
+/// The database the demo loads: on the private server a fresh one each run, else
+/// `DATABASE_URL`'s as it is.
+async fn database(config: &Config) -> DemoResult<Target> {
+    let mut target = Target::resolve(config).await?;
+    if let Some(server) = &target.local {
+        let admin = db::connect(&server.url("postgres")).await?;
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {DEMO_DATABASE} WITH (FORCE)"
+            ))
+            .await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {DEMO_DATABASE}"))
+            .await?;
+        target.url = server.url(DEMO_DATABASE);
+    }
+    Ok(target)
+}
+
+/// Write the demo's data set (always the same: seed 42) into `opts.data_dir`; the
+/// number of order lines.
+async fn generate_files(opts: &DemoOptions) -> DemoResult<u64> {
+    let gen_opts = GenOptions {
+        seed: 42,
+        customers: opts.customers,
+        products: opts.products,
+        orders: opts.orders,
+        days: 365,
+        end: generate::default_end(Utc::now().date_naive()),
+        dirty: 0.0,
+        out: opts.data_dir.clone(),
+    };
+    let gen_for_thread = gen_opts.clone();
+    let generated = tokio::task::spawn_blocking(move || generate::generate(&gen_for_thread))
+        .await?
+        .map_err(|e| format!("writing {}: {e}", gen_opts.out.display()))?;
+    Ok(generated
+        .files
+        .iter()
+        .filter(|f| f.path.ends_with("transactions.csv"))
+        .map(|f| f.good)
+        .sum())
+}
+
+/// Load the vault from the log.
+async fn load(client: &mut Client, url: &str) -> DemoResult<LoadSummary> {
+    let loader = Loader::new(client, Mappings::builtin()?)
+        .await?
+        .with_read_ahead(url);
+    // a load like `dvault load`'s: recorded in `dvault runs` and `status`, with a
+    // progress bar on a terminal, analyzed at its end
+    let run = ManualRun::begin(client, url, false, true).await?;
+    let loaded = loader.run(client).instrument(run.span()).await;
+    let loaded = run
+        .end(client, &loader.mappings().schema, loaded, None)
+        .await?;
+    Ok(loaded)
 }
 
 /// The queries the tour suggests (a test runs them on a demo).
