@@ -321,109 +321,68 @@ pub fn spawn_fetcher(
     report_every: Duration,
     tx: mpsc::Sender<FetchItem>,
 ) -> tokio::task::JoinHandle<()> {
-    let wait_ms = i32::try_from(opts.max_wait.as_millis()).unwrap_or(i32::MAX);
-    tokio::spawn(async move {
-        let mut next = from;
-        let mut reported: Option<i64> = None;
-        // since when the broker has not answered
-        let mut lost: Option<Instant> = None;
+    let fetcher = Fetcher {
+        index,
+        generation,
+        at,
+        pc,
+        max_bytes: opts.max_bytes.max(2),
+        wait_ms: i32::try_from(opts.max_wait.as_millis()).unwrap_or(i32::MAX),
+        report_every,
+        next: from,
+        reported: None,
+        lost: None,
+    };
+    tokio::spawn(fetcher.run(tx))
+}
+
+/// One partition's fetching task: what it fetches, and where it is.
+struct Fetcher {
+    index: usize,
+    generation: u64,
+    at: TopicPartition,
+    pc: Arc<PartitionClient>,
+    max_bytes: i32,
+    wait_ms: i32,
+    report_every: Duration,
+    /// The offset the next fetch asks for.
+    next: i64,
+    /// The high watermark last handed on: an empty fetch that does not move it is
+    /// not handed on.
+    reported: Option<i64>,
+    /// Since when the broker has not answered.
+    lost: Option<Instant>,
+}
+
+impl Fetcher {
+    async fn run(mut self, tx: mpsc::Sender<FetchItem>) {
         loop {
-            // a lost connection is retried inside the client, connecting again with
-            // its own retries, so a fetch may wait a long time for a broker that is
-            // down: say so while it waits (the fetch itself goes on, never cut short)
-            let fetch = pc.fetch_records(next, 1..opts.max_bytes.max(2), wait_ms);
-            tokio::pin!(fetch);
-            let fetched = loop {
-                tokio::select! {
-                    fetched = &mut fetch => break fetched,
-                    _ = tokio::time::sleep(report_every) => {
-                        let since = *lost.get_or_insert_with(|| {
-                            Instant::now().checked_sub(report_every).unwrap_or_else(Instant::now)
-                        });
-                        tracing::warn!(partition = %at, offset = next, waited_secs = since.elapsed().as_secs(), "cannot fetch: the broker does not answer; still trying");
-                    }
-                }
-            };
-            if let (Some(since), Ok(_)) = (lost, &fetched) {
-                tracing::info!(partition = %at, offset = next, after_secs = since.elapsed().as_secs(), "fetching again: the broker answers");
-                lost = None;
-            }
-            let item = match fetched {
-                Ok((mut records, high_watermark)) => {
-                    // strictly increasing from `next` on: a record before it (the
-                    // start of the batch that holds it) or repeated (tansu 0.6 sends
-                    // the last batch again after a fetch from inside a batch) is
-                    // dropped
-                    let asked = next;
-                    records.retain(|r| {
-                        let keep = r.offset >= next;
-                        if keep {
-                            next = r.offset + 1;
-                        }
-                        keep
-                    });
-                    if let Some(first) = records.first().filter(|r| r.offset > asked) {
-                        tracing::debug!(partition = %at, from = asked, to = first.offset, "offsets not in the partition (compacted, or transaction markers)");
-                    }
-                    if records.is_empty() && high_watermark < next {
-                        // Kafka answers this with OffsetOutOfRange (below), tansu 0.6
-                        // with no records
-                        Err(KafkaError::Beyond {
-                            at: at.clone(),
-                            offset: next,
-                            end: high_watermark,
-                        })
-                    } else if records.is_empty() && reported == Some(high_watermark) {
-                        continue;
-                    } else {
-                        reported = Some(high_watermark);
-                        Ok(Fetched {
-                            index,
-                            generation,
-                            records,
-                            high_watermark,
-                        })
-                    }
-                }
+            let item = match self.fetch().await {
+                Ok((records, high_watermark)) => match self.take(records, high_watermark) {
+                    Some(item) => item,
+                    None => continue,
+                },
                 Err(e) if is_unreachable(&e) => {
                     // the connection is retried inside the client; a whole round
                     // failed: say so and go on trying (a broker restarting, a network
                     // cut), never stop for it
-                    let since = *lost.get_or_insert_with(Instant::now);
-                    tracing::warn!(partition = %at, offset = next, waited_secs = since.elapsed().as_secs(), error = %e, "cannot fetch: the broker does not answer (or does not know the partition); still trying");
+                    let since = *self.lost.get_or_insert_with(Instant::now);
+                    tracing::warn!(partition = %self.at, offset = self.next, waited_secs = since.elapsed().as_secs(), error = %e, "cannot fetch: the broker does not answer (or does not know the partition); still trying");
                     continue;
                 }
                 Err(RsError::ServerError {
                     protocol_error: ProtocolError::OffsetOutOfRange,
                     ..
-                }) => {
-                    let earliest = pc.get_offset(OffsetAt::Earliest).await.unwrap_or(-1);
-                    if earliest >= 0 && next < earliest {
-                        Err(KafkaError::Gone {
-                            at: at.clone(),
-                            offset: next,
-                            earliest,
-                        })
-                    } else {
-                        // beyond the end: the partition was emptied and recreated, or
-                        // the stored offset belongs to another cluster
-                        let end = offset_at(&pc, &at, StartAt::Latest).await.unwrap_or(-1);
-                        Err(KafkaError::Beyond {
-                            at: at.clone(),
-                            offset: next,
-                            end,
-                        })
-                    }
-                }
+                }) => Err(self.out_of_range().await),
                 Err(source) => Err(KafkaError::Request {
                     what: "fetching",
-                    at: format!("{at} at offset {next}"),
+                    at: format!("{} at offset {}", self.at, self.next),
                     source,
                 }),
             };
             let item = item.map_err(|error| FetchFailed {
-                index,
-                generation,
+                index: self.index,
+                generation: self.generation,
                 error,
             });
             let failed = item.is_err();
@@ -431,5 +390,100 @@ pub fn spawn_fetcher(
                 return;
             }
         }
-    })
+    }
+
+    /// One fetch from `next` on. A lost connection is retried inside the client,
+    /// connecting again with its own retries, so a fetch may wait a long time for a
+    /// broker that is down: say so while it waits (the fetch itself goes on, never
+    /// cut short), and once it answers again.
+    async fn fetch(&mut self) -> Result<(Vec<RecordAndOffset>, i64), RsError> {
+        let fetch = self
+            .pc
+            .fetch_records(self.next, 1..self.max_bytes, self.wait_ms);
+        tokio::pin!(fetch);
+        let fetched = loop {
+            tokio::select! {
+                fetched = &mut fetch => break fetched,
+                _ = tokio::time::sleep(self.report_every) => {
+                    let report_every = self.report_every;
+                    let since = *self.lost.get_or_insert_with(|| {
+                        Instant::now().checked_sub(report_every).unwrap_or_else(Instant::now)
+                    });
+                    tracing::warn!(partition = %self.at, offset = self.next, waited_secs = since.elapsed().as_secs(), "cannot fetch: the broker does not answer; still trying");
+                }
+            }
+        };
+        if let (Some(since), Ok(_)) = (self.lost, &fetched) {
+            tracing::info!(partition = %self.at, offset = self.next, after_secs = since.elapsed().as_secs(), "fetching again: the broker answers");
+            self.lost = None;
+        }
+        fetched
+    }
+
+    /// What to hand on from the records a fetch brought; `None`: nothing (no
+    /// record, and the high watermark already handed on).
+    fn take(
+        &mut self,
+        mut records: Vec<RecordAndOffset>,
+        high_watermark: i64,
+    ) -> Option<Result<Fetched, KafkaError>> {
+        // strictly increasing from `next` on: a record before it (the start of the
+        // batch that holds it) or repeated (tansu 0.6 sends the last batch again
+        // after a fetch from inside a batch) is dropped
+        let asked = self.next;
+        let next = &mut self.next;
+        records.retain(|r| {
+            let keep = r.offset >= *next;
+            if keep {
+                *next = r.offset + 1;
+            }
+            keep
+        });
+        if let Some(first) = records.first().filter(|r| r.offset > asked) {
+            tracing::debug!(partition = %self.at, from = asked, to = first.offset, "offsets not in the partition (compacted, or transaction markers)");
+        }
+        if records.is_empty() && high_watermark < self.next {
+            // Kafka answers this with OffsetOutOfRange (see `out_of_range`), tansu
+            // 0.6 with no records
+            Some(Err(KafkaError::Beyond {
+                at: self.at.clone(),
+                offset: self.next,
+                end: high_watermark,
+            }))
+        } else if records.is_empty() && self.reported == Some(high_watermark) {
+            None
+        } else {
+            self.reported = Some(high_watermark);
+            Some(Ok(Fetched {
+                index: self.index,
+                generation: self.generation,
+                records,
+                high_watermark,
+            }))
+        }
+    }
+
+    /// The partition has no record at `next`: deleted by retention (gone), or
+    /// beyond its end.
+    async fn out_of_range(&self) -> KafkaError {
+        let earliest = self.pc.get_offset(OffsetAt::Earliest).await.unwrap_or(-1);
+        if earliest >= 0 && self.next < earliest {
+            KafkaError::Gone {
+                at: self.at.clone(),
+                offset: self.next,
+                earliest,
+            }
+        } else {
+            // beyond the end: the partition was emptied and recreated, or the
+            // stored offset belongs to another cluster
+            let end = offset_at(&self.pc, &self.at, StartAt::Latest)
+                .await
+                .unwrap_or(-1);
+            KafkaError::Beyond {
+                at: self.at.clone(),
+                offset: self.next,
+                end,
+            }
+        }
+    }
 }
