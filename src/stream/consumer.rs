@@ -288,60 +288,82 @@ impl<'a> Consumer<'a> {
                     None => continue,
                 }
             }
-            // what is already fetched, up to a batch
-            let mut waiting: usize = pending.iter().map(|f| f.records.len()).sum();
-            while waiting < size {
-                match self.rx.try_recv() {
-                    Ok(item) => {
-                        if let Some(f) = self.accept(item)? {
-                            waiting += f.records.len();
-                            pending.push_back(f);
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
+            self.fill(&mut pending, size)?;
             let fetched = take_batch(&mut pending, size);
             let records: usize = fetched.iter().map(|f| f.records.len()).sum();
-            let opts = self.opts;
-            let group = &opts.group;
-            for f in &fetched {
-                let part = &mut self.parts[f.index];
-                part.high_watermark = Some(f.high_watermark);
-                if f.records.is_empty() && part.stored.is_some() {
-                    // nothing new to consume, but the lag shown should be current
-                    offsets::note_high_watermark(&*self.client, group, &part.at, f.high_watermark)
-                        .await?;
-                }
-            }
+            self.note_high_watermarks(&fetched).await?;
             if records == 0 {
                 continue;
             }
-            let batch = Batch::of(&fetched, &self.parts, &opts.spec);
-            let span =
-                tracing::info_span!("stream batch", records, inserted = tracing::field::Empty);
-            let (appended, rejected) =
-                write(self.client, group, &batch, &self.parts, &span).await?;
-            for m in &batch.moves {
-                if let Some(p) = self.parts.iter_mut().find(|p| p.at == m.at) {
-                    p.stored = Some(m.to);
-                    p.next = m.to;
-                }
-            }
-            summary.batches += 1;
-            summary.records += records as u64;
-            summary.inserted += appended.inserted;
-            summary.duplicates += appended.duplicates;
-            summary.rejected += rejected;
-            span.record("inserted", appended.inserted);
-            tracing::info!(
-                parent: &span,
-                records,
-                inserted = appended.inserted,
-                duplicates = appended.duplicates,
-                rejected,
-                "batch committed"
-            );
+            self.write_batch(&fetched, records, summary).await?;
         }
+    }
+
+    /// Add what is already fetched to `pending`, up to a batch.
+    fn fill(&mut self, pending: &mut VecDeque<Fetched>, size: usize) -> Result<(), StreamError> {
+        let mut waiting: usize = pending.iter().map(|f| f.records.len()).sum();
+        while waiting < size {
+            match self.rx.try_recv() {
+                Ok(item) => {
+                    if let Some(f) = self.accept(item)? {
+                        waiting += f.records.len();
+                        pending.push_back(f);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Remember each partition's high watermark as fetched.
+    async fn note_high_watermarks(&mut self, fetched: &[Fetched]) -> Result<(), StreamError> {
+        let group = &self.opts.group;
+        for f in fetched {
+            let part = &mut self.parts[f.index];
+            part.high_watermark = Some(f.high_watermark);
+            if f.records.is_empty() && part.stored.is_some() {
+                // nothing new to consume, but the lag shown should be current
+                offsets::note_high_watermark(&*self.client, group, &part.at, f.high_watermark)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write a batch of `records` records and move the partitions' offsets with it,
+    /// in one transaction.
+    async fn write_batch(
+        &mut self,
+        fetched: &[Fetched],
+        records: usize,
+        summary: &mut StreamSummary,
+    ) -> Result<(), StreamError> {
+        let opts = self.opts;
+        let group = &opts.group;
+        let batch = Batch::of(fetched, &self.parts, &opts.spec);
+        let span = tracing::info_span!("stream batch", records, inserted = tracing::field::Empty);
+        let (appended, rejected) = write(self.client, group, &batch, &self.parts, &span).await?;
+        for m in &batch.moves {
+            if let Some(p) = self.parts.iter_mut().find(|p| p.at == m.at) {
+                p.stored = Some(m.to);
+                p.next = m.to;
+            }
+        }
+        summary.batches += 1;
+        summary.records += records as u64;
+        summary.inserted += appended.inserted;
+        summary.duplicates += appended.duplicates;
+        summary.rejected += rejected;
+        span.record("inserted", appended.inserted);
+        tracing::info!(
+            parent: &span,
+            records,
+            inserted = appended.inserted,
+            duplicates = appended.duplicates,
+            rejected,
+            "batch committed"
+        );
+        Ok(())
     }
 }
