@@ -357,79 +357,17 @@ impl QualityConfig {
     /// nothing. All problems are reported together.
     pub fn check(&self, m: &Mappings) -> Result<(), String> {
         let mut problems = Vec::new();
-        let event_known = |t: &str| m.events.contains_key(t);
         if self.completeness.enabled {
-            for (t, fields) in &self.completeness.required {
-                if !event_known(t) {
-                    problems.push(format!(
-                        "[completeness.required] unknown event type \"{t}\""
-                    ));
-                }
-                for f in fields {
-                    if let Err(e) = FieldPath::parse(f) {
-                        problems.push(format!("[completeness.required] {t}: {e}"));
-                    }
-                }
-            }
+            self.check_completeness(m, &mut problems);
         }
         if self.uniqueness.enabled {
-            for (t, key) in &self.uniqueness.keys {
-                if !event_known(t) {
-                    problems.push(format!("[uniqueness.keys] unknown event type \"{t}\""));
-                }
-                match FieldPath::parse(key) {
-                    Ok(FieldPath::Top(_)) => {}
-                    Ok(_) => problems.push(format!(
-                        "[uniqueness.keys] {t}: \"{key}\" iterates an array; name one field per event"
-                    )),
-                    Err(e) => problems.push(format!("[uniqueness.keys] {t}: {e}")),
-                }
-            }
+            self.check_uniqueness(m, &mut problems);
         }
         if self.validity.enabled {
-            for (name, domain) in &self.validity.domains {
-                let known = name.split_once('.').is_some_and(|(sat, col)| {
-                    m.satellite_index(sat)
-                        .is_some_and(|s| m.satellites[s].columns.iter().any(|(c, _)| c == col))
-                        || m.link_index(sat).is_some_and(|l| {
-                            m.links[l].dependent_keys.iter().any(|(c, _)| c == col)
-                        })
-                });
-                if !known {
-                    problems.push(format!(
-                        "[validity.domains] \"{name}\" is no satellite column (or link dependent key) of the mappings; write \"<satellite>.<column>\""
-                    ));
-                }
-                if domain.values.is_none() && domain.min.is_none() && domain.max.is_none() {
-                    problems.push(format!(
-                        "[validity.domains] \"{name}\": give values = [...], min or max"
-                    ));
-                }
-            }
+            self.check_validity(m, &mut problems);
         }
         if self.referential.enabled {
-            for r in &self.referential.rules {
-                let at = format!("[[referential.rules]] link \"{}\"", r.link);
-                let (Some(l), Some(h)) = (m.link_index(&r.link), m.hub_index(&r.hub)) else {
-                    problems.push(format!(
-                        "{at}, hub \"{}\": no such link or hub in the mappings",
-                        r.hub
-                    ));
-                    continue;
-                };
-                if !m.links[l].hubs.contains(&h) {
-                    problems.push(format!("{at} does not join hub \"{}\"", r.hub));
-                }
-                if let Some(sat) = &r.satellite
-                    && m.satellite_index(sat)
-                        .is_none_or(|s| m.satellites[s].parent != Parent::Hub(h))
-                {
-                    problems.push(format!(
-                        "{at}: \"{sat}\" is no satellite of hub \"{}\"",
-                        r.hub
-                    ));
-                }
-            }
+            self.check_referential(m, &mut problems);
         }
         if problems.is_empty() {
             Ok(())
@@ -439,6 +377,88 @@ impl QualityConfig {
                 problems.len(),
                 problems.join("\n  - ")
             ))
+        }
+    }
+
+    /// `[completeness.required]`: known event types, field paths that parse.
+    fn check_completeness(&self, m: &Mappings, problems: &mut Vec<String>) {
+        for (t, fields) in &self.completeness.required {
+            if !m.events.contains_key(t) {
+                problems.push(format!(
+                    "[completeness.required] unknown event type \"{t}\""
+                ));
+            }
+            for f in fields {
+                if let Err(e) = FieldPath::parse(f) {
+                    problems.push(format!("[completeness.required] {t}: {e}"));
+                }
+            }
+        }
+    }
+
+    /// `[uniqueness.keys]`: known event types, one top-level field per event.
+    fn check_uniqueness(&self, m: &Mappings, problems: &mut Vec<String>) {
+        for (t, key) in &self.uniqueness.keys {
+            if !m.events.contains_key(t) {
+                problems.push(format!("[uniqueness.keys] unknown event type \"{t}\""));
+            }
+            match FieldPath::parse(key) {
+                Ok(FieldPath::Top(_)) => {}
+                Ok(_) => problems.push(format!(
+                    "[uniqueness.keys] {t}: \"{key}\" iterates an array; name one field per event"
+                )),
+                Err(e) => problems.push(format!("[uniqueness.keys] {t}: {e}")),
+            }
+        }
+    }
+
+    /// `[validity.domains]`: satellite columns (or link dependent keys) that exist,
+    /// each with a domain to check.
+    fn check_validity(&self, m: &Mappings, problems: &mut Vec<String>) {
+        for (name, domain) in &self.validity.domains {
+            let known = name.split_once('.').is_some_and(|(sat, col)| {
+                m.satellite_index(sat)
+                    .is_some_and(|s| m.satellites[s].columns.iter().any(|(c, _)| c == col))
+                    || m.link_index(sat)
+                        .is_some_and(|l| m.links[l].dependent_keys.iter().any(|(c, _)| c == col))
+            });
+            if !known {
+                problems.push(format!(
+                    "[validity.domains] \"{name}\" is no satellite column (or link dependent key) of the mappings; write \"<satellite>.<column>\""
+                ));
+            }
+            if domain.values.is_none() && domain.min.is_none() && domain.max.is_none() {
+                problems.push(format!(
+                    "[validity.domains] \"{name}\": give values = [...], min or max"
+                ));
+            }
+        }
+    }
+
+    /// `[[referential.rules]]`: a link that joins the hub, and a satellite of that
+    /// hub.
+    fn check_referential(&self, m: &Mappings, problems: &mut Vec<String>) {
+        for r in &self.referential.rules {
+            let at = format!("[[referential.rules]] link \"{}\"", r.link);
+            let (Some(l), Some(h)) = (m.link_index(&r.link), m.hub_index(&r.hub)) else {
+                problems.push(format!(
+                    "{at}, hub \"{}\": no such link or hub in the mappings",
+                    r.hub
+                ));
+                continue;
+            };
+            if !m.links[l].hubs.contains(&h) {
+                problems.push(format!("{at} does not join hub \"{}\"", r.hub));
+            }
+            if let Some(sat) = &r.satellite
+                && m.satellite_index(sat)
+                    .is_none_or(|s| m.satellites[s].parent != Parent::Hub(h))
+            {
+                problems.push(format!(
+                    "{at}: \"{sat}\" is no satellite of hub \"{}\"",
+                    r.hub
+                ));
+            }
         }
     }
 }
