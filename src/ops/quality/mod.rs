@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use futures_util::{TryStreamExt, pin_mut};
 use serde_json::Value as Json;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::{Client, GenericClient, Transaction};
 
 pub use config::QualityConfig;
 
@@ -261,36 +261,7 @@ pub async fn run_gate(
         Scope::SinceLastGate => gated.min(to),
     };
     let mut checks = EventChecks::new(config, mappings);
-    {
-        let params: [&(dyn ToSql + Sync); 4] = [&from.xid, &from.seq, &to.xid, &to.seq];
-        let rows = tx
-            .query_raw(SCOPE, params.iter().copied())
-            .await
-            .doing("reading the events to check")?;
-        pin_mut!(rows);
-        while let Some(row) = rows.try_next().await.doing("reading the events to check")? {
-            const DOING: &str = "reading the events to check";
-            let event_type = row.try_get(0).doing(DOING)?;
-            let source = row.try_get(1).doing(DOING)?;
-            let recorded_at = row.try_get(2).doing(DOING)?;
-            let mut observe = |payload| {
-                checks.observe(Observed {
-                    event_type,
-                    source,
-                    recorded_at,
-                    payload,
-                })
-            };
-            match row
-                .try_get::<_, Option<bundle::Lines<'_>>>(4)
-                .doing(DOING)?
-            {
-                // a bundle: each of its events
-                Some(bundle::Lines(lines)) => lines.iter().for_each(|l| observe(l.payload)),
-                None => observe(row.try_get::<_, RawJson<'_>>(3).doing(DOING)?.0),
-            }
-        }
-    }
+    observe_events(&tx, from, to, &mut checks).await?;
     let mut results = checks.results();
     let scope_events = checks.events as i64;
     if config.referential.enabled {
@@ -310,21 +281,70 @@ pub async fn run_gate(
         run_id,
     };
     if record {
-        let at: DateTime<Utc> = tx
-            .query_one("SELECT now()", &[])
-            .await
-            .doing("reading the time")?
-            .get(0);
-        for r in &report.results {
-            store(&tx, run_id, r).await?;
-        }
-        save_checkpoint(&tx, GATE_CONSUMER, gated.max(to))
-            .await
-            .doing("moving the gate's checkpoint")?;
-        report.checked_at = Some(at);
+        report.checked_at = Some(record_results(&tx, &report, gated.max(to)).await?);
     }
     tx.commit().await.doing("committing the quality results")?;
     Ok(report)
+}
+
+/// Feed `checks` every event of the log after `from` up to `to`, a bundle's events
+/// one by one.
+async fn observe_events(
+    tx: &Transaction<'_>,
+    from: Checkpoint,
+    to: Checkpoint,
+    checks: &mut EventChecks<'_>,
+) -> Result<(), QualityError> {
+    let params: [&(dyn ToSql + Sync); 4] = [&from.xid, &from.seq, &to.xid, &to.seq];
+    let rows = tx
+        .query_raw(SCOPE, params.iter().copied())
+        .await
+        .doing("reading the events to check")?;
+    pin_mut!(rows);
+    while let Some(row) = rows.try_next().await.doing("reading the events to check")? {
+        const DOING: &str = "reading the events to check";
+        let event_type = row.try_get(0).doing(DOING)?;
+        let source = row.try_get(1).doing(DOING)?;
+        let recorded_at = row.try_get(2).doing(DOING)?;
+        let mut observe = |payload| {
+            checks.observe(Observed {
+                event_type,
+                source,
+                recorded_at,
+                payload,
+            })
+        };
+        match row
+            .try_get::<_, Option<bundle::Lines<'_>>>(4)
+            .doing(DOING)?
+        {
+            // a bundle: each of its events
+            Some(bundle::Lines(lines)) => lines.iter().for_each(|l| observe(l.payload)),
+            None => observe(row.try_get::<_, RawJson<'_>>(3).doing(DOING)?.0),
+        }
+    }
+    Ok(())
+}
+
+/// Store the report's results and move the gate's checkpoint to `gated`; the time
+/// of the gate (the transaction's).
+async fn record_results(
+    tx: &Transaction<'_>,
+    report: &Report,
+    gated: Checkpoint,
+) -> Result<DateTime<Utc>, QualityError> {
+    let at: DateTime<Utc> = tx
+        .query_one("SELECT now()", &[])
+        .await
+        .doing("reading the time")?
+        .get(0);
+    for r in &report.results {
+        store(tx, report.run_id, r).await?;
+    }
+    save_checkpoint(tx, GATE_CONSUMER, gated)
+        .await
+        .doing("moving the gate's checkpoint")?;
+    Ok(at)
 }
 
 async fn store(
