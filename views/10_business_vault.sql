@@ -47,7 +47,7 @@ COMMENT ON VIEW business_vault.sat_customer_profile_history IS
 COMMENT ON COLUMN business_vault.sat_customer_profile_history.valid_from IS 'Business time (applied_dts) the version took effect.';
 COMMENT ON COLUMN business_vault.sat_customer_profile_history.valid_to IS 'Business time the next version took effect; ''infinity'' for the current one.';
 COMMENT ON COLUMN business_vault.sat_customer_profile_history.is_current IS 'True for the latest version in business time.';
-COMMENT ON COLUMN business_vault.sat_customer_profile_history.event_seq IS 'The event (event_log.events.seq) that wrote the version.';
+COMMENT ON COLUMN business_vault.sat_customer_profile_history.event_seq IS 'The event that wrote the version: its seq in event_log.events (the row''s own, or one of the lines of a bundle).';
 COMMENT ON COLUMN business_vault.sat_customer_profile_history.load_dts IS 'When that event arrived in the log.';
 
 CREATE OR REPLACE VIEW business_vault.sat_customer_profile_current AS
@@ -82,7 +82,7 @@ COMMENT ON VIEW business_vault.sat_customer_contact_history IS
 COMMENT ON COLUMN business_vault.sat_customer_contact_history.valid_from IS 'Business time (applied_dts) the version took effect.';
 COMMENT ON COLUMN business_vault.sat_customer_contact_history.valid_to IS 'Business time the next version took effect; ''infinity'' for the current one.';
 COMMENT ON COLUMN business_vault.sat_customer_contact_history.is_current IS 'True for the latest version in business time.';
-COMMENT ON COLUMN business_vault.sat_customer_contact_history.event_seq IS 'The event (event_log.events.seq) that wrote the version.';
+COMMENT ON COLUMN business_vault.sat_customer_contact_history.event_seq IS 'The event that wrote the version: its seq in event_log.events (the row''s own, or one of the lines of a bundle).';
 COMMENT ON COLUMN business_vault.sat_customer_contact_history.load_dts IS 'When that event arrived in the log.';
 
 CREATE OR REPLACE VIEW business_vault.sat_customer_contact_current AS
@@ -119,7 +119,7 @@ COMMENT ON VIEW business_vault.sat_product_details_history IS
 COMMENT ON COLUMN business_vault.sat_product_details_history.valid_from IS 'Business time (applied_dts) the version took effect.';
 COMMENT ON COLUMN business_vault.sat_product_details_history.valid_to IS 'Business time the next version took effect; ''infinity'' for the current one.';
 COMMENT ON COLUMN business_vault.sat_product_details_history.is_current IS 'True for the latest version in business time.';
-COMMENT ON COLUMN business_vault.sat_product_details_history.event_seq IS 'The event (event_log.events.seq) that wrote the version.';
+COMMENT ON COLUMN business_vault.sat_product_details_history.event_seq IS 'The event that wrote the version: its seq in event_log.events (the row''s own, or one of the lines of a bundle).';
 COMMENT ON COLUMN business_vault.sat_product_details_history.load_dts IS 'When that event arrived in the log.';
 
 CREATE OR REPLACE VIEW business_vault.sat_product_details_current AS
@@ -154,7 +154,7 @@ COMMENT ON VIEW business_vault.sat_order_details_history IS
 COMMENT ON COLUMN business_vault.sat_order_details_history.valid_from IS 'Business time (applied_dts) the version took effect.';
 COMMENT ON COLUMN business_vault.sat_order_details_history.valid_to IS 'Business time the next version took effect; ''infinity'' for the current one.';
 COMMENT ON COLUMN business_vault.sat_order_details_history.is_current IS 'True for the latest version in business time.';
-COMMENT ON COLUMN business_vault.sat_order_details_history.event_seq IS 'The event (event_log.events.seq) that wrote the version.';
+COMMENT ON COLUMN business_vault.sat_order_details_history.event_seq IS 'The event that wrote the version: its seq in event_log.events (the row''s own, or one of the lines of a bundle).';
 COMMENT ON COLUMN business_vault.sat_order_details_history.load_dts IS 'When that event arrived in the log.';
 
 CREATE OR REPLACE VIEW business_vault.sat_order_details_current AS
@@ -188,7 +188,7 @@ COMMENT ON VIEW business_vault.sat_order_status_history IS
 COMMENT ON COLUMN business_vault.sat_order_status_history.valid_from IS 'Business time (applied_dts) the version took effect.';
 COMMENT ON COLUMN business_vault.sat_order_status_history.valid_to IS 'Business time the next version took effect; ''infinity'' for the current one.';
 COMMENT ON COLUMN business_vault.sat_order_status_history.is_current IS 'True for the latest version in business time.';
-COMMENT ON COLUMN business_vault.sat_order_status_history.event_seq IS 'The event (event_log.events.seq) that wrote the version.';
+COMMENT ON COLUMN business_vault.sat_order_status_history.event_seq IS 'The event that wrote the version: its seq in event_log.events (the row''s own, or one of the lines of a bundle).';
 COMMENT ON COLUMN business_vault.sat_order_status_history.load_dts IS 'When that event arrived in the log.';
 
 CREATE OR REPLACE VIEW business_vault.sat_order_status_current AS
@@ -228,7 +228,7 @@ COMMENT ON VIEW business_vault.sat_order_line_history IS
 COMMENT ON COLUMN business_vault.sat_order_line_history.valid_from IS 'Business time (applied_dts) the version took effect.';
 COMMENT ON COLUMN business_vault.sat_order_line_history.valid_to IS 'Business time the next version took effect; ''infinity'' for the current one.';
 COMMENT ON COLUMN business_vault.sat_order_line_history.is_current IS 'True for the latest version in business time.';
-COMMENT ON COLUMN business_vault.sat_order_line_history.event_seq IS 'The event (event_log.events.seq) that wrote the version.';
+COMMENT ON COLUMN business_vault.sat_order_line_history.event_seq IS 'The event that wrote the version: its seq in event_log.events (the row''s own, or one of the lines of a bundle).';
 COMMENT ON COLUMN business_vault.sat_order_line_history.load_dts IS 'When that event arrived in the log.';
 
 CREATE OR REPLACE VIEW business_vault.sat_order_line_current AS

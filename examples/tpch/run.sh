@@ -4,6 +4,7 @@
 # rows; prints the timings and checks the hash keys against AutomateDV's formula.
 #
 #   examples/tpch/run.sh [SCALE_FACTOR]          # default 1
+#   BUNDLE=1 examples/tpch/run.sh 1              # ingest in bundles (dvault ingest --bundle)
 #
 # Needs: tpchgen-cli (cargo install tpchgen-cli), psql, python3. Uses DATABASE_URL's
 # server if set, else dvault's private server; either way a fresh database
@@ -41,7 +42,8 @@ now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.1f}')"; }
 ingest_all() { # dir
     for t in nation supplier part customer orders lineitem; do
-        [ -f "$1/$t.csv" ] && "$DV" ingest "$1/$t.csv" --type "tpch_$t" --source tpch --batch-size 50000
+        # shellcheck disable=SC2046 # no flag or one word
+        [ -f "$1/$t.csv" ] && "$DV" ingest "$1/$t.csv" --type "tpch_$t" --source tpch --batch-size 50000 $([ "${BUNDLE:-0}" = 1 ] && echo --bundle)
     done
 }
 rows_in() { wc -l "$1"/{nation,supplier,part,customer,orders,lineitem}.csv 2>/dev/null | awk '/total/ {print $1 - 6}'; }

@@ -35,6 +35,11 @@ use super::{NewEvent, RawJson, StoredEvent, Xid8};
 /// enough that a bundle is a fraction of a load batch.
 pub const ROWS: usize = 10_000;
 
+/// A bundle is closed earlier once its payloads hold this many bytes: a value must
+/// stay far below PostgreSQL's 1 GB, and every reader holds a bundle whole (rows of
+/// 3 KB or more make bundles of fewer than 10,000 events).
+pub const MAX_BYTES: usize = 32 << 20;
+
 /// The columns [`read_rows`] reads, in its order; `bundle` is NULL for one event.
 pub const COLUMNS: &str =
     "seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload, bundle";
@@ -42,10 +47,10 @@ pub const COLUMNS: &str =
 /// The events of a bundle as the log stores them.
 #[derive(Debug)]
 pub struct Encoded {
-    /// Unique per source like every event id: a digest of the events' type, source,
-    /// times and ids (the ids of a file's rows are digests of their content; not of
-    /// their `seq`s, which differ each time a file is ingested), so the same rows make
-    /// the same bundle.
+    /// Unique per source like every event id: a digest of the events' type, source
+    /// and ids (the ids of a file's rows are digests of their content; not of their
+    /// `seq`s or times, which differ each time a file is ingested without a time
+    /// field), so the same rows make the same bundle.
     pub id: String,
     pub text: String,
     /// The earliest business time of its events (the row's `occurred_at`).
@@ -68,14 +73,15 @@ pub fn encode(events: &[NewEvent], seqs: &[i64], file: &str, first_line: u64) ->
     }
     let mut occurred_at = events[0].occurred_at;
     for (e, seq) in events.iter().zip(seqs) {
-        let micros = e.occurred_at.timestamp_micros();
+        let micros = micros(e.occurred_at);
         occurred_at = occurred_at.min(e.occurred_at);
         let _ = write!(text, "{seq}\t{micros}\t");
         text.push_str(&e.payload);
         text.push('\n');
-        // the event's id is already a digest of its type, source and payload (or the
-        // producer's own): no second pass over the payload
-        id.update(micros.to_be_bytes());
+        // The event's id is already a digest of its type, source and payload: no
+        // second pass over the payload. Not of its time, as for an event stored alone:
+        // a time that is the ingestion time differs each run, and a run stopped half
+        // way must make the same bundles again.
         id.update(e.event_id.as_bytes());
         id.update([0x1e]);
     }
@@ -93,6 +99,18 @@ pub fn encode(events: &[NewEvent], seqs: &[i64], file: &str, first_line: u64) ->
         text,
         occurred_at,
         summary,
+    }
+}
+
+/// Microseconds since 1970 of `t` as PostgreSQL stores it from the binary protocol
+/// (the driver truncates towards 2000-01-01, PostgreSQL's epoch): an event read back
+/// from a bundle has the time it would have had stored alone, to the microsecond.
+fn micros(t: DateTime<Utc>) -> i64 {
+    const Y2000: i64 = 946_684_800_000_000;
+    let epoch = DateTime::from_timestamp_micros(Y2000).unwrap_or_default();
+    match t.signed_duration_since(epoch).num_microseconds() {
+        Some(since) => Y2000 + since,
+        None => t.timestamp_micros(),
     }
 }
 
@@ -209,15 +227,31 @@ mod tests {
     }
 
     #[test]
-    fn the_id_is_the_content_not_the_places() {
+    fn the_id_is_the_content_not_the_places_or_the_ingestion_time() {
         let events = [event(3, r#"{"a":1}"#), event(4, r#"{"a":2}"#)];
         let a = encode(&events, &[1, 2], "f.csv", 2);
         let b = encode(&events, &[7, 9], "g.csv", 2);
         assert_eq!(a.id, b.id);
         let changed = [event(3, r#"{"a":1}"#), event(4, r#"{"a":3}"#)];
         assert_ne!(a.id, encode(&changed, &[1, 2], "f.csv", 2).id);
-        let later = [event(3, r#"{"a":1}"#), event(5, r#"{"a":2}"#)];
-        assert_ne!(a.id, encode(&later, &[1, 2], "f.csv", 2).id);
+        // a run again the next day: rows without a time field get another time
+        let rerun = [event(5, r#"{"a":1}"#), event(5, r#"{"a":2}"#)];
+        assert_eq!(a.id, encode(&rerun, &[1, 2], "f.csv", 2).id);
+    }
+
+    #[test]
+    fn times_before_2000_keep_the_microsecond_postgresql_stores() {
+        // the driver sends microseconds since 2000 truncated towards 2000
+        let t = DateTime::parse_from_rfc3339("1999-06-01T12:00:00.1234567Z")
+            .unwrap()
+            .to_utc();
+        let back = DateTime::from_timestamp_micros(micros(t)).unwrap();
+        assert_eq!(back.to_rfc3339(), "1999-06-01T12:00:00.123457+00:00");
+        let t = DateTime::parse_from_rfc3339("2001-06-01T12:00:00.1234567Z")
+            .unwrap()
+            .to_utc();
+        let back = DateTime::from_timestamp_micros(micros(t)).unwrap();
+        assert_eq!(back.to_rfc3339(), "2001-06-01T12:00:00.123456+00:00");
     }
 
     #[test]

@@ -312,7 +312,7 @@ pub async fn ingest_file_streams(
         None => false,
     };
     if bulk {
-        let (mut rx, reader) = start_reader(path, &spec, opts, opts.batch_size)?;
+        let (mut rx, reader) = start_reader(path, &spec, opts, BatchLimit::rows(opts.batch_size))?;
         let source = spec.as_ref().map(|s| s.source.as_str());
         let outcome = super::bulk::ingest(
             client,
@@ -342,8 +342,15 @@ pub async fn ingest_file_streams(
         }
     }
     if !summary.bulk {
-        let batch_size = bundled.unwrap_or(opts.batch_size);
-        let (rx, reader) = start_reader(path, &spec, opts, batch_size)?;
+        let limit = match bundled {
+            // a bundle is closed at its rows or its bytes, whichever comes first
+            Some(rows) => BatchLimit {
+                rows,
+                bytes: super::bundle::MAX_BYTES,
+            },
+            None => BatchLimit::rows(opts.batch_size),
+        };
+        let (rx, reader) = start_reader(path, &spec, opts, limit)?;
         let queue = tokio::sync::Mutex::new(rx);
         let stream = Stream {
             queue: &queue,
@@ -398,7 +405,7 @@ fn start_reader(
     path: &Path,
     spec: &Option<RowSpec>,
     opts: &IngestOptions,
-    batch_size: usize,
+    limit: BatchLimit,
 ) -> Result<(mpsc::Receiver<Parsed>, tokio::task::JoinHandle<()>), IngestError> {
     let file = File::open(path).map_err(|source| IngestError::Io {
         path: path.to_path_buf(),
@@ -407,12 +414,11 @@ fn start_reader(
     let (tx, rx) = mpsc::channel::<Parsed>(2);
     let path = path.to_path_buf();
     let spec = spec.clone();
-    let batch_size = batch_size.max(1);
     let range = opts.time_range;
     let received_at = opts.time.unwrap_or_else(Utc::now);
     let reader = tokio::task::spawn_blocking(move || match spec {
-        Some(spec) => parse_csv(file, &path, &spec, batch_size, received_at, &range, &tx),
-        None => parse_ndjson(file, &path, batch_size, received_at, &range, &tx),
+        Some(spec) => parse_csv(file, &path, &spec, limit, received_at, &range, &tx),
+        None => parse_ndjson(file, &path, limit, received_at, &range, &tx),
     });
     Ok((rx, reader))
 }
@@ -677,15 +683,35 @@ fn file_digest(path: &Path, options: &str) -> io::Result<([u8; 32], u64)> {
     Ok((h.finalize().into(), lines))
 }
 
+/// When the reader hands a batch on: at `rows` rows (events and rejections) or once
+/// its payloads hold `bytes`, whichever comes first.
+#[derive(Debug, Clone, Copy)]
+struct BatchLimit {
+    rows: usize,
+    bytes: usize,
+}
+
+impl BatchLimit {
+    fn rows(rows: usize) -> BatchLimit {
+        BatchLimit {
+            rows: rows.max(1),
+            bytes: usize::MAX,
+        }
+    }
+}
+
 /// Collects parsed rows and hands full batches to the writer.
 struct Batcher<'a> {
     batch: Batch,
-    size: usize,
+    /// Payload bytes in `batch`.
+    bytes: usize,
+    limit: BatchLimit,
     tx: &'a mpsc::Sender<Parsed>,
 }
 
 impl<'a> Batcher<'a> {
-    fn new(size: usize, tx: &'a mpsc::Sender<Parsed>) -> Self {
+    fn new(limit: BatchLimit, tx: &'a mpsc::Sender<Parsed>) -> Self {
+        let size = limit.rows.min(100_000);
         Batcher {
             batch: Batch {
                 events: Vec::with_capacity(size),
@@ -693,7 +719,8 @@ impl<'a> Batcher<'a> {
                 rejects: Vec::new(),
                 position: 0,
             },
-            size,
+            bytes: 0,
+            limit,
             tx,
         }
     }
@@ -702,13 +729,16 @@ impl<'a> Batcher<'a> {
     fn push(&mut self, line: u64, item: Result<NewEvent, Rejection>, position: u64) -> bool {
         match item {
             Ok(e) => {
+                self.bytes += e.payload.len();
                 self.batch.events.push(e);
                 self.batch.lines.push(line);
             }
             Err(r) => self.batch.rejects.push(r),
         }
         self.batch.position = position;
-        if self.batch.events.len() + self.batch.rejects.len() >= self.size {
+        if self.batch.events.len() + self.batch.rejects.len() >= self.limit.rows
+            || self.bytes >= self.limit.bytes
+        {
             return self.flush();
         }
         true
@@ -716,11 +746,13 @@ impl<'a> Batcher<'a> {
 
     fn flush(&mut self) -> bool {
         let position = self.batch.position;
+        let size = self.limit.rows.min(100_000);
+        self.bytes = 0;
         let full = std::mem::replace(
             &mut self.batch,
             Batch {
-                events: Vec::with_capacity(self.size),
-                lines: Vec::with_capacity(self.size),
+                events: Vec::with_capacity(size),
+                lines: Vec::with_capacity(size),
                 rejects: Vec::new(),
                 position,
             },
@@ -736,12 +768,12 @@ fn parse_csv(
     file: File,
     path: &Path,
     spec: &RowSpec,
-    batch_size: usize,
+    limit: BatchLimit,
     received_at: DateTime<Utc>,
     range: &TimeRange,
     tx: &mpsc::Sender<Parsed>,
 ) {
-    let mut batcher = Batcher::new(batch_size, tx);
+    let mut batcher = Batcher::new(limit, tx);
     let mut open = true;
     let input = BufReader::with_capacity(1 << 20, file);
     let read = read_csv(input, spec, received_at, range, |line, item, position| {
@@ -812,12 +844,12 @@ pub fn read_csv(
 fn parse_ndjson(
     file: File,
     path: &Path,
-    batch_size: usize,
+    limit: BatchLimit,
     received_at: DateTime<Utc>,
     range: &TimeRange,
     tx: &mpsc::Sender<Parsed>,
 ) {
-    let mut batcher = Batcher::new(batch_size, tx);
+    let mut batcher = Batcher::new(limit, tx);
     let mut open = true;
     let input = BufReader::with_capacity(1 << 20, file);
     let read = read_ndjson(input, received_at, range, |line, item, position| {
@@ -924,6 +956,36 @@ mod tests {
             IngestOptions::default().event_type_of(Path::new("x.csv")),
             None
         );
+    }
+
+    #[test]
+    fn a_batch_closes_at_its_rows_or_its_bytes() {
+        let (tx, mut rx) = mpsc::channel::<Parsed>(16);
+        let mut batcher = Batcher::new(BatchLimit { rows: 3, bytes: 10 }, &tx);
+        let event = |payload: &str| {
+            Ok(NewEvent {
+                event_id: payload.into(),
+                event_type: "t".into(),
+                source: "s".into(),
+                occurred_at: Utc::now(),
+                payload: payload.into(),
+            })
+        };
+        for (line, p) in ["{\"a\"}", "{\"b\"}", "{\"c\"}", "{}", "{}", "{}"]
+            .into_iter()
+            .enumerate()
+        {
+            assert!(batcher.push(line as u64 + 2, event(p), 0));
+        }
+        assert!(batcher.flush());
+        drop(tx);
+        let mut sizes = Vec::new();
+        while let Ok(Parsed::Batch(b)) = rx.try_recv() {
+            sizes.push(b.events.len());
+        }
+        // 5 + 5 bytes reach 10: a batch of 2; then three rows of 2 bytes: the rows
+        // close it; the last one is flushed alone
+        assert_eq!(sizes, vec![2, 3, 1]);
     }
 
     #[test]

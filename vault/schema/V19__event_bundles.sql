@@ -10,11 +10,13 @@
 -- loader reads a bundle as the events it holds, in the order and at the places they
 -- would have had one row each. Readers count a row as `coalesce(bundle_size, 1)`
 -- events. See docs/events.md, "Bundles".
+-- The checks hold for every row written from now on; NOT VALID spares a scan of the
+-- whole log under its lock (every existing row has NULL in both columns).
 ALTER TABLE event_log.events
     ADD COLUMN bundle text,
     ADD COLUMN bundle_size integer,
-    ADD CONSTRAINT events_bundle_complete CHECK ((bundle IS NULL) = (bundle_size IS NULL)),
-    ADD CONSTRAINT events_bundle_size_positive CHECK (bundle_size > 0);
+    ADD CONSTRAINT events_bundle_complete CHECK ((bundle IS NULL) = (bundle_size IS NULL)) NOT VALID,
+    ADD CONSTRAINT events_bundle_size_positive CHECK (bundle_size > 0) NOT VALID;
 
 COMMENT ON COLUMN event_log.events.bundle IS
     'NULL for one event. Else the events of a bundle, one line each: seq, business time (microseconds since 1970, UTC) and payload, separated by tabs.';
@@ -28,5 +30,20 @@ BEGIN
     ALTER TABLE event_log.events ALTER COLUMN bundle SET COMPRESSION lz4;
 EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN
     RAISE NOTICE 'lz4 is not available: bundles are compressed with the default method';
+END
+$$;
+
+-- A role that may read the log's positions (the API role: GET /ready counts the events
+-- waiting for the loader) may read how many events a row holds, or its lag query fails.
+DO $$
+DECLARE r name;
+BEGIN
+    FOR r IN SELECT DISTINCT grantee::name FROM information_schema.column_privileges
+              WHERE table_schema = 'event_log' AND table_name = 'events'
+                AND column_name = 'seq' AND privilege_type = 'SELECT'
+                AND grantee <> 'PUBLIC'
+    LOOP
+        EXECUTE format('GRANT SELECT (bundle_size) ON event_log.events TO %I', r);
+    END LOOP;
 END
 $$;
