@@ -41,6 +41,7 @@ fn main() -> anyhow::Result<()> {
             occurred_at: now,
             recorded_at: now,
             payload: record[1].to_string(),
+            damaged: None,
         });
     }
     let started = Instant::now();

@@ -41,8 +41,7 @@ pub const ROWS: usize = 10_000;
 pub const MAX_BYTES: usize = 32 << 20;
 
 /// The columns [`read_rows`] reads, in its order; `bundle` is NULL for one event.
-pub const COLUMNS: &str =
-    "seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload, bundle";
+pub const COLUMNS: &str = "seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload, bundle, bundle_size";
 
 /// The events of a bundle as the log stores them.
 #[derive(Debug)]
@@ -122,27 +121,48 @@ pub struct Line<'a> {
     pub payload: &'a str,
 }
 
-/// A bundle's text read as its lines. As a column type it checks every line, so a
-/// damaged bundle is an error naming the line, never a panic or a skipped event.
+/// A bundle's text read as its lines, or why it cannot be: as a column type it
+/// never fails, so a damaged bundle is one event to quarantine ([`read_rows`]), never
+/// an error that stops every reader at the same row, nor a panic or a skipped event.
 #[derive(Debug)]
-pub struct Lines<'a>(pub Vec<Line<'a>>);
+pub struct Lines<'a>(pub Result<Vec<Line<'a>>, String>);
 
 impl<'a> FromSql<'a> for Lines<'a> {
     fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn Error + Sync + Send>> {
-        let text = std::str::from_utf8(raw)?;
+        let Ok(text) = std::str::from_utf8(raw) else {
+            return Ok(Lines(Err("the bundle is not valid UTF-8".into())));
+        };
         let mut lines = Vec::with_capacity(text.len() / 128);
         for (i, line) in text.lines().enumerate() {
-            lines.push(parse_line(line).ok_or_else(|| {
+            let Some(line) = parse_line(line) else {
                 let shown: String = line.chars().take(80).collect();
-                format!(
-                    "line {} of a bundle is not `seq<TAB>micros<TAB>payload`: {shown:?}",
+                return Ok(Lines(Err(format!(
+                    "line {} is not `seq<TAB>micros<TAB>payload`: {shown:?}",
                     i + 1
-                )
-            })?);
+                ))));
+            };
+            lines.push(line);
         }
-        Ok(Lines(lines))
+        Ok(Lines(Ok(lines)))
     }
     postgres_types::accepts!(TEXT);
+}
+
+/// Why the `lines` of the bundle row at `seq` holding `size` events cannot be its
+/// events, if they cannot: as many lines as events, the first at the row's own `seq`,
+/// each after the one before.
+fn damage(seq: i64, size: i32, lines: &[Line<'_>]) -> Option<String> {
+    if lines.len() != size.max(0) as usize {
+        return Some(format!("it holds {} lines for {size} events", lines.len()));
+    }
+    if lines.first().is_some_and(|l| l.seq != seq) {
+        return Some(format!(
+            "its first line is at seq {}, the row at {seq}",
+            lines[0].seq
+        ));
+    }
+    let back = lines.windows(2).position(|w| w[1].seq <= w[0].seq);
+    back.map(|i| format!("line {} is not after line {}", i + 2, i + 1))
 }
 
 fn parse_line(line: &str) -> Option<Line<'_>> {
@@ -156,7 +176,9 @@ fn parse_line(line: &str) -> Option<Line<'_>> {
 }
 
 /// The events of rows with the columns of [`COLUMNS`], a bundle expanded into its
-/// events, in order.
+/// events, in order. A damaged bundle (not as many well-formed lines as it says, or
+/// out of place) is one event at the row's own `seq`, marked [`StoredEvent::damaged`]:
+/// the loader quarantines it with its text and goes on.
 pub fn read_rows(rows: &[Row]) -> Result<Vec<StoredEvent>, tokio_postgres::Error> {
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
@@ -167,19 +189,33 @@ pub fn read_rows(rows: &[Row]) -> Result<Vec<StoredEvent>, tokio_postgres::Error
         let source: String = r.try_get(4)?;
         let occurred_at: DateTime<Utc> = r.try_get(5)?;
         let recorded_at: DateTime<Utc> = r.try_get(6)?;
+        let one = |payload: String, damaged: Option<Damaged>| StoredEvent {
+            seq,
+            xid,
+            event_id: event_id.clone(),
+            event_type: event_type.clone(),
+            source: source.clone(),
+            occurred_at,
+            recorded_at,
+            payload,
+            damaged,
+        };
         let Some(Lines(lines)) = r.try_get::<_, Option<Lines<'_>>>(8)? else {
             let payload = r.try_get::<_, RawJson<'_>>(7)?.0.to_string();
-            out.push(StoredEvent {
-                seq,
-                xid,
-                event_id,
-                event_type,
-                source,
-                occurred_at,
-                recorded_at,
-                payload,
-            });
+            out.push(one(payload, None));
             continue;
+        };
+        let size: i32 = r.try_get::<_, Option<i32>>(9)?.unwrap_or(0);
+        let lines = match lines.and_then(|lines| match damage(seq, size, &lines) {
+            None => Ok(lines),
+            Some(why) => Err(why),
+        }) {
+            Ok(lines) => lines,
+            Err(why) => {
+                let events = size.max(1) as u64;
+                out.push(one(raw_text(r), Some(Damaged { why, events })));
+                continue;
+            }
         };
         out.reserve(lines.len());
         for (i, line) in lines.into_iter().enumerate() {
@@ -192,10 +228,26 @@ pub fn read_rows(rows: &[Row]) -> Result<Vec<StoredEvent>, tokio_postgres::Error
                 occurred_at: line.occurred_at,
                 recorded_at,
                 payload: line.payload.to_string(),
+                damaged: None,
             });
         }
     }
     Ok(out)
+}
+
+/// Why a bundle cannot be read as its events, and how many it says it holds (what
+/// the log's counts and the loader's batches count it as).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Damaged {
+    pub why: String,
+    pub events: u64,
+}
+
+/// The start of a damaged bundle's text, for the quarantine (the row stays in the log).
+fn raw_text(r: &Row) -> String {
+    let raw: Option<&[u8]> = r.try_get::<_, Option<&[u8]>>(8).ok().flatten();
+    let raw = raw.unwrap_or_default();
+    super::ingest::printable(&raw[..raw.len().min(4096)])
 }
 
 #[cfg(test)]
@@ -217,7 +269,9 @@ mod tests {
     fn lines_read_back_what_was_encoded() {
         let events = [event(3, r#"{"a":"x\ty\nz"}"#), event(1, r#"{"a":2}"#)];
         let e = encode(&events, &[41, 43], "orders.csv", 2);
-        let Lines(lines) = Lines::from_sql(&Type::TEXT, e.text.as_bytes()).unwrap();
+        let Lines(Ok(lines)) = Lines::from_sql(&Type::TEXT, e.text.as_bytes()).unwrap() else {
+            panic!("readable");
+        };
         assert_eq!(lines.len(), 2);
         assert_eq!((lines[0].seq, lines[1].seq), (41, 43));
         assert_eq!(lines[0].payload, events[0].payload);
@@ -256,8 +310,32 @@ mod tests {
 
     #[test]
     fn a_damaged_line_is_an_error_naming_it() {
-        let err = Lines::from_sql(&Type::TEXT, b"1\t0\t{}\n2\tnoon\t{}\n").unwrap_err();
-        assert!(err.to_string().contains("line 2"), "{err}");
-        assert!(Lines::from_sql(&Type::TEXT, b"1\t0\n").is_err());
+        let Lines(read) = Lines::from_sql(&Type::TEXT, b"1\t0\t{}\n2\tnoon\t{}\n").unwrap();
+        let err = read.unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(Lines::from_sql(&Type::TEXT, b"1\t0\n").unwrap().0.is_err());
+        let Lines(Ok(lines)) = Lines::from_sql(&Type::TEXT, b"5\t0\t{}\n7\t0\t{}\n").unwrap()
+        else {
+            panic!("readable");
+        };
+        assert_eq!(damage(5, 2, &lines), None);
+        assert!(
+            damage(5, 3, &lines)
+                .unwrap()
+                .contains("2 lines for 3 events")
+        );
+        assert!(
+            damage(4, 2, &lines)
+                .unwrap()
+                .contains("first line is at seq 5")
+        );
+        let Lines(Ok(back)) = Lines::from_sql(&Type::TEXT, b"5\t0\t{}\n5\t0\t{}\n").unwrap() else {
+            panic!("readable");
+        };
+        assert!(
+            damage(5, 2, &back)
+                .unwrap()
+                .contains("line 2 is not after line 1")
+        );
     }
 }

@@ -62,6 +62,17 @@ pub struct StoredEvent {
     pub occurred_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
     pub payload: String,
+    /// A bundle that cannot be read as its events: one event standing for the whole
+    /// bundle (its `payload` the start of the bundle's text), which the loader
+    /// quarantines ([`bundle::read_rows`]).
+    pub damaged: Option<bundle::Damaged>,
+}
+
+impl StoredEvent {
+    /// The events of the log this one stands for: 1, or a damaged bundle's count.
+    pub fn covers(&self) -> u64 {
+        self.damaged.as_ref().map_or(1, |d| d.events)
+    }
 }
 
 impl StoredEvent {
@@ -397,9 +408,9 @@ pub async fn copy_in_at(
 /// The rows after a checkpoint up to the one that holds the `$3`th event (a bundle
 /// is read whole, so a batch may hold up to a bundle more).
 const READ_AFTER: &str = concat!(
-    "SELECT seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload, bundle
+    "SELECT seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload, bundle, bundle_size
        FROM (SELECT seq, xid, event_id, event_type, record_source, occurred_at, recorded_at,
-                    payload, bundle, coalesce(bundle_size, 1) AS n,
+                    payload, bundle, bundle_size, coalesce(bundle_size, 1) AS n,
                     sum(coalesce(bundle_size, 1)) OVER (ORDER BY xid, seq ROWS UNBOUNDED PRECEDING) AS upto
                FROM event_log.events
               WHERE (xid, seq) > ($1, $2)

@@ -544,6 +544,7 @@ mod tests {
             occurred_at: at,
             recorded_at: at,
             payload: payload.into(),
+            damaged: None,
         }
     }
 

@@ -34,7 +34,8 @@ pub(super) async fn hold(tx: &Transaction<'_>, held: &[&Reject]) -> Result<(), L
 /// the row that holds the `$2`th event. A bundle's events are all held; its row is
 /// found by its first event's `seq` (the row's own) and released whole.
 const HELD_MAPPED: &str = "
-    SELECT seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload, bundle
+    SELECT seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload, bundle,
+           bundle_size
       FROM (SELECT x.*, coalesce(x.bundle_size, 1) AS n,
                    sum(coalesce(x.bundle_size, 1)) OVER (ORDER BY x.xid, x.seq ROWS UNBOUNDED PRECEDING) AS upto
               FROM (SELECT e.seq, e.xid, e.event_id, e.event_type, e.record_source, e.occurred_at,

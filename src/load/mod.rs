@@ -788,6 +788,13 @@ pub fn project(m: &Mappings, batch: &[StoredEvent]) -> (Projected, Vec<Reject>) 
             reason,
             payload: e.payload.clone(),
         };
+        if let Some(d) = &e.damaged {
+            rejects.push(reject(format!(
+                "a bundle that cannot be read as its events: {}; it stays in the log at seq {}, none of its {} events is loaded",
+                d.why, e.seq, d.events
+            )));
+            continue;
+        }
         let Some(em) = m.events.get(&e.event_type) else {
             if !m.skipped.contains(&e.event_type) {
                 rejects.push(Reject {
@@ -825,7 +832,8 @@ pub fn project(m: &Mappings, batch: &[StoredEvent]) -> (Projected, Vec<Reject>) 
     (
         Projected {
             rows,
-            events: batch.len() as u64,
+            // a damaged bundle counts as the events it says it holds, as the read did
+            events: batch.iter().map(StoredEvent::covers).sum(),
         },
         rejects,
     )

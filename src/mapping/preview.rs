@@ -75,6 +75,7 @@ impl Preview {
             occurred_at: e.occurred_at,
             recorded_at: Utc::now(),
             payload: e.payload,
+            damaged: None,
         };
         let (_, rejects) = crate::load::project(m, std::slice::from_ref(&stored));
         if let Some(r) = rejects.first() {

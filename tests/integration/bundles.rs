@@ -329,3 +329,66 @@ async fn a_bundle_is_stored_once_and_a_changed_row_makes_only_its_bundle_new() {
     assert_eq!(report.scope_events, 100);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_damaged_bundle_is_quarantined_and_the_log_after_it_loads() {
+    let dir = std::env::temp_dir().join(format!("dvault-bundle-damaged-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let file = |name: &str, from: usize| {
+        let mut csv = String::from("customer_id,first_name,email,city,signup_date\n");
+        for i in from..from + 30 {
+            csv.push_str(&format!("C{i:03},Ann,ann{i}@example.com,Rome,2024-02-01\n"));
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, csv).expect("write");
+        path
+    };
+    let opts = options("customer_registered", "crm", Some("signup_date"), Some(20));
+    ingest_file(&mut client, &file("a.csv", 0), &opts)
+        .await
+        .expect("ingest");
+    // a bundle row no ingest wrote: it says 5 events and holds one line, out of place
+    client
+        .batch_execute(
+            "INSERT INTO event_log.events
+                    (event_id, event_type, record_source, occurred_at, payload, bundle, bundle_size)
+             VALUES ('bundle-damaged', 'customer_registered', 'crm', now(), '{}',
+                     E'1\\t0\\t{\"customer_id\":\"X\"}\\n', 5)",
+        )
+        .await
+        .expect("a damaged bundle");
+    ingest_file(&mut client, &file("b.csv", 30), &opts)
+        .await
+        .expect("ingest");
+
+    // one run reads on past a batch the damaged bundle made look short
+    let loaded = loader(&client, 25)
+        .await
+        .run(&mut client)
+        .await
+        .expect("load");
+    assert_eq!((loaded.events, loaded.rejected), (65, 1));
+    assert_eq!(
+        one(&client, "SELECT count(*) FROM raw_vault.hub_customer").await,
+        60
+    );
+    let reason: String = client
+        .query_one(
+            "SELECT reason FROM event_log.rejected WHERE stage = 'load'",
+            &[],
+        )
+        .await
+        .expect("the quarantined bundle")
+        .get(0);
+    assert!(
+        reason.contains("cannot be read as its events") && reason.contains("1 lines for 5 events"),
+        "{reason}"
+    );
+    let lag = dvault::events::lag(&client, dvault::load::CONSUMER)
+        .await
+        .expect("lag");
+    assert_eq!(lag.events, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -319,7 +319,9 @@ async fn observe_events(
             .doing(DOING)?
         {
             // a bundle: each of its events
-            Some(bundle::Lines(lines)) => lines.iter().for_each(|l| observe(l.payload)),
+            Some(bundle::Lines(Ok(lines))) => lines.iter().for_each(|l| observe(l.payload)),
+            // a damaged bundle: the loader quarantines it
+            Some(bundle::Lines(Err(_))) => {}
             None => observe(row.try_get::<_, RawJson<'_>>(3).doing(DOING)?.0),
         }
     }
