@@ -10,11 +10,10 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use dvault::events::ingest::{IngestOptions, IngestSummary, ingest_file};
 use dvault::generate::{GenOptions, generate};
-use dvault::load::Loader;
 use dvault::mapping::Mappings;
 use tokio_postgres::Client;
 
-use crate::harness::{TestDb, load_all_with, table_names};
+use crate::harness::{TestDb, builtin_loader, load_all_with, table_names};
 
 /// The seed-style flat files of a generated shop, with broken lines among them
 /// (refused at ingest) and a row refused at load.
@@ -89,14 +88,6 @@ async fn ingest_flat(client: &mut Client, dir: &Path, bundle: Option<usize>) -> 
     out
 }
 
-async fn loader(client: &Client, batch_size: i64) -> Loader {
-    let mut loader = Loader::new(client, Mappings::builtin().expect("mappings"))
-        .await
-        .expect("loader");
-    loader.batch_size = batch_size;
-    loader
-}
-
 /// Every row of the vault and the business vault, less the arrival times (two
 /// databases ingest at two times: `load_dts`, a PIT's `*_load_dts`), per table.
 async fn vault_rows(client: &Client) -> BTreeMap<String, String> {
@@ -151,7 +142,7 @@ async fn bundled_flat_files_load_the_vault_one_event_per_row_loads() {
     let mut per_row = rows.client().await;
     let expected = ingest_flat(&mut per_row, &dir, None).await;
     let summary = {
-        let l = loader(&per_row, 500).await;
+        let l = builtin_loader(&per_row, 500).await;
         load_all_with(&mut per_row, &l).await
     };
     assert!(
@@ -190,7 +181,9 @@ async fn bundled_flat_files_load_the_vault_one_event_per_row_loads() {
     // batches smaller than a bundle: each bundle is read whole, and one run, on the
     // bulk path with a read-ahead connection as `dvault load` runs, reads on past
     // batches that a bundle made larger than asked
-    let mut first = loader(&bundled, 40).await.with_read_ahead(&bundles.url);
+    let mut first = builtin_loader(&bundled, 40)
+        .await
+        .with_read_ahead(&bundles.url);
     first.bulk_min_events = Some(1);
     let loaded = first.run(&mut bundled).await.expect("load");
     assert!(!loaded.bulk.is_empty(), "the bulk path was taken");
@@ -207,7 +200,7 @@ async fn bundled_flat_files_load_the_vault_one_event_per_row_loads() {
 
     // and a rebuild replays the bundles to the same vault
     let before = vault_rows(&bundled).await;
-    let replay = loader(&bundled, 1000).await;
+    let replay = builtin_loader(&bundled, 1000).await;
     dvault::load::rebuild(&mut bundled, &replay)
         .await
         .expect("rebuild");
@@ -268,7 +261,7 @@ async fn a_bundle_is_stored_once_and_a_changed_row_makes_only_its_bundle_new() {
 
     // the vault holds the change once, and nothing twice
     let loaded = {
-        let l = loader(&client, 1000).await;
+        let l = builtin_loader(&client, 1000).await;
         load_all_with(&mut client, &l).await
     };
     assert_eq!((loaded.events, loaded.rejected), (70, 0));
@@ -310,7 +303,7 @@ async fn a_bundle_is_stored_once_and_a_changed_row_makes_only_its_bundle_new() {
         .expect("ingest");
     assert_eq!((again.inserted, again.duplicates), (0, 30));
     let loaded = {
-        let l = loader(&client, 1000).await;
+        let l = builtin_loader(&client, 1000).await;
         load_all_with(&mut client, &l).await
     };
     assert_eq!((loaded.events, loaded.rejected), (30, 0));
@@ -364,7 +357,7 @@ async fn a_damaged_bundle_is_quarantined_and_the_log_after_it_loads() {
         .expect("ingest");
 
     // one run reads on past a batch the damaged bundle made look short
-    let loaded = loader(&client, 25)
+    let loaded = builtin_loader(&client, 25)
         .await
         .run(&mut client)
         .await

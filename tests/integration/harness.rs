@@ -377,6 +377,18 @@ pub async fn load_all(client: &mut Client) -> dvault::load::LoadSummary {
     load_all_with(client, &loader).await
 }
 
+/// The built-in model's loader with `batch_size` events per batch.
+pub async fn builtin_loader(client: &Client, batch_size: i64) -> dvault::load::Loader {
+    let mut loader = dvault::load::Loader::new(
+        client,
+        dvault::mapping::Mappings::builtin().expect("mappings"),
+    )
+    .await
+    .expect("loader");
+    loader.batch_size = batch_size;
+    loader
+}
+
 pub async fn load_all_with(
     client: &mut Client,
     loader: &dvault::load::Loader,

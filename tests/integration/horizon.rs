@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
-use crate::harness::{TestDb, with_dbname};
+use crate::harness::{TestDb, builtin_loader, with_dbname};
 use dvault::events::{self, NewEvent, horizon};
-use dvault::load::{Loader, Partial};
-use dvault::mapping::Mappings;
+use dvault::load::Partial;
 
 fn customer(id: &str) -> NewEvent {
     NewEvent {
@@ -42,14 +41,6 @@ async fn append_customers(client: &Client, prefix: &str, n: usize) {
 
 async fn count(client: &Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.expect(sql).get(0)
-}
-
-async fn loader(client: &Client, batch_size: i64) -> Loader {
-    let mut loader = Loader::new(client, Mappings::builtin().expect("mappings"))
-        .await
-        .expect("loader");
-    loader.batch_size = batch_size;
-    loader
 }
 
 /// Run `dvault` against `url` and wait for it.
@@ -161,7 +152,7 @@ async fn a_write_transaction_in_another_database_does_not_hold_the_loader_back()
     );
 
     // one pass loads them all (the old cluster-wide horizon loaded none)
-    let l = loader(&client, 50_000).await;
+    let l = builtin_loader(&client, 50_000).await;
     let summary = l.run(&mut client).await.expect("load");
     assert_eq!(summary.events, 300);
     assert_eq!(
@@ -213,7 +204,7 @@ async fn an_open_write_transaction_in_this_database_holds_the_loader_back_and_th
     append_customers(&client, "C", 100).await;
 
     // the reader stops below the open transaction: it reads nothing
-    let l = loader(&client, 50_000).await;
+    let l = builtin_loader(&client, 50_000).await;
     assert_eq!(l.run(&mut client).await.expect("load").events, 0);
     let w = horizon::waiting(&client, dvault::load::CONSUMER)
         .await
@@ -303,7 +294,7 @@ async fn a_prepared_transaction_of_this_database_holds_the_loader_back() {
     }
     prepared.expect("prepare");
     append_customers(&client, "C", 10).await;
-    let l = loader(&client, 50_000).await;
+    let l = builtin_loader(&client, 50_000).await;
     assert_eq!(l.run(&mut client).await.expect("load").events, 0);
     let w = horizon::waiting(&client, dvault::load::CONSUMER)
         .await
@@ -327,7 +318,7 @@ async fn a_load_asked_to_stop_starts_no_new_batch_and_counts_exactly_what_it_com
     let mut client = db.client().await;
     append_customers(&client, "C", 1_000).await;
     for read_ahead in [false, true] {
-        let mut l = loader(&client, 100).await;
+        let mut l = builtin_loader(&client, 100).await;
         if read_ahead {
             l = l.with_read_ahead(&db.url);
         }

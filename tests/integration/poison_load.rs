@@ -9,10 +9,9 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
 use dvault::events::{self, NewEvent};
-use dvault::load::{self, Loader};
-use dvault::mapping::Mappings;
+use dvault::load;
 
-use crate::harness::{TestDb, load_all_with, vault_checksums, wait_visible};
+use crate::harness::{TestDb, builtin_loader, load_all_with, vault_checksums, wait_visible};
 
 fn ev(id: &str, ty: &str, data: Value) -> NewEvent {
     NewEvent {
@@ -59,14 +58,6 @@ fn incompressible(n: usize) -> String {
     }
     out.truncate(n);
     out
-}
-
-async fn loader(client: &Client, batch_size: i64) -> Loader {
-    let mut loader = Loader::new(client, Mappings::builtin().expect("mappings"))
-        .await
-        .expect("loader");
-    loader.batch_size = batch_size;
-    loader
 }
 
 /// (event id, reason) of every load rejection, in log order.
@@ -116,7 +107,7 @@ async fn an_oversized_business_key_is_quarantined_and_its_neighbours_load() {
         ],
     )
     .await;
-    let loader = loader(&client, 50_000).await;
+    let loader = builtin_loader(&client, 50_000).await;
     let summary = load_all_with(&mut client, &loader).await;
     assert_eq!(summary.rejected, 2);
 
@@ -191,7 +182,7 @@ async fn a_key_stated_twice_in_one_event_rejects_that_event_only() {
         ],
     )
     .await;
-    let loader = loader(&client, 50_000).await;
+    let loader = builtin_loader(&client, 50_000).await;
     load_all_with(&mut client, &loader).await;
 
     let got = quarantined(&client).await;
@@ -233,7 +224,7 @@ async fn key_parts_that_could_collide_are_refused_with_their_field() {
         ],
     )
     .await;
-    let loader = loader(&client, 50_000).await;
+    let loader = builtin_loader(&client, 50_000).await;
     load_all_with(&mut client, &loader).await;
 
     let got = quarantined(&client).await;
@@ -290,7 +281,7 @@ async fn a_batch_the_database_refuses_quarantines_only_the_events_responsible() 
     );
     append(&client, &log).await;
 
-    let loader = loader(&client, 16).await;
+    let loader = builtin_loader(&client, 16).await;
     let summary = load_all_with(&mut client, &loader).await;
     assert_eq!(summary.events, 60);
     assert_eq!(summary.rejected, 2);
@@ -341,7 +332,7 @@ async fn a_failure_that_is_not_the_data_still_stops_the_batch() {
         )
         .await
         .expect("break");
-    let loader = loader(&client, 50_000).await;
+    let loader = builtin_loader(&client, 50_000).await;
     let err = loader.run(&mut client).await.expect_err("load must fail");
     assert!(err.to_string().contains("disk on fire"), "{err}");
     assert!(quarantined(&client).await.is_empty());
