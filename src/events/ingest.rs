@@ -303,6 +303,12 @@ pub async fn ingest_file_streams(
         ..IngestSummary::default()
     };
     let bundled = opts.bundle.filter(|_| spec.is_some());
+    if opts.bundle.is_some() && bundled.is_none() {
+        tracing::warn!(
+            file = %display_path,
+            "--bundle applies to CSV files: the CloudEvents of an NDJSON file keep their own ids, one log row each"
+        );
+    }
     let bulk = match opts.bulk_min_rows {
         Some(_) if bundled.is_some() => false,
         Some(min) => {
