@@ -20,10 +20,10 @@ pub const DAEMON_LOCK: i64 = 0x6476_6175_6c74_0003;
 pub const STANDBY_POLL: Duration = Duration::from_secs(1);
 
 pub async fn try_lock(client: &impl GenericClient) -> Result<bool, tokio_postgres::Error> {
-    Ok(client
+    client
         .query_one("SELECT pg_try_advisory_lock($1)", &[&DAEMON_LOCK])
         .await?
-        .get(0))
+        .try_get(0)
 }
 
 /// Who holds advisory lock `key` in this database: `pid 123, "dvault daemon host:77",
@@ -46,11 +46,14 @@ pub async fn holder(
             &[&key],
         )
         .await?;
-    Ok(row.map(|r| {
-        let (pid, app, from, since): (i32, String, String, String) =
-            (r.get(0), r.get(1), r.get(2), r.get(3));
-        format!("server pid {pid}, \"{app}\", from {from}, connected {since} UTC")
-    }))
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let (pid, app, from, since): (i32, String, String, String) =
+        (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+    Ok(Some(format!(
+        "server pid {pid}, \"{app}\", from {from}, connected {since} UTC"
+    )))
 }
 
 /// What taking the lock came to.

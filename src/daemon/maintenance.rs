@@ -26,8 +26,8 @@ pub async fn refresh_materialized_views(
         .await?;
     let mut done = Vec::new();
     for v in views {
-        let (schema, name): (String, String) = (v.get(0), v.get(1));
-        let concurrently = v.get::<_, bool>(2) && v.get::<_, bool>(3);
+        let (schema, name): (String, String) = (v.try_get(0)?, v.try_get(1)?);
+        let concurrently = v.try_get::<_, bool>(2)? && v.try_get::<_, bool>(3)?;
         let qualified = format!("{}.{}", ident(&schema), ident(&name));
         let started = std::time::Instant::now();
         client

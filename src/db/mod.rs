@@ -121,6 +121,8 @@ pub enum DbError {
     Pool(String),
     #[error("{}", Shown(.0))]
     Sql(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Failed(#[from] Failed),
 }
 
 /// Where the database is, resolved once per process.
@@ -278,14 +280,16 @@ pub async fn schema_version(client: &Client) -> Result<Option<i32>, DbError> {
             &[],
         )
         .await?
-        .get::<_, bool>(0);
+        .try_get::<_, bool>(0)
+        .doing("looking for the migration history")?;
     if !exists {
         return Ok(None);
     }
     Ok(client
         .query_one("SELECT max(version) FROM refinery_schema_history", &[])
         .await?
-        .get(0))
+        .try_get(0)
+        .doing("reading the schema version")?)
 }
 
 /// The newest migration this binary knows.
