@@ -29,9 +29,9 @@ async fn read_catalog(
     let mut catalog = Catalog::new();
     for r in rows {
         catalog
-            .entry(r.get(0))
+            .entry(r.try_get(0)?)
             .or_default()
-            .insert(r.get(1), r.get(2));
+            .insert(r.try_get(1)?, r.try_get(2)?);
     }
     Ok(catalog)
 }

@@ -55,7 +55,8 @@ pub async fn registered(client: &impl GenericClient) -> Result<Option<Files>, Mo
         .query_one("SELECT EXISTS (SELECT 1 FROM ops.model_registrations)", &[])
         .await
         .doing("reading the registered model")?
-        .get(0);
+        .try_get(0)
+        .doing("reading the registered model")?;
     if !ever {
         return Ok(None);
     }
@@ -63,7 +64,12 @@ pub async fn registered(client: &impl GenericClient) -> Result<Option<Files>, Mo
         .query("SELECT name, body FROM ops.model_files ORDER BY name", &[])
         .await
         .doing("reading the registered model")?;
-    Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
+    let files = rows
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .doing("reading the registered model")?;
+    Ok(Some(files))
 }
 
 /// A SHA-256 of names and texts, in hex.
@@ -216,8 +222,9 @@ pub async fn apply(
         .await
         .doing("reading the user migrations applied")?
         .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2))))
-        .collect();
+        .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .doing("reading the user migrations applied")?;
     for m in user_migrations(dir)? {
         match applied.get(&m.version) {
             Some((_, sum)) if *sum == m.checksum() => continue,
@@ -269,7 +276,8 @@ pub async fn apply(
         )
         .await
         .doing("counting held-back events")?
-        .get(0);
+        .try_get(0)
+        .doing("counting held-back events")?;
     Ok(done)
 }
 
@@ -317,8 +325,9 @@ pub async fn active(client: &impl GenericClient, dir: Option<&Path>) -> Result<A
         .await
         .doing("reading the skipped event types")?
         .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()
+        .doing("reading the skipped event types")?;
     let (mut mappings, to_register) = match (dir, registered) {
         (None, None) => (Mappings::builtin()?, None),
         (None, Some(files)) => (compose(&files)?, None),
