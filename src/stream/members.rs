@@ -52,7 +52,7 @@ pub async fn join(
                 &[&key, &slot],
             )
             .await?
-            .get(0);
+            .try_get(0)?;
         if taken {
             return Ok(slot);
         }
@@ -78,12 +78,11 @@ pub async fn members(
         "SELECT DISTINCT l.objid::int8 FROM pg_locks l
           WHERE {ADVISORY} AND l.classid = hashtext($1)::oid ORDER BY 1"
     );
-    Ok(client
-        .query(&sql, &[&members_key(group, topics)])
-        .await?
-        .iter()
-        .filter_map(|r| i32::try_from(r.get::<_, i64>(0)).ok())
-        .collect())
+    let mut live = Vec::new();
+    for r in client.query(&sql, &[&members_key(group, topics)]).await? {
+        live.extend(i32::try_from(r.try_get::<_, i64>(0)?).ok());
+    }
+    Ok(live)
 }
 
 /// Which of `parts` (sorted or not) this member should consume: the partitions in
@@ -110,13 +109,13 @@ pub async fn try_take(
     group: &str,
     at: &TopicPartition,
 ) -> Result<bool, tokio_postgres::Error> {
-    Ok(client
+    client
         .query_one(
             "SELECT pg_try_advisory_lock(hashtext($1), $2)",
             &[&partition_key(group, &at.topic), &at.partition],
         )
         .await?
-        .get(0))
+        .try_get(0)
 }
 
 /// Let go of partition `at`'s lock.
@@ -169,7 +168,7 @@ pub async fn held_by_others(
     );
     let mut held = vec![false; parts.len()];
     for row in client.query(&sql, &[&keys, &numbers]).await? {
-        let i: i64 = row.get(0);
+        let i: i64 = row.try_get(0)?;
         if let Some(h) = usize::try_from(i - 1).ok().and_then(|i| held.get_mut(i)) {
             *h = true;
         }

@@ -42,18 +42,19 @@ pub async fn load(
             &[&group],
         )
         .await?;
-    Ok(rows.iter().map(stored_offset).collect())
+    rows.iter().map(stored_offset).collect()
 }
 
-/// A row of (topic, partition, next_offset), as both readers select it.
-fn stored_offset(r: &tokio_postgres::Row) -> (TopicPartition, i64) {
-    (
+/// A row of (topic, partition, next_offset), as both readers select it; an
+/// unexpected type or NULL is an error, not a panic.
+fn stored_offset(r: &tokio_postgres::Row) -> Result<(TopicPartition, i64), tokio_postgres::Error> {
+    Ok((
         TopicPartition {
-            topic: r.get(0),
-            partition: r.get(1),
+            topic: r.try_get(0)?,
+            partition: r.try_get(1)?,
         },
-        r.get(2),
-    )
+        r.try_get(2)?,
+    ))
 }
 
 /// Store the moves of one batch, in the caller's transaction. The rows are locked
@@ -83,7 +84,7 @@ pub async fn save(
         .await?
         .iter()
         .map(stored_offset)
-        .collect();
+        .collect::<Result<_, _>>()?;
     for m in moves {
         let now = stored.get(&m.at).copied();
         if now != m.from {
@@ -132,7 +133,7 @@ impl Lag {
 
 /// Every group's place in every partition, by group, topic and partition.
 pub async fn lags(client: &impl GenericClient) -> Result<Vec<Lag>, tokio_postgres::Error> {
-    Ok(client
+    client
         .query(
             "SELECT consumer_group, topic, partition, next_offset, high_watermark, updated_at
                FROM ops.stream_offsets ORDER BY 1, 2, 3",
@@ -140,17 +141,19 @@ pub async fn lags(client: &impl GenericClient) -> Result<Vec<Lag>, tokio_postgre
         )
         .await?
         .iter()
-        .map(|r| Lag {
-            group: r.get(0),
-            at: TopicPartition {
-                topic: r.get(1),
-                partition: r.get(2),
-            },
-            next_offset: r.get(3),
-            high_watermark: r.get(4),
-            updated_at: r.get(5),
+        .map(|r| {
+            Ok(Lag {
+                group: r.try_get(0)?,
+                at: TopicPartition {
+                    topic: r.try_get(1)?,
+                    partition: r.try_get(2)?,
+                },
+                next_offset: r.try_get(3)?,
+                high_watermark: r.try_get(4)?,
+                updated_at: r.try_get(5)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Record a partition's high watermark between batches (a fetch that brought nothing
