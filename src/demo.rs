@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 use tracing::Instrument;
 
 use crate::config::Config;
-use crate::db::{self, Target};
+use crate::db::{self, Doing, Target};
 use crate::events::ingest::{self, IngestOptions};
 use crate::generate::{self, GenOptions};
 use crate::human::thousands;
@@ -183,14 +183,16 @@ async fn table_counts(client: &Client) -> DemoResult<String> {
         )
         .await?
         .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()
+        .doing("listing the vault tables")?;
     let mut out = String::from("Rows per table:\n");
     for t in tables {
         let n: i64 = client
             .query_one(&format!("SELECT count(*) FROM {t}"), &[])
             .await?
-            .get(0);
+            .try_get(0)
+            .doing("counting a vault table's rows")?;
         let _ = writeln!(out, "  {t:<44} {:>10}", thousands(n as u64));
     }
     Ok(out)

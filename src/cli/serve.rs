@@ -9,7 +9,7 @@ use super::CliResult;
 use super::input::TimeRangeArgs;
 use crate::api::{self, ApiConfig, ApiKey, Cors};
 use crate::config::Config;
-use crate::db::{self, Target};
+use crate::db::{self, Doing, Target};
 use crate::logging::{notice, warning};
 
 #[derive(Debug, Args)]
@@ -219,7 +219,9 @@ pub(super) async fn demo(config: &Config, args: DemoArgs) -> CliResult {
             &[],
         )
         .await?
-        .map(|r| r.get(0));
+        .map(|r| r.try_get(0))
+        .transpose()
+        .doing("picking a customer for the demo's banner")?;
     let banner = demo_banner(addr, some_customer.as_deref());
     serve_on(listener, &args.serve, api_config, &demo.target.url, banner).await
 }

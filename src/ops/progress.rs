@@ -25,13 +25,13 @@ pub async fn pending_after(
     client: &impl GenericClient,
     from: Checkpoint,
 ) -> Result<i64, tokio_postgres::Error> {
-    Ok(client
+    client
         .query_one(
             "SELECT coalesce(sum(coalesce(bundle_size, 1)), 0)::bigint FROM event_log.events WHERE (xid, seq) > ($1, $2)",
             &[&from.xid, &from.seq],
         )
         .await?
-        .get(0))
+        .try_get(0)
 }
 
 /// The bar for a load (or a rebuild), when stderr is a terminal.
@@ -94,6 +94,7 @@ impl LoadProgress {
                 let Ok(at) = load_checkpoint(&client, CONSUMER).await else {
                     return;
                 };
+                // (the bar is a nicety: a failure stops it, silently)
                 let done: i64 = match client
                     .query_one(
                         "SELECT coalesce(sum(coalesce(bundle_size, 1)), 0)::bigint FROM event_log.events
@@ -101,8 +102,9 @@ impl LoadProgress {
                         &[&from.xid, &from.seq, &at.xid, &at.seq],
                     )
                     .await
+                    .and_then(|r| r.try_get(0))
                 {
-                    Ok(r) => r.get(0),
+                    Ok(done) => done,
                     Err(_) => return,
                 };
                 shown.set_position(done.max(0) as u64);

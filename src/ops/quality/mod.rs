@@ -339,7 +339,8 @@ async fn record_results(
         .query_one("SELECT now()", &[])
         .await
         .doing("reading the time")?
-        .get(0);
+        .try_get(0)
+        .doing("reading the time")?;
     for r in &report.results {
         store(tx, report.run_id, r).await?;
     }
