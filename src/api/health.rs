@@ -123,7 +123,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiErro
     let views: bool = client
         .query_one("SELECT to_regclass('mart.customer_360') IS NOT NULL", &[])
         .await?
-        .get(0);
+        .try_get(0)?;
     if !views {
         return Err(not_ready(
             "the business views (mart.*) are missing: run `dvault migrate`".into(),

@@ -167,12 +167,11 @@ pub async fn segment_names(client: &deadpool_postgres::Client) -> Result<Vec<Str
     let stmt = client
         .prepare_cached("SELECT segment FROM mart.rfm_segment_rules ORDER BY sort_order")
         .await?;
-    Ok(client
-        .query(&stmt, &[])
-        .await?
+    let names = client.query(&stmt, &[]).await?;
+    Ok(names
         .iter()
-        .map(|r| r.get(0))
-        .collect())
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?)
 }
 
 pub async fn customer_exists(
@@ -182,7 +181,10 @@ pub async fn customer_exists(
     let stmt = client
         .prepare_cached("SELECT EXISTS (SELECT FROM mart.customer_360 c WHERE c.hk_customer = $1)")
         .await?;
-    Ok(client.query_one(&stmt, &[&hk.as_slice()]).await?.get(0))
+    Ok(client
+        .query_one(&stmt, &[&hk.as_slice()])
+        .await?
+        .try_get(0)?)
 }
 
 /// Check that a range's start is before its end.

@@ -62,7 +62,7 @@ pub async fn log_rows(client: &Client) -> Result<u64, tokio_postgres::Error> {
     let row = client
         .query_one("SELECT coalesce(max(seq), 0) FROM event_log.events", &[])
         .await?;
-    Ok(row.get::<_, i64>(0).max(0) as u64)
+    Ok(row.try_get::<_, i64>(0)?.max(0) as u64)
 }
 
 /// How a bulk ingest ended.

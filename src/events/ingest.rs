@@ -288,8 +288,8 @@ pub async fn ingest_file_streams(
     {
         return Ok(IngestSummary {
             path: path.to_path_buf(),
-            inserted: row.get::<_, i64>(1) as u64,
-            already_ingested_at: Some(row.get(0)),
+            inserted: row.try_get::<_, i64>(1).map_err(db_err)? as u64,
+            already_ingested_at: Some(row.try_get(0).map_err(db_err)?),
             elapsed: started.elapsed(),
             ..IngestSummary::default()
         });

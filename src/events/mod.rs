@@ -487,10 +487,12 @@ pub async fn load_checkpoint(
             &[&consumer],
         )
         .await?;
-    Ok(row.map_or(Checkpoint::START, |r| Checkpoint {
-        xid: r.get(0),
-        seq: r.get(1),
-    }))
+    row.map_or(Ok(Checkpoint::START), |r| {
+        Ok(Checkpoint {
+            xid: r.try_get(0)?,
+            seq: r.try_get(1)?,
+        })
+    })
 }
 
 /// Store `consumer`'s checkpoint; call it in the transaction that did the work.

@@ -89,7 +89,8 @@ impl Bulk {
                 )
                 .await
                 .doing("reading foreign keys")?
-                .get(0);
+                .try_get(0)
+                .doing("reading foreign keys")?;
             if referenced {
                 tracing::info!(table = %name, "a foreign key refers to it: keeps its indexes");
                 continue;
@@ -208,7 +209,8 @@ impl Loader {
             )
             .await
             .doing("counting the events waiting")?
-            .get(0);
+            .try_get(0)
+            .doing("counting the events waiting")?;
         if waiting < min {
             return Ok(None);
         }

@@ -510,7 +510,8 @@ pub async fn is_empty(client: &impl GenericClient) -> Result<bool, LoadError> {
         )
         .await
         .doing("checking whether the business vault is empty")?
-        .get(0);
+        .try_get(0)
+        .doing("checking whether the business vault is empty")?;
     Ok(empty)
 }
 

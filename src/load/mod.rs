@@ -247,7 +247,9 @@ impl Loader {
             )
             .await
             .doing("reading the hash version")?
-            .map(|r| r.get(0));
+            .map(|r| r.try_get(0))
+            .transpose()
+            .doing("reading the hash version")?;
         match found {
             Some(v) if v != HASH_VERSION => return Err(LoadError::HashVersion { found: v }),
             _ => {}
@@ -270,7 +272,8 @@ impl Loader {
             .query_one("SELECT pg_try_advisory_lock($1)", &[&LOADER_LOCK])
             .await
             .doing("taking the loader lock")?
-            .get(0);
+            .try_get(0)
+            .doing("taking the loader lock")?;
         if got {
             return Ok(());
         }
@@ -677,10 +680,13 @@ async fn lock_checkpoint(tx: &Transaction<'_>, after: Checkpoint) -> Result<(), 
         )
         .await
         .doing("locking the checkpoint")?
-        .map_or(Checkpoint::START, |r| Checkpoint {
-            xid: r.get(0),
-            seq: r.get(1),
-        });
+        .map_or(Ok(Checkpoint::START), |r| {
+            Ok(Checkpoint {
+                xid: r.try_get(0)?,
+                seq: r.try_get(1)?,
+            })
+        })
+        .doing("locking the checkpoint")?;
     if at != after {
         return Err(LoadError::Internal(
             "the checkpoint moved while this batch was prepared (another loader ran without the lock); load again".into(),
