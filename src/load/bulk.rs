@@ -35,7 +35,7 @@ use std::time::Instant;
 
 use tokio_postgres::{Client, GenericClient, Transaction};
 
-use super::write::{self, KnownKeys};
+use super::write::KnownKeys;
 use super::{CONSUMER, LoadError, LoadSummary, Loader, Prepared, business};
 use crate::db::Doing;
 use crate::db::indexes;
@@ -227,7 +227,7 @@ impl Loader {
                 .await
                 .doing("checking who owns the vault tables")?;
             if owned
-                && write::is_empty(client, &qualified)
+                && super::known::is_empty(client, &qualified)
                     .await
                     .doing("checking which vault tables are empty")?
             {

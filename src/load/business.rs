@@ -168,22 +168,7 @@ impl Touched {
 
 /// The touched keys, one temporary table per kind, emptied at commit; and the
 /// settings of the refresh, reset at its end ([`RESET`]).
-pub const KEY_TABLES: &str = "
-SET LOCAL jit = off;
-SET LOCAL work_mem = '64MB';
--- (each batch after a connection's first would log that its tables exist)
-SET LOCAL client_min_messages = warning;
-CREATE TEMP TABLE IF NOT EXISTS bv_orders (hk_order bytea PRIMARY KEY) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS bv_products (hk_product bytea PRIMARY KEY) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS bv_pit (hk_customer bytea NOT NULL, since timestamptz) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS bv_customers (hk_customer bytea PRIMARY KEY) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS bv_product_figures (hk_product bytea PRIMARY KEY) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS bv_categories (category text) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS bv_old_cuts (recency date[], frequency integer[], monetary numeric[]) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS bv_rescore (hk_customer bytea PRIMARY KEY) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS bv_order_sides (hk_customer bytea NOT NULL, order_date date NOT NULL) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS bv_order_was (hk_order bytea PRIMARY KEY, hk_customer bytea, order_date date, is_counted boolean) ON COMMIT DELETE ROWS;
-";
+pub const KEY_TABLES: &str = include_str!("business/key_tables.sql");
 
 /// The keyed parts of a batch's refresh are written as index lookups per touched
 /// key. The statistics of the tables this very load is filling are stale, and with
@@ -240,33 +225,11 @@ SELECT u.hk, u.since FROM unnest($1::bytea[], $2::timestamptz[]) AS u(hk, since)
 /// knows of the key table). Runs after the checkpoint row is locked, so that an answer
 /// computed meanwhile is either seen here or never stored (`business_vault.rfm_cuts_at`,
 /// `business_vault.population_at`, `business_vault.sales_remembered`).
-const FORGET_PAST: &str = "
-WITH changed AS (
-    SELECT least($1::timestamptz,
-                 (SELECT min(f.applied_dts)
-                    FROM pg_temp.bv_orders o
-                   CROSS JOIN LATERAL (
-                         SELECT s.applied_dts FROM raw_vault.sat_order_details s
-                          WHERE s.hk_order = o.hk_order
-                          ORDER BY s.applied_dts LIMIT 1) f)) AS since
-), cuts AS (
-    DELETE FROM business_vault.rfm_cutpoints_as_of m
-     WHERE m.as_of >= (SELECT c.since FROM changed c)
-), population AS (
-    DELETE FROM business_vault.population_as_of m
-     WHERE m.as_of >= (SELECT c.since FROM changed c)
-)
-DELETE FROM business_vault.sales_as_of m
- WHERE m.as_of >= (SELECT c.since FROM changed c)";
+const FORGET_PAST: &str = include_str!("business/forget_past.sql");
 
 /// Every order, product and customer of the raw vault as touched, each customer from
 /// its first day: what a first load on the bulk path stages once, after its last batch.
-const STAGE_EVERYTHING: &str = "
-INSERT INTO pg_temp.bv_orders (hk_order) SELECT h.hk_order FROM raw_vault.hub_order h;
-INSERT INTO pg_temp.bv_products (hk_product) SELECT h.hk_product FROM raw_vault.hub_product h;
-INSERT INTO pg_temp.bv_product_figures (hk_product) SELECT h.hk_product FROM raw_vault.hub_product h;
-INSERT INTO pg_temp.bv_pit (hk_customer, since)
-SELECT h.hk_customer, '-infinity' FROM raw_vault.hub_customer h;";
+const STAGE_EVERYTHING: &str = include_str!("business/stage_everything.sql");
 
 /// The refresh itself, in order (`src/load/business/*.sql`). Every statement is
 /// driven by the key tables. In the keyed parts the rows they reach are found with

@@ -1,0 +1,356 @@
+//! Reading a file for `dvault ingest`: a blocking thread parses CSV rows or NDJSON
+//! lines into events and rejections and hands them on in batches ([`Batcher`]), in
+//! file order, while the async side writes the batch before.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::{IngestError, IngestOptions, Rejection, printable};
+use crate::events::csv_records::{Record, Records};
+use crate::events::csv_rows::{Header, RowSpec};
+use crate::events::limits::TimeRange;
+use crate::events::{NewEvent, cloudevents};
+
+/// One parsed slice of the file.
+pub(crate) struct Batch {
+    pub(crate) events: Vec<NewEvent>,
+    /// The line of each event, for a quarantine by the database (see [`write_batch`]).
+    pub(crate) lines: Vec<u64>,
+    pub(crate) rejects: Vec<Rejection>,
+    /// Bytes of the file read so far.
+    pub(crate) position: u64,
+}
+
+pub(crate) enum Parsed {
+    Batch(Batch),
+    /// The file cannot be read at all (I/O error, unusable header).
+    Fatal(IngestError),
+}
+
+/// Open the file and parse it on a blocking thread, handing batches to the channel.
+pub(super) fn start_reader(
+    path: &Path,
+    spec: &Option<RowSpec>,
+    opts: &IngestOptions,
+    limit: BatchLimit,
+) -> Result<(mpsc::Receiver<Parsed>, tokio::task::JoinHandle<()>), IngestError> {
+    let file = File::open(path).map_err(|source| IngestError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (tx, rx) = mpsc::channel::<Parsed>(2);
+    let path = path.to_path_buf();
+    let spec = spec.clone();
+    let range = opts.time_range;
+    let received_at = opts.time.unwrap_or_else(Utc::now);
+    let reader = tokio::task::spawn_blocking(move || match spec {
+        Some(spec) => parse_csv(file, &path, &spec, limit, received_at, &range, &tx),
+        None => parse_ndjson(file, &path, limit, received_at, &range, &tx),
+    });
+    Ok((rx, reader))
+}
+
+/// When the reader hands a batch on: at `rows` rows (events and rejections) or once
+/// its payloads hold `bytes`, whichever comes first.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BatchLimit {
+    pub(super) rows: usize,
+    pub(super) bytes: usize,
+}
+
+impl BatchLimit {
+    pub(super) fn rows(rows: usize) -> BatchLimit {
+        BatchLimit {
+            rows: rows.max(1),
+            bytes: usize::MAX,
+        }
+    }
+}
+
+/// Collects parsed rows and hands full batches to the writer.
+struct Batcher<'a> {
+    batch: Batch,
+    /// Payload bytes in `batch`.
+    bytes: usize,
+    limit: BatchLimit,
+    tx: &'a mpsc::Sender<Parsed>,
+}
+
+impl<'a> Batcher<'a> {
+    fn new(limit: BatchLimit, tx: &'a mpsc::Sender<Parsed>) -> Self {
+        let size = limit.rows.min(100_000);
+        Batcher {
+            batch: Batch {
+                events: Vec::with_capacity(size),
+                lines: Vec::with_capacity(size),
+                rejects: Vec::new(),
+                position: 0,
+            },
+            bytes: 0,
+            limit,
+            tx,
+        }
+    }
+
+    /// Returns false when the writer has gone away (it failed): stop reading.
+    fn push(&mut self, line: u64, item: Result<NewEvent, Rejection>, position: u64) -> bool {
+        match item {
+            Ok(e) => {
+                self.bytes += e.payload.len();
+                self.batch.events.push(e);
+                self.batch.lines.push(line);
+            }
+            Err(r) => self.batch.rejects.push(r),
+        }
+        self.batch.position = position;
+        if self.batch.events.len() + self.batch.rejects.len() >= self.limit.rows
+            || self.bytes >= self.limit.bytes
+        {
+            return self.flush();
+        }
+        true
+    }
+
+    fn flush(&mut self) -> bool {
+        let position = self.batch.position;
+        let size = self.limit.rows.min(100_000);
+        self.bytes = 0;
+        let full = std::mem::replace(
+            &mut self.batch,
+            Batch {
+                events: Vec::with_capacity(size),
+                lines: Vec::with_capacity(size),
+                rejects: Vec::new(),
+                position,
+            },
+        );
+        if full.events.is_empty() && full.rejects.is_empty() {
+            return true;
+        }
+        self.tx.blocking_send(Parsed::Batch(full)).is_ok()
+    }
+}
+
+fn parse_csv(
+    file: File,
+    path: &Path,
+    spec: &RowSpec,
+    limit: BatchLimit,
+    received_at: DateTime<Utc>,
+    range: &TimeRange,
+    tx: &mpsc::Sender<Parsed>,
+) {
+    let mut batcher = Batcher::new(limit, tx);
+    let mut open = true;
+    let input = BufReader::with_capacity(1 << 20, file);
+    let read = read_csv(input, spec, received_at, range, |line, item, position| {
+        open = batcher.push(line, item, position);
+        open
+    });
+    match read {
+        Err(message) => {
+            let _ = tx.blocking_send(Parsed::Fatal(IngestError::File {
+                path: path.to_path_buf(),
+                message,
+            }));
+        }
+        Ok(()) if open => {
+            batcher.flush();
+        }
+        Ok(()) => {}
+    }
+}
+
+/// Every row of a CSV file, in order, as an event or a rejection, handed to `emit`
+/// with its line and the bytes read so far; `emit` returns false to stop. `Err` is a
+/// problem with the whole file (empty, unusable header, unreadable).
+pub fn read_csv(
+    input: impl BufRead,
+    spec: &RowSpec,
+    received_at: DateTime<Utc>,
+    range: &TimeRange,
+    mut emit: impl FnMut(u64, Result<NewEvent, Rejection>, u64) -> bool,
+) -> Result<(), String> {
+    let mut records = Records::new(input);
+    let mut record = Record::default();
+    let header = match records.next_record(&mut record) {
+        Ok(Some(Ok(()))) => Header::parse(&record.fields(), spec)
+            .map_err(|message| format!("line {}: {message}", record.line))?,
+        Ok(Some(Err(m))) => return Err(format!("line {}: the header: {}", m.line, m.reason)),
+        Ok(None) => return Err("the file is empty: a CSV file needs a header row".into()),
+        Err(e) => return Err(format!("cannot read the header: {e}")),
+    };
+    records.expect_fields(header.len());
+    loop {
+        let item = match records.next_record(&mut record) {
+            Ok(Some(Ok(()))) => header
+                .event(&record.fields(), spec, received_at, range)
+                .map_err(|reason| Rejection {
+                    line: record.line,
+                    reason,
+                    raw: printable(record.raw()),
+                }),
+            Ok(Some(Err(m))) => Err(Rejection {
+                line: m.line,
+                reason: m.reason,
+                raw: printable(&m.raw),
+            }),
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(format!("line {}: cannot read: {e}", record.line)),
+        };
+        let line = match &item {
+            Ok(_) => record.line,
+            Err(r) => r.line,
+        };
+        if !emit(line, item, records.position()) {
+            return Ok(());
+        }
+    }
+}
+
+fn parse_ndjson(
+    file: File,
+    path: &Path,
+    limit: BatchLimit,
+    received_at: DateTime<Utc>,
+    range: &TimeRange,
+    tx: &mpsc::Sender<Parsed>,
+) {
+    let mut batcher = Batcher::new(limit, tx);
+    let mut open = true;
+    let input = BufReader::with_capacity(1 << 20, file);
+    let read = read_ndjson(input, received_at, range, |line, item, position| {
+        open = batcher.push(line, item, position);
+        open
+    });
+    match read {
+        Err(source) => {
+            let _ = tx.blocking_send(Parsed::Fatal(IngestError::Io {
+                path: path.to_path_buf(),
+                source,
+            }));
+        }
+        Ok(()) if open => {
+            batcher.flush();
+        }
+        Ok(()) => {}
+    }
+}
+
+/// Every line of an NDJSON file, in order, as an event or a rejection, handed to
+/// `emit` with its line and the bytes read so far; `emit` returns false to stop.
+/// Lines end with `\n`, `\r\n` or a lone `\r` (raw CRs cannot be inside a JSON
+/// string); blank lines are skipped.
+pub fn read_ndjson(
+    mut input: impl BufRead,
+    received_at: DateTime<Utc>,
+    range: &TimeRange,
+    mut emit: impl FnMut(u64, Result<NewEvent, Rejection>, u64) -> bool,
+) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut line_no = 0u64;
+    let mut position = 0u64;
+    loop {
+        buf.clear();
+        match input.read_until(b'\n', &mut buf)? {
+            0 => return Ok(()),
+            n => position += n as u64,
+        }
+        let mut chunk = buf.as_slice();
+        if line_no == 0 {
+            chunk = chunk.strip_prefix(b"\xef\xbb\xbf").unwrap_or(chunk);
+        }
+        let ended = chunk.ends_with(b"\n") || chunk.ends_with(b"\r");
+        chunk = chunk.strip_suffix(b"\n").unwrap_or(chunk);
+        chunk = chunk.strip_suffix(b"\r").unwrap_or(chunk);
+        let mut lines = chunk.split(|&b| b == b'\r').peekable();
+        while let Some(line) = lines.next() {
+            line_no += 1;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let truncated = !ended && lines.peek().is_none();
+            let item = match std::str::from_utf8(line) {
+                Err(e) => Err(format!(
+                    "invalid UTF-8 (bad byte at offset {})",
+                    e.valid_up_to()
+                )),
+                Ok(text) => cloudevents::parse_within(text, received_at, range).map_err(|reason| {
+                    if truncated {
+                        format!("{reason} (the last line has no newline: truncated file?)")
+                    } else {
+                        reason
+                    }
+                }),
+            }
+            .map_err(|reason| Rejection {
+                line: line_no,
+                reason,
+                raw: printable(line),
+            });
+            if !emit(line_no, item, position) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// SHA-256 of the ingest options and the file's bytes, and how many lines it has
+/// (about its rows: quoted fields may hold line breaks).
+pub(super) fn file_digest(path: &Path, options: &str) -> io::Result<([u8; 32], u64)> {
+    let mut h = Sha256::new();
+    h.update(options.as_bytes());
+    h.update([0]);
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut lines = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    Ok((h.finalize().into(), lines))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_closes_at_its_rows_or_its_bytes() {
+        let (tx, mut rx) = mpsc::channel::<Parsed>(16);
+        let mut batcher = Batcher::new(BatchLimit { rows: 3, bytes: 10 }, &tx);
+        let event = |payload: &str| {
+            Ok(NewEvent {
+                event_id: payload.into(),
+                event_type: "t".into(),
+                source: "s".into(),
+                occurred_at: Utc::now(),
+                payload: payload.into(),
+            })
+        };
+        for (line, p) in ["{\"a\"}", "{\"b\"}", "{\"c\"}", "{}", "{}", "{}"]
+            .into_iter()
+            .enumerate()
+        {
+            assert!(batcher.push(line as u64 + 2, event(p), 0));
+        }
+        assert!(batcher.flush());
+        drop(tx);
+        let mut sizes = Vec::new();
+        while let Ok(Parsed::Batch(b)) = rx.try_recv() {
+            sizes.push(b.events.len());
+        }
+        // 5 + 5 bytes reach 10: a batch of 2; then three rows of 2 bytes: the rows
+        // close it; the last one is flushed alone
+        assert_eq!(sizes, vec![2, 3, 1]);
+    }
+}
