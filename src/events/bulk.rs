@@ -111,24 +111,12 @@ fn key(source: &str, id: &str) -> u128 {
     u128::from_le_bytes(bytes)
 }
 
-/// Ingest the batches of `rx` in one transaction without the log's indexes. `source`
-/// is the one record source of every event (a CSV file), `None` when events name
-/// their own (NDJSON); `rows` the file's rows, about.
-pub(super) async fn ingest(
-    client: &mut Client,
-    rx: &mut mpsc::Receiver<Parsed>,
+/// The keys ([`key`]) of the events in the log the file could repeat, sorted: those
+/// of its `source`, or every one when its events name their own.
+async fn logged_keys(
+    tx: &tokio_postgres::Transaction<'_>,
     source: Option<&str>,
-    rows: u64,
-    file: &str,
-    digest: &[u8; 32],
-    progress: &indicatif::ProgressBar,
-) -> Result<Outcome, StreamError> {
-    let tx = client.transaction().await?;
-    tx.batch_execute(&format!(
-        "LOCK TABLE event_log.events IN ACCESS EXCLUSIVE MODE;
-         SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'"
-    ))
-    .await?;
+) -> Result<Vec<u128>, tokio_postgres::Error> {
     let existing = match source {
         Some(source) => {
             tx.query_raw(
@@ -152,6 +140,28 @@ pub(super) async fn ingest(
         logged.push(key(row.try_get(0)?, row.try_get(1)?));
     }
     logged.sort_unstable();
+    Ok(logged)
+}
+
+/// Ingest the batches of `rx` in one transaction without the log's indexes. `source`
+/// is the one record source of every event (a CSV file), `None` when events name
+/// their own (NDJSON); `rows` the file's rows, about.
+pub(super) async fn ingest(
+    client: &mut Client,
+    rx: &mut mpsc::Receiver<Parsed>,
+    source: Option<&str>,
+    rows: u64,
+    file: &str,
+    digest: &[u8; 32],
+    progress: &indicatif::ProgressBar,
+) -> Result<Outcome, StreamError> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!(
+        "LOCK TABLE event_log.events IN ACCESS EXCLUSIVE MODE;
+         SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'"
+    ))
+    .await?;
+    let logged = logged_keys(&tx, source).await?;
     let mut keys = Keys::default();
     keys.reserve(rows as usize);
     let indexes = indexes::drop_all(&tx, "event_log.events").await?;

@@ -39,7 +39,7 @@ use super::write::KnownKeys;
 use super::{CONSUMER, LoadError, LoadSummary, Loader, Prepared, business};
 use crate::db::Doing;
 use crate::db::indexes;
-use crate::events;
+use crate::events::{self, Checkpoint};
 
 /// Events waiting, at least, for a run into empty tables to take the bulk path: below
 /// it, dropping and building indexes is not worth locking the tables for the run.
@@ -266,7 +266,7 @@ impl Loader {
             .await
             .doing("reading the checkpoint")?;
         super::lock_checkpoint(&tx, at).await?;
-        let mut next = match &reader {
+        let next = match &reader {
             Some(r) => self.prepare(r, at).await?,
             None => self.prepare_in(&tx, at).await?,
         };
@@ -294,36 +294,17 @@ impl Loader {
             }
         }
 
-        let mut total = LoadSummary::default();
-        let mut stopped = false;
-        while let Some(batch) = next.take() {
-            if stop() {
-                stopped = true;
-                break;
-            }
-            let full = batch.events >= self.batch_size as u64;
-            let last = batch.last;
-            let (written, prepared) = match (&reader, full) {
-                (Some(r), true) => tokio::join!(
-                    self.write_bulk_batch(&tx, batch, &mut known, &mut bulk),
-                    self.prepare(r, last)
-                ),
-                (None, true) => {
-                    let written = self
-                        .write_bulk_batch(&tx, batch, &mut known, &mut bulk)
-                        .await;
-                    (written, self.prepare_in(&tx, last).await)
-                }
-                (_, false) => (
-                    self.write_bulk_batch(&tx, batch, &mut known, &mut bulk)
-                        .await,
-                    Ok(None),
-                ),
-            };
-            total.add(&written?);
-            next = prepared?;
-            at = last;
-        }
+        let (mut total, stopped) = self
+            .bulk_batches(
+                &tx,
+                reader.as_ref(),
+                next,
+                &mut at,
+                &mut known,
+                &mut bulk,
+                stop,
+            )
+            .await?;
 
         let building = Instant::now();
         bulk.restore_all(&tx).await?;
@@ -338,6 +319,48 @@ impl Loader {
         total.bulk = bulk.tables();
         total.elapsed = started.elapsed();
         Ok((total, stopped))
+    }
+
+    /// The batches of a bulk run, each written while the next is read (on `reader`, or
+    /// in `tx` after it), until the log has no more or `stop` says so (the flag
+    /// returned); `at` follows the last batch written.
+    #[allow(clippy::too_many_arguments)]
+    async fn bulk_batches(
+        &self,
+        tx: &Transaction<'_>,
+        reader: Option<&Client>,
+        mut next: Option<Prepared>,
+        at: &mut Checkpoint,
+        known: &mut KnownKeys,
+        bulk: &mut Bulk,
+        stop: super::Stop<'_>,
+    ) -> Result<(LoadSummary, bool), LoadError> {
+        let mut total = LoadSummary::default();
+        while let Some(batch) = next.take() {
+            if stop() {
+                return Ok((total, true));
+            }
+            let full = batch.events >= self.batch_size as u64;
+            let last = batch.last;
+            let (written, prepared) = match (reader, full) {
+                (Some(r), true) => tokio::join!(
+                    self.write_bulk_batch(tx, batch, known, bulk),
+                    self.prepare(r, last)
+                ),
+                (None, true) => {
+                    let written = self.write_bulk_batch(tx, batch, known, bulk).await;
+                    (written, self.prepare_in(tx, last).await)
+                }
+                (_, false) => (
+                    self.write_bulk_batch(tx, batch, known, bulk).await,
+                    Ok(None),
+                ),
+            };
+            total.add(&written?);
+            next = prepared?;
+            *at = last;
+        }
+        Ok((total, false))
     }
 
     /// One batch of a bulk run. An error ends the run (rolled back whole): see
