@@ -246,87 +246,169 @@ fn extract_into(
     if !payload.is_object() {
         return Err("the payload is not a JSON object".into());
     }
-    let at = |target: &str, path: &dyn std::fmt::Display, i: Option<usize>| -> String {
+    let event = Event {
+        m,
+        em,
+        payload,
+        origin,
+    };
+    let keys = event.hubs(rows)?;
+    let link_keys = event.links(rows, &keys)?;
+    event.satellites(rows, &keys, &link_keys)
+}
+
+/// A satellite's parent keys in this event: its hub's key(s), or its link's.
+fn parent_keys(
+    parent: Parent,
+    keys: &[Option<Keys>],
+    link_keys: &[Option<Vec<Hash>>],
+) -> Vec<Hash> {
+    match parent {
+        Parent::Hub(h) => match &keys[h] {
+            Some(Keys::One(hk, _)) => vec![*hk],
+            Some(Keys::Each(v)) => v.iter().map(|(hk, _)| *hk).collect(),
+            None => Vec::new(),
+        },
+        Parent::Link(l) => link_keys[l].clone().unwrap_or_default(),
+    }
+}
+
+/// One event being extracted: hub keys first, then the links that join them, then
+/// the satellites of both.
+struct Event<'e, 'p> {
+    m: &'e Mappings,
+    em: &'e EventMapping,
+    payload: &'e Doc<'p>,
+    origin: Arc<Origin>,
+}
+
+impl Event<'_, '_> {
+    /// Where a problem is: the mapping file, the event type, the target, the field and
+    /// the element of an array.
+    fn at(&self, target: &str, path: &dyn std::fmt::Display, i: Option<usize>) -> String {
         let row = i
             .map(|i| format!(" (element {})", i + 1))
             .unwrap_or_default();
         format!(
             "{}, event \"{}\", {target}, field \"{path}\"{row}",
-            em.file, em.event_type
+            self.em.file, self.em.event_type
         )
-    };
-
-    // hub keys
-    let mut keys: Vec<Option<Keys>> = (0..m.hubs.len()).map(|_| None).collect();
-    for (h, paths) in &em.hubs {
-        let hub = &m.hubs[*h];
-        let target = || format!("hub \"{}\"", hub.name);
-        let array = em.hub_array(*h);
-        let items = match array {
-            Some(a) => elements(payload, a)
-                .map_err(|e| format!("{}: {e}", at(&target(), &paths[0], None)))?,
-            None => &[],
-        };
-        let key_at = |i: usize| -> Result<(Hash, Vec<String>), String> {
-            let mut parts = Vec::with_capacity(paths.len());
-            for p in paths {
-                let text = key_text(lookup(payload, p, items, i)).ok_or_else(|| {
-                    format!(
-                        "{}: the business key is missing or empty",
-                        at(&target(), p, array.map(|_| i))
-                    )
-                })?;
-                if let Some(problem) = key_part_problem(&text) {
-                    return Err(format!("{}: {problem}", at(&target(), p, array.map(|_| i))));
-                }
-                parts.push(text);
-            }
-            let hk = if parts.len() == 1 {
-                hash::hash_key(&parts[0])
-            } else {
-                hash::hash_key_multi(parts.iter().map(|p| Some(p.as_str())))
-            }
-            .map_err(|e| format!("{}: {e}", at(&target(), &paths[0], array.map(|_| i))))?;
-            Ok((hk, parts))
-        };
-        let k = match array {
-            None => {
-                let (hk, bk) = key_at(0)?;
-                Keys::One(hk, bk)
-            }
-            Some(_) => Keys::Each((0..items.len()).map(key_at).collect::<Result<_, _>>()?),
-        };
-        match &k {
-            Keys::One(hk, bk) => rows.hubs[*h].push(HubRow {
-                hk: *hk,
-                business_key: bk.clone(),
-                origin: origin.clone(),
-            }),
-            Keys::Each(v) => rows.hubs[*h].extend(v.iter().map(|(hk, bk)| HubRow {
-                hk: *hk,
-                business_key: bk.clone(),
-                origin: origin.clone(),
-            })),
-        }
-        keys[*h] = Some(k);
     }
-    let hub_keys = |h: usize| keys[h].as_ref();
 
-    // links: per row of their scope
-    let mut link_keys: Vec<Option<Vec<Hash>>> = (0..m.links.len()).map(|_| None).collect();
-    for (l, dep_paths) in &em.links {
-        let link = &m.links[*l];
-        let target = || format!("link \"{}\"", link.name);
-        let array = em.link_array(m, *l);
-        let (n, items) = match array {
-            Some(a) => {
-                let items = elements(payload, a).map_err(|e| {
-                    format!("{}: {e}", at(&target(), &FieldPath::Top(a.to_vec()), None))
-                })?;
-                (items.len(), items)
+    /// Each mapped hub's key (or keys, one per element of its array).
+    fn hubs(&self, rows: &mut Rows) -> Result<Vec<Option<Keys>>, String> {
+        let Event {
+            m,
+            em,
+            payload,
+            ref origin,
+        } = *self;
+        let at =
+            |target: &str, path: &dyn std::fmt::Display, i: Option<usize>| self.at(target, path, i);
+        let mut keys: Vec<Option<Keys>> = (0..m.hubs.len()).map(|_| None).collect();
+        for (h, paths) in &em.hubs {
+            let hub = &m.hubs[*h];
+            let target = || format!("hub \"{}\"", hub.name);
+            let array = em.hub_array(*h);
+            let items = match array {
+                Some(a) => elements(payload, a)
+                    .map_err(|e| format!("{}: {e}", at(&target(), &paths[0], None)))?,
+                None => &[],
+            };
+            let key_at = |i: usize| -> Result<(Hash, Vec<String>), String> {
+                let mut parts = Vec::with_capacity(paths.len());
+                for p in paths {
+                    let text = key_text(lookup(payload, p, items, i)).ok_or_else(|| {
+                        format!(
+                            "{}: the business key is missing or empty",
+                            at(&target(), p, array.map(|_| i))
+                        )
+                    })?;
+                    if let Some(problem) = key_part_problem(&text) {
+                        return Err(format!("{}: {problem}", at(&target(), p, array.map(|_| i))));
+                    }
+                    parts.push(text);
+                }
+                let hk = if parts.len() == 1 {
+                    hash::hash_key(&parts[0])
+                } else {
+                    hash::hash_key_multi(parts.iter().map(|p| Some(p.as_str())))
+                }
+                .map_err(|e| format!("{}: {e}", at(&target(), &paths[0], array.map(|_| i))))?;
+                Ok((hk, parts))
+            };
+            let k = match array {
+                None => {
+                    let (hk, bk) = key_at(0)?;
+                    Keys::One(hk, bk)
+                }
+                Some(_) => Keys::Each((0..items.len()).map(key_at).collect::<Result<_, _>>()?),
+            };
+            match &k {
+                Keys::One(hk, bk) => rows.hubs[*h].push(HubRow {
+                    hk: *hk,
+                    business_key: bk.clone(),
+                    origin: origin.clone(),
+                }),
+                Keys::Each(v) => rows.hubs[*h].extend(v.iter().map(|(hk, bk)| HubRow {
+                    hk: *hk,
+                    business_key: bk.clone(),
+                    origin: origin.clone(),
+                })),
             }
-            None => (1, &[][..]),
-        };
+            keys[*h] = Some(k);
+        }
+        Ok(keys)
+    }
+
+    /// Each mapped link's keys, per row of its scope.
+    fn links(
+        &self,
+        rows: &mut Rows,
+        keys: &[Option<Keys>],
+    ) -> Result<Vec<Option<Vec<Hash>>>, String> {
+        let Event { m, em, payload, .. } = *self;
+        let at =
+            |target: &str, path: &dyn std::fmt::Display, i: Option<usize>| self.at(target, path, i);
+        let mut link_keys: Vec<Option<Vec<Hash>>> = (0..m.links.len()).map(|_| None).collect();
+        for (l, dep_paths) in &em.links {
+            let link = &m.links[*l];
+            let target = || format!("link \"{}\"", link.name);
+            let array = em.link_array(m, *l);
+            let (n, items) = match array {
+                Some(a) => {
+                    let items = elements(payload, a).map_err(|e| {
+                        format!("{}: {e}", at(&target(), &FieldPath::Top(a.to_vec()), None))
+                    })?;
+                    (items.len(), items)
+                }
+                None => (1, &[][..]),
+            };
+            let mut hks = Vec::with_capacity(n);
+            for i in 0..n {
+                let row = self.link_row(*l, dep_paths, keys, items, array, i)?;
+                hks.push(row.hk);
+                rows.links[*l].push(row);
+            }
+            link_keys[*l] = Some(hks);
+        }
+        Ok(link_keys)
+    }
+
+    /// Link `l`'s row for element `i` of its scope (`items`, the elements of `array`):
+    /// its hubs' keys and its dependent keys, hashed together.
+    fn link_row(
+        &self,
+        l: usize,
+        dep_paths: &[Field],
+        keys: &[Option<Keys>],
+        items: &[Doc<'_>],
+        array: Option<&[String]>,
+        i: usize,
+    ) -> Result<LinkRow, String> {
+        let Event { m, em, payload, .. } = *self;
+        let link = &m.links[l];
+        let target = || format!("link \"{}\"", link.name);
         // where a link row is, when no single field is to blame
         let link_at = |i: Option<usize>| {
             let row = match (array, i) {
@@ -340,143 +422,169 @@ fn extract_into(
                 target()
             )
         };
-        let mut hks = Vec::with_capacity(n);
-        for i in 0..n {
-            let mut parts: Vec<String> = Vec::new();
-            let mut hub_hks = Vec::with_capacity(link.hubs.len());
-            for &h in &link.hubs {
-                let Some(k) = hub_keys(h) else {
-                    return Err(format!(
-                        "{}: the key of hub \"{}\" is not mapped for this event",
-                        link_at(None),
-                        m.hubs[h].name
-                    ));
-                };
-                let (hk, bk) = k.get(if matches!(k, Keys::Each(_)) { i } else { 0 });
-                hub_hks.push(*hk);
-                parts.extend(bk.iter().cloned());
-            }
-            let mut dependent = Vec::with_capacity(dep_paths.len());
-            for (p, (col, ty)) in dep_paths.iter().zip(&link.dependent_keys) {
-                let where_ = || {
-                    at(
-                        &format!("{}, dependent key \"{col}\"", target()),
-                        p,
-                        array.map(|_| i),
-                    )
-                };
-                let v = sourced(p, payload, items, i, *ty)
-                    .map_err(|e| format!("{}: {e}", where_()))?
-                    .ok_or_else(|| format!("{}: missing", where_()))?;
-                let text = v.canonical();
-                if let Some(problem) = key_part_problem(&text) {
-                    return Err(format!("{}: {problem}", where_()));
-                }
-                parts.push(text);
-                dependent.push(v);
-            }
-            // every part was checked above; this can only fail on a bug
-            let hk = hash::hash_key_multi(parts.iter().map(|p| Some(p.as_str())))
-                .map_err(|e| format!("{}: {e}", link_at(array.map(|_| i))))?;
-            hks.push(hk);
-            rows.links[*l].push(LinkRow {
-                hk,
-                hub_keys: hub_hks,
-                dependent,
-                origin: origin.clone(),
-            });
+        let mut parts: Vec<String> = Vec::new();
+        let mut hub_hks = Vec::with_capacity(link.hubs.len());
+        for &h in &link.hubs {
+            let Some(k) = &keys[h] else {
+                return Err(format!(
+                    "{}: the key of hub \"{}\" is not mapped for this event",
+                    link_at(None),
+                    m.hubs[h].name
+                ));
+            };
+            let (hk, bk) = k.get(if matches!(k, Keys::Each(_)) { i } else { 0 });
+            hub_hks.push(*hk);
+            parts.extend(bk.iter().cloned());
         }
-        link_keys[*l] = Some(hks);
+        let mut dependent = Vec::with_capacity(dep_paths.len());
+        for (p, (col, ty)) in dep_paths.iter().zip(&link.dependent_keys) {
+            let where_ = || {
+                self.at(
+                    &format!("{}, dependent key \"{col}\"", target()),
+                    p,
+                    array.map(|_| i),
+                )
+            };
+            let v = sourced(p, payload, items, i, *ty)
+                .map_err(|e| format!("{}: {e}", where_()))?
+                .ok_or_else(|| format!("{}: missing", where_()))?;
+            let text = v.canonical();
+            if let Some(problem) = key_part_problem(&text) {
+                return Err(format!("{}: {problem}", where_()));
+            }
+            parts.push(text);
+            dependent.push(v);
+        }
+        // every part was checked above; this can only fail on a bug
+        let hk = hash::hash_key_multi(parts.iter().map(|p| Some(p.as_str())))
+            .map_err(|e| format!("{}: {e}", link_at(array.map(|_| i))))?;
+        Ok(LinkRow {
+            hk,
+            hub_keys: hub_hks,
+            dependent,
+            origin: self.origin.clone(),
+        })
     }
 
-    // satellites
-    for (s, paths) in &em.satellites {
-        let sat = &m.satellites[*s];
-        let target = || format!("satellite \"{}\"", sat.name);
-        let parents: Vec<Hash> = match sat.parent {
-            Parent::Hub(h) => match hub_keys(h) {
-                Some(Keys::One(hk, _)) => vec![*hk],
-                Some(Keys::Each(v)) => v.iter().map(|(hk, _)| *hk).collect(),
-                None => Vec::new(),
-            },
-            Parent::Link(l) => link_keys[l].clone().unwrap_or_default(),
-        };
-        let array = paths
-            .iter()
-            .flatten()
-            .find_map(Field::array)
-            .or(match sat.parent {
-                Parent::Hub(h) => em.hub_array(h),
-                Parent::Link(l) => em.link_array(m, l),
-            });
-        let items = match array {
-            Some(a) => elements(payload, a).map_err(|e| {
-                format!("{}: {e}", at(&target(), &FieldPath::Top(a.to_vec()), None))
-            })?,
-            None => &[],
-        };
-        let n = if array.is_some() { items.len() } else { 1 };
-        // which element first gave each parent key: an event states a key once
-        let mut first_at: HashMap<Hash, usize> = HashMap::new();
-        for i in 0..n {
-            let parent = match parents.len() {
-                1 => parents[0],
-                _ => match parents.get(i) {
-                    Some(p) => *p,
-                    None => continue,
-                },
+    /// The values of `sat`'s columns for element `i` (of `items`, the elements of
+    /// `array`), each read from its field (`paths`; `None`: not mapped here).
+    fn sat_values(
+        &self,
+        sat: &crate::mapping::Satellite,
+        paths: &[Option<Field>],
+        items: &[Doc<'_>],
+        array: Option<&[String]>,
+        i: usize,
+    ) -> Result<Vec<Option<Value>>, String> {
+        let mut values = Vec::with_capacity(paths.len());
+        for (path, (col, ty)) in paths.iter().zip(&sat.columns) {
+            let v = match path {
+                None => None,
+                Some(p) => sourced(p, self.payload, items, i, *ty).map_err(|e| {
+                    let target = format!("satellite \"{}\", column \"{col}\"", sat.name);
+                    format!("{}: {e}", self.at(&target, p, array.map(|_| i)))
+                })?,
             };
-            let mut values = Vec::with_capacity(paths.len());
-            for (path, (col, ty)) in paths.iter().zip(&sat.columns) {
-                let v = match path {
-                    None => None,
-                    Some(p) => sourced(p, payload, items, i, *ty).map_err(|e| {
-                        format!(
-                            "{}: {e}",
-                            at(
-                                &format!("{}, column \"{col}\"", target()),
-                                p,
-                                array.map(|_| i)
-                            )
-                        )
-                    })?,
-                };
-                values.push(v);
-            }
-            if values.iter().any(Option::is_some) {
-                if n > 1
-                    && let Some(first) = first_at.insert(parent, i)
-                {
-                    let key = match sat.parent {
-                        Parent::Hub(h) => format!("hub \"{}\"", m.hubs[h].name),
-                        Parent::Link(l) => format!("link \"{}\"", m.links[l].name),
-                    };
-                    return Err(format!(
-                        "{}, event \"{}\", {}: elements {} and {} of \"{}\" have the same {key} key \
-                         (keys are compared trimmed, upper-cased and as text); \
-                         an event may state each key once",
-                        em.file,
-                        em.event_type,
-                        target(),
-                        first + 1,
-                        i + 1,
-                        array.map(|a| a.join(".")).unwrap_or_default(),
-                    ));
-                }
-                let hashdiff = values
-                    .iter()
-                    .all(Option::is_some)
-                    .then(|| super::satellite::hashdiff(&values));
-                rows.satellites[*s].push(SatRow {
-                    parent,
-                    hashdiff,
-                    values,
-                    origin: origin.clone(),
+            values.push(v);
+        }
+        Ok(values)
+    }
+
+    /// Elements `first` and `i` of `array` give `sat` the same parent key.
+    fn same_key_twice(
+        &self,
+        sat: &crate::mapping::Satellite,
+        array: Option<&[String]>,
+        first: usize,
+        i: usize,
+    ) -> String {
+        let key = match sat.parent {
+            Parent::Hub(h) => format!("hub \"{}\"", self.m.hubs[h].name),
+            Parent::Link(l) => format!("link \"{}\"", self.m.links[l].name),
+        };
+        format!(
+            "{}, event \"{}\", satellite \"{}\": elements {} and {} of \"{}\" have the same {key} key \
+             (keys are compared trimmed, upper-cased and as text); \
+             an event may state each key once",
+            self.em.file,
+            self.em.event_type,
+            sat.name,
+            first + 1,
+            i + 1,
+            array.map(|a| a.join(".")).unwrap_or_default(),
+        )
+    }
+
+    /// Each mapped satellite's rows, one per parent key.
+    fn satellites(
+        &self,
+        rows: &mut Rows,
+        keys: &[Option<Keys>],
+        link_keys: &[Option<Vec<Hash>>],
+    ) -> Result<(), String> {
+        let Event {
+            m,
+            em,
+            payload,
+            ref origin,
+        } = *self;
+        for (s, paths) in &em.satellites {
+            let sat = &m.satellites[*s];
+            let parents = parent_keys(sat.parent, keys, link_keys);
+            let array = paths
+                .iter()
+                .flatten()
+                .find_map(Field::array)
+                .or(match sat.parent {
+                    Parent::Hub(h) => em.hub_array(h),
+                    Parent::Link(l) => em.link_array(m, l),
                 });
+            let items = match array {
+                Some(a) => elements(payload, a).map_err(|e| {
+                    format!(
+                        "{}: {e}",
+                        self.at(
+                            &format!("satellite \"{}\"", sat.name),
+                            &FieldPath::Top(a.to_vec()),
+                            None
+                        )
+                    )
+                })?,
+                None => &[],
+            };
+            let n = if array.is_some() { items.len() } else { 1 };
+            // which element first gave each parent key: an event states a key once
+            let mut first_at: HashMap<Hash, usize> = HashMap::new();
+            for i in 0..n {
+                let parent = match parents.len() {
+                    1 => parents[0],
+                    _ => match parents.get(i) {
+                        Some(p) => *p,
+                        None => continue,
+                    },
+                };
+                let values = self.sat_values(sat, paths, items, array, i)?;
+                if values.iter().any(Option::is_some) {
+                    if n > 1
+                        && let Some(first) = first_at.insert(parent, i)
+                    {
+                        return Err(self.same_key_twice(sat, array, first, i));
+                    }
+                    let hashdiff = values
+                        .iter()
+                        .all(Option::is_some)
+                        .then(|| super::satellite::hashdiff(&values));
+                    rows.satellites[*s].push(SatRow {
+                        parent,
+                        hashdiff,
+                        values,
+                        origin: origin.clone(),
+                    });
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]
