@@ -52,6 +52,19 @@ pub struct Malformed {
     pub raw: Vec<u8>,
 }
 
+/// What reading a record found besides its fields: where it ended (`state`, at the
+/// end of the input or not, and the line break that ended it), where a quoted field
+/// opened, the first line break inside a quoted field (start and end in `raw`), and
+/// a broken quoting rule.
+struct Scan {
+    state: State,
+    quote_column: usize,
+    first_break: Option<(usize, usize)>,
+    stray_quote: Option<usize>,
+    at_eof: bool,
+    terminator: &'static [u8],
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum State {
     FieldStart,
@@ -146,6 +159,28 @@ impl<R: BufRead> Records<R> {
         }
     }
 
+    /// Copy the run of ordinary bytes (no comma, quote or line break) at the read
+    /// position into `rec`, straight from the input's buffer; false when there is none
+    /// there (a special byte next, bytes read again pending, or the end).
+    fn take_run(&mut self, rec: &mut Record) -> io::Result<bool> {
+        if self.pending_pos < self.pending.len() {
+            return Ok(false);
+        }
+        let buf = self.input.fill_buf()?;
+        let n = buf
+            .iter()
+            .position(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+            .unwrap_or(buf.len());
+        if n == 0 {
+            return Ok(false);
+        }
+        rec.data.extend_from_slice(&buf[..n]);
+        rec.raw.extend_from_slice(&buf[..n]);
+        self.input.consume(n);
+        self.consumed += n as u64;
+        Ok(true)
+    }
+
     fn read_one(&mut self, rec: &mut Record) -> io::Result<Option<Result<(), Malformed>>> {
         rec.line = self.line;
         rec.data.clear();
@@ -161,21 +196,8 @@ impl<R: BufRead> Records<R> {
         let mut terminator: &[u8] = b"";
         loop {
             // fast path: a run of ordinary bytes inside a field, straight from the buffer
-            if matches!(state, State::Unquoted | State::Quoted)
-                && self.pending_pos >= self.pending.len()
-            {
-                let buf = self.input.fill_buf()?;
-                let n = buf
-                    .iter()
-                    .position(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
-                    .unwrap_or(buf.len());
-                if n > 0 {
-                    rec.data.extend_from_slice(&buf[..n]);
-                    rec.raw.extend_from_slice(&buf[..n]);
-                    self.input.consume(n);
-                    self.consumed += n as u64;
-                    continue;
-                }
+            if matches!(state, State::Unquoted | State::Quoted) && self.take_run(rec)? {
+                continue;
             }
             let Some(b) = self.next_byte()? else {
                 at_eof = true;
@@ -224,7 +246,29 @@ impl<R: BufRead> Records<R> {
             return Ok(None);
         }
         rec.ends.push(rec.data.len());
+        let scan = Scan {
+            state,
+            quote_column,
+            first_break,
+            stray_quote,
+            at_eof,
+            terminator,
+        };
+        Ok(Some(self.verdict(rec, scan)))
+    }
 
+    /// A record read whole: good, or refused with why. A record that a quoted line
+    /// break made run on is refused on its first line only, and the lines after it
+    /// are read again.
+    fn verdict(&mut self, rec: &mut Record, scan: Scan) -> Result<(), Malformed> {
+        let Scan {
+            state,
+            quote_column,
+            first_break,
+            stray_quote,
+            at_eof,
+            terminator,
+        } = scan;
         let problem = if state == State::Quoted && at_eof {
             Some(format!(
                 "column {quote_column}: the quoted field opened on this line is never closed (a missing quote?)"
@@ -244,7 +288,7 @@ impl<R: BufRead> Records<R> {
             }
         };
         let Some(reason) = problem else {
-            return Ok(Some(Ok(())));
+            return Ok(());
         };
         let raw = match first_break {
             // refuse the first line only; read the others again
@@ -260,11 +304,11 @@ impl<R: BufRead> Records<R> {
             }
             None => std::mem::take(&mut rec.raw),
         };
-        Ok(Some(Err(Malformed {
+        Err(Malformed {
             line: rec.line,
             reason,
             raw,
-        })))
+        })
     }
 }
 
