@@ -17,9 +17,9 @@
 //! What a bundle gives up is the per-event idempotency of re-sent rows: a file is
 //! recognised whole by its digest and a bundle by its content ([`Encoded::id`]), so
 //! a crashed ingest run again stores nothing twice, but the unchanged rows of a daily
-//! full snapshot are stored again each day (the vault does not grow from them: a
-//! satellite writes a version only when the hashdiff changes). docs/events.md,
-//! "Bundles", has the storage this costs.
+//! full snapshot are stored again each day, unless their whole bundle is unchanged
+//! (the vault does not grow from them: a satellite writes a version only when the
+//! hashdiff changes). docs/events.md, "Bundles", has the storage this costs.
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -39,9 +39,6 @@ pub const ROWS: usize = 10_000;
 /// stay far below PostgreSQL's 1 GB, and every reader holds a bundle whole (rows of
 /// 3 KB or more make bundles of fewer than 10,000 events).
 pub const MAX_BYTES: usize = 32 << 20;
-
-/// The columns [`read_rows`] reads, in its order; `bundle` is NULL for one event.
-pub const COLUMNS: &str = "seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload, bundle, bundle_size";
 
 /// The events of a bundle as the log stores them.
 #[derive(Debug)]
@@ -175,8 +172,9 @@ fn parse_line(line: &str) -> Option<Line<'_>> {
     })
 }
 
-/// The events of rows with the columns of [`COLUMNS`], a bundle expanded into its
-/// events, in order. A damaged bundle (not as many well-formed lines as it says, or
+/// The events of rows with the columns `seq, xid, event_id, event_type,
+/// record_source, occurred_at, recorded_at, payload, bundle, bundle_size` (`bundle`
+/// NULL for one event), a bundle expanded into its events, in order. A damaged bundle (not as many well-formed lines as it says, or
 /// out of place) is one event at the row's own `seq`, marked [`StoredEvent::damaged`]:
 /// the loader quarantines it with its text and goes on.
 pub fn read_rows(rows: &[Row]) -> Result<Vec<StoredEvent>, tokio_postgres::Error> {
