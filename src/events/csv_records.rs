@@ -186,81 +186,73 @@ impl<R: BufRead> Records<R> {
         rec.data.clear();
         rec.ends.clear();
         rec.raw.clear();
-        let mut state = State::FieldStart;
-        // where the quoted field being read opened (column), the first line break
-        // inside the record (start and end in `raw`), and a broken quoting rule
-        let mut quote_column = 0;
-        let mut first_break: Option<(usize, usize)> = None;
-        let mut stray_quote: Option<usize> = None;
-        let mut at_eof = false;
-        let mut terminator: &[u8] = b"";
+        let mut scan = Scan {
+            state: State::FieldStart,
+            quote_column: 0,
+            first_break: None,
+            stray_quote: None,
+            at_eof: false,
+            terminator: b"",
+        };
         loop {
             // fast path: a run of ordinary bytes inside a field, straight from the buffer
-            if matches!(state, State::Unquoted | State::Quoted) && self.take_run(rec)? {
+            if matches!(scan.state, State::Unquoted | State::Quoted) && self.take_run(rec)? {
                 continue;
             }
             let Some(b) = self.next_byte()? else {
-                at_eof = true;
+                scan.at_eof = true;
                 break;
             };
-            match (state, b) {
-                (State::Quoted, b'"') => state = State::AfterQuote,
+            match (scan.state, b) {
+                (State::Quoted, b'"') => scan.state = State::AfterQuote,
                 (State::Quoted, b'\n' | b'\r') => {
                     let start = rec.raw.len();
                     let ending = self.line_end(b)?;
                     rec.raw.extend_from_slice(ending);
                     rec.data.extend_from_slice(ending);
-                    first_break.get_or_insert((start, rec.raw.len()));
+                    scan.first_break.get_or_insert((start, rec.raw.len()));
                     continue;
                 }
                 (State::Quoted, _) => rec.data.push(b),
                 (State::AfterQuote, b'"') => {
                     rec.data.push(b'"');
-                    state = State::Quoted;
+                    scan.state = State::Quoted;
                 }
                 (State::FieldStart, b'"') => {
-                    quote_column = rec.ends.len() + 1;
-                    state = State::Quoted;
+                    scan.quote_column = rec.ends.len() + 1;
+                    scan.state = State::Quoted;
                 }
                 (_, b',') => {
                     rec.ends.push(rec.data.len());
-                    state = State::FieldStart;
+                    scan.state = State::FieldStart;
                 }
                 (_, b'\n' | b'\r') => {
-                    terminator = self.line_end(b)?;
+                    scan.terminator = self.line_end(b)?;
                     break;
                 }
                 (State::AfterQuote, _) => {
-                    stray_quote.get_or_insert(rec.ends.len() + 1);
+                    scan.stray_quote.get_or_insert(rec.ends.len() + 1);
                     rec.data.push(b);
-                    state = State::Unquoted;
+                    scan.state = State::Unquoted;
                 }
                 (State::FieldStart | State::Unquoted, _) => {
                     rec.data.push(b);
-                    state = State::Unquoted;
+                    scan.state = State::Unquoted;
                 }
             }
             rec.raw.push(b);
         }
-        if at_eof && rec.raw.is_empty() && first_break.is_none() {
+        if scan.at_eof && rec.raw.is_empty() && scan.first_break.is_none() {
             return Ok(None);
         }
         rec.ends.push(rec.data.len());
-        let scan = Scan {
-            state,
-            quote_column,
-            first_break,
-            stray_quote,
-            at_eof,
-            terminator,
-        };
-        Ok(Some(self.verdict(rec, scan)))
+        Ok(Some(self.verdict(rec, &scan)))
     }
 
     /// A record read whole: good, or refused with why. A record that a quoted line
     /// break made run on is refused on its first line only, and the lines after it
     /// are read again.
-    fn verdict(&mut self, rec: &mut Record, scan: Scan) -> Result<(), Malformed> {
+    fn verdict(&mut self, rec: &mut Record, scan: &Scan) -> Result<(), Malformed> {
         let Scan {
             state,
             quote_column,
@@ -268,7 +260,7 @@ impl<R: BufRead> Records<R> {
             stray_quote,
             at_eof,
             terminator,
-        } = scan;
+        } = *scan;
         let problem = if state == State::Quoted && at_eof {
             Some(format!(
                 "column {quote_column}: the quoted field opened on this line is never closed (a missing quote?)"

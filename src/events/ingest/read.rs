@@ -49,8 +49,20 @@ pub(super) fn start_reader(
     let range = opts.time_range;
     let received_at = opts.time.unwrap_or_else(Utc::now);
     let reader = tokio::task::spawn_blocking(move || match spec {
-        Some(spec) => parse_csv(file, &path, &spec, limit, received_at, &range, &tx),
-        None => parse_ndjson(file, &path, limit, received_at, &range, &tx),
+        Some(spec) => feed(
+            file,
+            limit,
+            &tx,
+            |input, emit| read_csv(input, &spec, received_at, &range, emit),
+            |message| IngestError::File { path, message },
+        ),
+        None => feed(
+            file,
+            limit,
+            &tx,
+            |input, emit| read_ndjson(input, received_at, &range, emit),
+            |source| IngestError::Io { path, source },
+        ),
     });
     Ok((rx, reader))
 }
@@ -136,36 +148,6 @@ impl<'a> Batcher<'a> {
     }
 }
 
-fn parse_csv(
-    file: File,
-    path: &Path,
-    spec: &RowSpec,
-    limit: BatchLimit,
-    received_at: DateTime<Utc>,
-    range: &TimeRange,
-    tx: &mpsc::Sender<Parsed>,
-) {
-    let mut batcher = Batcher::new(limit, tx);
-    let mut open = true;
-    let input = BufReader::with_capacity(1 << 20, file);
-    let read = read_csv(input, spec, received_at, range, |line, item, position| {
-        open = batcher.push(line, item, position);
-        open
-    });
-    match read {
-        Err(message) => {
-            let _ = tx.blocking_send(Parsed::Fatal(IngestError::File {
-                path: path.to_path_buf(),
-                message,
-            }));
-        }
-        Ok(()) if open => {
-            batcher.flush();
-        }
-        Ok(()) => {}
-    }
-}
-
 /// Every row of a CSV file, in order, as an event or a rejection, handed to `emit`
 /// with its line and the bytes read so far; `emit` returns false to stop. `Err` is a
 /// problem with the whole file (empty, unusable header, unreadable).
@@ -213,27 +195,26 @@ pub fn read_csv(
     }
 }
 
-fn parse_ndjson(
+/// One file's items, read by `read` (CSV or NDJSON: [`read_csv`], [`read_ndjson`]),
+/// handed on to `tx` in batches of `limit`, in file order; a problem with the whole
+/// file ends them, as `fatal` tells it. Stops when the writer has gone away.
+fn feed<E>(
     file: File,
-    path: &Path,
     limit: BatchLimit,
-    received_at: DateTime<Utc>,
-    range: &TimeRange,
     tx: &mpsc::Sender<Parsed>,
+    read: impl FnOnce(BufReader<File>, &mut Emit<'_>) -> Result<(), E>,
+    fatal: impl FnOnce(E) -> IngestError,
 ) {
     let mut batcher = Batcher::new(limit, tx);
     let mut open = true;
     let input = BufReader::with_capacity(1 << 20, file);
-    let read = read_ndjson(input, received_at, range, |line, item, position| {
+    let read = read(input, &mut |line, item, position| {
         open = batcher.push(line, item, position);
         open
     });
     match read {
-        Err(source) => {
-            let _ = tx.blocking_send(Parsed::Fatal(IngestError::Io {
-                path: path.to_path_buf(),
-                source,
-            }));
+        Err(e) => {
+            let _ = tx.blocking_send(Parsed::Fatal(fatal(e)));
         }
         Ok(()) if open => {
             batcher.flush();
@@ -241,6 +222,10 @@ fn parse_ndjson(
         Ok(()) => {}
     }
 }
+
+/// What a reader hands each item to: its line, the event or why not, the bytes read so
+/// far; false stops the reading.
+type Emit<'a> = dyn FnMut(u64, Result<NewEvent, Rejection>, u64) -> bool + 'a;
 
 /// Every line of an NDJSON file, in order, as an event or a rejection, handed to
 /// `emit` with its line and the bytes read so far; `emit` returns false to stop.
