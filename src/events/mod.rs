@@ -73,9 +73,7 @@ impl StoredEvent {
     pub fn covers(&self) -> u64 {
         self.damaged.as_ref().map_or(1, |d| d.events)
     }
-}
 
-impl StoredEvent {
     pub fn position(&self) -> Checkpoint {
         Checkpoint {
             xid: self.xid,
