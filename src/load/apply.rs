@@ -7,6 +7,7 @@ use std::time::Instant;
 use tokio_postgres::Transaction;
 
 use super::extract::Rows;
+use super::known::KnownKeys;
 use super::{LoadError, LoadSummary, Reject, bulk, held, satellite, write};
 use crate::db::Doing;
 use crate::mapping::{Mappings, Parent};
@@ -15,7 +16,7 @@ pub(super) async fn write_rows(
     tx: &Transaction<'_>,
     m: &Mappings,
     rows: &Rows,
-    known: &mut write::KnownKeys,
+    known: &mut KnownKeys,
     bulk: &mut bulk::Bulk,
 ) -> Result<LoadSummary, LoadError> {
     let mut summary = LoadSummary::default();

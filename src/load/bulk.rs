@@ -6,7 +6,7 @@
 //! descent reads a page. `CREATE INDEX` sorts instead. So when a run starts with vault
 //! tables empty and many events to load, it drops the indexes (primary keys
 //! included) of the empty tables, `COPY`s every batch into bare heaps, knowing the
-//! keys it wrote from memory ([`super::write::Known`], trusted), and builds the
+//! keys it wrote from memory ([`super::known::Known`], trusted), and builds the
 //! indexes at the end.
 //!
 //! All of it is one transaction, checkpoint included, and DDL is transactional in
@@ -35,7 +35,7 @@ use std::time::Instant;
 
 use tokio_postgres::{Client, GenericClient, Transaction};
 
-use super::write::KnownKeys;
+use super::known::KnownKeys;
 use super::{CONSUMER, LoadError, LoadSummary, Loader, Prepared, business};
 use crate::db::Doing;
 use crate::db::indexes;

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use tokio_postgres::{Client, Transaction};
 
-use super::{LoadError, LoadSummary, Loader, Reject, bulk, project, write};
+use super::known::KnownKeys;
+use super::{LoadError, LoadSummary, Loader, Reject, bulk, project};
 use crate::db::Doing;
 use crate::events::{StoredEvent, bundle};
 
@@ -67,7 +68,7 @@ impl Loader {
                 .doing("forgetting held-back events of skipped types")?;
         }
         let mapped: Vec<&str> = self.mappings.events.keys().map(String::as_str).collect();
-        let mut known = write::KnownKeys::none(&self.mappings);
+        let mut known = KnownKeys::none(&self.mappings);
         loop {
             let mut tx = client.transaction().await.doing("starting a batch")?;
             let rows = tx

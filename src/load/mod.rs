@@ -177,7 +177,7 @@ impl Loader {
     }
 
     async fn run_log(&self, client: &mut Client, stop: Stop<'_>) -> Result<LoadSummary, Partial> {
-        let mut known = write::KnownKeys::at_start(&*client, &self.mappings)
+        let mut known = known::KnownKeys::at_start(&*client, &self.mappings)
             .await
             .doing("checking which vault tables are empty")
             .map_err(Partial::nothing)?;
@@ -199,7 +199,7 @@ impl Loader {
                 }
                 Err(e) => return Err(Partial::nothing(e)),
             }
-            known = write::KnownKeys::at_start(&*client, &self.mappings)
+            known = known::KnownKeys::at_start(&*client, &self.mappings)
                 .await
                 .doing("checking which vault tables are empty")
                 .map_err(Partial::nothing)?;
@@ -220,7 +220,7 @@ impl Loader {
     async fn run_sequential(
         &self,
         client: &mut Client,
-        known: &mut write::KnownKeys,
+        known: &mut known::KnownKeys,
         stop: Stop<'_>,
     ) -> Result<LoadSummary, Partial> {
         let started = Instant::now();
@@ -255,7 +255,7 @@ impl Loader {
         &self,
         writer: &mut Client,
         reader: &Client,
-        known: &mut write::KnownKeys,
+        known: &mut known::KnownKeys,
         stop: Stop<'_>,
     ) -> Result<LoadSummary, Partial> {
         let started = Instant::now();
@@ -293,7 +293,7 @@ impl Loader {
     async fn load_batch_with(
         &self,
         client: &mut Client,
-        known: &mut write::KnownKeys,
+        known: &mut known::KnownKeys,
     ) -> Result<Option<LoadSummary>, LoadError> {
         let at = events::load_checkpoint(client, CONSUMER)
             .await
@@ -373,7 +373,7 @@ impl Loader {
         &self,
         client: &mut Client,
         batch: Prepared,
-        known: &mut write::KnownKeys,
+        known: &mut known::KnownKeys,
     ) -> Result<LoadSummary, LoadError> {
         let started = Instant::now();
         let tx = client.transaction().await.doing("starting a batch")?;
@@ -419,7 +419,7 @@ impl Loader {
         tx: &Transaction<'_>,
         rows: &Rows,
         rejects: &[Reject],
-        known: &mut write::KnownKeys,
+        known: &mut known::KnownKeys,
         bulk: &mut bulk::Bulk,
     ) -> Result<LoadSummary, LoadError> {
         let started = Instant::now();
@@ -443,7 +443,7 @@ impl Loader {
         &self,
         tx: &mut Transaction<'_>,
         log: &[StoredEvent],
-        known: &mut write::KnownKeys,
+        known: &mut known::KnownKeys,
         bulk: &mut bulk::Bulk,
     ) -> Result<LoadSummary, LoadError> {
         let mut summary = LoadSummary::default();

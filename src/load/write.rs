@@ -14,7 +14,7 @@ use tokio_postgres::Transaction;
 
 use super::LoadError;
 use super::extract::{HubRow, LinkRow};
-pub use super::known::{Known, KnownKeys};
+use super::known::Known;
 use super::satellite::{Existing, NewVersion};
 use crate::db::Doing;
 use crate::hash::Hash;
