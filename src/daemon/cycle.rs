@@ -1,6 +1,8 @@
 //! One run of the daemon, recorded in `ops.load_runs`: take the loader lock, load
 //! from the checkpoint, and for the nightly cycle refresh materialized views, run the
-//! quality gate and `ANALYZE` what changed; then record how it ended.
+//! quality gate and `ANALYZE` what changed; then record how it ended. The run's row
+//! and the unlock are every run's ([`crate::ops::run::Run`], as for a run by hand);
+//! waiting for the lock, cancelling on a stop and the nightly steps are the daemon's.
 
 use std::future::Future;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use crate::human::thousands;
 use crate::load::{CONSUMER, LoadError, LoadSummary, Loader, Partial};
 use crate::ops::progress::{self, LoadProgress};
 use crate::ops::quality::{self, Report, Scope};
+use crate::ops::run::Run;
 use crate::ops::runs::{self, Outcome, RunId, RunStatus, Trigger};
 use crate::ops::shutdown::Shutdown;
 
@@ -171,20 +174,18 @@ impl Cycle<'_> {
         trigger: Trigger,
         unfinished: &mut Option<Unfinished>,
     ) -> Result<Ended, DaemonError> {
-        let Some(id) = self.start(trigger).await? else {
+        let Some(run) = self.start(trigger).await? else {
             return Ok(Ended::NotStarted);
         };
-        // every line the run logs carries its id (`--log-format json`: `spans`)
-        let span = tracing::info_span!("run", run = id.0, trigger = trigger.as_str());
-        match self.steps(trigger, id).instrument(span).await {
-            Ok((summary, report)) => self.succeeded(trigger, id, summary, report).await,
-            Err(e) => self.failed(trigger, id, e, unfinished).await,
+        match self.steps(trigger, run.id()).instrument(run.span()).await {
+            Ok((summary, report)) => self.succeeded(trigger, run, summary, report).await,
+            Err(e) => self.failed(trigger, run, e, unfinished).await,
         }
     }
 
     /// Take the loader lock and record the run's start; `None` when a stop came
     /// first (the lock is let go again).
-    async fn start(&mut self, trigger: Trigger) -> Result<Option<RunId>, DaemonError> {
+    async fn start(&mut self, trigger: Trigger) -> Result<Option<Run>, DaemonError> {
         let (locked, cancelling) = until_stopped(
             Loader::lock(self.client, true),
             self.token,
@@ -203,11 +204,7 @@ impl Cycle<'_> {
             return Ok(None);
         }
         locked?;
-        let id = runs::start(&*self.client, trigger, false)
-            .await
-            .doing("recording the run's start")?;
-        tracing::debug!(run = id.0, trigger = trigger.as_str(), "run started");
-        Ok(Some(id))
+        Ok(Some(Run::start(&*self.client, trigger, false).await?))
     }
 
     /// The steps went through: record the run (failed if the quality gate did not
@@ -215,10 +212,11 @@ impl Cycle<'_> {
     async fn succeeded(
         &mut self,
         trigger: Trigger,
-        id: RunId,
+        run: Run,
         summary: LoadSummary,
         report: Option<Report>,
     ) -> Result<Ended, DaemonError> {
+        let id = run.id();
         // a transaction open for a moment is an append in flight: the
         // follow loop's rechecks take its events
         let waiting = horizon::waiting(&*self.client, CONSUMER)
@@ -240,9 +238,7 @@ impl Cycle<'_> {
         {
             // nothing was there (yet), or the run before said it waits for
             // the same transaction: not worth a row
-            runs::discard(&*self.client, id)
-                .await
-                .doing("recording the run's end")?;
+            run.discard(&*self.client).await?;
         } else {
             if let Some(w) = &waiting {
                 tracing::warn!(run = id.0, "{w}");
@@ -253,11 +249,8 @@ impl Cycle<'_> {
                 quality: passed,
                 error: end_message(error.as_deref(), waiting.as_ref()),
             };
-            runs::finish(&*self.client, id, &outcome)
-                .await
-                .doing("recording the run's end")?;
+            run.finish(&*self.client, &outcome).await?;
         }
-        Loader::unlock(self.client).await?;
         self.metrics.run_ended(trigger, status, Some(&summary));
         if let Some(report) = &report {
             self.metrics.set_quality(report);
@@ -280,7 +273,7 @@ impl Cycle<'_> {
     async fn failed(
         &mut self,
         trigger: Trigger,
-        id: RunId,
+        run: Run,
         StepError {
             error,
             summary,
@@ -289,7 +282,9 @@ impl Cycle<'_> {
         }: StepError,
         unfinished: &mut Option<Unfinished>,
     ) -> Result<Ended, DaemonError> {
+        let id = run.id();
         if error.is_transient() && !cancelled {
+            // the lock went with the connection; the row is closed once reconnected
             *unfinished = Some(Unfinished {
                 id,
                 trigger,
@@ -307,19 +302,13 @@ impl Cycle<'_> {
             _ if cancelled => error.to_string(),
             _ => chain(&error),
         };
-        runs::finish(
-            &*self.client,
-            id,
-            &Outcome {
-                status,
-                summary: summary.as_ref(),
-                quality: None,
-                error: Some(text.clone()),
-            },
-        )
-        .await
-        .doing("recording the run's end")?;
-        Loader::unlock(self.client).await?;
+        let outcome = Outcome {
+            status,
+            summary: summary.as_ref(),
+            quality: None,
+            error: Some(text.clone()),
+        };
+        run.finish(&*self.client, &outcome).await?;
         self.metrics.run_ended(trigger, status, summary.as_ref());
         if cancelled {
             tracing::info!(run = id.0, "run stopped: {text}");

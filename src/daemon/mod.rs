@@ -145,6 +145,15 @@ impl From<crate::db::Failed> for DaemonError {
     }
 }
 
+impl From<crate::ops::run::RunError> for DaemonError {
+    fn from(e: crate::ops::run::RunError) -> Self {
+        match e {
+            crate::ops::run::RunError::Load(e) => e.into(),
+            crate::ops::run::RunError::Db(e) => e.into(),
+        }
+    }
+}
+
 /// How the daemon ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DaemonExit {

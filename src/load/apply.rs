@@ -2,6 +2,7 @@
 //! keys a satellite's parent needs), then each satellite's new versions planned
 //! against the versions in force, then the quarantine and the held-back events.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use tokio_postgres::Transaction;
@@ -21,8 +22,8 @@ pub(super) async fn write_rows(
 ) -> Result<LoadSummary, LoadError> {
     let mut summary = LoadSummary::default();
     // keys that did not exist before this batch: their satellites have no history
-    let mut new_hubs = Vec::with_capacity(rows.hubs.len());
-    for (h, hub_rows) in rows.hubs.iter().enumerate() {
+    let mut new_hubs = rows.hubs.map(|_| HashSet::new());
+    for (h, hub_rows) in rows.hubs.with_ids() {
         let t = Instant::now();
         if known.hubs[h].is_none() {
             // past the key memory limit: lookups need the indexes
@@ -34,10 +35,10 @@ pub(super) async fn write_rows(
         summary
             .rows
             .insert(m.hubs[h].name.clone(), fresh.len() as u64);
-        new_hubs.push(fresh);
+        new_hubs[h] = fresh;
     }
-    let mut new_links = Vec::with_capacity(rows.links.len());
-    for (l, link_rows) in rows.links.iter().enumerate() {
+    let mut new_links = rows.links.map(|_| HashSet::new());
+    for (l, link_rows) in rows.links.with_ids() {
         let t = Instant::now();
         if known.links[l].is_none() {
             bulk.restore(tx, &m.table(&m.links[l].name)).await?;
@@ -48,9 +49,9 @@ pub(super) async fn write_rows(
         summary
             .rows
             .insert(m.links[l].name.clone(), fresh.len() as u64);
-        new_links.push(fresh);
+        new_links[l] = fresh;
     }
-    for (s, staged) in rows.satellites.iter().enumerate() {
+    for (s, staged) in rows.satellites.with_ids() {
         let sat = &m.satellites[s];
         let t = Instant::now();
         let fresh = match sat.parent {

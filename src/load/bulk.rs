@@ -283,12 +283,12 @@ impl Loader {
         }
         let mut bulk = Bulk::start(&tx, &tables).await?;
         bulk.builds_business_vault = m.is_customer_360();
-        for (h, hub) in m.hubs.iter().enumerate() {
+        for (h, hub) in m.hubs.with_ids() {
             if let Some(k) = &mut known.hubs[h] {
                 k.trusted = bulk.is_bare(&m.table(&hub.name));
             }
         }
-        for (l, link) in m.links.iter().enumerate() {
+        for (l, link) in m.links.with_ids() {
             if let Some(k) = &mut known.links[l] {
                 k.trusted = bulk.is_bare(&m.table(&link.name));
             }

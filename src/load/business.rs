@@ -90,12 +90,12 @@ impl Touched {
     /// What `rows` touch, found by the vault's table names (a custom mapping without
     /// some of them simply touches less).
     pub fn of(m: &Mappings, rows: &Rows) -> Touched {
-        let hub = |name: &str| m.hub_index(name);
-        let sat = |name: &str| m.satellite_index(name).map(|s| &rows.satellites[s]);
+        let hub = |name: &str| m.hub_id(name);
+        let sat = |name: &str| m.satellite_id(name).map(|s| &rows.satellites[s]);
         let mut t = Touched::default();
         let order_hub = hub("hub_order");
         for link in ["link_order_customer", "link_order_product"] {
-            let Some(l) = m.link_index(link) else {
+            let Some(l) = m.link_id(link) else {
                 continue;
             };
             let Some(pos) = m.links[l].hubs.iter().position(|&h| Some(h) == order_hub) else {
@@ -123,7 +123,7 @@ impl Touched {
         if let Some(h) = hub("hub_product") {
             t.product_facts.extend(rows.hubs[h].iter().map(|r| r.hk));
         }
-        if let Some(l) = m.link_index("link_product_view") {
+        if let Some(l) = m.link_id("link_product_view") {
             let product_hub = hub("hub_product");
             if let Some(pos) = m.links[l].hubs.iter().position(|&h| Some(h) == product_hub) {
                 t.product_facts

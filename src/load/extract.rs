@@ -11,7 +11,10 @@ use chrono::{DateTime, Utc};
 use super::payload::{Doc, Scalar};
 use crate::hash::{self, Hash};
 use crate::mapping::types::parse_scalar;
-use crate::mapping::{ColumnType, EventMapping, Field, FieldPath, Mappings, Parent, Value};
+use crate::mapping::{
+    ColumnType, EventMapping, Field, FieldPath, LinkId, Mappings, Parent, PerHub, PerLink, PerSat,
+    Value,
+};
 
 /// What every row of one event shares.
 #[derive(Debug, Clone)]
@@ -54,17 +57,17 @@ pub struct SatRow {
 /// Rows of a batch, per target (indexed like [`Mappings`]' hubs, links, satellites).
 #[derive(Debug, Default)]
 pub struct Rows {
-    pub hubs: Vec<Vec<HubRow>>,
-    pub links: Vec<Vec<LinkRow>>,
-    pub satellites: Vec<Vec<SatRow>>,
+    pub hubs: PerHub<Vec<HubRow>>,
+    pub links: PerLink<Vec<LinkRow>>,
+    pub satellites: PerSat<Vec<SatRow>>,
 }
 
 impl Rows {
     pub fn new(m: &Mappings) -> Rows {
         Rows {
-            hubs: vec![Vec::new(); m.hubs.len()],
-            links: vec![Vec::new(); m.links.len()],
-            satellites: vec![Vec::new(); m.satellites.len()],
+            hubs: m.hubs.map(|_| Vec::new()),
+            links: m.links.map(|_| Vec::new()),
+            satellites: m.satellites.map(|_| Vec::new()),
         }
     }
 
@@ -260,8 +263,8 @@ fn extract_into(
 /// A satellite's parent keys in this event: its hub's key(s), or its link's.
 fn parent_keys(
     parent: Parent,
-    keys: &[Option<Keys>],
-    link_keys: &[Option<Vec<Hash>>],
+    keys: &PerHub<Option<Keys>>,
+    link_keys: &PerLink<Option<Vec<Hash>>>,
 ) -> Vec<Hash> {
     match parent {
         Parent::Hub(h) => match &keys[h] {
@@ -296,7 +299,7 @@ impl Event<'_, '_> {
     }
 
     /// Each mapped hub's key (or keys, one per element of its array).
-    fn hubs(&self, rows: &mut Rows) -> Result<Vec<Option<Keys>>, String> {
+    fn hubs(&self, rows: &mut Rows) -> Result<PerHub<Option<Keys>>, String> {
         let Event {
             m,
             em,
@@ -305,7 +308,7 @@ impl Event<'_, '_> {
         } = *self;
         let at =
             |target: &str, path: &dyn std::fmt::Display, i: Option<usize>| self.at(target, path, i);
-        let mut keys: Vec<Option<Keys>> = (0..m.hubs.len()).map(|_| None).collect();
+        let mut keys = m.hubs.map(|_| None);
         for (h, paths) in &em.hubs {
             let hub = &m.hubs[*h];
             let target = || format!("hub \"{}\"", hub.name);
@@ -365,12 +368,12 @@ impl Event<'_, '_> {
     fn links(
         &self,
         rows: &mut Rows,
-        keys: &[Option<Keys>],
-    ) -> Result<Vec<Option<Vec<Hash>>>, String> {
+        keys: &PerHub<Option<Keys>>,
+    ) -> Result<PerLink<Option<Vec<Hash>>>, String> {
         let Event { m, em, payload, .. } = *self;
         let at =
             |target: &str, path: &dyn std::fmt::Display, i: Option<usize>| self.at(target, path, i);
-        let mut link_keys: Vec<Option<Vec<Hash>>> = (0..m.links.len()).map(|_| None).collect();
+        let mut link_keys = m.links.map(|_| None);
         for (l, dep_paths) in &em.links {
             let link = &m.links[*l];
             let target = || format!("link \"{}\"", link.name);
@@ -399,9 +402,9 @@ impl Event<'_, '_> {
     /// its hubs' keys and its dependent keys, hashed together.
     fn link_row(
         &self,
-        l: usize,
+        l: LinkId,
         dep_paths: &[Field],
-        keys: &[Option<Keys>],
+        keys: &PerHub<Option<Keys>>,
         items: &[Doc<'_>],
         array: Option<&[String]>,
         i: usize,
@@ -519,8 +522,8 @@ impl Event<'_, '_> {
     fn satellites(
         &self,
         rows: &mut Rows,
-        keys: &[Option<Keys>],
-        link_keys: &[Option<Vec<Hash>>],
+        keys: &PerHub<Option<Keys>>,
+        link_keys: &PerLink<Option<Vec<Hash>>>,
     ) -> Result<(), String> {
         let Event {
             m,
@@ -610,7 +613,7 @@ mod tests {
     }
 
     fn column<'a>(m: &Mappings, rows: &'a Rows, sat: &str, col: &str) -> &'a Option<Value> {
-        let s = m.satellite_index(sat).expect("satellite");
+        let s = m.satellite_id(sat).expect("satellite");
         let c = m.satellites[s]
             .columns
             .iter()
@@ -629,7 +632,7 @@ mod tests {
         let doc = Doc::parse(text).expect("json");
         let mut rows = Rows::new(&m);
         extract(&m, em, &doc, origin(), &mut rows).expect("extracts");
-        let line = m.link_index("link_order_product").expect("link");
+        let line = m.link_id("link_order_product").expect("link");
         assert_eq!(
             rows.links[line][0].dependent,
             [Value::Text("1".into())],

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use crate::hash::Hash;
-use crate::mapping::Mappings;
+use crate::mapping::{HubId, LinkId, Mappings, PerHub, PerLink};
 
 /// The first 16 bytes of a hash key: what [`KnownKeys`] remembers of it.
 pub fn prefix(key: &Hash) -> u128 {
@@ -145,8 +145,8 @@ fn merge_into(keys: &mut Vec<u128>, mut new: Vec<u128>) {
 /// for the rest of the run (and the bulk path builds its indexes first).
 #[derive(Debug, Default)]
 pub struct KnownKeys {
-    pub hubs: Vec<Option<Known>>,
-    pub links: Vec<Option<Known>>,
+    pub hubs: PerHub<Option<Known>>,
+    pub links: PerLink<Option<Known>>,
     total: usize,
 }
 
@@ -157,8 +157,8 @@ impl KnownKeys {
     /// Nothing known: every key is looked up.
     pub fn none(m: &Mappings) -> KnownKeys {
         KnownKeys {
-            hubs: vec![None; m.hubs.len()],
-            links: vec![None; m.links.len()],
+            hubs: m.hubs.map(|_| None),
+            links: m.links.map(|_| None),
             total: 0,
         }
     }
@@ -169,12 +169,12 @@ impl KnownKeys {
         m: &Mappings,
     ) -> Result<KnownKeys, tokio_postgres::Error> {
         let mut known = KnownKeys::none(m);
-        for (h, hub) in m.hubs.iter().enumerate() {
+        for (h, hub) in m.hubs.with_ids() {
             if is_empty(client, &m.table(&hub.name)).await? {
                 known.hubs[h] = Some(Known::default());
             }
         }
-        for (l, link) in m.links.iter().enumerate() {
+        for (l, link) in m.links.with_ids() {
             if is_empty(client, &m.table(&link.name)).await? {
                 known.links[l] = Some(Known::default());
             }
@@ -198,11 +198,11 @@ impl KnownKeys {
         set.extend(new);
     }
 
-    pub fn add_hub(&mut self, h: usize, keys: &HashSet<Hash>) {
+    pub fn add_hub(&mut self, h: HubId, keys: &HashSet<Hash>) {
         Self::add(&mut self.total, &mut self.hubs[h], keys);
     }
 
-    pub fn add_link(&mut self, l: usize, keys: &HashSet<Hash>) {
+    pub fn add_link(&mut self, l: LinkId, keys: &HashSet<Hash>) {
         Self::add(&mut self.total, &mut self.links[l], keys);
     }
 }
@@ -233,12 +233,13 @@ mod tests {
     fn remembered_keys_stay_sorted_as_batches_merge_in() {
         let m = Mappings::builtin().expect("mappings");
         let mut known = KnownKeys::none(&m);
-        known.hubs[0] = Some(Known::default());
+        let h = m.hubs.ids().next().expect("a hub");
+        known.hubs[h] = Some(Known::default());
         let batches: [&[u32]; 4] = [&[5, 1, 9], &[3, 10, 0], &[], &[7, 2, 11, 4]];
         for batch in batches {
-            known.add_hub(0, &batch.iter().map(|&n| key(n)).collect());
+            known.add_hub(h, &batch.iter().map(|&n| key(n)).collect());
         }
-        let set = known.hubs[0].as_ref().expect("still known");
+        let set = known.hubs[h].as_ref().expect("still known");
         let mut expected: Vec<u128> = [5, 1, 9, 3, 10, 0, 7, 2, 11, 4]
             .iter()
             .map(|&n| prefix(&key(n)))

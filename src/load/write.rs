@@ -18,7 +18,7 @@ use super::known::Known;
 use super::satellite::{Existing, NewVersion};
 use crate::db::Doing;
 use crate::hash::Hash;
-use crate::mapping::{ColumnType, Mappings, Satellite, Value};
+use crate::mapping::{ColumnType, HubId, LinkId, Mappings, Satellite, Value};
 
 /// `"name"`, with inner quotes doubled.
 pub use crate::db::quote_ident as ident;
@@ -326,7 +326,7 @@ async fn new_rows<'a, R>(
 pub async fn hubs(
     tx: &Transaction<'_>,
     m: &Mappings,
-    h: usize,
+    h: HubId,
     rows: &[HubRow],
     known: Option<&Known>,
 ) -> Result<HashSet<Hash>, LoadError> {
@@ -357,7 +357,7 @@ pub async fn hubs(
 pub async fn links(
     tx: &Transaction<'_>,
     m: &Mappings,
-    l: usize,
+    l: LinkId,
     rows: &[LinkRow],
     known: Option<&Known>,
 ) -> Result<HashSet<Hash>, LoadError> {

@@ -7,13 +7,14 @@
 //!
 //! The way through: `files.rs` reads the mapping files, `spec.rs` is their TOML
 //! shape, `compile/` checks them and builds the model (`model.rs`, its types
-//! re-exported here), which the loader, the catalog check and the preview then
-//! only read.
+//! re-exported here, the typed indexes into it in `id.rs`), which the loader, the
+//! catalog check and the preview then only read.
 
 pub mod catalog;
 mod compile;
 pub mod field;
 mod files;
+mod id;
 mod model;
 pub mod preview;
 pub mod registry;
@@ -24,6 +25,7 @@ use std::fmt;
 
 pub use field::{Field, FieldSpec};
 pub use files::{builtin_files, read_dir};
+pub use id::{HubId, IdVec, LinkId, PerHub, PerLink, PerSat, SatId};
 pub use model::{DEFAULT_SCHEMA, EventMapping, FieldPath, Hub, Link, Mappings, Parent, Satellite};
 pub use types::{ColumnType, Value};
 

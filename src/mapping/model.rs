@@ -1,13 +1,15 @@
 //! The compiled model: hubs, links and satellites with typed columns, and per event
 //! type the compiled sources of each target. Built once from the mapping files
 //! (`compile/`), then only read: by the loader to extract rows, by the catalog check,
-//! the preview and the quality checks. Targets refer to each other by index into
-//! [`Mappings`]' vectors, so a lookup while loading is an array access.
+//! the preview and the quality checks. Targets refer to each other by typed index
+//! ([`HubId`], [`LinkId`], [`SatId`]) into [`Mappings`]' vectors, so a lookup while
+//! loading is an array access.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use super::files::BUILTIN_DIR;
+use super::id::{HubId, IdVec, LinkId, SatId};
 use super::{ColumnType, Field};
 use crate::db::quote_ident;
 
@@ -75,15 +77,15 @@ pub struct Link {
     pub name: String,
     pub file: String,
     pub hash_key: String,
-    /// Indexes into [`Mappings::hubs`], in hashing order.
-    pub hubs: Vec<usize>,
+    /// Its hubs, in hashing order.
+    pub hubs: Vec<HubId>,
     pub dependent_keys: Vec<(String, ColumnType)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parent {
-    Hub(usize),
-    Link(usize),
+    Hub(HubId),
+    Link(LinkId),
 }
 
 #[derive(Debug, Clone)]
@@ -101,12 +103,12 @@ pub struct Satellite {
 pub struct EventMapping {
     pub event_type: String,
     pub file: String,
-    /// hub index and the paths of its business key columns
-    pub hubs: Vec<(usize, Vec<FieldPath>)>,
-    /// link index and the sources of its dependent keys
-    pub links: Vec<(usize, Vec<Field>)>,
-    /// satellite index and, per column of the satellite, its source if mapped
-    pub satellites: Vec<(usize, Vec<Option<Field>>)>,
+    /// hub and the paths of its business key columns
+    pub hubs: Vec<(HubId, Vec<FieldPath>)>,
+    /// link and the sources of its dependent keys
+    pub links: Vec<(LinkId, Vec<Field>)>,
+    /// satellite and, per column of the satellite, its source if mapped
+    pub satellites: Vec<(SatId, Vec<Option<Field>>)>,
 }
 
 /// The schema of the vault tables unless the mapping files name another.
@@ -117,9 +119,9 @@ pub const DEFAULT_SCHEMA: &str = "raw_vault";
 pub struct Mappings {
     /// The PostgreSQL schema holding the hubs, links and satellites.
     pub schema: String,
-    pub hubs: Vec<Hub>,
-    pub links: Vec<Link>,
-    pub satellites: Vec<Satellite>,
+    pub hubs: IdVec<HubId, Hub>,
+    pub links: IdVec<LinkId, Link>,
+    pub satellites: IdVec<SatId, Satellite>,
     pub events: HashMap<String, EventMapping>,
     /// Event types the loader passes over on purpose (`dvault model skip`): neither
     /// held back nor quarantined.
@@ -130,9 +132,9 @@ impl Default for Mappings {
     fn default() -> Self {
         Mappings {
             schema: DEFAULT_SCHEMA.into(),
-            hubs: Vec::new(),
-            links: Vec::new(),
-            satellites: Vec::new(),
+            hubs: IdVec::new(),
+            links: IdVec::new(),
+            satellites: IdVec::new(),
             events: HashMap::new(),
             skipped: HashSet::new(),
         }
@@ -140,14 +142,14 @@ impl Default for Mappings {
 }
 
 impl Mappings {
-    pub fn hub_index(&self, name: &str) -> Option<usize> {
-        self.hubs.iter().position(|h| h.name == name)
+    pub fn hub_id(&self, name: &str) -> Option<HubId> {
+        self.hubs.position(|h| h.name == name)
     }
-    pub fn link_index(&self, name: &str) -> Option<usize> {
-        self.links.iter().position(|l| l.name == name)
+    pub fn link_id(&self, name: &str) -> Option<LinkId> {
+        self.links.position(|l| l.name == name)
     }
-    pub fn satellite_index(&self, name: &str) -> Option<usize> {
-        self.satellites.iter().position(|s| s.name == name)
+    pub fn satellite_id(&self, name: &str) -> Option<SatId> {
+        self.satellites.position(|s| s.name == name)
     }
 
     /// `schema.table`, quoted, for a vault table of this model.
@@ -177,7 +179,7 @@ impl EventMapping {
     }
 
     /// The array (if any) a hub of this event iterates.
-    pub fn hub_array(&self, hub: usize) -> Option<&[String]> {
+    pub fn hub_array(&self, hub: HubId) -> Option<&[String]> {
         self.hubs
             .iter()
             .find(|(h, _)| *h == hub)
@@ -185,7 +187,7 @@ impl EventMapping {
     }
 
     /// The array a link of this event iterates: its hubs' and its own paths'.
-    pub fn link_array<'a>(&'a self, m: &Mappings, link: usize) -> Option<&'a [String]> {
+    pub fn link_array<'a>(&'a self, m: &Mappings, link: LinkId) -> Option<&'a [String]> {
         let own = self
             .links
             .iter()

@@ -62,7 +62,7 @@ fn the_shipped_mappings_are_valid() {
     ] {
         assert!(m.events.contains_key(t), "{t} is mapped");
     }
-    let line = m.satellite_index("sat_order_line").expect("sat_order_line");
+    let line = m.satellite_id("sat_order_line").expect("sat_order_line");
     let cols: Vec<&str> = m.satellites[line]
         .columns
         .iter()
@@ -506,14 +506,14 @@ fn user_mappings_add_to_the_built_in_model() {
     assert!(m.events.contains_key("order_placed"), "built-in kept");
     let e = &m.events["shop_transaction"];
     assert_eq!(e.file, "mine/shop.toml");
-    assert!(m.satellite_index("sat_order_payment").is_some());
+    assert!(m.satellite_id("sat_order_payment").is_some());
     let (_, deps) = &e.links[e
         .links
         .iter()
         .position(|(l, _)| m.links[*l].name == "link_order_product")
         .expect("link")];
     assert_eq!(deps, &[Field::Const(Value::Text("1".into()))]);
-    let status = m.satellite_index("sat_order_status").expect("sat");
+    let status = m.satellite_id("sat_order_status").expect("sat");
     let (_, cols) = e
         .satellites
         .iter()

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use super::{Builder, names};
 use crate::mapping::spec::EventSpec;
-use crate::mapping::{EventMapping, Field, FieldPath, FieldSpec, MappingError, Mappings, Parent};
+use crate::mapping::{
+    EventMapping, Field, FieldPath, FieldSpec, HubId, LinkId, MappingError, Mappings, Parent, SatId,
+};
 
 /// Where a mistake goes: the event's file and entry are already known.
 type Problem<'a> = dyn FnMut(String) + 'a;
@@ -71,8 +73,8 @@ fn hub(
     name: &str,
     fields: &[String],
     problem: &mut Problem<'_>,
-) -> Option<(usize, Vec<FieldPath>)> {
-    let Some(h) = m.hub_index(name) else {
+) -> Option<(HubId, Vec<FieldPath>)> {
+    let Some(h) = m.hub_id(name) else {
         problem(format!(
             "unknown hub \"{name}\" (defined hubs: {})",
             names(m.hubs.iter().map(|h| &h.name))
@@ -101,10 +103,10 @@ fn link(
     m: &Mappings,
     name: &str,
     deps: &BTreeMap<String, FieldSpec>,
-    hubs: &[(usize, Vec<FieldPath>)],
+    hubs: &[(HubId, Vec<FieldPath>)],
     problem: &mut Problem<'_>,
-) -> Option<(usize, Vec<Field>)> {
-    let Some(l) = m.link_index(name) else {
+) -> Option<(LinkId, Vec<Field>)> {
+    let Some(l) = m.link_id(name) else {
         problem(format!(
             "unknown link \"{name}\" (defined links: {})",
             names(m.links.iter().map(|l| &l.name))
@@ -150,11 +152,11 @@ fn satellite(
     m: &Mappings,
     name: &str,
     fields: &BTreeMap<String, FieldSpec>,
-    hubs: &[(usize, Vec<FieldPath>)],
-    links: &[(usize, Vec<Field>)],
+    hubs: &[(HubId, Vec<FieldPath>)],
+    links: &[(LinkId, Vec<Field>)],
     problem: &mut Problem<'_>,
-) -> Option<(usize, Vec<Option<Field>>)> {
-    let Some(s) = m.satellite_index(name) else {
+) -> Option<(SatId, Vec<Option<Field>>)> {
+    let Some(s) = m.satellite_id(name) else {
         problem(format!(
             "unknown satellite \"{name}\" (defined satellites: {})",
             names(m.satellites.iter().map(|s| &s.name))

@@ -133,7 +133,7 @@ impl Builder {
         let entry = format!("link \"{name}\"");
         let mut hubs = Vec::new();
         for hub in &link.hubs {
-            match self.model.hub_index(hub) {
+            match self.model.hub_id(hub) {
                 Some(i) if hubs.contains(&i) => mistake(
                     errors,
                     file,
@@ -211,8 +211,8 @@ impl Builder {
             return None;
         }
         let parent = match (
-            self.model.hub_index(&sat.parent),
-            self.model.link_index(&sat.parent),
+            self.model.hub_id(&sat.parent),
+            self.model.link_id(&sat.parent),
         ) {
             (Some(h), _) => Parent::Hub(h),
             (None, Some(l)) => Parent::Link(l),

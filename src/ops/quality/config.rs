@@ -417,9 +417,9 @@ impl QualityConfig {
     fn check_validity(&self, m: &Mappings, problems: &mut Vec<String>) {
         for (name, domain) in &self.validity.domains {
             let known = name.split_once('.').is_some_and(|(sat, col)| {
-                m.satellite_index(sat)
+                m.satellite_id(sat)
                     .is_some_and(|s| m.satellites[s].columns.iter().any(|(c, _)| c == col))
-                    || m.link_index(sat)
+                    || m.link_id(sat)
                         .is_some_and(|l| m.links[l].dependent_keys.iter().any(|(c, _)| c == col))
             });
             if !known {
@@ -440,7 +440,7 @@ impl QualityConfig {
     fn check_referential(&self, m: &Mappings, problems: &mut Vec<String>) {
         for r in &self.referential.rules {
             let at = format!("[[referential.rules]] link \"{}\"", r.link);
-            let (Some(l), Some(h)) = (m.link_index(&r.link), m.hub_index(&r.hub)) else {
+            let (Some(l), Some(h)) = (m.link_id(&r.link), m.hub_id(&r.hub)) else {
                 problems.push(format!(
                     "{at}, hub \"{}\": no such link or hub in the mappings",
                     r.hub
@@ -451,7 +451,7 @@ impl QualityConfig {
                 problems.push(format!("{at} does not join hub \"{}\"", r.hub));
             }
             if let Some(sat) = &r.satellite
-                && m.satellite_index(sat)
+                && m.satellite_id(sat)
                     .is_none_or(|s| m.satellites[s].parent != Parent::Hub(h))
             {
                 problems.push(format!(

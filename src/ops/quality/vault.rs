@@ -18,15 +18,15 @@ struct RuleSql {
 }
 
 fn rule_sql(rule: &ReferenceRule, m: &Mappings) -> Option<RuleSql> {
-    m.link_index(&rule.link)?;
-    let h = m.hub_index(&rule.hub)?;
+    m.link_id(&rule.link)?;
+    let h = m.hub_id(&rule.hub)?;
     let hub = &m.hubs[h];
     let hk = ident(&hub.hash_key);
     let link = m.table(&rule.link);
     let hub_table = m.table(&hub.name);
     let known = match &rule.satellite {
         Some(sat) => {
-            let s = m.satellite_index(sat)?;
+            let s = m.satellite_id(sat)?;
             let parent = ident(m.parent_key(m.satellites[s].parent));
             format!(
                 "EXISTS (SELECT 1 FROM {} s WHERE s.{parent} = l.{hk})",
