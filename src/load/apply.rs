@@ -2,7 +2,6 @@
 //! keys a satellite's parent needs), then each satellite's new versions planned
 //! against the versions in force, then the quarantine and the held-back events.
 
-use std::collections::HashSet;
 use std::time::Instant;
 
 use tokio_postgres::Transaction;
@@ -11,6 +10,7 @@ use super::extract::Rows;
 use super::known::KnownKeys;
 use super::{LoadError, LoadSummary, Reject, bulk, held, satellite, write};
 use crate::db::Doing;
+use crate::hash::KeySet;
 use crate::mapping::{Mappings, Parent};
 
 pub(super) async fn write_rows(
@@ -22,7 +22,7 @@ pub(super) async fn write_rows(
 ) -> Result<LoadSummary, LoadError> {
     let mut summary = LoadSummary::default();
     // keys that did not exist before this batch: their satellites have no history
-    let mut new_hubs = rows.hubs.map(|_| HashSet::new());
+    let mut new_hubs = rows.hubs.map(|_| KeySet::default());
     for (h, hub_rows) in rows.hubs.with_ids() {
         let t = Instant::now();
         if known.hubs[h].is_none() {
@@ -37,7 +37,7 @@ pub(super) async fn write_rows(
             .insert(m.hubs[h].name.clone(), fresh.len() as u64);
         new_hubs[h] = fresh;
     }
-    let mut new_links = rows.links.map(|_| HashSet::new());
+    let mut new_links = rows.links.map(|_| KeySet::default());
     for (l, link_rows) in rows.links.with_ids() {
         let t = Instant::now();
         if known.links[l].is_none() {

@@ -3,13 +3,12 @@
 //! An event is all or nothing: if any key or value does not fit, none of its rows
 //! are kept and the reason names the mapping, the target, the field and the value.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use super::payload::{Doc, Scalar};
-use crate::hash::{self, Hash};
+use crate::hash::{self, Hash, KeyMap};
 use crate::mapping::types::parse_scalar;
 use crate::mapping::{
     ColumnType, EventMapping, Field, FieldPath, LinkId, Mappings, Parent, PerHub, PerLink, PerSat,
@@ -557,7 +556,7 @@ impl Event<'_, '_> {
             };
             let n = if array.is_some() { items.len() } else { 1 };
             // which element first gave each parent key: an event states a key once
-            let mut first_at: HashMap<Hash, usize> = HashMap::new();
+            let mut first_at: KeyMap<usize> = KeyMap::default();
             for i in 0..n {
                 let parent = match parents.len() {
                     1 => parents[0],

@@ -2,9 +2,7 @@
 //! were empty when it began ([`KnownKeys`]): a first load or a rebuild then never
 //! looks up a new key, and the bulk path needs no index to know one.
 
-use std::collections::HashSet;
-
-use crate::hash::Hash;
+use crate::hash::{Hash, KeySet};
 use crate::mapping::{HubId, LinkId, Mappings, PerHub, PerLink};
 
 /// The first 16 bytes of a hash key: what [`KnownKeys`] remembers of it.
@@ -183,7 +181,7 @@ impl KnownKeys {
     }
 
     /// Remember keys just written to a table (`slot` is its entry in `hubs` or `links`).
-    fn add(total: &mut usize, slot: &mut Option<Known>, keys: &HashSet<Hash>) {
+    fn add(total: &mut usize, slot: &mut Option<Known>, keys: &KeySet) {
         let Some(set) = slot else {
             return;
         };
@@ -198,11 +196,11 @@ impl KnownKeys {
         set.extend(new);
     }
 
-    pub fn add_hub(&mut self, h: HubId, keys: &HashSet<Hash>) {
+    pub fn add_hub(&mut self, h: HubId, keys: &KeySet) {
         Self::add(&mut self.total, &mut self.hubs[h], keys);
     }
 
-    pub fn add_link(&mut self, l: LinkId, keys: &HashSet<Hash>) {
+    pub fn add_link(&mut self, l: LinkId, keys: &KeySet) {
         Self::add(&mut self.total, &mut self.links[l], keys);
     }
 }

@@ -15,12 +15,11 @@
 //! versions carried forward before it arrived.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
 use super::extract::{Origin, SatRow};
-use crate::hash::{self, Hash};
+use crate::hash::{self, Hash, KeyMap};
 use crate::mapping::Value;
 
 /// A version already in the satellite.
@@ -72,7 +71,7 @@ pub fn hashdiff(values: &[Option<Value>]) -> Hash {
 
 /// The earliest business time staged per parent: where to look for predecessors.
 pub fn earliest_per_parent(staged: &[SatRow]) -> Vec<(Hash, DateTime<Utc>)> {
-    let mut first: HashMap<Hash, DateTime<Utc>> = HashMap::new();
+    let mut first: KeyMap<DateTime<Utc>> = KeyMap::default();
     for r in staged {
         first
             .entry(r.parent)

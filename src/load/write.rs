@@ -2,7 +2,6 @@
 //! the satellite versions a batch must be compared with. Identifiers come from
 //! mappings already checked against the catalog, and are quoted.
 
-use std::collections::HashSet;
 use std::error::Error;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -17,7 +16,7 @@ use super::extract::{HubRow, LinkRow};
 use super::known::Known;
 use super::satellite::{Existing, NewVersion};
 use crate::db::Doing;
-use crate::hash::Hash;
+use crate::hash::{Hash, KeySet};
 use crate::mapping::{ColumnType, HubId, LinkId, Mappings, Satellite, Value};
 
 /// `"name"`, with inner quotes doubled.
@@ -86,7 +85,7 @@ async fn existing_keys(
     table: &str,
     key_column: &str,
     keys: &[&[u8]],
-) -> Result<HashSet<Hash>, tokio_postgres::Error> {
+) -> Result<KeySet, tokio_postgres::Error> {
     let rows = tx
         .query(
             &format!(
@@ -284,7 +283,7 @@ async fn new_rows<'a, R>(
     known: Option<&Known>,
     key: impl Fn(&R) -> Hash,
 ) -> Result<Vec<&'a R>, tokio_postgres::Error> {
-    let mut seen = HashSet::new();
+    let mut seen = KeySet::default();
     let mut firsts: Vec<&R> = rows.iter().filter(|r| seen.insert(key(r))).collect();
     let mut surely_new = Vec::new();
     if let Some(known) = known {
@@ -329,7 +328,7 @@ pub async fn hubs(
     h: HubId,
     rows: &[HubRow],
     known: Option<&Known>,
-) -> Result<HashSet<Hash>, LoadError> {
+) -> Result<KeySet, LoadError> {
     let hub = &m.hubs[h];
     let table = m.table(&hub.name);
     let fresh = new_rows(tx, &table, &hub.hash_key, rows, known, |r| r.hk)
@@ -360,7 +359,7 @@ pub async fn links(
     l: LinkId,
     rows: &[LinkRow],
     known: Option<&Known>,
-) -> Result<HashSet<Hash>, LoadError> {
+) -> Result<KeySet, LoadError> {
     let link = &m.links[l];
     let table = m.table(&link.name);
     let fresh = new_rows(tx, &table, &link.hash_key, rows, known, |r| r.hk)
