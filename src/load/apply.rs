@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use tokio_postgres::Transaction;
 
-use super::extract::Rows;
 use super::known::KnownKeys;
+use super::rows::Rows;
 use super::{LoadError, LoadSummary, Reject, bulk, held, satellite, write};
 use crate::db::Doing;
 use crate::hash::KeySet;

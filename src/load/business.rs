@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::{GenericClient, Transaction};
 
 use super::LoadError;
-use super::extract::Rows;
+use super::rows::Rows;
 use super::satellite::earliest_per_parent;
 use crate::db::{Doing, indexes};
 use crate::hash::Hash;

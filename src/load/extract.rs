@@ -5,102 +5,14 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-
 use super::payload::{Doc, Scalar};
 use crate::hash::{self, Hash, KeyMap};
 use crate::mapping::types::parse_scalar;
 use crate::mapping::{
-    ColumnType, EventMapping, Field, FieldPath, LinkId, Mappings, Parent, PerHub, PerLink, PerSat,
-    Value,
+    ColumnType, EventMapping, Field, FieldPath, LinkId, Mappings, Parent, PerHub, PerLink, Value,
 };
 
-/// What every row of one event shares.
-#[derive(Debug, Clone)]
-pub struct Origin {
-    /// The event's position in the log, `(xid, seq)`: the order events are decided in.
-    pub xid: u64,
-    pub seq: i64,
-    pub load_dts: DateTime<Utc>,
-    pub applied_dts: DateTime<Utc>,
-    pub source: Arc<str>,
-}
-
-#[derive(Debug, Clone)]
-pub struct HubRow {
-    pub hk: Hash,
-    pub business_key: Vec<String>,
-    pub origin: Arc<Origin>,
-}
-
-#[derive(Debug, Clone)]
-pub struct LinkRow {
-    pub hk: Hash,
-    pub hub_keys: Vec<Hash>,
-    pub dependent: Vec<Value>,
-    pub origin: Arc<Origin>,
-}
-
-/// A satellite row as the event states it: `None` columns were not given and carry
-/// forward from the version before it.
-#[derive(Debug, Clone)]
-pub struct SatRow {
-    pub parent: Hash,
-    /// The hashdiff of `values` when they state every column (computed while the
-    /// batch is projected, off the writer's path); `None` when some carry forward.
-    pub hashdiff: Option<Hash>,
-    pub values: Vec<Option<Value>>,
-    pub origin: Arc<Origin>,
-}
-
-/// Rows of a batch, per target (indexed like [`Mappings`]' hubs, links, satellites).
-#[derive(Debug, Default)]
-pub struct Rows {
-    pub hubs: PerHub<Vec<HubRow>>,
-    pub links: PerLink<Vec<LinkRow>>,
-    pub satellites: PerSat<Vec<SatRow>>,
-}
-
-impl Rows {
-    pub fn new(m: &Mappings) -> Rows {
-        Rows {
-            hubs: m.hubs.map(|_| Vec::new()),
-            links: m.links.map(|_| Vec::new()),
-            satellites: m.satellites.map(|_| Vec::new()),
-        }
-    }
-
-    fn mark(&self) -> Vec<usize> {
-        self.hubs
-            .iter()
-            .map(Vec::len)
-            .chain(self.links.iter().map(Vec::len))
-            .chain(self.satellites.iter().map(Vec::len))
-            .collect()
-    }
-
-    fn truncate(&mut self, mark: &[usize]) {
-        let mut lens = mark.iter();
-        for v in &mut self.hubs {
-            v.truncate(*lens.next().unwrap_or(&0));
-        }
-        for v in &mut self.links {
-            v.truncate(*lens.next().unwrap_or(&0));
-        }
-        for v in &mut self.satellites {
-            v.truncate(*lens.next().unwrap_or(&0));
-        }
-    }
-
-    /// Rows in all targets.
-    pub fn len(&self) -> usize {
-        self.mark().iter().sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+use super::rows::{HubRow, LinkRow, Origin, Rows, SatRow};
 
 /// A hub key of one event: once, or per element of the array its key iterates.
 enum Keys {
@@ -117,26 +29,6 @@ impl Keys {
     }
 }
 
-fn walk<'a, 'd>(mut v: &'a Doc<'d>, path: &[String]) -> Option<&'a Doc<'d>> {
-    for p in path {
-        v = v.get(p)?;
-    }
-    Some(v)
-}
-
-/// The elements of an array field; a missing or null array has none.
-fn elements<'a, 'd>(payload: &'a Doc<'d>, array: &[String]) -> Result<&'a [Doc<'d>], String> {
-    match walk(payload, array) {
-        None | Some(Doc::Null) => Ok(&[]),
-        Some(Doc::Array(items)) => Ok(items),
-        Some(other) => Err(format!(
-            "field \"{}\" must be an array, got {}",
-            array.join("."),
-            crate::events::cloudevents::preview(&other.to_string())
-        )),
-    }
-}
-
 /// The value at `path`, for row `i` of its array (ignored for top-level paths).
 fn lookup<'a, 'd>(
     payload: &'a Doc<'d>,
@@ -145,8 +37,8 @@ fn lookup<'a, 'd>(
     i: usize,
 ) -> Option<&'a Doc<'d>> {
     match path {
-        FieldPath::Top(p) => walk(payload, p),
-        FieldPath::Each { field, .. } => items.get(i).and_then(|item| walk(item, field)),
+        FieldPath::Top(p) => payload.at(p),
+        FieldPath::Each { field, .. } => items.get(i).and_then(|item| item.at(field)),
     }
 }
 
@@ -313,7 +205,8 @@ impl Event<'_, '_> {
             let target = || format!("hub \"{}\"", hub.name);
             let array = em.hub_array(*h);
             let items = match array {
-                Some(a) => elements(payload, a)
+                Some(a) => payload
+                    .elements(a)
                     .map_err(|e| format!("{}: {e}", at(&target(), &paths[0], None)))?,
                 None => &[],
             };
@@ -379,7 +272,7 @@ impl Event<'_, '_> {
             let array = em.link_array(m, *l);
             let (n, items) = match array {
                 Some(a) => {
-                    let items = elements(payload, a).map_err(|e| {
+                    let items = payload.elements(a).map_err(|e| {
                         format!("{}: {e}", at(&target(), &FieldPath::Top(a.to_vec()), None))
                     })?;
                     (items.len(), items)
@@ -542,7 +435,7 @@ impl Event<'_, '_> {
                     Parent::Link(l) => em.link_array(m, l),
                 });
             let items = match array {
-                Some(a) => elements(payload, a).map_err(|e| {
+                Some(a) => payload.elements(a).map_err(|e| {
                     format!(
                         "{}: {e}",
                         self.at(
@@ -592,6 +485,7 @@ impl Event<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
 
     fn c360() -> Mappings {
         let files = [(

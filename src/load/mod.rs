@@ -17,6 +17,7 @@ pub mod known;
 pub mod payload;
 mod project;
 mod rebuild;
+pub mod rows;
 pub mod satellite;
 mod summary;
 pub mod write;
@@ -42,7 +43,7 @@ use crate::db::Doing;
 use crate::events::{self, Checkpoint, StoredEvent};
 use crate::hash::HASH_VERSION;
 use crate::mapping::{Mappings, catalog};
-use extract::Rows;
+use rows::Rows;
 
 /// The checkpoint consumer name of the vault loader.
 pub const CONSUMER: &str = "vault_loader";

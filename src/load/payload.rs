@@ -41,6 +41,28 @@ impl<'a> Doc<'a> {
         Doc::parse_any(text)
     }
 
+    /// The value at `path` (object keys, outermost first).
+    pub fn at(&self, path: &[String]) -> Option<&Doc<'a>> {
+        let mut v = self;
+        for p in path {
+            v = v.get(p)?;
+        }
+        Some(v)
+    }
+
+    /// The elements of the array at `path`; a missing or null array has none.
+    pub fn elements(&self, path: &[String]) -> Result<&[Doc<'a>], String> {
+        match self.at(path) {
+            None | Some(Doc::Null) => Ok(&[]),
+            Some(Doc::Array(items)) => Ok(items),
+            Some(other) => Err(format!(
+                "field \"{}\" must be an array, got {}",
+                path.join("."),
+                crate::events::cloudevents::preview(&other.to_string())
+            )),
+        }
+    }
+
     /// Any JSON text, through `serde_json`.
     fn parse_any(text: &'a str) -> Result<Doc<'a>, serde_json::Error> {
         let raw: &'a RawValue = serde_json::from_str(text)?;

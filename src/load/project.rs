@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::LoadSummary;
-use super::extract::{self, Origin, Rows};
+use super::extract;
 use super::payload;
+use super::rows::{Origin, Rows};
 use crate::events::{Checkpoint, StoredEvent};
 use crate::mapping::Mappings;
 

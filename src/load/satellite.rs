@@ -18,7 +18,7 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 
-use super::extract::{Origin, SatRow};
+use super::rows::{Origin, SatRow};
 use crate::hash::{self, Hash, KeyMap};
 use crate::mapping::Value;
 

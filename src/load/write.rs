@@ -12,8 +12,8 @@ use rust_decimal::Decimal;
 use tokio_postgres::Transaction;
 
 use super::LoadError;
-use super::extract::{HubRow, LinkRow};
 use super::known::Known;
+use super::rows::{HubRow, LinkRow};
 use super::satellite::{Existing, NewVersion};
 use crate::db::Doing;
 use crate::hash::{Hash, KeySet};

@@ -270,7 +270,8 @@ mod fuzz {
     use serde_json::Value as Json;
 
     use super::*;
-    use crate::load::extract::{Origin, Rows, extract};
+    use crate::load::extract::extract;
+    use crate::load::rows::{Origin, Rows};
 
     fn name() -> impl Strategy<Value = String> {
         prop::sample::select(vec![

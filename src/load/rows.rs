@@ -1,0 +1,97 @@
+//! What projecting a batch produces: per hub, link and satellite of the model, the
+//! rows its events state ([`Rows`]), each with the [`Origin`] of its event. The
+//! writer ([`super::apply`]) decides which of them are new.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::hash::Hash;
+use crate::mapping::{Mappings, PerHub, PerLink, PerSat, Value};
+
+/// What every row of one event shares.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The event's position in the log, `(xid, seq)`: the order events are decided in.
+    pub xid: u64,
+    pub seq: i64,
+    pub load_dts: DateTime<Utc>,
+    pub applied_dts: DateTime<Utc>,
+    pub source: Arc<str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HubRow {
+    pub hk: Hash,
+    pub business_key: Vec<String>,
+    pub origin: Arc<Origin>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LinkRow {
+    pub hk: Hash,
+    pub hub_keys: Vec<Hash>,
+    pub dependent: Vec<Value>,
+    pub origin: Arc<Origin>,
+}
+
+/// A satellite row as the event states it: `None` columns were not given and carry
+/// forward from the version before it.
+#[derive(Debug, Clone)]
+pub struct SatRow {
+    pub parent: Hash,
+    /// The hashdiff of `values` when they state every column (computed while the
+    /// batch is projected, off the writer's path); `None` when some carry forward.
+    pub hashdiff: Option<Hash>,
+    pub values: Vec<Option<Value>>,
+    pub origin: Arc<Origin>,
+}
+
+/// Rows of a batch, per target (indexed like [`Mappings`]' hubs, links, satellites).
+#[derive(Debug, Default)]
+pub struct Rows {
+    pub hubs: PerHub<Vec<HubRow>>,
+    pub links: PerLink<Vec<LinkRow>>,
+    pub satellites: PerSat<Vec<SatRow>>,
+}
+
+impl Rows {
+    pub fn new(m: &Mappings) -> Rows {
+        Rows {
+            hubs: m.hubs.map(|_| Vec::new()),
+            links: m.links.map(|_| Vec::new()),
+            satellites: m.satellites.map(|_| Vec::new()),
+        }
+    }
+
+    pub(super) fn mark(&self) -> Vec<usize> {
+        self.hubs
+            .iter()
+            .map(Vec::len)
+            .chain(self.links.iter().map(Vec::len))
+            .chain(self.satellites.iter().map(Vec::len))
+            .collect()
+    }
+
+    pub(super) fn truncate(&mut self, mark: &[usize]) {
+        let mut lens = mark.iter();
+        for v in &mut self.hubs {
+            v.truncate(*lens.next().unwrap_or(&0));
+        }
+        for v in &mut self.links {
+            v.truncate(*lens.next().unwrap_or(&0));
+        }
+        for v in &mut self.satellites {
+            v.truncate(*lens.next().unwrap_or(&0));
+        }
+    }
+
+    /// Rows in all targets.
+    pub fn len(&self) -> usize {
+        self.mark().iter().sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
