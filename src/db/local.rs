@@ -64,6 +64,26 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> L
     }
 }
 
+/// The private server is configured for warehouse loads rather than PostgreSQL's
+/// defaults, which suit a small shared machine (docs/operations.md, "Server settings
+/// for warehouse loads", has the reasons and the figures for an external server).
+/// Durability is untouched: `fsync` and `synchronous_commit` keep their defaults.
+const WAREHOUSE_SETTINGS: &[(&str, &str)] = &[
+    // a first load's vault and its indexes stay in memory (the default is 128 MB)
+    ("shared_buffers", "512MB"),
+    // a load writes gigabytes of WAL: checkpoints by time, not forced every 1 GB
+    ("max_wal_size", "8GB"),
+    ("checkpoint_timeout", "15min"),
+    ("checkpoint_completion_target", "0.9"),
+    ("wal_compression", "lz4"),
+    // the business vault's set-based statements sort and hash in memory
+    ("work_mem", "64MB"),
+    ("maintenance_work_mem", "512MB"),
+    // the loader's statements are short and many: compiling them costs more than it
+    // saves (0.5 s per statement in the business vault build, auto_explain's `JIT:`)
+    ("jit", "off"),
+];
+
 /// Start the private server under `home` (creating it on first use), or find it
 /// running. Safe to call from several processes at once.
 pub fn ensure_running(home: &Path) -> Result<LocalServer, LocalError> {
@@ -94,7 +114,12 @@ pub fn ensure_running(home: &Path) -> Result<LocalServer, LocalError> {
     };
     let log = pg_home.join("server.log");
     let options = format!(
-        "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=on"
+        "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=on {}",
+        WAREHOUSE_SETTINGS
+            .iter()
+            .map(|(name, value)| format!("-c {name}={value}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     run(
         "pg_ctl start",
