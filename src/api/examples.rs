@@ -9,7 +9,7 @@ use chrono::{Datelike, Months, NaiveDate};
 use serde_json::{Map, Value, json};
 
 use super::error::{ApiError, PROBLEM_JSON};
-use super::{analytics, customer_orders, customers, events, orders, pagination, products};
+use super::{analytics, customer_orders, customers, events, pagination, products};
 
 /// Business keys the generator always makes (its ids are numbered from 1).
 pub const CUSTOMER: &str = "C000042";
@@ -119,7 +119,11 @@ fn bad_request_example(path: &str) -> Option<ApiError> {
         "/products" => {
             ApiError::bad_param("sort", "unknown sort \"name\"", &sorts(&products::SORTS))
         }
-        "/orders" => ApiError::bad_param("status", "unknown status \"lost\"", &orders::STATUSES),
+        "/orders" => ApiError::bad_param(
+            "status",
+            "unknown status \"lost\"",
+            &crate::mapping::ORDER_STATUSES,
+        ),
         "/customers/{id}" => match super::params::parse_as_of("as_of", "yesterday") {
             Err(e) => e,
             Ok(_) => return None,

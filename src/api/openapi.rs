@@ -173,7 +173,9 @@ impl Modify for PreciseParameters {
                     ("churn_risk", _) => Some(
                         json!({"type": "string", "enum": customers::CHURN_RISKS.map(|(n, _)| n)}),
                     ),
-                    ("status", _) => Some(json!({"type": "string", "enum": orders::STATUSES})),
+                    ("status", _) => {
+                        Some(json!({"type": "string", "enum": crate::mapping::ORDER_STATUSES}))
+                    }
                     ("period", _) => Some(json!({"type": "string",
                         "enum": analytics::PERIODS.map(|(n, _)| n)})),
                     ("segment", _) => Some(json!({"type": "string", "enum": SEGMENTS})),

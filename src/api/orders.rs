@@ -16,15 +16,7 @@ use super::params::{self, NoParams, check_range, parse_from, parse_to};
 use super::state::AppState;
 use super::values::{Money, Timestamp, col, money, money_opt, time};
 
-/// The statuses an order can have.
-pub const STATUSES: [&str; 6] = [
-    "placed",
-    "paid",
-    "shipped",
-    "delivered",
-    "cancelled",
-    "returned",
-];
+use crate::mapping::ORDER_STATUSES;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderLine {
@@ -185,11 +177,15 @@ pub async fn list(
     let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(raw) => Some(
-            STATUSES
+            ORDER_STATUSES
                 .iter()
                 .find(|s| s.eq_ignore_ascii_case(raw.trim()))
                 .ok_or_else(|| {
-                    ApiError::bad_param("status", format!("unknown status {raw:?}"), &STATUSES)
+                    ApiError::bad_param(
+                        "status",
+                        format!("unknown status {raw:?}"),
+                        &ORDER_STATUSES,
+                    )
                 })?
                 .to_string(),
         ),

@@ -43,7 +43,7 @@ fn lookup<'a, 'd>(
 }
 
 /// A field's value as `ty`; a missing field is null.
-fn typed(v: Option<&Doc<'_>>, ty: ColumnType) -> Result<Option<Value>, String> {
+pub(crate) fn typed(v: Option<&Doc<'_>>, ty: ColumnType) -> Result<Option<Value>, String> {
     match v {
         None => Ok(None),
         Some(doc) => parse_scalar(&doc.scalar(), ty, &|| doc.to_string()),
@@ -103,7 +103,7 @@ fn key_part_problem(text: &str) -> Option<String> {
 }
 
 /// A business key part: strings and numbers; trimmed.
-fn key_text(v: Option<&Doc<'_>>) -> Option<String> {
+pub(crate) fn key_text(v: Option<&Doc<'_>>) -> Option<String> {
     match v?.scalar() {
         Scalar::String(s) => Some(s.trim_matches(' ').to_string()),
         Scalar::Number(n) => Some(n.into_owned()),

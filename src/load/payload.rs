@@ -9,11 +9,16 @@
 //! unmapped field is then harmless, a text column or business key keeps the digits as
 //! written, and a numeric column judges the exact value (and names it when it does not
 //! fit). Pure, linear, no recursion.
+//!
+//! The loader and the quality checks read payloads the same way, as a [`Doc`]
+//! borrowed from the text, so what counts as present or valid in a check is what
+//! loading finds; [`parse`] (tests only) is the `serde_json` reading it is held equal to.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+#[cfg(test)]
 use serde_json::Value as Json;
 use serde_json::value::RawValue;
 
@@ -209,6 +214,7 @@ pub enum Scalar<'a> {
     Composite(&'static str),
 }
 
+#[cfg(test)]
 impl Scalar<'_> {
     /// Of a `serde_json` value (as [`parse`] gives it).
     pub fn of(json: &Json) -> Scalar<'_> {
@@ -333,11 +339,14 @@ impl<'de> Deserialize<'de> for Key<'de> {
 }
 
 /// Parse a payload; numbers a double cannot hold come back as strings of their text.
+/// (The reference the borrowed reading, [`Doc`], is tested against.)
+#[cfg(test)]
 pub fn parse(text: &str) -> Result<Json, serde_json::Error> {
     serde_json::from_str(&exact_numbers(text))
 }
 
 /// `text` with every number token that does not survive `f64` quoted.
+#[cfg(test)]
 pub fn exact_numbers(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     let mut out: Option<String> = None;
@@ -391,6 +400,7 @@ pub fn exact_numbers(text: &str) -> Cow<'_, str> {
 }
 
 /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+#[cfg(test)]
 fn is_json_number(t: &str) -> bool {
     let digits = |s: &str| s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit()).len();
     let mut s = t.strip_prefix('-').unwrap_or(t);

@@ -26,7 +26,9 @@ use std::fmt;
 pub use field::{Field, FieldSpec};
 pub use files::{builtin_files, read_dir};
 pub use id::{HubId, IdVec, LinkId, PerHub, PerLink, PerSat, SatId};
-pub use model::{DEFAULT_SCHEMA, EventMapping, FieldPath, Hub, Link, Mappings, Parent, Satellite};
+pub use model::{
+    DEFAULT_SCHEMA, EventMapping, FieldPath, Hub, Link, Mappings, ORDER_STATUSES, Parent, Satellite,
+};
 pub use types::{ColumnType, Value};
 
 /// A mapping mistake: the file, the entry, and what to do.

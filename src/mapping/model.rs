@@ -111,6 +111,18 @@ pub struct EventMapping {
     pub satellites: Vec<(SatId, Vec<Option<Field>>)>,
 }
 
+/// The statuses an order of the built-in Customer 360 model can have
+/// (`raw_vault.sat_order_status.status`): what the API's `?status=` filter accepts and
+/// the default quality gate's domain for that column.
+pub const ORDER_STATUSES: [&str; 6] = [
+    "placed",
+    "paid",
+    "shipped",
+    "delivered",
+    "cancelled",
+    "returned",
+];
+
 /// The schema of the vault tables unless the mapping files name another.
 pub const DEFAULT_SCHEMA: &str = "raw_vault";
 

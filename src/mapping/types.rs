@@ -7,7 +7,6 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Datelike, NaiveDate, SubsecRound, Timelike, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
-use serde_json::Value as Json;
 
 use crate::events::csv_rows::parse_time;
 use crate::load::payload::Scalar;
@@ -161,13 +160,9 @@ fn parse_iso_date(t: &str) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
 }
 
-/// Convert a JSON value to `ty`. `Ok(None)` for null (absent). The error says what
-/// was expected, without the field name (the caller adds it).
-pub fn parse_value(json: &Json, ty: ColumnType) -> Result<Option<Value>, String> {
-    parse_scalar(&Scalar::of(json), ty, &|| json.to_string())
-}
-
-/// [`parse_value`] of a value as the loader reads it; `json` renders it for errors.
+/// Convert a value as the loader reads it to `ty`. `Ok(None)` for null (absent). The
+/// error says what was expected, without the field name (the caller adds it); `json`
+/// renders the value for it.
 pub fn parse_scalar(
     scalar: &Scalar<'_>,
     ty: ColumnType,
@@ -259,7 +254,11 @@ fn parse_text(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value as Json, json};
+
+    fn parse_value(json: &Json, ty: ColumnType) -> Result<Option<Value>, String> {
+        parse_scalar(&Scalar::of(json), ty, &|| json.to_string())
+    }
 
     #[test]
     fn dates_are_read_and_written_as_chrono_does() {

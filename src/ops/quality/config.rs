@@ -170,14 +170,7 @@ impl Default for Validity {
                 (
                     "sat_order_status.status",
                     Domain {
-                        values: Some(strings(&[
-                            "placed",
-                            "paid",
-                            "shipped",
-                            "delivered",
-                            "cancelled",
-                            "returned",
-                        ])),
+                        values: Some(strings(&crate::mapping::ORDER_STATUSES)),
                         ..Domain::default()
                     },
                 ),

@@ -12,8 +12,8 @@ use serde_json::{Value as Json, json};
 
 use super::config::{Domain, QualityConfig};
 use super::{Check, CheckResult, percent};
-use crate::load::payload::Scalar;
-use crate::mapping::types::parse_value;
+use crate::load::extract::{key_text, typed};
+use crate::load::payload::Doc;
 use crate::mapping::{ColumnType, Field, FieldPath, Mappings, Value};
 
 /// Examined and failing items of one subject.
@@ -101,8 +101,9 @@ impl<'a> EventChecks<'a> {
 
     pub fn observe(&mut self, e: Observed<'_>) {
         self.events += 1;
-        let payload: Option<Json> = crate::load::payload::parse(e.payload).ok();
-        let null = Json::Null;
+        // read as the loader reads it, so "present" and "valid" mean what loading means
+        let payload: Option<Doc<'_>> = Doc::parse(e.payload).ok();
+        let null = Doc::Null;
         let p = payload.as_ref().unwrap_or(&null);
         if self.config.completeness.enabled
             && let Some(fields) = self.required.get(e.event_type)
@@ -148,7 +149,7 @@ impl<'a> EventChecks<'a> {
     }
 
     /// Why an event is not valid against its mapping and the domains, if it is not.
-    fn invalid(&self, event_type: &str, payload: &Json) -> Option<String> {
+    fn invalid(&self, event_type: &str, payload: &Doc<'_>) -> Option<String> {
         let m = self.mappings;
         let Some(em) = m.events.get(event_type) else {
             if m.skipped.contains(event_type) {
@@ -159,7 +160,7 @@ impl<'a> EventChecks<'a> {
                 "no mapping for event type \"{event_type}\" (its events are held back)"
             ));
         };
-        if !payload.is_object() {
+        if !matches!(payload, Doc::Object(_)) {
             return Some("the payload is not a JSON object".into());
         }
         let check = |target: &str, col: &str, ty: ColumnType, field: &Field| {
@@ -171,8 +172,8 @@ impl<'a> EventChecks<'a> {
             let parsed = found
                 .into_iter()
                 .map(|v| match field {
-                    Field::Path(_) => parse_value(v, ty),
-                    _ => field.value(Some(&Scalar::of(v)), ty, &|| v.to_string()),
+                    Field::Path(_) => typed(Some(v), ty),
+                    _ => field.value(Some(&v.scalar()), ty, &|| v.to_string()),
                 })
                 .chain(match field {
                     Field::Const(c) => Some(Ok(Some(c.clone()))),
@@ -340,70 +341,51 @@ fn ratio_result(
     result
 }
 
-fn walk<'j>(mut v: &'j Json, path: &[String]) -> Option<&'j Json> {
-    for p in path {
-        v = v.get(p)?;
-    }
-    Some(v)
-}
-
 /// The non-null values `path` reaches: one at most, or one per array element.
-fn values<'j>(payload: &'j Json, path: &FieldPath) -> Vec<&'j Json> {
+fn values<'p, 'd>(payload: &'p Doc<'d>, path: &FieldPath) -> Vec<&'p Doc<'d>> {
+    let given = |v: &&Doc<'_>| !matches!(v, Doc::Null);
     match path {
-        FieldPath::Top(p) => walk(payload, p)
-            .filter(|v| !v.is_null())
-            .into_iter()
-            .collect(),
-        FieldPath::Each { array, field } => walk(payload, array)
-            .and_then(Json::as_array)
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|item| walk(item, field))
-                    .filter(|v| !v.is_null())
-                    .collect()
-            })
-            .unwrap_or_default(),
+        FieldPath::Top(p) => payload.at(p).filter(given).into_iter().collect(),
+        FieldPath::Each { array, field } => match payload.at(array) {
+            Some(Doc::Array(items)) => items
+                .iter()
+                .filter_map(|item| item.at(field))
+                .filter(given)
+                .collect(),
+            _ => Vec::new(),
+        },
     }
 }
 
-fn present(v: Option<&Json>) -> bool {
+fn present(v: Option<&Doc<'_>>) -> bool {
     match v {
-        None | Some(Json::Null) => false,
-        Some(Json::String(s)) => !s.trim_matches(' ').is_empty(),
+        None | Some(Doc::Null) => false,
+        Some(Doc::String(s)) => !s.trim_matches(' ').is_empty(),
         Some(_) => true,
     }
 }
 
 /// Whether the required field is present: one cell for a plain path, one per
 /// element for an array path (a missing or empty array is one missing cell).
-fn cells(payload: &Json, path: &FieldPath) -> Vec<bool> {
+fn cells(payload: &Doc<'_>, path: &FieldPath) -> Vec<bool> {
     match path {
-        FieldPath::Top(p) => vec![present(walk(payload, p))],
-        FieldPath::Each { array, field } => match walk(payload, array).and_then(Json::as_array) {
-            Some(items) if !items.is_empty() => items
-                .iter()
-                .map(|item| present(walk(item, field)))
-                .collect(),
+        FieldPath::Top(p) => vec![present(payload.at(p))],
+        FieldPath::Each { array, field } => match payload.at(array) {
+            Some(Doc::Array(items)) if !items.is_empty() => {
+                items.iter().map(|item| present(item.at(field))).collect()
+            }
             _ => vec![false],
         },
     }
 }
 
-/// A digest of the business key as the hashing standard compares keys (trimmed of
-/// spaces, upper-cased); `None` when the key is missing.
-fn key_digest(payload: &Json, path: &FieldPath) -> Option<u64> {
+/// A digest of the business key as the loader reads it ([`key_text`]) and the
+/// hashing standard compares keys (upper-cased); `None` when the key is missing.
+fn key_digest(payload: &Doc<'_>, path: &FieldPath) -> Option<u64> {
     let FieldPath::Top(p) = path else {
         return None;
     };
-    let text = match walk(payload, p)? {
-        Json::Null => return None,
-        Json::String(s) => s.trim_matches(' ').to_uppercase(),
-        other => other.to_string(),
-    };
-    if text.is_empty() {
-        return None;
-    }
+    let text = key_text(payload.at(p))?.to_uppercase();
     let mut h = DefaultHasher::new();
     text.hash(&mut h);
     Some(h.finish())
