@@ -12,7 +12,7 @@
 //!
 //! The loader and the quality checks read payloads the same way, as a [`Doc`]
 //! borrowed from the text, so what counts as present or valid in a check is what
-//! loading finds; [`parse`] (tests only) is the `serde_json` reading it is held equal to.
+//! loading finds; `parse` (tests only) is the `serde_json` reading it is held equal to.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -24,7 +24,7 @@ use serde_json::value::RawValue;
 
 /// A payload read without copying, for the loader: strings borrow the stored text
 /// where they hold no escape, numbers keep their exact text, objects their order.
-/// It answers what [`parse`] answers (see [`Scalar`]), for a fraction of the
+/// It answers what `parse` answers (see [`Scalar`]), for a fraction of the
 /// allocations: this runs once for every event a load reads.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Doc<'a> {
@@ -187,7 +187,7 @@ impl<'a> Doc<'a> {
     }
 
     /// What the mappings see of this value, exactly as of the `serde_json` value
-    /// [`parse`] gives.
+    /// `parse` gives.
     pub fn scalar(&self) -> Scalar<'_> {
         match self {
             Doc::Null => Scalar::Null,
@@ -216,7 +216,7 @@ pub enum Scalar<'a> {
 
 #[cfg(test)]
 impl Scalar<'_> {
-    /// Of a `serde_json` value (as [`parse`] gives it).
+    /// Of a `serde_json` value (as `parse` gives it).
     pub fn of(json: &Json) -> Scalar<'_> {
         match json {
             Json::Null => Scalar::Null,
@@ -246,7 +246,7 @@ fn number_text(t: &str) -> Cow<'_, str> {
 }
 
 impl fmt::Display for Doc<'_> {
-    /// Compact JSON, as `serde_json` writes the value [`parse`] gives (for messages).
+    /// Compact JSON, as `serde_json` writes the value `parse` gives (for messages).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = |f: &mut fmt::Formatter<'_>, s: &str| match serde_json::to_string(s) {
             Ok(quoted) => f.write_str(&quoted),
@@ -494,7 +494,7 @@ mod tests {
         assert_eq!(v, json!({"a\"1e400": "x\\", "b": "\\"}));
     }
 
-    /// `doc` answers what `json` (the same text read by [`parse`]) answers, everywhere.
+    /// `doc` answers what `json` (the same text read by `parse`) answers, everywhere.
     fn same(doc: &Doc<'_>, json: &Json) -> Result<(), String> {
         if doc.scalar() != Scalar::of(json) {
             return Err(format!("{doc:?} vs {json:?}"));
