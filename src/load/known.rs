@@ -21,8 +21,8 @@ pub struct Known {
     /// batch into one run of millions moved the whole run each time (new keys are
     /// uniform, so they land everywhere): 12% of the loader's main thread at TPC-H SF1
     /// in `memmove`. Two runs move each key about 8 times in all instead.
-    keys: Run,
-    recent: Run,
+    keys: Prefixes,
+    recent: Prefixes,
     /// The table has no index to look keys up with (the bulk path): a key whose
     /// prefix is here is taken as present, every other key as new. Two different
     /// keys of one table sharing 128 bits of SHA-256 is as unlikely as the 128-bit
@@ -61,21 +61,21 @@ impl Known {
 /// next to each other: a binary search over millions of keys missed the cache at
 /// nearly every step (`Known::contains` was 7% of the writer's time at TPC-H SF1).
 #[derive(Debug, Clone, Default)]
-struct Run {
+struct Prefixes {
     keys: Vec<u128>,
     /// `starts[b]..starts[b + 1]`: the keys whose top `bits` bits are `b`.
     starts: Vec<u32>,
     bits: u32,
 }
 
-impl std::ops::Deref for Run {
+impl std::ops::Deref for Prefixes {
     type Target = [u128];
     fn deref(&self) -> &[u128] {
         &self.keys
     }
 }
 
-impl Run {
+impl Prefixes {
     /// About four keys per directory entry, at most 4M entries (16 MB).
     const MAX_BITS: u32 = 22;
 
