@@ -408,9 +408,9 @@ pub async fn load_all_with(
             .query_one(
                 "SELECT count(*) FROM event_log.events e
                   WHERE (e.xid, e.seq) > coalesce(
-                    (SELECT (c.xid, c.seq) FROM ops.checkpoints c WHERE c.consumer = 'vault_loader'),
+                    (SELECT (c.xid, c.seq) FROM ops.checkpoints c WHERE c.consumer = $1),
                     ('0'::xid8, 0::bigint))",
-                &[],
+                &[&dvault::load::CONSUMER],
             )
             .await
             .expect("pending")
