@@ -208,7 +208,7 @@ impl Modify for PreciseParameters {
 }
 
 /// The OpenAPI document as served: [`ApiDoc`] with the examples and request bodies
-/// of [`examples`], for data generated up to the month before `today`.
+/// of `api::examples`, for data generated up to the month before `today`.
 pub fn document(today: chrono::NaiveDate) -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     examples::add_schemas(&mut doc);

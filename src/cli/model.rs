@@ -14,7 +14,7 @@ use crate::status;
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// A directory of user mapping files (*.toml, added to the built-in ones) and user
-    /// migrations (V<n>__<what>.sql): apply the migrations, register the mappings.
+    /// migrations (`V<n>__<what>.sql`): apply the migrations, register the mappings.
     #[arg(long = "mappings", env = "DVAULT_MIGRATE_MAPPINGS", value_name = "DIR")]
     pub mappings: Option<PathBuf>,
 }

@@ -9,10 +9,10 @@
 //! - One daemon per database works, others stand by ([`lock`]); the loader lock keeps
 //!   manual loads from writing at the same time.
 //! - SIGTERM/SIGINT finish the batch in hand within a grace period, else roll it back
-//!   ([`shutdown`]); a lost database is retried with exponential backoff and jitter
+//!   (`ops::shutdown`); a lost database is retried with exponential backoff and jitter
 //!   ([`retry`]), and loading resumes from the checkpoint: batches commit with it, so
 //!   nothing is loaded twice.
-//! - Every run is recorded in `ops.load_runs` ([`runs`]); metrics for Prometheus
+//! - Every run is recorded in `ops.load_runs` (`ops::runs`); metrics for Prometheus
 //!   ([`metrics`]).
 
 pub mod cycle;

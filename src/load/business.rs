@@ -167,7 +167,7 @@ impl Touched {
 }
 
 /// The touched keys, one temporary table per kind, emptied at commit; and the
-/// settings of the refresh, reset at its end ([`RESET`]).
+/// settings of the refresh, reset at its end (`RESET`).
 pub const KEY_TABLES: &str = include_str!("business/key_tables.sql");
 
 /// The keyed parts of a batch's refresh are written as index lookups per touched

@@ -43,7 +43,7 @@ impl LoadError {
     /// would fail the same way every time? SQLSTATE class 22 (data exception), 23
     /// (integrity constraint violation) and 54 (program limit exceeded, e.g. an index
     /// row too large). Such a batch is written again event range by event range to
-    /// find and quarantine the events responsible ([`Loader::write_isolating`]).
+    /// find and quarantine the events responsible (`Loader::write_isolating`).
     pub fn is_data(&self) -> bool {
         match self {
             LoadError::Encode(_) => true,

@@ -1,6 +1,6 @@
 //! What projecting a batch produces: per hub, link and satellite of the model, the
 //! rows its events state ([`Rows`]), each with the [`Origin`] of its event. The
-//! writer ([`super::apply`]) decides which of them are new.
+//! writer (`load::apply`) decides which of them are new.
 
 use std::sync::Arc;
 

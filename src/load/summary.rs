@@ -18,7 +18,7 @@ pub struct LoadSummary {
     pub held: u64,
     /// rows inserted per vault table
     pub rows: BTreeMap<String, u64>,
-    /// The tables written on the bulk path (indexes built after): see [`bulk`].
+    /// The tables written on the bulk path (indexes built after): see `load::bulk`.
     pub bulk: Vec<String>,
     pub elapsed: Duration,
 }
@@ -86,7 +86,7 @@ impl fmt::Display for LoadSummary {
     }
 }
 
-/// Asked before each batch of [`Loader::run_until`]: `true` stops the load.
+/// Asked before each batch of `Loader::run_until`: `true` stops the load.
 pub type Stop<'a> = &'a (dyn Fn() -> bool + Send + Sync);
 
 /// A load that ended before the log was read to the end: what its committed

@@ -6,7 +6,7 @@
 //! partition and offset) and the partitions' next offsets ([`offsets`]). So a crash at
 //! any point leaves the log and the offsets agreeing, and the next start goes on from
 //! the stored offsets: nothing lost, nothing twice (the log's `(source, id)` rule is
-//! the second guard). The loop ([`consumer`]) looks again every `--refresh-secs` at
+//! the second guard). The loop (`stream::consumer`) looks again every `--refresh-secs` at
 //! the topics' partitions (a partition added is consumed from then on) and at the
 //! group's other processes, which share the partitions ([`members`]).
 
@@ -45,7 +45,7 @@ pub struct StreamOptions {
     pub spec: Spec,
     /// Where a partition with no stored offset starts.
     pub start_at: StartAt,
-    /// Records per transaction, about (whole fetches: see [`take_batch`]).
+    /// Records per transaction, about (whole fetches: see `take_batch`).
     pub batch_size: usize,
     pub fetch: FetchOptions,
     /// Longest pause between attempts to reach a lost broker.
