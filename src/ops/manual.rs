@@ -9,8 +9,7 @@ use tokio_postgres::Client;
 use tracing::Span;
 
 use super::progress::{self, LoadProgress};
-use super::run::Run;
-pub use super::run::RunError;
+use super::run::{Run, RunError};
 use super::runs::{Outcome, Trigger};
 use crate::events::horizon::Waiting;
 use crate::load::{LoadError, LoadSummary, Loader};

@@ -68,24 +68,27 @@ impl Run {
     /// Record how the run ended and release the lock, whether or not the record
     /// was written; the record's error comes first.
     pub async fn finish(self, client: &Client, outcome: &Outcome<'_>) -> Result<(), RunError> {
-        let recorded = runs::finish(client, self.id, outcome)
-            .await
-            .doing("recording the run's end");
-        let unlocked = Loader::unlock(client).await;
-        recorded?;
-        unlocked?;
-        Ok(())
+        let recorded = runs::finish(client, self.id, outcome).await;
+        release(client, recorded).await
     }
 
     /// Drop the run's row (it did nothing worth a row) and release the lock, whether
     /// or not the row was dropped; the drop's error comes first.
     pub async fn discard(self, client: &Client) -> Result<(), RunError> {
-        let discarded = runs::discard(client, self.id)
-            .await
-            .doing("recording the run's end");
-        let unlocked = Loader::unlock(client).await;
-        discarded?;
-        unlocked?;
-        Ok(())
+        let discarded = runs::discard(client, self.id).await;
+        release(client, discarded).await
     }
+}
+
+/// Release the loader lock after the run's row was ended (`ended`), whether or not
+/// that worked; the row's error comes first.
+async fn release(
+    client: &Client,
+    ended: Result<(), tokio_postgres::Error>,
+) -> Result<(), RunError> {
+    let ended = ended.doing("recording the run's end");
+    let unlocked = Loader::unlock(client).await;
+    ended?;
+    unlocked?;
+    Ok(())
 }
