@@ -75,7 +75,20 @@ fn derived<'a, 'd>(
     i: usize,
     ty: ColumnType,
 ) -> Result<Option<Value>, String> {
-    let raw = field.path().and_then(|p| lookup(payload, p, items, i));
+    transformed(
+        field,
+        field.path().and_then(|p| lookup(payload, p, items, i)),
+        ty,
+    )
+}
+
+/// The value of a field that is not a plain path (a constant, value map or default,
+/// as compiled in the mapping) from what its path found, if it has one.
+pub(crate) fn transformed(
+    field: &Field,
+    raw: Option<&Doc<'_>>,
+    ty: ColumnType,
+) -> Result<Option<Value>, String> {
     match raw {
         None => field.value(None, ty, &String::new),
         Some(doc) => field.value(Some(&doc.scalar()), ty, &|| doc.to_string()),

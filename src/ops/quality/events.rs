@@ -12,7 +12,7 @@ use serde_json::{Value as Json, json};
 
 use super::config::{Domain, QualityConfig};
 use super::{Check, CheckResult, percent};
-use crate::load::extract::{key_text, typed};
+use crate::load::extract::{key_text, transformed, typed};
 use crate::load::payload::Doc;
 use crate::mapping::{ColumnType, Field, FieldPath, Mappings, Value};
 
@@ -173,7 +173,7 @@ impl<'a> EventChecks<'a> {
                 .into_iter()
                 .map(|v| match field {
                     Field::Path(_) => typed(Some(v), ty),
-                    _ => field.value(Some(&v.scalar()), ty, &|| v.to_string()),
+                    _ => transformed(field, Some(v), ty),
                 })
                 .chain(match field {
                     Field::Const(c) => Some(Ok(Some(c.clone()))),
