@@ -29,8 +29,9 @@ pub(super) async fn write_rows(
             // past the key memory limit: lookups need the indexes
             bulk.restore(tx, &m.table(&m.hubs[h].name)).await?;
         }
-        let fresh = write::hubs(tx, m, h, hub_rows, known.hubs[h].as_ref()).await?;
-        known.add_hub(h, &fresh);
+        let written = write::hubs(tx, m, h, hub_rows, known.hubs[h].as_ref()).await?;
+        known.add_hub(h, &written.keys, written.repeats);
+        let fresh = written.keys;
         tracing::debug!(table = %m.hubs[h].name, ms = t.elapsed().as_millis() as u64, "hub");
         summary
             .rows
@@ -43,8 +44,9 @@ pub(super) async fn write_rows(
         if known.links[l].is_none() {
             bulk.restore(tx, &m.table(&m.links[l].name)).await?;
         }
-        let fresh = write::links(tx, m, l, link_rows, known.links[l].as_ref()).await?;
-        known.add_link(l, &fresh);
+        let written = write::links(tx, m, l, link_rows, known.links[l].as_ref()).await?;
+        known.add_link(l, &written.keys, written.repeats);
+        let fresh = written.keys;
         tracing::debug!(table = %m.links[l].name, ms = t.elapsed().as_millis() as u64, "link");
         summary
             .rows

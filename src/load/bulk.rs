@@ -19,7 +19,11 @@
 //! A table leaves the bulk path (its indexes are built at once, in the same
 //! transaction) when the run must look into it: a satellite row whose parent existed
 //! before its batch (its predecessor must be read), or a hub or link past the key
-//! memory limit.
+//! memory limit. Before that, a full key memory forgets the largest bare table none
+//! of whose keys repeated so far ([`super::known`]): its keys are then written
+//! unchecked, and its unique index, built at the end, proves that none came twice.
+//! If one did, the index build fails with nothing committed and the run starts over
+//! at once, remembering every table ([`LoadError::ForgottenRepeat`]).
 //!
 //! Data the database refuses (a batch, or an index build: a value too large for a
 //! user's index, a duplicate under a user's unique index) ends the bulk run: it is
@@ -307,7 +311,10 @@ impl Loader {
             .await?;
 
         let building = Instant::now();
-        bulk.restore_all(&tx).await?;
+        let forgotten = known.forgotten(m);
+        bulk.restore_all(&tx)
+            .await
+            .map_err(|e| e.repeated_in(&forgotten))?;
         tracing::info!(
             ms = building.elapsed().as_millis() as u64,
             "bulk path: every index built"
@@ -317,6 +324,7 @@ impl Loader {
         }
         super::finish_batch(tx, at).await?;
         total.bulk = bulk.tables();
+        total.forgotten = forgotten;
         total.elapsed = started.elapsed();
         Ok((total, stopped))
     }

@@ -31,6 +31,17 @@ pub enum LoadError {
         table: String,
         source: tokio_postgres::Error,
     },
+    /// The unique index of a table the key memory forgot ([`super::known::Known`]'s
+    /// `unchecked`) found a key written twice: the bulk run starts over, remembering
+    /// every table.
+    #[error(
+        "a key came twice in {table}, whose keys the bulk run had stopped remembering: {}",
+        crate::db::Shown(source)
+    )]
+    ForgottenRepeat {
+        table: String,
+        source: tokio_postgres::Error,
+    },
     #[error("database error while {doing}: {}", crate::db::Shown(source))]
     Db {
         doing: &'static str,
@@ -58,6 +69,23 @@ impl LoadError {
         match self {
             LoadError::BulkBuild { source, .. } => refused_data(source),
             other => other.is_data(),
+        }
+    }
+}
+
+impl LoadError {
+    /// A failed index build of a table in `forgotten` on a unique violation is a
+    /// [`LoadError::ForgottenRepeat`]; any other error stays as it is.
+    pub(super) fn repeated_in(self, forgotten: &[String]) -> LoadError {
+        match self {
+            LoadError::BulkBuild { table, source }
+                if forgotten.contains(&table)
+                    && source.code()
+                        == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
+            {
+                LoadError::ForgottenRepeat { table, source }
+            }
+            other => other,
         }
     }
 }

@@ -1,6 +1,14 @@
 //! The loader's memory of the keys a run has written to hub and link tables that
 //! were empty when it began ([`KnownKeys`]): a first load or a rebuild then never
 //! looks up a new key, and the bulk path needs no index to know one.
+//!
+//! Memory is bounded ([`KnownKeys::limit`]). Past it, on the bulk path, a table whose
+//! keys have never repeated across batches is forgotten instead of looked up
+//! ([`Known::unchecked`]): its keys are all taken as new, and the unique index built
+//! at the run's end proves it (a repeat makes the build fail, and the run starts over
+//! remembering every table; see [`super::bulk`]). At TPC-H scale that is the line
+//! item link, whose every key is new: SF3 writes 18M of its 28.5M hub and link keys
+//! there, and looking them up once the memory was full halved the load's rate.
 
 use crate::hash::{Hash, KeySet};
 use crate::mapping::{HubId, LinkId, Mappings, PerHub, PerLink};
@@ -29,6 +37,13 @@ pub struct Known {
     /// event ids colliding (about 1e-25 at 10 million keys). Untrusted, a prefix
     /// here only means "look it up".
     pub trusted: bool,
+    /// First-in-batch keys that were found here: keys a batch repeated from an
+    /// earlier one.
+    repeats: u64,
+    /// Forgotten to make room (trusted, and no key repeated until then): nothing is
+    /// remembered any more, every key is taken as new, and the table's unique index,
+    /// built at the end of the run, checks that none came twice.
+    unchecked: bool,
 }
 
 impl Known {
@@ -43,6 +58,27 @@ impl Known {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Is this table's memory forgotten ([`Known::unchecked`])?
+    pub fn unchecked(&self) -> bool {
+        self.unchecked
+    }
+
+    /// Count keys of a batch found here ([`Known::contains`]).
+    pub fn note_repeats(&mut self, n: usize) {
+        self.repeats += n as u64;
+    }
+
+    /// May it be forgotten to make room?
+    fn may_forget(&self) -> bool {
+        self.trusted && !self.unchecked && self.repeats == 0 && !self.is_empty()
+    }
+
+    fn forget(&mut self) {
+        self.keys = Prefixes::default();
+        self.recent = Prefixes::default();
+        self.unchecked = true;
     }
 
     /// Add sorted `new` prefixes.
@@ -121,6 +157,9 @@ impl Prefixes {
 /// run of millions of keys.
 fn merge_into(keys: &mut Vec<u128>, mut new: Vec<u128>) {
     let mut i = keys.len();
+    // exactly: runs merge in when they reach an eighth of this one, so this grows by
+    // that at least, and a doubling capacity would hold up to twice the keys' memory
+    keys.reserve_exact(new.len());
     keys.resize(i + new.len(), 0);
     let mut k = keys.len();
     while let Some(&y) = new.last() {
@@ -139,18 +178,24 @@ fn merge_into(keys: &mut Vec<u128>, mut new: Vec<u128>) {
 /// of its keys ([`Known`]). The loader lock keeps other writers out, so a key whose
 /// prefix is not there cannot be in the table and needs no lookup: on a first load or
 /// a rebuild, new keys are never probed for. Memory is 16 bytes a key, at most
-/// [`KnownKeys::LIMIT`] keys in all; a table that would pass it goes back to lookups
-/// for the rest of the run (and the bulk path builds its indexes first).
-#[derive(Debug, Default)]
+/// [`KnownKeys::limit`] keys in all. To stay under it, a bare table with no repeated
+/// key is forgotten ([`Known::unchecked`], when [`KnownKeys::may_forget`] allows it);
+/// failing that, the table that would pass it goes back to lookups for the rest of the
+/// run (and the bulk path builds its indexes first).
+#[derive(Debug)]
 pub struct KnownKeys {
     pub hubs: PerHub<Option<Known>>,
     pub links: PerLink<Option<Known>>,
     total: usize,
+    limit: usize,
+    /// May tables be forgotten ([`Known::unchecked`])? Not when a run starts over
+    /// after a forgotten table's keys repeated.
+    pub may_forget: bool,
 }
 
 impl KnownKeys {
-    /// 16M keys: 256 MB.
-    pub const LIMIT: usize = 16 << 20;
+    /// 8M keys: 128 MB.
+    pub const LIMIT: usize = 8 << 20;
 
     /// Nothing known: every key is looked up.
     pub fn none(m: &Mappings) -> KnownKeys {
@@ -158,15 +203,20 @@ impl KnownKeys {
             hubs: m.hubs.map(|_| None),
             links: m.links.map(|_| None),
             total: 0,
+            limit: Self::LIMIT,
+            may_forget: true,
         }
     }
 
     /// Which hub and link tables are empty now; call it holding the loader lock.
+    /// At most `limit` keys are remembered.
     pub async fn at_start(
         client: &impl tokio_postgres::GenericClient,
         m: &Mappings,
+        limit: usize,
     ) -> Result<KnownKeys, tokio_postgres::Error> {
         let mut known = KnownKeys::none(m);
+        known.limit = limit;
         for (h, hub) in m.hubs.with_ids() {
             if is_empty(client, &m.table(&hub.name)).await? {
                 known.hubs[h] = Some(Known::default());
@@ -180,29 +230,110 @@ impl KnownKeys {
         Ok(known)
     }
 
-    /// Remember keys just written to a table (`slot` is its entry in `hubs` or `links`).
-    fn add(total: &mut usize, slot: &mut Option<Known>, keys: &KeySet) {
-        let Some(set) = slot else {
+    /// At most this many keys are remembered.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Forget a table that may be forgotten ([`Known::may_forget`]): the largest
+    /// link, else the largest hub (a link of a transaction, a line item, is new with
+    /// each event, while a hub's keys come again with every event that refers to
+    /// them). False if none may.
+    fn forget_largest(&mut self) -> bool {
+        if !self.may_forget {
+            return false;
+        }
+        let size = |k: &Option<Known>| k.as_ref().filter(|k| k.may_forget()).map(Known::len);
+        let hubs = self
+            .hubs
+            .with_ids()
+            .filter_map(|(h, k)| Some(((false, size(k)?), Table::Hub(h))));
+        let links = self
+            .links
+            .with_ids()
+            .filter_map(|(l, k)| Some(((true, size(k)?), Table::Link(l))));
+        let Some(((is_link, freed), table)) = hubs.chain(links).max_by_key(|(rank, _)| *rank)
+        else {
+            return false;
+        };
+        if let Some(k) = self.slot(table) {
+            k.forget();
+        }
+        self.total -= freed;
+        tracing::info!(
+            keys = freed,
+            link = is_link,
+            "key memory full: a table none of whose keys repeated is forgotten; its unique index checks it at the end"
+        );
+        true
+    }
+
+    /// Remember keys just written to a table, which repeated `repeats` keys of
+    /// earlier batches.
+    fn add(&mut self, table: Table, keys: &KeySet, repeats: usize) {
+        match self.slot(table) {
+            Some(k) if !k.unchecked => k.note_repeats(repeats),
+            _ => return,
+        }
+        while self.total + keys.len() > self.limit {
+            let forgotten = self.slot(table).as_ref().is_some_and(Known::unchecked);
+            if forgotten {
+                return;
+            }
+            if !self.forget_largest() {
+                // nothing can be forgotten: this table goes back to lookups
+                let slot = self.slot(table);
+                let had = slot.as_ref().map_or(0, Known::len);
+                *slot = None;
+                self.total -= had;
+                return;
+            }
+        }
+        let Some(set) = self.slot(table).as_mut().filter(|k| !k.unchecked) else {
             return;
         };
-        if *total + keys.len() > Self::LIMIT {
-            *total -= set.len();
-            *slot = None;
-            return;
-        }
-        *total += keys.len();
         let mut new: Vec<u128> = keys.iter().map(prefix).collect();
         new.sort_unstable();
         set.extend(new);
+        self.total += keys.len();
     }
 
-    pub fn add_hub(&mut self, h: HubId, keys: &KeySet) {
-        Self::add(&mut self.total, &mut self.hubs[h], keys);
+    fn slot(&mut self, table: Table) -> &mut Option<Known> {
+        match table {
+            Table::Hub(h) => &mut self.hubs[h],
+            Table::Link(l) => &mut self.links[l],
+        }
     }
 
-    pub fn add_link(&mut self, l: LinkId, keys: &KeySet) {
-        Self::add(&mut self.total, &mut self.links[l], keys);
+    pub fn add_hub(&mut self, h: HubId, keys: &KeySet, repeats: usize) {
+        self.add(Table::Hub(h), keys, repeats);
     }
+
+    pub fn add_link(&mut self, l: LinkId, keys: &KeySet, repeats: usize) {
+        self.add(Table::Link(l), keys, repeats);
+    }
+
+    /// The vault names of the tables forgotten ([`Known::unchecked`]).
+    pub fn forgotten(&self, m: &Mappings) -> Vec<String> {
+        let forgotten = |k: &Option<Known>| k.as_ref().is_some_and(Known::unchecked);
+        let hubs = m
+            .hubs
+            .with_ids()
+            .filter(|&(h, _)| forgotten(&self.hubs[h]))
+            .map(|(_, hub)| hub.name.clone());
+        let links = m
+            .links
+            .with_ids()
+            .filter(|&(l, _)| forgotten(&self.links[l]))
+            .map(|(_, link)| link.name.clone());
+        hubs.chain(links).collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Hub(HubId),
+    Link(LinkId),
 }
 
 /// Is `table` (qualified and quoted) empty?
@@ -235,7 +366,7 @@ mod tests {
         known.hubs[h] = Some(Known::default());
         let batches: [&[u32]; 4] = [&[5, 1, 9], &[3, 10, 0], &[], &[7, 2, 11, 4]];
         for batch in batches {
-            known.add_hub(h, &batch.iter().map(|&n| key(n)).collect());
+            known.add_hub(h, &batch.iter().map(|&n| key(n)).collect(), 0);
         }
         let set = known.hubs[h].as_ref().expect("still known");
         let mut expected: Vec<u128> = [5, 1, 9, 3, 10, 0, 7, 2, 11, 4]
@@ -249,6 +380,95 @@ mod tests {
         assert_eq!(held, expected);
         assert!(set.contains(&key(11)) && set.contains(&key(0)));
         assert!(!set.contains(&key(6)));
+    }
+
+    fn keys(from: u32, to: u32) -> KeySet {
+        (from..to).map(key).collect()
+    }
+
+    fn trusted() -> Option<Known> {
+        Some(Known {
+            trusted: true,
+            ..Known::default()
+        })
+    }
+
+    #[test]
+    fn a_full_memory_forgets_links_then_hubs_whose_keys_never_repeated() {
+        let m = Mappings::builtin().expect("mappings");
+        let mut hubs = m.hubs.ids();
+        let (a, b) = (
+            hubs.next().expect("a hub"),
+            hubs.next().expect("a second hub"),
+        );
+        let l = m.links.ids().next().expect("a link");
+        let mut known = KnownKeys::none(&m);
+        known.limit = 10;
+        known.hubs[a] = trusted();
+        known.hubs[b] = trusted();
+        known.links[l] = trusted();
+        known.add_hub(a, &keys(0, 4), 1); // a repeated a key of an earlier batch
+        known.add_hub(b, &keys(10, 13), 0);
+        known.add_link(l, &keys(20, 22), 0);
+        assert_eq!(known.total, 9);
+
+        // three more do not fit: the link (2 keys, none repeated) is forgotten
+        // before the larger hub b
+        known.add_hub(a, &keys(4, 7), 0);
+        assert!(known.links[l].as_ref().is_some_and(Known::unchecked));
+        assert!(known.hubs[b].as_ref().is_some_and(|k| k.contains(&key(11))));
+        assert!(known.hubs[a].as_ref().is_some_and(|k| k.contains(&key(5))));
+        assert_eq!(known.forgotten(&m), vec![m.links[l].name.clone()]);
+        assert_eq!(known.total, 10);
+
+        // two more: b, the hub none of whose keys repeated, goes, not a
+        known.add_hub(a, &keys(7, 9), 0);
+        let b_known = known.hubs[b].as_ref().expect("still there");
+        assert!(b_known.unchecked() && !b_known.contains(&key(11)));
+        assert_eq!(known.total, 9);
+
+        // a forgotten table remembers nothing more
+        known.add_hub(b, &keys(30, 40), 0);
+        known.add_link(l, &keys(50, 60), 0);
+        assert_eq!(known.total, 9);
+
+        // three more: nothing may be forgotten, so a, which repeated keys, goes
+        // back to lookups
+        known.add_hub(a, &keys(40, 43), 0);
+        assert!(known.hubs[a].is_none());
+        assert_eq!(known.total, 0);
+    }
+
+    #[test]
+    fn only_trusted_tables_are_forgotten_and_only_when_the_run_allows_it() {
+        let m = Mappings::builtin().expect("mappings");
+        let mut hubs = m.hubs.ids();
+        let (a, b) = (
+            hubs.next().expect("a hub"),
+            hubs.next().expect("a second hub"),
+        );
+        for may_forget in [true, false] {
+            let mut known = KnownKeys::none(&m);
+            known.limit = 5;
+            known.may_forget = may_forget;
+            known.hubs[a] = trusted();
+            // untrusted: the table has its indexes, lookups are cheap enough
+            known.hubs[b] = Some(Known::default());
+            known.add_hub(b, &keys(0, 3), 0);
+            known.add_hub(a, &keys(10, 13), 0);
+            assert!(known.hubs[a].is_none(), "may_forget {may_forget}");
+            assert!(known.hubs[b].as_ref().is_some_and(|k| !k.unchecked()));
+            assert!(known.forgotten(&m).is_empty());
+            if may_forget {
+                // a trusted table that fits stays; one more that would pass the
+                // limit forgets it
+                known.hubs[a] = trusted();
+                known.add_hub(a, &keys(20, 22), 0);
+                known.add_hub(b, &keys(3, 4), 0);
+                assert!(known.hubs[a].as_ref().is_some_and(Known::unchecked));
+                assert!(known.hubs[b].as_ref().is_some_and(|k| k.contains(&key(3))));
+            }
+        }
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub struct Loader {
     /// Take the bulk path ([`bulk`]) when some vault tables are empty and at least
     /// this many events wait; `None`: never.
     pub bulk_min_events: Option<i64>,
+    /// At most this many hub and link keys are remembered in a run
+    /// ([`known::KnownKeys`]).
+    pub key_memory: usize,
     read_ahead: Option<String>,
 }
 
@@ -97,6 +100,7 @@ impl Loader {
             mappings: Arc::new(mappings),
             batch_size: 50_000,
             bulk_min_events: Some(bulk::MIN_EVENTS),
+            key_memory: known::KnownKeys::LIMIT,
             read_ahead: None,
         })
     }
@@ -178,13 +182,20 @@ impl Loader {
     }
 
     async fn run_log(&self, client: &mut Client, stop: Stop<'_>) -> Result<LoadSummary, Partial> {
-        let mut known = known::KnownKeys::at_start(&*client, &self.mappings)
-            .await
-            .doing("checking which vault tables are empty")
-            .map_err(Partial::nothing)?;
+        let mut known = self.known_at_start(client).await?;
         if let Some(tables) = self.bulk_tables(&*client).await.map_err(Partial::nothing)? {
             // one transaction: on an error nothing of the run is committed
-            match self.run_bulk(client, known, tables, stop).await {
+            let mut run = self.run_bulk(client, known, tables.clone(), stop).await;
+            if let Err(e @ LoadError::ForgottenRepeat { .. }) = &run {
+                tracing::warn!(error = %e, "starting the bulk run over, remembering every table");
+                let mut again = self.known_at_start(client).await?;
+                again.may_forget = false;
+                run = self.run_bulk(client, again, tables, stop).await;
+                if let Ok((summary, _)) = &mut run {
+                    summary.started_over = true;
+                }
+            }
+            match run {
                 Ok((summary, false)) => return Ok(summary),
                 Ok((summary, true)) => {
                     return Err(Partial {
@@ -200,10 +211,7 @@ impl Loader {
                 }
                 Err(e) => return Err(Partial::nothing(e)),
             }
-            known = known::KnownKeys::at_start(&*client, &self.mappings)
-                .await
-                .doing("checking which vault tables are empty")
-                .map_err(Partial::nothing)?;
+            known = self.known_at_start(client).await?;
         }
         match &self.read_ahead {
             Some(url) => {
@@ -216,6 +224,13 @@ impl Loader {
             }
             None => self.run_sequential(client, &mut known, stop).await,
         }
+    }
+
+    async fn known_at_start(&self, client: &Client) -> Result<known::KnownKeys, Partial> {
+        known::KnownKeys::at_start(client, &self.mappings, self.key_memory)
+            .await
+            .doing("checking which vault tables are empty")
+            .map_err(Partial::nothing)
     }
 
     async fn run_sequential(

@@ -20,6 +20,12 @@ pub struct LoadSummary {
     pub rows: BTreeMap<String, u64>,
     /// The tables written on the bulk path (indexes built after): see `load::bulk`.
     pub bulk: Vec<String>,
+    /// Bulk-path tables whose keys the run stopped remembering (none ever repeated):
+    /// their unique indexes checked them at the end (`load::known`).
+    pub forgotten: Vec<String>,
+    /// The bulk run started over, remembering every table, after a forgotten table's
+    /// key came twice.
+    pub started_over: bool,
     pub elapsed: Duration,
 }
 
@@ -66,6 +72,19 @@ impl fmt::Display for LoadSummary {
                 f,
                 "  bulk path (indexes built after the load): {}",
                 self.bulk.join(", ")
+            )?;
+        }
+        if self.started_over {
+            writeln!(
+                f,
+                "  the bulk run started over: a table whose keys it had stopped remembering held a key twice"
+            )?;
+        }
+        if !self.forgotten.is_empty() {
+            writeln!(
+                f,
+                "  keys not remembered (no key repeated; checked by the unique index): {}",
+                self.forgotten.join(", ")
             )?;
         }
         if self.rejected > 0 {

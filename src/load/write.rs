@@ -271,10 +271,22 @@ async fn copy_rows<R>(
     Ok(n)
 }
 
-/// Rows whose key is new: first occurrence in the batch, not yet in the table.
+/// The keys a batch wrote to a hub or link table.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub keys: KeySet,
+    /// Keys of the batch that the run's key memory already held: repeats of earlier
+    /// batches ([`Known::note_repeats`]).
+    pub repeats: usize,
+}
+
+/// Rows whose key is new: first occurrence in the batch, not yet in the table, and
+/// how many of the batch's keys the key memory held.
 /// With `known` (the table was empty when the run began: see [`KnownKeys`]), only
 /// the keys whose prefix the run already wrote are looked up in the table, and
 /// none at all when the table has no index to look them up with (the bulk path).
+///
+/// [`KnownKeys`]: super::known::KnownKeys
 async fn new_rows<'a, R>(
     tx: &Transaction<'_>,
     table: &str,
@@ -282,20 +294,22 @@ async fn new_rows<'a, R>(
     rows: &'a [R],
     known: Option<&Known>,
     key: impl Fn(&R) -> Hash,
-) -> Result<Vec<&'a R>, tokio_postgres::Error> {
+) -> Result<(Vec<&'a R>, usize), tokio_postgres::Error> {
     let mut seen = KeySet::default();
     let mut firsts: Vec<&R> = rows.iter().filter(|r| seen.insert(key(r))).collect();
     let mut surely_new = Vec::new();
+    let mut repeats = 0;
     if let Some(known) = known {
         let (maybe, new): (Vec<&R>, Vec<&R>) =
             firsts.into_iter().partition(|r| known.contains(&key(r)));
+        repeats = maybe.len();
         // trusted: a key the run wrote is in the table, and nothing else is
         firsts = if known.trusted { Vec::new() } else { maybe };
         surely_new = new;
     }
     if firsts.is_empty() {
         surely_new.sort_unstable_by_key(|r| key(r));
-        return Ok(surely_new);
+        return Ok((surely_new, repeats));
     }
     let mut keys: Vec<Hash> = firsts.iter().map(|r| key(r)).collect();
     // in index order: the probe walks the key's B-tree front to back
@@ -317,7 +331,7 @@ async fn new_rows<'a, R>(
         .collect();
     // written in key order too: fewer index pages touched per batch
     fresh.sort_unstable_by_key(|r| key(r));
-    Ok(fresh)
+    Ok((fresh, repeats))
 }
 
 /// Insert the hub rows whose keys are new; returns those keys. The loader lock
@@ -328,10 +342,10 @@ pub async fn hubs(
     h: HubId,
     rows: &[HubRow],
     known: Option<&Known>,
-) -> Result<KeySet, LoadError> {
+) -> Result<Written, LoadError> {
     let hub = &m.hubs[h];
     let table = m.table(&hub.name);
-    let fresh = new_rows(tx, &table, &hub.hash_key, rows, known, |r| r.hk)
+    let (fresh, repeats) = new_rows(tx, &table, &hub.hash_key, rows, known, |r| r.hk)
         .await
         .doing("looking up hub keys")?;
     let mut cols = vec![ident(&hub.hash_key)];
@@ -349,7 +363,10 @@ pub async fn hubs(
         v.text(&r.origin.source);
     })
     .await?;
-    Ok(fresh.iter().map(|r| r.hk).collect())
+    Ok(Written {
+        keys: fresh.iter().map(|r| r.hk).collect(),
+        repeats,
+    })
 }
 
 /// Insert the link rows whose keys are new; returns those keys.
@@ -359,10 +376,10 @@ pub async fn links(
     l: LinkId,
     rows: &[LinkRow],
     known: Option<&Known>,
-) -> Result<KeySet, LoadError> {
+) -> Result<Written, LoadError> {
     let link = &m.links[l];
     let table = m.table(&link.name);
-    let fresh = new_rows(tx, &table, &link.hash_key, rows, known, |r| r.hk)
+    let (fresh, repeats) = new_rows(tx, &table, &link.hash_key, rows, known, |r| r.hk)
         .await
         .doing("looking up link keys")?;
     let mut cols = vec![ident(&link.hash_key)];
@@ -385,7 +402,10 @@ pub async fn links(
         v.text(&r.origin.source);
     })
     .await?;
-    Ok(fresh.iter().map(|r| r.hk).collect())
+    Ok(Written {
+        keys: fresh.iter().map(|r| r.hk).collect(),
+        repeats,
+    })
 }
 
 /// The versions staged rows must be compared with: per parent, the one in force at

@@ -401,6 +401,8 @@ pub async fn load_all_with(
         total.rejected += s.rejected;
         total.held += s.held;
         total.bulk.extend(s.bulk);
+        total.forgotten.extend(s.forgotten);
+        total.started_over |= s.started_over;
         for (t, n) in s.rows {
             *total.rows.entry(t).or_default() += n;
         }
