@@ -27,7 +27,8 @@ pub use field::{Field, FieldSpec};
 pub use files::{builtin_files, read_dir};
 pub use id::{HubId, IdVec, LinkId, PerHub, PerLink, PerSat, SatId};
 pub use model::{
-    DEFAULT_SCHEMA, EventMapping, FieldPath, Hub, Link, Mappings, ORDER_STATUSES, Parent, Satellite,
+    BusinessVault, DEFAULT_SCHEMA, EventMapping, FieldPath, Hub, Link, Mappings, ORDER_STATUSES,
+    Parent, Satellite,
 };
 pub use types::{ColumnType, Value};
 

@@ -126,11 +126,65 @@ pub const ORDER_STATUSES: [&str; 6] = [
 /// The schema of the vault tables unless the mapping files name another.
 pub const DEFAULT_SCHEMA: &str = "raw_vault";
 
+/// A business vault that a model's mapping files may register
+/// (`business_vault = "customer_360"`): its SQL (`src/load/business/`) reads the raw
+/// vault tables of [`BusinessVault::reads`], by name, in `raw_vault`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusinessVault {
+    /// Customer 360: PIT, bridge, order and customer summaries, scores, products.
+    Customer360,
+}
+
+impl BusinessVault {
+    /// Every one, by the name the mapping files give it.
+    pub const ALL: [(&'static str, BusinessVault); 1] =
+        [("customer_360", BusinessVault::Customer360)];
+
+    pub fn named(name: &str) -> Option<BusinessVault> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, b)| *b == self)
+            .map_or("", |(n, _)| n)
+    }
+
+    /// The schema whose tables it reads.
+    pub fn schema(self) -> &'static str {
+        DEFAULT_SCHEMA
+    }
+
+    /// The hubs, links and satellites it reads, which the model must define.
+    pub fn reads(self) -> &'static [&'static str] {
+        match self {
+            BusinessVault::Customer360 => &[
+                "hub_customer",
+                "hub_order",
+                "hub_product",
+                "link_order_customer",
+                "link_order_product",
+                "link_product_view",
+                "sat_customer_contact",
+                "sat_customer_profile",
+                "sat_order_details",
+                "sat_order_line",
+                "sat_order_status",
+                "sat_product_details",
+            ],
+        }
+    }
+}
+
 /// The whole, validated model.
 #[derive(Debug, Clone)]
 pub struct Mappings {
     /// The PostgreSQL schema holding the hubs, links and satellites.
     pub schema: String,
+    /// The business vault the mapping files register, if any: the loader builds it
+    /// on a first load and refreshes it in each batch's transaction.
+    pub business_vault: Option<BusinessVault>,
     pub hubs: IdVec<HubId, Hub>,
     pub links: IdVec<LinkId, Link>,
     pub satellites: IdVec<SatId, Satellite>,
@@ -144,6 +198,7 @@ impl Default for Mappings {
     fn default() -> Self {
         Mappings {
             schema: DEFAULT_SCHEMA.into(),
+            business_vault: None,
             hubs: IdVec::new(),
             links: IdVec::new(),
             satellites: IdVec::new(),
@@ -169,10 +224,10 @@ impl Mappings {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(name))
     }
 
-    /// Whether this is the built-in Customer 360 model's schema (its business vault
-    /// is maintained with it).
+    /// Whether the mapping files register the Customer 360 business vault (the
+    /// built-in model's do), so that the loader maintains it with the raw vault.
     pub fn is_customer_360(&self) -> bool {
-        self.schema == DEFAULT_SCHEMA
+        self.business_vault == Some(BusinessVault::Customer360)
     }
 
     /// The hash key column of a satellite's parent.

@@ -15,6 +15,9 @@ pub(super) struct FileSpec {
     /// The PostgreSQL schema of the vault tables (default `raw_vault`); every file
     /// of a mapping set that names one must name the same.
     pub(super) schema: Option<String>,
+    /// A business vault built and refreshed with this model's raw vault
+    /// (`customer_360`: the built-in model registers it); at most one per set.
+    pub(super) business_vault: Option<String>,
     #[serde(default)]
     pub(super) hubs: BTreeMap<String, HubSpec>,
     #[serde(default)]

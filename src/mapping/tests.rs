@@ -93,7 +93,8 @@ fn a_good_model_compiles() {
 fn the_vault_schema_defaults_to_raw_vault_and_can_be_named_once() {
     let m = parse(&[("a.toml", HUBS), ("b.toml", EVENTS)]).expect("valid");
     assert_eq!(m.schema, "raw_vault");
-    assert!(m.is_customer_360());
+    // a set of its own in raw_vault: no Customer 360 business vault unless it says so
+    assert!(!m.is_customer_360());
     assert_eq!(m.table("hub_order"), r#""raw_vault"."hub_order""#);
 
     let named = format!("schema = \"tpch_vault\"\n{HUBS}");
@@ -117,6 +118,48 @@ fn the_vault_schema_defaults_to_raw_vault_and_can_be_named_once() {
         [
             r#"a.toml: schema: "Raw-Vault" is not a plain schema name; use lower-case letters, digits and _"#
         ]
+    );
+}
+
+#[test]
+fn the_built_in_model_registers_the_customer_360_business_vault() {
+    let m = Mappings::builtin().expect("built-in");
+    assert!(m.is_customer_360());
+    assert_eq!(
+        m.business_vault.map(BusinessVault::name),
+        Some("customer_360")
+    );
+
+    // the built-in files with one more registering it again: the same, accepted
+    let mut files = builtin_files();
+    files.push((
+        "user.toml".into(),
+        "business_vault = \"customer_360\"".into(),
+    ));
+    assert!(Mappings::parse(&files).expect("valid").is_customer_360());
+}
+
+#[test]
+fn a_business_vault_must_be_known_and_find_its_tables() {
+    let unknown = format!("business_vault = \"customer_720\"\n{HUBS}");
+    assert_eq!(
+        problems(&[("a.toml", &unknown), ("b.toml", EVENTS)]),
+        [
+            r#"a.toml: business_vault: "customer_720" is not a business vault dvault knows; known: customer_360"#
+        ]
+    );
+    let registered = format!("business_vault = \"customer_360\"\n{HUBS}");
+    assert_eq!(
+        problems(&[("a.toml", &registered), ("b.toml", EVENTS)]),
+        [
+            r#"a.toml: business_vault: "customer_360" reads hub_product, link_order_product, link_product_view, sat_customer_contact, sat_order_details, sat_order_line, sat_order_status, sat_product_details, which this mapping set does not define"#
+        ]
+    );
+    let elsewhere = format!("schema = \"shop\"\n{registered}");
+    let p = problems(&[("a.toml", &elsewhere), ("b.toml", EVENTS)]);
+    assert_eq!(
+        p[0],
+        r#"a.toml: business_vault: "customer_360" reads the tables of schema "raw_vault"; this mapping set loads "shop""#
     );
 }
 

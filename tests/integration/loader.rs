@@ -496,12 +496,13 @@ async fn catalog_problems(client: &Client, edit: impl Fn(&str, &str) -> String) 
 async fn mappings_that_do_not_fit_the_catalog_fail_fast_with_the_fix() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    // a missing table
+    // a missing table (one the Customer 360 business vault reads: unregistered
+    // here, or the mappings would name it missing before the catalog could)
     let p = catalog_problems(&client, |n, t| {
         if n.ends_with("product.toml") {
             t.replace("sat_product_details", "sat_product_detail")
         } else {
-            t.to_string()
+            t.replace("business_vault = \"customer_360\"", "")
         }
     })
     .await;

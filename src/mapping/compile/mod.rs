@@ -10,7 +10,7 @@
 mod event;
 
 use super::spec::{EventSpec, FileSpec, LinkSpec, SatSpec};
-use super::{ColumnType, Hub, Link, MappingError, Mappings, Parent, Satellite};
+use super::{BusinessVault, ColumnType, Hub, Link, MappingError, Mappings, Parent, Satellite};
 
 /// The model as it grows, step by step.
 #[derive(Default)]
@@ -32,6 +32,7 @@ impl Builder {
         self.satellites(&specs, errors);
         self.events(&specs, errors);
         self.check_joined_hubs_fed(errors);
+        self.business_vault(&specs, errors);
         self.model
     }
 
@@ -67,6 +68,84 @@ impl Builder {
                 self.model.schema = schema.clone();
                 schema_from = Some(file);
             }
+        }
+    }
+
+    /// The business vault the files register: one a file names, known, and whose
+    /// tables the model has, in the schema it reads.
+    fn business_vault(&mut self, specs: &[(String, FileSpec)], errors: &mut Vec<MappingError>) {
+        let entry = || "business_vault".to_string();
+        let mut named_in: Option<&str> = None;
+        for (file, spec) in specs {
+            let Some(name) = &spec.business_vault else {
+                continue;
+            };
+            let Some(bv) = BusinessVault::named(name) else {
+                let known: Vec<&str> = BusinessVault::ALL.iter().map(|(n, _)| *n).collect();
+                mistake(
+                    errors,
+                    file,
+                    entry(),
+                    format!(
+                        "\"{name}\" is not a business vault dvault knows; known: {}",
+                        known.join(", ")
+                    ),
+                );
+                continue;
+            };
+            match (self.model.business_vault, named_in) {
+                (Some(other), Some(first)) if other != bv => mistake(
+                    errors,
+                    file,
+                    entry(),
+                    format!(
+                        "\"{name}\" differs from \"{}\" in {first}; a model registers one business vault",
+                        other.name()
+                    ),
+                ),
+                (Some(_), _) => {}
+                (None, _) => {
+                    self.model.business_vault = Some(bv);
+                    named_in = Some(file);
+                }
+            }
+        }
+        let (Some(bv), Some(file)) = (self.model.business_vault, named_in) else {
+            return;
+        };
+        if self.model.schema != bv.schema() {
+            mistake(
+                errors,
+                file,
+                entry(),
+                format!(
+                    "\"{}\" reads the tables of schema \"{}\"; this mapping set loads \"{}\"",
+                    bv.name(),
+                    bv.schema(),
+                    self.model.schema
+                ),
+            );
+        }
+        let m = &self.model;
+        let missing: Vec<&str> = bv
+            .reads()
+            .iter()
+            .copied()
+            .filter(|t| {
+                m.hub_id(t).is_none() && m.link_id(t).is_none() && m.satellite_id(t).is_none()
+            })
+            .collect();
+        if !missing.is_empty() {
+            mistake(
+                errors,
+                file,
+                entry(),
+                format!(
+                    "\"{}\" reads {}, which this mapping set does not define",
+                    bv.name(),
+                    missing.join(", ")
+                ),
+            );
         }
     }
 
