@@ -9,6 +9,8 @@
 #   RESTART=3 bench/crash.sh            # also 3 server restarts (fast shutdown)
 #   BUNDLE=1 bench/crash.sh             # the flat files in bundles (ingest --bundle), the
 #                                       # ingest of the largest one killed 3 times first
+#   KEY_MEMORY=100000 bench/crash.sh    # rebuilds remember at most 100,000 keys: tables are
+#                                       # forgotten, and some bulk runs start over
 #
 # The interrupted runs load in batches of BATCH events (default 10,000, the reference
 # load uses the default 50,000): the vault must not depend on how the log was cut.
@@ -21,6 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILLS=${KILLS:-20}; SIZE=${SIZE:-3}; RESTART=${RESTART:-0}; BATCH=${BATCH:-10000}; BUNDLE=${BUNDLE:-0}
+if [ -n "${KEY_MEMORY:-}" ]; then export DVAULT_LOAD_KEY_MEMORY=$KEY_MEMORY; fi
 cargo build --release --quiet
 bin=target/release/dvault
 work=${BENCH_DIR:-/tmp/dvault-bench}/crash-x$SIZE

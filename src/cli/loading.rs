@@ -43,6 +43,11 @@ pub struct LoadArgs {
     /// Never take the bulk path: load batch by batch, each batch its own transaction.
     #[arg(long, env = "DVAULT_NO_BULK", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_bulk: bool,
+    /// Hub and link keys a first load or a rebuild remembers, 16 bytes each; past it,
+    /// tables none of whose keys repeated are forgotten and checked by their unique
+    /// indexes at the end (docs/operations.md, "Key memory").
+    #[arg(long, env = "DVAULT_LOAD_KEY_MEMORY", value_name = "KEYS", default_value_t = load::KEY_MEMORY)]
+    pub key_memory: usize,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -156,6 +161,7 @@ pub(super) async fn load(config: &Config, args: LoadArgs, rebuild: bool) -> CliR
         .with_read_ahead(&target.url);
     loader.batch_size = args.batch_size.max(1);
     loader.bulk_min_events = (!args.no_bulk).then_some(args.bulk_min_events.max(1));
+    loader.key_memory = args.key_memory;
     let run = ManualRun::begin(&client, &target.url, rebuild, !args.no_wait).await?;
     let span = run.span();
     let mut summary = if rebuild {

@@ -45,6 +45,9 @@ use crate::hash::HASH_VERSION;
 use crate::mapping::{Mappings, catalog};
 use rows::Rows;
 
+/// Hub and link keys a run remembers by default ([`known::KnownKeys`]).
+pub const KEY_MEMORY: usize = known::KnownKeys::LIMIT;
+
 /// The checkpoint consumer name of the vault loader.
 pub const CONSUMER: &str = "vault_loader";
 /// Advisory lock held by the one loader allowed to write.
@@ -100,7 +103,7 @@ impl Loader {
             mappings: Arc::new(mappings),
             batch_size: 50_000,
             bulk_min_events: Some(bulk::MIN_EVENTS),
-            key_memory: known::KnownKeys::LIMIT,
+            key_memory: KEY_MEMORY,
             read_ahead: None,
         })
     }
