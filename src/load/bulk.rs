@@ -276,9 +276,7 @@ impl Loader {
         let started = Instant::now();
         let m = &self.mappings;
         let reader = match &self.read_ahead {
-            Some(url) => Some(crate::db::connect(url).await.map_err(|e| {
-                LoadError::Internal(format!("opening the read-ahead connection: {e}"))
-            })?),
+            Some(url) => Some(super::read_ahead(url).await?),
             None => None,
         };
         let tx = client.transaction().await.doing("starting the bulk run")?;

@@ -48,6 +48,27 @@ use rows::Rows;
 /// Hub and link keys a run remembers by default ([`known::KnownKeys`]).
 pub const KEY_MEMORY: usize = known::KnownKeys::LIMIT;
 
+/// Switch JIT off for a loader's session. Its statements are key lookups whose
+/// estimated costs pass the server's JIT thresholds on large batches: on the stock
+/// configuration, compiling one took about 95 ms and never paid (bench/README.md,
+/// 2026-12-05).
+async fn without_jit(client: &Client) -> Result<(), LoadError> {
+    client
+        .batch_execute("SET jit = off")
+        .await
+        .doing("switching JIT off for the loader's session")?;
+    Ok(())
+}
+
+/// A connection that reads the next batch while one is written.
+async fn read_ahead(url: &str) -> Result<Client, LoadError> {
+    let reader = crate::db::connect(url)
+        .await
+        .map_err(|e| LoadError::Internal(format!("opening the read-ahead connection: {e}")))?;
+    without_jit(&reader).await?;
+    Ok(reader)
+}
+
 /// The checkpoint consumer name of the vault loader.
 pub const CONSUMER: &str = "vault_loader";
 /// Advisory lock held by the one loader allowed to write.
@@ -170,6 +191,7 @@ impl Loader {
         client: &mut Client,
         stop: Stop<'_>,
     ) -> Result<LoadSummary, Partial> {
+        without_jit(client).await.map_err(Partial::nothing)?;
         // events held back for want of a mapping that the model now has
         let released = self.release_held(client).await.map_err(Partial::nothing)?;
         match self.run_log(client, stop).await {
@@ -218,11 +240,7 @@ impl Loader {
         }
         match &self.read_ahead {
             Some(url) => {
-                let reader = crate::db::connect(url).await.map_err(|e| {
-                    Partial::nothing(LoadError::Internal(format!(
-                        "opening the read-ahead connection: {e}"
-                    )))
-                })?;
+                let reader = read_ahead(url).await.map_err(Partial::nothing)?;
                 self.run_pipelined(client, &reader, &mut known, stop).await
             }
             None => self.run_sequential(client, &mut known, stop).await,
