@@ -2,7 +2,7 @@
 //! were empty when it began ([`KnownKeys`]): a first load or a rebuild then never
 //! looks up a new key, and the bulk path needs no index to know one.
 //!
-//! Memory is bounded ([`KnownKeys::limit`]). Past it, on the bulk path, a table whose
+//! Memory is bounded ([`KnownKeys::LIMIT`] keys unless the run says otherwise). Past it, on the bulk path, a table whose
 //! keys have never repeated across batches is forgotten instead of looked up
 //! ([`Known::unchecked`]): its keys are all taken as new, and the unique index built
 //! at the run's end proves it (a repeat makes the build fail, and the run starts over
@@ -66,7 +66,7 @@ impl Known {
     }
 
     /// Count keys of a batch found here ([`Known::contains`]).
-    pub fn note_repeats(&mut self, n: usize) {
+    fn note_repeats(&mut self, n: usize) {
         self.repeats += n as u64;
     }
 
@@ -178,7 +178,7 @@ fn merge_into(keys: &mut Vec<u128>, mut new: Vec<u128>) {
 /// of its keys ([`Known`]). The loader lock keeps other writers out, so a key whose
 /// prefix is not there cannot be in the table and needs no lookup: on a first load or
 /// a rebuild, new keys are never probed for. Memory is 16 bytes a key, at most
-/// [`KnownKeys::limit`] keys in all. To stay under it, a bare table with no repeated
+/// `limit` keys in all ([`KnownKeys::LIMIT`] by default). To stay under it, a bare table with no repeated
 /// key is forgotten ([`Known::unchecked`], when [`KnownKeys::may_forget`] allows it);
 /// failing that, the table that would pass it goes back to lookups for the rest of the
 /// run (and the bulk path builds its indexes first).
@@ -216,7 +216,8 @@ impl KnownKeys {
         limit: usize,
     ) -> Result<KnownKeys, tokio_postgres::Error> {
         let mut known = KnownKeys::none(m);
-        known.limit = limit;
+        // positions in a run of prefixes are u32 (`Prefixes::starts`)
+        known.limit = limit.min(u32::MAX as usize);
         for (h, hub) in m.hubs.with_ids() {
             if is_empty(client, &m.table(&hub.name)).await? {
                 known.hubs[h] = Some(Known::default());
@@ -228,11 +229,6 @@ impl KnownKeys {
             }
         }
         Ok(known)
-    }
-
-    /// At most this many keys are remembered.
-    pub fn limit(&self) -> usize {
-        self.limit
     }
 
     /// Forget a table that may be forgotten ([`Known::may_forget`]): the largest

@@ -275,8 +275,8 @@ async fn copy_rows<R>(
 #[derive(Debug, Default)]
 pub struct Written {
     pub keys: KeySet,
-    /// Keys of the batch that the run's key memory already held: repeats of earlier
-    /// batches ([`Known::note_repeats`]).
+    /// Keys of the batch that the run's key memory already held, i.e. repeats of
+    /// earlier batches (how the key memory tells which tables it may forget).
     pub repeats: usize,
 }
 
