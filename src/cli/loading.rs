@@ -46,7 +46,7 @@ pub struct LoadArgs {
     /// Hub and link keys a first load or a rebuild remembers, 16 bytes each; past it,
     /// tables none of whose keys repeated are forgotten and checked by their unique
     /// indexes at the end (docs/operations.md, "Key memory").
-    #[arg(long, env = "DVAULT_LOAD_KEY_MEMORY", value_name = "KEYS", default_value_t = load::KEY_MEMORY)]
+    #[arg(long, env = "DVAULT_LOAD_KEY_MEMORY", value_name = "KEYS", default_value_t = load::known::KnownKeys::LIMIT)]
     pub key_memory: usize,
     #[command(flatten)]
     pub model: ModelArgs,

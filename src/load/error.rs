@@ -71,9 +71,7 @@ impl LoadError {
             other => other.is_data(),
         }
     }
-}
 
-impl LoadError {
     /// A failed index build of a table in `forgotten` on a unique violation is a
     /// [`LoadError::ForgottenRepeat`]; any other error stays as it is.
     pub(super) fn repeated_in(self, forgotten: &[String]) -> LoadError {

@@ -2,10 +2,10 @@
 //! were empty when it began ([`KnownKeys`]): a first load or a rebuild then never
 //! looks up a new key, and the bulk path needs no index to know one.
 //!
-//! Memory is bounded ([`KnownKeys::LIMIT`] keys unless the run says otherwise). Past it, on the bulk path, a table whose
-//! keys have never repeated across batches is forgotten instead of looked up
-//! ([`Known::unchecked`]): its keys are all taken as new, and the unique index built
-//! at the run's end proves it (a repeat makes the build fail, and the run starts over
+//! Memory is bounded ([`KnownKeys::LIMIT`] keys unless the run says otherwise).
+//! Past it, on the bulk path, a table whose keys have never repeated across batches
+//! is forgotten instead of looked up ([`Known::unchecked`]): its keys are all taken
+//! as new, and the unique index built at the run's end proves it (a repeat makes the build fail, and the run starts over
 //! remembering every table; see [`super::bulk`]). At TPC-H scale that is the line
 //! item link, whose every key is new: SF3 writes 18M of its 28.5M hub and link keys
 //! there, and looking them up once the memory was full halved the load's rate.
@@ -178,10 +178,11 @@ fn merge_into(keys: &mut Vec<u128>, mut new: Vec<u128>) {
 /// of its keys ([`Known`]). The loader lock keeps other writers out, so a key whose
 /// prefix is not there cannot be in the table and needs no lookup: on a first load or
 /// a rebuild, new keys are never probed for. Memory is 16 bytes a key, at most
-/// `limit` keys in all ([`KnownKeys::LIMIT`] by default). To stay under it, a bare table with no repeated
-/// key is forgotten ([`Known::unchecked`], when [`KnownKeys::may_forget`] allows it);
-/// failing that, the table that would pass it goes back to lookups for the rest of the
-/// run (and the bulk path builds its indexes first).
+/// `limit` keys in all ([`KnownKeys::LIMIT`] by default). To stay under it, a bare
+/// table with no repeated key is forgotten ([`Known::unchecked`], when
+/// [`KnownKeys::may_forget`] allows it); failing that, the table that would pass it
+/// goes back to lookups for the rest of the run (and the bulk path builds its indexes
+/// first).
 #[derive(Debug)]
 pub struct KnownKeys {
     pub hubs: PerHub<Option<Known>>,

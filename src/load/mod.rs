@@ -45,9 +45,6 @@ use crate::hash::HASH_VERSION;
 use crate::mapping::{Mappings, catalog};
 use rows::Rows;
 
-/// Hub and link keys a run remembers by default ([`known::KnownKeys`]).
-pub const KEY_MEMORY: usize = known::KnownKeys::LIMIT;
-
 /// Switch JIT off for a loader's session. Its statements are key lookups whose
 /// estimated costs pass the server's JIT thresholds on large batches: on the stock
 /// configuration, compiling one took about 95 ms and never paid (bench/README.md,
@@ -124,7 +121,7 @@ impl Loader {
             mappings: Arc::new(mappings),
             batch_size: 50_000,
             bulk_min_events: Some(bulk::MIN_EVENTS),
-            key_memory: KEY_MEMORY,
+            key_memory: known::KnownKeys::LIMIT,
             read_ahead: None,
         })
     }

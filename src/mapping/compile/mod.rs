@@ -75,7 +75,8 @@ impl Builder {
     /// tables the model has, in the schema it reads.
     fn business_vault(&mut self, specs: &[(String, FileSpec)], errors: &mut Vec<MappingError>) {
         let entry = || "business_vault".to_string();
-        let mut named_in: Option<&str> = None;
+        // the first file's registration, and the file
+        let mut first: Option<(BusinessVault, &str)> = None;
         for (file, spec) in specs {
             let Some(name) = &spec.business_vault else {
                 continue;
@@ -93,26 +94,24 @@ impl Builder {
                 );
                 continue;
             };
-            match (self.model.business_vault, named_in) {
-                (Some(other), Some(first)) if other != bv => mistake(
+            match first {
+                Some((other, first_file)) if other != bv => mistake(
                     errors,
                     file,
                     entry(),
                     format!(
-                        "\"{name}\" differs from \"{}\" in {first}; a model registers one business vault",
+                        "\"{name}\" differs from \"{}\" in {first_file}; a model registers one business vault",
                         other.name()
                     ),
                 ),
-                (Some(_), _) => {}
-                (None, _) => {
-                    self.model.business_vault = Some(bv);
-                    named_in = Some(file);
-                }
+                Some(_) => {}
+                None => first = Some((bv, file)),
             }
         }
-        let (Some(bv), Some(file)) = (self.model.business_vault, named_in) else {
+        let Some((bv, file)) = first else {
             return;
         };
+        self.model.business_vault = Some(bv);
         if self.model.schema != bv.schema() {
             mistake(
                 errors,
