@@ -16,7 +16,7 @@ use super::known::Known;
 use super::rows::{HubRow, LinkRow};
 use super::satellite::{Existing, NewVersion};
 use crate::db::Doing;
-use crate::hash::{Hash, KeySet};
+use crate::hash::{Hash, KeyMap, KeySet};
 use crate::mapping::{ColumnType, HubId, LinkId, Mappings, Satellite, Value};
 
 /// `"name"`, with inner quotes doubled.
@@ -417,6 +417,14 @@ pub async fn links(
 
 /// The versions staged rows must be compared with: per parent, the one in force at
 /// `since` and every later one.
+///
+/// Asked in two steps. First each parent's latest version, one backward index descent
+/// per parent: when it began at or before `since` (rows in business-time order, the
+/// usual case) it is the one in force and no later one exists. Only the parents with a
+/// version after `since` (a late event) are asked for the rest. One query for both
+/// halves descended the index twice for every parent: at TPC-H SF1's day 2, whose
+/// customer and part snapshots ask for 350,000 parents, that second descent was half
+/// the buffer reads of the lookup.
 pub async fn existing_versions(
     tx: &Transaction<'_>,
     m: &Mappings,
@@ -434,35 +442,66 @@ pub async fn existing_versions(
         .collect();
     let cols = cols.join(", ");
     let t = m.table(&sat.name);
-    let sql = format!(
-        "SELECT v.* FROM (
-           SELECT k.hk, k.since FROM unnest($1::bytea[], $2::timestamptz[]) AS k(hk, since)
-         ) k
-         CROSS JOIN LATERAL (
-           (SELECT s.{key}, s.applied_dts, s.event_seq, s.hashdiff, {cols} FROM {t} s
-             WHERE s.{key} = k.hk AND s.applied_dts <= k.since
-             ORDER BY s.applied_dts DESC, s.event_seq DESC LIMIT 1)
-           UNION ALL
-           (SELECT s.{key}, s.applied_dts, s.event_seq, s.hashdiff, {cols} FROM {t} s
-             WHERE s.{key} = k.hk AND s.applied_dts > k.since)
-         ) v"
+    let version =
+        format!("SELECT s.{key}, s.applied_dts, s.event_seq, s.hashdiff, {cols} FROM {t} s");
+    let latest = format!(
+        "SELECT v.* FROM unnest($1::bytea[]) AS k(hk)
+         CROSS JOIN LATERAL ({version} WHERE s.{key} = k.hk
+                              ORDER BY s.applied_dts DESC, s.event_seq DESC LIMIT 1) v"
     );
     let keys: Vec<&[u8]> = since.iter().map(|(k, _)| &k[..]).collect();
-    let times: Vec<DateTime<Utc>> = since.iter().map(|(_, t)| *t).collect();
-    let rows = tx.query(&sql, &[&keys, &times]).await?;
+    let mut out = versions(sat, tx.query(&latest, &[&keys]).await?)?;
+    let starts: KeyMap<DateTime<Utc>> = since.iter().copied().collect();
+    let late: Vec<(Hash, DateTime<Utc>)> = out
+        .iter()
+        .filter_map(|v| {
+            let since = starts.get(&v.parent)?;
+            (v.applied_dts > *since).then_some((v.parent, *since))
+        })
+        .collect();
+    if late.is_empty() {
+        return Ok(out);
+    }
+    let in_force_and_after = format!(
+        "SELECT v.* FROM unnest($1::bytea[], $2::timestamptz[]) AS k(hk, since)
+         CROSS JOIN LATERAL (
+           ({version} WHERE s.{key} = k.hk AND s.applied_dts <= k.since
+             ORDER BY s.applied_dts DESC, s.event_seq DESC LIMIT 1)
+           UNION ALL
+           ({version} WHERE s.{key} = k.hk AND s.applied_dts > k.since)
+         ) v"
+    );
+    let late_keys: Vec<&[u8]> = late.iter().map(|(k, _)| &k[..]).collect();
+    let times: Vec<DateTime<Utc>> = late.iter().map(|(_, t)| *t).collect();
+    let rest = versions(
+        sat,
+        tx.query(&in_force_and_after, &[&late_keys, &times]).await?,
+    )?;
+    let late: KeySet = late.iter().map(|(k, _)| *k).collect();
+    out.retain(|v| !late.contains(&v.parent));
+    out.extend(rest);
+    Ok(out)
+}
+
+/// Satellite versions as read by [`existing_versions`]: parent, applied_dts,
+/// event_seq, hashdiff, then the satellite's columns.
+fn versions(
+    sat: &Satellite,
+    rows: Vec<tokio_postgres::Row>,
+) -> Result<Vec<Existing>, tokio_postgres::Error> {
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let parent: Vec<u8> = r.try_get(0)?;
-        let hashdiff: Vec<u8> = r.try_get(3)?;
+        let parent: &[u8] = r.try_get(0)?;
+        let hashdiff: &[u8] = r.try_get(3)?;
         let mut values = Vec::with_capacity(sat.columns.len());
         for (i, (_, ty)) in sat.columns.iter().enumerate() {
             values.push(read_value(&r, 4 + i, *ty)?);
         }
         out.push(Existing {
-            parent: to_hash(&parent),
+            parent: to_hash(parent),
             applied_dts: r.try_get(1)?,
             seq: r.try_get(2)?,
-            hashdiff: to_hash(&hashdiff),
+            hashdiff: to_hash(hashdiff),
             values,
         });
     }

@@ -186,6 +186,46 @@ async fn a_late_event_lands_in_its_place_without_duplicating_its_neighbour() {
     );
 }
 
+/// The loader asks each parent's latest version first and the rest only of parents
+/// with a version after the batch's rows: one batch holding both kinds must get each
+/// parent's right predecessor.
+#[tokio::test]
+async fn a_batch_of_late_and_in_order_events_finds_each_predecessor() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    append(
+        &client,
+        &[
+            registered("1", "C1", "2024-01-01T00:00:00Z", "Rome"),
+            moved("2", "C1", "2024-03-01T00:00:00Z", "Oslo"),
+            registered("3", "C2", "2024-01-01T00:00:00Z", "Rome"),
+        ],
+    )
+    .await;
+    load_all(&mut client).await;
+    append(
+        &client,
+        &[
+            moved("4", "C1", "2024-02-01T00:00:00Z", "Oslo"), // late: before C1's latest
+            moved("5", "C2", "2024-02-01T00:00:00Z", "Rome"), // in order, repeats C2's latest
+            moved("6", "C2", "2024-04-01T00:00:00Z", "Oslo"), // in order, a change
+        ],
+    )
+    .await;
+    let s = load_all(&mut client).await;
+    assert_eq!(s.rows["sat_customer_profile"], 2);
+    assert_eq!(
+        profile_versions(&client).await,
+        [
+            v("C1", "2024-01-01", "Rome"),
+            v("C1", "2024-02-01", "Oslo"),
+            v("C1", "2024-03-01", "Oslo"),
+            v("C2", "2024-01-01", "Rome"),
+            v("C2", "2024-04-01", "Oslo"),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn business_keys_are_trimmed_and_case_folded_into_one_hub_row() {
     let db = TestDb::new().await;
