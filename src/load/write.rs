@@ -81,32 +81,44 @@ fn read_value(
 
 /// The keys of `keys` already in `table`'s `key_column`.
 ///
-/// One index descent per key (`LATERAL ... LIMIT 1`), whatever the planner thinks of
-/// the table's size: as a plain join it hashed the whole table for a batch a
-/// hundredth of its size (TPC-H SF1's day 2: 30,000 order keys against 1.5M, a hash
-/// of 16 batches spilled to disk, 472 ms, against 73 ms by index). A batch as large
-/// as the table is where a hash would win, by 1.4x (50,000 keys against 150,000
-/// customers: 65 against 93 ms): the probe's cost follows the batch, not the table.
+/// A batch much smaller than the table is probed one index descent per key (`LATERAL
+/// ... LIMIT 1`): as a plain join the planner hashed the whole table for a batch a
+/// hundredth of its size (TPC-H SF1's day 2: 30,000 order keys against 1.5M, a hash of
+/// 16 batches spilled to disk, 472 ms, against 73 ms by index), so the probe's cost
+/// follows the batch, not the table. A batch of about the table's size (a daily full
+/// snapshot) is a plain join, where a hash wins (50,000 keys against 150,000
+/// customers: 65 ms, against 93 ms by index).
 async fn existing_keys(
     tx: &Transaction<'_>,
     table: &str,
     key_column: &str,
     keys: &[&[u8]],
 ) -> Result<KeySet, tokio_postgres::Error> {
-    let rows = tx
-        .query(
-            &format!(
-                "SELECT k.hk FROM unnest($1::bytea[]) AS k(hk)
-                  CROSS JOIN LATERAL (SELECT FROM {table} t WHERE t.{key} = k.hk LIMIT 1) f",
-                key = ident(key_column)
-            ),
-            &[&keys],
+    let key = ident(key_column);
+    let rows: f32 = tx
+        .query_one(
+            "SELECT coalesce(max(reltuples), -1) FROM pg_class WHERE oid = to_regclass($1)",
+            &[&table],
         )
-        .await?;
+        .await?
+        .try_get(0)?;
+    let sql = if rows > 0.0 && rows <= (SNAPSHOT_SIZED * keys.len()) as f32 {
+        format!("SELECT t.{key} FROM unnest($1::bytea[]) AS k(hk) JOIN {table} t ON t.{key} = k.hk")
+    } else {
+        format!(
+            "SELECT k.hk FROM unnest($1::bytea[]) AS k(hk)
+              CROSS JOIN LATERAL (SELECT FROM {table} t WHERE t.{key} = k.hk LIMIT 1) f"
+        )
+    };
+    let rows = tx.query(&sql, &[&keys]).await?;
     rows.iter()
         .map(|r| r.try_get::<_, &[u8]>(0).map(to_hash))
         .collect()
 }
+
+/// A probe of a table at most this many times the batch's keys (by the table's
+/// statistics) leaves the plan to the planner ([`existing_keys`]).
+const SNAPSHOT_SIZED: usize = 8;
 
 /// One row's fields, encoded straight into the `COPY ... BINARY` buffer (no boxing
 /// per value); the first encoding error is kept and ends the `COPY`.

@@ -226,6 +226,54 @@ async fn a_batch_of_late_and_in_order_events_finds_each_predecessor() {
     );
 }
 
+/// A batch of keys as many as the table's rows (a re-sent snapshot) is probed by a
+/// plain join once the table has statistics; before, and for small batches, by one
+/// index descent per key. Both ways only new keys are written.
+#[tokio::test]
+async fn a_snapshot_sized_batch_writes_only_its_new_keys() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let first: Vec<_> = (1..=3)
+        .map(|i| {
+            registered(
+                &i.to_string(),
+                &format!("C{i}"),
+                "2024-01-01T00:00:00Z",
+                "Rome",
+            )
+        })
+        .collect();
+    append(&client, &first).await;
+    load_all(&mut client).await;
+    client
+        .batch_execute("ANALYZE raw_vault.hub_customer")
+        .await
+        .expect("analyze");
+    let rows: f32 = client
+        .query_one(
+            "SELECT reltuples FROM pg_class WHERE oid = 'raw_vault.hub_customer'::regclass",
+            &[],
+        )
+        .await
+        .expect("reltuples")
+        .get(0);
+    assert_eq!(rows, 3.0, "the probe below must see the table's size");
+    let snapshot: Vec<_> = (1..=4)
+        .map(|i| {
+            moved(
+                &(10 + i).to_string(),
+                &format!("C{i}"),
+                "2024-02-01T00:00:00Z",
+                "Rome",
+            )
+        })
+        .collect();
+    append(&client, &snapshot).await;
+    let s = load_all(&mut client).await;
+    assert_eq!(s.rows["hub_customer"], 1, "only C4 is new");
+    assert_eq!(count(&client, "raw_vault.hub_customer").await, 4);
+}
+
 #[tokio::test]
 async fn business_keys_are_trimmed_and_case_folded_into_one_hub_row() {
     let db = TestDb::new().await;
