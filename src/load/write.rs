@@ -95,14 +95,14 @@ async fn existing_keys(
     keys: &[&[u8]],
 ) -> Result<KeySet, tokio_postgres::Error> {
     let key = ident(key_column);
-    let rows: f32 = tx
+    let table_rows: f32 = tx
         .query_one(
             "SELECT coalesce(max(reltuples), -1) FROM pg_class WHERE oid = to_regclass($1)",
             &[&table],
         )
         .await?
         .try_get(0)?;
-    let sql = if rows > 0.0 && rows <= (SNAPSHOT_SIZED * keys.len()) as f32 {
+    let sql = if table_rows > 0.0 && table_rows <= (SNAPSHOT_SIZED * keys.len()) as f32 {
         format!("SELECT t.{key} FROM unnest($1::bytea[]) AS k(hk) JOIN {table} t ON t.{key} = k.hk")
     } else {
         format!(
