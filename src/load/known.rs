@@ -5,10 +5,11 @@
 //! Memory is bounded ([`KnownKeys::LIMIT`] keys unless the run says otherwise).
 //! Past it, on the bulk path, a table whose keys have never repeated across batches
 //! is forgotten instead of looked up ([`Known::unchecked`]): its keys are all taken
-//! as new, and the unique index built at the run's end proves it (a repeat makes the build fail, and the run starts over
-//! remembering every table; see [`super::bulk`]). At TPC-H scale that is the line
-//! item link, whose every key is new: SF3 writes 18M of its 28.5M hub and link keys
-//! there, and looking them up once the memory was full halved the load's rate.
+//! as new, and the unique index built at the run's end proves it (a repeat makes the
+//! build fail, and the run starts over remembering every table; see [`super::bulk`]).
+//! At TPC-H scale that is the line item link, whose every key is new: SF3 writes 18M
+//! of its 28.5M hub and link keys there, and looking them up once the memory was full
+//! halved the load's rate.
 
 use crate::hash::{Hash, KeySet};
 use crate::mapping::{HubId, LinkId, Mappings, PerHub, PerLink};
