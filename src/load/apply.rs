@@ -11,15 +11,17 @@ use super::rows::Rows;
 use super::{LoadError, LoadSummary, Reject, bulk, held, satellite, write};
 use crate::db::Doing;
 use crate::hash::KeySet;
-use crate::mapping::{Mappings, Parent};
+use crate::mapping::{Mappings, Parent, PerLink};
 
+/// What writing a batch's rows did, and the link keys it added (the business vault
+/// counts new product views from them).
 pub(super) async fn write_rows(
     tx: &Transaction<'_>,
     m: &Mappings,
     rows: &Rows,
     known: &mut KnownKeys,
     bulk: &mut bulk::Bulk,
-) -> Result<LoadSummary, LoadError> {
+) -> Result<(LoadSummary, PerLink<KeySet>), LoadError> {
     let mut summary = LoadSummary::default();
     // keys that did not exist before this batch: their satellites have no history
     let mut new_hubs = rows.hubs.map(|_| KeySet::default());
@@ -76,7 +78,7 @@ pub(super) async fn write_rows(
         tracing::debug!(table = %sat.name, existing = t_existing, plan = t_plan, ms = t.elapsed().as_millis() as u64, "satellite");
         summary.rows.insert(sat.name.clone(), n);
     }
-    Ok(summary)
+    Ok((summary, new_links))
 }
 
 pub(super) async fn store_rejects(

@@ -36,8 +36,8 @@ use super::LoadError;
 use super::rows::Rows;
 use super::satellite::earliest_per_parent;
 use crate::db::{Doing, indexes};
-use crate::hash::Hash;
-use crate::mapping::Mappings;
+use crate::hash::{Hash, KeySet};
+use crate::mapping::{Mappings, PerLink};
 
 /// The business vault tables, emptied by `dvault rebuild` with the raw vault.
 pub const TABLES: &[&str] = &[
@@ -53,6 +53,7 @@ pub const TABLES: &[&str] = &[
     "business_vault.churn_calendar",
     "business_vault.revenue_period",
     "business_vault.category_summary",
+    "business_vault.product_customer",
 ];
 
 /// Answers the business vault remembers rather than derives from the log (the RFM
@@ -78,9 +79,13 @@ pub struct Touched {
     pub order_lines: Vec<Hash>,
     /// Products whose details it staged (their category moves favourite categories).
     pub products: Vec<Hash>,
-    /// Other products whose summary it may move: new hub rows and viewed products
-    /// (the products of touched orders are found from the orders).
+    /// New product hub rows: each gets a summary (the products whose figures move are
+    /// found from the touched orders and views).
     pub product_facts: Vec<Hash>,
+    /// Product views the batch added (new link rows), as (product, customer), once
+    /// per view: what they add to the pairs' view counts
+    /// (`business_vault.product_customer`).
+    pub views: Vec<(Hash, Hash)>,
     /// Customers for the PIT, with the earliest business time staged in one of their
     /// satellites; `None`: only the hub (the current row must exist).
     pub customers: Vec<(Hash, Option<DateTime<Utc>>)>,
@@ -89,7 +94,7 @@ pub struct Touched {
 impl Touched {
     /// What `rows` touch, found by the vault's table names (a custom mapping without
     /// some of them simply touches less).
-    pub fn of(m: &Mappings, rows: &Rows) -> Touched {
+    pub fn of(m: &Mappings, rows: &Rows, new_links: &PerLink<KeySet>) -> Touched {
         let hub = |name: &str| m.hub_id(name);
         let sat = |name: &str| m.satellite_id(name).map(|s| &rows.satellites[s]);
         let mut t = Touched::default();
@@ -124,10 +129,19 @@ impl Touched {
             t.product_facts.extend(rows.hubs[h].iter().map(|r| r.hk));
         }
         if let Some(l) = m.link_id("link_product_view") {
-            let product_hub = hub("hub_product");
-            if let Some(pos) = m.links[l].hubs.iter().position(|&h| Some(h) == product_hub) {
-                t.product_facts
-                    .extend(rows.links[l].iter().map(|r| r.hub_keys[pos]));
+            let at = |name: &str| {
+                let id = hub(name);
+                m.links[l].hubs.iter().position(|&h| Some(h) == id)
+            };
+            if let (Some(product), Some(customer)) = (at("hub_product"), at("hub_customer")) {
+                // a view staged twice in one batch is one row: once per new key
+                let mut seen = KeySet::default();
+                t.views.extend(
+                    rows.links[l]
+                        .iter()
+                        .filter(|r| new_links[l].contains(&r.hk) && seen.insert(r.hk))
+                        .map(|r| (r.hub_keys[product], r.hub_keys[customer])),
+                );
             }
         }
         for name in ["sat_customer_profile", "sat_customer_contact"] {
@@ -154,6 +168,7 @@ impl Touched {
         }
         t.customers.sort_unstable();
         t.customers.dedup();
+        t.views.sort_unstable();
         t
     }
 
@@ -162,6 +177,7 @@ impl Touched {
             && self.order_lines.is_empty()
             && self.products.is_empty()
             && self.product_facts.is_empty()
+            && self.views.is_empty()
             && self.customers.is_empty()
     }
 }
@@ -213,6 +229,11 @@ SELECT u.hk FROM unnest($1::bytea[]) AS u(hk)
 UNION
 SELECT u.hk FROM unnest($2::bytea[]) AS u(hk)";
 
+/// The product views the batch added, as (product, customer) pairs, once per view.
+const STAGE_NEW_VIEWS: &str = "
+INSERT INTO pg_temp.bv_new_views (hk_product, hk_customer)
+SELECT u.p, u.c FROM unnest($1::bytea[], $2::bytea[]) AS u(p, c)";
+
 const STAGE_PIT: &str = "INSERT INTO pg_temp.bv_pit (hk_customer, since)
 SELECT u.hk, u.since FROM unnest($1::bytea[], $2::timestamptz[]) AS u(hk, since)";
 
@@ -239,16 +260,24 @@ const STAGE_EVERYTHING: &str = include_str!("business/stage_everything.sql");
 /// cost follows the batch, not the size of the vault.
 type Part = (&'static str, Plans);
 
+/// The touched orders' counted lines before the batch changes them (a batch only: a
+/// build starts from an empty business vault).
+const PRODUCT_LINES_WAS: Part = (include_str!("business/product_lines_was.sql"), Plans::Keyed);
 const BRIDGE: Part = (include_str!("business/bridge.sql"), Plans::Keyed);
 const ORDERS: Part = (include_str!("business/orders.sql"), Plans::Keyed);
 const CUSTOMER_SUMMARY: Part = (include_str!("business/customer_summary.sql"), Plans::Keyed);
 /// The parts after the bridge and the order and customer summaries, the same in a
-/// batch and a build.
-const REST: [Part; 6] = [
+/// batch and a build but for the product figures: a batch moves the figures of the
+/// (product, customer) pairs it touched and their products by the difference
+/// ([`PRODUCT_PAIRS`]), a build sums every pair once ([`PRODUCT_PAIRS_BUILD`]).
+const CUSTOMERS: [Part; 2] = [
     (include_str!("business/customers.sql"), Plans::Keyed),
     (include_str!("business/revenue.sql"), Plans::Keyed),
-    (include_str!("business/product_keys.sql"), Plans::Keyed),
-    (include_str!("business/product_summary.sql"), Plans::Free),
+];
+const PRODUCT_PAIRS: Part = (include_str!("business/product_keys.sql"), Plans::Keyed);
+const PRODUCT_PAIRS_BUILD: Part = (include_str!("business/product_keys_build.sql"), Plans::Free);
+const PRODUCTS_AND_SCORES: [Part; 3] = [
+    (include_str!("business/product_summary.sql"), Plans::Keyed),
     (include_str!("business/scores.sql"), Plans::Keyed),
     (include_str!("business/population.sql"), Plans::Free),
 ];
@@ -272,12 +301,25 @@ const CUSTOMER_SUMMARY_BUILD: Part = (
 /// The refresh of a batch, and of a build, as one script each, assembled once.
 /// A build runs its set-based parts, builds the indexes they went without
 /// ([`FILLED_BARE`]), then the rest.
-static SCRIPT: LazyLock<String> =
-    LazyLock::new(|| script(&[BRIDGE, ORDERS, CUSTOMER_SUMMARY], &REST) + RESET);
+static SCRIPT: LazyLock<String> = LazyLock::new(|| {
+    let rest = [CUSTOMERS.as_slice(), &[PRODUCT_PAIRS], &PRODUCTS_AND_SCORES].concat();
+    script(
+        &[PRODUCT_LINES_WAS, BRIDGE, ORDERS, CUSTOMER_SUMMARY],
+        &rest,
+    ) + RESET
+});
 /// (Without [`RESET`]: the rest runs with the refresh's settings, JIT off above all.)
 static BUILD_HEAD: LazyLock<String> =
     LazyLock::new(|| script(&[BRIDGE_BUILD, ORDERS_BUILD, CUSTOMER_SUMMARY_BUILD], &[]));
-static BUILD_REST: LazyLock<String> = LazyLock::new(|| script(&[], &REST) + RESET);
+static BUILD_REST: LazyLock<String> = LazyLock::new(|| {
+    let rest = [
+        CUSTOMERS.as_slice(),
+        &[PRODUCT_PAIRS_BUILD],
+        &PRODUCTS_AND_SCORES,
+    ]
+    .concat();
+    script(&[], &rest) + RESET
+});
 
 /// The tables a build's set-based parts fill from empty. Their indexes are dropped
 /// before and built after (a sort each) rather than kept row by row: on the demo's
@@ -322,8 +364,13 @@ fn bytes(keys: &[Hash]) -> Vec<&[u8]> {
 }
 
 /// Bring the business vault up to date with what this batch wrote.
-pub async fn refresh(tx: &Transaction<'_>, m: &Mappings, rows: &Rows) -> Result<(), LoadError> {
-    let touched = Touched::of(m, rows);
+pub async fn refresh(
+    tx: &Transaction<'_>,
+    m: &Mappings,
+    rows: &Rows,
+    new_links: &PerLink<KeySet>,
+) -> Result<(), LoadError> {
+    let touched = Touched::of(m, rows, new_links);
     if touched.is_empty() {
         return Ok(());
     }
@@ -346,6 +393,11 @@ pub async fn refresh(tx: &Transaction<'_>, m: &Mappings, rows: &Rows) -> Result<
     )
     .await
     .doing("staging the products whose figures the batch may move")?;
+    let (viewed, viewers): (Vec<&[u8]>, Vec<&[u8]>) =
+        touched.views.iter().map(|(p, c)| (&p[..], &c[..])).unzip();
+    tx.execute(STAGE_NEW_VIEWS, &[&viewed, &viewers])
+        .await
+        .doing("staging the product views the batch touched")?;
     let customers: Vec<&[u8]> = touched.customers.iter().map(|(k, _)| &k[..]).collect();
     let since: Vec<Option<DateTime<Utc>>> = touched.customers.iter().map(|(_, t)| *t).collect();
     tx.execute(STAGE_PIT, &[&customers, &since])
@@ -556,7 +608,12 @@ mod tests {
         ];
         let (rows, rejects) = super::super::project(&m, &batch);
         assert!(rejects.is_empty(), "{rejects:?}");
-        let t = Touched::of(&m, &rows);
+        // every link row of this batch is new
+        let mut new_links = m.links.map(|_| KeySet::default());
+        for (l, link_rows) in rows.links.with_ids() {
+            new_links[l].extend(link_rows.iter().map(|r| r.hk));
+        }
+        let t = Touched::of(&m, &rows, &new_links);
         let mut orders = vec![key("O1"), key("O2")];
         orders.sort_unstable();
         assert_eq!(t.orders, orders);
@@ -565,10 +622,11 @@ mod tests {
             [hash_key_multi([Some("O1"), Some("P1"), Some("1")]).expect("key")]
         );
         assert_eq!(t.products, [key("P2")]);
-        // new product hubs and viewed products move product summaries
+        // new product hubs get a summary; a view moves its product and customer's pair
         let mut facts = vec![key("P1"), key("P2"), key("P3")];
         facts.sort_unstable();
         assert_eq!(t.product_facts, facts);
+        assert_eq!(t.views, [(key("P3"), key("C3"))]);
         let march = |day| Utc.with_ymd_and_hms(2024, 3, day, 12, 0, 0).single();
         let mut customers = vec![
             (key("C1"), march(3)), // the earliest business time staged for C1
@@ -579,6 +637,9 @@ mod tests {
         customers.sort_unstable();
         assert_eq!(t.customers, customers);
         assert!(!t.is_empty());
-        assert!(Touched::of(&m, &Rows::new(&m)).is_empty());
+        assert!(Touched::of(&m, &Rows::new(&m), &m.links.map(|_| KeySet::default())).is_empty());
+        // a view the vault already had adds nothing
+        let old = Touched::of(&m, &rows, &m.links.map(|_| KeySet::default()));
+        assert!(old.views.is_empty());
     }
 }

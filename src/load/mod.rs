@@ -457,10 +457,10 @@ impl Loader {
         bulk: &mut bulk::Bulk,
     ) -> Result<LoadSummary, LoadError> {
         let started = Instant::now();
-        let mut summary = write_rows(tx, &self.mappings, rows, known, bulk).await?;
+        let (mut summary, new_links) = write_rows(tx, &self.mappings, rows, known, bulk).await?;
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "written");
         if self.mappings.is_customer_360() && !bulk.builds_business_vault() {
-            business::refresh(tx, &self.mappings, rows).await?;
+            business::refresh(tx, &self.mappings, rows, &new_links).await?;
         }
         summary.rejected = store_rejects(tx, rejects).await?;
         summary.held = rejects.iter().filter(|r| r.held).count() as u64;

@@ -1669,6 +1669,133 @@ async fn population_answers(client: &Client) -> Vec<Vec<String>> {
     ]
 }
 
+/// `business_vault.product_customer` from scratch: what the loader keeps per pair.
+const PAIRS_DEFINED: &str = "
+SELECT coalesce(b.hk_product, v.hk_product) AS hk_product,
+       coalesce(b.hk_customer, v.hk_customer) AS hk_customer,
+       coalesce(b.orders, 0) AS orders, coalesce(b.units, 0) AS units,
+       coalesce(b.revenue, 0.00) AS revenue, coalesce(v.views, 0) AS views
+  FROM (SELECT l.hk_product, l.hk_customer, count(DISTINCT l.hk_order) AS orders,
+               sum(l.quantity) AS units, sum(l.line_amount) AS revenue
+          FROM business_vault.bridge_customer_order_product l
+          JOIN business_vault.order_summary o ON o.hk_order = l.hk_order
+         WHERE o.is_counted
+         GROUP BY 1, 2) b
+  FULL JOIN (SELECT hk_product, hk_customer, count(*) AS views
+               FROM raw_vault.link_product_view GROUP BY 1, 2) v
+    ON (v.hk_product, v.hk_customer) = (b.hk_product, b.hk_customer)
+ ORDER BY 1, 2";
+
+#[tokio::test]
+async fn product_figures_moved_by_difference_equal_their_definition_after_every_batch() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    client
+        .batch_execute("SET TimeZone = 'UTC'")
+        .await
+        .expect("time zone");
+    let mut loader = Loader::new(&client, Mappings::builtin().expect("mappings"))
+        .await
+        .expect("loader");
+    loader.batch_size = 1;
+    let mut corrected = order(
+        "O1",
+        "C1",
+        "2024-02-03",
+        &[("P1", 5, "10.00", "0"), ("P2", 1, "3.50", "0")],
+    );
+    corrected.event_id = "placed-O1-corrected".into();
+    let mut view_again = viewed(1, "C1", "P1", "2024-02-01");
+    view_again.event_id = "view-1-resent".into();
+    let steps = [
+        vec![
+            product("P1", "Pen", "Office", "10.00"),
+            product("P2", "Ink", "Office", "3.50"),
+        ],
+        vec![
+            customer("C1", "Ann", "Rome", "IT"),
+            customer("C2", "Bob", "Oslo", "NO"),
+        ],
+        // two views by one customer, one by another, and one of a product never bought
+        vec![
+            viewed(1, "C1", "P1", "2024-02-01"),
+            viewed(2, "C1", "P1", "2024-02-02"),
+        ],
+        vec![
+            viewed(3, "C2", "P1", "2024-02-02"),
+            viewed(4, "C2", "P2", "2024-02-02"),
+        ],
+        // two orders of one customer with the same product, one order of another
+        vec![order(
+            "O1",
+            "C1",
+            "2024-02-03",
+            &[("P1", 2, "10.00", "0"), ("P2", 1, "3.50", "0")],
+        )],
+        vec![order(
+            "O2",
+            "C1",
+            "2024-02-04",
+            &[("P1", 1, "10.00", "1.00")],
+        )],
+        vec![order("O3", "C2", "2024-02-05", &[("P2", 4, "3.50", "0")])],
+        // a view sent again is the same view: nothing moves
+        vec![view_again],
+        // a line corrected, then an order that stops counting and counts again
+        vec![corrected],
+        vec![status("O2", "2024-02-06", "cancelled")],
+        vec![status("O1", "2024-02-07", "returned")],
+        vec![status("O1", "2024-02-08", "delivered")],
+        // a view and a sale of a new product in one batch
+        vec![
+            product("P3", "Pad", "Paper", "2.00"),
+            viewed(5, "C2", "P3", "2024-02-09"),
+            order("O4", "C2", "2024-02-09", &[("P3", 3, "2.00", "0")]),
+        ],
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        append(&client, step).await;
+        load_all_with(&mut client, &loader).await;
+        assert_eq!(
+            rows(&client, "SELECT * FROM mart.products ORDER BY product_id").await,
+            rows(&client, PRODUCTS_DEFINED).await,
+            "the product summary after step {i}"
+        );
+        assert_eq!(
+            rows(
+                &client,
+                "SELECT * FROM business_vault.product_customer ORDER BY 1, 2"
+            )
+            .await,
+            rows(&client, PAIRS_DEFINED).await,
+            "the pairs after step {i}"
+        );
+    }
+    // the figures by hand: P1 bought by C1 in O1 (5 after the correction, counted again)
+    // and O2 (cancelled); P2 by C1 in O1 and C2 in O3; P3 by C2
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT product_id, units_sold, revenue, orders, buyers, views, viewers, viewers_who_bought
+               FROM mart.products ORDER BY product_id"
+        )
+        .await,
+        [
+            "(P1,5,50.00,1,1,3,2,1)",
+            "(P2,5,17.50,2,2,1,1,1)",
+            "(P3,3,6.00,1,1,1,1,1)",
+        ]
+    );
+    // a pair with neither a counted order nor a view has no row: C1 and P1 keep theirs
+    // (views), and nothing was left behind by the cancelled order
+    let pairs: i64 = client
+        .query_one("SELECT count(*) FROM business_vault.product_customer", &[])
+        .await
+        .expect("pairs")
+        .get(0);
+    assert_eq!(pairs, 5);
+}
+
 #[tokio::test]
 async fn population_figures_kept_by_small_batches_equal_their_definition() {
     let db = TestDb::new().await;
