@@ -6,10 +6,8 @@ ANALYZE pg_temp.bv_orders;
 ANALYZE pg_temp.bv_products;
 ANALYZE pg_temp.bv_pit;
 
--- Bridge: every line of the touched orders, with its current measures. The products
--- of the lines written (new, or with a changed customer or measure) have figures to
--- recompute (product_keys.sql).
-WITH written AS (
+-- Bridge: every line of the touched orders, with its current measures (what their
+-- products' figures move by is the difference product_keys.sql takes).
 INSERT INTO business_vault.bridge_customer_order_product AS b
     (hk_order, hk_order_product, hk_order_customer, hk_customer, hk_product, line_no,
      quantity, unit_price, discount, line_amount, load_dts)
@@ -40,9 +38,5 @@ WHERE (b.hk_order_customer, b.hk_customer, b.quantity, b.unit_price, b.discount,
        b.load_dts)
       IS DISTINCT FROM
       (excluded.hk_order_customer, excluded.hk_customer, excluded.quantity, excluded.unit_price,
-       excluded.discount, excluded.line_amount, excluded.load_dts)
-RETURNING b.hk_product)
-INSERT INTO pg_temp.bv_product_figures (hk_product)
-SELECT DISTINCT w.hk_product FROM written w
-ON CONFLICT DO NOTHING;
+       excluded.discount, excluded.line_amount, excluded.load_dts);
 

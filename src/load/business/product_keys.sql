@@ -58,8 +58,7 @@ DELETE FROM business_vault.product_customer x
    AND x.orders = 0 AND x.views = 0;
 
 -- Products whose summary is rewritten (product_summary.sql): those whose figures moved,
--- besides those staged (details changed, new hub rows) and those of the lines written
--- (bridge.sql).
+-- besides those staged (details changed, new hub rows).
 INSERT INTO pg_temp.bv_product_figures (hk_product)
 SELECT d.hk_product FROM pg_temp.bv_product_delta d
  WHERE (d.units, d.revenue, d.orders, d.buyers, d.views, d.viewers, d.viewers_who_bought)
