@@ -267,13 +267,13 @@ const BRIDGE: Part = (include_str!("business/bridge.sql"), Plans::Keyed);
 const ORDERS: Part = (include_str!("business/orders.sql"), Plans::Keyed);
 const CUSTOMER_SUMMARY: Part = (include_str!("business/customer_summary.sql"), Plans::Keyed);
 /// The parts after the bridge and the order and customer summaries, the same in a
-/// batch and a build but for the product figures: a batch moves the figures of the
-/// (product, customer) pairs it touched and their products by the difference
-/// ([`PRODUCT_PAIRS`]), a build sums every pair once ([`PRODUCT_PAIRS_BUILD`]).
-const CUSTOMERS: [Part; 2] = [
-    (include_str!("business/customers.sql"), Plans::Keyed),
-    (include_str!("business/revenue.sql"), Plans::Keyed),
-];
+/// batch and a build but for the revenue periods and the product figures: a batch
+/// recomputes the periods of the order dates it touched ([`REVENUE`]) and moves the
+/// figures of the (product, customer) pairs it touched and their products by the
+/// difference ([`PRODUCT_PAIRS`]); a build groups every order once ([`REVENUE_BUILD`])
+/// and sums every pair once ([`PRODUCT_PAIRS_BUILD`]).
+const CUSTOMERS: Part = (include_str!("business/customers.sql"), Plans::Keyed);
+const REVENUE: Part = (include_str!("business/revenue.sql"), Plans::Keyed);
 const PRODUCT_PAIRS: Part = (include_str!("business/product_keys.sql"), Plans::Keyed);
 const PRODUCT_PAIRS_BUILD: Part = (include_str!("business/product_keys_build.sql"), Plans::Free);
 const PRODUCTS_AND_SCORES: [Part; 3] = [
@@ -293,6 +293,9 @@ const PRODUCTS_AND_SCORES: [Part; 3] = [
 /// customers, on the old platform's files).
 const BRIDGE_BUILD: Part = (include_str!("business/bridge_build.sql"), Plans::Free);
 const ORDERS_BUILD: Part = (include_str!("business/orders_build.sql"), Plans::Free);
+/// Every period grouped once: an index range per period took 0.6 s and the check
+/// for periods left without orders 0.3 s on the old platform's 100,000 orders.
+const REVENUE_BUILD: Part = (include_str!("business/revenue_build.sql"), Plans::Free);
 const CUSTOMER_SUMMARY_BUILD: Part = (
     include_str!("business/customer_summary_build.sql"),
     Plans::Free,
@@ -302,7 +305,11 @@ const CUSTOMER_SUMMARY_BUILD: Part = (
 /// A build runs its set-based parts, builds the indexes they went without
 /// ([`FILLED_BARE`]), then the rest, and last the key of the pairs ([`PAIRS`]).
 static SCRIPT: LazyLock<String> = LazyLock::new(|| {
-    let rest = [CUSTOMERS.as_slice(), &[PRODUCT_PAIRS], &PRODUCTS_AND_SCORES].concat();
+    let rest = [
+        &[CUSTOMERS, REVENUE, PRODUCT_PAIRS],
+        PRODUCTS_AND_SCORES.as_slice(),
+    ]
+    .concat();
     script(
         &[PRODUCT_LINES_WAS, BRIDGE, ORDERS, CUSTOMER_SUMMARY],
         &rest,
@@ -313,9 +320,8 @@ static BUILD_HEAD: LazyLock<String> =
     LazyLock::new(|| script(&[BRIDGE_BUILD, ORDERS_BUILD, CUSTOMER_SUMMARY_BUILD], &[]));
 static BUILD_REST: LazyLock<String> = LazyLock::new(|| {
     let rest = [
-        CUSTOMERS.as_slice(),
-        &[PRODUCT_PAIRS_BUILD],
-        &PRODUCTS_AND_SCORES,
+        &[CUSTOMERS, REVENUE_BUILD, PRODUCT_PAIRS_BUILD],
+        PRODUCTS_AND_SCORES.as_slice(),
     ]
     .concat();
     script(&[], &rest) + RESET
