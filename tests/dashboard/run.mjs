@@ -26,7 +26,10 @@ if (!existsSync(executablePath)) {
   process.exit(3);
 }
 const origin = new URL(base).origin;
-const WAIT = { timeout: 15000 };
+// How long a page may take to show what a step waits for. Generous: under the full
+// test suite the two cores are shared with the server, PostgreSQL and other tests, and a
+// 15 s wait once ran out (the page came, later). A wait that ends early costs nothing.
+const WAIT = { timeout: 45000 };
 const shoot = (page, name, options) =>
   shots === '-' ? null : page.screenshot({ path: join(shots, name), ...options });
 
@@ -101,7 +104,7 @@ async function segment(page) {
   await settled('1');
   out.members_by_total_spent = await members();
   await page.click('#history-button');
-  await page.waitForSelector('#history[data-state="ready"], #history[data-state="error"]', { timeout: 60000 });
+  await page.waitForSelector('#history[data-state="ready"], #history[data-state="error"]', { timeout: 90000 });
   out.history_state = await page.getAttribute('#history', 'data-state');
   out.history = await rows(page, '#history-table');
   return out;

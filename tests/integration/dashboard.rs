@@ -81,9 +81,9 @@ async fn browse(
         .envs(extra.iter().copied())
         .stdin(Stdio::null())
         .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
         .await
-        .expect("the browser script finishes within 60 s")
+        .expect("the browser script finishes within 240 s")
         .expect("run node");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the browser script failed: {stderr}");
