@@ -111,6 +111,16 @@ fn viewed(n: u32, customer: &str, product: &str, day: &str) -> NewEvent {
     )
 }
 
+/// Product `id` moved to `category` at noon of `day`.
+fn recategorised(id: &str, day: &str, category: &str) -> NewEvent {
+    ev(
+        &format!("recategorised-{id}-{day}"),
+        "product_updated",
+        &noon(day),
+        json!({"product_id": id, "category": category}),
+    )
+}
+
 fn moved(id: &str, customer: &str, day: &str, city: &str) -> NewEvent {
     ev(
         id,
@@ -1686,6 +1696,38 @@ SELECT coalesce(b.hk_product, v.hk_product) AS hk_product,
     ON (v.hk_product, v.hk_customer) = (b.hk_product, b.hk_customer)
  ORDER BY 1, 2";
 
+/// `business_vault.customer_category` from scratch: every counted line in its product's
+/// current category.
+const CATEGORIES_DEFINED: &str = "
+SELECT o.hk_customer, p.category, count(*) AS lines, coalesce(sum(b.quantity), 0) AS units,
+       count(b.quantity) AS units_known, coalesce(sum(b.line_amount), 0.00) AS revenue,
+       count(b.line_amount) AS revenue_known
+  FROM business_vault.order_summary o
+  JOIN business_vault.bridge_customer_order_product b ON b.hk_order = o.hk_order
+  JOIN LATERAL (SELECT x.category FROM raw_vault.sat_product_details x
+                 WHERE x.hk_product = b.hk_product
+                 ORDER BY x.applied_dts DESC, x.event_seq DESC LIMIT 1) p ON true
+ WHERE o.is_counted AND p.category IS NOT NULL
+ GROUP BY 1, 2
+ ORDER BY 1, 2";
+
+/// Each customer's favourite category as docs/analysts.md defines it, from all their
+/// counted lines (the sums as SQL gives them: unknown when no line states one).
+const FAVOURITES_DEFINED: &str = "
+SELECT c.hk_customer,
+       (SELECT p.category
+          FROM business_vault.order_summary o
+          JOIN business_vault.bridge_customer_order_product b ON b.hk_order = o.hk_order
+          JOIN LATERAL (SELECT x.category FROM raw_vault.sat_product_details x
+                         WHERE x.hk_product = b.hk_product
+                         ORDER BY x.applied_dts DESC, x.event_seq DESC LIMIT 1) p ON true
+         WHERE o.hk_customer = c.hk_customer AND o.is_counted AND p.category IS NOT NULL
+         GROUP BY p.category
+         ORDER BY sum(b.quantity) DESC NULLS LAST, sum(b.line_amount) DESC NULLS LAST, p.category
+         LIMIT 1)
+  FROM business_vault.customer_order_summary c
+ ORDER BY 1";
+
 #[tokio::test]
 async fn product_figures_moved_by_difference_equal_their_definition_after_every_batch() {
     let db = TestDb::new().await;
@@ -1752,6 +1794,23 @@ async fn product_figures_moved_by_difference_equal_their_definition_after_every_
             viewed(5, "C2", "P3", "2024-02-09"),
             order("O4", "C2", "2024-02-09", &[("P3", 3, "2.00", "0")]),
         ],
+        // a product bought by both customers moves to another category, and a late
+        // version of it (an earlier business time) leaves it there
+        vec![recategorised("P2", "2024-02-10", "Ink")],
+        vec![recategorised("P2", "2024-01-20", "Stationery")],
+        // a line without a quantity (its units and money unknown), of a product sold
+        // before in another category, and a product without a category, then with one
+        vec![ev(
+            "placed-O5",
+            "order_placed",
+            &noon("2024-02-11"),
+            json!({"order_id": "O5", "customer_id": "C1", "ordered_at": noon("2024-02-11"),
+                   "status": "placed", "channel": "web",
+                   "lines": [{"line_no": 1, "product_id": "P3", "unit_price": "2.00"},
+                             {"line_no": 2, "product_id": "P4", "quantity": 7, "unit_price": "1.00"}]}),
+        )],
+        vec![recategorised("P4", "2024-02-12", "Paper")],
+        vec![status("O4", "2024-02-13", "cancelled")],
     ];
     for (i, step) in steps.iter().enumerate() {
         append(&client, step).await;
@@ -1770,9 +1829,56 @@ async fn product_figures_moved_by_difference_equal_their_definition_after_every_
             rows(&client, PAIRS_DEFINED).await,
             "the pairs after step {i}"
         );
+        assert_eq!(
+            rows(
+                &client,
+                "SELECT * FROM business_vault.customer_category ORDER BY 1, 2"
+            )
+            .await,
+            rows(&client, CATEGORIES_DEFINED).await,
+            "the category totals after step {i}"
+        );
+        assert_eq!(
+            rows(
+                &client,
+                "SELECT hk_customer, favourite_category FROM business_vault.customer_order_summary ORDER BY 1"
+            )
+            .await,
+            rows(&client, FAVOURITES_DEFINED).await,
+            "the favourite categories after step {i}"
+        );
     }
+    // by hand: C1 bought 5 pens (Office) and 1 ink (Ink), then 7 of P4 (Paper, once it
+    // had a category) and a pad of unknown quantity (Paper); C2 bought 4 inks, and 3
+    // pads in an order since cancelled
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT h.customer_id, c.category, c.lines, c.units, c.units_known, c.revenue,
+                    c.revenue_known
+               FROM business_vault.customer_category c
+               JOIN raw_vault.hub_customer h USING (hk_customer)
+              ORDER BY 1, 2"
+        )
+        .await,
+        [
+            "(C1,Ink,1,1,1,3.50,1)",
+            "(C1,Office,1,5,1,50.00,1)",
+            "(C1,Paper,2,7,1,7.00,1)",
+            "(C2,Ink,1,4,1,14.00,1)",
+        ]
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT customer_id, favourite_category FROM mart.customer_360 ORDER BY 1"
+        )
+        .await,
+        ["(C1,Paper)", "(C2,Ink)"]
+    );
     // the figures by hand: P1 bought by C1 in O1 (5 after the correction, counted again)
-    // and O2 (cancelled); P2 by C1 in O1 and C2 in O3; P3 by C2
+    // and O2 (cancelled); P2 by C1 in O1 and C2 in O3; P3 by C2 in O4 (cancelled) and by
+    // C1 in O5 (quantity unknown); P4 by C1 in O5
     assert_eq!(
         rows(
             &client,
@@ -1783,17 +1889,19 @@ async fn product_figures_moved_by_difference_equal_their_definition_after_every_
         [
             "(P1,5,50.00,1,1,3,2,1)",
             "(P2,5,17.50,2,2,1,1,1)",
-            "(P3,3,6.00,1,1,1,1,1)",
+            "(P3,0,0.00,1,1,1,1,0)",
+            "(P4,7,7.00,1,1,0,0,0)",
         ]
     );
     // a pair with neither a counted order nor a view has no row: C1 and P1 keep theirs
-    // (views), and nothing was left behind by the cancelled order
+    // (views), C2 and P3 too (a view, its order cancelled), and nothing was left
+    // behind by the cancelled order
     let pairs: i64 = client
         .query_one("SELECT count(*) FROM business_vault.product_customer", &[])
         .await
         .expect("pairs")
         .get(0);
-    assert_eq!(pairs, 5);
+    assert_eq!(pairs, 7);
 }
 
 #[tokio::test]

@@ -2,7 +2,9 @@
 -- (embedded by src/load/business.rs: see its comment for the order and the planner
 -- settings around each file)
 
--- Customers: counts and money over counted orders, favourite category.
+-- Customers: counts and money over counted orders, and the favourite category: the
+-- customer's category with the most units, then money, then the first name
+-- (customer_categories.sql keeps the totals).
 INSERT INTO business_vault.customer_order_summary AS c
     (hk_customer, orders_placed, orders_count, orders_cancelled, orders_returned, units,
      total_spent, first_order_at, last_order_at, first_order_date, last_order_date,
@@ -24,19 +26,11 @@ SELECT t.hk_customer, a.orders_placed, a.orders_count, a.orders_cancelled, a.ord
          FROM business_vault.order_summary o
         WHERE o.hk_customer = t.hk_customer) a
   LEFT JOIN LATERAL (
-       SELECT p.category
-         FROM business_vault.order_summary o
-        CROSS JOIN LATERAL (
-              SELECT l.quantity, l.line_amount, l.hk_product
-                FROM business_vault.bridge_customer_order_product l
-               WHERE l.hk_order = o.hk_order OFFSET 0) b
-        CROSS JOIN LATERAL (
-              SELECT x.category FROM raw_vault.sat_product_details x
-               WHERE x.hk_product = b.hk_product
-               ORDER BY x.applied_dts DESC, x.event_seq DESC LIMIT 1) p
-        WHERE o.hk_customer = t.hk_customer AND o.is_counted AND p.category IS NOT NULL
-        GROUP BY p.category
-        ORDER BY sum(b.quantity) DESC NULLS LAST, sum(b.line_amount) DESC NULLS LAST, p.category
+       SELECT x.category FROM business_vault.customer_category x
+        WHERE x.hk_customer = t.hk_customer
+        ORDER BY business_vault.known_total(x.units, x.units_known) DESC NULLS LAST,
+                 business_vault.known_total(x.revenue, x.revenue_known) DESC NULLS LAST,
+                 x.category
         LIMIT 1) f ON true
  WHERE a.orders_placed > 0
 ON CONFLICT (hk_customer) DO UPDATE SET

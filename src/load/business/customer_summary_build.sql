@@ -4,9 +4,9 @@
 -- settings around each file)
 
 -- customer_summary.sql for every customer at once (the business vault is empty): the
--- same rows, by grouping the order summary and the bridge once instead of reading
--- each customer's orders and lines by index. A favourite category ranks the
--- customer's counted units per current category, then money, then the name.
+-- same rows, by grouping the order summary once instead of reading each customer's
+-- orders by index, and each customer's favourite category from their category totals
+-- (customer_categories_build.sql).
 INSERT INTO business_vault.customer_order_summary
     (hk_customer, orders_placed, orders_count, orders_cancelled, orders_returned, units,
      total_spent, first_order_at, last_order_at, first_order_date, last_order_date,
@@ -28,15 +28,10 @@ SELECT a.hk_customer, a.orders_placed, a.orders_count, a.orders_cancelled, a.ord
           JOIN pg_temp.bv_customers t ON t.hk_customer = o.hk_customer
          GROUP BY o.hk_customer) a
   LEFT JOIN (
-       SELECT DISTINCT ON (o.hk_customer) o.hk_customer, p.category
-         FROM business_vault.order_summary o
-         JOIN business_vault.bridge_customer_order_product b ON b.hk_order = o.hk_order
-         JOIN (SELECT DISTINCT ON (x.hk_product) x.hk_product, x.category
-                 FROM raw_vault.sat_product_details x
-                ORDER BY x.hk_product, x.applied_dts DESC, x.event_seq DESC) p
-           ON p.hk_product = b.hk_product
-        WHERE o.is_counted AND p.category IS NOT NULL
-        GROUP BY o.hk_customer, p.category
-        ORDER BY o.hk_customer, sum(b.quantity) DESC NULLS LAST,
-                 sum(b.line_amount) DESC NULLS LAST, p.category) f
+       SELECT DISTINCT ON (x.hk_customer) x.hk_customer, x.category
+         FROM business_vault.customer_category x
+        ORDER BY x.hk_customer,
+                 business_vault.known_total(x.units, x.units_known) DESC NULLS LAST,
+                 business_vault.known_total(x.revenue, x.revenue_known) DESC NULLS LAST,
+                 x.category) f
     ON f.hk_customer = a.hk_customer;

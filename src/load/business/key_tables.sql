@@ -16,10 +16,12 @@ CREATE TEMP TABLE IF NOT EXISTS bv_order_sides (hk_customer bytea NOT NULL, orde
 CREATE TEMP TABLE IF NOT EXISTS bv_order_was (hk_order bytea PRIMARY KEY, hk_customer bytea, order_date date, is_counted boolean) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS bv_new_views (hk_product bytea NOT NULL, hk_customer bytea NOT NULL) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS bv_lines_was (hk_order bytea NOT NULL, hk_product bytea NOT NULL, hk_customer bytea NOT NULL, quantity integer, line_amount numeric) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS bv_lines_now (hk_order bytea NOT NULL, hk_product bytea NOT NULL, hk_customer bytea NOT NULL, quantity integer, line_amount numeric) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS bv_category_delta (hk_customer bytea NOT NULL, category text NOT NULL, lines bigint NOT NULL, units bigint NOT NULL, units_known bigint NOT NULL, revenue numeric NOT NULL, revenue_known bigint NOT NULL) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS bv_pair_delta (hk_product bytea NOT NULL, hk_customer bytea NOT NULL, orders bigint NOT NULL, units bigint NOT NULL, revenue numeric NOT NULL, views bigint NOT NULL) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS bv_product_delta (hk_product bytea PRIMARY KEY, units numeric, revenue numeric, orders numeric, buyers bigint, views numeric, viewers bigint, viewers_who_bought bigint) ON COMMIT DELETE ROWS;
 -- The counted lines of the touched orders, as the business vault holds them when it is
--- read: before the bridge is refreshed (product_lines_was.sql) and after (product_keys.sql).
+-- read: before the bridge is refreshed (product_lines_was.sql) and after (customer_categories.sql).
 -- (created once per session: replacing it per batch would rewrite catalog rows each time)
 DO $$ BEGIN
 IF to_regclass('pg_temp.bv_counted_lines') IS NULL THEN

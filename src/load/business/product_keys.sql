@@ -13,7 +13,7 @@ SELECT d.hk_product, d.hk_customer, sum(d.orders), sum(d.units), sum(d.revenue),
   FROM (SELECT c.hk_product, c.hk_customer, count(DISTINCT c.hk_order) AS orders,
                coalesce(sum(c.quantity), 0) AS units, coalesce(sum(c.line_amount), 0.00) AS revenue,
                0 AS views
-          FROM pg_temp.bv_counted_lines c
+          FROM pg_temp.bv_lines_now c
          GROUP BY c.hk_product, c.hk_customer
         UNION ALL
         SELECT w.hk_product, w.hk_customer, -count(DISTINCT w.hk_order),
