@@ -36,6 +36,17 @@ COMMENT ON COLUMN mart.order_lines.discount IS 'Money amount off the line (not a
 COMMENT ON COLUMN mart.order_lines.line_amount IS 'quantity × unit_price − discount.';
 COMMENT ON COLUMN mart.order_lines.is_counted IS 'True unless the order is cancelled or returned.';
 
+CREATE OR REPLACE VIEW mart.order_line_items AS
+SELECT b.hk_order, b.line_no, hp.product_id, pd.name AS product_name, pd.category,
+       b.quantity, b.unit_price, b.discount, b.line_amount, b.hk_product
+  FROM business_vault.bridge_customer_order_product b
+  JOIN raw_vault.hub_product hp ON hp.hk_product = b.hk_product
+  LEFT JOIN LATERAL (
+        SELECT s.name, s.category FROM raw_vault.sat_product_details s
+         WHERE s.hk_product = b.hk_product
+         ORDER BY s.applied_dts DESC, s.event_seq DESC LIMIT 1) pd ON true;
+COMMENT ON VIEW mart.order_line_items IS 'The lines of mart.order_lines without their order''s header (customer, time, status): what the API reads for orders it has already listed, by hk_order; three tables joined instead of six (planned per request, half the time).';
+
 CREATE OR REPLACE VIEW mart.customer_orders AS
 SELECT x.customer_id, ho.order_id, x.ordered_at, x.order_date, x.channel, x.status,
        x.is_counted, x.lines, x.units, x.amount, x.order_number, x.days_since_previous_order,

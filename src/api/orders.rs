@@ -63,7 +63,7 @@ const COLUMNS: &str = "o.order_id, o.customer_id, o.ordered_at, o.order_date, o.
 const LINES: &str = "
     SELECT l.hk_order, l.line_no, l.product_id, l.product_name, l.category, l.quantity,
            l.unit_price, l.discount, l.line_amount
-      FROM mart.order_lines l
+      FROM mart.order_line_items l
      WHERE l.hk_order = ANY($1)
      ORDER BY l.hk_order, length(l.line_no), l.line_no";
 

@@ -1393,7 +1393,7 @@ async fn a_role_that_may_read_only_mart_can_use_every_mart_view_and_function() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(views.len(), 14, "{views:?}");
+    assert_eq!(views.len(), 15, "{views:?}");
     let role = format!("dvault_test_mart_reader_{}", rand::random::<u32>());
     client
         .batch_execute(&format!(
