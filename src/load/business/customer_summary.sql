@@ -3,7 +3,7 @@
 -- settings around each file)
 
 -- Customers: counts and money over counted orders, and the favourite category: the
--- customer's category with the most units, then money, then the first name
+-- customer's category with the most units, then money, then the first by name
 -- (customer_categories.sql keeps the totals).
 INSERT INTO business_vault.customer_order_summary AS c
     (hk_customer, orders_placed, orders_count, orders_cancelled, orders_returned, units,
