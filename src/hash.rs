@@ -63,75 +63,137 @@ fn upper_one_to_one(c: char) -> char {
     }
 }
 
-/// Append `part` normalized (see [`normalize`]) to `out`; `false` (and nothing
-/// appended) when nothing is left of it.
-pub fn push_normalized(part: &str, out: &mut String) -> bool {
-    let trimmed = part.trim_matches(' ');
-    if trimmed.is_empty() {
-        return false;
-    }
-    out.extend(trimmed.chars().map(upper_one_to_one));
-    true
-}
-
-/// The separator and the NULL marker of multi-part keys and hashdiffs.
-pub const SEPARATOR_TEXT: &str = SEPARATOR;
-pub const NULL_TEXT: &str = NULL_PART;
-
 pub fn sha256(text: &str) -> Hash {
     Sha256::digest(text.as_bytes()).into()
 }
 
-/// Hash key of a single-part business key.
-pub fn hash_key(part: &str) -> Result<Hash, KeyError> {
-    normalize(part).map(|p| sha256(&p)).ok_or(KeyError::Empty)
+/// SHA-256 of normalized parts, fed to the digest as they come: no text is built.
+/// The loader hashes three to five keys and a hashdiff per event, and building each
+/// text (a `String` per part, another for the joined key) was most of what it
+/// allocated.
+pub struct Joined {
+    sha: Sha256,
+    buf: [u8; 128],
+    len: usize,
+    parts: usize,
+    any: bool,
 }
 
-/// Join normalized parts with `||`, NULLs as `^^`. Returns the text and whether
-/// any part was present.
-fn join_parts<'a>(
-    parts: impl IntoIterator<Item = Option<&'a str>>,
-    check: bool,
-) -> Result<(String, bool), KeyError> {
-    let mut out = String::new();
-    let mut any = false;
-    for (i, part) in parts.into_iter().enumerate() {
-        if i > 0 {
-            out.push_str(SEPARATOR);
-        }
-        match part.and_then(normalize) {
-            Some(p) => {
-                if check && (p.contains(SEPARATOR) || p == NULL_PART) {
-                    return Err(KeyError::Ambiguous(p));
-                }
-                any = true;
-                out.push_str(&p);
-            }
-            None => out.push_str(NULL_PART),
+impl Default for Joined {
+    fn default() -> Self {
+        Joined {
+            sha: Sha256::new(),
+            buf: [0; 128],
+            len: 0,
+            parts: 0,
+            any: false,
         }
     }
-    Ok((out, any))
+}
+
+impl Joined {
+    fn push(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > self.buf.len() {
+            self.sha.update(&self.buf[..self.len]);
+            self.len = 0;
+            if bytes.len() > self.buf.len() {
+                self.sha.update(bytes);
+                return;
+            }
+        }
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// `part` trimmed and upper-cased (see [`normalize`]); `false`, and nothing fed,
+    /// when nothing is left of it.
+    fn normalized(&mut self, part: &str) -> bool {
+        let trimmed = part.trim_matches(' ');
+        if trimmed.is_empty() {
+            return false;
+        }
+        if trimmed.is_ascii() {
+            for chunk in trimmed.as_bytes().chunks(self.buf.len()) {
+                if self.len + chunk.len() > self.buf.len() {
+                    self.sha.update(&self.buf[..self.len]);
+                    self.len = 0;
+                }
+                let to = &mut self.buf[self.len..self.len + chunk.len()];
+                to.copy_from_slice(chunk);
+                to.make_ascii_uppercase();
+                self.len += chunk.len();
+            }
+        } else {
+            for c in trimmed.chars() {
+                let mut utf8 = [0; 4];
+                self.push(upper_one_to_one(c).encode_utf8(&mut utf8).as_bytes());
+            }
+        }
+        true
+    }
+
+    /// The next part of a multi-part key or hashdiff: the separator (from the second
+    /// part on), then the part normalized, or the NULL marker. With `check`, a part
+    /// that could collide with another key is refused (see [`check_part`]).
+    pub fn part(&mut self, part: Option<&str>, check: bool) -> Result<(), KeyError> {
+        if self.parts > 0 {
+            self.push(SEPARATOR.as_bytes());
+        }
+        self.parts += 1;
+        if check && let Some(p) = part {
+            check_part(p)?;
+        }
+        if part.is_some_and(|p| self.normalized(p)) {
+            self.any = true;
+        } else {
+            self.push(NULL_PART.as_bytes());
+        }
+        Ok(())
+    }
+
+    /// Did any part have text?
+    pub fn any(&self) -> bool {
+        self.any
+    }
+
+    pub fn finish(mut self) -> Hash {
+        self.sha.update(&self.buf[..self.len]);
+        self.sha.finalize().into()
+    }
+}
+
+/// Hash key of a single-part business key.
+pub fn hash_key(part: &str) -> Result<Hash, KeyError> {
+    let mut joined = Joined::default();
+    if !joined.normalized(part) {
+        return Err(KeyError::Empty);
+    }
+    Ok(joined.finish())
 }
 
 /// Refuse a key part that could collide with another key once joined: one that
-/// contains `||` or is `^^` after normalization. A single-part hub key would hash
-/// fine, but the same text takes part in link keys, so it is refused everywhere.
+/// contains the separator or is the NULL marker (after normalization).
 pub fn check_part(part: &str) -> Result<(), KeyError> {
-    match normalize(part) {
-        Some(p) if p.contains(SEPARATOR) || p == NULL_PART => Err(KeyError::Ambiguous(p)),
-        _ => Ok(()),
+    // Upper-casing maps neither `|` nor `^` nor onto them: the trimmed text tells.
+    let trimmed = part.trim_matches(' ');
+    if trimmed.contains(SEPARATOR) || trimmed == NULL_PART {
+        return Err(KeyError::Ambiguous(normalize(trimmed).unwrap_or_default()));
     }
+    Ok(())
 }
 
 /// Hash key over several parts (a link, a composite business key), in order.
 pub fn hash_key_multi<'a>(
     parts: impl IntoIterator<Item = Option<&'a str>>,
 ) -> Result<Hash, KeyError> {
-    let (text, any) = join_parts(parts, true)?;
-    if !any {
+    let mut joined = Joined::default();
+    for part in parts {
+        joined.part(part, true)?;
+    }
+    if !joined.any() {
         return Err(KeyError::Empty);
     }
-    Ok(sha256(&text))
+    Ok(joined.finish())
 }
 
 /// Hashdiff of a satellite row: its payload columns' canonical text, in
@@ -139,8 +201,12 @@ pub fn hash_key_multi<'a>(
 pub fn hashdiff<'a>(parts: impl IntoIterator<Item = Option<&'a str>>) -> Hash {
     // Payload values are not keys: `||` inside them cannot make two rows collide
     // in a way that matters (a false "no change" would need equal texts).
-    let (text, _) = join_parts(parts, false).unwrap_or_default();
-    sha256(&text)
+    let mut joined = Joined::default();
+    for part in parts {
+        // without the check, nothing is refused
+        let _ = joined.part(part, false);
+    }
+    joined.finish()
 }
 
 #[cfg(test)]
@@ -229,5 +295,44 @@ mod tests {
             "a value moving to another column is a change"
         );
         assert_eq!(hashdiff([None, None]), sha256("^^||^^"));
+    }
+
+    /// The standard written out: normalized parts joined with `||`, NULL parts `^^`,
+    /// the SHA-256 of that text (what [`Joined`] feeds the digest piece by piece).
+    fn by_text(parts: &[Option<String>]) -> (Hash, bool) {
+        let normalized: Vec<Option<String>> = parts
+            .iter()
+            .map(|p| p.as_deref().and_then(normalize))
+            .collect();
+        let text = normalized
+            .iter()
+            .map(|p| p.as_deref().unwrap_or(NULL_PART))
+            .collect::<Vec<_>>()
+            .join(SEPARATOR);
+        (sha256(&text), normalized.iter().any(Option::is_some))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn streamed_hashes_equal_the_joined_text(
+            parts in proptest::collection::vec(
+                proptest::option::of("( |a|Z|é|ß|ǆ|😀|\\||\\^|[0-9]){0,200}"),
+                1..5,
+            )
+        ) {
+            let (expected, any) = by_text(&parts);
+            let refs = || parts.iter().map(Option::as_deref);
+            proptest::prop_assert_eq!(hashdiff(refs()), expected);
+            let ambiguous = parts.iter().flatten().any(|p| check_part(p).is_err());
+            match hash_key_multi(refs()) {
+                Ok(hk) => proptest::prop_assert!(any && !ambiguous && hk == expected),
+                Err(KeyError::Empty) => proptest::prop_assert!(!any && !ambiguous),
+                Err(KeyError::Ambiguous(_)) => proptest::prop_assert!(ambiguous),
+            }
+            if let [Some(one)] = parts.as_slice() {
+                let single = normalize(one).map(|n| sha256(&n)).ok_or(KeyError::Empty);
+                proptest::prop_assert_eq!(hash_key(one), single);
+            }
+        }
     }
 }

@@ -14,17 +14,18 @@ use crate::mapping::{
 
 use super::rows::{HubRow, LinkRow, Origin, Rows, SatRow};
 
-/// A hub key of one event: once, or per element of the array its key iterates.
+/// A hub key of one event: once, or per element of the array its key iterates. With
+/// each key, where its row is in the batch's rows of the hub (its business key).
 enum Keys {
-    One(Hash, Vec<String>),
-    Each(Vec<(Hash, Vec<String>)>),
+    One(Hash, usize),
+    Each(Vec<(Hash, usize)>),
 }
 
 impl Keys {
-    fn get(&self, i: usize) -> (&Hash, &[String]) {
+    fn get(&self, i: usize) -> (&Hash, usize) {
         match self {
-            Keys::One(h, bk) => (h, bk),
-            Keys::Each(v) => (&v[i].0, &v[i].1),
+            Keys::One(h, row) => (h, *row),
+            Keys::Each(v) => (&v[i].0, v[i].1),
         }
     }
 }
@@ -245,26 +246,26 @@ impl Event<'_, '_> {
                 .map_err(|e| format!("{}: {e}", at(&target(), &paths[0], array.map(|_| i))))?;
                 Ok((hk, parts))
             };
-            let k = match array {
-                None => {
-                    let (hk, bk) = key_at(0)?;
-                    Keys::One(hk, bk)
-                }
-                Some(_) => Keys::Each((0..items.len()).map(key_at).collect::<Result<_, _>>()?),
+            let hub_rows = &mut rows.hubs[*h];
+            let mut row = |(hk, business_key): (Hash, Vec<String>)| {
+                hub_rows.push(HubRow {
+                    hk,
+                    business_key,
+                    origin: origin.clone(),
+                });
+                (hk, hub_rows.len() - 1)
             };
-            match &k {
-                Keys::One(hk, bk) => rows.hubs[*h].push(HubRow {
-                    hk: *hk,
-                    business_key: bk.clone(),
-                    origin: origin.clone(),
-                }),
-                Keys::Each(v) => rows.hubs[*h].extend(v.iter().map(|(hk, bk)| HubRow {
-                    hk: *hk,
-                    business_key: bk.clone(),
-                    origin: origin.clone(),
-                })),
-            }
-            keys[*h] = Some(k);
+            keys[*h] = Some(match array {
+                None => {
+                    let (hk, at) = row(key_at(0)?);
+                    Keys::One(hk, at)
+                }
+                Some(_) => Keys::Each(
+                    (0..items.len())
+                        .map(|i| key_at(i).map(&mut row))
+                        .collect::<Result<_, _>>()?,
+                ),
+            });
         }
         Ok(keys)
     }
@@ -294,7 +295,7 @@ impl Event<'_, '_> {
             };
             let mut hks = Vec::with_capacity(n);
             for i in 0..n {
-                let row = self.link_row(*l, dep_paths, keys, items, array, i)?;
+                let row = self.link_row(*l, dep_paths, keys, &rows.hubs, items, array, i)?;
                 hks.push(row.hk);
                 rows.links[*l].push(row);
             }
@@ -305,11 +306,13 @@ impl Event<'_, '_> {
 
     /// Link `l`'s row for element `i` of its scope (`items`, the elements of `array`):
     /// its hubs' keys and its dependent keys, hashed together.
+    #[allow(clippy::too_many_arguments)]
     fn link_row(
         &self,
         l: LinkId,
         dep_paths: &[Field],
         keys: &PerHub<Option<Keys>>,
+        hub_rows: &PerHub<Vec<HubRow>>,
         items: &[Doc<'_>],
         array: Option<&[String]>,
         i: usize,
@@ -330,7 +333,9 @@ impl Event<'_, '_> {
                 target()
             )
         };
-        let mut parts: Vec<String> = Vec::new();
+        let mut joined = hash::Joined::default();
+        // every part was checked when read; this can only fail on a bug
+        let bug = |e: hash::KeyError| format!("{}: {e}", link_at(array.map(|_| i)));
         let mut hub_hks = Vec::with_capacity(link.hubs.len());
         for &h in &link.hubs {
             let Some(k) = &keys[h] else {
@@ -340,9 +345,11 @@ impl Event<'_, '_> {
                     m.hubs[h].name
                 ));
             };
-            let (hk, bk) = k.get(if matches!(k, Keys::Each(_)) { i } else { 0 });
+            let (hk, row) = k.get(if matches!(k, Keys::Each(_)) { i } else { 0 });
             hub_hks.push(*hk);
-            parts.extend(bk.iter().cloned());
+            for part in &hub_rows[h][row].business_key {
+                joined.part(Some(part), true).map_err(bug)?;
+            }
         }
         let mut dependent = Vec::with_capacity(dep_paths.len());
         for (p, (col, ty)) in dep_paths.iter().zip(&link.dependent_keys) {
@@ -356,16 +363,16 @@ impl Event<'_, '_> {
             let v = sourced(p, payload, items, i, *ty)
                 .map_err(|e| format!("{}: {e}", where_()))?
                 .ok_or_else(|| format!("{}: missing", where_()))?;
-            let text = v.canonical();
-            if let Some(problem) = key_part_problem(&text) {
-                return Err(format!("{}: {problem}", where_()));
-            }
-            parts.push(text);
+            v.with_canonical(|text| match key_part_problem(text) {
+                Some(problem) => Err(format!("{}: {problem}", where_())),
+                None => joined.part(Some(text), true).map_err(bug),
+            })?;
             dependent.push(v);
         }
-        // every part was checked above; this can only fail on a bug
-        let hk = hash::hash_key_multi(parts.iter().map(|p| Some(p.as_str())))
-            .map_err(|e| format!("{}: {e}", link_at(array.map(|_| i))))?;
+        if !joined.any() {
+            return Err(bug(hash::KeyError::Empty));
+        }
+        let hk = joined.finish();
         Ok(LinkRow {
             hk,
             hub_keys: hub_hks,

@@ -95,12 +95,15 @@ impl<'a> Doc<'a> {
             if b.get(at) != Some(&b'"') {
                 return None;
             }
-            let len = text.get(at + 1..)?.find('"')?;
-            let s = &text[at + 1..at + 1 + len];
-            if s.bytes().any(|c| c == b'\\' || c < 0x20) {
+            // one pass: the closing quote, unless an escape or a control comes first
+            let rest = b.get(at + 1..)?;
+            let len = rest
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+            if rest[len] != b'"' {
                 return None;
             }
-            Some((s, at + len + 2))
+            Some((text.get(at + 1..at + 1 + len)?, at + len + 2))
         };
         loop {
             let (key, next) = string(i)?;

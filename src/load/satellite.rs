@@ -45,28 +45,18 @@ pub struct NewVersion<'a> {
 
 /// Hashdiff of a full row (values in the satellite's alphabetical column order).
 ///
-/// Equal to [`hash::hashdiff`] over the values' canonical texts, written in one
-/// buffer: this runs for every satellite row of a load.
+/// Equal to [`hash::hashdiff`] over the values' canonical texts, fed to the digest
+/// without building them: this runs for every satellite row of a load.
 pub fn hashdiff(values: &[Option<Value>]) -> Hash {
-    let mut text = String::with_capacity(32 * values.len());
-    let mut part = String::with_capacity(64);
-    for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            text.push_str(hash::SEPARATOR_TEXT);
-        }
-        let present = match v {
-            Some(v) => {
-                part.clear();
-                v.write_canonical(&mut part);
-                hash::push_normalized(&part, &mut text)
-            }
-            None => false,
+    let mut joined = hash::Joined::default();
+    for v in values {
+        // without the key check nothing is refused
+        let _ = match v {
+            Some(v) => v.with_canonical(|text| joined.part(Some(text), false)),
+            None => joined.part(None, false),
         };
-        if !present {
-            text.push_str(hash::NULL_TEXT);
-        }
     }
-    hash::sha256(&text)
+    joined.finish()
 }
 
 /// The earliest business time staged per parent: where to look for predecessors.
@@ -256,7 +246,7 @@ mod tests {
         v.iter()
             .map(|n| {
                 let city = match &n.values[0] {
-                    Some(Value::Text(c)) => c.clone(),
+                    Some(Value::Text(c)) => c.to_string(),
                     _ => "-".into(),
                 };
                 (n.origin.applied_dts.day(), city)

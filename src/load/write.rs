@@ -41,7 +41,7 @@ impl ToSql for Value {
         out: &mut BytesMut,
     ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
         match self {
-            Value::Text(s) => s.to_sql(ty, out),
+            Value::Text(s) => s.as_str().to_sql(ty, out),
             Value::Int(i) if *ty == Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
             Value::Int(i) => i.to_sql(ty, out),
             Value::Numeric(d) => d.to_sql(ty, out),
@@ -62,7 +62,9 @@ fn read_value(
     ty: ColumnType,
 ) -> Result<Option<Value>, tokio_postgres::Error> {
     Ok(match ty {
-        ColumnType::Text => row.try_get::<_, Option<String>>(idx)?.map(Value::Text),
+        ColumnType::Text => row
+            .try_get::<_, Option<&str>>(idx)?
+            .map(|s| Value::Text(s.into())),
         ColumnType::Integer => row
             .try_get::<_, Option<i32>>(idx)?
             .map(|v| Value::Int(v.into())),

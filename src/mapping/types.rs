@@ -6,6 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Datelike, NaiveDate, SubsecRound, Timelike, Utc};
+use compact_str::CompactString;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::events::csv_rows::parse_time;
@@ -85,7 +86,9 @@ impl fmt::Display for ColumnType {
 /// A typed value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    Text(String),
+    /// Inline up to 24 bytes: most values a warehouse load reads (codes, flags,
+    /// names, short comments) cost no allocation of their own.
+    Text(CompactString),
     Int(i64),
     Numeric(Decimal),
     Date(NaiveDate),
@@ -98,51 +101,109 @@ impl Value {
     /// declared scale): what is hashed.
     pub fn canonical(&self) -> String {
         let mut s = String::new();
-        self.write_canonical(&mut s);
+        // writing into a String cannot fail
+        let _ = self.write_canonical(&mut s);
         s
     }
 
-    /// [`canonical`](Self::canonical), appended to `out` (no allocation of its own:
-    /// the loader writes a satellite row's hashdiff text in one buffer).
-    pub fn write_canonical(&self, out: &mut String) {
-        use std::fmt::Write;
-        // writing into a String cannot fail
-        let _ = match self {
-            Value::Text(s) => {
-                out.push_str(s);
-                Ok(())
-            }
-            Value::Int(i) => write!(out, "{i}"),
+    /// [`canonical`](Self::canonical), written to `out` (no allocation of its own
+    /// but for fractions of a second).
+    pub fn write_canonical(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        match self {
+            Value::Text(s) => out.write_str(s),
+            Value::Int(i) => out.write_str(itoa::Buffer::new().format(*i)),
             Value::Numeric(d) => write!(out, "{d}"),
             Value::Date(d) => write_date(out, *d),
             Value::Timestamptz(t) => {
-                let _ = write_date(out, t.date_naive());
+                write_date(out, t.date_naive())?;
                 let time = t.time();
                 let micros = t.timestamp_subsec_micros();
                 // a leap second is second 60, as chrono's %S prints it
                 let second = time.second() + u32::from(time.nanosecond() >= 1_000_000_000);
-                let _ = write!(out, " {:02}:{:02}:{second:02}", time.hour(), time.minute());
+                out.write_char(' ')?;
+                write_two(out, time.hour())?;
+                out.write_char(':')?;
+                write_two(out, time.minute())?;
+                out.write_char(':')?;
+                write_two(out, second)?;
                 if micros > 0 {
                     let frac = format!("{micros:06}");
-                    out.push('.');
-                    out.push_str(frac.trim_end_matches('0'));
+                    out.write_char('.')?;
+                    out.write_str(frac.trim_end_matches('0'))?;
                 }
-                out.push_str("+00");
-                Ok(())
+                out.write_str("+00")
             }
-            Value::Bool(b) => write!(out, "{b}"),
-        };
+            Value::Bool(b) => out.write_str(if *b { "true" } else { "false" }),
+        }
+    }
+
+    /// The canonical text lent to `f`: a text value as it is, any other written on
+    /// the stack (the loader hashes every value of every row it reads).
+    pub fn with_canonical<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        if let Value::Text(s) = self {
+            return f(s);
+        }
+        let mut text = StackText::default();
+        match self.write_canonical(&mut text) {
+            Ok(()) => f(text.as_str()),
+            // longer than the stack buffer
+            Err(_) => f(&self.canonical()),
+        }
     }
 }
 
-/// `YYYY-MM-DD`, as chrono's `%Y-%m-%d` writes it (years outside 0..=9999 with a sign).
-fn write_date(out: &mut String, d: NaiveDate) -> fmt::Result {
-    use std::fmt::Write;
-    if (0..=9999).contains(&d.year()) {
-        write!(out, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
-    } else {
-        write!(out, "{}", d.format("%Y-%m-%d"))
+/// Up to 64 bytes of text on the stack; writing more fails.
+struct StackText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText {
+            buf: [0; 64],
+            len: 0,
+        }
     }
+}
+
+impl StackText {
+    fn as_str(&self) -> &str {
+        // only whole `str`s are ever written
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let to = self
+            .buf
+            .get_mut(self.len..self.len + s.len())
+            .ok_or(fmt::Error)?;
+        to.copy_from_slice(s.as_bytes());
+        self.len += s.len();
+        Ok(())
+    }
+}
+
+/// `n` (below 100) as two digits.
+fn write_two(out: &mut impl fmt::Write, n: u32) -> fmt::Result {
+    out.write_char(char::from(b'0' + (n / 10 % 10) as u8))?;
+    out.write_char(char::from(b'0' + (n % 10) as u8))
+}
+
+/// `YYYY-MM-DD`, as chrono's `%Y-%m-%d` writes it (years outside 0..=9999 with a sign).
+fn write_date(out: &mut impl fmt::Write, d: NaiveDate) -> fmt::Result {
+    let year = d.year();
+    if !(0..=9999).contains(&year) {
+        return write!(out, "{}", d.format("%Y-%m-%d"));
+    }
+    write_two(out, year as u32 / 100)?;
+    write_two(out, year as u32 % 100)?;
+    out.write_char('-')?;
+    write_two(out, d.month())?;
+    out.write_char('-')?;
+    write_two(out, d.day())
 }
 
 /// `YYYY-MM-DD` read without chrono's format parser (the common case, and the hot
@@ -200,10 +261,10 @@ fn parse_text(
     match ty {
         ColumnType::Text => {
             if is_string {
-                Ok(Value::Text(text.to_string()))
+                Ok(Value::Text(text.into()))
             } else {
                 // numbers and booleans given for a text column keep their JSON text
-                Ok(Value::Text(t.to_string()))
+                Ok(Value::Text(t.into()))
             }
         }
         ColumnType::Integer => {
