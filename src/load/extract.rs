@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use compact_str::CompactString;
+
 use super::payload::{Doc, Scalar};
 use crate::hash::{self, Hash, KeyMap};
 use crate::mapping::types::parse_scalar;
@@ -117,14 +119,14 @@ fn key_part_problem(text: &str) -> Option<String> {
 }
 
 /// A business key part: strings and numbers; trimmed.
-pub(crate) fn key_text(v: Option<&Doc<'_>>) -> Option<String> {
+pub(crate) fn key_text(v: Option<&Doc<'_>>) -> Option<CompactString> {
     match v?.scalar() {
-        Scalar::String(s) => Some(s.trim_matches(' ').to_string()),
-        Scalar::Number(n) => Some(n.into_owned()),
-        Scalar::Bool(b) => Some(b.to_string()),
+        Scalar::String(s) => Some(s.trim_matches(' ').into()),
+        Scalar::Number(n) => Some(n.as_ref().into()),
+        Scalar::Bool(b) => Some(if b { "true" } else { "false" }.into()),
         Scalar::Null | Scalar::Composite(_) => None,
     }
-    .filter(|s| !s.is_empty())
+    .filter(|s: &CompactString| !s.is_empty())
 }
 
 /// Project one event into `out`. `Err` is the reason to reject it; then `out` is
@@ -224,7 +226,7 @@ impl Event<'_, '_> {
                     .map_err(|e| format!("{}: {e}", at(&target(), &paths[0], None)))?,
                 None => &[],
             };
-            let key_at = |i: usize| -> Result<(Hash, Vec<String>), String> {
+            let key_at = |i: usize| -> Result<(Hash, Vec<CompactString>), String> {
                 let mut parts = Vec::with_capacity(paths.len());
                 for p in paths {
                     let text = key_text(lookup(payload, p, items, i)).ok_or_else(|| {
@@ -247,7 +249,7 @@ impl Event<'_, '_> {
                 Ok((hk, parts))
             };
             let hub_rows = &mut rows.hubs[*h];
-            let mut row = |(hk, business_key): (Hash, Vec<String>)| {
+            let mut row = |(hk, business_key): (Hash, Vec<CompactString>)| {
                 hub_rows.push(HubRow {
                     hk,
                     business_key,

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use compact_str::CompactString;
 
 use crate::hash::Hash;
 use crate::mapping::{Mappings, PerHub, PerLink, PerSat, Value};
@@ -23,7 +24,8 @@ pub struct Origin {
 #[derive(Debug, Clone)]
 pub struct HubRow {
     pub hk: Hash,
-    pub business_key: Vec<String>,
+    /// Inline up to 24 bytes a part (most business keys).
+    pub business_key: Vec<CompactString>,
     pub origin: Arc<Origin>,
 }
 

@@ -98,7 +98,12 @@ struct Version {
 /// states every column (nothing to carry forward), else computed here.
 pub fn plan<'a>(staged: &'a [SatRow], existing: &[Existing]) -> Vec<NewVersion<'a>> {
     let mut order: Vec<&'a SatRow> = staged.iter().collect();
-    order.sort_unstable_by_key(|r| (r.parent, r.origin.xid, r.origin.seq));
+    // the origins (another allocation each) are read only for rows of one parent
+    order.sort_unstable_by(|a, b| {
+        a.parent
+            .cmp(&b.parent)
+            .then_with(|| (a.origin.xid, a.origin.seq).cmp(&(b.origin.xid, b.origin.seq)))
+    });
     let mut old: Vec<usize> = (0..existing.len()).collect();
     old.sort_unstable_by_key(|&i| (existing[i].parent, existing[i].applied_dts, existing[i].seq));
     let mut old = old.into_iter().peekable();
