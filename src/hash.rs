@@ -172,7 +172,8 @@ pub fn hash_key(part: &str) -> Result<Hash, KeyError> {
 }
 
 /// Refuse a key part that could collide with another key once joined: one that
-/// contains the separator or is the NULL marker (after normalization).
+/// contains `||` or is `^^` after normalization. A single-part hub key would hash
+/// fine, but the same text takes part in link keys, so it is refused everywhere.
 pub fn check_part(part: &str) -> Result<(), KeyError> {
     // Upper-casing maps neither `|` nor `^` nor onto them: the trimmed text tells.
     let trimmed = part.trim_matches(' ');
