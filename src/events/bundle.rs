@@ -217,10 +217,15 @@ pub fn read_rows(rows: &[Row]) -> Result<Vec<StoredEvent>, tokio_postgres::Error
         };
         out.reserve(lines.len());
         for (i, line) in lines.into_iter().enumerate() {
+            // `{event_id}/{i}`, without `format!`'s machinery: this runs per event
+            let mut id = String::with_capacity(event_id.len() + 8);
+            id.push_str(&event_id);
+            id.push('/');
+            id.push_str(itoa::Buffer::new().format(i));
             out.push(StoredEvent {
                 seq: line.seq,
                 xid,
-                event_id: format!("{event_id}/{i}"),
+                event_id: id,
                 event_type: event_type.clone(),
                 source: source.clone(),
                 occurred_at: line.occurred_at,
