@@ -112,7 +112,7 @@ impl Value {
         match self {
             Value::Text(s) => out.write_str(s),
             Value::Int(i) => out.write_str(itoa::Buffer::new().format(*i)),
-            Value::Numeric(d) => write!(out, "{d}"),
+            Value::Numeric(d) => write_numeric(out, d),
             Value::Date(d) => write_date(out, *d),
             Value::Timestamptz(t) => {
                 write_date(out, t.date_naive())?;
@@ -183,6 +183,38 @@ impl fmt::Write for StackText {
         to.copy_from_slice(s.as_bytes());
         self.len += s.len();
         Ok(())
+    }
+}
+
+/// A numeric as `rust_decimal` displays it (every digit of its scale), from its
+/// integer mantissa: the loader writes four per TPC-H line item for its hashdiff, where
+/// the general formatter took 2.5% of the loader's CPU (`perf`, SF0.3).
+fn write_numeric(out: &mut impl fmt::Write, d: &Decimal) -> fmt::Result {
+    let mantissa = d.mantissa();
+    if mantissa == 0 {
+        // zero keeps its sign and scale as the formatter has them
+        return write!(out, "{d}");
+    }
+    if mantissa < 0 {
+        out.write_char('-')?;
+    }
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(mantissa.unsigned_abs());
+    let scale = d.scale() as usize;
+    match digits.len().checked_sub(scale) {
+        Some(0) | None => {
+            out.write_str("0.")?;
+            for _ in digits.len()..scale {
+                out.write_char('0')?;
+            }
+            out.write_str(digits)
+        }
+        Some(whole) if scale > 0 => {
+            out.write_str(&digits[..whole])?;
+            out.write_char('.')?;
+            out.write_str(&digits[whole..])
+        }
+        Some(_) => out.write_str(digits),
     }
 }
 
@@ -319,6 +351,24 @@ mod tests {
 
     fn parse_value(json: &Json, ty: ColumnType) -> Result<Option<Value>, String> {
         parse_scalar(&Scalar::of(json), ty, &|| json.to_string())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn numerics_are_written_as_rust_decimal_displays_them(
+            lo in proptest::prelude::any::<u32>(),
+            mid in proptest::prelude::any::<u32>(),
+            hi in proptest::prelude::any::<u32>(),
+            width in 0u32..4,
+            negative in proptest::prelude::any::<bool>(),
+            scale in 0u32..=28,
+        ) {
+            // mantissas of every width, zero included
+            let (mid, hi) = (if width > 1 { mid } else { 0 }, if width > 2 { hi } else { 0 });
+            let lo = if width > 0 { lo } else { 0 };
+            let d = Decimal::from_parts(lo, mid, hi, negative, scale);
+            proptest::prop_assert_eq!(Value::Numeric(d).canonical(), d.to_string());
+        }
     }
 
     #[test]
