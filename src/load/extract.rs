@@ -14,7 +14,7 @@ use crate::mapping::{
     ColumnType, EventMapping, Field, FieldPath, LinkId, Mappings, Parent, PerHub, PerLink, Value,
 };
 
-use super::rows::{HubRow, LinkRow, Origin, Rows, SatRow};
+use super::rows::{BusinessKey, HubRow, LinkRow, Origin, Rows, SatRow};
 
 /// A hub key of one event: once, or per element of the array its key iterates. With
 /// each key, where its row is in the batch's rows of the hub (its business key).
@@ -226,8 +226,8 @@ impl Event<'_, '_> {
                     .map_err(|e| format!("{}: {e}", at(&target(), &paths[0], None)))?,
                 None => &[],
             };
-            let key_at = |i: usize| -> Result<(Hash, Vec<CompactString>), String> {
-                let mut parts = Vec::with_capacity(paths.len());
+            let key_at = |i: usize| -> Result<(Hash, BusinessKey), String> {
+                let mut parts = BusinessKey::with_capacity(paths.len());
                 for p in paths {
                     let text = key_text(lookup(payload, p, items, i)).ok_or_else(|| {
                         format!(
@@ -249,7 +249,7 @@ impl Event<'_, '_> {
                 Ok((hk, parts))
             };
             let hub_rows = &mut rows.hubs[*h];
-            let mut row = |(hk, business_key): (Hash, Vec<CompactString>)| {
+            let mut row = |(hk, business_key): (Hash, BusinessKey)| {
                 hub_rows.push(HubRow {
                     hk,
                     business_key,

@@ -6,9 +6,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use compact_str::CompactString;
+use smallvec::SmallVec;
 
 use crate::hash::Hash;
 use crate::mapping::{Mappings, PerHub, PerLink, PerSat, Value};
+
+/// A business key's parts, trimmed.
+pub type BusinessKey = SmallVec<[CompactString; 1]>;
 
 /// What every row of one event shares.
 #[derive(Debug, Clone)]
@@ -24,8 +28,8 @@ pub struct Origin {
 #[derive(Debug, Clone)]
 pub struct HubRow {
     pub hk: Hash,
-    /// Inline up to 24 bytes a part (most business keys).
-    pub business_key: Vec<CompactString>,
+    /// One part inline, of up to 24 bytes (most business keys): no allocation.
+    pub business_key: BusinessKey,
     pub origin: Arc<Origin>,
 }
 
