@@ -92,17 +92,21 @@ impl Default for Joined {
 }
 
 impl Joined {
-    fn push(&mut self, bytes: &[u8]) {
-        if self.len + bytes.len() > self.buf.len() {
+    /// The next `n` bytes of the buffer (`n` at most its size), to be written; what
+    /// it held goes to the digest first when they would not fit.
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        if self.len + n > self.buf.len() {
             self.sha.update(&self.buf[..self.len]);
             self.len = 0;
-            if bytes.len() > self.buf.len() {
-                self.sha.update(bytes);
-                return;
-            }
         }
-        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
+        self.len += n;
+        &mut self.buf[self.len - n..self.len]
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(self.buf.len()) {
+            self.room(chunk.len()).copy_from_slice(chunk);
+        }
     }
 
     /// `part` trimmed and upper-cased (see [`normalize`]); `false`, and nothing fed,
@@ -114,14 +118,9 @@ impl Joined {
         }
         if trimmed.is_ascii() {
             for chunk in trimmed.as_bytes().chunks(self.buf.len()) {
-                if self.len + chunk.len() > self.buf.len() {
-                    self.sha.update(&self.buf[..self.len]);
-                    self.len = 0;
-                }
-                let to = &mut self.buf[self.len..self.len + chunk.len()];
+                let to = self.room(chunk.len());
                 to.copy_from_slice(chunk);
                 to.make_ascii_uppercase();
-                self.len += chunk.len();
             }
         } else {
             for c in trimmed.chars() {
