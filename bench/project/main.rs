@@ -6,22 +6,34 @@
 //! ```sh
 //! psql "$DATABASE_URL" -c "\copy (SELECT event_type, payload FROM event_log.events ORDER BY seq LIMIT 100000) TO 'events.csv' (FORMAT csv)"
 //! cargo run --release --example project -- events.csv examples/tpch/mappings
+//! cargo run --release --example project -- events.csv examples/tpch/mappings --fields
 //! ```
+//!
+//! With `--fields` each flat payload is read as a bundle's fields line instead
+//! (`dvault ingest --bundle`'s format: docs/events.md), the same events either way.
 
 use std::time::Instant;
 
 use anyhow::Context;
 use chrono::Utc;
 
-use dvault::events::{StoredEvent, Xid8};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use dvault::events::bundle::push_field;
+use dvault::events::{Payload, StoredEvent, Xid8};
 use dvault::load::{project, satellite};
 use dvault::mapping::Mappings;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let (Some(file), Some(mappings)) = (args.next(), args.next()) else {
-        anyhow::bail!("usage: project EVENTS.csv MAPPINGS_DIR (EVENTS.csv: event_type,payload)");
+        anyhow::bail!(
+            "usage: project EVENTS.csv MAPPINGS_DIR [--fields] (EVENTS.csv: event_type,payload)"
+        );
     };
+    let as_fields = args.next().as_deref() == Some("--fields");
+    let mut headers: HashMap<Vec<String>, Arc<[String]>> = HashMap::new();
     let m = Mappings::from_dir(std::path::Path::new(&mappings))?;
     let now = Utc::now();
     let mut events = Vec::new();
@@ -40,7 +52,10 @@ fn main() -> anyhow::Result<()> {
             source: "bench".into(),
             occurred_at: now,
             recorded_at: now,
-            payload: record[1].to_string(),
+            payload: match as_fields {
+                false => Payload::Json(record[1].to_string()),
+                true => fields(&record[1], &mut headers)?,
+            },
             damaged: None,
         });
     }
@@ -62,4 +77,30 @@ fn main() -> anyhow::Result<()> {
         secs * 1e6 / events.len().max(1) as f64
     );
     Ok(())
+}
+
+/// A flat JSON object of strings and nulls (as `dvault ingest` makes of a CSV row) as
+/// a bundle's fields line, its names shared by every payload with the same keys.
+fn fields(
+    json: &str,
+    headers: &mut HashMap<Vec<String>, Arc<[String]>>,
+) -> anyhow::Result<Payload> {
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)?;
+    let keys: Vec<String> = object.keys().cloned().collect();
+    let names = headers
+        .entry(keys.clone())
+        .or_insert_with(|| keys.into())
+        .clone();
+    let mut line = String::new();
+    for (i, value) in object.values().enumerate() {
+        if i > 0 {
+            line.push('\t');
+        }
+        match value {
+            serde_json::Value::Null => {}
+            serde_json::Value::String(s) => push_field(&mut line, s),
+            other => anyhow::bail!("not a CSV row's payload: {other}"),
+        }
+    }
+    Ok(Payload::Fields { names, line })
 }

@@ -3,8 +3,10 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
-use super::NewEvent;
+use std::sync::Arc;
+
 use super::limits::{self, TimeRange};
+use super::{NewEvent, bundle};
 
 /// What every row of one CSV file is.
 #[derive(Debug, Clone)]
@@ -36,7 +38,7 @@ impl RowSpec {
 /// A validated header: names, and the position of the time column.
 #[derive(Debug, Clone)]
 pub struct Header {
-    names: Vec<String>,
+    names: Arc<[String]>,
     /// Each name already encoded as a JSON string, with its comma/colon.
     keys: Vec<String>,
     time_index: Option<usize>,
@@ -84,7 +86,7 @@ impl Header {
             .map(|n| serde_json::to_string(n).unwrap_or_default())
             .collect();
         Ok(Header {
-            names,
+            names: names.into(),
             keys,
             time_index,
         })
@@ -107,6 +109,63 @@ impl Header {
         received_at: DateTime<Utc>,
         range: &TimeRange,
     ) -> Result<NewEvent, String> {
+        let mut payload = String::with_capacity(16 * fields.len() + 2);
+        payload.push('{');
+        self.each_text(fields, |i, value| {
+            if i > 0 {
+                payload.push(',');
+            }
+            payload.push_str(&self.keys[i]);
+            payload.push(':');
+            if value.is_empty() {
+                payload.push_str("null");
+            } else {
+                push_json_string(&mut payload, value);
+            }
+        })?;
+        payload.push('}');
+        let occurred_at = self.time(fields, received_at, range)?;
+        let event_id = NewEvent::derive_id(&spec.event_type, &spec.source, None, &payload);
+        limits::check_attributes(&event_id, &spec.source, &spec.event_type)?;
+        Ok(NewEvent {
+            event_id,
+            event_type: spec.event_type.clone(),
+            source: spec.source.clone(),
+            occurred_at,
+            payload,
+        })
+    }
+
+    /// Turn one data row into a [`bundle::Row`]: the same checks and business time as
+    /// [`Header::event`], the fields kept as they are (escaped for the bundle's line)
+    /// instead of written as JSON under their names.
+    pub fn row(
+        &self,
+        fields: &[&[u8]],
+        received_at: DateTime<Utc>,
+        range: &TimeRange,
+    ) -> Result<bundle::Row, String> {
+        let mut line = String::with_capacity(fields.iter().map(|f| f.len() + 1).sum());
+        self.each_text(fields, |i, value| {
+            if i > 0 {
+                line.push('\t');
+            }
+            bundle::push_field(&mut line, value);
+        })?;
+        Ok(bundle::Row {
+            names: self.names.clone(),
+            occurred_at: self.time(fields, received_at, range)?,
+            fields: line,
+        })
+    }
+
+    /// Hand each field of a data row to `each` as text, or say why the row cannot be an
+    /// event: the wrong number of columns, a field not UTF-8 or holding a NUL byte.
+    fn each_text<'f>(
+        &self,
+        fields: &[&'f [u8]],
+        mut each: impl FnMut(usize, &'f str),
+    ) -> Result<(), String> {
         if fields.len() != self.names.len() {
             return Err(format!(
                 "wrong number of columns: expected {}, found {}",
@@ -114,8 +173,6 @@ impl Header {
                 fields.len()
             ));
         }
-        let mut payload = String::with_capacity(16 * fields.len() + 2);
-        payload.push('{');
         for (i, raw) in fields.iter().enumerate() {
             let value = std::str::from_utf8(raw).map_err(|e| {
                 format!(
@@ -127,44 +184,33 @@ impl Header {
             if value.contains('\0') {
                 return Err(format!("column \"{}\" contains a NUL byte", self.names[i]));
             }
-            if i > 0 {
-                payload.push(',');
-            }
-            payload.push_str(&self.keys[i]);
-            payload.push(':');
-            if value.is_empty() {
-                payload.push_str("null");
-            } else {
-                push_json_string(&mut payload, value);
-            }
+            each(i, value);
         }
-        payload.push('}');
-        let occurred_at = match self.time_index {
-            Some(i) => {
-                let text = std::str::from_utf8(fields[i]).unwrap_or_default();
-                let what = format!("time field \"{}\"", self.names[i]);
-                let at = parse_time(text).ok_or_else(|| {
-                    let cut: String = text.chars().take(40).collect();
-                    format!("{what}: \"{cut}\" is not an ISO 8601 date or timestamp")
-                })?;
-                range.check(&what, text, at)?;
-                at
-            }
-            None => received_at,
+        Ok(())
+    }
+
+    /// A data row's business time: its time field, or `received_at` without one.
+    fn time(
+        &self,
+        fields: &[&[u8]],
+        received_at: DateTime<Utc>,
+        range: &TimeRange,
+    ) -> Result<DateTime<Utc>, String> {
+        let Some(i) = self.time_index else {
+            return Ok(received_at);
         };
-        let event_id = NewEvent::derive_id(&spec.event_type, &spec.source, None, &payload);
-        limits::check_attributes(&event_id, &spec.source, &spec.event_type)?;
-        Ok(NewEvent {
-            event_id,
-            event_type: spec.event_type.clone(),
-            source: spec.source.clone(),
-            occurred_at,
-            payload,
-        })
+        let text = std::str::from_utf8(fields[i]).unwrap_or_default();
+        let what = format!("time field \"{}\"", self.names[i]);
+        let at = parse_time(text).ok_or_else(|| {
+            let cut: String = text.chars().take(40).collect();
+            format!("{what}: \"{cut}\" is not an ISO 8601 date or timestamp")
+        })?;
+        range.check(&what, text, at)?;
+        Ok(at)
     }
 }
 
-fn push_json_string(out: &mut String, s: &str) {
+pub(crate) fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
     // most fields need no escape: one scan of the bytes, one copy
     if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {

@@ -6,10 +6,14 @@ use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::Value as Json;
 
+use postgres_types::{FromSql, Type};
+
 use super::NewEvent;
-use super::csv_rows::RowSpec;
+use super::bundle::{Lines, push_field};
+use super::csv_rows::{Header, RowSpec};
 use super::ingest::{Rejection, read_csv, read_ndjson};
 use super::limits::TimeRange;
+use crate::load::payload::Doc;
 
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
@@ -19,6 +23,18 @@ fn now() -> DateTime<Utc> {
 
 type Item = Result<NewEvent, Rejection>;
 
+/// Names as a bundle's first line holds them after `#fields`.
+fn fields_of(names: &[String]) -> String {
+    let mut line = String::new();
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            line.push('\t');
+        }
+        push_field(&mut line, n);
+    }
+    line
+}
+
 fn run_csv(bytes: &[u8], time_field: Option<&str>) -> Result<Vec<Item>, String> {
     let spec = RowSpec {
         event_type: "t".into(),
@@ -26,7 +42,33 @@ fn run_csv(bytes: &[u8], time_field: Option<&str>) -> Result<Vec<Item>, String> 
         time_field: time_field.map(String::from),
     };
     let mut items = Vec::new();
-    read_csv(bytes, &spec, now(), &TimeRange::default(), |_, item, _| {
+    let range = TimeRange::default();
+    // every row both ways: as an event stored alone and as a bundle's row, which the
+    // loader must read as the same payload at the same time (or refuse the same way)
+    let both = |header: &Header, fields: &[&[u8]]| {
+        let event = header.event(fields, &spec, now(), &range);
+        let row = header.row(fields, now(), &range);
+        match (&event, &row) {
+            (Ok(e), Ok(r)) => {
+                let alone = Doc::parse(&e.payload).expect("the event's payload reads");
+                assert_eq!(alone, Doc::fields(&r.names, &r.fields), "{e:?} {r:?}");
+                let line = format!("1\t0\t{}", r.fields);
+                let text = format!("#fields\t{}\n{line}\n", fields_of(&r.names));
+                let Lines(Ok(bundle)) =
+                    Lines::from_sql(&Type::TEXT, text.as_bytes()).expect("infallible")
+                else {
+                    panic!("a bundle of the row does not read: {text:?}");
+                };
+                let json: Vec<_> = bundle.payloads().map(|p| p.json().into_owned()).collect();
+                assert_eq!(json, std::slice::from_ref(&e.payload));
+                assert_eq!(e.occurred_at, r.occurred_at);
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b),
+            _ => panic!("an event and a bundle row disagree: {event:?} {row:?}"),
+        }
+        event
+    };
+    read_csv(bytes, &spec, both, |_, item, _| {
         items.push(item);
         true
     })?;

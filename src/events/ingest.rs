@@ -26,7 +26,7 @@ pub(crate) use append::{Counts, StreamError};
 use append::{Stream, write_stream};
 pub(crate) use read::{Batch, Parsed};
 use read::{BatchLimit, file_digest, start_reader};
-pub use read::{read_csv, read_ndjson};
+pub use read::{Item, read_csv, read_ndjson};
 
 /// Input file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -440,11 +440,7 @@ impl Ingest<'_> {
     /// connection at once.
     async fn in_batches(&self, clients: &mut [Client]) -> Result<IngestSummary, IngestError> {
         let limit = match self.bundle {
-            // a bundle is closed at its rows or its bytes, whichever comes first
-            Some(rows) => BatchLimit {
-                rows,
-                bytes: super::bundle::MAX_BYTES,
-            },
+            Some(rows) => BatchLimit::bundle(rows),
             None => BatchLimit::rows(self.opts.batch_size),
         };
         let (rx, reader) = start_reader(self.path, &self.spec, self.opts, limit)?;
@@ -454,7 +450,7 @@ impl Ingest<'_> {
             file: &self.shown,
             digest: &self.digest,
             progress: &self.progress,
-            bundled: self.bundle.is_some(),
+            bundle: self.bundle.and(self.spec.as_ref()),
         };
         let streams = clients
             .iter_mut()

@@ -13,6 +13,9 @@ pub mod ingest;
 pub mod limits;
 mod sql_types;
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use futures_util::pin_mut;
 use sha2::{Digest, Sha256};
@@ -51,6 +54,48 @@ impl NewEvent {
     }
 }
 
+/// An event's data as the log holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// JSON text: an event stored alone, or a line of a bundle in the JSON format.
+    Json(String),
+    /// A line of a bundle in the fields format ([`bundle::Row`]): the row's fields,
+    /// escaped and tab-separated, named by `names` (the file's header).
+    Fields { names: Arc<[String]>, line: String },
+}
+
+/// A [`Payload`] borrowed, as the quality checks read a bundle's lines in place.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PayloadRef<'a> {
+    Json(&'a str),
+    Fields { names: &'a [String], line: &'a str },
+}
+
+impl Payload {
+    pub fn as_ref(&self) -> PayloadRef<'_> {
+        match self {
+            Payload::Json(text) => PayloadRef::Json(text),
+            Payload::Fields { names, line } => PayloadRef::Fields { names, line },
+        }
+    }
+
+    /// The payload as JSON text: what the event would hold stored alone.
+    pub fn json(&self) -> Cow<'_, str> {
+        self.as_ref().json()
+    }
+}
+
+impl<'a> PayloadRef<'a> {
+    /// The payload as JSON text: a fields line as the object the ingest of its row
+    /// alone stores (each field a string, an empty one `null`).
+    pub fn json(self) -> Cow<'a, str> {
+        match self {
+            PayloadRef::Json(text) => Cow::Borrowed(text),
+            PayloadRef::Fields { names, line } => Cow::Owned(bundle::fields_json(names, line)),
+        }
+    }
+}
+
 /// An event read back from the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
@@ -61,7 +106,7 @@ pub struct StoredEvent {
     pub source: String,
     pub occurred_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
-    pub payload: String,
+    pub payload: Payload,
     /// A bundle that cannot be read as its events: one event standing for the whole
     /// bundle (its `payload` the start of the bundle's text), which the loader
     /// quarantines ([`bundle::read_rows`]).

@@ -605,7 +605,7 @@ mod tests {
             source: "test".into(),
             occurred_at: at,
             recorded_at: at,
-            payload: payload.into(),
+            payload: crate::events::Payload::Json(payload.into()),
             damaged: None,
         }
     }

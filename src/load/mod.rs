@@ -513,7 +513,7 @@ impl Loader {
                             seq: e_.seq,
                             event_type: e_.event_type.clone(),
                             reason: refusal(&e),
-                            payload: e_.payload.clone(),
+                            payload: e_.payload.json().into_owned(),
                         });
                     } else {
                         let mid = range.start + range.len() / 2;

@@ -22,6 +22,9 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value as Json;
 use serde_json::value::RawValue;
 
+use crate::events::PayloadRef;
+use crate::events::bundle;
+
 /// A payload read without copying, for the loader: strings borrow the stored text
 /// where they hold no escape, numbers keep their exact text, objects their order.
 /// It answers what `parse` answers (see [`Scalar`]), for a fraction of the
@@ -38,6 +41,35 @@ pub enum Doc<'a> {
 }
 
 impl<'a> Doc<'a> {
+    /// Read an event's payload: JSON text, or a bundle's fields line as the object its
+    /// row alone would have been stored as ([`Doc::fields`]).
+    pub fn read(payload: PayloadRef<'a>) -> Result<Doc<'a>, serde_json::Error> {
+        match payload {
+            PayloadRef::Json(text) => Doc::parse(text),
+            PayloadRef::Fields { names, line } => Ok(Doc::fields(names, line)),
+        }
+    }
+
+    /// A bundle's fields line ([`crate::events::bundle::Row`]) as an object of its
+    /// fields under `names`: each a string, an empty one null. No JSON on the way, and
+    /// a field without an escape borrows the line. The bundle's reader checked that the
+    /// line holds as many fields as there are names.
+    pub fn fields(names: &'a [String], line: &'a str) -> Doc<'a> {
+        Doc::Object(
+            names
+                .iter()
+                .zip(line.split('\t'))
+                .map(|(name, raw)| {
+                    let value = match bundle::field(raw) {
+                        None => Doc::Null,
+                        Some(text) => Doc::String(text),
+                    };
+                    (Cow::Borrowed(name.as_str()), value)
+                })
+                .collect(),
+        )
+    }
+
     /// Read `text` (validated by `serde_json`).
     pub fn parse(text: &'a str) -> Result<Doc<'a>, serde_json::Error> {
         if let Some(doc) = Doc::flat(text) {

@@ -111,7 +111,7 @@ pub fn project(m: &Mappings, batch: &[StoredEvent]) -> (Projected, Vec<Reject>) 
             seq: e.seq,
             event_type: e.event_type.clone(),
             reason,
-            payload: e.payload.clone(),
+            payload: e.payload.json().into_owned(),
         };
         if let Some(d) = &e.damaged {
             rejects.push(reject(format!(
@@ -132,7 +132,7 @@ pub fn project(m: &Mappings, batch: &[StoredEvent]) -> (Projected, Vec<Reject>) 
             }
             continue;
         };
-        let payload = match payload::Doc::parse(&e.payload) {
+        let payload = match payload::Doc::read(e.payload.as_ref()) {
             Ok(p) => p,
             Err(err) => {
                 rejects.push(reject(format!("the payload cannot be read: {err}")));

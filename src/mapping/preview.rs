@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 use super::{EventMapping, Field, FieldPath, Mappings};
-use crate::events::csv_rows::RowSpec;
+use crate::events::csv_rows::{Header, RowSpec};
 use crate::events::ingest::{self, Format, IngestOptions, Rejection};
-use crate::events::{NewEvent, StoredEvent, Xid8};
+use crate::events::{NewEvent, Payload, StoredEvent, Xid8};
 use crate::human::thousands;
 use crate::load::payload::Doc;
 
@@ -74,7 +74,7 @@ impl Preview {
             source: e.source,
             occurred_at: e.occurred_at,
             recorded_at: Utc::now(),
-            payload: e.payload,
+            payload: Payload::Json(e.payload),
             damaged: None,
         };
         let (_, rejects) = crate::load::project(m, std::slice::from_ref(&stored));
@@ -86,7 +86,7 @@ impl Preview {
             }
             return;
         }
-        let Ok(doc) = Doc::parse(&stored.payload) else {
+        let Ok(doc) = Doc::read(stored.payload.as_ref()) else {
             return;
         };
         self.note_fields(m, em, &stored.event_type, &doc);
@@ -191,7 +191,10 @@ pub fn check_file(path: &Path, opts: &IngestOptions, m: &Mappings) -> Result<Pre
                 time_field: opts.time_field.clone(),
             };
             spec.check()?;
-            ingest::read_csv(input, &spec, now, &opts.time_range, &mut observe)?;
+            let event = |header: &Header, fields: &[&[u8]]| {
+                header.event(fields, &spec, now, &opts.time_range)
+            };
+            ingest::read_csv(input, &spec, event, &mut observe)?;
         }
         Format::Ndjson => {
             ingest::read_ndjson(input, now, &opts.time_range, &mut observe)

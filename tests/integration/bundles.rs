@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
+use dvault::events::bundle::Lines;
 use dvault::events::ingest::{IngestOptions, IngestSummary, ingest_file};
 use dvault::generate::{GenOptions, generate};
 use dvault::mapping::Mappings;
@@ -205,7 +206,64 @@ async fn bundled_flat_files_load_the_vault_one_event_per_row_loads() {
         .await
         .expect("rebuild");
     assert_eq!(vault_rows(&bundled).await, before);
+
+    // a log whose bundles are in the JSON format, as ingest wrote them before the
+    // fields format, loads the same vault
+    let legacy = TestDb::new().await;
+    let mut old = legacy.client().await;
+    ingest_flat(&mut old, &dir, Some(97)).await;
+    rewrite_in_json_format(&old).await;
+    let l = builtin_loader(&old, 40).await;
+    let loaded = load_all_with(&mut old, &l).await;
+    assert_eq!(
+        (loaded.events, loaded.rejected),
+        (summary.events, summary.rejected)
+    );
+    assert_eq!(vault_rows(&old).await, vault_rows(&per_row).await);
+    assert_eq!(quarantine(&old).await, quarantine(&per_row).await);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Rewrite every bundle of the log in the JSON format (`seq<TAB>micros<TAB>JSON` per
+/// line, no names line), the events unchanged.
+async fn rewrite_in_json_format(client: &Client) {
+    let rows = client
+        .query(
+            "SELECT seq, bundle FROM event_log.events WHERE bundle IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("bundles");
+    assert!(!rows.is_empty());
+    // the log refuses updates by trigger; a test may step around it
+    client
+        .batch_execute("SET session_replication_role = replica")
+        .await
+        .expect("triggers off");
+    for r in rows {
+        let seq: i64 = r.get(0);
+        let Lines(Ok(bundle)) = r.get::<_, Lines<'_>>(1) else {
+            panic!("bundle at {seq} does not read");
+        };
+        assert!(bundle.names.is_some(), "ingest writes the fields format");
+        let mut text = String::new();
+        for (line, payload) in bundle.lines.iter().zip(bundle.payloads()) {
+            let micros = line.occurred_at.timestamp_micros();
+            text.push_str(&format!("{}\t{micros}\t{}\n", line.seq, payload.json()));
+        }
+        assert!(text.starts_with(|c: char| c.is_ascii_digit()));
+        client
+            .execute(
+                "UPDATE event_log.events SET bundle = $2 WHERE seq = $1",
+                &[&seq, &text],
+            )
+            .await
+            .expect("rewrite");
+    }
+    client
+        .batch_execute("RESET session_replication_role")
+        .await
+        .expect("triggers on");
 }
 
 #[tokio::test]

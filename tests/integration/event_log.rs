@@ -88,7 +88,7 @@ async fn appending_the_same_event_twice_stores_it_once() {
     let read = read_at_least(&client, Checkpoint::START, 3).await;
     let ids: Vec<&str> = read.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(ids, ["a", "b", "c"]);
-    assert_eq!(read[0].payload, r#"{"customer_id":"a"}"#);
+    assert_eq!(read[0].payload.json(), r#"{"customer_id":"a"}"#);
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::read::{Batch, Parsed};
 use super::{IngestError, Rejection};
+use crate::events::csv_rows::RowSpec;
 use crate::events::{self as log, NewEvent, append_salvaging_at, copy_in_at, is_data_error};
 
 /// What one stream appended.
@@ -39,8 +40,8 @@ pub(super) struct Stream<'a> {
     pub(super) file: &'a str,
     pub(super) digest: &'a [u8; 32],
     pub(super) progress: &'a indicatif::ProgressBar,
-    /// Each batch is one [`log::bundle`].
-    pub(super) bundled: bool,
+    /// Each batch is one [`log::bundle`] of rows of this type and source.
+    pub(super) bundle: Option<&'a RowSpec>,
 }
 
 /// One connection's share of a file: take the next batch and its place in the log
@@ -54,7 +55,7 @@ pub(super) async fn write_stream(
         file,
         digest,
         progress,
-        bundled,
+        bundle,
     } = *stream;
     let mut counts = Counts::default();
     // After a batch that met events already in the log, look for them before the
@@ -71,12 +72,12 @@ pub(super) async fn write_stream(
         };
         let mut attempt = 1;
         let mut tx = client.transaction().await?;
-        let mut seqs = log::reserve_seqs(&tx, batch.events.len()).await?;
+        let mut seqs = log::reserve_seqs(&tx, batch.len()).await?;
         drop(next);
         let (appended, rejected) = loop {
-            let written = match bundled {
-                true => write_bundle(tx, &batch, &seqs, file, digest).await,
-                false => write_batch(tx, &batch, &seqs, check, file, digest).await,
+            let written = match bundle {
+                Some(spec) => write_bundle(tx, &batch, &seqs, spec, file, digest).await,
+                None => write_batch(tx, &batch, &seqs, check, file, digest).await,
             };
             match written {
                 Err(e) if log::is_deadlock(&e) && attempt < log::APPEND_ATTEMPTS => {
@@ -92,7 +93,7 @@ pub(super) async fn write_stream(
                     tokio::time::sleep(log::deadlock_pause(attempt)).await;
                     attempt += 1;
                     tx = client.transaction().await?;
-                    seqs = log::reserve_seqs(&tx, batch.events.len()).await?;
+                    seqs = log::reserve_seqs(&tx, batch.len()).await?;
                 }
                 done => break done?,
             }
@@ -178,15 +179,17 @@ async fn write_bundle(
     tx: tokio_postgres::Transaction<'_>,
     batch: &Batch,
     seqs: &[i64],
+    spec: &RowSpec,
     file: &str,
     digest: &[u8; 32],
 ) -> Result<(log::Appended, u64), tokio_postgres::Error> {
     let mut appended = log::Appended::default();
-    if let (Some(first), Some(&line), Some(seq)) =
-        (batch.events.first(), batch.lines.first(), seqs.first())
+    if let (false, Some(&line), Some(seq)) =
+        (batch.rows.is_empty(), batch.lines.first(), seqs.first())
     {
-        let b = log::bundle::encode(&batch.events, seqs, file, line);
-        let size = batch.events.len() as i32;
+        let (event_type, source) = (&spec.event_type, &spec.source);
+        let b = log::bundle::encode(event_type, source, &batch.rows, seqs, file, line);
+        let size = batch.rows.len() as i32;
         let stored = tx
             .execute(
                 "INSERT INTO event_log.events
@@ -197,8 +200,8 @@ async fn write_bundle(
                 &[
                     seq,
                     &b.id,
-                    &first.event_type,
-                    &first.source,
+                    event_type,
+                    source,
                     &b.occurred_at,
                     &log::RawJson(&b.summary),
                     &b.text,

@@ -14,12 +14,22 @@ use super::{IngestError, IngestOptions, Rejection, printable};
 use crate::events::csv_records::{Record, Records};
 use crate::events::csv_rows::{Header, RowSpec};
 use crate::events::limits::TimeRange;
-use crate::events::{NewEvent, cloudevents};
+use crate::events::{NewEvent, bundle, cloudevents};
+
+/// What a reader makes of one row or line.
+#[derive(Debug)]
+pub enum Item {
+    Event(NewEvent),
+    /// A CSV row for a bundle (`--bundle`).
+    Row(bundle::Row),
+}
 
 /// One parsed slice of the file.
 pub(crate) struct Batch {
     pub(crate) events: Vec<NewEvent>,
-    /// The line of each event, for a quarantine by the database (see [`write_batch`]).
+    /// A bundle's rows, when the file is stored in bundles (then `events` is empty).
+    pub(crate) rows: Vec<bundle::Row>,
+    /// The line of each event or row, for a quarantine by the database (see [`write_batch`]).
     pub(crate) lines: Vec<u64>,
     pub(crate) rejects: Vec<Rejection>,
     /// Bytes of the file read so far.
@@ -48,19 +58,39 @@ pub(super) fn start_reader(
     let spec = spec.clone();
     let range = opts.time_range;
     let received_at = opts.time.unwrap_or_else(Utc::now);
+    let bundled = limit.bundled;
     let reader = tokio::task::spawn_blocking(move || match spec {
         Some(spec) => feed(
             file,
             limit,
             &tx,
-            |input, emit| read_csv(input, &spec, received_at, &range, emit),
+            |input, emit| match bundled {
+                true => read_csv(
+                    input,
+                    &spec,
+                    |header, fields| header.row(fields, received_at, &range).map(Item::Row),
+                    emit,
+                ),
+                false => read_csv(
+                    input,
+                    &spec,
+                    |header, fields| {
+                        (header.event(fields, &spec, received_at, &range)).map(Item::Event)
+                    },
+                    emit,
+                ),
+            },
             |message| IngestError::File { path, message },
         ),
         None => feed(
             file,
             limit,
             &tx,
-            |input, emit| read_ndjson(input, received_at, &range, emit),
+            |input, emit| {
+                read_ndjson(input, received_at, &range, |line, item, at| {
+                    emit(line, item.map(Item::Event), at)
+                })
+            },
             |source| IngestError::Io { path, source },
         ),
     });
@@ -68,11 +98,13 @@ pub(super) fn start_reader(
 }
 
 /// When the reader hands a batch on: at `rows` rows (events and rejections) or once
-/// its payloads hold `bytes`, whichever comes first.
+/// its payloads hold `bytes`, whichever comes first; and whether a batch is a bundle
+/// (of [`bundle::Row`]s, not events).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct BatchLimit {
     pub(super) rows: usize,
     pub(super) bytes: usize,
+    pub(super) bundled: bool,
 }
 
 impl BatchLimit {
@@ -80,7 +112,38 @@ impl BatchLimit {
         BatchLimit {
             rows: rows.max(1),
             bytes: usize::MAX,
+            bundled: false,
         }
+    }
+
+    /// A bundle: closed at its rows or its bytes, whichever comes first.
+    pub(super) fn bundle(rows: usize) -> BatchLimit {
+        BatchLimit {
+            rows: rows.max(1),
+            bytes: bundle::MAX_BYTES,
+            bundled: true,
+        }
+    }
+}
+
+impl Batch {
+    fn with_capacity(limit: BatchLimit, size: usize, position: u64) -> Batch {
+        let (events, rows) = match limit.bundled {
+            true => (0, size),
+            false => (size, 0),
+        };
+        Batch {
+            events: Vec::with_capacity(events),
+            rows: Vec::with_capacity(rows),
+            lines: Vec::with_capacity(size),
+            rejects: Vec::new(),
+            position,
+        }
+    }
+
+    /// Events or bundle rows in the batch.
+    pub(crate) fn len(&self) -> usize {
+        self.events.len() + self.rows.len()
     }
 }
 
@@ -97,12 +160,7 @@ impl<'a> Batcher<'a> {
     fn new(limit: BatchLimit, tx: &'a mpsc::Sender<Parsed>) -> Self {
         let size = limit.rows.min(100_000);
         Batcher {
-            batch: Batch {
-                events: Vec::with_capacity(size),
-                lines: Vec::with_capacity(size),
-                rejects: Vec::new(),
-                position: 0,
-            },
+            batch: Batch::with_capacity(limit, size, 0),
             bytes: 0,
             limit,
             tx,
@@ -110,17 +168,22 @@ impl<'a> Batcher<'a> {
     }
 
     /// Returns false when the writer has gone away (it failed): stop reading.
-    fn push(&mut self, line: u64, item: Result<NewEvent, Rejection>, position: u64) -> bool {
+    fn push(&mut self, line: u64, item: Result<Item, Rejection>, position: u64) -> bool {
         match item {
-            Ok(e) => {
+            Ok(Item::Event(e)) => {
                 self.bytes += e.payload.len();
                 self.batch.events.push(e);
+                self.batch.lines.push(line);
+            }
+            Ok(Item::Row(r)) => {
+                self.bytes += r.fields.len();
+                self.batch.rows.push(r);
                 self.batch.lines.push(line);
             }
             Err(r) => self.batch.rejects.push(r),
         }
         self.batch.position = position;
-        if self.batch.events.len() + self.batch.rejects.len() >= self.limit.rows
+        if self.batch.len() + self.batch.rejects.len() >= self.limit.rows
             || self.bytes >= self.limit.bytes
         {
             return self.flush();
@@ -134,29 +197,24 @@ impl<'a> Batcher<'a> {
         self.bytes = 0;
         let full = std::mem::replace(
             &mut self.batch,
-            Batch {
-                events: Vec::with_capacity(size),
-                lines: Vec::with_capacity(size),
-                rejects: Vec::new(),
-                position,
-            },
+            Batch::with_capacity(self.limit, size, position),
         );
-        if full.events.is_empty() && full.rejects.is_empty() {
+        if full.len() == 0 && full.rejects.is_empty() {
             return true;
         }
         self.tx.blocking_send(Parsed::Batch(full)).is_ok()
     }
 }
 
-/// Every row of a CSV file, in order, as an event or a rejection, handed to `emit`
-/// with its line and the bytes read so far; `emit` returns false to stop. `Err` is a
-/// problem with the whole file (empty, unusable header, unreadable).
-pub fn read_csv(
+/// Every row of a CSV file, in order, as what `make` makes of its fields (an event, a
+/// bundle's row) or a rejection, handed to `emit` with its line and the bytes read so
+/// far; `emit` returns false to stop. `Err` is a problem with the whole file (empty,
+/// unusable header, unreadable).
+pub fn read_csv<T>(
     input: impl BufRead,
     spec: &RowSpec,
-    received_at: DateTime<Utc>,
-    range: &TimeRange,
-    mut emit: impl FnMut(u64, Result<NewEvent, Rejection>, u64) -> bool,
+    make: impl Fn(&Header, &[&[u8]]) -> Result<T, String>,
+    mut emit: impl FnMut(u64, Result<T, Rejection>, u64) -> bool,
 ) -> Result<(), String> {
     let mut records = Records::new(input);
     let mut record = Record::default();
@@ -170,13 +228,11 @@ pub fn read_csv(
     records.expect_fields(header.len());
     loop {
         let item = match records.next_record(&mut record) {
-            Ok(Some(Ok(()))) => header
-                .event(&record.fields(), spec, received_at, range)
-                .map_err(|reason| Rejection {
-                    line: record.line,
-                    reason,
-                    raw: printable(record.raw()),
-                }),
+            Ok(Some(Ok(()))) => make(&header, &record.fields()).map_err(|reason| Rejection {
+                line: record.line,
+                reason,
+                raw: printable(record.raw()),
+            }),
             Ok(Some(Err(m))) => Err(Rejection {
                 line: m.line,
                 reason: m.reason,
@@ -225,7 +281,7 @@ fn feed<E>(
 
 /// What a reader hands each item to: its line, the event or why not, the bytes read so
 /// far; false stops the reading.
-type Emit<'a> = dyn FnMut(u64, Result<NewEvent, Rejection>, u64) -> bool + 'a;
+type Emit<'a> = dyn FnMut(u64, Result<Item, Rejection>, u64) -> bool + 'a;
 
 /// Every line of an NDJSON file, in order, as an event or a rejection, handed to
 /// `emit` with its line and the bytes read so far; `emit` returns false to stop.
@@ -312,15 +368,22 @@ mod tests {
     #[test]
     fn a_batch_closes_at_its_rows_or_its_bytes() {
         let (tx, mut rx) = mpsc::channel::<Parsed>(16);
-        let mut batcher = Batcher::new(BatchLimit { rows: 3, bytes: 10 }, &tx);
+        let mut batcher = Batcher::new(
+            BatchLimit {
+                rows: 3,
+                bytes: 10,
+                bundled: false,
+            },
+            &tx,
+        );
         let event = |payload: &str| {
-            Ok(NewEvent {
+            Ok(Item::Event(NewEvent {
                 event_id: payload.into(),
                 event_type: "t".into(),
                 source: "s".into(),
                 occurred_at: Utc::now(),
                 payload: payload.into(),
-            })
+            }))
         };
         for (line, p) in ["{\"a\"}", "{\"b\"}", "{\"c\"}", "{}", "{}", "{}"]
             .into_iter()

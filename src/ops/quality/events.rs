@@ -12,6 +12,7 @@ use serde_json::{Value as Json, json};
 
 use super::config::{Domain, QualityConfig};
 use super::{Check, CheckResult, percent};
+use crate::events::PayloadRef;
 use crate::load::extract::{key_text, transformed, typed};
 use crate::load::payload::Doc;
 use crate::mapping::{ColumnType, Field, FieldPath, Mappings, Value};
@@ -46,7 +47,7 @@ pub struct Observed<'a> {
     pub event_type: &'a str,
     pub source: &'a str,
     pub recorded_at: DateTime<Utc>,
-    pub payload: &'a str,
+    pub payload: PayloadRef<'a>,
 }
 
 /// A source batch: what one ingest transaction appended from one source.
@@ -102,7 +103,7 @@ impl<'a> EventChecks<'a> {
     pub fn observe(&mut self, e: Observed<'_>) {
         self.events += 1;
         // read as the loader reads it, so "present" and "valid" mean what loading means
-        let payload: Option<Doc<'_>> = Doc::parse(e.payload).ok();
+        let payload: Option<Doc<'_>> = Doc::read(e.payload).ok();
         let null = Doc::Null;
         let p = payload.as_ref().unwrap_or(&null);
         if self.config.completeness.enabled

@@ -18,7 +18,7 @@ fn run(events: &[(&str, &str, &str)]) -> Vec<CheckResult> {
             event_type: ty,
             source: "test",
             recorded_at: at(recorded),
-            payload,
+            payload: PayloadRef::Json(payload),
         });
     }
     checks.results()

@@ -23,7 +23,7 @@ use tokio_postgres::{Client, GenericClient, Transaction};
 pub use config::QualityConfig;
 
 use crate::db::Doing;
-use crate::events::{Checkpoint, RawJson, bundle, load_checkpoint, save_checkpoint};
+use crate::events::{Checkpoint, PayloadRef, RawJson, bundle, load_checkpoint, save_checkpoint};
 use crate::load::CONSUMER;
 use crate::mapping::Mappings;
 use events::{EventChecks, Observed};
@@ -319,10 +319,12 @@ async fn observe_events(
             .doing(DOING)?
         {
             // a bundle: each of its events
-            Some(bundle::Lines(Ok(lines))) => lines.iter().for_each(|l| observe(l.payload)),
+            Some(bundle::Lines(Ok(bundle))) => bundle.payloads().for_each(observe),
             // a damaged bundle: the loader quarantines it
             Some(bundle::Lines(Err(_))) => {}
-            None => observe(row.try_get::<_, RawJson<'_>>(3).doing(DOING)?.0),
+            None => observe(PayloadRef::Json(
+                row.try_get::<_, RawJson<'_>>(3).doing(DOING)?.0,
+            )),
         }
     }
     Ok(())
