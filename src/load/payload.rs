@@ -46,28 +46,49 @@ impl<'a> Doc<'a> {
     pub fn read(payload: PayloadRef<'a>) -> Result<Doc<'a>, serde_json::Error> {
         match payload {
             PayloadRef::Json(text) => Doc::parse(text),
-            PayloadRef::Fields { names, line } => Ok(Doc::fields(names, line)),
+            PayloadRef::Fields { names, line } => {
+                Doc::fields(names, line).map_err(<serde_json::Error as serde::de::Error>::custom)
+            }
         }
     }
 
     /// A bundle's fields line ([`crate::events::bundle::Row`]) as an object of its
-    /// fields under `names`: each a string, an empty one null. No JSON on the way, and
-    /// a field without an escape borrows the line. The bundle's reader checked that the
-    /// line holds as many fields as there are names.
-    pub fn fields(names: &'a [String], line: &'a str) -> Doc<'a> {
-        Doc::Object(
-            names
-                .iter()
-                .zip(line.split('\t'))
-                .map(|(name, raw)| {
-                    let value = match bundle::field(raw) {
-                        None => Doc::Null,
-                        Some(text) => Doc::String(text),
+    /// fields under `names`: each a string, an empty one null; or why not (not one
+    /// field per name). No JSON on the way: one pass over the line, and a field
+    /// without an escape borrows it.
+    pub fn fields(names: &'a [String], line: &'a str) -> Result<Doc<'a>, String> {
+        let mut out = Vec::with_capacity(names.len());
+        let mut names_left = names.iter();
+        let (mut start, mut escaped) = (0, false);
+        let bytes = line.as_bytes();
+        for end in 0..=bytes.len() {
+            match bytes.get(end) {
+                Some(b'\\') => escaped = true,
+                Some(b'\t') | None => {
+                    let raw = &line[start..end];
+                    let Some(name) = names_left.next() else {
+                        out.clear(); // more fields than names
+                        break;
                     };
-                    (Cow::Borrowed(name.as_str()), value)
-                })
-                .collect(),
-        )
+                    let value = match (raw.is_empty(), escaped) {
+                        (true, _) => Doc::Null,
+                        (false, false) => Doc::String(Cow::Borrowed(raw)),
+                        (false, true) => Doc::String(bundle::field(raw).unwrap_or_default()),
+                    };
+                    out.push((Cow::Borrowed(name.as_str()), value));
+                    (start, escaped) = (end + 1, false);
+                }
+                Some(_) => {}
+            }
+        }
+        if out.len() != names.len() {
+            let found = 1 + bytes.iter().filter(|&&b| b == b'\t').count();
+            return Err(format!(
+                "the line holds {found} fields for {} names",
+                names.len()
+            ));
+        }
+        Ok(Doc::Object(out))
     }
 
     /// Read `text` (validated by `serde_json`).
@@ -485,6 +506,27 @@ fn survives_f64(t: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_fields_line_reads_as_its_row_stored_alone() {
+        let names: Vec<String> = ["id", "note", "city"].map(String::from).into();
+        let doc = Doc::fields(&names, "C1\ta\\tb\\\\c\t").expect("three fields");
+        let alone = r#"{"id":"C1","note":"a\tb\\c","city":null}"#;
+        assert_eq!(doc, Doc::parse(alone).expect("json"));
+        assert!(matches!(
+            doc.get("id"),
+            Some(Doc::String(Cow::Borrowed("C1")))
+        ));
+        let err = Doc::fields(&names, "C1\tx").expect_err("two fields");
+        assert_eq!(err, "the line holds 2 fields for 3 names");
+        let err = Doc::fields(&names, "C1\tx\ty\tz").expect_err("four fields");
+        assert_eq!(err, "the line holds 4 fields for 3 names");
+        let one: Vec<String> = vec!["id".into()];
+        assert_eq!(
+            Doc::fields(&one, ""),
+            Ok(Doc::Object(vec![("id".into(), Doc::Null)]))
+        );
+    }
 
     #[test]
     fn numbers_a_double_holds_stay_numbers() {

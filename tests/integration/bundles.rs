@@ -413,6 +413,32 @@ async fn a_damaged_bundle_is_quarantined_and_the_log_after_it_loads() {
     ingest_file(&mut client, &file("b.csv", 30), &opts)
         .await
         .expect("ingest");
+    // a bundle in the fields format whose middle line has a field too few: that event
+    // alone is quarantined, its neighbours load
+    let seq: i64 = client
+        .query_one("SELECT max(seq) + 100 FROM event_log.events", &[])
+        .await
+        .expect("a free place")
+        .get(0);
+    let text = format!(
+        "#fields\tcustomer_id\tfirst_name\temail\tcity\tsignup_date\n\
+         {}\t0\tY1\tAnn\ty1@example.com\tRome\t2024-02-01\n\
+         {}\t0\tY2\tAnn\ty2@example.com\t2024-02-01\n\
+         {}\t0\tY3\tAnn\ty3@example.com\tRome\t2024-02-01\n",
+        seq,
+        seq + 1,
+        seq + 2
+    );
+    client
+        .execute(
+            "INSERT INTO event_log.events
+                    (seq, event_id, event_type, record_source, occurred_at, payload, bundle, bundle_size)
+             OVERRIDING SYSTEM VALUE
+             VALUES ($1, 'bundle-short-line', 'customer_registered', 'crm', now(), '{}', $2, 3)",
+            &[&seq, &text],
+        )
+        .await
+        .expect("a bundle with a short line");
 
     // one run reads on past a batch the damaged bundle made look short
     let loaded = builtin_loader(&client, 25)
@@ -420,22 +446,23 @@ async fn a_damaged_bundle_is_quarantined_and_the_log_after_it_loads() {
         .run(&mut client)
         .await
         .expect("load");
-    assert_eq!((loaded.events, loaded.rejected), (65, 1));
+    assert_eq!((loaded.events, loaded.rejected), (68, 2));
     assert_eq!(
         one(&client, "SELECT count(*) FROM raw_vault.hub_customer").await,
-        60
+        62
     );
-    let reason: String = client
-        .query_one(
-            "SELECT reason FROM event_log.rejected WHERE stage = 'load'",
-            &[],
-        )
-        .await
-        .expect("the quarantined bundle")
-        .get(0);
+    let reasons: Vec<(i64, String)> = quarantine(&client).await;
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    let reason = &reasons[0].1;
     assert!(
         reason.contains("cannot be read as its events") && reason.contains("1 lines for 5 events"),
         "{reason}"
+    );
+    assert_eq!(reasons[1].0, seq + 1);
+    assert!(
+        reasons[1].1.contains("the line holds 4 fields for 5 names"),
+        "{}",
+        reasons[1].1
     );
     let lag = dvault::events::lag(&client, dvault::load::CONSUMER)
         .await
