@@ -20,7 +20,7 @@ use chrono::Utc;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use dvault::events::bundle::push_field;
+use dvault::events::bundle::push_fields;
 use dvault::events::{Payload, StoredEvent, Xid8};
 use dvault::load::{project, satellite};
 use dvault::mapping::Mappings;
@@ -91,16 +91,14 @@ fn fields(
         .entry(keys.clone())
         .or_insert_with(|| keys.into())
         .clone();
+    let values = (object.values())
+        .map(|value| match value {
+            serde_json::Value::Null => Ok(""),
+            serde_json::Value::String(s) => Ok(s.as_str()),
+            other => Err(anyhow::anyhow!("not a CSV row's payload: {other}")),
+        })
+        .collect::<anyhow::Result<Vec<&str>>>()?;
     let mut line = String::new();
-    for (i, value) in object.values().enumerate() {
-        if i > 0 {
-            line.push('\t');
-        }
-        match value {
-            serde_json::Value::Null => {}
-            serde_json::Value::String(s) => push_field(&mut line, s),
-            other => anyhow::bail!("not a CSV row's payload: {other}"),
-        }
-    }
+    push_fields(&mut line, values);
     Ok(Payload::Fields { names, line })
 }

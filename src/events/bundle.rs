@@ -103,9 +103,9 @@ pub fn encode(
             + 1,
     );
     text.push_str(FIELDS);
-    for name in names {
+    if !names.is_empty() {
         text.push('\t');
-        push_field(&mut text, name);
+        push_fields(&mut text, names.iter().map(String::as_str));
     }
     text.push('\n');
     let mut id = Sha256::new();
@@ -169,15 +169,46 @@ pub fn push_field(out: &mut String, value: &str) {
     }
 }
 
-/// One field of a fields line as its text ([`push_field`] undone); `None` for an empty
-/// field, a null.
-pub fn field(raw: &str) -> Option<Cow<'_, str>> {
-    if raw.is_empty() {
-        return None;
+/// Append `values` as fields ([`push_field`]), tab-separated.
+pub fn push_fields<'v>(out: &mut String, values: impl IntoIterator<Item = &'v str>) {
+    for (i, value) in values.into_iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        push_field(out, value);
     }
-    if !raw.contains('\\') {
-        return Some(Cow::Borrowed(raw));
-    }
+}
+
+/// The fields of a fields line, in order, each as its text ([`push_field`] undone),
+/// `None` for an empty field (a null). One pass over the line: a field without an
+/// escape borrows it.
+pub fn split_fields(line: &str) -> impl Iterator<Item = Option<Cow<'_, str>>> {
+    let bytes = line.as_bytes();
+    let mut start = Some(0);
+    std::iter::from_fn(move || {
+        let from = start?;
+        let mut escaped = false;
+        let mut end = from;
+        while let Some(&b) = bytes.get(end) {
+            match b {
+                b'\\' => escaped = true,
+                b'\t' => break,
+                _ => {}
+            }
+            end += 1;
+        }
+        start = (end < bytes.len()).then_some(end + 1);
+        let raw = &line[from..end];
+        Some(match (raw.is_empty(), escaped) {
+            (true, _) => None,
+            (false, false) => Some(Cow::Borrowed(raw)),
+            (false, true) => Some(Cow::Owned(unescape(raw))),
+        })
+    })
+}
+
+/// A field's text with its escapes ([`push_field`]) undone.
+fn unescape(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut chars = raw.chars();
     while let Some(c) = chars.next() {
@@ -193,7 +224,7 @@ pub fn field(raw: &str) -> Option<Cow<'_, str>> {
             None => out.push('\\'),
         }
     }
-    Some(Cow::Owned(out))
+    out
 }
 
 /// A fields line as the JSON object the ingest of its row alone stores: each field a
@@ -202,13 +233,13 @@ pub fn fields_json(names: &[String], line: &str) -> String {
     let mut json =
         String::with_capacity(line.len() + names.iter().map(|n| n.len() + 6).sum::<usize>());
     json.push('{');
-    for (i, (name, raw)) in names.iter().zip(line.split('\t')).enumerate() {
+    for (i, (name, value)) in names.iter().zip(split_fields(line)).enumerate() {
         if i > 0 {
             json.push(',');
         }
         super::csv_rows::push_json_string(&mut json, name);
         json.push(':');
-        match field(raw) {
+        match value {
             None => json.push_str("null"),
             Some(value) => super::csv_rows::push_json_string(&mut json, &value),
         }
@@ -279,11 +310,12 @@ fn read_text(raw: &[u8]) -> Result<Bundle<'_>, String> {
     let (names, body, first) = match text.strip_prefix(FIELDS) {
         Some(rest) if rest.starts_with(['\t', '\n']) => {
             let (head, body) = rest.split_once('\n').unwrap_or((rest, ""));
-            let names: Arc<[String]> = head
-                .split('\t')
-                .skip(1)
-                .map(|n| field(n).unwrap_or_default().into_owned())
-                .collect();
+            let names: Arc<[String]> = match head.strip_prefix('\t') {
+                Some(head) => split_fields(head)
+                    .map(|n| n.unwrap_or_default().into_owned())
+                    .collect(),
+                None => Arc::new([]),
+            };
             (Some(names), body, 2)
         }
         _ => (None, text, 1),
@@ -429,12 +461,7 @@ mod tests {
 
     fn row(names: &Arc<[String]>, day: u32, fields: &[&str]) -> Row {
         let mut line = String::new();
-        for (i, f) in fields.iter().enumerate() {
-            if i > 0 {
-                line.push('\t');
-            }
-            push_field(&mut line, f);
-        }
+        push_fields(&mut line, fields.iter().copied());
         Row {
             names: names.clone(),
             occurred_at: Utc.with_ymd_and_hms(2026, 1, day, 12, 0, 0).unwrap(),
@@ -542,12 +569,14 @@ mod tests {
 
     proptest! {
         #[test]
-        fn a_field_reads_back_as_written(value in "[a-z\\\\\t\n\r\"é]{1,12}") {
+        fn fields_read_back_as_written(values in prop::collection::vec("[a-z\\\\\t\n\r\"é]{0,12}", 1..5)) {
             let mut line = String::new();
-            push_field(&mut line, &value);
-            prop_assert!(!line.contains(['\t', '\n', '\r']));
-            let back = field(&line);
-            prop_assert_eq!(back.as_deref(), Some(value.as_str()));
+            push_fields(&mut line, values.iter().map(String::as_str));
+            prop_assert!(!line.contains(['\n', '\r']));
+            let back: Vec<Option<String>> = split_fields(&line).map(|f| f.map(Cow::into_owned)).collect();
+            let want: Vec<Option<String>> =
+                values.iter().map(|v| Some(v.clone()).filter(|v| !v.is_empty())).collect();
+            prop_assert_eq!(back, want);
         }
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 use postgres_types::{FromSql, Type};
 
 use super::NewEvent;
-use super::bundle::{Lines, push_field};
+use super::bundle::{Lines, push_fields};
 use super::csv_rows::{Header, RowSpec};
 use super::ingest::{Rejection, read_csv, read_ndjson};
 use super::limits::TimeRange;
@@ -22,18 +22,6 @@ fn now() -> DateTime<Utc> {
 }
 
 type Item = Result<NewEvent, Rejection>;
-
-/// Names as a bundle's first line holds them after `#fields`.
-fn fields_of(names: &[String]) -> String {
-    let mut line = String::new();
-    for (i, n) in names.iter().enumerate() {
-        if i > 0 {
-            line.push('\t');
-        }
-        push_field(&mut line, n);
-    }
-    line
-}
 
 fn run_csv(bytes: &[u8], time_field: Option<&str>) -> Result<Vec<Item>, String> {
     let spec = RowSpec {
@@ -53,7 +41,9 @@ fn run_csv(bytes: &[u8], time_field: Option<&str>) -> Result<Vec<Item>, String> 
                 let alone = Doc::parse(&e.payload).expect("the event's payload reads");
                 assert_eq!(Ok(alone), Doc::fields(&r.names, &r.fields), "{e:?} {r:?}");
                 let line = format!("1\t0\t{}", r.fields);
-                let text = format!("#fields\t{}\n{line}\n", fields_of(&r.names));
+                let mut text = String::from("#fields\t");
+                push_fields(&mut text, r.names.iter().map(String::as_str));
+                text.push_str(&format!("\n{line}\n"));
                 let Lines(Ok(bundle)) =
                     Lines::from_sql(&Type::TEXT, text.as_bytes()).expect("infallible")
                 else {

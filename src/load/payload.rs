@@ -57,32 +57,22 @@ impl<'a> Doc<'a> {
     /// field per name). No JSON on the way: one pass over the line, and a field
     /// without an escape borrows it.
     pub fn fields(names: &'a [String], line: &'a str) -> Result<Doc<'a>, String> {
+        let mut values = bundle::split_fields(line);
         let mut out = Vec::with_capacity(names.len());
-        let mut names_left = names.iter();
-        let (mut start, mut escaped) = (0, false);
-        let bytes = line.as_bytes();
-        for end in 0..=bytes.len() {
-            match bytes.get(end) {
-                Some(b'\\') => escaped = true,
-                Some(b'\t') | None => {
-                    let raw = &line[start..end];
-                    let Some(name) = names_left.next() else {
-                        out.clear(); // more fields than names
-                        break;
-                    };
-                    let value = match (raw.is_empty(), escaped) {
-                        (true, _) => Doc::Null,
-                        (false, false) => Doc::String(Cow::Borrowed(raw)),
-                        (false, true) => Doc::String(bundle::field(raw).unwrap_or_default()),
-                    };
-                    out.push((Cow::Borrowed(name.as_str()), value));
-                    (start, escaped) = (end + 1, false);
-                }
-                Some(_) => {}
-            }
+        for name in names {
+            let Some(value) = values.next() else {
+                let found = out.len();
+                return Err(format!(
+                    "the line holds {found} fields for {} names",
+                    names.len()
+                ));
+            };
+            let value = value.map_or(Doc::Null, Doc::String);
+            out.push((Cow::Borrowed(name.as_str()), value));
         }
-        if out.len() != names.len() {
-            let found = 1 + bytes.iter().filter(|&&b| b == b'\t').count();
+        let more = values.count();
+        if more > 0 {
+            let found = names.len() + more;
             return Err(format!(
                 "the line holds {found} fields for {} names",
                 names.len()
