@@ -189,6 +189,9 @@ impl Loader {
         stop: Stop<'_>,
     ) -> Result<LoadSummary, Partial> {
         without_jit(client).await.map_err(Partial::nothing)?;
+        crate::ops::analyze::log_before_run(&*client)
+            .await
+            .map_err(|e| Partial::nothing(LoadError::from(e)))?;
         // events held back for want of a mapping that the model now has
         let released = self.release_held(client).await.map_err(Partial::nothing)?;
         match self.run_log(client, stop).await {

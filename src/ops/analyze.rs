@@ -1,5 +1,6 @@
 //! One `ANALYZE` policy for every run (`dvault load`, `dvault rebuild`, the daemon's
-//! cycles): after a run, analyze each table of the vault, the business vault and the
+//! cycles): before a run reads the log, analyze the log if it is past the rule below
+//! ([`log_before_run`]); after a run, analyze each table of the vault, the business vault and the
 //! log of which more than a tenth of the rows changed since its last `ANALYZE` (the
 //! server's own count, `n_mod_since_analyze`, and autovacuum's rule, applied at once
 //! instead of within the next minute), or that was never analyzed; and the
@@ -76,28 +77,64 @@ pub async fn after_run(
     Ok(tables)
 }
 
+/// The log, qualified as [`CHANGED`] names it.
+const LOG: &str = "event_log.events";
+
+/// Before a run reads the log: `ANALYZE` it when it is past the same rule, so that
+/// the run's reads are planned on what the log holds. After a bulk ingest into an
+/// empty log (the demo's 307,490 events) the planner knew nothing of it and read every
+/// batch with a bitmap scan and a sort, spilled to disk, of every event after the
+/// checkpoint, on three processes: 190 ms a batch, where the index in order takes 30
+/// ms (`EXPLAIN ANALYZE`; the `ANALYZE` itself 124 ms). Returns whether it analyzed.
+pub async fn log_before_run(client: &impl GenericClient) -> Result<bool, crate::db::Failed> {
+    let stale = past_the_rule(client, &["event_log"])
+        .await
+        .doing("reading the log's statistics")?
+        .iter()
+        .any(|t| t == LOG);
+    if stale {
+        let started = Instant::now();
+        client
+            .batch_execute(&format!("ANALYZE {LOG}"))
+            .await
+            .doing("analyzing the log before reading it")?;
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            "analyzed the log before reading it"
+        );
+    }
+    Ok(stale)
+}
+
 /// The tables [`after_run`] analyzes.
 async fn changed(
     client: &impl GenericClient,
     vault_schema: &str,
     refreshed: &[String],
 ) -> Result<Vec<String>, tokio_postgres::Error> {
-    // this connection's own counts reach the statistics views only when it goes idle
-    // after a statement, at most once a second, unless asked to
-    client
-        .batch_execute("SELECT pg_stat_force_next_flush()")
-        .await?;
-    let schemas = [vault_schema, "business_vault", "event_log"];
-    let mut tables: Vec<String> = client
-        .query(CHANGED, &[&&schemas[..]])
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
+    let mut tables = past_the_rule(client, &[vault_schema, "business_vault", "event_log"]).await?;
     for view in refreshed {
         if let Some((schema, name)) = view.split_once('.') {
             tables.push(format!("{}.{}", ident(schema), ident(name)));
         }
     }
     Ok(tables)
+}
+
+/// The tables of `schemas` past the rule ([`CHANGED`]).
+async fn past_the_rule(
+    client: &impl GenericClient,
+    schemas: &[&str],
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    // this connection's own counts reach the statistics views only when it goes idle
+    // after a statement, at most once a second, unless asked to
+    client
+        .batch_execute("SELECT pg_stat_force_next_flush()")
+        .await?;
+    client
+        .query(CHANGED, &[&schemas])
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect()
 }
