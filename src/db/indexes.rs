@@ -17,9 +17,9 @@ pub struct Dropped {
     pub build: Vec<String>,
 }
 
-/// Per index of a table: how to drop it, how to build it again, its comments.
-/// Constraint indexes (primary keys, unique and exclusion constraints) are dropped
-/// and added back as constraints.
+/// Per index of a table (`$2`: unique ones too): how to drop it, how to build it
+/// again, its comments. Constraint indexes (primary keys, unique and exclusion
+/// constraints) are dropped and added back as constraints.
 const INDEXES: &str = "
     SELECT i.indexrelid::regclass::text,
            CASE WHEN c.oid IS NULL THEN format('DROP INDEX %s', i.indexrelid::regclass)
@@ -47,6 +47,7 @@ const INDEXES: &str = "
              ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
             AND c.contype IN ('p', 'u', 'x')
      WHERE i.indrelid = $1::text::regclass
+       AND ($2 OR NOT i.indisunique)
      ORDER BY c.oid IS NULL, i.indexrelid";
 
 /// May this role drop the indexes of `qualified`? Only the table's owner (or a member
@@ -71,7 +72,25 @@ pub async fn drop_all(
     tx: &impl GenericClient,
     qualified: &str,
 ) -> Result<Vec<Dropped>, tokio_postgres::Error> {
-    let rows = tx.query(INDEXES, &[&qualified]).await?;
+    drop_where(tx, qualified, true).await
+}
+
+/// Drop the indexes of `qualified` that are not unique (which the caller has locked):
+/// its keys stay, for lookups and `ON CONFLICT`, the rest is built again after a
+/// bulk write, as [`drop_all`]'s.
+pub async fn drop_secondary(
+    tx: &impl GenericClient,
+    qualified: &str,
+) -> Result<Vec<Dropped>, tokio_postgres::Error> {
+    drop_where(tx, qualified, false).await
+}
+
+async fn drop_where(
+    tx: &impl GenericClient,
+    qualified: &str,
+    unique_too: bool,
+) -> Result<Vec<Dropped>, tokio_postgres::Error> {
+    let rows = tx.query(INDEXES, &[&qualified, &unique_too]).await?;
     let mut dropped = Vec::with_capacity(rows.len());
     for r in &rows {
         let drop: String = r.try_get(1)?;

@@ -313,7 +313,8 @@ const CUSTOMER_SUMMARY_BUILD: Part = (
 
 /// The refresh of a batch, and of a build, as one script each, assembled once.
 /// A build runs its set-based parts, builds the indexes they went without
-/// ([`FILLED_BARE`]), then the rest, and last the key of the pairs ([`PAIRS`]).
+/// ([`FILLED_BARE`]), then the rest, and last the key of the pairs ([`PAIRS`]) and the
+/// other indexes of the tables the rest filled with their keys only ([`FILLED_KEYED`]).
 static SCRIPT: LazyLock<String> = LazyLock::new(|| {
     let rest = [
         &[CUSTOMERS, REVENUE, PRODUCT_PAIRS],
@@ -363,6 +364,17 @@ const FILLED_BARE: [&str; 5] = [
     "business_vault.customer_category",
     "business_vault.customer_order_summary",
     PAIRS,
+];
+
+/// The tables the rest of the build fills from empty with their keys only: their other
+/// indexes (eleven and five, for the API's sorts and searches) are dropped before and
+/// built after the rest, as the pairs' key. The keys stay: the rest looks rows up by
+/// them and writes through `ON CONFLICT` on them. At ten times the demo's data,
+/// inserting the 100,000 Customer 360 rows through their eleven indexes took 4.8 of
+/// the statement's 9.7 s (`auto_explain`).
+const FILLED_KEYED: [&str; 2] = [
+    "business_vault.customer_360_current",
+    "business_vault.product_summary",
 ];
 
 /// The (product, customer) pairs, filled bare too, by the rest of the build, which
@@ -480,17 +492,24 @@ pub async fn build(tx: &Transaction<'_>) -> Result<(), LoadError> {
     )
     .await
     .doing("forgetting the remembered answers of past times")?;
-    let (mut dropped, mut pairs) = (Vec::new(), Vec::new());
+    let (mut dropped, mut last) = (Vec::new(), Vec::new());
     if bare_to_fill(tx).await? {
         for table in FILLED_BARE {
             let indexes = indexes::drop_all(tx, table)
                 .await
                 .doing("dropping the indexes of a business vault table to fill it")?;
             if table == PAIRS {
-                pairs = indexes;
+                last.extend(indexes);
             } else {
                 dropped.extend(indexes);
             }
+        }
+        for table in FILLED_KEYED {
+            last.extend(
+                indexes::drop_secondary(tx, table)
+                    .await
+                    .doing("dropping the secondary indexes of a business vault table to fill it")?,
+            );
         }
     }
     tx.batch_execute(&BUILD_HEAD)
@@ -504,10 +523,10 @@ pub async fn build(tx: &Transaction<'_>) -> Result<(), LoadError> {
     tx.batch_execute(&BUILD_REST).await.doing(
         "building the business vault (PIT, product summary, Customer 360, population figures)",
     )?;
-    for index in &pairs {
-        indexes::build_missing(tx, index)
-            .await
-            .doing("building the key of the product and customer pairs")?;
+    for index in &last {
+        indexes::build_missing(tx, index).await.doing(
+            "building the key of the product and customer pairs and the indexes of the Customer 360 and product summaries",
+        )?;
     }
     tracing::info!(
         ms = started.elapsed().as_millis() as u64,
@@ -516,14 +535,15 @@ pub async fn build(tx: &Transaction<'_>) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// May the build fill [`FILLED_BARE`] without their indexes? Only their owner may drop
+/// May the build fill [`FILLED_BARE`] without their indexes, and [`FILLED_KEYED`]
+/// with their keys only? Only their owner may drop
 /// them (not the loader role of docs/security.md), and only if no reader holds them
 /// now: the run has held the raw vault's tables since its start, so waiting here for
 /// a reader of `mart.orders` that waits for `hub_order` would be a deadlock, and the
 /// whole run would be lost to it. So the tables are locked without waiting, under a
 /// savepoint; when they cannot be, they are filled with their indexes.
 async fn bare_to_fill(tx: &Transaction<'_>) -> Result<bool, LoadError> {
-    for table in FILLED_BARE {
+    for table in FILLED_BARE.iter().chain(&FILLED_KEYED) {
         if !indexes::may_drop(tx, table)
             .await
             .doing("checking who owns the business vault tables")?
@@ -535,8 +555,9 @@ async fn bare_to_fill(tx: &Transaction<'_>) -> Result<bool, LoadError> {
         .await
         .doing("locking the business vault tables to fill")?;
     let lock = format!(
-        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE NOWAIT",
-        FILLED_BARE.join(", ")
+        "LOCK TABLE {}, {} IN ACCESS EXCLUSIVE MODE NOWAIT",
+        FILLED_BARE.join(", "),
+        FILLED_KEYED.join(", ")
     );
     match tx.batch_execute(&lock).await {
         Ok(()) => {

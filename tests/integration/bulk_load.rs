@@ -500,12 +500,20 @@ async fn a_first_customer_360_load_on_the_bulk_path_builds_the_business_vault_of
         "every table has rows: {incremental:#?}"
     );
 
+    let indexes = index_catalog(&client, "business_vault", None).await;
+
     let mut bulk = Loader::new(&client, builtin()).await.expect("loader");
     bulk.bulk_min_events = Some(1);
     let rebuilt = load::rebuild(&mut client, &bulk).await.expect("rebuild");
     assert_eq!(rebuilt.events, log.len() as u64);
     assert_eq!(rebuilt.bulk.len(), 12, "{:?}", rebuilt.bulk);
     assert_eq!(vault_checksums(&client).await, incremental);
+    // the build filled some tables without their indexes, or with their keys only, and
+    // built the rest again: every index is back as it was, comments included
+    assert_eq!(
+        index_catalog(&client, "business_vault", None).await,
+        indexes
+    );
 
     // with history in the business vault, the next run refreshes per batch: it does
     // not take the bulk path, even where a raw vault table is empty
@@ -558,4 +566,58 @@ async fn a_reader_of_the_business_vault_does_not_stop_a_first_load() {
         .expect("count")
         .get(0);
     assert!(orders > 0);
+}
+
+/// Dropping a table's secondary indexes for a bulk write (`db::indexes::drop_secondary`)
+/// keeps its keys, the primary key and a unique index, which lookups and `ON CONFLICT`
+/// need meanwhile, and builds the others back as they were, comments included.
+#[tokio::test]
+async fn dropping_secondary_indexes_keeps_the_keys_and_builds_the_rest_back() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE public.t (k bytea PRIMARY KEY, code text UNIQUE, name text, n integer);
+             CREATE INDEX t_name_idx ON public.t (lower(name) text_pattern_ops);
+             CREATE INDEX t_n_idx ON public.t (n DESC, name);
+             COMMENT ON INDEX public.t_n_idx IS 'for the sort by n'",
+        )
+        .await
+        .expect("table");
+    let before = index_catalog(&client, "public", Some("t")).await;
+    assert_eq!(before.len(), 4, "{before:#?}");
+    let tx = client.transaction().await.expect("tx");
+    let dropped = dvault::db::indexes::drop_secondary(&tx, "public.t")
+        .await
+        .expect("drop");
+    let names: Vec<&str> = dropped.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["t_name_idx", "t_n_idx"]);
+    let kept: Vec<String> = tx
+        .query(
+            "SELECT indexrelid::regclass::text FROM pg_index
+              WHERE indrelid = 'public.t'::regclass ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("indexes")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(kept, ["t_code_key", "t_pkey"]);
+    // the keys still serve ON CONFLICT while the rest is away
+    tx.batch_execute(
+        "INSERT INTO public.t VALUES ('\\x01', 'a', 'Ann', 1);
+         INSERT INTO public.t VALUES ('\\x01', 'b', 'Bo', 2) ON CONFLICT (k) DO UPDATE SET n = 3",
+    )
+    .await
+    .expect("write through the key");
+    for index in &dropped {
+        assert!(
+            dvault::db::indexes::build_missing(&tx, index)
+                .await
+                .expect("build")
+        );
+    }
+    tx.commit().await.expect("commit");
+    assert_eq!(index_catalog(&client, "public", Some("t")).await, before);
 }
