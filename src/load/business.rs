@@ -535,13 +535,13 @@ pub async fn build(tx: &Transaction<'_>) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// May the build fill [`FILLED_BARE`] without their indexes, and [`FILLED_KEYED`]
-/// with their keys only? Only their owner may drop
-/// them (not the loader role of docs/security.md), and only if no reader holds them
-/// now: the run has held the raw vault's tables since its start, so waiting here for
-/// a reader of `mart.orders` that waits for `hub_order` would be a deadlock, and the
-/// whole run would be lost to it. So the tables are locked without waiting, under a
-/// savepoint; when they cannot be, they are filled with their indexes.
+/// May the build fill [`FILLED_BARE`] without their indexes, and [`FILLED_KEYED`] with
+/// their keys only? Only their owner may drop them (not the loader role of
+/// docs/security.md), and only if no reader holds them now: the run has held the raw
+/// vault's tables since its start, so waiting here for a reader of `mart.orders` that
+/// waits for `hub_order` would be a deadlock, and the whole run would be lost to it.
+/// So the tables are locked without waiting, under a savepoint; when they cannot be,
+/// they are filled with their indexes.
 async fn bare_to_fill(tx: &Transaction<'_>) -> Result<bool, LoadError> {
     for table in FILLED_BARE.iter().chain(&FILLED_KEYED) {
         if !indexes::may_drop(tx, table)

@@ -1,10 +1,10 @@
 //! One `ANALYZE` policy for every run (`dvault load`, `dvault rebuild`, the daemon's
-//! cycles): before a run reads the log, analyze the log if it is past the rule below
-//! ([`log_before_run`]); after a run, analyze each table of the vault, the business vault and the
+//! cycles): after a run, analyze each table of the vault, the business vault and the
 //! log of which more than a tenth of the rows changed since its last `ANALYZE` (the
 //! server's own count, `n_mod_since_analyze`, and autovacuum's rule, applied at once
 //! instead of within the next minute), or that was never analyzed; and the
-//! materialized views the run refreshed. After a first load of millions of rows the
+//! materialized views the run refreshed. Before a run reads the log, the log by the
+//! same rule ([`log_before_run`]). After a first load of millions of rows the
 //! planner would otherwise believe the vault empty until autovacuum came by.
 
 use std::time::Instant;
