@@ -35,6 +35,12 @@ fn registered(id: &str, customer: &str, time: &str, city: &str) -> NewEvent {
     )
 }
 
+/// Customers `r{i}`/`C{i}` for `i` in `ids`, registered at `time` in `city`.
+fn registered_many(ids: std::ops::Range<usize>, time: &str, city: &str) -> Vec<NewEvent> {
+    ids.map(|i| registered(&format!("r{i}"), &format!("C{i}"), time, city))
+        .collect()
+}
+
 fn moved(id: &str, customer: &str, time: &str, city: &str) -> NewEvent {
     ev(
         id,
@@ -753,16 +759,7 @@ async fn a_run_analyzes_the_log_before_reading_it_when_it_grew_by_more_than_a_te
     let analyses = |row: tokio_postgres::Row| row.get::<_, i64>(0);
     let count = "SELECT analyze_count FROM pg_stat_user_tables
                   WHERE schemaname = 'event_log' AND relname = 'events'";
-    let customers: Vec<NewEvent> = (0..20)
-        .map(|i| {
-            registered(
-                &format!("r{i}"),
-                &format!("C{i}"),
-                "2024-01-01T00:00:00Z",
-                "Rome",
-            )
-        })
-        .collect();
+    let customers: Vec<NewEvent> = registered_many(0..20, "2024-01-01T00:00:00Z", "Rome");
     append(&client, &customers).await;
     assert_eq!(
         analyses(client.query_one(count, &[]).await.expect("stats")),
@@ -791,16 +788,7 @@ async fn a_run_analyzes_the_log_before_reading_it_when_it_grew_by_more_than_a_te
             .expect("analyze"),
         "one event in 21 is not a tenth"
     );
-    let more: Vec<NewEvent> = (21..30)
-        .map(|i| {
-            registered(
-                &format!("r{i}"),
-                &format!("C{i}"),
-                "2024-01-02T00:00:00Z",
-                "Oslo",
-            )
-        })
-        .collect();
+    let more: Vec<NewEvent> = registered_many(21..30, "2024-01-02T00:00:00Z", "Oslo");
     append(&client, &more).await;
     assert!(
         dvault::ops::analyze::log_before_run(&client)
@@ -822,16 +810,7 @@ async fn a_run_analyzes_the_log_before_reading_it_when_it_grew_by_more_than_a_te
 async fn a_run_analyzes_the_tables_it_changed_by_more_than_a_tenth() {
     let db = TestDb::new().await;
     let mut client = db.client().await;
-    let customers: Vec<NewEvent> = (0..20)
-        .map(|i| {
-            registered(
-                &format!("r{i}"),
-                &format!("C{i}"),
-                "2024-01-01T00:00:00Z",
-                "Rome",
-            )
-        })
-        .collect();
+    let customers: Vec<NewEvent> = registered_many(0..20, "2024-01-01T00:00:00Z", "Rome");
     append(&client, &customers).await;
     load_all(&mut client).await;
     // on two connections (the second to the same database)
@@ -865,16 +844,7 @@ async fn a_run_analyzes_the_tables_it_changed_by_more_than_a_tenth() {
         "nothing changed since"
     );
     // five more customers: a quarter of hub_customer's rows
-    let more: Vec<NewEvent> = (20..25)
-        .map(|i| {
-            registered(
-                &format!("r{i}"),
-                &format!("C{i}"),
-                "2024-01-02T00:00:00Z",
-                "Oslo",
-            )
-        })
-        .collect();
+    let more: Vec<NewEvent> = registered_many(20..25, "2024-01-02T00:00:00Z", "Oslo");
     append(&client, &more).await;
     load_all(&mut client).await;
     let again = dvault::ops::analyze::after_run(&client, None, "raw_vault", &[])
