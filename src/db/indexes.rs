@@ -50,22 +50,6 @@ const INDEXES: &str = "
        AND ($2 OR NOT i.indisunique)
      ORDER BY c.oid IS NULL, i.indexrelid";
 
-/// May this role drop the indexes of `qualified`? Only the table's owner (or a member
-/// of its role) may: the least-privilege loader of docs/security.md may not.
-pub async fn may_drop(
-    client: &impl GenericClient,
-    qualified: &str,
-) -> Result<bool, tokio_postgres::Error> {
-    client
-        .query_one(
-            "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class
-              WHERE oid = $1::text::regclass",
-            &[&qualified],
-        )
-        .await?
-        .try_get(0)
-}
-
 /// Drop every index of `qualified` (which the caller has locked); how to build each
 /// again comes back in the order they must be built (constraints first).
 pub async fn drop_all(

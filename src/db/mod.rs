@@ -18,6 +18,23 @@ mod migrations {
     refinery::embed_migrations!("vault/schema");
 }
 
+/// Does this role own `qualified` (or belong to its owner's role)? Only an owner may
+/// drop its indexes or analyze it: the least-privilege loader of docs/security.md owns
+/// no table.
+pub async fn owns(
+    client: &impl tokio_postgres::GenericClient,
+    qualified: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    client
+        .query_one(
+            "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class
+              WHERE oid = $1::text::regclass",
+            &[&qualified],
+        )
+        .await?
+        .try_get(0)
+}
+
 /// A double-quoted SQL identifier.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

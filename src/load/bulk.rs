@@ -233,7 +233,7 @@ impl Loader {
         let mut empty = Vec::new();
         for name in names {
             let qualified = m.table(name);
-            let owned = indexes::may_drop(client, &qualified)
+            let owned = crate::db::owns(client, &qualified)
                 .await
                 .doing("checking who owns the vault tables")?;
             if owned

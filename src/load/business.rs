@@ -544,7 +544,7 @@ pub async fn build(tx: &Transaction<'_>) -> Result<(), LoadError> {
 /// they are filled with their indexes.
 async fn bare_to_fill(tx: &Transaction<'_>) -> Result<bool, LoadError> {
     for table in FILLED_BARE.iter().chain(&FILLED_KEYED) {
-        if !indexes::may_drop(tx, table)
+        if !crate::db::owns(tx, table)
             .await
             .doing("checking who owns the business vault tables")?
         {

@@ -57,28 +57,21 @@ impl<'a> Doc<'a> {
     /// field per name). No JSON on the way: one pass over the line, and a field
     /// without an escape borrows it.
     pub fn fields(names: &'a [String], line: &'a str) -> Result<Doc<'a>, String> {
+        let mismatch =
+            |found: usize| format!("the line holds {found} fields for {} names", names.len());
         let mut values = bundle::split_fields(line);
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             let Some(value) = values.next() else {
-                let found = out.len();
-                return Err(format!(
-                    "the line holds {found} fields for {} names",
-                    names.len()
-                ));
+                return Err(mismatch(out.len()));
             };
             let value = value.map_or(Doc::Null, Doc::String);
             out.push((Cow::Borrowed(name.as_str()), value));
         }
-        let more = values.count();
-        if more > 0 {
-            let found = names.len() + more;
-            return Err(format!(
-                "the line holds {found} fields for {} names",
-                names.len()
-            ));
+        match values.count() {
+            0 => Ok(Doc::Object(out)),
+            more => Err(mismatch(names.len() + more)),
         }
-        Ok(Doc::Object(out))
     }
 
     /// Read `text` (validated by `serde_json`).

@@ -89,20 +89,14 @@ const LOG: &str = "event_log.events";
 /// analyze it (the least-privilege loader of docs/security.md leaves it to autovacuum).
 /// Returns whether it analyzed.
 pub async fn log_before_run(client: &impl GenericClient) -> Result<bool, crate::db::Failed> {
-    let owner: bool = client
-        .query_one(
-            "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = $1::text::regclass",
-            &[&LOG],
-        )
+    let stale = past_the_rule(client, &["event_log"])
         .await
-        .and_then(|r| r.try_get(0))
-        .doing("checking who owns the log")?;
-    let stale = owner
-        && past_the_rule(client, &["event_log"])
+        .doing("reading the log's statistics")?
+        .iter()
+        .any(|t| t == LOG)
+        && crate::db::owns(client, LOG)
             .await
-            .doing("reading the log's statistics")?
-            .iter()
-            .any(|t| t == LOG);
+            .doing("checking who owns the log")?;
     if stale {
         let started = Instant::now();
         client
