@@ -497,6 +497,102 @@ async fn time_travel_before_and_after_a_change_and_a_late_correction() {
     );
 }
 
+/// A line of O81 (placed 07-05 by the flat route, T1: 3 at 10.00) recorded again with 5
+/// on 07-10, and a line T2 added on 07-20.
+fn o81_changed() -> Vec<NewEvent> {
+    let line = |id: &str, day: &str, tx: &str, product: &str, quantity: &str| {
+        ev(
+            id,
+            "order_line_recorded",
+            &noon(day),
+            json!({"transaction_id": tx, "order_id": "O81", "customer_id": "C8",
+                   "product_id": product, "quantity": quantity, "unit_price": "10.00",
+                   "transaction_date": noon("2024-07-05")}),
+        )
+    };
+    vec![
+        line("pos-1-corrected", "2024-07-10", "T1", "P4", "5"),
+        line("pos-2", "2024-07-20", "T2", "P2", "1"),
+    ]
+}
+
+/// `business_vault.orders_at` takes an order's current line figures from the time its
+/// lines last changed (`order_summary.lines_since`) and totals its line versions of then
+/// before it: both equal, at every time, the totals of `lines_at` (the versions in
+/// force then), which is how the function computed every order before.
+#[tokio::test]
+async fn orders_as_of_a_time_before_their_lines_changed_total_the_line_versions_of_then() {
+    let (_db, mut client) = setup(&shop()).await;
+    append(&client, &o81_changed()).await;
+    load_all(&mut client).await;
+
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT o.lines_since FROM business_vault.order_summary o
+               JOIN raw_vault.hub_order h USING (hk_order) WHERE h.order_id = 'O81'"
+        )
+        .await,
+        ["(\"2024-07-20 12:00:00+00\")"]
+    );
+    let o81 = |ts: &str| {
+        format!("SELECT lines, units, amount FROM mart.orders_as_of('{ts}') WHERE order_id = 'O81'")
+    };
+    assert_eq!(
+        rows(&client, &o81("2024-07-01T00:00:00Z")).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        rows(&client, &o81("2024-07-06T00:00:00Z")).await,
+        ["(1,3,30.00)"]
+    );
+    assert_eq!(
+        rows(&client, &o81("2024-07-15T00:00:00Z")).await,
+        ["(1,5,50.00)"]
+    );
+    assert_eq!(
+        rows(&client, &o81("2024-08-01T00:00:00Z")).await,
+        ["(2,6,60.00)"]
+    );
+
+    // every order at every time: the figures of their line versions of then
+    let by_versions = |ts: &str| {
+        format!(
+            "SELECT h.hk_order, h.hk_customer, h.ordered_at, h.order_date, h.channel, h.status,
+                    h.status_known, h.is_counted, coalesce(l.lines, 0)::integer,
+                    coalesce(l.units, 0)::bigint, coalesce(l.amount, 0)::numeric(14,2)
+               FROM business_vault.order_heads_at('{ts}') h
+               LEFT JOIN (SELECT v.hk_order, count(*) AS lines, sum(v.quantity) AS units,
+                                 sum(business_vault.line_amount(v.quantity, v.unit_price, v.discount)) AS amount
+                            FROM business_vault.lines_at('{ts}') v
+                           GROUP BY v.hk_order) l ON l.hk_order = h.hk_order"
+        )
+    };
+    let times = [
+        "2024-01-01T00:00:00Z",
+        "2024-02-01T12:00:00Z",
+        "2024-03-01T00:00:00Z",
+        "2024-06-20T12:00:00Z",
+        "2024-07-05T12:00:00Z",
+        "2024-07-10T11:59:59Z",
+        "2024-07-10T12:00:00Z",
+        "2024-07-20T11:59:59Z",
+        "2024-07-20T12:00:00Z",
+        TS,
+    ];
+    for ts in times {
+        let mut fast = rows(
+            &client,
+            &format!("SELECT * FROM business_vault.orders_at('{ts}')"),
+        )
+        .await;
+        let mut reference = rows(&client, &by_versions(ts)).await;
+        fast.sort();
+        reference.sort();
+        assert_eq!(fast, reference, "orders at {ts}");
+    }
+}
+
 /// Every customer's row at `ts` from the one-customer path of
 /// `GET /customers/{id}?as_of=`, in customer order.
 async fn one_by_one(client: &Client, ts: &str) -> Vec<String> {

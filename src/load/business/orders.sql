@@ -33,10 +33,11 @@ ON CONFLICT DO NOTHING;
 -- Orders: header, current status and totals of the touched orders.
 INSERT INTO business_vault.order_summary AS o
     (hk_order, hk_customer, ordered_at, order_date, channel, status, status_known, is_counted,
-     lines, units, amount)
+     lines, units, amount, lines_since)
 SELECT t.hk_order, c.hk_customer, d.ordered_at, (d.ordered_at AT TIME ZONE 'UTC')::date,
        d.channel, business_vault.order_status(s.status), s.status IS NOT NULL,
-       business_vault.is_counted(s.status), l.lines, coalesce(l.units, 0), coalesce(l.amount, 0)
+       business_vault.is_counted(s.status), l.lines, coalesce(l.units, 0), coalesce(l.amount, 0),
+       business_vault.lines_since(l.lines, l.versioned, l.latest)
   FROM pg_temp.bv_orders t
  CROSS JOIN LATERAL (
        SELECT loc.hk_customer FROM raw_vault.link_order_customer loc
@@ -52,19 +53,22 @@ SELECT t.hk_order, c.hk_customer, d.ordered_at, (d.ordered_at AT TIME ZONE 'UTC'
         WHERE x.hk_order = t.hk_order
         ORDER BY x.applied_dts DESC, x.event_seq DESC LIMIT 1) s ON true
  CROSS JOIN LATERAL (
-       SELECT count(*) AS lines, sum(b.quantity) AS units, sum(b.line_amount) AS amount
+       SELECT count(*) AS lines, sum(b.quantity) AS units, sum(b.line_amount) AS amount,
+              count(b.line_applied_dts) AS versioned, max(b.line_applied_dts) AS latest
          FROM business_vault.bridge_customer_order_product b
         WHERE b.hk_order = t.hk_order) l
 ON CONFLICT (hk_order) DO UPDATE SET
     hk_customer = excluded.hk_customer, ordered_at = excluded.ordered_at,
     order_date = excluded.order_date, channel = excluded.channel, status = excluded.status,
     status_known = excluded.status_known, is_counted = excluded.is_counted,
-    lines = excluded.lines, units = excluded.units, amount = excluded.amount
+    lines = excluded.lines, units = excluded.units, amount = excluded.amount,
+    lines_since = excluded.lines_since
 WHERE (o.hk_customer, o.ordered_at, o.channel, o.status, o.status_known, o.lines, o.units,
-       o.amount)
+       o.amount, o.lines_since)
       IS DISTINCT FROM
       (excluded.hk_customer, excluded.ordered_at, excluded.channel, excluded.status,
-       excluded.status_known, excluded.lines, excluded.units, excluded.amount);
+       excluded.status_known, excluded.lines, excluded.units, excluded.amount,
+       excluded.lines_since);
 
 INSERT INTO pg_temp.bv_order_sides (hk_customer, order_date)
 SELECT o.hk_customer, o.order_date

@@ -8,11 +8,11 @@
 -- every product and every customer is staged anyway.
 INSERT INTO business_vault.order_summary
     (hk_order, hk_customer, ordered_at, order_date, channel, status, status_known, is_counted,
-     lines, units, amount)
+     lines, units, amount, lines_since)
 SELECT t.hk_order, c.hk_customer, d.ordered_at, (d.ordered_at AT TIME ZONE 'UTC')::date,
        d.channel, business_vault.order_status(s.status), s.status IS NOT NULL,
        business_vault.is_counted(s.status), coalesce(l.lines, 0), coalesce(l.units, 0),
-       coalesce(l.amount, 0)
+       coalesce(l.amount, 0), business_vault.lines_since(l.lines, l.versioned, l.latest)
   FROM pg_temp.bv_orders t
   JOIN (SELECT DISTINCT ON (loc.hk_order) loc.hk_order, loc.hk_customer
           FROM raw_vault.link_order_customer loc
@@ -25,7 +25,8 @@ SELECT t.hk_order, c.hk_customer, d.ordered_at, (d.ordered_at AT TIME ZONE 'UTC'
                FROM raw_vault.sat_order_status x
               ORDER BY x.hk_order, x.applied_dts DESC, x.event_seq DESC) s ON s.hk_order = t.hk_order
   LEFT JOIN (SELECT b.hk_order, count(*) AS lines, sum(b.quantity) AS units,
-                    sum(b.line_amount) AS amount
+                    sum(b.line_amount) AS amount, count(b.line_applied_dts) AS versioned,
+                    max(b.line_applied_dts) AS latest
                FROM business_vault.bridge_customer_order_product b
               GROUP BY b.hk_order) l ON l.hk_order = t.hk_order;
 

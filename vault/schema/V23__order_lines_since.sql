@@ -1,0 +1,48 @@
+-- dvault schema, migration 23: since when an order's lines are its current ones.
+--
+-- An order as of a business time ts (mart.orders_as_of, and every population figure of
+-- a past date) has the lines in force at ts. For most orders they are the lines the
+-- order has now: its line versions all began at or before ts. Each order now says from
+-- when that holds, so the as-of functions take those orders' line count, units and
+-- amount from business_vault.order_summary as they stand, and read line versions by
+-- index only for the orders whose lines changed after ts. Before, every as-of
+-- population sorted every line version up to ts and hashed it against the whole bridge
+-- (1.5 s of the 4 s population at 10x the demo data).
+
+ALTER TABLE business_vault.bridge_customer_order_product ADD COLUMN line_applied_dts timestamptz;
+COMMENT ON COLUMN business_vault.bridge_customer_order_product.line_applied_dts IS
+    'Business time (applied_dts) of the line version the measures are from; NULL when the line has no version.';
+
+UPDATE business_vault.bridge_customer_order_product b
+   SET line_applied_dts = v.applied_dts
+  FROM (SELECT DISTINCT ON (s.hk_order_product) s.hk_order_product, s.applied_dts
+          FROM raw_vault.sat_order_line s
+         ORDER BY s.hk_order_product, s.applied_dts DESC, s.event_seq DESC) v
+ WHERE v.hk_order_product = b.hk_order_product;
+
+-- The rule, one place for the migration and the loader's build and refresh: given an
+-- order's lines, how many of them have a version, and the latest business time of
+-- their current versions.
+CREATE FUNCTION business_vault.lines_since(lines bigint, versioned bigint, latest timestamptz)
+    RETURNS timestamptz
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN coalesce(lines, 0) = 0 THEN '-infinity'::timestamptz
+                WHEN versioned < lines THEN 'infinity'::timestamptz
+                ELSE latest END;
+COMMENT ON FUNCTION business_vault.lines_since(bigint, bigint, timestamptz) IS
+    'From when an order''s lines are its current ones: -infinity without lines, infinity when one has no version, else the latest business time of their current versions.';
+
+ALTER TABLE business_vault.order_summary ADD COLUMN lines_since timestamptz;
+
+UPDATE business_vault.order_summary o
+   SET lines_since = business_vault.lines_since(l.lines, l.versioned, l.latest)
+  FROM (SELECT b.hk_order, count(*) AS lines, count(b.line_applied_dts) AS versioned,
+               max(b.line_applied_dts) AS latest
+          FROM business_vault.bridge_customer_order_product b
+         GROUP BY b.hk_order) l
+ WHERE l.hk_order = o.hk_order;
+UPDATE business_vault.order_summary SET lines_since = '-infinity' WHERE lines_since IS NULL;
+
+ALTER TABLE business_vault.order_summary ALTER COLUMN lines_since SET NOT NULL;
+COMMENT ON COLUMN business_vault.order_summary.lines_since IS
+    'From this business time on, the order''s lines, units and amount are the ones here: the latest business time of its lines'' current versions (-infinity without lines, infinity when a line has no version).';
