@@ -497,9 +497,12 @@ async fn time_travel_before_and_after_a_change_and_a_late_correction() {
     );
 }
 
-/// A line of O81 (placed 07-05 by the flat route, T1: 3 at 10.00) recorded again with 5
-/// on 07-10, and a line T2 added on 07-20.
-fn o81_changed() -> Vec<NewEvent> {
+/// Orders that change after they were placed: a line of O81 (placed 07-05 by the flat
+/// route, T1: 3 at 10.00) recorded again with 5 on 07-10 and a line T2 added on 07-20;
+/// O21 (placed 03-10 on the web) re-sent on 04-01 as placed in the shop (its details
+/// change, its status and line do not), and paid on 07-25 (the shop already has O11
+/// paid and delivered, O16 cancelled, O34 delivered then returned, O71 cancelled).
+fn orders_changed() -> Vec<NewEvent> {
     let line = |id: &str, day: &str, tx: &str, product: &str, quantity: &str| {
         ev(
             id,
@@ -513,71 +516,118 @@ fn o81_changed() -> Vec<NewEvent> {
     vec![
         line("pos-1-corrected", "2024-07-10", "T1", "P4", "5"),
         line("pos-2", "2024-07-20", "T2", "P2", "1"),
+        ev(
+            "placed-O21-again",
+            "order_placed",
+            &noon("2024-04-01"),
+            json!({"order_id": "O21", "customer_id": "C2", "ordered_at": noon("2024-03-10"),
+                   "channel": "shop", "status": "placed",
+                   "lines": [{"line_no": 1, "product_id": "P2", "quantity": 1, "unit_price": "80", "discount": "0"}]}),
+        ),
+        status("O21", "2024-07-25", "paid"),
     ]
 }
 
-/// `business_vault.orders_at` takes an order's current line figures from the time its
-/// lines last changed (`order_summary.lines_since`) and totals its line versions of then
-/// before it: both equal, at every time, the totals of `lines_at` (the versions in
-/// force then), which is how the function computed every order before.
+/// `business_vault.orders_at` takes an order as it stands in `order_summary` from the
+/// time its details, status and lines last changed (`details_since`, `status_since`,
+/// `lines_since`) and reads its versions of then before that: both equal, at every
+/// time, the order assembled from the versions in force then (each satellite's latest
+/// version by then, the lines' totals of `lines_at`), which is how the function
+/// computed every order before.
 #[tokio::test]
-async fn orders_as_of_a_time_before_their_lines_changed_total_the_line_versions_of_then() {
+async fn orders_as_of_a_time_before_they_changed_are_their_versions_of_then() {
     let (_db, mut client) = setup(&shop()).await;
-    append(&client, &o81_changed()).await;
+    append(&client, &orders_changed()).await;
     load_all(&mut client).await;
 
-    assert_eq!(
-        rows(
-            &client,
-            "SELECT o.lines_since FROM business_vault.order_summary o
-               JOIN raw_vault.hub_order h USING (hk_order) WHERE h.order_id = 'O81'"
+    let since = |order: &str| {
+        format!(
+            "SELECT o.details_since, o.status_since, o.lines_since
+               FROM business_vault.order_summary o
+               JOIN raw_vault.hub_order h USING (hk_order) WHERE h.order_id = '{order}'"
         )
-        .await,
-        ["(\"2024-07-20 12:00:00+00\")"]
-    );
-    let o81 = |ts: &str| {
-        format!("SELECT lines, units, amount FROM mart.orders_as_of('{ts}') WHERE order_id = 'O81'")
     };
     assert_eq!(
-        rows(&client, &o81("2024-07-01T00:00:00Z")).await,
+        rows(&client, &since("O81")).await,
+        ["(\"2024-07-05 12:00:00+00\",-infinity,\"2024-07-20 12:00:00+00\")"]
+    );
+    assert_eq!(
+        rows(&client, &since("O21")).await,
+        ["(\"2024-04-01 12:00:00+00\",\"2024-07-25 12:00:00+00\",\"2024-03-10 12:00:00+00\")"]
+    );
+    let order = |order: &str, ts: &str| {
+        format!(
+            "SELECT channel, status, lines, units, amount FROM mart.orders_as_of('{ts}')
+              WHERE order_id = '{order}'"
+        )
+    };
+    assert_eq!(
+        rows(&client, &order("O81", "2024-07-01T00:00:00Z")).await,
         Vec::<String>::new()
     );
     assert_eq!(
-        rows(&client, &o81("2024-07-06T00:00:00Z")).await,
-        ["(1,3,30.00)"]
+        rows(&client, &order("O81", "2024-07-06T00:00:00Z")).await,
+        ["(,placed,1,3,30.00)"]
     );
     assert_eq!(
-        rows(&client, &o81("2024-07-15T00:00:00Z")).await,
-        ["(1,5,50.00)"]
+        rows(&client, &order("O81", "2024-07-15T00:00:00Z")).await,
+        ["(,placed,1,5,50.00)"]
     );
     assert_eq!(
-        rows(&client, &o81("2024-08-01T00:00:00Z")).await,
-        ["(2,6,60.00)"]
+        rows(&client, &order("O81", "2024-08-01T00:00:00Z")).await,
+        ["(,placed,2,6,60.00)"]
+    );
+    assert_eq!(
+        rows(&client, &order("O21", "2024-03-20T00:00:00Z")).await,
+        ["(web,placed,1,1,80.00)"]
+    );
+    assert_eq!(
+        rows(&client, &order("O21", "2024-05-01T00:00:00Z")).await,
+        ["(shop,placed,1,1,80.00)"]
+    );
+    assert_eq!(
+        rows(&client, &order("O21", "2024-08-01T00:00:00Z")).await,
+        ["(shop,paid,1,1,80.00)"]
     );
 
-    // every order at every time: the figures of their line versions of then
+    // every order at every time: assembled from the versions in force then
     let by_versions = |ts: &str| {
         format!(
-            "SELECT h.hk_order, h.hk_customer, h.ordered_at, h.order_date, h.channel, h.status,
-                    h.status_known, h.is_counted, coalesce(l.lines, 0)::integer,
+            "SELECT c.hk_order, c.hk_customer, d.ordered_at, (d.ordered_at AT TIME ZONE 'UTC')::date,
+                    d.channel, business_vault.order_status(st.status), st.status IS NOT NULL,
+                    business_vault.is_counted(st.status), coalesce(l.lines, 0)::integer,
                     coalesce(l.units, 0)::bigint, coalesce(l.amount, 0)::numeric(14,2)
-               FROM business_vault.order_heads_at('{ts}') h
+               FROM business_vault.order_summary c
+               JOIN (SELECT DISTINCT ON (s.hk_order) s.hk_order, s.channel,
+                            coalesce(s.ordered_at, s.applied_dts) AS ordered_at
+                       FROM raw_vault.sat_order_details s WHERE s.applied_dts <= '{ts}'
+                      ORDER BY s.hk_order, s.applied_dts DESC, s.event_seq DESC) d
+                 ON d.hk_order = c.hk_order AND d.ordered_at <= '{ts}'
+               LEFT JOIN (SELECT DISTINCT ON (s.hk_order) s.hk_order, s.status
+                            FROM raw_vault.sat_order_status s WHERE s.applied_dts <= '{ts}'
+                           ORDER BY s.hk_order, s.applied_dts DESC, s.event_seq DESC) st
+                 ON st.hk_order = c.hk_order
                LEFT JOIN (SELECT v.hk_order, count(*) AS lines, sum(v.quantity) AS units,
                                  sum(business_vault.line_amount(v.quantity, v.unit_price, v.discount)) AS amount
                             FROM business_vault.lines_at('{ts}') v
-                           GROUP BY v.hk_order) l ON l.hk_order = h.hk_order"
+                           GROUP BY v.hk_order) l ON l.hk_order = c.hk_order"
         )
     };
     let times = [
         "2024-01-01T00:00:00Z",
         "2024-02-01T12:00:00Z",
+        "2024-02-03T00:00:00Z",
         "2024-03-01T00:00:00Z",
+        "2024-03-20T00:00:00Z",
+        "2024-04-01T12:00:00Z",
+        "2024-06-10T00:00:00Z",
         "2024-06-20T12:00:00Z",
         "2024-07-05T12:00:00Z",
         "2024-07-10T11:59:59Z",
         "2024-07-10T12:00:00Z",
         "2024-07-20T11:59:59Z",
         "2024-07-20T12:00:00Z",
+        "2024-08-01T00:00:00Z",
         TS,
     ];
     for ts in times {
