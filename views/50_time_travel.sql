@@ -71,6 +71,33 @@ $$;
 COMMENT ON FUNCTION business_vault.order_lines_total_at(timestamptz, bytea) IS
     'One order''s line count, units and amount at business time ts (its lines with a version by then), read by index.';
 
+-- One order at ts by index: its details, status and lines of then (no row when it had no
+-- details version by then); whether it was placed by then is the caller's test.
+CREATE OR REPLACE FUNCTION business_vault.order_at(ts timestamptz, order_key bytea)
+RETURNS TABLE (ordered_at timestamptz, order_date date, channel text, status text,
+               status_known boolean, is_counted boolean, lines integer, units bigint,
+               amount numeric)
+LANGUAGE sql STABLE
+AS $$
+    SELECT d.ordered_at, (d.ordered_at AT TIME ZONE 'UTC')::date, d.channel,
+           business_vault.order_status(st.status), st.status IS NOT NULL,
+           business_vault.is_counted(st.status), l.lines, l.units, l.amount
+      FROM (SELECT coalesce(s.ordered_at, s.applied_dts) AS ordered_at, s.channel
+              FROM raw_vault.sat_order_details s
+             WHERE s.hk_order = order_key AND s.applied_dts <= ts
+             ORDER BY s.applied_dts DESC, s.event_seq DESC
+             LIMIT 1) d
+      LEFT JOIN LATERAL (
+           SELECT s.status
+             FROM raw_vault.sat_order_status s
+            WHERE s.hk_order = order_key AND s.applied_dts <= ts
+            ORDER BY s.applied_dts DESC, s.event_seq DESC
+            LIMIT 1) st ON true
+     CROSS JOIN LATERAL business_vault.order_lines_total_at(ts, order_key) l
+$$;
+COMMENT ON FUNCTION business_vault.order_at(timestamptz, bytea) IS
+    'One order''s details, status and lines at business time ts, read by index (no row without a details version by then).';
+
 -- The orders placed by ts with the details, status and lines they had then, by key:
 -- what mart.orders_as_of(ts) shows and the population functions below count. Plain SQL
 -- like lines_at, so a caller's query reads only what it uses (the population reads no
@@ -91,29 +118,15 @@ AS $$
      WHERE c.details_since <= ts AND c.status_since <= ts AND c.lines_since <= ts
        AND c.ordered_at <= ts
     UNION ALL
-    SELECT c.hk_order, c.hk_customer, d.ordered_at, (d.ordered_at AT TIME ZONE 'UTC')::date,
-           d.channel, business_vault.order_status(st.status), st.status IS NOT NULL,
-           business_vault.is_counted(st.status), l.lines, l.units, l.amount
+    SELECT c.hk_order, c.hk_customer, o.*
       FROM business_vault.order_summary c
-     CROSS JOIN LATERAL (
-           SELECT coalesce(s.ordered_at, s.applied_dts) AS ordered_at, s.channel
-             FROM raw_vault.sat_order_details s
-            WHERE s.hk_order = c.hk_order AND s.applied_dts <= ts
-            ORDER BY s.applied_dts DESC, s.event_seq DESC
-            LIMIT 1) d
-      LEFT JOIN LATERAL (
-           SELECT s.status
-             FROM raw_vault.sat_order_status s
-            WHERE s.hk_order = c.hk_order AND s.applied_dts <= ts
-            ORDER BY s.applied_dts DESC, s.event_seq DESC
-            LIMIT 1) st ON true
-     CROSS JOIN LATERAL business_vault.order_lines_total_at(ts, c.hk_order) l
+     CROSS JOIN LATERAL business_vault.order_at(ts, c.hk_order) o
      -- changed after ts, and not an order whose details of then (the current ones)
      -- place it after ts
      WHERE NOT (c.details_since <= ts AND c.status_since <= ts AND c.lines_since <= ts
                 AND c.ordered_at <= ts)
        AND NOT (c.details_since <= ts AND c.ordered_at > ts)
-       AND d.ordered_at <= ts
+       AND o.ordered_at <= ts
 $$;
 COMMENT ON FUNCTION business_vault.orders_at(timestamptz) IS
     'The orders placed by business time ts, by key, with the details, status and lines they had then: mart.orders_as_of(ts) without the order and customer ids.';
@@ -352,10 +365,7 @@ RETURNS TABLE (order_id text, customer_id text, ordered_at timestamptz, order_da
                lines integer, units bigint, amount numeric, hk_order bytea, hk_customer bytea)
 LANGUAGE sql STABLE
 AS $$
-    SELECT ho.order_id, hc.customer_id, d.ordered_at, (d.ordered_at AT TIME ZONE 'UTC')::date,
-           d.channel, business_vault.order_status(st.status), st.status IS NOT NULL,
-           business_vault.is_counted(st.status), l.lines, l.units, l.amount,
-           c.hk_order, c.hk_customer
+    SELECT ho.order_id, hc.customer_id, o.*, c.hk_order, c.hk_customer
       -- the orders linked to the customer, each its own if its first link is to it
       FROM (SELECT DISTINCT x.hk_order FROM raw_vault.link_order_customer x
              WHERE x.hk_customer = customer) k
@@ -365,22 +375,10 @@ AS $$
             WHERE loc.hk_order = k.hk_order
             ORDER BY loc.load_dts, loc.hk_order_customer
             LIMIT 1) c
-     CROSS JOIN LATERAL (
-           SELECT coalesce(s.ordered_at, s.applied_dts) AS ordered_at, s.channel
-             FROM raw_vault.sat_order_details s
-            WHERE s.hk_order = c.hk_order AND s.applied_dts <= ts
-            ORDER BY s.applied_dts DESC, s.event_seq DESC
-            LIMIT 1) d
-      LEFT JOIN LATERAL (
-           SELECT s.status
-             FROM raw_vault.sat_order_status s
-            WHERE s.hk_order = c.hk_order AND s.applied_dts <= ts
-            ORDER BY s.applied_dts DESC, s.event_seq DESC
-            LIMIT 1) st ON true
-     CROSS JOIN LATERAL business_vault.order_lines_total_at(ts, c.hk_order) l
+     CROSS JOIN LATERAL business_vault.order_at(ts, c.hk_order) o
       JOIN raw_vault.hub_order ho ON ho.hk_order = c.hk_order
       JOIN raw_vault.hub_customer hc ON hc.hk_customer = c.hk_customer
-     WHERE d.ordered_at <= ts
+     WHERE o.ordered_at <= ts
        AND c.hk_customer = customer
 $$;
 COMMENT ON FUNCTION business_vault.customer_orders_at(timestamptz, bytea) IS
