@@ -121,10 +121,11 @@ AS $$
     SELECT c.hk_order, c.hk_customer, o.*
       FROM business_vault.order_summary c
      CROSS JOIN LATERAL business_vault.order_at(ts, c.hk_order) o
-     -- changed after ts, and not an order whose details of then (the current ones)
-     -- place it after ts
+     -- changed after ts, existing by then (a details version), and not an order whose
+     -- details of then (the current ones) place it after ts
      WHERE NOT (c.details_since <= ts AND c.status_since <= ts AND c.lines_since <= ts
                 AND c.ordered_at <= ts)
+       AND c.details_from <= ts
        AND NOT (c.details_since <= ts AND c.ordered_at > ts)
        AND o.ordered_at <= ts
 $$;

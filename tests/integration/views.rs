@@ -530,7 +530,8 @@ fn orders_changed() -> Vec<NewEvent> {
 
 /// `business_vault.orders_at` takes an order as it stands in `order_summary` from the
 /// time its details, status and lines last changed (`details_since`, `status_since`,
-/// `lines_since`) and reads its versions of then before that: both equal, at every
+/// `lines_since`), reads its versions of then before that, and none before its first
+/// details version (`details_from`): all three equal, at every
 /// time, the order assembled from the versions in force then (each satellite's latest
 /// version by then, the lines' totals of `lines_at`), which is how the function
 /// computed every order before.
@@ -542,18 +543,22 @@ async fn orders_as_of_a_time_before_they_changed_are_their_versions_of_then() {
 
     let since = |order: &str| {
         format!(
-            "SELECT o.details_since, o.status_since, o.lines_since
+            "SELECT o.details_from, o.details_since, o.status_since, o.lines_since
                FROM business_vault.order_summary o
                JOIN raw_vault.hub_order h USING (hk_order) WHERE h.order_id = '{order}'"
         )
     };
     assert_eq!(
         rows(&client, &since("O81")).await,
-        ["(\"2024-07-05 12:00:00+00\",-infinity,\"2024-07-20 12:00:00+00\")"]
+        [
+            "(\"2024-07-05 12:00:00+00\",\"2024-07-05 12:00:00+00\",-infinity,\"2024-07-20 12:00:00+00\")"
+        ]
     );
     assert_eq!(
         rows(&client, &since("O21")).await,
-        ["(\"2024-04-01 12:00:00+00\",\"2024-07-25 12:00:00+00\",\"2024-03-10 12:00:00+00\")"]
+        [
+            "(\"2024-03-10 12:00:00+00\",\"2024-04-01 12:00:00+00\",\"2024-07-25 12:00:00+00\",\"2024-03-10 12:00:00+00\")"
+        ]
     );
     let order = |order: &str, ts: &str| {
         format!(

@@ -33,13 +33,15 @@ COMMENT ON FUNCTION business_vault.lines_since(bigint, bigint, timestamptz) IS
     'From when an order''s lines are its current ones: -infinity without lines, infinity when one has no version, else the latest business time of their current versions.';
 
 ALTER TABLE business_vault.order_summary
+    ADD COLUMN details_from timestamptz,
     ADD COLUMN details_since timestamptz,
     ADD COLUMN status_since timestamptz,
     ADD COLUMN lines_since timestamptz;
 
 UPDATE business_vault.order_summary o
-   SET details_since = d.applied_dts
-  FROM (SELECT DISTINCT ON (s.hk_order) s.hk_order, s.applied_dts
+   SET details_from = d.first_applied_dts, details_since = d.applied_dts
+  FROM (SELECT DISTINCT ON (s.hk_order) s.hk_order, s.applied_dts,
+               min(s.applied_dts) OVER (PARTITION BY s.hk_order) AS first_applied_dts
           FROM raw_vault.sat_order_details s
          ORDER BY s.hk_order, s.applied_dts DESC, s.event_seq DESC) d
  WHERE d.hk_order = o.hk_order;
@@ -60,9 +62,12 @@ UPDATE business_vault.order_summary o
 UPDATE business_vault.order_summary SET lines_since = '-infinity' WHERE lines_since IS NULL;
 
 ALTER TABLE business_vault.order_summary
+    ALTER COLUMN details_from SET NOT NULL,
     ALTER COLUMN details_since SET NOT NULL,
     ALTER COLUMN status_since SET NOT NULL,
     ALTER COLUMN lines_since SET NOT NULL;
+COMMENT ON COLUMN business_vault.order_summary.details_from IS
+    'Business time of the order''s first details version: before it the order did not exist (as of such a time it is in no answer).';
 COMMENT ON COLUMN business_vault.order_summary.details_since IS
     'Business time (applied_dts) of the details version ordered_at and channel are from: from then on they are the ones here.';
 COMMENT ON COLUMN business_vault.order_summary.status_since IS

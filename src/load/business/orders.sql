@@ -33,11 +33,11 @@ ON CONFLICT DO NOTHING;
 -- Orders: header, current status and totals of the touched orders.
 INSERT INTO business_vault.order_summary AS o
     (hk_order, hk_customer, ordered_at, order_date, channel, status, status_known, is_counted,
-     lines, units, amount, details_since, status_since, lines_since)
+     lines, units, amount, details_from, details_since, status_since, lines_since)
 SELECT t.hk_order, c.hk_customer, d.ordered_at, (d.ordered_at AT TIME ZONE 'UTC')::date,
        d.channel, business_vault.order_status(s.status), s.status IS NOT NULL,
        business_vault.is_counted(s.status), l.lines, coalesce(l.units, 0), coalesce(l.amount, 0),
-       d.applied_dts, coalesce(s.applied_dts, '-infinity'),
+       f.applied_dts, d.applied_dts, coalesce(s.applied_dts, '-infinity'),
        business_vault.lines_since(l.lines, l.versioned, l.latest)
   FROM pg_temp.bv_orders t
  CROSS JOIN LATERAL (
@@ -49,6 +49,10 @@ SELECT t.hk_order, c.hk_customer, d.ordered_at, (d.ordered_at AT TIME ZONE 'UTC'
          FROM raw_vault.sat_order_details x
         WHERE x.hk_order = t.hk_order
         ORDER BY x.applied_dts DESC, x.event_seq DESC LIMIT 1) d
+ CROSS JOIN LATERAL (
+       SELECT x.applied_dts FROM raw_vault.sat_order_details x
+        WHERE x.hk_order = t.hk_order
+        ORDER BY x.applied_dts, x.event_seq LIMIT 1) f
   LEFT JOIN LATERAL (
        SELECT x.status, x.applied_dts FROM raw_vault.sat_order_status x
         WHERE x.hk_order = t.hk_order
@@ -63,14 +67,16 @@ ON CONFLICT (hk_order) DO UPDATE SET
     order_date = excluded.order_date, channel = excluded.channel, status = excluded.status,
     status_known = excluded.status_known, is_counted = excluded.is_counted,
     lines = excluded.lines, units = excluded.units, amount = excluded.amount,
-    details_since = excluded.details_since, status_since = excluded.status_since,
+    details_from = excluded.details_from, details_since = excluded.details_since,
+    status_since = excluded.status_since,
     lines_since = excluded.lines_since
 WHERE (o.hk_customer, o.ordered_at, o.channel, o.status, o.status_known, o.lines, o.units,
-       o.amount, o.details_since, o.status_since, o.lines_since)
+       o.amount, o.details_from, o.details_since, o.status_since, o.lines_since)
       IS DISTINCT FROM
       (excluded.hk_customer, excluded.ordered_at, excluded.channel, excluded.status,
        excluded.status_known, excluded.lines, excluded.units, excluded.amount,
-       excluded.details_since, excluded.status_since, excluded.lines_since);
+       excluded.details_from, excluded.details_since, excluded.status_since,
+       excluded.lines_since);
 
 INSERT INTO pg_temp.bv_order_sides (hk_customer, order_date)
 SELECT o.hk_customer, o.order_date

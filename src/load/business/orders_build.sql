@@ -8,18 +8,19 @@
 -- every product and every customer is staged anyway.
 INSERT INTO business_vault.order_summary
     (hk_order, hk_customer, ordered_at, order_date, channel, status, status_known, is_counted,
-     lines, units, amount, details_since, status_since, lines_since)
+     lines, units, amount, details_from, details_since, status_since, lines_since)
 SELECT t.hk_order, c.hk_customer, d.ordered_at, (d.ordered_at AT TIME ZONE 'UTC')::date,
        d.channel, business_vault.order_status(s.status), s.status IS NOT NULL,
        business_vault.is_counted(s.status), coalesce(l.lines, 0), coalesce(l.units, 0),
-       coalesce(l.amount, 0), d.applied_dts, coalesce(s.applied_dts, '-infinity'),
+       coalesce(l.amount, 0), d.first_applied_dts, d.applied_dts, coalesce(s.applied_dts, '-infinity'),
        business_vault.lines_since(l.lines, l.versioned, l.latest)
   FROM pg_temp.bv_orders t
   JOIN (SELECT DISTINCT ON (loc.hk_order) loc.hk_order, loc.hk_customer
           FROM raw_vault.link_order_customer loc
          ORDER BY loc.hk_order, loc.load_dts, loc.hk_order_customer) c ON c.hk_order = t.hk_order
   JOIN (SELECT DISTINCT ON (x.hk_order) x.hk_order,
-               coalesce(x.ordered_at, x.applied_dts) AS ordered_at, x.channel, x.applied_dts
+               coalesce(x.ordered_at, x.applied_dts) AS ordered_at, x.channel, x.applied_dts,
+               min(x.applied_dts) OVER (PARTITION BY x.hk_order) AS first_applied_dts
           FROM raw_vault.sat_order_details x
          ORDER BY x.hk_order, x.applied_dts DESC, x.event_seq DESC) d ON d.hk_order = t.hk_order
   LEFT JOIN (SELECT DISTINCT ON (x.hk_order) x.hk_order, x.status, x.applied_dts
