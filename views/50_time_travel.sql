@@ -11,8 +11,10 @@
 -- One customer as of ts (GET /customers/{id}?as_of=) has its own path:
 -- mart.customer_360_as_of(ts, customer) computes the same row from that customer's
 -- keys alone, each satellite version in force at ts one index probe (LATERAL ...
--- LIMIT 1), with a plan kept per connection; the population functions read whole
--- tables, which is what a population needs. tests/integration/oracle.rs checks both
+-- LIMIT 1), with a plan kept per connection; the population functions read every
+-- order (business_vault.orders_at: as it stands in order_summary where nothing of it
+-- changed after ts, else by index) and whole tables for the rest, which is what a
+-- population needs. tests/integration/oracle.rs checks both
 -- against each other and against an independent model for every customer. The RFM
 -- boundaries of the population at ts, which even one customer's scores need, are
 -- computed once per ts and remembered (business_vault.rfm_cuts_at,
