@@ -92,13 +92,14 @@ async fn a_first_load_takes_the_bulk_path_and_equals_the_batch_by_batch_load() {
     let mut client = tpch(&db, &IN_ORDER).await;
     client
         .batch_execute(
-            "COMMENT ON INDEX tpch_vault.link_lineitem_order_idx IS 'line items of an order';
+            "CREATE INDEX link_lineitem_order_idx ON tpch_vault.link_lineitem (hk_order);
+             COMMENT ON INDEX tpch_vault.link_lineitem_order_idx IS 'line items of an order';
              COMMENT ON CONSTRAINT sat_order_pkey ON tpch_vault.sat_order IS 'one version per time'",
         )
         .await
         .expect("comments");
     let before = catalog(&client).await;
-    assert!(before.len() >= 17, "{before:#?}");
+    assert!(before.len() >= 16, "{before:#?}");
 
     let bulk = loader(&client, Some(1)).await;
     let summary = load_all_with(&mut client, &bulk).await;
