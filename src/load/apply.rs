@@ -46,7 +46,7 @@ pub(super) async fn write_rows(
         if known.links[l].is_none() {
             bulk.restore(tx, &m.table(&m.links[l].name)).await?;
         }
-        let written = write::links(tx, m, l, link_rows, known.links[l].as_ref()).await?;
+        let written = write::links(tx, m, l, link_rows, known.links[l].as_ref(), &new_hubs).await?;
         known.add_link(l, &written.keys, written.repeats);
         let fresh = written.keys;
         tracing::debug!(table = %m.links[l].name, ms = t.elapsed().as_millis() as u64, "link");

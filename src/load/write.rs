@@ -17,7 +17,7 @@ use super::rows::{HubRow, LinkRow};
 use super::satellite::{Existing, NewVersion};
 use crate::db::Doing;
 use crate::hash::{Hash, KeyMap, KeySet};
-use crate::mapping::{ColumnType, HubId, LinkId, Mappings, Satellite, Value};
+use crate::mapping::{ColumnType, HubId, LinkId, Mappings, PerHub, Satellite, Value};
 
 /// `"name"`, with inner quotes doubled.
 pub use crate::db::quote_ident as ident;
@@ -306,6 +306,7 @@ pub struct Written {
 /// With `known` (the table was empty when the run began: see [`KnownKeys`]), only
 /// the keys whose prefix the run already wrote are looked up in the table, and
 /// none at all when the table has no index to look them up with (the bulk path).
+/// Rows for which `surely_new` holds are not looked up either.
 ///
 /// [`KnownKeys`]: super::known::KnownKeys
 async fn new_rows<'a, R>(
@@ -315,10 +316,12 @@ async fn new_rows<'a, R>(
     rows: &'a [R],
     known: Option<&Known>,
     key: impl Fn(&R) -> Hash,
+    surely_new: impl Fn(&R) -> bool,
 ) -> Result<(Vec<&'a R>, usize), tokio_postgres::Error> {
     let mut seen = KeySet::default();
-    let mut firsts: Vec<&R> = rows.iter().filter(|r| seen.insert(key(r))).collect();
-    let mut surely_new = Vec::new();
+    let firsts: Vec<&R> = rows.iter().filter(|r| seen.insert(key(r))).collect();
+    let (mut surely_new, mut firsts): (Vec<&R>, Vec<&R>) =
+        firsts.into_iter().partition(|r| surely_new(r));
     let mut repeats = 0;
     if let Some(known) = known {
         let (maybe, new): (Vec<&R>, Vec<&R>) =
@@ -326,7 +329,7 @@ async fn new_rows<'a, R>(
         repeats = maybe.len();
         // trusted: a key the run wrote is in the table, and nothing else is
         firsts = if known.trusted { Vec::new() } else { maybe };
-        surely_new = new;
+        surely_new.extend(new);
     }
     if firsts.is_empty() {
         surely_new.sort_unstable_by_key(|r| key(r));
@@ -366,7 +369,7 @@ pub async fn hubs(
 ) -> Result<Written, LoadError> {
     let hub = &m.hubs[h];
     let table = m.table(&hub.name);
-    let (fresh, repeats) = new_rows(tx, &table, &hub.hash_key, rows, known, |r| r.hk)
+    let (fresh, repeats) = new_rows(tx, &table, &hub.hash_key, rows, known, |r| r.hk, |_| false)
         .await
         .doing("looking up hub keys")?;
     let mut cols = vec![ident(&hub.hash_key)];
@@ -391,18 +394,39 @@ pub async fn hubs(
 }
 
 /// Insert the link rows whose keys are new; returns those keys.
+///
+/// A row naming a hub key that this batch added to its hub (`new_hubs`) is new
+/// without a look into the table: the loader writes a link row only together with
+/// the hub rows of its keys (the same event's, in the same transaction), so no link
+/// row can name a key its hub did not hold. At TPC-H SF1's day 2, every line item
+/// of a new order: 60,175 keys, 230 ms of probing an index of 6M.
 pub async fn links(
     tx: &Transaction<'_>,
     m: &Mappings,
     l: LinkId,
     rows: &[LinkRow],
     known: Option<&Known>,
+    new_hubs: &PerHub<KeySet>,
 ) -> Result<Written, LoadError> {
     let link = &m.links[l];
     let table = m.table(&link.name);
-    let (fresh, repeats) = new_rows(tx, &table, &link.hash_key, rows, known, |r| r.hk)
-        .await
-        .doing("looking up link keys")?;
+    let names_a_new_hub_key = |r: &LinkRow| {
+        link.hubs
+            .iter()
+            .zip(&r.hub_keys)
+            .any(|(&h, k)| new_hubs[h].contains(k))
+    };
+    let (fresh, repeats) = new_rows(
+        tx,
+        &table,
+        &link.hash_key,
+        rows,
+        known,
+        |r| r.hk,
+        names_a_new_hub_key,
+    )
+    .await
+    .doing("looking up link keys")?;
     let mut cols = vec![ident(&link.hash_key)];
     cols.extend(link.hubs.iter().map(|&h| ident(&m.hubs[h].hash_key)));
     cols.extend(link.dependent_keys.iter().map(|(c, _)| ident(c)));

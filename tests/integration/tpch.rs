@@ -143,3 +143,95 @@ async fn the_tpch_example_loads_into_its_own_schema_with_automatedv_hash_keys() 
         .get::<_, String>(0);
     assert_eq!(before, after);
 }
+
+/// How many times the loader's session began a scan of `index` (its statistics
+/// flushed first: they are the session's own).
+async fn index_scans(client: &tokio_postgres::Client, index: &str) -> i64 {
+    client
+        .execute("SELECT pg_stat_force_next_flush()", &[])
+        .await
+        .expect("flush");
+    client
+        .query_one(
+            "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = $1",
+            &[&index],
+        )
+        .await
+        .expect("index statistics")
+        .get(0)
+}
+
+/// A day-2 line item of a new order is new without a look into the line item link:
+/// no link row can name an order key that its hub did not hold. Only the new line of
+/// an order already loaded is probed for.
+#[tokio::test]
+async fn the_line_items_of_a_new_order_are_not_probed_for() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    for file in ["schema.sql", "views.sql"] {
+        let sql = std::fs::read_to_string(example().join(file)).expect("example SQL");
+        client.batch_execute(&sql).await.expect(file);
+    }
+    let ingest = |path: PathBuf, table: &'static str| {
+        let opts = IngestOptions {
+            event_type: Some(format!("tpch_{table}")),
+            source: Some("tpch".into()),
+            ..IngestOptions::default()
+        };
+        (path, opts)
+    };
+    for table in TABLES {
+        let (path, opts) = ingest(example().join(format!("sample/{table}.csv")), table);
+        ingest_file(&mut client, &path, &opts)
+            .await
+            .expect("ingest");
+    }
+    let mappings = Mappings::from_dir(&example().join("mappings")).expect("mappings");
+    let mut loader = Loader::new(&client, mappings).await.expect("loader");
+    loader.bulk_min_events = None;
+    load_all_with(&mut client, &loader).await;
+
+    // later days: line items of the sample's first part and supplier
+    let sample = std::fs::read_to_string(example().join("sample/lineitem.csv")).expect("sample");
+    let mut lines = sample.lines();
+    let header = lines.next().expect("header");
+    // order key, part, supplier, line number, the rest
+    let first: Vec<&str> = lines.next().expect("a line item").splitn(5, ',').collect();
+    // the writer's session: every probe by index, so that each one is counted
+    client
+        .batch_execute("SET enable_seqscan = off")
+        .await
+        .expect("set");
+    // Each day's load: the index scans of the line item link it began (a run makes
+    // a few of its own, the same every day), and what it wrote.
+    let mut day = async |lines: &[(i32, i32)]| {
+        let rows: Vec<String> = lines
+            .iter()
+            .map(|(order, line)| format!("{order},{},{},{line},{}", first[1], first[2], first[4]))
+            .collect();
+        let file = std::env::temp_dir().join(format!("dvault-day-{}.csv", rand::random::<u64>()));
+        std::fs::write(&file, format!("{header}\n{}\n", rows.join("\n"))).expect("day file");
+        let (path, opts) = ingest(file, "lineitem");
+        ingest_file(&mut client, &path, &opts)
+            .await
+            .expect("ingest a day");
+        std::fs::remove_file(&path).expect("day file removed");
+        let before = index_scans(&client, "link_lineitem_pkey").await;
+        let summary = load_all_with(&mut client, &loader).await;
+        let scans = index_scans(&client, "link_lineitem_pkey").await - before;
+        (scans, summary)
+    };
+    // day 2: a new line of order 1
+    let (one_old, summary) = day(&[(1, 8)]).await;
+    assert_eq!(summary.rows.get("link_lineitem"), Some(&1));
+    assert_eq!(summary.rows.get("hub_order"), Some(&0));
+    // day 3: the same for order 2, and three lines of order 99999, which is new
+    let (one_old_three_new, summary) = day(&[(99999, 1), (99999, 2), (2, 9), (99999, 3)]).await;
+    assert_eq!(summary.events, 4);
+    assert_eq!(summary.rows.get("link_lineitem"), Some(&4));
+    assert_eq!(summary.rows.get("hub_order"), Some(&1));
+    assert_eq!(
+        one_old_three_new, one_old,
+        "the lines of the new order were not looked up"
+    );
+}
