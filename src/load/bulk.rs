@@ -128,6 +128,11 @@ impl Bulk {
         self.builds_business_vault
     }
 
+    /// Is this run off the bulk path (no table of its own)?
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+
     /// Is `qualified` without its indexes now?
     pub fn is_bare(&self, qualified: &str) -> bool {
         self.tables
@@ -405,7 +410,7 @@ impl Loader {
     ) -> Result<LoadSummary, LoadError> {
         let started = Instant::now();
         let summary = self
-            .write_projected(tx, &batch.rows, &batch.rejects, known, bulk)
+            .write_projected(tx, None, &batch.rows, &batch.rejects, known, bulk)
             .await?;
         Ok(batch.written(
             summary,

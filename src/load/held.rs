@@ -83,7 +83,14 @@ impl Loader {
             let seqs: Vec<i64> = log.iter().map(|e| e.seq).collect();
             let (rows, rejects) = project(&self.mappings, &log);
             let mut summary = match self
-                .write_projected(&tx, &rows, &rejects, &mut known, &mut bulk::Bulk::default())
+                .write_projected(
+                    &tx,
+                    None,
+                    &rows,
+                    &rejects,
+                    &mut known,
+                    &mut bulk::Bulk::default(),
+                )
                 .await
             {
                 Ok(s) => s,

@@ -310,11 +310,14 @@ impl Loader {
             let last = batch.last;
             let (written, prepared) = if full {
                 tokio::join!(
-                    self.write_batch(writer, batch, known),
+                    self.write_batch(writer, Some(reader), batch, known),
                     self.prepare(reader, last)
                 )
             } else {
-                (self.write_batch(writer, batch, known).await, Ok(None))
+                (
+                    self.write_batch(writer, Some(reader), batch, known).await,
+                    Ok(None),
+                )
             };
             match written {
                 Ok(written) => total.add(&written),
@@ -336,7 +339,7 @@ impl Loader {
             .await
             .doing("reading the checkpoint")?;
         match self.prepare(client, at).await? {
-            Some(batch) => self.write_batch(client, batch, known).await.map(Some),
+            Some(batch) => self.write_batch(client, None, batch, known).await.map(Some),
             None => Ok(None),
         }
     }
@@ -403,12 +406,16 @@ impl Loader {
     /// transaction is rolled back and the batch written again in event ranges under
     /// savepoints, so the events responsible are quarantined with the database's
     /// message and the rest commits: no single event can stop the loader.
+    ///
+    /// `reader`: the read-ahead connection, where the batch's keys and versions are
+    /// looked up while its rows are written ([`apply`]).
     #[tracing::instrument(name = "batch", skip_all, fields(
         events = batch.events, after_seq = batch.after.seq, rows = tracing::field::Empty,
         rejected = tracing::field::Empty, ms = tracing::field::Empty))]
     async fn write_batch(
         &self,
         client: &mut Client,
+        reader: Option<&Client>,
         batch: Prepared,
         known: &mut known::KnownKeys,
     ) -> Result<LoadSummary, LoadError> {
@@ -418,6 +425,7 @@ impl Loader {
         let summary = match self
             .write_projected(
                 &tx,
+                reader,
                 &batch.rows,
                 &batch.rejects,
                 known,
@@ -450,17 +458,20 @@ impl Loader {
         Ok(batch.written(summary, started, "batch loaded"))
     }
 
-    /// The vault rows, the business vault and the quarantine of one projected batch.
+    /// The vault rows, the business vault and the quarantine of one projected batch;
+    /// keys and versions looked up on `lookups` if given (see [`apply`]).
     async fn write_projected(
         &self,
         tx: &Transaction<'_>,
+        lookups: Option<&Client>,
         rows: &Rows,
         rejects: &[Reject],
         known: &mut known::KnownKeys,
         bulk: &mut bulk::Bulk,
     ) -> Result<LoadSummary, LoadError> {
         let started = Instant::now();
-        let (mut summary, new_links) = write_rows(tx, &self.mappings, rows, known, bulk).await?;
+        let (mut summary, new_links) =
+            write_rows(tx, lookups, &self.mappings, rows, known, bulk).await?;
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "written");
         if self.mappings.is_customer_360() && !bulk.builds_business_vault() {
             business::refresh(tx, &self.mappings, rows, &new_links).await?;
@@ -495,7 +506,7 @@ impl Loader {
                 .await
                 .doing("starting a savepoint")?;
             match self
-                .write_projected(&sp, &rows, &rejects, known, bulk)
+                .write_projected(&sp, None, &rows, &rejects, known, bulk)
                 .await
             {
                 Ok(part) => {

@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::{SinkExt, pin_mut};
 use postgres_types::{IsNull, ToSql, Type, to_sql_checked};
 use rust_decimal::Decimal;
-use tokio_postgres::Transaction;
+use tokio_postgres::{GenericClient, Transaction};
 
 use super::LoadError;
 use super::known::Known;
@@ -91,7 +91,7 @@ fn read_value(
 /// snapshot) is a plain join, where a hash wins (50,000 keys against 150,000
 /// customers: 65 ms, against 93 ms by index).
 async fn existing_keys(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     table: &str,
     key_column: &str,
     keys: &[&[u8]],
@@ -292,13 +292,21 @@ async fn copy_rows<R>(
     Ok(n)
 }
 
-/// The keys a batch wrote to a hub or link table.
-#[derive(Debug, Default)]
-pub struct Written {
-    pub keys: KeySet,
+/// The rows of a batch a hub or link table does not hold yet ([`new_hub_rows`],
+/// [`new_link_rows`]).
+#[derive(Debug)]
+pub struct Fresh<'a, R> {
+    /// In key order: fewer index pages touched per batch.
+    pub rows: Vec<&'a R>,
     /// Keys of the batch that the run's key memory already held, i.e. repeats of
     /// earlier batches (how the key memory tells which tables it may forget).
     pub repeats: usize,
+}
+
+impl<R> Fresh<'_, R> {
+    pub fn keys(&self, key: impl Fn(&R) -> Hash) -> KeySet {
+        self.rows.iter().map(|r| key(r)).collect()
+    }
 }
 
 /// Rows whose key is new: first occurrence in the batch, not yet in the table, and
@@ -306,17 +314,20 @@ pub struct Written {
 /// With `known` (the table was empty when the run began: see [`KnownKeys`]), only
 /// the keys whose prefix the run already wrote are looked up in the table, and
 /// none at all when the table has no index to look them up with (the bulk path).
-/// Rows for which `surely_new` holds are not looked up either.
+/// Rows for which `surely_new` holds are not looked up either, nor the keys in
+/// `present` (known to be in the table).
 ///
 /// [`KnownKeys`]: super::known::KnownKeys
+#[allow(clippy::too_many_arguments)]
 async fn new_rows<'a, R>(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     table: &str,
     key_column: &str,
     rows: &'a [R],
     known: Option<&Known>,
     key: impl Fn(&R) -> Hash,
     surely_new: impl Fn(&R) -> bool,
+    present: &KeySet,
 ) -> Result<(Vec<&'a R>, usize), tokio_postgres::Error> {
     let mut seen = KeySet::default();
     let firsts: Vec<&R> = rows.iter().filter(|r| seen.insert(key(r))).collect();
@@ -331,6 +342,7 @@ async fn new_rows<'a, R>(
         firsts = if known.trusted { Vec::new() } else { maybe };
         surely_new.extend(new);
     }
+    firsts.retain(|r| !present.contains(&key(r)));
     if firsts.is_empty() {
         surely_new.sort_unstable_by_key(|r| key(r));
         return Ok((surely_new, repeats));
@@ -358,27 +370,48 @@ async fn new_rows<'a, R>(
     Ok((fresh, repeats))
 }
 
-/// Insert the hub rows whose keys are new; returns those keys. The loader lock
-/// makes the check-then-`COPY` safe: no other writer adds keys meanwhile.
+/// The hub rows of a batch whose keys are new (first in the batch, not in the table),
+/// looked up on `lookups`, in key order; the keys in `present` are known to be there.
+pub async fn new_hub_rows<'a>(
+    lookups: &impl GenericClient,
+    m: &Mappings,
+    h: HubId,
+    rows: &'a [HubRow],
+    known: Option<&Known>,
+    present: &KeySet,
+) -> Result<Fresh<'a, HubRow>, LoadError> {
+    let hub = &m.hubs[h];
+    let (rows, repeats) = new_rows(
+        lookups,
+        &m.table(&hub.name),
+        &hub.hash_key,
+        rows,
+        known,
+        |r| r.hk,
+        |_| false,
+        present,
+    )
+    .await
+    .doing("looking up hub keys")?;
+    Ok(Fresh { rows, repeats })
+}
+
+/// Insert new hub rows ([`new_hub_rows`]). The loader lock makes the check-then-`COPY`
+/// safe: no other writer adds keys meanwhile.
 pub async fn hubs(
     tx: &Transaction<'_>,
     m: &Mappings,
     h: HubId,
-    rows: &[HubRow],
-    known: Option<&Known>,
-) -> Result<Written, LoadError> {
+    fresh: &[&HubRow],
+) -> Result<(), LoadError> {
     let hub = &m.hubs[h];
-    let table = m.table(&hub.name);
-    let (fresh, repeats) = new_rows(tx, &table, &hub.hash_key, rows, known, |r| r.hk, |_| false)
-        .await
-        .doing("looking up hub keys")?;
     let mut cols = vec![ident(&hub.hash_key)];
     cols.extend(hub.business_key.iter().map(|c| ident(c)));
     cols.extend(["load_dts".into(), "record_source".into()]);
     let mut types = vec![Type::BYTEA];
     types.extend(hub.business_key.iter().map(|_| Type::TEXT));
     types.extend([Type::TIMESTAMPTZ, Type::TEXT]);
-    copy_rows(tx, &table, &cols, &types, &fresh, |r, v| {
+    copy_rows(tx, &m.table(&hub.name), &cols, &types, fresh, |r, v| {
         v.bytes(&r.hk);
         for k in &r.business_key {
             v.text(k);
@@ -387,46 +420,66 @@ pub async fn hubs(
         v.text(&r.origin.source);
     })
     .await?;
-    Ok(Written {
-        keys: fresh.iter().map(|r| r.hk).collect(),
-        repeats,
-    })
+    Ok(())
 }
 
-/// Insert the link rows whose keys are new; returns those keys.
+/// The link rows of a batch whose keys are new, looked up on `lookups`, in key order;
+/// the keys in `present` are known to be there.
 ///
-/// A row naming a hub key that this batch added to its hub (`new_hubs`) is new
+/// A row naming a hub key that this batch adds to its hub (`new_hubs`) is new
 /// without a look into the table: the loader writes a link row only together with
 /// the hub rows of its keys (the same event's, in the same transaction), so no link
 /// row can name a key its hub did not hold. At TPC-H SF1's day 2, every line item
 /// of a new order: 60,175 keys, 230 ms of probing an index of 6M.
-pub async fn links(
-    tx: &Transaction<'_>,
+pub async fn new_link_rows<'a>(
+    lookups: &impl GenericClient,
     m: &Mappings,
     l: LinkId,
-    rows: &[LinkRow],
+    rows: &'a [LinkRow],
     known: Option<&Known>,
     new_hubs: &PerHub<KeySet>,
-) -> Result<Written, LoadError> {
+    present: &KeySet,
+) -> Result<Fresh<'a, LinkRow>, LoadError> {
     let link = &m.links[l];
-    let table = m.table(&link.name);
-    let names_a_new_hub_key = |r: &LinkRow| {
-        link.hubs
-            .iter()
-            .zip(&r.hub_keys)
-            .any(|(&h, k)| new_hubs[h].contains(k))
-    };
-    let (fresh, repeats) = new_rows(
-        tx,
-        &table,
+    let names_a_new_hub_key = |r: &LinkRow| names_a_new_hub_key(m, l, &r.hub_keys, new_hubs);
+    let (rows, repeats) = new_rows(
+        lookups,
+        &m.table(&link.name),
         &link.hash_key,
         rows,
         known,
         |r| r.hk,
         names_a_new_hub_key,
+        present,
     )
     .await
     .doing("looking up link keys")?;
+    Ok(Fresh { rows, repeats })
+}
+
+/// Does a row of link `l` with these hub keys name a key its batch adds to a hub
+/// (so that the link row is new too: see [`new_link_rows`])?
+pub fn names_a_new_hub_key(
+    m: &Mappings,
+    l: LinkId,
+    hub_keys: &[Hash],
+    new_hubs: &PerHub<KeySet>,
+) -> bool {
+    m.links[l]
+        .hubs
+        .iter()
+        .zip(hub_keys)
+        .any(|(&h, k)| new_hubs[h].contains(k))
+}
+
+/// Insert new link rows ([`new_link_rows`]).
+pub async fn links(
+    tx: &Transaction<'_>,
+    m: &Mappings,
+    l: LinkId,
+    fresh: &[&LinkRow],
+) -> Result<(), LoadError> {
+    let link = &m.links[l];
     let mut cols = vec![ident(&link.hash_key)];
     cols.extend(link.hubs.iter().map(|&h| ident(&m.hubs[h].hash_key)));
     cols.extend(link.dependent_keys.iter().map(|(c, _)| ident(c)));
@@ -435,7 +488,7 @@ pub async fn links(
     types.extend(link.hubs.iter().map(|_| Type::BYTEA));
     types.extend(link.dependent_keys.iter().map(|(_, t)| pg_type(*t)));
     types.extend([Type::TIMESTAMPTZ, Type::TEXT]);
-    copy_rows(tx, &table, &cols, &types, &fresh, |r, v| {
+    copy_rows(tx, &m.table(&link.name), &cols, &types, fresh, |r, v| {
         v.bytes(&r.hk);
         for k in &r.hub_keys {
             v.bytes(k);
@@ -447,10 +500,7 @@ pub async fn links(
         v.text(&r.origin.source);
     })
     .await?;
-    Ok(Written {
-        keys: fresh.iter().map(|r| r.hk).collect(),
-        repeats,
-    })
+    Ok(())
 }
 
 /// The versions staged rows must be compared with: per parent, the one in force at
@@ -464,7 +514,7 @@ pub async fn links(
 /// customer and part snapshots ask for 350,000 parents, that second descent was half
 /// the buffer reads of the lookup.
 pub async fn existing_versions(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     m: &Mappings,
     sat: &Satellite,
     since: &[(Hash, DateTime<Utc>)],

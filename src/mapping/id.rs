@@ -106,6 +106,14 @@ impl<I: Id, T> IdVec<I, T> {
         self.items.iter().enumerate().map(|(i, t)| (I::at(i), t))
     }
 
+    /// Each item with its id, by value.
+    pub fn into_with_ids(self) -> impl Iterator<Item = (I, T)> {
+        self.items
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| (I::at(i), t))
+    }
+
     /// The id of the first item `pred` holds for.
     pub fn position(&self, pred: impl FnMut(&T) -> bool) -> Option<I> {
         self.items.iter().position(pred).map(I::at)
