@@ -144,8 +144,8 @@ async fn the_tpch_example_loads_into_its_own_schema_with_automatedv_hash_keys() 
     assert_eq!(before, after);
 }
 
-/// How many times the loader's session began a scan of tpch_vault's `index` (its statistics
-/// flushed first: they are the session's own).
+/// How many times the loader's session began a scan of tpch_vault's `index` (its
+/// statistics flushed first: they are the session's own).
 async fn index_scans(client: &tokio_postgres::Client, index: &str) -> i64 {
     client
         .execute("SELECT pg_stat_force_next_flush()", &[])
@@ -162,72 +162,103 @@ async fn index_scans(client: &tokio_postgres::Client, index: &str) -> i64 {
         .get(0)
 }
 
+/// The sample loaded batch by batch, then one day after another: each day a file of
+/// one table's rows, ingested and loaded in a session that probes by index only, so
+/// that each probe is counted.
+struct Days {
+    client: tokio_postgres::Client,
+    loader: Loader,
+    _db: TestDb,
+}
+
+impl Days {
+    async fn after_the_sample() -> Days {
+        let db = TestDb::new().await;
+        let mut client = db.client().await;
+        for file in ["schema.sql", "views.sql"] {
+            let sql = std::fs::read_to_string(example().join(file)).expect("example SQL");
+            client.batch_execute(&sql).await.expect(file);
+        }
+        for table in TABLES {
+            let path = example().join(format!("sample/{table}.csv"));
+            ingest_file(&mut client, &path, &Self::options(table))
+                .await
+                .expect("ingest");
+        }
+        let mappings = Mappings::from_dir(&example().join("mappings")).expect("mappings");
+        let mut loader = Loader::new(&client, mappings).await.expect("loader");
+        loader.bulk_min_events = None;
+        load_all_with(&mut client, &loader).await;
+        client
+            .batch_execute("SET enable_seqscan = off")
+            .await
+            .expect("set");
+        Days {
+            client,
+            loader,
+            _db: db,
+        }
+    }
+
+    fn options(table: &str) -> IngestOptions {
+        IngestOptions {
+            event_type: Some(format!("tpch_{table}")),
+            source: Some("tpch".into()),
+            ..IngestOptions::default()
+        }
+    }
+
+    /// Ingest and load a day's `rows` of `table` (CSV under `header`): the scans of
+    /// `index` the load began (a run makes a few of its own, the same every day),
+    /// and what it wrote.
+    async fn day(
+        &mut self,
+        table: &str,
+        header: &str,
+        rows: &[String],
+        index: &str,
+    ) -> (i64, dvault::load::LoadSummary) {
+        let file = std::env::temp_dir().join(format!("dvault-day-{}.csv", rand::random::<u64>()));
+        std::fs::write(&file, format!("{header}\n{}\n", rows.join("\n"))).expect("day file");
+        ingest_file(&mut self.client, &file, &Self::options(table))
+            .await
+            .expect("ingest a day");
+        std::fs::remove_file(&file).expect("day file removed");
+        let before = index_scans(&self.client, index).await;
+        let summary = load_all_with(&mut self.client, &self.loader).await;
+        (index_scans(&self.client, index).await - before, summary)
+    }
+}
+
 /// A day-2 line item of a new order is new without a look into the line item link:
 /// no link row can name an order key that its hub did not hold. Only the new line of
 /// an order already loaded is probed for.
 #[tokio::test]
 async fn the_line_items_of_a_new_order_are_not_probed_for() {
-    let db = TestDb::new().await;
-    let mut client = db.client().await;
-    for file in ["schema.sql", "views.sql"] {
-        let sql = std::fs::read_to_string(example().join(file)).expect("example SQL");
-        client.batch_execute(&sql).await.expect(file);
-    }
-    let ingest = |path: PathBuf, table: &'static str| {
-        let opts = IngestOptions {
-            event_type: Some(format!("tpch_{table}")),
-            source: Some("tpch".into()),
-            ..IngestOptions::default()
-        };
-        (path, opts)
-    };
-    for table in TABLES {
-        let (path, opts) = ingest(example().join(format!("sample/{table}.csv")), table);
-        ingest_file(&mut client, &path, &opts)
-            .await
-            .expect("ingest");
-    }
-    let mappings = Mappings::from_dir(&example().join("mappings")).expect("mappings");
-    let mut loader = Loader::new(&client, mappings).await.expect("loader");
-    loader.bulk_min_events = None;
-    load_all_with(&mut client, &loader).await;
-
-    // later days: line items of the sample's first part and supplier
+    let mut days = Days::after_the_sample().await;
+    // line items of the sample's first part and supplier
     let sample = std::fs::read_to_string(example().join("sample/lineitem.csv")).expect("sample");
     let mut lines = sample.lines();
     let header = lines.next().expect("header");
     // order key, part, supplier, line number, the rest
     let first: Vec<&str> = lines.next().expect("a line item").splitn(5, ',').collect();
-    // the writer's session: every probe by index, so that each one is counted
-    client
-        .batch_execute("SET enable_seqscan = off")
-        .await
-        .expect("set");
-    // Each day's load: the index scans of the line item link it began (a run makes
-    // a few of its own, the same every day), and what it wrote.
-    let mut day = async |lines: &[(i32, i32)]| {
-        let rows: Vec<String> = lines
+    let rows = |lines: &[(i32, i32)]| -> Vec<String> {
+        lines
             .iter()
             .map(|(order, line)| format!("{order},{},{},{line},{}", first[1], first[2], first[4]))
-            .collect();
-        let file = std::env::temp_dir().join(format!("dvault-day-{}.csv", rand::random::<u64>()));
-        std::fs::write(&file, format!("{header}\n{}\n", rows.join("\n"))).expect("day file");
-        let (path, opts) = ingest(file, "lineitem");
-        ingest_file(&mut client, &path, &opts)
-            .await
-            .expect("ingest a day");
-        std::fs::remove_file(&path).expect("day file removed");
-        let before = index_scans(&client, "link_lineitem_pkey").await;
-        let summary = load_all_with(&mut client, &loader).await;
-        let scans = index_scans(&client, "link_lineitem_pkey").await - before;
-        (scans, summary)
+            .collect()
     };
     // day 2: a new line of order 1
-    let (one_old, summary) = day(&[(1, 8)]).await;
+    let (one_old, summary) = days
+        .day("lineitem", header, &rows(&[(1, 8)]), "link_lineitem_pkey")
+        .await;
     assert_eq!(summary.rows.get("link_lineitem"), Some(&1));
     assert_eq!(summary.rows.get("hub_order"), Some(&0));
     // day 3: the same for order 2, and three lines of order 99999, which is new
-    let (one_old_three_new, summary) = day(&[(99999, 1), (99999, 2), (2, 9), (99999, 3)]).await;
+    let day3 = rows(&[(99999, 1), (99999, 2), (2, 9), (99999, 3)]);
+    let (one_old_three_new, summary) = days
+        .day("lineitem", header, &day3, "link_lineitem_pkey")
+        .await;
     assert_eq!(summary.events, 4);
     assert_eq!(summary.rows.get("link_lineitem"), Some(&4));
     assert_eq!(summary.rows.get("hub_order"), Some(&1));
@@ -242,59 +273,25 @@ async fn the_line_items_of_a_new_order_are_not_probed_for() {
 /// key is probed for.
 #[tokio::test]
 async fn a_key_with_a_satellite_version_is_not_probed_for_in_its_hub() {
-    let db = TestDb::new().await;
-    let mut client = db.client().await;
-    for file in ["schema.sql", "views.sql"] {
-        let sql = std::fs::read_to_string(example().join(file)).expect("example SQL");
-        client.batch_execute(&sql).await.expect(file);
-    }
-    let opts = IngestOptions {
-        event_type: Some("tpch_customer".into()),
-        source: Some("tpch".into()),
-        ..IngestOptions::default()
-    };
-    for table in TABLES {
-        let opts = IngestOptions {
-            event_type: Some(format!("tpch_{table}")),
-            ..opts.clone()
-        };
-        let path = example().join(format!("sample/{table}.csv"));
-        ingest_file(&mut client, &path, &opts)
-            .await
-            .expect("ingest");
-    }
-    let mappings = Mappings::from_dir(&example().join("mappings")).expect("mappings");
-    let mut loader = Loader::new(&client, mappings).await.expect("loader");
-    loader.bulk_min_events = None;
-    load_all_with(&mut client, &loader).await;
-    client
-        .batch_execute("SET enable_seqscan = off")
-        .await
-        .expect("set");
+    let mut days = Days::after_the_sample().await;
     let header = "c_custkey,c_name,c_address,c_nationkey,c_phone,c_acctbal,c_mktsegment,c_comment";
-    let row = |key: i32, day: i32| {
-        format!(
-            "{key},Customer#{key:09},Street {day},15,25-989-741-2988,{day}.00,BUILDING,day {day}"
-        )
-    };
-    let mut day = async |keys: &[i32], n: i32| {
-        let rows: Vec<String> = keys.iter().map(|&k| row(k, n)).collect();
-        let file = std::env::temp_dir().join(format!("dvault-day-{}.csv", rand::random::<u64>()));
-        std::fs::write(&file, format!("{header}\n{}\n", rows.join("\n"))).expect("day file");
-        ingest_file(&mut client, &file, &opts)
-            .await
-            .expect("ingest a day");
-        std::fs::remove_file(&file).expect("day file removed");
-        let before = index_scans(&client, "hub_customer_pkey").await;
-        let summary = load_all_with(&mut client, &loader).await;
-        let scans = index_scans(&client, "hub_customer_pkey").await - before;
-        (scans, summary)
+    let rows = |keys: &[i32], day: i32| -> Vec<String> {
+        keys.iter()
+            .map(|k| {
+                format!("{k},Customer#{k:09},Street {day},15,25-989-741-2988,{day}.00,BUILDING,day {day}")
+            })
+            .collect()
     };
     // day 2: one new customer
-    let (one_new, summary) = day(&[90001], 2).await;
+    let (one_new, summary) = days
+        .day("customer", header, &rows(&[90001], 2), "hub_customer_pkey")
+        .await;
     assert_eq!(summary.rows.get("hub_customer"), Some(&1));
     // day 3: another new one, and five known customers changed
-    let (one_new_five_known, summary) = day(&[1, 2, 90002, 3, 4, 5], 3).await;
+    let day3 = rows(&[1, 2, 90002, 3, 4, 5], 3);
+    let (one_new_five_known, summary) = days
+        .day("customer", header, &day3, "hub_customer_pkey")
+        .await;
     assert_eq!(summary.events, 6);
     assert_eq!(summary.rows.get("hub_customer"), Some(&1));
     assert_eq!(summary.rows.get("sat_customer"), Some(&6));
