@@ -70,14 +70,14 @@ pub(super) async fn write_rows(
                     let name = &m.hubs[h].name;
                     tracing::debug!(table = %name, ms = t.elapsed().as_millis() as u64, "hub");
                     summary.rows.insert(name.clone(), fresh.rows.len() as u64);
-                    new_hubs.push((h, fresh.keys(|r| r.hk), fresh.repeats));
+                    new_hubs.push((h, fresh.keys(|r| r.hk), fresh.repeats, fresh.mostly_known()));
                 }
                 Found::Link(l, fresh) => {
                     write::links(tx, m, l, &fresh.rows).await?;
                     let name = &m.links[l].name;
                     tracing::debug!(table = %name, ms = t.elapsed().as_millis() as u64, "link");
                     summary.rows.insert(name.clone(), fresh.rows.len() as u64);
-                    new_links.push((l, fresh.keys(|r| r.hk), fresh.repeats));
+                    new_links.push((l, fresh.keys(|r| r.hk), fresh.repeats, fresh.mostly_known()));
                 }
                 Found::Sat(s, existing) => {
                     let sat = &m.satellites[s];
@@ -97,11 +97,17 @@ pub(super) async fn write_rows(
     // the key memory learns the batch's keys once it is written: its lookups read
     // it as it was before the batch, which is all they need (keys repeated within
     // the batch are found by the batch itself)
-    for (h, keys, repeats) in new_hubs {
+    for (h, keys, repeats, mostly_known) in new_hubs {
         known.add_hub(h, &keys, repeats);
+        if mostly_known.is_some() {
+            known.mostly_known_hubs[h] = mostly_known;
+        }
     }
-    for (l, keys, repeats) in written_links {
+    for (l, keys, repeats, mostly_known) in written_links {
         known.add_link(l, &keys, repeats);
+        if mostly_known.is_some() {
+            known.mostly_known_links[l] = mostly_known;
+        }
     }
     Ok((summary, new_links))
 }
@@ -115,7 +121,11 @@ pub(super) async fn write_rows(
 /// in force are needed anyway, and a key with a version is in its hub or link (the
 /// loader writes a satellite row only with its parent's row), so only the others
 /// are probed. A daily snapshot of customers, most of them unchanged, then costs
-/// one lookup per customer instead of two.
+/// one lookup per customer instead of two. A new key pays a version lookup that
+/// finds nothing, though, so a table most of whose keys were new in the run's last
+/// batch (new orders, their line items) is probed first, and only the keys found
+/// are asked for versions: TPC-H SF1's day 2 read versions of 40,175 new line items
+/// for 172 ms before.
 async fn look_up<'a>(
     lookups: &impl GenericClient,
     tx: &Transaction<'_>,
@@ -136,18 +146,38 @@ async fn look_up<'a>(
             bulk.restore(tx, &m.table(&m.hubs[h].name)).await?;
         }
         let may_exist = |k: &Hash| remembered.is_none_or(|r| r.contains(k));
-        let present = read_versions(
-            lookups,
-            tx,
-            m,
-            rows,
-            bulk,
-            Parent::Hub(h),
-            may_exist,
-            &mut versions,
-        )
-        .await?;
-        let fresh = write::new_hub_rows(lookups, m, h, hub_rows, remembered, &present).await?;
+        let fresh = if known.mostly_known_hubs[h].unwrap_or(true) {
+            let present = read_versions(
+                lookups,
+                tx,
+                m,
+                rows,
+                bulk,
+                Parent::Hub(h),
+                may_exist,
+                &mut versions,
+            )
+            .await?;
+            write::new_hub_rows(lookups, m, h, hub_rows, remembered, &present).await?
+        } else {
+            let fresh =
+                write::new_hub_rows(lookups, m, h, hub_rows, remembered, &KeySet::default())
+                    .await?;
+            let new = fresh.keys(|r| r.hk);
+            let may_exist = |k: &Hash| !new.contains(k) && may_exist(k);
+            read_versions(
+                lookups,
+                tx,
+                m,
+                rows,
+                bulk,
+                Parent::Hub(h),
+                may_exist,
+                &mut versions,
+            )
+            .await?;
+            fresh
+        };
         new_hubs[h] = fresh.keys(|r| r.hk);
         if found.send(Found::Hub(h, fresh)).is_err() {
             // the writes failed; their error is the batch's
@@ -166,19 +196,45 @@ async fn look_up<'a>(
             .collect();
         let may_exist =
             |k: &Hash| !surely_new.contains(k) && remembered.is_none_or(|r| r.contains(k));
-        let present = read_versions(
-            lookups,
-            tx,
-            m,
-            rows,
-            bulk,
-            Parent::Link(l),
-            may_exist,
-            &mut versions,
-        )
-        .await?;
-        let fresh =
-            write::new_link_rows(lookups, m, l, link_rows, remembered, &new_hubs, &present).await?;
+        let fresh = if known.mostly_known_links[l].unwrap_or(true) {
+            let present = read_versions(
+                lookups,
+                tx,
+                m,
+                rows,
+                bulk,
+                Parent::Link(l),
+                may_exist,
+                &mut versions,
+            )
+            .await?;
+            write::new_link_rows(lookups, m, l, link_rows, remembered, &new_hubs, &present).await?
+        } else {
+            let fresh = write::new_link_rows(
+                lookups,
+                m,
+                l,
+                link_rows,
+                remembered,
+                &new_hubs,
+                &KeySet::default(),
+            )
+            .await?;
+            let new = fresh.keys(|r| r.hk);
+            let may_exist = |k: &Hash| !new.contains(k) && may_exist(k);
+            read_versions(
+                lookups,
+                tx,
+                m,
+                rows,
+                bulk,
+                Parent::Link(l),
+                may_exist,
+                &mut versions,
+            )
+            .await?;
+            fresh
+        };
         new_links[l] = fresh.keys(|r| r.hk);
         if found.send(Found::Link(l, fresh)).is_err() {
             return Ok(new_links);

@@ -193,6 +193,11 @@ pub struct KnownKeys {
     /// May tables be forgotten ([`Known::unchecked`])? Not when a run starts over
     /// after a forgotten table's keys repeated.
     pub may_forget: bool,
+    /// Per hub and link table: were most keys of the run's last batch with keys for
+    /// it already there? (`None`: no batch yet.) The next batch looks up in the order
+    /// that suits that ([`super::apply`]).
+    pub mostly_known_hubs: PerHub<Option<bool>>,
+    pub mostly_known_links: PerLink<Option<bool>>,
 }
 
 impl KnownKeys {
@@ -207,6 +212,8 @@ impl KnownKeys {
             total: 0,
             limit: Self::LIMIT,
             may_forget: true,
+            mostly_known_hubs: m.hubs.map(|_| None),
+            mostly_known_links: m.links.map(|_| None),
         }
     }
 

@@ -298,6 +298,8 @@ async fn copy_rows<R>(
 pub struct Fresh<'a, R> {
     /// In key order: fewer index pages touched per batch.
     pub rows: Vec<&'a R>,
+    /// The batch's distinct keys, new or not.
+    pub distinct: usize,
     /// Keys of the batch that the run's key memory already held, i.e. repeats of
     /// earlier batches (how the key memory tells which tables it may forget).
     pub repeats: usize,
@@ -306,6 +308,11 @@ pub struct Fresh<'a, R> {
 impl<R> Fresh<'_, R> {
     pub fn keys(&self, key: impl Fn(&R) -> Hash) -> KeySet {
         self.rows.iter().map(|r| key(r)).collect()
+    }
+
+    /// Were most of the batch's keys in the table already? `None` without keys.
+    pub fn mostly_known(&self) -> Option<bool> {
+        (self.distinct > 0).then(|| self.distinct - self.rows.len() > self.rows.len())
     }
 }
 
@@ -328,9 +335,10 @@ async fn new_rows<'a, R>(
     key: impl Fn(&R) -> Hash,
     surely_new: impl Fn(&R) -> bool,
     present: &KeySet,
-) -> Result<(Vec<&'a R>, usize), tokio_postgres::Error> {
+) -> Result<Fresh<'a, R>, tokio_postgres::Error> {
     let mut seen = KeySet::default();
     let firsts: Vec<&R> = rows.iter().filter(|r| seen.insert(key(r))).collect();
+    let distinct = firsts.len();
     let (mut surely_new, mut firsts): (Vec<&R>, Vec<&R>) =
         firsts.into_iter().partition(|r| surely_new(r));
     let mut repeats = 0;
@@ -345,7 +353,11 @@ async fn new_rows<'a, R>(
     firsts.retain(|r| !present.contains(&key(r)));
     if firsts.is_empty() {
         surely_new.sort_unstable_by_key(|r| key(r));
-        return Ok((surely_new, repeats));
+        return Ok(Fresh {
+            rows: surely_new,
+            distinct,
+            repeats,
+        });
     }
     let mut keys: Vec<Hash> = firsts.iter().map(|r| key(r)).collect();
     // in index order: the probe walks the key's B-tree front to back
@@ -367,7 +379,11 @@ async fn new_rows<'a, R>(
         .collect();
     // written in key order too: fewer index pages touched per batch
     fresh.sort_unstable_by_key(|r| key(r));
-    Ok((fresh, repeats))
+    Ok(Fresh {
+        rows: fresh,
+        distinct,
+        repeats,
+    })
 }
 
 /// The hub rows of a batch whose keys are new (first in the batch, not in the table),
@@ -381,7 +397,7 @@ pub async fn new_hub_rows<'a>(
     present: &KeySet,
 ) -> Result<Fresh<'a, HubRow>, LoadError> {
     let hub = &m.hubs[h];
-    let (rows, repeats) = new_rows(
+    Ok(new_rows(
         lookups,
         &m.table(&hub.name),
         &hub.hash_key,
@@ -392,8 +408,7 @@ pub async fn new_hub_rows<'a>(
         present,
     )
     .await
-    .doing("looking up hub keys")?;
-    Ok(Fresh { rows, repeats })
+    .doing("looking up hub keys")?)
 }
 
 /// Insert new hub rows ([`new_hub_rows`]). The loader lock makes the check-then-`COPY`
@@ -442,7 +457,7 @@ pub async fn new_link_rows<'a>(
 ) -> Result<Fresh<'a, LinkRow>, LoadError> {
     let link = &m.links[l];
     let names_a_new_hub_key = |r: &LinkRow| names_a_new_hub_key(m, l, &r.hub_keys, new_hubs);
-    let (rows, repeats) = new_rows(
+    Ok(new_rows(
         lookups,
         &m.table(&link.name),
         &link.hash_key,
@@ -453,8 +468,7 @@ pub async fn new_link_rows<'a>(
         present,
     )
     .await
-    .doing("looking up link keys")?;
-    Ok(Fresh { rows, repeats })
+    .doing("looking up link keys")?)
 }
 
 /// Does a row of link `l` with these hub keys name a key its batch adds to a hub
