@@ -146,38 +146,30 @@ async fn look_up<'a>(
             bulk.restore(tx, &m.table(&m.hubs[h].name)).await?;
         }
         let may_exist = |k: &Hash| remembered.is_none_or(|r| r.contains(k));
-        let fresh = if known.mostly_known_hubs[h].unwrap_or(true) {
-            let present = read_versions(
+        // in the order the run's last batch suggests (see above)
+        let versions_first = known.mostly_known_hubs[h].unwrap_or(true);
+        let mut present = KeySet::default();
+        if versions_first {
+            let parent = Parent::Hub(h);
+            present = read_versions(
                 lookups,
                 tx,
                 m,
                 rows,
                 bulk,
-                Parent::Hub(h),
-                may_exist,
+                parent,
+                &may_exist,
                 &mut versions,
             )
             .await?;
-            write::new_hub_rows(lookups, m, h, hub_rows, remembered, &present).await?
-        } else {
-            let fresh =
-                write::new_hub_rows(lookups, m, h, hub_rows, remembered, &KeySet::default())
-                    .await?;
+        }
+        let fresh = write::new_hub_rows(lookups, m, h, hub_rows, remembered, &present).await?;
+        if !versions_first {
             let new = fresh.keys(|r| r.hk);
             let may_exist = |k: &Hash| !new.contains(k) && may_exist(k);
-            read_versions(
-                lookups,
-                tx,
-                m,
-                rows,
-                bulk,
-                Parent::Hub(h),
-                may_exist,
-                &mut versions,
-            )
-            .await?;
-            fresh
-        };
+            let parent = Parent::Hub(h);
+            read_versions(lookups, tx, m, rows, bulk, parent, may_exist, &mut versions).await?;
+        }
         new_hubs[h] = fresh.keys(|r| r.hk);
         if found.send(Found::Hub(h, fresh)).is_err() {
             // the writes failed; their error is the batch's
@@ -196,45 +188,30 @@ async fn look_up<'a>(
             .collect();
         let may_exist =
             |k: &Hash| !surely_new.contains(k) && remembered.is_none_or(|r| r.contains(k));
-        let fresh = if known.mostly_known_links[l].unwrap_or(true) {
-            let present = read_versions(
+        let versions_first = known.mostly_known_links[l].unwrap_or(true);
+        let mut present = KeySet::default();
+        if versions_first {
+            let parent = Parent::Link(l);
+            present = read_versions(
                 lookups,
                 tx,
                 m,
                 rows,
                 bulk,
-                Parent::Link(l),
-                may_exist,
+                parent,
+                &may_exist,
                 &mut versions,
             )
             .await?;
-            write::new_link_rows(lookups, m, l, link_rows, remembered, &new_hubs, &present).await?
-        } else {
-            let fresh = write::new_link_rows(
-                lookups,
-                m,
-                l,
-                link_rows,
-                remembered,
-                &new_hubs,
-                &KeySet::default(),
-            )
-            .await?;
+        }
+        let fresh =
+            write::new_link_rows(lookups, m, l, link_rows, remembered, &new_hubs, &present).await?;
+        if !versions_first {
             let new = fresh.keys(|r| r.hk);
             let may_exist = |k: &Hash| !new.contains(k) && may_exist(k);
-            read_versions(
-                lookups,
-                tx,
-                m,
-                rows,
-                bulk,
-                Parent::Link(l),
-                may_exist,
-                &mut versions,
-            )
-            .await?;
-            fresh
-        };
+            let parent = Parent::Link(l);
+            read_versions(lookups, tx, m, rows, bulk, parent, may_exist, &mut versions).await?;
+        }
         new_links[l] = fresh.keys(|r| r.hk);
         if found.send(Found::Link(l, fresh)).is_err() {
             return Ok(new_links);
