@@ -54,6 +54,11 @@ DV_DB=dvault_tpch_bench
 # how dvault ingests the files: in bundles (docs/events.md, "Bundles"); INGEST_FLAGS=
 # (empty) for one log row per event
 INGEST_FLAGS="${INGEST_FLAGS---bundle}"
+# the feeds the peer's day-2 batch sends whole (full snapshots): with bundles, ingested
+# as snapshot feeds on both days (--snapshot: only rows that are not a row of the feed's
+# last file are stored; docs/events.md, "Snapshot feeds"). SNAPSHOT_FEEDS= (empty):
+# ingested like the deltas.
+SNAPSHOT_FEEDS="${SNAPSHOT_FEEDS-customer part}"
 MARK="created by bench/tpch_vs_automatedv.sh"
 FILES="nation supplier part customer orders lineitem"   # dvault's ingest order
 PEER_TABLES="customer orders lineitem part"             # what the peer loads
@@ -114,7 +119,7 @@ if [ ! -f "$DATA/lineitem.csv" ]; then
 fi
 rows() { echo $(( $(wc -l < "$1") - 1 )); }   # TPC-H fields hold no line breaks
 day1_rows=0; for t in $FILES; do day1_rows=$((day1_rows + $(rows "$DATA/$t.csv"))); done
-echo "== SF$SF: $day1_rows rows in $FILES; dvault ingest flags: ${INGEST_FLAGS:-(none)}; server $(psql -X -At "$ADMIN" -c 'SHOW server_version'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== SF$SF: $day1_rows rows in $FILES; dvault ingest flags: ${INGEST_FLAGS:-(none)} (snapshot feeds: ${SNAPSHOT_FEEDS:-none}); server $(psql -X -At "$ADMIN" -c 'SHOW server_version'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- 1. AutomateDV
 echo "== AutomateDV ($PEER_DIR/run.sh, database $PEER_DB)"
@@ -163,12 +168,13 @@ export DATABASE_URL="$DV_URL" DVAULT_MAPPINGS="$REPO/examples/tpch/mappings"
 LOGS="$DATA/dvault"; rm -rf "$LOGS" && mkdir -p "$LOGS"
 num() { grep -oP "$1" "$2" | head -1 | tr -d , || true; }   # a number from a log line
 rss_mb() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2 / 1024}' "$1"; }
-declare -A T0 T1 I_S I_ROWS I_NEW I_DUP I_RSS
+declare -A T0 T1 I_S I_ROWS I_NEW I_DUP I_UNCH I_RSS
 ingest() { # day dir file; only the run itself is timed, its figures are read afterwards
-    local log="$LOGS/$1.ingest.$3"
+    local log="$LOGS/$1.ingest.$3" flags=$INGEST_FLAGS
+    case " $SNAPSHOT_FEEDS " in *" $3 "*) [[ " $INGEST_FLAGS " == *" --bundle "* ]] && flags+=" --snapshot" ;; esac
     T0[$1.$3]=$(now)
-    # shellcheck disable=SC2086 # INGEST_FLAGS: words
-    /usr/bin/time -v -o "$log.time" "$DVAULT" ingest "$2/$3.csv" --type "tpch_$3" --source tpch --batch-size 50000 $INGEST_FLAGS > "$log" 2>&1 \
+    # shellcheck disable=SC2086 # flags: words
+    /usr/bin/time -v -o "$log.time" "$DVAULT" ingest "$2/$3.csv" --type "tpch_$3" --source tpch --batch-size 50000 $flags > "$log" 2>&1 \
         || { cat "$log"; die "dvault ingest $2/$3.csv failed"; }
     T1[$1.$3]=$(now)
 }
@@ -177,6 +183,7 @@ ingest_figures() { # day dir file
     ! grep -q rejected "$log" || { cat "$log"; die "dvault rejected rows of $3.csv"; }
     I_S[$1.$3]=$(secs "${T0[$1.$3]}" "${T1[$1.$3]}"); I_ROWS[$1.$3]=$(rows "$2/$3.csv"); I_RSS[$1.$3]=$(rss_mb "$log.time")
     I_NEW[$1.$3]=$(num 'ingested \K[0-9,]+' "$log"); I_DUP[$1.$3]=$(num '\K[0-9,]+(?= already in the log)' "$log")
+    I_UNCH[$1.$3]=$(num '\K[0-9,]+(?= unchanged since)' "$log")
 }
 # `dvault load` takes only events written by transactions older than every transaction
 # still running on the server (src/events/mod.rs, READ_AFTER), so on a shared server a
@@ -276,7 +283,7 @@ done
 printf '| **day 1 ingest, all files** | %s | | %s | **%s** | %s |\n' "$(n "$day1_rows")" "$d_ing1" "$(rate "$day1_rows" "$d_ing1")" "$ing_rss"
 printf '| **day 1 load** | %s events | | %s | **%s events/s** | %s |\n' "$(n "$d_ev1")" "$d_load1" "$(rate "$d_ev1" "$d_load1")" "$(rss_mb "$LOGS/day1.load.time")"
 for t in $PEER_TABLES; do
-    printf '| day 2 ingest %s | %s | %s (%s already in the log) | %s | %s | %s |\n' "$t" "$(n "${I_ROWS[day2.$t]}")" "$(n "${I_NEW[day2.$t]}")" "$(n "${I_DUP[day2.$t]}")" "${I_S[day2.$t]}" "$(rate "${I_ROWS[day2.$t]}" "${I_S[day2.$t]}")" "${I_RSS[day2.$t]}"
+    printf '| day 2 ingest %s | %s | %s (%s already in the log, %s unchanged since the last snapshot) | %s | %s | %s |\n' "$t" "$(n "${I_ROWS[day2.$t]}")" "$(n "${I_NEW[day2.$t]}")" "$(n "${I_DUP[day2.$t]}")" "$(n "${I_UNCH[day2.$t]}")" "${I_S[day2.$t]}" "$(rate "${I_ROWS[day2.$t]}" "${I_S[day2.$t]}")" "${I_RSS[day2.$t]}"
 done
 printf '| day 2 load | %s events | | %s | %s events/s | %s |\n' "$(n "${d_ev2:-0}")" "$d_load2" "$(rate "${d_ev2:-0}" "$d_load2")" "$(rss_mb "$LOGS/day2.load.time")"
 echo

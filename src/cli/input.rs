@@ -57,10 +57,15 @@ pub struct IngestArgs {
     /// CSV: store the rows in bundles of 10,000 events, one log row each, instead of
     /// one row per event: a warehouse feed goes in at the speed of a raw `COPY`. The
     /// file and each bundle are still stored once; a row re-sent in another file
-    /// (a daily full snapshot) is stored again, and the vault still does not grow
-    /// from it (docs/events.md, "Bundles").
+    /// (a daily full snapshot) is stored again, unless --snapshot, and the vault
+    /// still does not grow from it (docs/events.md, "Bundles").
     #[arg(long, env = "DVAULT_INGEST_BUNDLE", value_parser = clap::builder::FalseyValueParser::new())]
     pub bundle: bool,
+    /// CSV with --bundle: each file is a whole snapshot of its feed (its type and
+    /// source), such as a daily full export; only rows that are not a row of the
+    /// feed's last file are stored (docs/events.md, "Snapshot feeds").
+    #[arg(long, env = "DVAULT_INGEST_SNAPSHOT", requires = "bundle", value_parser = clap::builder::FalseyValueParser::new())]
+    pub snapshot: bool,
     #[command(flatten)]
     pub time_range: TimeRangeArgs,
     /// Store nothing: tell what the model registered in the database would do with
@@ -337,6 +342,7 @@ impl IngestArgs {
             time_range,
             bulk_min_rows: (!self.no_bulk && !self.check).then_some(self.bulk_min_rows),
             bundle: self.bundle.then_some(events::bundle::ROWS),
+            snapshot: self.snapshot,
         })
     }
 }

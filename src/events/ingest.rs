@@ -16,6 +16,7 @@ use tokio_postgres::Client;
 
 use super::csv_rows::RowSpec;
 use super::limits::TimeRange;
+use super::snapshot;
 use crate::human::thousands;
 
 mod append;
@@ -73,6 +74,10 @@ pub struct IngestOptions {
     /// [`super::bundle::ROWS`]), one log row each; no bulk path, a bundle's row costs
     /// nothing per event. `None`: one row per event.
     pub bundle: Option<usize>,
+    /// Each CSV file is a whole snapshot of its feed (`--snapshot`, with bundles): only
+    /// rows that are not a row of the feed's last file are stored
+    /// ([`super::snapshot`]).
+    pub snapshot: bool,
 }
 
 impl IngestOptions {
@@ -99,6 +104,7 @@ impl Default for IngestOptions {
             time_range: TimeRange::default(),
             bulk_min_rows: Some(super::bulk::MIN_ROWS),
             bundle: None,
+            snapshot: false,
         }
     }
 }
@@ -127,6 +133,8 @@ pub struct IngestSummary {
     pub inserted: u64,
     pub duplicates: u64,
     pub rejected: u64,
+    /// Rows of a snapshot file not stored: its feed's last file held them.
+    pub unchanged: u64,
     /// The very same file (content and options) was ingested before: nothing read.
     pub already_ingested_at: Option<DateTime<Utc>>,
     /// Written on the bulk path ([`super::bulk`]).
@@ -161,6 +169,12 @@ impl fmt::Display for IngestSummary {
         }
         if self.duplicates > 0 {
             notes.push(format!("{} already in the log", thousands(self.duplicates)));
+        }
+        if self.unchanged > 0 {
+            notes.push(format!(
+                "{} unchanged since the last snapshot",
+                thousands(self.unchanged)
+            ));
         }
         if self.bulk {
             notes.push("bulk: the log was locked meanwhile".into());
@@ -226,8 +240,19 @@ pub async fn ingest_file_streams(
     }
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let shown = path.display().to_string();
+    let bundle = bundle(opts, &spec, &shown);
     let file = Ingest {
-        bundle: bundle(opts, &spec, &shown),
+        snapshot: match (opts.snapshot, bundle, &spec) {
+            (false, _, _) => None,
+            (true, Some(_), Some(spec)) => Some(spec.clone()),
+            (true, _, _) => {
+                return Err(file_err(
+                    path,
+                    "--snapshot needs --bundle and a CSV file: it filters a bundled feed's rows (one row per event already stores a re-sent row once)",
+                ));
+            }
+        },
+        bundle,
         path,
         opts,
         spec,
@@ -236,29 +261,36 @@ pub async fn ingest_file_streams(
         lines,
         progress: progress_bar(opts.progress, size, path),
     };
-    let mut summary = match file.in_bulk(client).await? {
-        Some(summary) => summary,
+    let (mut summary, snapshot) = match file.in_bulk(client).await? {
+        Some(summary) => (summary, None),
         None => file.in_batches(clients).await?,
     };
     file.progress.finish_and_clear();
     let client = clients
         .first_mut()
         .ok_or_else(|| file_err(path, "no connection"))?;
-    client
-        .execute(
-            "INSERT INTO ops.ingested_files (digest, path, format, events, duplicates, rejected)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (digest) DO NOTHING",
-            &[
-                &digest.as_slice(),
-                &file.shown,
-                &format!("{format:?}").to_lowercase(),
-                &(summary.inserted as i64),
-                &(summary.duplicates as i64),
-                &(summary.rejected as i64),
-            ],
-        )
-        .await
-        .map_err(db_err)?;
+    let tx = client.transaction().await.map_err(db_err)?;
+    tx.execute(
+        "INSERT INTO ops.ingested_files (digest, path, format, events, duplicates, rejected)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (digest) DO NOTHING",
+        &[
+            &digest.as_slice(),
+            &file.shown,
+            &format!("{format:?}").to_lowercase(),
+            &(summary.inserted as i64),
+            &(summary.duplicates as i64),
+            &(summary.rejected as i64),
+        ],
+    )
+    .await
+    .map_err(db_err)?;
+    if let (Some(taken), Some(spec)) = (snapshot, &file.spec) {
+        super::snapshot::record(&tx, spec, &file.shown, &taken)
+            .await
+            .map_err(db_err)?;
+        summary.unchanged = taken.unchanged;
+    }
+    tx.commit().await.map_err(db_err)?;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
@@ -373,6 +405,8 @@ struct Ingest<'a> {
     spec: Option<RowSpec>,
     /// Events per bundle, when stored in bundles.
     bundle: Option<usize>,
+    /// The feed, when the file is a snapshot of it (`--snapshot`).
+    snapshot: Option<RowSpec>,
     /// The path as messages and the quarantine show it.
     shown: String,
     digest: [u8; 32],
@@ -401,7 +435,7 @@ impl Ingest<'_> {
             return Ok(None);
         }
         let limit = BatchLimit::rows(self.opts.batch_size);
-        let (mut rx, reader) = start_reader(self.path, &self.spec, self.opts, limit)?;
+        let (mut rx, reader) = start_reader(self.path, &self.spec, self.opts, limit, None)?;
         let source = self.spec.as_ref().map(|s| s.source.as_str());
         let outcome = super::bulk::ingest(
             client,
@@ -437,13 +471,24 @@ impl Ingest<'_> {
     }
 
     /// Batch by batch (or bundle by bundle), each its own transaction, on every
-    /// connection at once.
-    async fn in_batches(&self, clients: &mut [Client]) -> Result<IngestSummary, IngestError> {
+    /// connection at once; with what a snapshot filter found.
+    async fn in_batches(
+        &self,
+        clients: &mut [Client],
+    ) -> Result<(IngestSummary, Option<snapshot::Taken>), IngestError> {
         let limit = match self.bundle {
             Some(rows) => BatchLimit::bundle(rows),
             None => BatchLimit::rows(self.opts.batch_size),
         };
-        let (rx, reader) = start_reader(self.path, &self.spec, self.opts, limit)?;
+        let filter = match (&self.snapshot, clients.first()) {
+            (Some(spec), Some(client)) => Some(
+                snapshot::filter(client, spec)
+                    .await
+                    .map_err(|e| self.db_err(e))?,
+            ),
+            _ => None,
+        };
+        let (rx, reader) = start_reader(self.path, &self.spec, self.opts, limit, filter)?;
         let queue = tokio::sync::Mutex::new(rx);
         let stream = Stream {
             queue: &queue,
@@ -462,7 +507,7 @@ impl Ingest<'_> {
                 StreamError::Db(source) => self.db_err(source),
             })?;
         drop(queue);
-        reader
+        let taken = reader
             .await
             .map_err(|e| file_err(self.path, e.to_string()))?;
         let mut summary = IngestSummary {
@@ -474,7 +519,7 @@ impl Ingest<'_> {
             summary.duplicates += c.duplicates;
             summary.rejected += c.rejected;
         }
-        Ok(summary)
+        Ok((summary, taken))
     }
 }
 

@@ -11,6 +11,7 @@ mod fuzz;
 pub mod horizon;
 pub mod ingest;
 pub mod limits;
+pub mod snapshot;
 mod sql_types;
 
 use std::borrow::Cow;

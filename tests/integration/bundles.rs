@@ -92,6 +92,11 @@ async fn ingest_flat(client: &mut Client, dir: &Path, bundle: Option<usize>) -> 
 /// Every row of the vault and the business vault, less the arrival times (two
 /// databases ingest at two times: `load_dts`, a PIT's `*_load_dts`), per table.
 async fn vault_rows(client: &Client) -> BTreeMap<String, String> {
+    vault_rows_without(client, "%load_dts").await
+}
+
+/// [`vault_rows`] without the columns whose names are `LIKE` `also` either.
+pub(crate) async fn vault_rows_without(client: &Client, also: &str) -> BTreeMap<String, String> {
     let mut tables: Vec<String> = table_names(client, "raw_vault")
         .await
         .into_iter()
@@ -105,10 +110,10 @@ async fn vault_rows(client: &Client) -> BTreeMap<String, String> {
                 &format!(
                     "SELECT count(*) || ' ' || md5(string_agg(r, E'\\n' ORDER BY r))
                        FROM (SELECT (SELECT jsonb_object_agg(k, v)::text FROM jsonb_each(to_jsonb(t)) AS c(k, v)
-                                WHERE k NOT LIKE '%load_dts' AND k <> 'computed_at') AS r
+                                WHERE k NOT LIKE '%load_dts' AND k NOT LIKE $1 AND k <> 'computed_at') AS r
                                FROM {t} t) x"
                 ),
-                &[],
+                &[&also],
             )
             .await
             .expect("vault rows")

@@ -34,6 +34,7 @@ mod prepare_all;
 mod replica;
 mod scaling;
 mod security;
+mod snapshot_feeds;
 mod stream;
 mod stream_resilience;
 mod tpch;

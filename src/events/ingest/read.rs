@@ -14,6 +14,7 @@ use super::{IngestError, IngestOptions, Rejection, printable};
 use crate::events::csv_records::{Record, Records};
 use crate::events::csv_rows::{Header, RowSpec};
 use crate::events::limits::TimeRange;
+use crate::events::snapshot::{self, Filter};
 use crate::events::{NewEvent, bundle, cloudevents};
 
 /// What a reader makes of one row or line.
@@ -42,13 +43,19 @@ pub(crate) enum Parsed {
     Fatal(IngestError),
 }
 
-/// Open the file and parse it on a blocking thread, handing batches to the channel.
+/// What the reader thread hands back when the file is read: with a snapshot filter,
+/// what it found.
+pub(super) type Reader = tokio::task::JoinHandle<Option<snapshot::Taken>>;
+
+/// Open the file and parse it on a blocking thread, handing batches to the channel;
+/// with `snapshot` (bundled CSV rows only), only the rows it finds new.
 pub(super) fn start_reader(
     path: &Path,
     spec: &Option<RowSpec>,
     opts: &IngestOptions,
     limit: BatchLimit,
-) -> Result<(mpsc::Receiver<Parsed>, tokio::task::JoinHandle<()>), IngestError> {
+    snapshot: Option<Filter>,
+) -> Result<(mpsc::Receiver<Parsed>, Reader), IngestError> {
     let file = File::open(path).map_err(|source| IngestError::Io {
         path: path.to_path_buf(),
         source,
@@ -62,8 +69,7 @@ pub(super) fn start_reader(
     let reader = tokio::task::spawn_blocking(move || match spec {
         Some(spec) => feed(
             file,
-            limit,
-            &tx,
+            Batcher::new(limit, &tx, snapshot),
             |input, emit| match bundled {
                 true => read_csv(
                     input,
@@ -84,8 +90,7 @@ pub(super) fn start_reader(
         ),
         None => feed(
             file,
-            limit,
-            &tx,
+            Batcher::new(limit, &tx, None),
             |input, emit| {
                 read_ndjson(input, received_at, &range, |line, item, at| {
                     emit(line, item.map(Item::Event), at)
@@ -154,16 +159,19 @@ struct Batcher<'a> {
     bytes: usize,
     limit: BatchLimit,
     tx: &'a mpsc::Sender<Parsed>,
+    /// Keeps back the rows of a bundled snapshot that its last file held.
+    snapshot: Option<Filter>,
 }
 
 impl<'a> Batcher<'a> {
-    fn new(limit: BatchLimit, tx: &'a mpsc::Sender<Parsed>) -> Self {
+    fn new(limit: BatchLimit, tx: &'a mpsc::Sender<Parsed>, snapshot: Option<Filter>) -> Self {
         let size = limit.rows.min(100_000);
         Batcher {
             batch: Batch::with_capacity(limit, size, 0),
             bytes: 0,
             limit,
             tx,
+            snapshot,
         }
     }
 
@@ -175,6 +183,7 @@ impl<'a> Batcher<'a> {
                 self.batch.events.push(e);
                 self.batch.lines.push(line);
             }
+            Ok(Item::Row(r)) if self.snapshot.as_mut().is_some_and(|s| !s.is_new(&r)) => {}
             Ok(Item::Row(r)) => {
                 self.bytes += r.fields.len();
                 self.batch.rows.push(r);
@@ -252,16 +261,16 @@ pub fn read_csv<T>(
 }
 
 /// One file's items, read by `read` (CSV or NDJSON: [`read_csv`], [`read_ndjson`]),
-/// handed on to `tx` in batches of `limit`, in file order; a problem with the whole
-/// file ends them, as `fatal` tells it. Stops when the writer has gone away.
+/// handed on by `batcher` in file order; a problem with the whole file ends them, as
+/// `fatal` tells it. Stops when the writer has gone away. Returns what the batcher's
+/// snapshot filter found.
 fn feed<E>(
     file: File,
-    limit: BatchLimit,
-    tx: &mpsc::Sender<Parsed>,
+    mut batcher: Batcher<'_>,
     read: impl FnOnce(BufReader<File>, &mut Emit<'_>) -> Result<(), E>,
     fatal: impl FnOnce(E) -> IngestError,
-) {
-    let mut batcher = Batcher::new(limit, tx);
+) -> Option<snapshot::Taken> {
+    let tx = batcher.tx;
     let mut open = true;
     let input = BufReader::with_capacity(1 << 20, file);
     let read = read(input, &mut |line, item, position| {
@@ -277,6 +286,7 @@ fn feed<E>(
         }
         Ok(()) => {}
     }
+    batcher.snapshot.map(Filter::finish)
 }
 
 /// What a reader hands each item to: its line, the event or why not, the bytes read so
@@ -375,6 +385,7 @@ mod tests {
                 bundled: false,
             },
             &tx,
+            None,
         );
         let event = |payload: &str| {
             Ok(Item::Event(NewEvent {
