@@ -261,36 +261,16 @@ pub async fn ingest_file_streams(
         lines,
         progress: progress_bar(opts.progress, size, path),
     };
-    let (mut summary, snapshot) = match file.in_bulk(client).await? {
-        Some(summary) => (summary, None),
-        None => file.in_batches(clients).await?,
-    };
-    file.progress.finish_and_clear();
-    let client = clients
-        .first_mut()
-        .ok_or_else(|| file_err(path, "no connection"))?;
-    let tx = client.transaction().await.map_err(db_err)?;
-    tx.execute(
-        "INSERT INTO ops.ingested_files (digest, path, format, events, duplicates, rejected)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (digest) DO NOTHING",
-        &[
-            &digest.as_slice(),
-            &file.shown,
-            &format!("{format:?}").to_lowercase(),
-            &(summary.inserted as i64),
-            &(summary.duplicates as i64),
-            &(summary.rejected as i64),
-        ],
-    )
-    .await
-    .map_err(db_err)?;
-    if let (Some(taken), Some(spec)) = (snapshot, &file.spec) {
-        super::snapshot::record(&tx, spec, &file.shown, &taken)
-            .await
-            .map_err(db_err)?;
-        summary.unchanged = taken.unchanged;
+    if let Some(spec) = &file.snapshot {
+        snapshot::lock(client, spec).await.map_err(db_err)?;
     }
-    tx.commit().await.map_err(db_err)?;
+    let stored = file.store(clients, format).await;
+    if let (Some(spec), Some(client)) = (&file.snapshot, clients.first()) {
+        if let Err(e) = snapshot::unlock(client, spec).await {
+            tracing::warn!(file = %file.shown, error = %crate::db::Shown(&e), "releasing the snapshot feed's lock");
+        }
+    }
+    let mut summary = stored?;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
@@ -420,6 +400,49 @@ impl Ingest<'_> {
             path: self.path.to_path_buf(),
             source,
         }
+    }
+
+    /// Store the file's events and record it as ingested (and, for a snapshot, its
+    /// rows' digests as its feed's last), in one transaction after the last batch.
+    async fn store(
+        &self,
+        clients: &mut [Client],
+        format: Format,
+    ) -> Result<IngestSummary, IngestError> {
+        let first = clients
+            .first_mut()
+            .ok_or_else(|| file_err(self.path, "no database connection to ingest with"))?;
+        let (mut summary, snapshot) = match self.in_bulk(first).await? {
+            Some(summary) => (summary, None),
+            None => self.in_batches(clients).await?,
+        };
+        self.progress.finish_and_clear();
+        let client = clients
+            .first_mut()
+            .ok_or_else(|| file_err(self.path, "no database connection to ingest with"))?;
+        let tx = client.transaction().await.map_err(|e| self.db_err(e))?;
+        tx.execute(
+            "INSERT INTO ops.ingested_files (digest, path, format, events, duplicates, rejected)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (digest) DO NOTHING",
+            &[
+                &self.digest.as_slice(),
+                &self.shown,
+                &format!("{format:?}").to_lowercase(),
+                &(summary.inserted as i64),
+                &(summary.duplicates as i64),
+                &(summary.rejected as i64),
+            ],
+        )
+        .await
+        .map_err(|e| self.db_err(e))?;
+        if let (Some(taken), Some(spec)) = (snapshot, &self.snapshot) {
+            snapshot::record(&tx, spec, &self.shown, &taken)
+                .await
+                .map_err(|e| self.db_err(e))?;
+            summary.unchanged = taken.unchanged;
+        }
+        tx.commit().await.map_err(|e| self.db_err(e))?;
+        Ok(summary)
     }
 
     /// The bulk path ([`super::bulk`]), when the file is large next to the log: what

@@ -15,7 +15,9 @@
 //! stopped half way and is run again filters against the same last snapshot, makes
 //! the same bundles, and stores nothing twice. The feed's digests are replaced in the
 //! transaction that records the file as ingested, after all its bundles committed.
-//! Rows missing from a snapshot are not events: a feed that deletes sends that itself.
+//! One file of a feed is ingested at a time ([`lock`]), so each compares with the
+//! last one recorded. Rows missing from a snapshot are not events: a feed that
+//! deletes sends that itself.
 
 use std::sync::Arc;
 
@@ -105,6 +107,43 @@ impl Filter {
             unchanged: self.unchanged,
         }
     }
+}
+
+/// Wait until no other ingest works on the feed of `spec`, then hold it for this
+/// session: one file of a feed at a time, each compared with the last one recorded
+/// (a session-level advisory lock, so no transaction stays open meanwhile; a
+/// connection that ends releases it). Released by [`unlock`].
+pub async fn lock(
+    client: &impl GenericClient,
+    spec: &RowSpec,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "SELECT pg_advisory_lock(hashtextextended($1, 0))",
+            &[&lock_name(spec)],
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn unlock(
+    client: &impl GenericClient,
+    spec: &RowSpec,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+            &[&lock_name(spec)],
+        )
+        .await?;
+    Ok(())
+}
+
+fn lock_name(spec: &RowSpec) -> String {
+    format!(
+        "dvault snapshot feed\u{1f}{}\u{1f}{}",
+        spec.event_type, spec.source
+    )
 }
 
 /// The filter for the next file of the feed of `spec`: against its last snapshot, or

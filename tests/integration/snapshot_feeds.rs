@@ -1,11 +1,14 @@
 //! Snapshot feeds (`dvault ingest --bundle --snapshot`, `src/events/snapshot.rs`): a
 //! file that holds its whole table each day stores only the rows that are not a row
 //! of the feed's last file, and the vault it loads is the one that storing every row
-//! gives; a run stopped before it recorded the file stores nothing twice.
+//! gives; a run stopped before it recorded the file stores nothing twice; one file of
+//! a feed goes in at a time.
 
 use std::path::{Path, PathBuf};
 
+use dvault::events::csv_rows::RowSpec;
 use dvault::events::ingest::{IngestOptions, IngestSummary, ingest_file};
+use dvault::events::snapshot;
 use tokio_postgres::Client;
 
 use crate::bundles::vault_rows_without;
@@ -205,5 +208,51 @@ async fn a_snapshot_needs_bundles_of_a_csv_file() {
         one(&client, "SELECT count(*) FROM event_log.events").await,
         0
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn one_file_of_a_feed_is_ingested_at_a_time() {
+    let dir = std::env::temp_dir().join(format!("dvault-snapshot-lock-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db = TestDb::new().await;
+    // another ingest of the feed holds it (a session of its own)
+    let other = db.client().await;
+    let feed = RowSpec {
+        event_type: "customer_registered".into(),
+        source: "crm".into(),
+        time_field: Some("signup_date".into()),
+    };
+    snapshot::lock(&other, &feed).await.expect("lock");
+    let path = customers(&dir, "c.csv", &[(1, "example.com"), (2, "example.com")]);
+    let mut client = db.client().await;
+    let waiting = tokio::spawn(async move { ingest(&mut client, &path, true).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "the ingest waits for the feed");
+    assert_eq!(
+        one(&other, "SELECT count(*) FROM event_log.events").await,
+        0
+    );
+    // a file of another feed does not wait
+    let mut third = db.client().await;
+    let products = dir.join("p.csv");
+    std::fs::write(
+        &products,
+        "product_id,name,category,price\nP1,Pen,Office,1.50\n",
+    )
+    .expect("write");
+    let other_feed = IngestOptions {
+        event_type: Some("product_listed".into()),
+        source: Some("catalog".into()),
+        time_field: None,
+        ..options(true)
+    };
+    let p = ingest_file(&mut third, &products, &other_feed)
+        .await
+        .expect("ingest");
+    assert_eq!(p.inserted, 1);
+    snapshot::unlock(&other, &feed).await.expect("unlock");
+    let s = waiting.await.expect("the ingest");
+    assert_eq!((s.inserted, s.unchanged), (2, 0));
     let _ = std::fs::remove_dir_all(&dir);
 }
