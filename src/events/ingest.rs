@@ -265,10 +265,10 @@ pub async fn ingest_file_streams(
         snapshot::lock(client, spec).await.map_err(db_err)?;
     }
     let stored = file.store(clients, format).await;
-    if let (Some(spec), Some(client)) = (&file.snapshot, clients.first()) {
-        if let Err(e) = snapshot::unlock(client, spec).await {
-            tracing::warn!(file = %file.shown, error = %crate::db::Shown(&e), "releasing the snapshot feed's lock");
-        }
+    if let (Some(spec), Some(client)) = (&file.snapshot, clients.first())
+        && let Err(e) = snapshot::unlock(client, spec).await
+    {
+        tracing::warn!(file = %file.shown, error = %crate::db::Shown(&e), "releasing the snapshot feed's lock");
     }
     let mut summary = stored?;
     summary.elapsed = started.elapsed();
