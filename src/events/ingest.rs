@@ -421,6 +421,14 @@ impl Ingest<'_> {
             .first_mut()
             .ok_or_else(|| file_err(self.path, "no database connection to ingest with"))?;
         let tx = client.transaction().await.map_err(|e| self.db_err(e))?;
+        // The batches committed without waiting for the disk: this commit waits until
+        // the log holds all of them (a commit record, flushed with everything before
+        // it, even when the file was recorded already), so a file reported ingested
+        // is on disk whole. A server crash before it loses at most the last batches'
+        // commits, which the same ingest run again stores.
+        tx.batch_execute("SET LOCAL synchronous_commit = on; SELECT pg_current_xact_id()")
+            .await
+            .map_err(|e| self.db_err(e))?;
         tx.execute(
             "INSERT INTO ops.ingested_files (digest, path, format, events, duplicates, rejected)
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (digest) DO NOTHING",

@@ -413,3 +413,73 @@ async fn a_resent_snapshot_stores_only_its_changed_and_new_rows_in_file_order() 
     let (by_xid, _) = log_order(&clients[0]).await;
     assert_eq!(by_xid, expected, "the log did not change");
 }
+
+/// A file's batches commit without waiting for the disk, its last transaction (the
+/// one that records the file) waits for all of them: what each transaction that
+/// wrote to the log or recorded the file had as `synchronous_commit`, seen by
+/// triggers, in both storage forms (rows and bundles).
+#[tokio::test]
+async fn a_files_batches_commit_unsynced_and_its_record_waits_for_them() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE public.commit_modes (what text, mode text);
+             CREATE FUNCTION public.note_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 INSERT INTO public.commit_modes VALUES (TG_TABLE_NAME, current_setting('synchronous_commit'));
+                 RETURN NULL;
+             END $$;
+             CREATE TRIGGER note_commit_mode AFTER INSERT ON event_log.events
+                 FOR EACH STATEMENT EXECUTE FUNCTION public.note_commit_mode();
+             CREATE TRIGGER note_commit_mode AFTER INSERT ON ops.ingested_files
+                 FOR EACH STATEMENT EXECUTE FUNCTION public.note_commit_mode();",
+        )
+        .await
+        .expect("triggers");
+    let dir = tempdir::Dir::new();
+    let mut csv = String::from("customer_id,first_name,email,city,signup_date\n");
+    for i in 0..25 {
+        csv.push_str(&format!("C{i:03},Ann,ann{i}@example.com,Rome,2024-01-02\n"));
+    }
+    let path = write(&dir, "c.csv", csv.as_bytes());
+    for bundle in [None, Some(10)] {
+        client
+            .execute("TRUNCATE public.commit_modes", &[])
+            .await
+            .expect("truncate");
+        let opts = IngestOptions {
+            event_type: Some(format!("customer_registered_{}", bundle.is_some())),
+            source: Some("crm".into()),
+            time_field: Some("signup_date".into()),
+            batch_size: 10,
+            bundle,
+            bulk_min_rows: None,
+            ..IngestOptions::default()
+        };
+        let s = ingest_file(&mut client, &path, &opts)
+            .await
+            .expect("ingest");
+        assert_eq!(s.inserted, 25);
+        let modes: Vec<(String, String)> = client
+            .query("SELECT what, mode FROM public.commit_modes", &[])
+            .await
+            .expect("modes")
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let of = |what: &str| -> Vec<&str> {
+            modes
+                .iter()
+                .filter(|(w, _)| w == what)
+                .map(|(_, m)| m.as_str())
+                .collect()
+        };
+        assert_eq!(
+            of("events"),
+            ["off", "off", "off"],
+            "{bundle:?}: three batches"
+        );
+        assert_eq!(of("ingested_files"), ["on"], "{bundle:?}");
+    }
+}

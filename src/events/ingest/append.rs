@@ -75,6 +75,10 @@ pub(super) async fn write_stream(
         let mut seqs = log::reserve_seqs(&tx, batch.len()).await?;
         drop(next);
         let (appended, rejected) = loop {
+            // the batch's commit does not wait for the disk; the file's last
+            // transaction does, for all of them (`Ingest::store`)
+            tx.batch_execute("SET LOCAL synchronous_commit = off")
+                .await?;
             let written = match bundle {
                 Some(spec) => write_bundle(tx, &batch, &seqs, spec, file, digest).await,
                 None => write_batch(tx, &batch, &seqs, check, file, digest).await,
