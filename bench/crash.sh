@@ -9,6 +9,8 @@
 #   RESTART=3 bench/crash.sh            # also 3 server restarts (fast shutdown)
 #   BUNDLE=1 bench/crash.sh             # the flat files in bundles (ingest --bundle), the
 #                                       # ingest of the largest one killed 3 times first
+#                                       # (and, on the private server, the server crashed
+#                                       # under it once)
 #   KEY_MEMORY=100000 bench/crash.sh    # rebuilds remember at most 100,000 keys: tables are
 #                                       # forgotten, and some bulk runs start over
 #
@@ -47,6 +49,14 @@ flat() { # ingest FILE [FLAGS...]
 }
 # the bundles of the log, by content: each once, whatever the seqs killed runs burnt
 bundles() { psql -X -At "$DATABASE_URL" -c "SELECT md5(string_agg(event_id || ':' || bundle_size, ',' ORDER BY event_id)) || ' ' || sum(bundle_size) FROM event_log.events"; }
+log_rows() { psql -X -At "$DATABASE_URL" -c "SELECT count(*) FROM event_log.events"; }
+# wait until the ingest PID has stored a bundle more than the log held before it (the
+# file takes well under a second: a fixed pause would find it finished), or has ended;
+# then a random moment more
+mid_ingest() { # pid rows-before
+    while kill -0 "$1" 2>/dev/null && [ "$(log_rows)" -le "$2" ]; do sleep 0.005; done
+    sleep "$(python3 -c "import random; print(round(random.uniform(0, 0.05), 3))")"
+}
 if [ "$BUNDLE" = 1 ]; then
     # the reference log: the files ingested without interruption
     for f in customers products transactions; do flat $f --bundle >/dev/null; done
@@ -54,15 +64,32 @@ if [ "$BUNDLE" = 1 ]; then
     psql -X -q "$admin" -c "DROP DATABASE dvault_crash" -c "CREATE DATABASE dvault_crash"
     "$bin" migrate >/dev/null
     for f in customers products; do flat $f --bundle >/dev/null; done
-    for k in 1 2 3; do # kill the largest file's ingest mid-run, then run it again
+    crashes=0
+    if [ "$private" = 1 ]; then
+        # the server crashes mid-ingest (SIGQUIT to the postmaster: an immediate stop,
+        # no checkpoint): the batches' commits that were not on disk yet are lost
+        # (they do not wait for it: docs/events.md), and the same ingest stores them again
+        data=$(psql -X -At "$admin" -c "SHOW data_directory")
+        before=$(log_rows)
         flat transactions --bundle >/dev/null 2>&1 & pid=$!
-        sleep "$(python3 -c "import random; print(round(random.uniform(0.02, 0.3), 2))")"
+        mid_ingest "$pid" "$before"
+        pm=$(head -1 "$data/postmaster.pid"); kill -QUIT "$pm"
+        while kill -0 "$pm" 2>/dev/null; do sleep 0.1; done
+        rc=0; wait "$pid" 2>/dev/null || rc=$?
+        "$bin" local start >/dev/null
+        crashes=1
+        echo "server crashed mid-ingest (the ingest exited with $rc): $(psql -X -At "$DATABASE_URL" -c "SELECT count(*) || ' bundles, ' || coalesce(sum(bundle_size), 0) || ' events'  FROM event_log.events") after recovery"
+    fi
+    for k in 1 2 3; do # kill the largest file's ingest mid-run, then run it again
+        before=$(log_rows)
+        flat transactions --bundle >/dev/null 2>&1 & pid=$!
+        mid_ingest "$pid" "$before"
         kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
         echo "ingest $k killed: $(psql -X -At "$DATABASE_URL" -c "SELECT count(*) || ' bundles, ' || coalesce(sum(bundle_size), 0) || ' events'  FROM event_log.events")"
     done
     flat transactions --bundle >/dev/null
-    [ "$(bundles)" = "$reference_log" ] || { echo "MISMATCH: the killed ingests left another log than one uninterrupted ingest: $(bundles) against $reference_log"; exit 1; }
-    echo "the log after 3 killed ingests holds exactly the bundles of one uninterrupted ingest"
+    [ "$(bundles)" = "$reference_log" ] || { echo "MISMATCH: the interrupted ingests left another log than one uninterrupted ingest: $(bundles) against $reference_log"; exit 1; }
+    echo "the log after 3 killed ingests and $crashes server crash(es) mid-ingest holds exactly the bundles of one uninterrupted ingest"
 else
     "$bin" ingest "$work/events.ndjson" >/dev/null
 fi
