@@ -153,7 +153,9 @@ impl fmt::Display for IngestSummary {
                 thousands(self.inserted)
             );
         }
-        let rate = self.inserted as f64 / self.elapsed.as_secs_f64().max(1e-9);
+        // every row of the file, stored or not: how fast the file went through
+        let rows = self.inserted + self.duplicates + self.unchanged + self.rejected;
+        let rate = rows as f64 / self.elapsed.as_secs_f64().max(1e-9);
         write!(
             f,
             "{}: ingested {} events",
@@ -184,7 +186,7 @@ impl fmt::Display for IngestSummary {
         }
         write!(
             f,
-            " in {:.2} s, {} events/s",
+            " in {:.2} s, {} rows/s",
             self.elapsed.as_secs_f64(),
             thousands(rate as u64)
         )
