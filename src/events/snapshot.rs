@@ -117,22 +117,25 @@ pub async fn lock(
     client: &impl GenericClient,
     spec: &RowSpec,
 ) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute(
-            "SELECT pg_advisory_lock(hashtextextended($1, 0))",
-            &[&lock_name(spec)],
-        )
-        .await?;
-    Ok(())
+    advisory(client, "pg_advisory_lock", spec).await
 }
 
 pub async fn unlock(
     client: &impl GenericClient,
     spec: &RowSpec,
 ) -> Result<(), tokio_postgres::Error> {
+    advisory(client, "pg_advisory_unlock", spec).await
+}
+
+/// `function` (`pg_advisory_lock` or `_unlock`) of the feed's lock.
+async fn advisory(
+    client: &impl GenericClient,
+    function: &str,
+    spec: &RowSpec,
+) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
-            "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+            &format!("SELECT {function}(hashtextextended($1, 0))"),
             &[&lock_name(spec)],
         )
         .await?;
