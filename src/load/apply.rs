@@ -205,7 +205,8 @@ async fn look_up<'a>(
             .await?;
         }
         let fresh =
-            write::new_link_rows(lookups, m, l, link_rows, remembered, &new_hubs, &present).await?;
+            write::new_link_rows(lookups, m, l, link_rows, remembered, &surely_new, &present)
+                .await?;
         if !versions_first {
             let new = fresh.keys(|r| r.hk);
             let may_exist = |k: &Hash| !new.contains(k) && may_exist(k);
