@@ -41,9 +41,24 @@ pub enum KeyError {
     Ambiguous(String),
 }
 
+/// `part` without leading and trailing spaces (`' '` only, as PostgreSQL's `TRIM`).
+/// A byte loop: the generic `trim_matches(' ')` was 3% of the loader's instructions
+/// at TPC-H scale (callgrind), for keys that nearly never have a space to trim.
+pub fn trim_spaces(part: &str) -> &str {
+    let bytes = part.as_bytes();
+    let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != b' ')
+        .map_or(start, |i| i + 1);
+    // a space is one byte and never part of another character: both ends are
+    // character boundaries
+    &part[start..end]
+}
+
 /// Trim spaces and upper-case like PostgreSQL; `None` when nothing is left.
 pub fn normalize(part: &str) -> Option<String> {
-    let trimmed = part.trim_matches(' ');
+    let trimmed = trim_spaces(part);
     if trimmed.is_empty() {
         return None;
     }
@@ -112,7 +127,7 @@ impl Joined {
     /// `part` trimmed and upper-cased (see [`normalize`]); `false`, and nothing fed,
     /// when nothing is left of it.
     fn normalized(&mut self, part: &str) -> bool {
-        let trimmed = part.trim_matches(' ');
+        let trimmed = trim_spaces(part);
         if trimmed.is_empty() {
             return false;
         }
@@ -175,8 +190,12 @@ pub fn hash_key(part: &str) -> Result<Hash, KeyError> {
 /// fine, but the same text takes part in link keys, so it is refused everywhere.
 pub fn check_part(part: &str) -> Result<(), KeyError> {
     // Upper-casing maps neither `|` nor `^` nor onto them: the trimmed text tells.
-    let trimmed = part.trim_matches(' ');
-    if trimmed.contains(SEPARATOR) || trimmed == NULL_PART {
+    let trimmed = trim_spaces(part);
+    let separated = trimmed
+        .as_bytes()
+        .windows(2)
+        .any(|w| w == SEPARATOR.as_bytes());
+    if separated || trimmed == NULL_PART {
         return Err(KeyError::Ambiguous(normalize(trimmed).unwrap_or_default()));
     }
     Ok(())
@@ -215,6 +234,26 @@ mod tests {
 
     fn hex(h: Hash) -> String {
         hex::encode(h)
+    }
+
+    #[test]
+    fn spaces_are_trimmed_as_trim_matches_does() {
+        for text in [
+            "", " ", "   ", "a", " a", "a ", "  a b  ", "\ta\t", " é ", "é", "  ü||x ", "\u{a0}a ",
+        ] {
+            assert_eq!(trim_spaces(text), text.trim_matches(' '), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_separator_anywhere_in_a_part_is_refused() {
+        for part in ["a||b", "||", " ||", "a|||", "é||"] {
+            assert!(check_part(part).is_err(), "{part:?}");
+        }
+        for part in ["a|b", "|", "a| |b", "^", " ^ ^", "é|"] {
+            assert!(check_part(part).is_ok(), "{part:?}");
+        }
+        assert!(check_part(" ^^ ").is_err());
     }
 
     #[test]

@@ -121,7 +121,7 @@ fn key_part_problem(text: &str) -> Option<String> {
 /// A business key part: strings and numbers; trimmed.
 pub(crate) fn key_text(v: Option<&Doc<'_>>) -> Option<CompactString> {
     match v?.scalar() {
-        Scalar::String(s) => Some(s.trim_matches(' ').into()),
+        Scalar::String(s) => Some(crate::hash::trim_spaces(s).into()),
         Scalar::Number(n) => Some(n.as_ref().into()),
         Scalar::Bool(b) => Some(if b { "true" } else { "false" }.into()),
         Scalar::Null | Scalar::Composite(_) => None,
