@@ -5,7 +5,7 @@
 use std::error::Error;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use futures_util::{SinkExt, pin_mut};
 use postgres_types::{IsNull, ToSql, Type, to_sql_checked};
 use rust_decimal::Decimal;
@@ -187,6 +187,19 @@ impl Fields<'_> {
             None => self.null(),
             Some(Value::Text(s)) => self.text(s),
             Some(Value::Timestamptz(t)) => self.timestamptz(t),
+            Some(Value::Numeric(d)) if self.types.get(self.next) == Some(&Type::NUMERIC) => {
+                self.column();
+                let at = self.buf.len();
+                self.buf.put_i32(0);
+                put_numeric(self.buf, d);
+                let len = (self.buf.len() - at - 4) as i32; // at most 28 bytes
+                self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+            }
+            Some(Value::Date(d)) if self.types.get(self.next) == Some(&Type::DATE) => {
+                self.column();
+                self.buf.put_i32(4);
+                self.buf.put_i32(pg_days(d));
+            }
             Some(v) => self.push(v),
         }
     }
@@ -213,6 +226,63 @@ impl Fields<'_> {
             Err(e) => self.error = Some(e.to_string()),
         }
     }
+}
+
+/// A `numeric` in PostgreSQL's binary format, byte for byte as `rust_decimal` writes
+/// it (zero as a bare 0, the digit groups of the fraction without trailing zero
+/// groups), from the mantissa in 64-bit arithmetic where it fits: `rust_decimal`'s
+/// allocation and 96-bit long division per group of four digits were 2% of the
+/// loader's instructions at TPC-H scale (callgrind; four numerics per line item).
+fn put_numeric(out: &mut BytesMut, d: &Decimal) {
+    if d.is_zero() {
+        out.put_slice(&[0; 8]); // no groups, weight 0, positive, scale 0
+        return;
+    }
+    let scale = d.scale() as u16; // at most 28
+    let mut mantissa = d.mantissa().unsigned_abs(); // below 2^96
+    // the fraction in whole groups of four digits
+    if !scale.is_multiple_of(4) {
+        mantissa *= 10u128.pow(u32::from(4 - scale % 4));
+    }
+    // from the last group to the first: at most 32 digits, 8 groups
+    let mut groups = [0i16; 8];
+    let mut n = 0;
+    while let Some(wide) = (mantissa > u128::from(u64::MAX)).then_some(mantissa) {
+        groups[n] = (wide % 10_000) as i16;
+        mantissa = wide / 10_000;
+        n += 1;
+    }
+    let mut narrow = mantissa as u64; // fits: see the loop above
+    while narrow > 0 {
+        groups[n] = (narrow % 10_000) as i16;
+        narrow /= 10_000;
+        n += 1;
+    }
+    let groups = &mut groups[..n];
+    groups.reverse();
+    let weight = n as i16 - scale.div_ceil(4) as i16 - 1;
+    // trailing zero groups of the fraction go, as `rust_decimal` drops them
+    let kept = if weight >= 0 {
+        let fraction = &groups[(weight + 1) as usize..];
+        n - fraction.iter().rev().take_while(|&&g| g == 0).count()
+    } else {
+        n
+    };
+    out.put_u16(kept as u16);
+    out.put_i16(weight);
+    out.put_u16(if d.is_sign_negative() { 0x4000 } else { 0 });
+    out.put_u16(scale);
+    for g in &groups[..kept] {
+        out.put_i16(*g);
+    }
+}
+
+/// A `date` as PostgreSQL's binary format carries it: days since 2000-01-01, as
+/// `postgres-types` computes them (with chrono's duration arithmetic from a base date
+/// it builds each time) but from the day number directly.
+fn pg_days(d: &NaiveDate) -> i32 {
+    const Y2000_FROM_CE: i32 = 730_120;
+    d.num_days_from_ce() - Y2000_FROM_CE
 }
 
 /// A `timestamptz` as PostgreSQL's binary format carries it: microseconds since
@@ -658,6 +728,79 @@ pub async fn satellite(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numerics_are_encoded_as_rust_decimal_encodes_them() {
+        let mut values: Vec<Decimal> = [
+            "0",
+            "0.00",
+            "-0.00",
+            "1",
+            "-1",
+            "0.5",
+            "10000",
+            "9999.9999",
+            "0.0001",
+            "0.00001",
+            "123456789.123456789",
+            "-17954.55",
+            "0.10",
+            "1.2300",
+            "100000000",
+            "1e-28",
+            "79228162514264337593543950335",
+            "-79228162514264337593543950335",
+            "7.9228162514264337593543950335",
+            "0.0000000000000000000000000001",
+            "18446744073709551615",
+            "18446744073709551616",
+            "1844674407370955.1616",
+        ]
+        .iter()
+        .map(|t| {
+            Decimal::from_scientific(t)
+                .or_else(|_| t.parse())
+                .expect("a decimal")
+        })
+        .collect();
+        // every scale, and mantissas around the 64-bit boundary
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let wide = i128::from(x) << (i % 33);
+            let mantissa = if i % 2 == 0 { wide } else { -wide };
+            values.push(Decimal::from_i128_with_scale(
+                mantissa % (1i128 << 95),
+                i % 29,
+            ));
+        }
+        for d in values {
+            let mut ours = BytesMut::new();
+            put_numeric(&mut ours, &d);
+            let mut theirs = BytesMut::new();
+            d.to_sql(&Type::NUMERIC, &mut theirs).expect("encoded");
+            assert_eq!(&ours[..], &theirs[..], "{d}");
+        }
+    }
+
+    #[test]
+    fn dates_are_encoded_as_the_driver_encodes_them() {
+        for text in [
+            "2000-01-01",
+            "1999-12-31",
+            "2024-02-29",
+            "1600-03-01",
+            "9999-12-31",
+            "0001-01-01",
+        ] {
+            let d: NaiveDate = text.parse().expect("a date");
+            let mut driver = BytesMut::new();
+            d.to_sql(&Type::DATE, &mut driver).expect("encoded");
+            assert_eq!(&driver[..], &pg_days(&d).to_be_bytes()[..], "{text}");
+        }
+    }
 
     #[test]
     fn timestamps_are_encoded_as_the_driver_encodes_them() {
