@@ -14,7 +14,7 @@ use crate::mapping::{
     ColumnType, EventMapping, Field, FieldPath, LinkId, Mappings, Parent, PerHub, PerLink, Value,
 };
 
-use super::rows::{BusinessKey, HubRow, LinkRow, Origin, Rows, SatRow};
+use super::rows::{BusinessKey, HubRow, LinkRow, Origin, Rows, SatRow, room};
 
 /// A hub key of one event: once, or per element of the array its key iterates. With
 /// each key, where its row is in the batch's rows of the hub (its business key).
@@ -248,7 +248,7 @@ impl Event<'_, '_> {
                 .map_err(|e| format!("{}: {e}", at(&target(), &paths[0], array.map(|_| i))))?;
                 Ok((hk, parts))
             };
-            let hub_rows = &mut rows.hubs[*h];
+            let hub_rows = room(&mut rows.hubs[*h], rows.expected);
             let mut row = |(hk, business_key): (Hash, BusinessKey)| {
                 hub_rows.push(HubRow {
                     hk,
@@ -299,7 +299,7 @@ impl Event<'_, '_> {
             for i in 0..n {
                 let row = self.link_row(*l, dep_paths, keys, &rows.hubs, items, array, i)?;
                 hks.push(row.hk);
-                rows.links[*l].push(row);
+                room(&mut rows.links[*l], rows.expected).push(row);
             }
             link_keys[*l] = Some(hks);
         }
@@ -491,7 +491,7 @@ impl Event<'_, '_> {
                         .iter()
                         .all(Option::is_some)
                         .then(|| super::satellite::hashdiff(&values));
-                    rows.satellites[*s].push(SatRow {
+                    room(&mut rows.satellites[*s], rows.expected).push(SatRow {
                         parent,
                         hashdiff,
                         values,

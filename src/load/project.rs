@@ -102,9 +102,11 @@ pub struct Reject {
 
 /// Extract every event of a batch (pure CPU work).
 pub fn project(m: &Mappings, batch: &[StoredEvent]) -> (Projected, Vec<Reject>) {
-    let mut rows = Rows::new(m);
+    let mut rows = Rows::for_events(m, batch.len());
     let mut rejects = Vec::new();
     let mut sources: HashMap<&str, Arc<str>> = HashMap::new();
+    // events come in runs of one source: the last one is asked first
+    let mut last_source: Option<Arc<str>> = None;
     for e in batch {
         let reject = |reason: String| Reject {
             held: false,
@@ -139,10 +141,17 @@ pub fn project(m: &Mappings, batch: &[StoredEvent]) -> (Projected, Vec<Reject>) 
                 continue;
             }
         };
-        let source = sources
-            .entry(e.source.as_str())
-            .or_insert_with(|| Arc::from(e.source.as_str()))
-            .clone();
+        let source = match &last_source {
+            Some(s) if **s == *e.source => s.clone(),
+            _ => {
+                let s = sources
+                    .entry(e.source.as_str())
+                    .or_insert_with(|| Arc::from(e.source.as_str()))
+                    .clone();
+                last_source = Some(s.clone());
+                s
+            }
+        };
         let origin = Arc::new(Origin {
             xid: e.xid.0,
             seq: e.seq,
