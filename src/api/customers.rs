@@ -285,6 +285,24 @@ pub async fn list(
 /// The most words `search` takes.
 const SEARCH_WORDS: usize = 4;
 
+/// The characters that separate the words of `search`: Unicode `White_Space`, which is
+/// what `str::split_whitespace` splits on, spelled out for the OpenAPI pattern (a
+/// regex's `\s` differs between dialects: Python's also takes U+001C..U+001F).
+const WHITE_SPACE: &str =
+    "\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+
+/// The OpenAPI pattern of `search`: no NUL (PostgreSQL text cannot hold one) and at
+/// most [`SEARCH_WORDS`] words, so that a client can tell a valid search from the
+/// document alone.
+pub fn search_pattern() -> String {
+    let (space, word) = (
+        format!("[{WHITE_SPACE}]"),
+        format!("[^{WHITE_SPACE}\\u0000]"),
+    );
+    let more = SEARCH_WORDS - 1;
+    format!("^{space}*({word}+({space}+{word}+){{0,{more}}})?{space}*$")
+}
+
 /// `search`: the customer with that id, or those whose first or last name each word
 /// begins (a `LIKE` prefix, its `%` and `_` taken literally).
 fn search_filter(listing: &mut Listing, search: &str) -> Result<(), ApiError> {
@@ -420,5 +438,40 @@ mod tests {
         }
         assert_eq!(churn_risk("At Risk").expect("old spelling"), "at risk");
         assert!(ChurnRisk::from_view("maybe").is_err());
+    }
+
+    /// The document's pattern for `search` accepts exactly what `search_filter` takes:
+    /// every code point is a separator in both or in neither, and the word count agrees.
+    #[test]
+    fn the_search_pattern_is_the_servers_word_count() {
+        let pattern = regex::Regex::new(&search_pattern()).expect("a regex");
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            let text = format!("a{c}b c d e");
+            let words = text.split_whitespace().count();
+            assert_eq!(
+                pattern.is_match(&text),
+                c != '\0' && words <= SEARCH_WORDS,
+                "U+{:04X}: {words} words",
+                c as u32
+            );
+        }
+        let five = "\u{10A887}a\rb:\rC\u{18}U\ne\u{23E}t\u{0B}j14";
+        assert_eq!(five.split_whitespace().count(), 5);
+        for (text, ok) in [
+            ("", true),
+            ("  ", true),
+            ("ann", true),
+            (" ann te  x y\n", true),
+            ("a b c d e", false),
+            (five, false),
+            ("a\u{1C}b c d e", true),
+        ] {
+            assert_eq!(pattern.is_match(text), ok, "{text:?}");
+            assert_eq!(
+                text.split_whitespace().count() <= SEARCH_WORDS,
+                ok,
+                "{text:?}"
+            );
+        }
     }
 }

@@ -184,8 +184,10 @@ impl Modify for PreciseParameters {
                     ("from" | "to" | "as_of", _) => Some(time.clone()),
                     ("min_total_spent", _) => Some(json!({"type": "string",
                         "pattern": "^(-?[0-9]{1,15}(\\.[0-9]{1,2})?)?$", "example": "100.00"})),
+                    ("search", _) => Some(json!({"type": "string",
+                        "pattern": customers::search_pattern()})),
                     // free text; PostgreSQL text cannot hold a NUL, so it is a 400
-                    ("country" | "category" | "search", _) => Some(json!({"type": "string",
+                    ("country" | "category", _) => Some(json!({"type": "string",
                         "pattern": "^[^\\u0000]*$"})),
                     ("limit", _) if path == "/analytics/top-products" => Some(json!({
                         "type": "integer", "format": "int64",
