@@ -55,13 +55,20 @@ type DemoResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 /// fresh database each run; with `DATABASE_URL` it uses that database, and running
 /// twice adds nothing (ingest and load are idempotent).
 pub async fn prepare(config: &Config, opts: &DemoOptions) -> DemoResult<Demo> {
-    let target = database(config).await?;
-    eprintln!("database: {}", target.describe());
-    let mut client = db::connect_migrated(&target).await?;
-
-    let started = Instant::now();
-    let lines = generate_files(opts).await?;
-    let gen_time = started.elapsed();
+    // the data set is written (on a thread of its own) while the server makes the
+    // database and its schema: neither waits for the other
+    let generated = async {
+        let started = Instant::now();
+        let lines = generate_files(opts).await?;
+        Ok::<_, Box<dyn Error + Send + Sync>>((lines, started.elapsed()))
+    };
+    let prepared = async {
+        let target = database(config).await?;
+        eprintln!("database: {}", target.describe());
+        let client = db::connect_migrated(&target).await?;
+        Ok::<_, Box<dyn Error + Send + Sync>>((target, client))
+    };
+    let ((lines, gen_time), (target, mut client)) = tokio::try_join!(generated, prepared)?;
     let events_file = opts.data_dir.join("events.ndjson");
 
     let t = Instant::now();
