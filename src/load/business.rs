@@ -274,10 +274,10 @@ const CUSTOMER_CATEGORIES: Part = (
 const CUSTOMER_SUMMARY: Part = (include_str!("business/customer_summary.sql"), Plans::Keyed);
 /// The parts after the bridge and the order and customer summaries, the same in a
 /// batch and a build but for the revenue periods and the product figures: a batch
-/// recomputes the periods of the order dates it touched ([`REVENUE`]) and moves the
-/// figures of the (product, customer) pairs it touched and their products by the
-/// difference ([`PRODUCT_PAIRS`]); a build groups every order once ([`REVENUE_BUILD`])
-/// and sums every pair once ([`PRODUCT_PAIRS_BUILD`]).
+/// moves the periods of the orders it touched ([`REVENUE`]), and the figures of the
+/// (product, customer) pairs it touched and their products ([`PRODUCT_PAIRS`]), by the
+/// difference; a build groups every order once ([`REVENUE_BUILD`]) and sums every pair
+/// once ([`PRODUCT_PAIRS_BUILD`]).
 const CUSTOMERS: Part = (include_str!("business/customers.sql"), Plans::Keyed);
 const REVENUE: Part = (include_str!("business/revenue.sql"), Plans::Keyed);
 const PRODUCT_PAIRS: Part = (include_str!("business/product_keys.sql"), Plans::Keyed);

@@ -2055,6 +2055,115 @@ async fn product_figures_moved_by_difference_equal_their_definition_after_every_
     assert_eq!(pairs, 7);
 }
 
+/// `business_vault.revenue_period` as defined: every order grouped by day, week and
+/// month (a period has a row while it has an order).
+const REVENUE_PERIODS_DEFINED: &str = "
+SELECT g.grain, date_trunc(g.grain, o.order_date::timestamp)::date, count(*),
+       count(*) FILTER (WHERE o.is_counted),
+       count(DISTINCT o.hk_customer) FILTER (WHERE o.is_counted),
+       coalesce(sum(o.units) FILTER (WHERE o.is_counted), 0),
+       coalesce(sum(o.amount) FILTER (WHERE o.is_counted), 0.00),
+       count(*) FILTER (WHERE NOT o.is_counted),
+       coalesce(sum(o.amount) FILTER (WHERE NOT o.is_counted), 0.00)
+  FROM business_vault.order_summary o
+ CROSS JOIN (VALUES ('day'), ('week'), ('month')) AS g(grain)
+ GROUP BY 1, 2 ORDER BY 1, 2";
+
+const REVENUE_PERIODS_STORED: &str = "
+SELECT grain, period_start, orders_placed, orders, customers, units, revenue,
+       orders_cancelled_or_returned, revenue_lost
+  FROM business_vault.revenue_period ORDER BY 1, 2";
+
+/// Order `id` of `customer` placed again at noon of `event_day`, saying it was
+/// placed at noon of `placed` (a corrected order time), with one line of `product`.
+fn replaced(id: &str, customer: &str, event_day: &str, placed: &str, product: &str) -> NewEvent {
+    ev(
+        &format!("placed-{id}-again-{event_day}"),
+        "order_placed",
+        &noon(event_day),
+        // no status: the order keeps the one it has
+        json!({"order_id": id, "customer_id": customer, "ordered_at": noon(placed),
+               "channel": "web", "lines": [{"line_no": 1, "product_id": product,
+               "quantity": 1, "unit_price": "10", "discount": "0"}]}),
+    )
+}
+
+#[tokio::test]
+async fn revenue_periods_moved_by_difference_equal_their_definition_after_every_batch() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    client
+        .batch_execute("SET TimeZone = 'UTC'")
+        .await
+        .expect("time zone");
+    let mut loader = Loader::new(&client, Mappings::builtin().expect("mappings"))
+        .await
+        .expect("loader");
+    loader.batch_size = 1;
+    let line = |p| [(p, 1, "10", "0")];
+    // one batch each: two orders of C1 and one of C2 on one day; then C1's second order
+    // cancelled (C1 still a customer of the day), the first returned (no longer),
+    // moved to another month (the day and month lose an order, another gains one), an
+    // order's line changed and a line added (units and money), the last order of the
+    // first day moved away (the day's row goes), and back
+    let steps = vec![
+        vec![
+            product("P1", "Pen", "Office", "10"),
+            customer("C1", "Ann", "Rome", "IT"),
+        ],
+        vec![customer("C2", "Bob", "Oslo", "NO")],
+        vec![order("O1", "C1", "2024-03-04", &line("P1"))],
+        vec![order("O2", "C1", "2024-03-04", &line("P1"))],
+        vec![order("O3", "C2", "2024-03-04", &line("P1"))],
+        vec![status("O2", "2024-03-05", "cancelled")],
+        vec![status("O1", "2024-03-06", "returned")],
+        vec![replaced("O1", "C1", "2024-03-07", "2024-04-02", "P1")],
+        vec![order("O4", "C1", "2024-04-03", &line("P1"))],
+        vec![ev(
+            "placed-O4-again",
+            "order_placed",
+            &noon("2024-04-04"),
+            json!({"order_id": "O4", "customer_id": "C1", "ordered_at": noon("2024-04-03"),
+                   "channel": "web", "status": "placed", "lines": [
+                       {"line_no": 1, "product_id": "P1", "quantity": 2, "unit_price": "10", "discount": "0"},
+                       {"line_no": 2, "product_id": "P1", "quantity": 3, "unit_price": "10", "discount": "1.50"}]}),
+        )],
+        vec![replaced("O3", "C2", "2024-04-04", "2024-04-01", "P1")],
+        vec![replaced("O2", "C1", "2024-04-05", "2024-03-11", "P1")],
+        vec![replaced("O3", "C2", "2024-04-06", "2024-03-04", "P1")],
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        append(&client, step).await;
+        load_all_with(&mut client, &loader).await;
+        assert_eq!(
+            rows(&client, REVENUE_PERIODS_STORED).await,
+            rows(&client, REVENUE_PERIODS_DEFINED).await,
+            "after step {i}"
+        );
+    }
+    let rejected: i64 = client
+        .query_one("SELECT count(*) FROM event_log.rejected", &[])
+        .await
+        .expect("rejected")
+        .get(0);
+    assert_eq!(rejected, 0, "every step loaded");
+    // the steps did what they say: the first day lost its row and got it back
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT grain, period_start, orders_placed, orders, customers FROM
+               business_vault.revenue_period WHERE grain = 'day' ORDER BY 2"
+        )
+        .await,
+        [
+            "(day,2024-03-04,1,1,1)",
+            "(day,2024-03-11,1,0,0)",
+            "(day,2024-04-02,1,0,0)",
+            "(day,2024-04-03,1,1,1)",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn population_figures_kept_by_small_batches_equal_their_definition() {
     let db = TestDb::new().await;

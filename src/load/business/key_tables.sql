@@ -13,7 +13,8 @@ CREATE TEMP TABLE IF NOT EXISTS bv_categories (category text) ON COMMIT DELETE R
 CREATE TEMP TABLE IF NOT EXISTS bv_old_cuts (recency date[], frequency integer[], monetary numeric[]) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS bv_rescore (hk_customer bytea PRIMARY KEY) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS bv_order_sides (hk_customer bytea NOT NULL, order_date date NOT NULL) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS bv_order_was (hk_order bytea PRIMARY KEY, hk_customer bytea, order_date date, is_counted boolean) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS bv_order_was (hk_order bytea PRIMARY KEY, hk_customer bytea, order_date date, is_counted boolean, units bigint, amount numeric) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS bv_revenue_delta (grain text NOT NULL, period_start date NOT NULL, orders_placed bigint NOT NULL, orders bigint NOT NULL, customers bigint NOT NULL, units numeric NOT NULL, revenue numeric NOT NULL, orders_cancelled_or_returned bigint NOT NULL, revenue_lost numeric NOT NULL, PRIMARY KEY (grain, period_start)) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS bv_new_views (hk_product bytea NOT NULL, hk_customer bytea NOT NULL) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS bv_lines_was (hk_order bytea NOT NULL, hk_product bytea NOT NULL, hk_customer bytea NOT NULL, quantity integer, line_amount numeric) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS bv_lines_now (hk_order bytea NOT NULL, hk_product bytea NOT NULL, hk_customer bytea NOT NULL, quantity integer, line_amount numeric) ON COMMIT DELETE ROWS;

@@ -5,12 +5,14 @@
 
 -- Each touched order as it was before this batch (NULLs: not in the summary yet), one
 -- lookup each: whether it counted and for whom (where that changes, its products'
--- figures change too: product_keys.sql), and its customer and order date.
-INSERT INTO pg_temp.bv_order_was (hk_order, hk_customer, order_date, is_counted)
-SELECT t.hk_order, o.hk_customer, o.order_date, o.is_counted
+-- figures change too: product_keys.sql), its customer and order date, and its units
+-- and amount (what it added to its revenue periods: revenue.sql).
+INSERT INTO pg_temp.bv_order_was (hk_order, hk_customer, order_date, is_counted, units, amount)
+SELECT t.hk_order, o.hk_customer, o.order_date, o.is_counted, o.units, o.amount
   FROM pg_temp.bv_orders t
   LEFT JOIN LATERAL (
-       SELECT s.hk_customer, s.order_date, s.is_counted FROM business_vault.order_summary s
+       SELECT s.hk_customer, s.order_date, s.is_counted, s.units, s.amount
+         FROM business_vault.order_summary s
         WHERE s.hk_order = t.hk_order OFFSET 0) o ON true;
 
 -- The customer and order date of each touched order, before this batch here and
