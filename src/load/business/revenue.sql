@@ -1,14 +1,16 @@
 -- The business vault refresh, 5/9: the revenue periods (day, week, month), moved by
 -- what the touched orders add to them after the batch minus what they added before.
--- Keyed: one lookup per touched order, and per touched customer and period.
+-- Keyed: one lookup per touched order, and one per touched customer (its counted
+-- orders, by the customer's index alone: OFFSET 0).
 -- (embedded by src/load/business.rs: see its comment for the order and the planner
 -- settings around each file)
 --
 -- Every figure of a period but its customers is a sum over its orders, so it moves by
 -- the difference. Its customers (distinct, with a counted order there) move by one for
 -- each touched customer who has a counted order there after the batch and had none
--- before, or the other way round: before, an order of theirs the batch did not touch
--- (as it is now) or a touched one as it was.
+-- before, or the other way round. Before: a touched order of theirs there as it was,
+-- or one the batch did not touch (which is as it was). Only the periods a touched
+-- order of theirs is or was in can change for a customer.
 INSERT INTO pg_temp.bv_revenue_delta
     (grain, period_start, orders_placed, orders, customers, units, revenue,
      orders_cancelled_or_returned, revenue_lost)
@@ -25,17 +27,32 @@ WITH sides AS (
             WHERE s.hk_order = t.hk_order OFFSET 0) o
 ), periods AS (
     SELECT g.grain, date_trunc(g.grain, s.order_date::timestamp)::date AS period_start,
-           (date_trunc(g.grain, s.order_date::timestamp) + ('1 ' || g.grain)::interval)::date
-               AS period_end,
            s.sign, s.hk_customer, s.is_counted, s.units, s.amount
       FROM sides s
      CROSS JOIN (VALUES ('day'), ('week'), ('month')) AS g(grain)
-), buyers AS (
-    SELECT p.grain, p.period_start, p.period_end, p.hk_customer,
-           bool_or(p.sign < 0) AS had_touched
+), presence AS (
+    -- a touched counted side: where the customer is or was through a touched order
+    SELECT p.grain, p.period_start, p.hk_customer, p.sign < 0 AS was,
+           CASE WHEN p.sign > 0 THEN 1 ELSE 0 END AS touched_now, 0 AS now
       FROM periods p
      WHERE p.is_counted
-     GROUP BY 1, 2, 3, 4
+    UNION ALL
+    -- each counted order the customer has now, touched or not
+    SELECT g.grain, date_trunc(g.grain, o.order_date::timestamp)::date, c.hk_customer,
+           false, 0, 1
+      FROM (SELECT DISTINCT p.hk_customer FROM periods p WHERE p.is_counted) c
+     CROSS JOIN LATERAL (
+           SELECT s.order_date FROM business_vault.order_summary s
+            WHERE s.hk_customer = c.hk_customer AND s.is_counted OFFSET 0) o
+     CROSS JOIN (VALUES ('day'), ('week'), ('month')) AS g(grain)
+), moved AS (
+    -- the orders it has there now, less the touched ones: those it had there before too
+    SELECT x.grain, x.period_start,
+           (sum(x.now) > 0)::integer
+         - (bool_or(x.was) OR sum(x.now) - sum(x.touched_now) > 0)::integer AS customers
+      FROM presence x
+     GROUP BY x.grain, x.period_start, x.hk_customer
+    HAVING bool_or(x.was) OR sum(x.touched_now) > 0
 )
 SELECT x.grain, x.period_start, sum(x.placed), sum(x.orders), sum(x.customers), sum(x.units),
        sum(x.revenue), sum(x.cancelled), sum(x.lost)
@@ -47,18 +64,8 @@ SELECT x.grain, x.period_start, sum(x.placed), sum(x.orders), sum(x.customers), 
                CASE WHEN p.is_counted THEN 0.00 ELSE p.sign * p.amount END AS lost
           FROM periods p
         UNION ALL
-        SELECT b.grain, b.period_start, 0, 0,
-               EXISTS (SELECT FROM business_vault.order_summary o
-                        WHERE o.hk_customer = b.hk_customer AND o.is_counted
-                          AND o.order_date >= b.period_start AND o.order_date < b.period_end)::integer
-             - (b.had_touched
-                OR EXISTS (SELECT FROM business_vault.order_summary o
-                            WHERE o.hk_customer = b.hk_customer AND o.is_counted
-                              AND o.order_date >= b.period_start AND o.order_date < b.period_end
-                              AND NOT EXISTS (SELECT FROM pg_temp.bv_orders t
-                                               WHERE t.hk_order = o.hk_order)))::integer,
-               0, 0.00, 0, 0.00
-          FROM buyers b) x
+        SELECT m.grain, m.period_start, 0, 0, m.customers, 0, 0.00, 0, 0.00
+          FROM moved m) x
  GROUP BY 1, 2;
 
 -- a period whose last order the batch moved to another date: gone (a period has a row
