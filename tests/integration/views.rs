@@ -234,6 +234,22 @@ async fn setup(events: &[NewEvent]) -> (TestDb, Client) {
     (db, client)
 }
 
+/// A fresh database in UTC, and a loader of the built-in mappings that loads
+/// `batch_size` events a batch.
+async fn small_batches(batch_size: i64) -> (TestDb, Client, Loader) {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute("SET TimeZone = 'UTC'")
+        .await
+        .expect("time zone");
+    let mut loader = Loader::new(&client, Mappings::builtin().expect("mappings"))
+        .await
+        .expect("loader");
+    loader.batch_size = batch_size;
+    (db, client, loader)
+}
+
 async fn append(client: &Client, events: &[NewEvent]) {
     events::append(client, events).await.expect("append");
 }
@@ -1261,16 +1277,7 @@ async fn business_checksums(client: &Client) -> Vec<String> {
 
 #[tokio::test]
 async fn pit_and_bridge_after_small_incremental_batches_equal_a_rebuild() {
-    let db = TestDb::new().await;
-    let mut client = db.client().await;
-    client
-        .batch_execute("SET TimeZone = 'UTC'")
-        .await
-        .expect("time zone");
-    let mut loader = Loader::new(&client, Mappings::builtin().expect("mappings"))
-        .await
-        .expect("loader");
-    loader.batch_size = 3;
+    let (_db, mut client, mut loader) = small_batches(3).await;
     let shop = shop();
     for chunk in shop.chunks(7) {
         append(&client, chunk).await;
@@ -1376,16 +1383,7 @@ SELECT h.hk_customer, h.customer_id, pr.first_name, pr.last_name, pr.city, pr.co
 
 #[tokio::test]
 async fn the_current_customer_360_table_kept_by_small_batches_equals_its_definition() {
-    let db = TestDb::new().await;
-    let mut client = db.client().await;
-    client
-        .batch_execute("SET TimeZone = 'UTC'")
-        .await
-        .expect("time zone");
-    let mut loader = Loader::new(&client, Mappings::builtin().expect("mappings"))
-        .await
-        .expect("loader");
-    loader.batch_size = 2;
+    let (_db, mut client, loader) = small_batches(2).await;
     let stored = "SELECT hk_customer, customer_id, first_name, last_name, city, country,
                          signup_date, contact_applied_dts, contact_event_seq, orders_count,
                          orders_cancelled, orders_returned, total_spent, first_order_at,
@@ -1881,16 +1879,7 @@ SELECT c.hk_customer,
 
 #[tokio::test]
 async fn product_figures_moved_by_difference_equal_their_definition_after_every_batch() {
-    let db = TestDb::new().await;
-    let mut client = db.client().await;
-    client
-        .batch_execute("SET TimeZone = 'UTC'")
-        .await
-        .expect("time zone");
-    let mut loader = Loader::new(&client, Mappings::builtin().expect("mappings"))
-        .await
-        .expect("loader");
-    loader.batch_size = 1;
+    let (_db, mut client, loader) = small_batches(1).await;
     let mut corrected = order(
         "O1",
         "C1",
@@ -2090,16 +2079,7 @@ fn replaced(id: &str, customer: &str, event_day: &str, placed: &str, product: &s
 
 #[tokio::test]
 async fn revenue_periods_moved_by_difference_equal_their_definition_after_every_batch() {
-    let db = TestDb::new().await;
-    let mut client = db.client().await;
-    client
-        .batch_execute("SET TimeZone = 'UTC'")
-        .await
-        .expect("time zone");
-    let mut loader = Loader::new(&client, Mappings::builtin().expect("mappings"))
-        .await
-        .expect("loader");
-    loader.batch_size = 1;
+    let (_db, mut client, loader) = small_batches(1).await;
     let line = |p| [(p, 1, "10", "0")];
     // one batch each: two orders of C1 and one of C2 on one day; then C1's second order
     // cancelled (C1 still a customer of the day), the first returned (no longer),
@@ -2166,16 +2146,7 @@ async fn revenue_periods_moved_by_difference_equal_their_definition_after_every_
 
 #[tokio::test]
 async fn population_figures_kept_by_small_batches_equal_their_definition() {
-    let db = TestDb::new().await;
-    let mut client = db.client().await;
-    client
-        .batch_execute("SET TimeZone = 'UTC'")
-        .await
-        .expect("time zone");
-    let mut loader = Loader::new(&client, Mappings::builtin().expect("mappings"))
-        .await
-        .expect("loader");
-    loader.batch_size = 2;
+    let (_db, mut client, loader) = small_batches(2).await;
     // after every small load: new products, sales, returns, views and a late
     // recategorisation reach product rows and ranks; new orders move RFM boundaries,
     // and every stored score, segment total, churn count and revenue period follows
