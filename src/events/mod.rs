@@ -454,22 +454,42 @@ pub async fn copy_in_at(
 }
 
 /// The rows after a checkpoint up to the one that holds the `$3`th event (a bundle
-/// is read whole, so a batch may hold up to a bundle more).
+/// is read whole, so a batch may hold up to a bundle more), then one row of NULLs
+/// whose last column says whether the horizon was set by a transaction that had
+/// already ended (see [`read_after`]). The first part's own `ORDER BY` (which the
+/// index gives) lets the last one merge the two parts instead of sorting the batch;
+/// the one row sorts last (NULLs do).
 const READ_AFTER: &str = concat!(
-    "SELECT seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload, bundle, bundle_size
+    "WITH h AS MATERIALIZED (
+         SELECT hz AS horizon,
+                hz < pg_snapshot_xmax(pg_current_snapshot())
+                AND NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.backend_xid = xid(hz))
+                AND NOT EXISTS (SELECT FROM pg_prepared_xacts p WHERE p.transaction = xid(hz)) AS ended
+           FROM (SELECT ",
+    horizon::horizon_sql!(),
+    " AS hz) x)
+    (SELECT seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload, bundle, bundle_size,
+            NULL::bool AS ended
        FROM (SELECT seq, xid, event_id, event_type, record_source, occurred_at, recorded_at,
                     payload, bundle, bundle_size, coalesce(bundle_size, 1) AS n,
                     sum(coalesce(bundle_size, 1)) OVER (ORDER BY xid, seq ROWS UNBOUNDED PRECEDING) AS upto
                FROM event_log.events
               WHERE (xid, seq) > ($1, $2)
-                AND xid < ",
-    horizon::horizon_sql!(),
-    "
+                AND xid < (SELECT horizon FROM h)
               ORDER BY xid, seq
               LIMIT $3) w
       WHERE upto - n < $3
-      ORDER BY xid, seq"
+      ORDER BY xid, seq)
+     UNION ALL
+    (SELECT NULL::bigint, NULL::xid8, NULL::text, NULL::text, NULL::text, NULL::timestamptz, NULL::timestamptz,
+            NULL::json, NULL::text, NULL::integer, ended
+       FROM h)
+     ORDER BY xid, seq"
 );
+
+/// How often [`read_after`] reads again after a horizon set by a transaction that
+/// ended as it read; each time, that transaction is behind the new horizon.
+const REREADS: usize = 8;
 
 /// Up to `limit` committed events after `after`, in `(xid, seq)` order (a bundle's
 /// events all or none, so up to a bundle more).
@@ -480,15 +500,41 @@ const READ_AFTER: &str = concat!(
 /// committed late with a lower `seq` can never appear behind a checkpoint that has
 /// moved past it: a reader may wait for a slow writer, but never skips its events.
 /// Call it outside an explicit transaction (see [`horizon`]).
+///
+/// A transaction that ends between the read's snapshot and its look at
+/// `pg_stat_activity` is in neither, so it counts as this database's and sets the
+/// horizon: safe, but a read stopped there would take events committed long before
+/// for not there yet (a transaction of another database, busy elsewhere, does this
+/// to a few reads in a hundred). When the read came back short and its horizon was
+/// such a transaction, it goes on from where it stopped, with a new snapshot.
 pub async fn read_after(
     client: &impl GenericClient,
     after: Checkpoint,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, tokio_postgres::Error> {
-    let rows = client
-        .query(READ_AFTER, &[&after.xid, &after.seq, &limit])
-        .await?;
-    bundle::read_rows(&rows)
+    let mut events = Vec::new();
+    let (mut at, mut left) = (after, limit);
+    for _ in 0..=REREADS {
+        let rows = client.query(READ_AFTER, &[&at.xid, &at.seq, &left]).await?;
+        let Some((flag, rows)) = rows.split_last() else {
+            break;
+        };
+        let ended: Option<bool> = flag.try_get(10)?;
+        let read = bundle::read_rows(rows)?;
+        left -= read.iter().map(|e| e.covers() as i64).sum::<i64>();
+        if let Some(last) = read.last() {
+            at = last.position();
+        }
+        events.extend(read);
+        if left <= 0 || ended != Some(true) {
+            break;
+        }
+        tracing::debug!(
+            events = events.len(),
+            "the horizon was a transaction that ended as the log was read; reading on"
+        );
+    }
+    Ok(events)
 }
 
 /// What a consumer has yet to read: the events after its checkpoint (committed or

@@ -3,7 +3,8 @@
 //! stopped mid-load records.
 
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -116,6 +117,87 @@ impl ForeignWriter {
             .await
             .expect("drop the foreign database");
     }
+}
+
+/// Short write transactions in another database, on `sessions` connections, until
+/// `stop` is set; how many committed.
+async fn foreign_churn(url: String, sessions: usize, stop: Arc<AtomicBool>) -> u64 {
+    let mut tasks = Vec::new();
+    for _ in 0..sessions {
+        let (url, stop) = (url.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = dvault::db::connect(&url).await.expect("foreign session");
+            let mut done = 0;
+            while !stop.load(Ordering::Relaxed) {
+                c.batch_execute("BEGIN; INSERT INTO t VALUES (1); SELECT pg_sleep(0.001); COMMIT")
+                    .await
+                    .expect("a foreign write");
+                done += 1;
+            }
+            done
+        }));
+    }
+    let mut done = 0;
+    for t in tasks {
+        done += t.await.expect("foreign session task");
+    }
+    done
+}
+
+#[tokio::test]
+async fn an_event_just_committed_is_read_while_transactions_of_another_database_come_and_go() {
+    // A transaction of another database that ends between the read's snapshot and
+    // its look at pg_stat_activity is in neither: unknown, it bounds the horizon
+    // like one of this database (safe), and a reader that took that for the end of
+    // the log stopped short of events committed before it started.
+    let db = TestDb::new().await;
+    let other = TestDb::new().await;
+    let client = db.client().await;
+    other
+        .client()
+        .await
+        .batch_execute("CREATE TABLE t (x int)")
+        .await
+        .expect("the foreign table");
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = tokio::spawn(foreign_churn(other.url.clone(), 4, stop.clone()));
+
+    let mut at = events::Checkpoint::START;
+    let (mut straddled, mut missed) = (0, Vec::new());
+    for i in 0..500 {
+        let id = format!("C{i}");
+        events::append(&client, &[customer(&id)])
+            .await
+            .expect("append");
+        // a foreign transaction older than the event is still running?
+        let older_running: bool = client
+            .query_one(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot()) <= max(xid) FROM event_log.events",
+                &[],
+            )
+            .await
+            .expect("xmin")
+            .get(0);
+        straddled += older_running as u32;
+        let read = events::read_after(&client, at, 10).await.expect("read");
+        match read.last() {
+            Some(e) if e.event_id == format!("reg-{id}") => at = e.position(),
+            _ => missed.push(i),
+        }
+        if !missed.is_empty() {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let foreign = churn.await.expect("churn");
+    assert!(
+        missed.is_empty(),
+        "event {missed:?} was committed and not read"
+    );
+    assert!(
+        straddled > 0 && foreign > 0,
+        "no foreign transaction was running across an append ({foreign} foreign commits)"
+    );
 }
 
 #[tokio::test]
