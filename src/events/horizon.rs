@@ -22,7 +22,10 @@
 //!   with that id. Which database an id belongs to never changes while it runs, so
 //!   a row saying so is true whenever it was read. Anything not known (the
 //!   transaction ended since the snapshot, a session without a database, no row at
-//!   all) counts as this database's: that can only delay a read, never skip.
+//!   all) counts as this database's: that can only delay a read, never skip. The
+//!   commonest such delay, a transaction that ended between the snapshot and the
+//!   look at `pg_stat_activity`, is reported with the read, which then reads on with
+//!   a new snapshot ([`horizon_row_sql`]).
 //!
 //! So every row with `xid < horizon` that will ever exist is committed and visible
 //! to the statement's snapshot. The loader's own open batch is a transaction of
@@ -58,6 +61,31 @@ macro_rules! horizon_sql {
 }
 
 pub(crate) use horizon_sql;
+
+/// One row: the horizon (`horizon`) and whether it was set by a transaction that had
+/// ended by the time `pg_stat_activity` was read (`ended`): one found in no session
+/// and no prepared transaction. Such a transaction counts as this database's, so no
+/// event is skipped, but a new statement's snapshot no longer holds it: a reader
+/// stopped there reads on with a new statement (see [`super::read_after`]).
+macro_rules! horizon_row_sql {
+    () => {
+        concat!(
+            "SELECT hz AS horizon,
+                    hz < pg_snapshot_xmax(pg_current_snapshot())
+                    AND NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.backend_xid = xid(hz))
+                    AND NOT EXISTS (SELECT FROM pg_prepared_xacts p WHERE p.transaction = xid(hz)) AS ended
+               FROM (SELECT ",
+            $crate::events::horizon::horizon_sql!(),
+            " AS hz) x"
+        )
+    };
+}
+
+pub(crate) use horizon_row_sql;
+
+/// How often a reader reads again after a horizon set by a transaction that ended
+/// as it read; each time, that transaction is behind the new horizon.
+pub(crate) const REREADS: usize = 8;
 
 /// Committed events after a checkpoint that the reader cannot take yet, and the
 /// transaction they wait for.
@@ -182,10 +210,15 @@ pub async fn waiting(
     }))
 }
 
-/// The horizon now (for tests and diagnostics).
+/// The horizon now (for tests and diagnostics), past a transaction that ended as it
+/// was taken.
 pub async fn horizon(client: &impl GenericClient) -> Result<Xid8, tokio_postgres::Error> {
-    client
-        .query_one(concat!("SELECT ", horizon_sql!()), &[])
-        .await?
-        .try_get(0)
+    let mut tries = 0;
+    loop {
+        let row = client.query_one(horizon_row_sql!(), &[]).await?;
+        tries += 1;
+        if !row.try_get::<_, bool>(1)? || tries > REREADS {
+            return row.try_get(0);
+        }
+    }
 }

@@ -460,14 +460,9 @@ pub async fn copy_in_at(
 /// index gives) lets the last one merge the two parts instead of sorting the batch;
 /// the one row sorts last (NULLs do).
 const READ_AFTER: &str = concat!(
-    "WITH h AS MATERIALIZED (
-         SELECT hz AS horizon,
-                hz < pg_snapshot_xmax(pg_current_snapshot())
-                AND NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.backend_xid = xid(hz))
-                AND NOT EXISTS (SELECT FROM pg_prepared_xacts p WHERE p.transaction = xid(hz)) AS ended
-           FROM (SELECT ",
-    horizon::horizon_sql!(),
-    " AS hz) x)
+    "WITH h AS MATERIALIZED (",
+    horizon::horizon_row_sql!(),
+    ")
     (SELECT seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload, bundle, bundle_size,
             NULL::bool AS ended
        FROM (SELECT seq, xid, event_id, event_type, record_source, occurred_at, recorded_at,
@@ -486,10 +481,6 @@ const READ_AFTER: &str = concat!(
        FROM h)
      ORDER BY xid, seq"
 );
-
-/// How often [`read_after`] reads again after a horizon set by a transaction that
-/// ended as it read; each time, that transaction is behind the new horizon.
-const REREADS: usize = 8;
 
 /// Up to `limit` committed events after `after`, in `(xid, seq)` order (a bundle's
 /// events all or none, so up to a bundle more).
@@ -514,7 +505,7 @@ pub async fn read_after(
 ) -> Result<Vec<StoredEvent>, tokio_postgres::Error> {
     let mut events = Vec::new();
     let (mut at, mut left) = (after, limit);
-    for _ in 0..=REREADS {
+    for _ in 0..=horizon::REREADS {
         let rows = client.query(READ_AFTER, &[&at.xid, &at.seq, &left]).await?;
         let Some((flag, rows)) = rows.split_last() else {
             break;

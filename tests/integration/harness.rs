@@ -251,8 +251,9 @@ impl Drop for TestDb {
 /// Read after `after` until at least `n` events come back; fails the test after 30 s.
 ///
 /// The reader only sees events of transactions older than every writing
-/// transaction still running on the server, and tests in other databases of the
-/// same server write concurrently: a read may briefly come back short.
+/// transaction of this database still running (and reads on past one of another
+/// database that ended as it read): a read comes back short only while a
+/// transaction of this test's database is open, which some tests hold on purpose.
 pub async fn read_at_least(
     client: &impl tokio_postgres::GenericClient,
     after: dvault::events::Checkpoint,
