@@ -50,6 +50,8 @@ pub(super) async fn write_rows(
 ) -> Result<(LoadSummary, PerLink<KeySet>), LoadError> {
     let (found, mut next) = mpsc::unbounded_channel();
     let remembered: &KnownKeys = known;
+    let frozen = bulk.frozen();
+    let freeze = |table: &str| frozen.iter().any(|t| *t == m.table(table));
     let look = async {
         match lookups {
             Some(reader) if bulk.is_empty() => {
@@ -66,15 +68,15 @@ pub(super) async fn write_rows(
             let t = Instant::now();
             match found {
                 Found::Hub(h, fresh) => {
-                    write::hubs(tx, m, h, &fresh.rows).await?;
                     let name = &m.hubs[h].name;
+                    write::hubs(tx, m, h, &fresh.rows, freeze(name)).await?;
                     tracing::debug!(table = %name, ms = t.elapsed().as_millis() as u64, "hub");
                     summary.rows.insert(name.clone(), fresh.rows.len() as u64);
                     new_hubs.push((h, fresh.keys(|r| r.hk), fresh.repeats, fresh.mostly_known()));
                 }
                 Found::Link(l, fresh) => {
-                    write::links(tx, m, l, &fresh.rows).await?;
                     let name = &m.links[l].name;
+                    write::links(tx, m, l, &fresh.rows, freeze(name)).await?;
                     tracing::debug!(table = %name, ms = t.elapsed().as_millis() as u64, "link");
                     summary.rows.insert(name.clone(), fresh.rows.len() as u64);
                     new_links.push((l, fresh.keys(|r| r.hk), fresh.repeats, fresh.mostly_known()));
@@ -82,7 +84,7 @@ pub(super) async fn write_rows(
                 Found::Sat(s, existing) => {
                     let sat = &m.satellites[s];
                     let versions = satellite::plan(&rows.satellites[s], &existing);
-                    let n = write::satellite(tx, m, sat, &versions).await?;
+                    let n = write::satellite(tx, m, sat, &versions, freeze(&sat.name)).await?;
                     tracing::debug!(table = %sat.name, ms = t.elapsed().as_millis() as u64, "satellite");
                     summary.rows.insert(sat.name.clone(), n);
                 }

@@ -34,6 +34,16 @@
 //!
 //! Only tables the loading role owns take the bulk path (dropping an index needs
 //! ownership; the `dvault_loader` role of docs/security.md owns none).
+//!
+//! Each table is also emptied anew in the run's transaction (it is empty: `TRUNCATE`
+//! only gives it a new file), which lets its `COPY`s write their rows frozen
+//! (`COPY ... FREEZE`): committed once and for all, on pages marked all-visible. So
+//! the first readers after the load (the closing `ANALYZE`, the next day's lookups,
+//! an analyst's scan) set no hint bit on the pages, which would write the whole table
+//! again, and no `VACUUM` has to freeze it later; index-only scans need no heap visit.
+//! As with any `TRUNCATE` and `COPY FREEZE`, a transaction whose snapshot is older
+//! than the run's commit and that never read the table before sees its rows (the run
+//! holds the table locked until it commits, so none can read it meanwhile).
 
 use std::time::Instant;
 
@@ -69,6 +79,8 @@ struct Table {
     indexes: Vec<indexes::Dropped>,
     /// Still without its indexes.
     bare: bool,
+    /// Emptied anew by the run's transaction: its `COPY`s may freeze their rows.
+    frozen: bool,
 }
 
 /// The tables of a run on the bulk path. Empty (and a no-op) on other runs.
@@ -108,11 +120,13 @@ impl Bulk {
             let indexes = indexes::drop_all(tx, qualified)
                 .await
                 .doing("dropping a table's indexes for the bulk path")?;
+            let frozen = truncate_if_empty(tx, qualified).await?;
             bulk.tables.push(Table {
                 name: name.clone(),
                 qualified: qualified.clone(),
                 indexes,
                 bare: true,
+                frozen,
             });
         }
         tracing::info!(
@@ -121,6 +135,16 @@ impl Bulk {
             "bulk path: indexes dropped, built again at the end of the run"
         );
         Ok(bulk)
+    }
+
+    /// The tables (qualified) whose `COPY`s may freeze their rows (see the module's
+    /// comment).
+    pub fn frozen(&self) -> Vec<String> {
+        self.tables
+            .iter()
+            .filter(|t| t.frozen)
+            .map(|t| t.qualified.clone())
+            .collect()
     }
 
     /// Does the run build the business vault at its end (so no batch refreshes it)?
@@ -166,6 +190,24 @@ impl Bulk {
     pub fn tables(&self) -> Vec<String> {
         self.tables.iter().map(|t| t.name.clone()).collect()
     }
+}
+
+/// Empty `qualified` anew if it is empty (its lock, taken when its indexes were
+/// dropped, keeps it so): `COPY ... FREEZE` needs a table created or truncated in the
+/// writing transaction. Whether it was.
+async fn truncate_if_empty(tx: &impl GenericClient, qualified: &str) -> Result<bool, LoadError> {
+    let empty: bool = tx
+        .query_one(&format!("SELECT NOT EXISTS (SELECT FROM {qualified})"), &[])
+        .await
+        .doing("checking that a table of the bulk path is empty")?
+        .try_get(0)
+        .doing("checking that a table of the bulk path is empty")?;
+    if empty {
+        tx.batch_execute(&format!("TRUNCATE {qualified}"))
+            .await
+            .doing("emptying a table of the bulk path anew")?;
+    }
+    Ok(empty)
 }
 
 async fn build_missing(tx: &impl GenericClient, t: &mut Table) -> Result<(), LoadError> {

@@ -297,10 +297,12 @@ fn pg_micros(t: &DateTime<Utc>) -> i64 {
 }
 
 /// `COPY` rows straight into a vault table, in PostgreSQL's binary format, sent in
-/// chunks of about 256 kB.
+/// chunks of about 256 kB; `freeze`: as frozen rows (a table the bulk path emptied
+/// anew in this transaction, see [`super::bulk`]).
 async fn copy_rows<R>(
     tx: &Transaction<'_>,
     table: &str,
+    freeze: bool,
     cols: &[String],
     types: &[Type],
     rows: &[R],
@@ -313,8 +315,9 @@ async fn copy_rows<R>(
     let t = std::time::Instant::now();
     let sink = tx
         .copy_in::<_, Bytes>(&format!(
-            "COPY {table} ({}) FROM STDIN BINARY",
-            cols.join(", ")
+            "COPY {table} ({}) FROM STDIN (FORMAT binary{})",
+            cols.join(", "),
+            if freeze { ", FREEZE" } else { "" }
         ))
         .await
         .doing("starting a COPY into the vault")?;
@@ -488,6 +491,7 @@ pub async fn hubs(
     m: &Mappings,
     h: HubId,
     fresh: &[&HubRow],
+    freeze: bool,
 ) -> Result<(), LoadError> {
     let hub = &m.hubs[h];
     let mut cols = vec![ident(&hub.hash_key)];
@@ -496,14 +500,22 @@ pub async fn hubs(
     let mut types = vec![Type::BYTEA];
     types.extend(hub.business_key.iter().map(|_| Type::TEXT));
     types.extend([Type::TIMESTAMPTZ, Type::TEXT]);
-    copy_rows(tx, &m.table(&hub.name), &cols, &types, fresh, |r, v| {
-        v.bytes(&r.hk);
-        for k in &r.business_key {
-            v.text(k);
-        }
-        v.timestamptz(&r.origin.load_dts);
-        v.text(&r.origin.source);
-    })
+    copy_rows(
+        tx,
+        &m.table(&hub.name),
+        freeze,
+        &cols,
+        &types,
+        fresh,
+        |r, v| {
+            v.bytes(&r.hk);
+            for k in &r.business_key {
+                v.text(k);
+            }
+            v.timestamptz(&r.origin.load_dts);
+            v.text(&r.origin.source);
+        },
+    )
     .await?;
     Ok(())
 }
@@ -561,6 +573,7 @@ pub async fn links(
     m: &Mappings,
     l: LinkId,
     fresh: &[&LinkRow],
+    freeze: bool,
 ) -> Result<(), LoadError> {
     let link = &m.links[l];
     let mut cols = vec![ident(&link.hash_key)];
@@ -571,17 +584,25 @@ pub async fn links(
     types.extend(link.hubs.iter().map(|_| Type::BYTEA));
     types.extend(link.dependent_keys.iter().map(|(_, t)| pg_type(*t)));
     types.extend([Type::TIMESTAMPTZ, Type::TEXT]);
-    copy_rows(tx, &m.table(&link.name), &cols, &types, fresh, |r, v| {
-        v.bytes(&r.hk);
-        for k in &r.hub_keys {
-            v.bytes(k);
-        }
-        for d in &r.dependent {
-            v.value(Some(d));
-        }
-        v.timestamptz(&r.origin.load_dts);
-        v.text(&r.origin.source);
-    })
+    copy_rows(
+        tx,
+        &m.table(&link.name),
+        freeze,
+        &cols,
+        &types,
+        fresh,
+        |r, v| {
+            v.bytes(&r.hk);
+            for k in &r.hub_keys {
+                v.bytes(k);
+            }
+            for d in &r.dependent {
+                v.value(Some(d));
+            }
+            v.timestamptz(&r.origin.load_dts);
+            v.text(&r.origin.source);
+        },
+    )
     .await?;
     Ok(())
 }
@@ -692,6 +713,7 @@ pub async fn satellite(
     m: &Mappings,
     sat: &Satellite,
     rows: &[NewVersion<'_>],
+    freeze: bool,
 ) -> Result<u64, LoadError> {
     let mut cols = vec![
         ident(m.parent_key(sat.parent)),
@@ -711,17 +733,25 @@ pub async fn satellite(
         Type::TEXT,
     ];
     types.extend(sat.columns.iter().map(|(_, t)| pg_type(*t)));
-    copy_rows(tx, &m.table(&sat.name), &cols, &types, rows, |r, v| {
-        v.bytes(&r.parent);
-        v.timestamptz(&r.origin.applied_dts);
-        v.int8(r.origin.seq);
-        v.timestamptz(&r.origin.load_dts);
-        v.bytes(&r.hashdiff);
-        v.text(&r.origin.source);
-        for value in r.values.iter() {
-            v.value(value.as_ref());
-        }
-    })
+    copy_rows(
+        tx,
+        &m.table(&sat.name),
+        freeze,
+        &cols,
+        &types,
+        rows,
+        |r, v| {
+            v.bytes(&r.parent);
+            v.timestamptz(&r.origin.applied_dts);
+            v.int8(r.origin.seq);
+            v.timestamptz(&r.origin.load_dts);
+            v.bytes(&r.hashdiff);
+            v.text(&r.origin.source);
+            for value in r.values.iter() {
+                v.value(value.as_ref());
+            }
+        },
+    )
     .await
 }
 

@@ -115,6 +115,12 @@ async fn a_first_load_takes_the_bulk_path_and_equals_the_batch_by_batch_load() {
         before,
         "every index back, valid, with its comments"
     );
+    // written frozen: every page all-visible, with no VACUUM
+    assert_eq!(
+        not_all_visible(&client).await,
+        Vec::<String>::new(),
+        "tables with pages not all-visible after the bulk path"
+    );
     let bulk_sums = checksums(&client).await;
 
     // the same log, batch by batch
@@ -123,6 +129,30 @@ async fn a_first_load_takes_the_bulk_path_and_equals_the_batch_by_batch_load() {
     assert!(again.bulk.is_empty());
     assert_eq!(checksums(&client).await, bulk_sums);
     assert_eq!(catalog(&client).await, before);
+    assert_eq!(
+        not_all_visible(&client).await.len(),
+        15,
+        "rows written batch by batch wait for VACUUM to mark their pages"
+    );
+}
+
+/// The tpch_vault tables with rows some of whose pages are not marked all-visible
+/// (`relallvisible`, which `ANALYZE` reads from the visibility map).
+async fn not_all_visible(client: &Client) -> Vec<String> {
+    client.batch_execute("ANALYZE").await.expect("analyze");
+    client
+        .query(
+            "SELECT c.relname::text FROM pg_class c
+              WHERE c.relnamespace = 'tpch_vault'::regnamespace AND c.relkind = 'r'
+                AND c.relpages > 0 AND c.relallvisible < c.relpages
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("visibility")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }
 
 /// The bulk path with at most `keys` hub and link keys remembered, then the same
