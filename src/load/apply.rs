@@ -51,7 +51,7 @@ pub(super) async fn write_rows(
     let (found, mut next) = mpsc::unbounded_channel();
     let remembered: &KnownKeys = known;
     let frozen = bulk.frozen();
-    let freeze = |table: &str| frozen.iter().any(|t| *t == m.table(table));
+    let freeze = |name: &str| frozen.iter().any(|t| t == name);
     let look = async {
         match lookups {
             Some(reader) if bulk.is_empty() => {

@@ -137,13 +137,13 @@ impl Bulk {
         Ok(bulk)
     }
 
-    /// The tables (qualified) whose `COPY`s may freeze their rows (see the module's
+    /// The tables (vault names) whose `COPY`s may freeze their rows (see the module's
     /// comment).
     pub fn frozen(&self) -> Vec<String> {
         self.tables
             .iter()
             .filter(|t| t.frozen)
-            .map(|t| t.qualified.clone())
+            .map(|t| t.name.clone())
             .collect()
     }
 
