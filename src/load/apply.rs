@@ -19,7 +19,7 @@ use tokio_postgres::{Client, GenericClient, Transaction};
 use super::known::KnownKeys;
 use super::rows::{HubRow, LinkRow, Rows};
 use super::satellite::{self, Existing};
-use super::write::{self, Fresh};
+use super::write::{self, CopyTo, Fresh};
 use super::{LoadError, LoadSummary, Reject, bulk, held};
 use crate::db::Doing;
 use crate::hash::{Hash, KeySet};
@@ -49,6 +49,10 @@ pub(super) async fn write_rows(
     bulk: &mut bulk::Bulk,
 ) -> Result<(LoadSummary, PerLink<KeySet>), LoadError> {
     let (found, mut next) = mpsc::unbounded_channel();
+    // a bulk run's COPYs run beside the writer (see `super::outbox`)
+    let outbox = bulk.outbox();
+    let outbox = outbox.as_deref();
+    let to = outbox.map_or(CopyTo::Now(tx), CopyTo::Outbox);
     let remembered: &KnownKeys = known;
     let frozen = bulk.frozen();
     let freeze = |name: &str| frozen.iter().any(|t| t == name);
@@ -69,14 +73,14 @@ pub(super) async fn write_rows(
             match found {
                 Found::Hub(h, fresh) => {
                     let name = &m.hubs[h].name;
-                    write::hubs(tx, m, h, &fresh.rows, freeze(name)).await?;
+                    write::hubs(to, m, h, &fresh.rows, freeze(name)).await?;
                     tracing::debug!(table = %name, ms = t.elapsed().as_millis() as u64, "hub");
                     summary.rows.insert(name.clone(), fresh.rows.len() as u64);
                     new_hubs.push((h, fresh.keys(|r| r.hk), fresh.repeats, fresh.mostly_known()));
                 }
                 Found::Link(l, fresh) => {
                     let name = &m.links[l].name;
-                    write::links(tx, m, l, &fresh.rows, freeze(name)).await?;
+                    write::links(to, m, l, &fresh.rows, freeze(name)).await?;
                     tracing::debug!(table = %name, ms = t.elapsed().as_millis() as u64, "link");
                     summary.rows.insert(name.clone(), fresh.rows.len() as u64);
                     new_links.push((l, fresh.keys(|r| r.hk), fresh.repeats, fresh.mostly_known()));
@@ -84,7 +88,7 @@ pub(super) async fn write_rows(
                 Found::Sat(s, existing) => {
                     let sat = &m.satellites[s];
                     let versions = satellite::plan(&rows.satellites[s], &existing);
-                    let n = write::satellite(tx, m, sat, &versions, freeze(&sat.name)).await?;
+                    let n = write::satellite(to, m, sat, &versions, freeze(&sat.name)).await?;
                     tracing::debug!(table = %sat.name, ms = t.elapsed().as_millis() as u64, "satellite");
                     summary.rows.insert(sat.name.clone(), n);
                 }
@@ -137,6 +141,16 @@ async fn look_up<'a>(
     bulk: &mut bulk::Bulk,
     found: mpsc::UnboundedSender<Found<'a>>,
 ) -> Result<PerLink<KeySet>, LoadError> {
+    let outbox = bulk.outbox();
+    let outbox = outbox.as_deref();
+    // before a statement of its own reads or changes the vault, every COPY handed
+    // to the outbox must be done (see `super::outbox`)
+    let settle = || async {
+        match outbox {
+            Some(o) => o.settle().await,
+            None => Ok(()),
+        }
+    };
     // keys that did not exist before this batch: their satellites have no history
     let mut new_hubs: PerHub<KeySet> = rows.hubs.map(|_| KeySet::default());
     let mut new_links: PerLink<KeySet> = rows.links.map(|_| KeySet::default());
@@ -145,6 +159,7 @@ async fn look_up<'a>(
         let remembered = known.hubs[h].as_ref();
         if remembered.is_none() {
             // past the key memory limit: lookups need the indexes
+            settle().await?;
             bulk.restore(tx, &m.table(&m.hubs[h].name)).await?;
         }
         let may_exist = |k: &Hash| remembered.is_none_or(|r| r.contains(k));
@@ -165,6 +180,10 @@ async fn look_up<'a>(
             )
             .await?;
         }
+        if remembered.is_none_or(|r| !r.trusted) {
+            // keys are looked up in the table
+            settle().await?;
+        }
         let fresh = write::new_hub_rows(lookups, m, h, hub_rows, remembered, &present).await?;
         if !versions_first {
             let new = fresh.keys(|r| r.hk);
@@ -181,6 +200,7 @@ async fn look_up<'a>(
     for (l, link_rows) in rows.links.with_ids() {
         let remembered = known.links[l].as_ref();
         if remembered.is_none() {
+            settle().await?;
             bulk.restore(tx, &m.table(&m.links[l].name)).await?;
         }
         let surely_new: KeySet = link_rows
@@ -205,6 +225,9 @@ async fn look_up<'a>(
                 &mut versions,
             )
             .await?;
+        }
+        if remembered.is_none_or(|r| !r.trusted) {
+            settle().await?;
         }
         let fresh =
             write::new_link_rows(lookups, m, l, link_rows, remembered, &surely_new, &present)
@@ -252,6 +275,10 @@ async fn read_versions(
         since.retain(|(parent, _)| may_exist(parent));
         if since.is_empty() {
             continue;
+        }
+        if let Some(o) = bulk.outbox() {
+            // the batches before this one are in the table (see `super::outbox`)
+            o.settle().await?;
         }
         // predecessors are read through the satellite's key
         bulk.restore(tx, &m.table(&sat.name)).await?;

@@ -45,11 +45,13 @@
 //! than the run's commit and that never read the table before sees its rows (the run
 //! holds the table locked until it commits, so none can read it meanwhile).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::known::KnownKeys;
+use super::outbox::Outbox;
 use super::{CONSUMER, LoadError, LoadSummary, Loader, Prepared, business};
 use crate::db::Doing;
 use crate::db::indexes;
@@ -90,9 +92,16 @@ pub struct Bulk {
     /// The Customer 360 business vault is built once at the run's end
     /// ([`super::business::build`]), not refreshed per batch.
     builds_business_vault: bool,
+    /// Where the run's `COPY`s go, to run beside the writer ([`super::outbox`]).
+    outbox: Option<Arc<Outbox>>,
 }
 
 impl Bulk {
+    /// The run's outbox, if its `COPY`s run beside the writer.
+    pub(super) fn outbox(&self) -> Option<Arc<Outbox>> {
+        self.outbox.clone()
+    }
+
     /// Drop the indexes of `tables` (vault name, qualified name), which must be empty
     /// and locked by the run's transaction. A table another table's foreign key
     /// refers to keeps its indexes (the key needs them).
@@ -364,17 +373,29 @@ impl Loader {
             }
         }
 
-        let (mut total, stopped) = self
-            .bulk_batches(
-                &tx,
-                reader.as_ref(),
-                next,
-                &mut at,
-                &mut known,
-                &mut bulk,
-                stop,
-            )
-            .await?;
+        // the batches' COPYs run beside the writer, in the order it hands them over
+        // (see `super::outbox`); all of them are done before the indexes are built
+        let outbox = Arc::new(Outbox::new());
+        bulk.outbox = Some(outbox.clone());
+        let (drained, batches) = tokio::join!(outbox.drain(&tx), async {
+            let batches = self
+                .bulk_batches(
+                    &tx,
+                    reader.as_ref(),
+                    next,
+                    &mut at,
+                    &mut known,
+                    &mut bulk,
+                    stop,
+                )
+                .await;
+            outbox.close();
+            batches
+        });
+        bulk.outbox = None;
+        // the database's own error first: the writer's is then only that it ended
+        drained?;
+        let (mut total, stopped) = batches?;
 
         let building = Instant::now();
         let forgotten = known.forgotten(m);

@@ -14,6 +14,7 @@ mod error;
 pub mod extract;
 mod held;
 pub mod known;
+pub mod outbox;
 pub mod payload;
 mod project;
 mod rebuild;

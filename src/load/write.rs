@@ -6,13 +6,16 @@ use std::error::Error;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use futures_util::{SinkExt, pin_mut};
+use std::pin::Pin;
+
+use futures_util::SinkExt;
 use postgres_types::{IsNull, ToSql, Type, to_sql_checked};
 use rust_decimal::Decimal;
-use tokio_postgres::{GenericClient, Transaction};
+use tokio_postgres::{CopyInSink, GenericClient, Transaction};
 
 use super::LoadError;
 use super::known::Known;
+use super::outbox::{Outbox, Stream};
 use super::rows::{HubRow, LinkRow};
 use super::satellite::{Existing, NewVersion};
 use crate::db::Doing;
@@ -296,11 +299,51 @@ fn pg_micros(t: &DateTime<Utc>) -> i64 {
     secs * 1_000_000 + nanos / 1000 + i64::from(secs < 0 && nanos % 1000 != 0)
 }
 
+/// Where a batch's rows go: `COPY`s run one after the other on the batch's
+/// transaction, or handed to the bulk run's outbox, which runs them beside the
+/// writer ([`super::outbox`]).
+#[derive(Clone, Copy)]
+pub enum CopyTo<'a, 't> {
+    Now(&'a Transaction<'t>),
+    Outbox(&'a Outbox),
+}
+
+/// Where one `COPY`'s data goes, chunk by chunk.
+enum Chunks<'a> {
+    Sink(Pin<Box<CopyInSink<Bytes>>>),
+    Outbox(Stream<'a>),
+}
+
+impl Chunks<'_> {
+    async fn send(&mut self, chunk: Bytes) -> Result<(), LoadError> {
+        match self {
+            Chunks::Sink(sink) => sink
+                .send(chunk)
+                .await
+                .doing("writing rows into the vault")
+                .map_err(LoadError::from),
+            Chunks::Outbox(stream) => stream.send(chunk).await,
+        }
+    }
+
+    /// The rows written: as the database counted them, or (handed over) as sent.
+    async fn finish(self, sent: u64) -> Result<u64, LoadError> {
+        match self {
+            Chunks::Sink(mut sink) => Ok(sink
+                .as_mut()
+                .finish()
+                .await
+                .doing("writing rows into the vault")?),
+            Chunks::Outbox(stream) => stream.end().map(|()| sent),
+        }
+    }
+}
+
 /// `COPY` rows straight into a vault table, in PostgreSQL's binary format, sent in
 /// chunks of about 256 kB; `freeze`: as frozen rows (a table the bulk path emptied
 /// anew in this transaction, see [`super::bulk`]).
 async fn copy_rows<R>(
-    tx: &Transaction<'_>,
+    to: CopyTo<'_, '_>,
     table: &str,
     freeze: bool,
     cols: &[String],
@@ -313,15 +356,19 @@ async fn copy_rows<R>(
         return Ok(0);
     }
     let t = std::time::Instant::now();
-    let sink = tx
-        .copy_in::<_, Bytes>(&format!(
-            "COPY {table} ({}) FROM STDIN (FORMAT binary{})",
-            cols.join(", "),
-            if freeze { ", FREEZE" } else { "" }
-        ))
-        .await
-        .doing("starting a COPY into the vault")?;
-    pin_mut!(sink);
+    let statement = format!(
+        "COPY {table} ({}) FROM STDIN (FORMAT binary{})",
+        cols.join(", "),
+        if freeze { ", FREEZE" } else { "" }
+    );
+    let mut out = match to {
+        CopyTo::Now(tx) => Chunks::Sink(Box::pin(
+            tx.copy_in::<_, Bytes>(&statement)
+                .await
+                .doing("starting a COPY into the vault")?,
+        )),
+        CopyTo::Outbox(outbox) => Chunks::Outbox(outbox.start(statement)?),
+    };
     let mut buf = BytesMut::with_capacity(CHUNK + 4096);
     buf.put_slice(b"PGCOPY\n\xff\r\n\0");
     buf.put_i32(0); // flags
@@ -350,17 +397,13 @@ async fn copy_rows<R>(
             )));
         }
         if buf.len() >= CHUNK {
-            sink.send(buf.split().freeze())
-                .await
-                .doing("writing rows into the vault")?;
+            out.send(buf.split().freeze()).await?;
             buf.reserve(CHUNK + 4096);
         }
     }
     buf.put_i16(-1);
-    sink.send(buf.split().freeze())
-        .await
-        .doing("writing rows into the vault")?;
-    let n = sink.finish().await.doing("writing rows into the vault")?;
+    out.send(buf.split().freeze()).await?;
+    let n = out.finish(rows.len() as u64).await?;
     tracing::debug!(table, rows = n, ms = t.elapsed().as_millis() as u64, "copy");
     Ok(n)
 }
@@ -487,7 +530,7 @@ pub async fn new_hub_rows<'a>(
 /// Insert new hub rows ([`new_hub_rows`]). The loader lock makes the check-then-`COPY`
 /// safe: no other writer adds keys meanwhile.
 pub async fn hubs(
-    tx: &Transaction<'_>,
+    to: CopyTo<'_, '_>,
     m: &Mappings,
     h: HubId,
     fresh: &[&HubRow],
@@ -501,7 +544,7 @@ pub async fn hubs(
     types.extend(hub.business_key.iter().map(|_| Type::TEXT));
     types.extend([Type::TIMESTAMPTZ, Type::TEXT]);
     copy_rows(
-        tx,
+        to,
         &m.table(&hub.name),
         freeze,
         &cols,
@@ -569,7 +612,7 @@ pub fn names_a_new_hub_key(
 
 /// Insert new link rows ([`new_link_rows`]).
 pub async fn links(
-    tx: &Transaction<'_>,
+    to: CopyTo<'_, '_>,
     m: &Mappings,
     l: LinkId,
     fresh: &[&LinkRow],
@@ -585,7 +628,7 @@ pub async fn links(
     types.extend(link.dependent_keys.iter().map(|(_, t)| pg_type(*t)));
     types.extend([Type::TIMESTAMPTZ, Type::TEXT]);
     copy_rows(
-        tx,
+        to,
         &m.table(&link.name),
         freeze,
         &cols,
@@ -709,7 +752,7 @@ fn to_hash(bytes: &[u8]) -> Hash {
 
 /// Append new satellite versions straight into the satellite.
 pub async fn satellite(
-    tx: &Transaction<'_>,
+    to: CopyTo<'_, '_>,
     m: &Mappings,
     sat: &Satellite,
     rows: &[NewVersion<'_>],
@@ -734,7 +777,7 @@ pub async fn satellite(
     ];
     types.extend(sat.columns.iter().map(|(_, t)| pg_type(*t)));
     copy_rows(
-        tx,
+        to,
         &m.table(&sat.name),
         freeze,
         &cols,

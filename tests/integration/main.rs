@@ -27,6 +27,7 @@ mod loader_robustness;
 mod logs;
 mod metrics;
 mod oracle;
+mod outbox;
 mod poison_ingest;
 mod poison_load;
 mod poison_salted;
