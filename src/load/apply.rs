@@ -56,6 +56,10 @@ pub(super) async fn write_rows(
     let remembered: &KnownKeys = known;
     let frozen = bulk.frozen();
     let freeze = |name: &str| frozen.iter().any(|t| t == name);
+    // a table without indexes takes its rows in the order they were projected, read
+    // front to back while they are encoded: in key order, each row was a cache miss
+    // (`perf`: 9% of the writer's time in the copy of the keys at TPC-H SF1)
+    let bare = bulk.bare();
     let look = async {
         match lookups {
             Some(reader) if bulk.is_empty() => {
@@ -87,7 +91,10 @@ pub(super) async fn write_rows(
                 }
                 Found::Sat(s, existing) => {
                     let sat = &m.satellites[s];
-                    let versions = satellite::plan(&rows.satellites[s], &existing);
+                    let mut versions = satellite::plan(&rows.satellites[s], &existing);
+                    if bare.contains(&sat.name) {
+                        versions.sort_unstable_by_key(|v| v.row);
+                    }
                     let n = write::satellite(to, m, sat, &versions, freeze(&sat.name)).await?;
                     tracing::debug!(table = %sat.name, ms = t.elapsed().as_millis() as u64, "satellite");
                     summary.rows.insert(sat.name.clone(), n);

@@ -156,6 +156,16 @@ impl Bulk {
             .collect()
     }
 
+    /// The tables (vault names) still without their indexes: their rows are best
+    /// written in the order they were projected (see [`super::write::CopyTo`]).
+    pub fn bare(&self) -> Vec<String> {
+        self.tables
+            .iter()
+            .filter(|t| t.bare)
+            .map(|t| t.name.clone())
+            .collect()
+    }
+
     /// Does the run build the business vault at its end (so no batch refreshes it)?
     pub fn builds_business_vault(&self) -> bool {
         self.builds_business_vault

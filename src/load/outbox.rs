@@ -75,8 +75,8 @@ impl Default for Outbox {
 }
 
 impl Outbox {
-    /// Encoded rows that may wait, at most: a few batches' worth at TPC-H scale.
-    pub const BUDGET: usize = 64 * 1024 * 1024;
+    /// Encoded rows that may wait, at most: about a batch of TPC-H line items.
+    pub const BUDGET: usize = 16 * 1024 * 1024;
 
     pub fn new() -> Outbox {
         let (copies, waiting) = mpsc::unbounded_channel();

@@ -37,6 +37,8 @@ pub struct Existing {
 /// copy of every satellite row's values was 3% of the writer's time at TPC-H SF1.)
 #[derive(Debug, Clone)]
 pub struct NewVersion<'a> {
+    /// The staged row it comes from (its index in the batch's rows).
+    pub row: usize,
     pub parent: Hash,
     pub hashdiff: Hash,
     pub values: Cow<'a, [Option<Value>]>,
@@ -97,9 +99,9 @@ struct Version {
 /// and within a parent in log order. A row's hashdiff is the one precomputed when it
 /// states every column (nothing to carry forward), else computed here.
 pub fn plan<'a>(staged: &'a [SatRow], existing: &[Existing]) -> Vec<NewVersion<'a>> {
-    let mut order: Vec<&'a SatRow> = staged.iter().collect();
+    let mut order: Vec<(usize, &'a SatRow)> = staged.iter().enumerate().collect();
     // the origins (another allocation each) are read only for rows of one parent
-    order.sort_unstable_by(|a, b| {
+    order.sort_unstable_by(|(_, a), (_, b)| {
         a.parent
             .cmp(&b.parent)
             .then_with(|| (a.origin.xid, a.origin.seq).cmp(&(b.origin.xid, b.origin.seq)))
@@ -109,8 +111,8 @@ pub fn plan<'a>(staged: &'a [SatRow], existing: &[Existing]) -> Vec<NewVersion<'
     let mut old = old.into_iter().peekable();
     let mut out: Vec<NewVersion> = Vec::with_capacity(staged.len());
     let mut timeline: Vec<Version> = Vec::new();
-    for group in order.chunk_by(|a, b| a.parent == b.parent) {
-        let parent = group[0].parent;
+    for group in order.chunk_by(|(_, a), (_, b)| a.parent == b.parent) {
+        let parent = group[0].1.parent;
         timeline.clear();
         while let Some(&i) = old.peek() {
             let e = &existing[i];
@@ -126,7 +128,7 @@ pub fn plan<'a>(staged: &'a [SatRow], existing: &[Existing]) -> Vec<NewVersion<'
                 });
             }
         }
-        for r in group {
+        for &(row, r) in group {
             let at = (r.origin.applied_dts, r.origin.seq);
             let pos = timeline.partition_point(|v| v.at < at);
             let before = pos.checked_sub(1).map(|i| &timeline[i]);
@@ -154,6 +156,7 @@ pub fn plan<'a>(staged: &'a [SatRow], existing: &[Existing]) -> Vec<NewVersion<'
                 continue;
             }
             out.push(NewVersion {
+                row,
                 parent,
                 hashdiff: hd,
                 values: values.map_or(Cow::Borrowed(&r.values[..]), Cow::Owned),

@@ -412,7 +412,8 @@ async fn copy_rows<R>(
 /// [`new_link_rows`]).
 #[derive(Debug)]
 pub struct Fresh<'a, R> {
-    /// In key order: fewer index pages touched per batch.
+    /// In key order (fewer index pages touched per batch), except in a table without
+    /// indexes (the bulk path): there in the order they were projected.
     pub rows: Vec<&'a R>,
     /// The batch's distinct keys, new or not.
     pub distinct: usize,
@@ -468,7 +469,11 @@ async fn new_rows<'a, R>(
     }
     firsts.retain(|r| !present.contains(&key(r)));
     if firsts.is_empty() {
-        surely_new.sort_unstable_by_key(|r| key(r));
+        // in key order for the table's index; a table without one (the bulk path)
+        // takes them as projected (see `super::apply::write_rows`)
+        if !known.is_some_and(|k| k.trusted) {
+            surely_new.sort_unstable_by_key(|r| key(r));
+        }
         return Ok(Fresh {
             rows: surely_new,
             distinct,
