@@ -157,7 +157,7 @@ impl Bulk {
     }
 
     /// The tables (vault names) still without their indexes: their rows are best
-    /// written in the order they were projected (see [`super::write::CopyTo`]).
+    /// written in the order they were projected (see `super::apply::write_rows`).
     pub fn bare(&self) -> Vec<String> {
         self.tables
             .iter()

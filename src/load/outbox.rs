@@ -13,8 +13,10 @@
 //! Order is everything: a statement the writer sends itself on the run's connection
 //! runs when it is sent, possibly before `COPY`s still waiting here. The writer
 //! therefore [settles](Outbox::settle) the outbox before it reads a vault table or
-//! changes one (a key or version lookup, an index build, the checkpoint): every `COPY`
-//! handed over is then done. Nothing else reads what the `COPY`s write.
+//! changes one (a key or version lookup, an index build for a table the run must look
+//! into): every `COPY` handed over is then done. The run's own end (the remaining
+//! index builds, the checkpoint) comes after the drain has ended. Nothing else reads
+//! what the `COPY`s write.
 //!
 //! What waits here is bounded ([`Outbox::BUDGET`] bytes): a writer that gets ahead
 //! waits for room. The first `COPY` that fails ends the drain; the writer's next

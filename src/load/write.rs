@@ -3,11 +3,10 @@
 //! mappings already checked against the catalog, and are quoted.
 
 use std::error::Error;
+use std::pin::Pin;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use std::pin::Pin;
-
 use futures_util::SinkExt;
 use postgres_types::{IsNull, ToSql, Type, to_sql_checked};
 use rust_decimal::Decimal;
