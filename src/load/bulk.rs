@@ -149,19 +149,19 @@ impl Bulk {
     /// The tables (vault names) whose `COPY`s may freeze their rows (see the module's
     /// comment).
     pub fn frozen(&self) -> Vec<String> {
-        self.tables
-            .iter()
-            .filter(|t| t.frozen)
-            .map(|t| t.name.clone())
-            .collect()
+        self.names(|t| t.frozen)
     }
 
     /// The tables (vault names) still without their indexes: their rows are best
     /// written in the order they were projected (see `super::apply::write_rows`).
     pub fn bare(&self) -> Vec<String> {
+        self.names(|t| t.bare)
+    }
+
+    fn names(&self, which: impl Fn(&Table) -> bool) -> Vec<String> {
         self.tables
             .iter()
-            .filter(|t| t.bare)
+            .filter(|t| which(t))
             .map(|t| t.name.clone())
             .collect()
     }

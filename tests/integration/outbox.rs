@@ -5,19 +5,26 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dvault::load::outbox::Outbox;
+use tokio_postgres::Client;
 
 use crate::harness::TestDb;
 
 const COPY: &str = "COPY t (n) FROM STDIN";
 
-#[tokio::test]
-async fn settling_waits_for_every_copy_handed_over_and_then_reads_all_their_rows() {
+/// A fresh database with a table `t (n <column>)`.
+async fn with_table(column: &str) -> (TestDb, Client) {
     let db = TestDb::new().await;
-    let mut client = db.client().await;
+    let client = db.client().await;
     client
-        .batch_execute("CREATE TABLE t (n integer)")
+        .batch_execute(&format!("CREATE TABLE t (n {column})"))
         .await
         .expect("table");
+    (db, client)
+}
+
+#[tokio::test]
+async fn settling_waits_for_every_copy_handed_over_and_then_reads_all_their_rows() {
+    let (_db, mut client) = with_table("integer").await;
     let tx = client.transaction().await.expect("transaction");
     let outbox = Outbox::new();
     let writer = async {
@@ -51,12 +58,7 @@ async fn settling_waits_for_every_copy_handed_over_and_then_reads_all_their_rows
 
 #[tokio::test]
 async fn a_copy_the_database_refuses_ends_the_drain_with_its_error_and_every_hand_over_after_it() {
-    let db = TestDb::new().await;
-    let mut client = db.client().await;
-    client
-        .batch_execute("CREATE TABLE t (n integer CHECK (n > 0))")
-        .await
-        .expect("table");
+    let (_db, mut client) = with_table("integer CHECK (n > 0)").await;
     let tx = client.transaction().await.expect("transaction");
     let outbox = Outbox::new();
     let writer = async {
@@ -83,12 +85,7 @@ async fn a_copy_the_database_refuses_ends_the_drain_with_its_error_and_every_han
 
 #[tokio::test]
 async fn a_copy_the_writer_gives_up_on_fails_and_the_error_is_the_writers() {
-    let db = TestDb::new().await;
-    let mut client = db.client().await;
-    client
-        .batch_execute("CREATE TABLE t (n integer)")
-        .await
-        .expect("table");
+    let (_db, mut client) = with_table("integer").await;
     let tx = client.transaction().await.expect("transaction");
     let outbox = Outbox::new();
     let writer = async {
