@@ -148,16 +148,6 @@ async fn look_up<'a>(
     bulk: &mut bulk::Bulk,
     found: mpsc::UnboundedSender<Found<'a>>,
 ) -> Result<PerLink<KeySet>, LoadError> {
-    let outbox = bulk.outbox();
-    let outbox = outbox.as_deref();
-    // before a statement of its own reads or changes the vault, every COPY handed
-    // to the outbox must be done (see `super::outbox`)
-    let settle = || async {
-        match outbox {
-            Some(o) => o.settle().await,
-            None => Ok(()),
-        }
-    };
     // keys that did not exist before this batch: their satellites have no history
     let mut new_hubs: PerHub<KeySet> = rows.hubs.map(|_| KeySet::default());
     let mut new_links: PerLink<KeySet> = rows.links.map(|_| KeySet::default());
@@ -166,7 +156,6 @@ async fn look_up<'a>(
         let remembered = known.hubs[h].as_ref();
         if remembered.is_none() {
             // past the key memory limit: lookups need the indexes
-            settle().await?;
             bulk.restore(tx, &m.table(&m.hubs[h].name)).await?;
         }
         let may_exist = |k: &Hash| remembered.is_none_or(|r| r.contains(k));
@@ -189,7 +178,7 @@ async fn look_up<'a>(
         }
         if remembered.is_none_or(|r| !r.trusted) {
             // keys are looked up in the table
-            settle().await?;
+            bulk.settle().await?;
         }
         let fresh = write::new_hub_rows(lookups, m, h, hub_rows, remembered, &present).await?;
         if !versions_first {
@@ -207,7 +196,6 @@ async fn look_up<'a>(
     for (l, link_rows) in rows.links.with_ids() {
         let remembered = known.links[l].as_ref();
         if remembered.is_none() {
-            settle().await?;
             bulk.restore(tx, &m.table(&m.links[l].name)).await?;
         }
         let surely_new: KeySet = link_rows
@@ -234,7 +222,7 @@ async fn look_up<'a>(
             .await?;
         }
         if remembered.is_none_or(|r| !r.trusted) {
-            settle().await?;
+            bulk.settle().await?;
         }
         let fresh =
             write::new_link_rows(lookups, m, l, link_rows, remembered, &surely_new, &present)
@@ -282,10 +270,6 @@ async fn read_versions(
         since.retain(|(parent, _)| may_exist(parent));
         if since.is_empty() {
             continue;
-        }
-        if let Some(o) = bulk.outbox() {
-            // the batches before this one are in the table (see `super::outbox`)
-            o.settle().await?;
         }
         // predecessors are read through the satellite's key
         bulk.restore(tx, &m.table(&sat.name)).await?;

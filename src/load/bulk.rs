@@ -102,6 +102,15 @@ impl Bulk {
         self.outbox.clone()
     }
 
+    /// Wait until every `COPY` handed to the run's outbox is done: before a statement
+    /// of the writer's own reads or changes a vault table ([`super::outbox`]).
+    pub(super) async fn settle(&self) -> Result<(), LoadError> {
+        match &self.outbox {
+            Some(o) => o.settle().await,
+            None => Ok(()),
+        }
+    }
+
     /// Drop the indexes of `tables` (vault name, qualified name), which must be empty
     /// and locked by the run's transaction. A table another table's foreign key
     /// refers to keeps its indexes (the key needs them).
@@ -191,6 +200,8 @@ impl Bulk {
         tx: &impl GenericClient,
         qualified: &str,
     ) -> Result<(), LoadError> {
+        // the run is about to look into the table: what it handed over comes first
+        self.settle().await?;
         for t in self.tables.iter_mut().filter(|t| t.qualified == qualified) {
             build_missing(tx, t).await?;
         }
