@@ -359,6 +359,8 @@ pub(super) async fn ingest(config: &Config, args: IngestArgs) -> CliResult {
     }
     let mut failed = false;
     let (mut inserted, mut rejected) = (0, 0);
+    // over all the files: a first load beside them follows them all (`load::bulk`)
+    ingest::hold_ingest_lock(&clients[0], true).await?;
     for file in &args.files {
         match ingest::ingest_file_streams(&mut clients, file, &opts).await {
             Ok(summary) => {

@@ -29,7 +29,10 @@
 //!
 //! So every row with `xid < horizon` that will ever exist is committed and visible
 //! to the statement's snapshot. The loader's own open batch is a transaction of
-//! this database, so the read-ahead reader still stops below it.
+//! this database, so the read-ahead reader still stops below it; except beside a
+//! bulk run ([`super::read_after_beside`]), whose one transaction lasts the run and
+//! appends nothing to the log (its rejects go to `event_log.rejected`): a read for
+//! it passes that transaction, so the run can follow a file being ingested.
 //!
 //! `pg_stat_activity` is read once per transaction and kept until it ends: run the
 //! read in a transaction of its own (the loader does) so it is read after the
@@ -47,16 +50,23 @@ use super::Xid8;
 /// log; see the module documentation.
 macro_rules! horizon_sql {
     () => {
+        $crate::events::horizon::horizon_sql!(beside "NULL")
+    };
+    // `writer`: an SQL expression (`xid8`) naming a transaction of this database that
+    // never appends to the log (the loader's own, which a read beside it may pass)
+    (beside $writer:literal) => {
+        concat!(
         "(SELECT least(pg_snapshot_xmax(s.snap), (
              SELECT min(x) FROM pg_snapshot_xip(s.snap) AS x
-              WHERE xid(x) NOT IN (
+              WHERE x IS DISTINCT FROM ", $writer, "::xid8
+                AND xid(x) NOT IN (
                     SELECT a.backend_xid FROM pg_stat_activity a
                      WHERE a.backend_xid IS NOT NULL
                        AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database())
                     UNION ALL
                     SELECT p.transaction FROM pg_prepared_xacts p
                      WHERE p.database <> current_database())))
-            FROM (SELECT pg_current_snapshot() AS snap) AS s)"
+            FROM (SELECT pg_current_snapshot() AS snap) AS s)")
     };
 }
 
@@ -69,13 +79,16 @@ pub(crate) use horizon_sql;
 /// stopped there reads on with a new statement (see [`super::read_after`]).
 macro_rules! horizon_row_sql {
     () => {
+        $crate::events::horizon::horizon_row_sql!(beside "NULL")
+    };
+    (beside $writer:literal) => {
         concat!(
             "SELECT hz AS horizon,
                     hz < pg_snapshot_xmax(pg_current_snapshot())
                     AND NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.backend_xid = xid(hz))
                     AND NOT EXISTS (SELECT FROM pg_prepared_xacts p WHERE p.transaction = xid(hz)) AS ended
                FROM (SELECT ",
-            $crate::events::horizon::horizon_sql!(),
+            $crate::events::horizon::horizon_sql!(beside $writer),
             " AS hz) x"
         )
     };

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
 
 use super::csv_rows::RowSpec;
 use super::limits::TimeRange;
@@ -206,6 +206,26 @@ pub fn printable(raw: &[u8]) -> String {
     String::from_utf8_lossy(raw).replace('\0', "\\0")
 }
 
+/// Held, shared, by each file ingest while it stores its file (on its first
+/// connection): a first load into an empty vault that runs meanwhile follows the log
+/// until no file ingest holds it ([`ingesting`]; `load::bulk`). Streams, which never
+/// end, and the API's appends do not take it.
+pub const INGEST_LOCK: i64 = 0x6476_6175_6c74_0004;
+
+/// Is a file ingest storing a file in this database now ([`INGEST_LOCK`])?
+pub async fn ingesting(client: &impl GenericClient) -> Result<bool, tokio_postgres::Error> {
+    client
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_locks l
+                             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                               AND (l.classid::bigint << 32 | l.objid::bigint) = $1)",
+            &[&INGEST_LOCK],
+        )
+        .await?
+        .try_get(0)
+}
+
 /// Ingest one file. `client` must not be inside a transaction.
 pub async fn ingest_file(
     client: &mut Client,
@@ -222,6 +242,41 @@ pub async fn ingest_file(
 /// takes its place in the log ([`super::reserve_seqs`]: transaction id and `seq`s)
 /// in turn, before it is written.
 pub async fn ingest_file_streams(
+    clients: &mut [Client],
+    path: &Path,
+    opts: &IngestOptions,
+) -> Result<IngestSummary, IngestError> {
+    let Some(client) = clients.first() else {
+        return Err(file_err(path, "no database connection to ingest with"));
+    };
+    // a first load running meanwhile follows the file until it is in (`load::bulk`)
+    hold_ingest_lock(client, true)
+        .await
+        .map_err(|source| IngestError::Db {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let ingested = ingest_file_held(clients, path, opts).await;
+    if let Some(client) = clients.first()
+        && let Err(e) = hold_ingest_lock(client, false).await
+    {
+        tracing::warn!(file = %path.display(), error = %crate::db::Shown(&e), "releasing the ingest lock");
+    }
+    ingested
+}
+
+/// Take (`true`) or release [`INGEST_LOCK`] on `client`'s session. Taken twice, it
+/// is released twice: `dvault ingest` holds it over all its files, each file over
+/// itself.
+pub async fn hold_ingest_lock(client: &Client, take: bool) -> Result<(), tokio_postgres::Error> {
+    let sql = match take {
+        true => "SELECT pg_advisory_lock_shared($1)",
+        false => "SELECT pg_advisory_unlock_shared($1)",
+    };
+    client.execute(sql, &[&INGEST_LOCK]).await.map(drop)
+}
+
+async fn ingest_file_held(
     clients: &mut [Client],
     path: &Path,
     opts: &IngestOptions,

@@ -461,7 +461,7 @@ pub async fn copy_in_at(
 /// the one row sorts last (NULLs do).
 const READ_AFTER: &str = concat!(
     "WITH h AS MATERIALIZED (",
-    horizon::horizon_row_sql!(),
+    horizon::horizon_row_sql!(beside "$4"),
     ")
     (SELECT seq, xid, event_id, event_type, record_source, occurred_at, recorded_at, payload, bundle, bundle_size,
             NULL::bool AS ended
@@ -503,10 +503,24 @@ pub async fn read_after(
     after: Checkpoint,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, tokio_postgres::Error> {
+    read_after_beside(client, after, limit, None).await
+}
+
+/// [`read_after`] for a writer whose transaction `writer` is open meanwhile and
+/// appends nothing to the log (a bulk run's: see [`horizon`]): its horizon passes
+/// that transaction, which otherwise holds every event appended after it began.
+pub async fn read_after_beside(
+    client: &impl GenericClient,
+    after: Checkpoint,
+    limit: i64,
+    writer: Option<Xid8>,
+) -> Result<Vec<StoredEvent>, tokio_postgres::Error> {
     let mut events = Vec::new();
     let (mut at, mut left) = (after, limit);
     for _ in 0..=horizon::REREADS {
-        let rows = client.query(READ_AFTER, &[&at.xid, &at.seq, &left]).await?;
+        let rows = client
+            .query(READ_AFTER, &[&at.xid, &at.seq, &left, &writer])
+            .await?;
         let Some((flag, rows)) = rows.split_last() else {
             break;
         };

@@ -67,6 +67,10 @@ pub const MIN_EVENTS: i64 = 100_000;
 /// 50,000 or 100,000, with a peak of 470 MB instead of 535 and 760 (bench/README.md).
 pub const MAX_BATCH: i64 = 25_000;
 
+/// How long a run that has caught up with files being ingested waits before it reads
+/// the log again (see `Loader::bulk_batches`).
+const FOLLOW_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Memory PostgreSQL may use per index build (`SET LOCAL` in the run's transaction):
 /// a sort that fits in memory is several times faster than one that spills.
 const BUILD_MEMORY: &str = "256MB";
@@ -298,7 +302,14 @@ impl Loader {
             .doing("counting the events waiting")?
             .try_get(0)
             .doing("counting the events waiting")?;
-        if waiting < min {
+        // a file being ingested into an empty vault is a first load however little
+        // of it is in yet: the run follows it (see `bulk_batches`)
+        if waiting < min
+            && !(waiting > 0
+                && events::ingest::ingesting(client)
+                    .await
+                    .doing("looking for file ingests")?)
+        {
             return Ok(None);
         }
         let names = m
@@ -366,8 +377,19 @@ impl Loader {
             .await
             .doing("reading the checkpoint")?;
         super::lock_checkpoint(&tx, at).await?;
+        // the read-ahead passes the run's transaction, which lasts the run and appends
+        // nothing to the log: events appended meanwhile are the run's too
+        let beside = match &reader {
+            Some(_) => Some(
+                tx.query_one("SELECT pg_current_xact_id()", &[])
+                    .await
+                    .and_then(|r| r.try_get(0))
+                    .doing("reading the run's transaction id")?,
+            ),
+            None => None,
+        };
         let next = match &reader {
-            Some(r) => self.prepare(r, at).await?,
+            Some(r) => self.prepare(r, at, beside).await?,
             None => self.prepare_in(&tx, at).await?,
         };
         if next.is_none() {
@@ -402,7 +424,7 @@ impl Loader {
             let batches = self
                 .bulk_batches(
                     &tx,
-                    reader.as_ref(),
+                    reader.as_ref().zip(beside),
                     next,
                     &mut at,
                     &mut known,
@@ -437,14 +459,22 @@ impl Loader {
         Ok((total, stopped))
     }
 
-    /// The batches of a bulk run, each written while the next is read (on `reader`, or
-    /// in `tx` after it), until the log has no more or `stop` says so (the flag
-    /// returned); `at` follows the last batch written.
+    /// The batches of a bulk run, each written while the next is read (on `reader`,
+    /// beside the run's transaction, or in `tx` after it), until the log has no more
+    /// or `stop` says so (the flag returned); `at` follows the last batch written.
+    ///
+    /// With a reader, the run follows files being ingested: while the log has no more
+    /// for now and some file ingest holds [`events::ingest::INGEST_LOCK`], it waits
+    /// for their next events instead of ending, so a first load started beside the
+    /// ingest of its files loads them all in one bulk run. Once no ingest holds the
+    /// lock, one more read takes what the last one committed before letting go of it.
+    /// (Without a reader the run reads in its own transaction, which would hold the
+    /// log against a bulk ingest's lock while waiting for it: it does not follow.)
     #[allow(clippy::too_many_arguments)]
     async fn bulk_batches(
         &self,
         tx: &Transaction<'_>,
-        reader: Option<&Client>,
+        reader: Option<(&Client, events::Xid8)>,
         mut next: Option<Prepared>,
         at: &mut Checkpoint,
         known: &mut KnownKeys,
@@ -452,16 +482,33 @@ impl Loader {
         stop: super::Stop<'_>,
     ) -> Result<(LoadSummary, bool), LoadError> {
         let mut total = LoadSummary::default();
-        while let Some(batch) = next.take() {
+        loop {
+            let Some(batch) = next.take() else {
+                let Some((r, beside)) = reader else { break };
+                let ingesting = events::ingest::ingesting(r)
+                    .await
+                    .doing("looking for file ingests")?;
+                if stop() {
+                    return Ok((total, true));
+                }
+                if ingesting {
+                    tokio::time::sleep(FOLLOW_PAUSE).await;
+                }
+                next = self.prepare(r, *at, Some(beside)).await?;
+                if next.is_none() && !ingesting {
+                    break;
+                }
+                continue;
+            };
             if stop() {
                 return Ok((total, true));
             }
             let full = batch.events >= self.batch_size as u64;
             let last = batch.last;
             let (written, prepared) = match (reader, full) {
-                (Some(r), true) => tokio::join!(
+                (Some((r, beside)), true) => tokio::join!(
                     self.write_bulk_batch(tx, batch, known, bulk),
-                    self.prepare(r, last)
+                    self.prepare(r, last, Some(beside))
                 ),
                 (None, true) => {
                     let written = self.write_bulk_batch(tx, batch, known, bulk).await;
@@ -514,6 +561,6 @@ impl Loader {
         tx.batch_execute("SELECT pg_stat_clear_snapshot()")
             .await
             .doing("refreshing the view of running transactions")?;
-        self.prepare(tx, after).await
+        self.prepare(tx, after, None).await
     }
 }

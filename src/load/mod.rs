@@ -302,7 +302,10 @@ impl Loader {
             .await
             .doing("reading the checkpoint")
             .map_err(Partial::nothing)?;
-        let mut next = self.prepare(reader, at).await.map_err(Partial::nothing)?;
+        let mut next = self
+            .prepare(reader, at, None)
+            .await
+            .map_err(Partial::nothing)?;
         while let Some(batch) = next.take() {
             if stop() {
                 return Err(total.ended(started, None));
@@ -312,7 +315,7 @@ impl Loader {
             let (written, prepared) = if full {
                 tokio::join!(
                     self.write_batch(writer, Some(reader), batch, known),
-                    self.prepare(reader, last)
+                    self.prepare(reader, last, None)
                 )
             } else {
                 (
@@ -339,20 +342,22 @@ impl Loader {
         let at = events::load_checkpoint(client, CONSUMER)
             .await
             .doing("reading the checkpoint")?;
-        match self.prepare(client, at).await? {
+        match self.prepare(client, at, None).await? {
             Some(batch) => self.write_batch(client, None, batch, known).await.map(Some),
             None => Ok(None),
         }
     }
 
-    /// Read up to a batch of events after `after` and project them.
+    /// Read up to a batch of events after `after` and project them; `beside`: the
+    /// bulk run's transaction, which the read passes ([`events::read_after_beside`]).
     async fn prepare(
         &self,
         client: &impl GenericClient,
         after: Checkpoint,
+        beside: Option<events::Xid8>,
     ) -> Result<Option<Prepared>, LoadError> {
         let started = Instant::now();
-        let batch = events::read_after(client, after, self.batch_size)
+        let batch = events::read_after_beside(client, after, self.batch_size, beside)
             .await
             .doing("reading events")?;
         let Some(last) = batch.last().map(StoredEvent::position) else {

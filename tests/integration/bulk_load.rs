@@ -652,3 +652,62 @@ async fn dropping_secondary_indexes_keeps_the_keys_and_builds_the_rest_back() {
     tx.commit().await.expect("commit");
     assert_eq!(index_catalog(&client, "public", Some("t")).await, before);
 }
+
+#[tokio::test]
+async fn a_first_load_beside_a_file_ingest_follows_it_in_one_bulk_run() {
+    let db = TestDb::new().await;
+    let mut client = tpch(&db, &[]).await;
+    // `dvault ingest` of the six files: one session holds the ingest lock throughout
+    let mut ingest = db.client().await;
+    events::ingest::hold_ingest_lock(&ingest, true)
+        .await
+        .expect("lock");
+    let file = |table: &str| example().join(format!("sample/{table}.csv"));
+    let opts = |table: &str| IngestOptions {
+        event_type: Some(format!("tpch_{table}")),
+        source: Some("tpch".into()),
+        ..IngestOptions::default()
+    };
+    ingest_file(&mut ingest, &file("nation"), &opts("nation"))
+        .await
+        .expect("ingest");
+    wait_visible(&client, 25).await;
+
+    // 25 events wait, far fewer than the threshold: the ingest makes it a first load
+    let follower = loader(&client, Some(load::bulk::MIN_EVENTS))
+        .await
+        .with_read_ahead(&db.url);
+    let load = tokio::spawn(async move {
+        let summary = follower.run(&mut client).await.expect("load");
+        (summary, client)
+    });
+    for table in &IN_ORDER[1..] {
+        // long enough for the run to catch up and wait for the next file
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !load.is_finished(),
+            "the run ended while {table} was still to come"
+        );
+        ingest_file(&mut ingest, &file(table), &opts(table))
+            .await
+            .expect("ingest");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !load.is_finished(),
+        "the run ended with the ingest still running"
+    );
+    events::ingest::hold_ingest_lock(&ingest, false)
+        .await
+        .expect("unlock");
+    let (summary, mut client) = load.await.expect("the load's task");
+    assert_eq!(summary.events, 345, "every file in the one run");
+    assert_eq!(summary.bulk.len(), 15, "{:?}", summary.bulk);
+    let followed = checksums(&client).await;
+
+    // the same log, batch by batch
+    let normal = loader(&client, None).await;
+    let again = load::rebuild(&mut client, &normal).await.expect("rebuild");
+    assert_eq!(again.events, 345);
+    assert_eq!(checksums(&client).await, followed);
+}
