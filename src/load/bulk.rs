@@ -495,6 +495,11 @@ impl Loader {
                     tokio::time::sleep(FOLLOW_PAUSE).await;
                 }
                 next = self.prepare(r, *at, Some(beside)).await?;
+                tracing::debug!(
+                    ingesting,
+                    events = next.as_ref().map_or(0, |b| b.events),
+                    "following the files being ingested"
+                );
                 if next.is_none() && !ingesting {
                     break;
                 }
