@@ -302,7 +302,11 @@ impl Daemon<'_> {
         if db::schema_version(&client).await? != Some(db::latest_known_version()) {
             db::migrate(&mut client).await?;
         }
-        let mut loader = Loader::new(&client, self.mappings.clone()).await?;
+        // reads ahead on a second connection, like `dvault load`: while a batch is
+        // written the next is read, and a first load follows the files being ingested
+        let mut loader = Loader::new(&client, self.mappings.clone())
+            .await?
+            .with_read_ahead(&target.url);
         loader.batch_size = self.opts.batch_size.max(1);
         match lock::take(&client, self.opts.no_wait, self.shutdown)
             .await

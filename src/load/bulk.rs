@@ -303,9 +303,10 @@ impl Loader {
             .try_get(0)
             .doing("counting the events waiting")?;
         // a file being ingested into an empty vault is a first load however little
-        // of it is in yet: the run follows it (see `bulk_batches`)
+        // of it is in yet: a run that reads ahead follows it (see `bulk_batches`)
         if waiting < min
             && !(waiting > 0
+                && self.read_ahead.is_some()
                 && events::ingest::ingesting(client)
                     .await
                     .doing("looking for file ingests")?)
