@@ -380,17 +380,19 @@ impl Loader {
         super::lock_checkpoint(&tx, at).await?;
         // the read-ahead passes the run's transaction, which lasts the run and appends
         // nothing to the log: events appended meanwhile are the run's too
-        let beside = match &reader {
-            Some(_) => Some(
-                tx.query_one("SELECT pg_current_xact_id()", &[])
+        let reader = match reader {
+            Some(r) => {
+                let run: events::Xid8 = tx
+                    .query_one("SELECT pg_current_xact_id()", &[])
                     .await
-                    .and_then(|r| r.try_get(0))
-                    .doing("reading the run's transaction id")?,
-            ),
+                    .and_then(|row| row.try_get(0))
+                    .doing("reading the run's transaction id")?;
+                Some((r, run))
+            }
             None => None,
         };
         let next = match &reader {
-            Some(r) => self.prepare(r, at, beside).await?,
+            Some((r, run)) => self.prepare(r, at, Some(*run)).await?,
             None => self.prepare_in(&tx, at).await?,
         };
         if next.is_none() {
@@ -425,7 +427,7 @@ impl Loader {
             let batches = self
                 .bulk_batches(
                     &tx,
-                    reader.as_ref().zip(beside),
+                    reader.as_ref().map(|(r, run)| (r, *run)),
                     next,
                     &mut at,
                     &mut known,
