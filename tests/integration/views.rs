@@ -2240,3 +2240,84 @@ async fn population_figures_kept_by_small_batches_equal_their_definition() {
     after[0] = answers[0].clone();
     assert_eq!(after, answers);
 }
+
+/// `business_vault.quintile_cuts` (one sort and a binary search per boundary) gives
+/// what its definition says, computed here by rank: for k = 1..4 the smallest value
+/// with 5 × (values strictly below it) ≥ k × n. Populations of 0 to 40 values, with
+/// ties (few distinct values) and nulls, of integers, dates and numerics.
+#[tokio::test]
+async fn quintile_cuts_are_the_smallest_values_with_enough_below_them() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let by_rank = |values: &str| {
+        format!(
+            "SELECT ARRAY[min(r.x) FILTER (WHERE 5 * r.below >= 1 * r.n),
+                          min(r.x) FILTER (WHERE 5 * r.below >= 2 * r.n),
+                          min(r.x) FILTER (WHERE 5 * r.below >= 3 * r.n),
+                          min(r.x) FILTER (WHERE 5 * r.below >= 4 * r.n)]
+               FROM (SELECT u.x, (SELECT count(*) FROM unnest({values}) AS w(y) WHERE w.y < u.x) AS below,
+                            (SELECT count(y) FROM unnest({values}) AS w(y)) AS n
+                       FROM unnest({values}) AS u(x)
+                      WHERE u.x IS NOT NULL) r"
+        )
+    };
+    for (ty, value) in [
+        ("integer", "floor(random() * (1 + p.i % 7))::integer"),
+        (
+            "date",
+            "date '2024-01-01' + floor(random() * (1 + p.i % 11))::integer",
+        ),
+        ("numeric", "round((random() * (1 + p.i % 5))::numeric, 1)"),
+    ] {
+        let differ = client
+            .query_one(
+                &format!(
+                    "WITH p AS (SELECT p.i, ARRAY(SELECT CASE WHEN random() < 0.1 THEN NULL ELSE {value} END
+                                                    FROM generate_series(1, p.i % 41)) AS a
+                                  FROM generate_series(0, 1999) AS p(i))
+                     SELECT count(*) FILTER (WHERE business_vault.quintile_cuts(p.a)::text
+                                                   IS DISTINCT FROM ({})::text),
+                            count(*) FILTER (WHERE cardinality(array_remove(business_vault.quintile_cuts(p.a), NULL)) = 4),
+                            count(*) FILTER (WHERE cardinality(array_remove(business_vault.quintile_cuts(p.a), NULL)) < 4
+                                               AND cardinality(array_remove(p.a, NULL)) > 0)
+                       FROM p",
+                    by_rank("p.a")
+                ),
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{ty}: {e}"));
+        let (wrong, four, fewer): (i64, i64, i64) = (differ.get(0), differ.get(1), differ.get(2));
+        assert_eq!(
+            wrong, 0,
+            "{ty}: populations whose boundaries differ from the definition"
+        );
+        // both kinds were tried: four boundaries, and fewer (ties at the top)
+        assert!(
+            four > 100 && fewer > 100,
+            "{ty}: {four} with four boundaries, {fewer} with fewer"
+        );
+    }
+    let edge = client
+        .query_one(
+            "SELECT business_vault.quintile_cuts('{}'::integer[])::text,
+                    business_vault.quintile_cuts('{NULL,NULL}'::integer[])::text,
+                    business_vault.quintile_cuts('{7}'::integer[])::text,
+                    business_vault.quintile_cuts('{1,2}'::integer[])::text,
+                    business_vault.quintile_cuts('{3,1,2,5,4}'::integer[])::text",
+            &[],
+        )
+        .await
+        .expect("edge cases");
+    let edge: Vec<String> = (0..5).map(|i| edge.get(i)).collect();
+    assert_eq!(
+        edge,
+        [
+            "{NULL,NULL,NULL,NULL}",
+            "{NULL,NULL,NULL,NULL}",
+            "{NULL,NULL,NULL,NULL}",
+            "{2,2,NULL,NULL}",
+            "{2,3,4,5}"
+        ]
+    );
+}
