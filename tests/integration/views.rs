@@ -549,8 +549,9 @@ fn orders_changed() -> Vec<NewEvent> {
 /// `lines_since`), reads its versions of then before that, and none before its first
 /// details version (`details_from`): all three equal, at every
 /// time, the order assembled from the versions in force then (each satellite's latest
-/// version by then, the lines' totals of `lines_at`), which is how the function
-/// computed every order before.
+/// version by then), which is how the function computed every order before. So does
+/// `business_vault.lines_at`, which takes a line as the bridge holds it from the time
+/// its current version began and looks for its version of then only before that.
 #[tokio::test]
 async fn orders_as_of_a_time_before_they_changed_are_their_versions_of_then() {
     let (_db, mut client) = setup(&shop()).await;
@@ -611,6 +612,18 @@ async fn orders_as_of_a_time_before_they_changed_are_their_versions_of_then() {
         ["(shop,paid,1,1,80.00)"]
     );
 
+    // every line at every time: its latest version by then, whatever its version now
+    let lines_by_versions = |ts: &str| {
+        format!(
+            "SELECT b.hk_order, b.hk_order_product, b.hk_product, b.line_no, v.quantity,
+                    v.unit_price, v.discount
+               FROM business_vault.bridge_customer_order_product b
+               JOIN (SELECT DISTINCT ON (s.hk_order_product) s.*
+                       FROM raw_vault.sat_order_line s WHERE s.applied_dts <= '{ts}'
+                      ORDER BY s.hk_order_product, s.applied_dts DESC, s.event_seq DESC) v
+                 ON v.hk_order_product = b.hk_order_product"
+        )
+    };
     // every order at every time: assembled from the versions in force then
     let by_versions = |ts: &str| {
         format!(
@@ -630,8 +643,9 @@ async fn orders_as_of_a_time_before_they_changed_are_their_versions_of_then() {
                  ON st.hk_order = c.hk_order
                LEFT JOIN (SELECT v.hk_order, count(*) AS lines, sum(v.quantity) AS units,
                                  sum(business_vault.line_amount(v.quantity, v.unit_price, v.discount)) AS amount
-                            FROM business_vault.lines_at('{ts}') v
-                           GROUP BY v.hk_order) l ON l.hk_order = c.hk_order"
+                            FROM ({}) v
+                           GROUP BY v.hk_order) l ON l.hk_order = c.hk_order",
+            lines_by_versions(ts)
         )
     };
     let times = [
@@ -661,6 +675,15 @@ async fn orders_as_of_a_time_before_they_changed_are_their_versions_of_then() {
         fast.sort();
         reference.sort();
         assert_eq!(fast, reference, "orders at {ts}");
+        let mut lines = rows(
+            &client,
+            &format!("SELECT * FROM business_vault.lines_at('{ts}')"),
+        )
+        .await;
+        let mut reference = rows(&client, &lines_by_versions(ts)).await;
+        lines.sort();
+        reference.sort();
+        assert_eq!(lines, reference, "lines at {ts}");
     }
 }
 
