@@ -265,6 +265,13 @@ async fn rows(client: &Client, sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// [`rows`] in sorted order: for comparing two queries' rows as sets.
+async fn sorted_rows(client: &Client, sql: &str) -> Vec<String> {
+    let mut rows = rows(client, sql).await;
+    rows.sort();
+    rows
+}
+
 const METRICS: &str = "customer_id, city, orders_count, orders_cancelled_or_returned, total_spent,
     avg_order_value, days_since_last_order, avg_days_between_orders, favourite_category,
     recency_score, frequency_score, monetary_score, rfm_cell, segment, clv_historic,
@@ -387,10 +394,8 @@ async fn the_current_customer_360_reads_the_business_vault_and_equals_time_trave
             "SELECT * FROM mart.churn_as_of(now())".to_string(),
         ),
     ] {
-        let mut a = rows(&client, &current).await;
-        let mut b = rows(&client, &as_of).await;
-        a.sort();
-        b.sort();
+        let a = sorted_rows(&client, &current).await;
+        let b = sorted_rows(&client, &as_of).await;
         assert_eq!(a, b, "{current}");
         assert!(!a.is_empty());
     }
@@ -666,24 +671,24 @@ async fn orders_as_of_a_time_before_they_changed_are_their_versions_of_then() {
         TS,
     ];
     for ts in times {
-        let mut fast = rows(
-            &client,
-            &format!("SELECT * FROM business_vault.orders_at('{ts}')"),
-        )
-        .await;
-        let mut reference = rows(&client, &by_versions(ts)).await;
-        fast.sort();
-        reference.sort();
-        assert_eq!(fast, reference, "orders at {ts}");
-        let mut lines = rows(
-            &client,
-            &format!("SELECT * FROM business_vault.lines_at('{ts}')"),
-        )
-        .await;
-        let mut reference = rows(&client, &lines_by_versions(ts)).await;
-        lines.sort();
-        reference.sort();
-        assert_eq!(lines, reference, "lines at {ts}");
+        assert_eq!(
+            sorted_rows(
+                &client,
+                &format!("SELECT * FROM business_vault.orders_at('{ts}')")
+            )
+            .await,
+            sorted_rows(&client, &by_versions(ts)).await,
+            "orders at {ts}"
+        );
+        assert_eq!(
+            sorted_rows(
+                &client,
+                &format!("SELECT * FROM business_vault.lines_at('{ts}')")
+            )
+            .await,
+            sorted_rows(&client, &lines_by_versions(ts)).await,
+            "lines at {ts}"
+        );
     }
 }
 
