@@ -383,8 +383,10 @@ BEGIN
                     WHERE k.consumer = 'vault_loader' AND k.xid = seen_xid AND k.seq = seen_seq
                       FOR SHARE)
     ON CONFLICT (as_of) DO NOTHING;
+    -- (the days the loader keeps are not counted: src/load/business/past_days.rs)
     DELETE FROM business_vault.rfm_cutpoints_as_of m
      WHERE m.as_of IN (SELECT x.as_of FROM business_vault.rfm_cutpoints_as_of x
+                        WHERE NOT x.by_loader
                         ORDER BY x.computed_at DESC, x.as_of OFFSET 1000);
 END
 $$;

@@ -413,6 +413,9 @@ impl Cycle<'_> {
         crate::ops::analyze::after_run(&*self.client, None, schema, &refreshed)
             .await
             .map_err(|e| with_summary(e.into(), false))?;
+        crate::load::business::past_days::after_run(&*self.client)
+            .await
+            .map_err(|e| with_summary(e.into(), false))?;
         Ok(report)
     }
 

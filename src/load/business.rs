@@ -32,6 +32,8 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use tokio_postgres::{GenericClient, Transaction};
 
+pub mod past_days;
+
 use super::LoadError;
 use super::rows::Rows;
 use super::satellite::earliest_per_parent;

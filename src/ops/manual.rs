@@ -59,9 +59,14 @@ impl ManualRun {
     ) -> Result<LoadSummary, RunError> {
         self.progress.finish();
         let analyzed = match &summary {
-            Ok(_) => super::analyze::after_run(client, Some(&self.url), vault_schema, &[])
-                .await
-                .map(|_| ()),
+            Ok(_) => {
+                match super::analyze::after_run(client, Some(&self.url), vault_schema, &[]).await {
+                    Ok(_) => crate::load::business::past_days::after_run(client)
+                        .await
+                        .map(|_| ()),
+                    Err(e) => Err(e),
+                }
+            }
             Err(_) => Ok(()),
         };
         let ended = self

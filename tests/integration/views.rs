@@ -2349,3 +2349,112 @@ async fn quintile_cuts_are_the_smallest_values_with_enough_below_them() {
         ]
     );
 }
+
+/// Orders whose life shows every kind of change the RFM boundaries of past days must
+/// follow: one placed (ordered_at) days after the event that recorded it, one that
+/// counts again after it was cancelled, one placed as cancelled.
+fn orders_turning() -> Vec<NewEvent> {
+    vec![
+        ev(
+            "placed-O91",
+            "order_placed",
+            &noon("2024-05-20"),
+            json!({"order_id": "O91", "customer_id": "C6", "ordered_at": noon("2024-05-25"),
+                   "channel": "web", "status": "placed",
+                   "lines": [{"line_no": 1, "product_id": "P3", "quantity": 2, "unit_price": "20", "discount": "0"}]}),
+        ),
+        status("O71", "2024-04-01", "paid"),
+        ev(
+            "placed-O92",
+            "order_placed",
+            &noon("2024-03-03"),
+            json!({"order_id": "O92", "customer_id": "C4", "ordered_at": noon("2024-03-03"),
+                   "channel": "shop", "status": "cancelled",
+                   "lines": [{"line_no": 1, "product_id": "P5", "quantity": 1, "unit_price": "700", "discount": "0"}]}),
+        ),
+    ]
+}
+
+/// The RFM boundaries the loader keeps for the end of every past day equal, day by day,
+/// the boundaries of the orders as they were then (`business_vault.orders_at`, as a
+/// request computes them): with orders whose details, lines and status changed after
+/// they were placed, and again after late events, which make the batch forget the days
+/// from theirs on (and only those) until the next fill sweeps again.
+#[tokio::test]
+async fn the_boundaries_kept_for_every_past_day_are_those_of_the_orders_of_then() {
+    use dvault::load::business::past_days::{self, Filled};
+
+    let (_db, mut client) = setup(&shop()).await;
+    append(&client, &[orders_changed(), orders_turning()].concat()).await;
+    load_all(&mut client).await;
+
+    let days: i64 = client
+        .query_one(
+            "SELECT ((now() AT TIME ZONE 'UTC')::date - '2024-01-15'::date)::bigint",
+            &[],
+        )
+        .await
+        .expect("days")
+        .get(0);
+    assert_eq!(
+        past_days::fill(&client).await.expect("fill"),
+        Filled::Stored(days as usize),
+        "every day from the first order's (O51, 2024-01-15) to yesterday"
+    );
+    assert_eq!(
+        past_days::fill(&client).await.expect("fill"),
+        Filled::Present
+    );
+
+    // each kept day (the year of the events, and the last) against the boundaries of
+    // the orders of then
+    let differing = "
+        SELECT m.as_of, m.population, m.recency, m.frequency, m.monetary, r.*
+          FROM business_vault.rfm_cutpoints_as_of m
+         CROSS JOIN LATERAL (
+               SELECT count(*)::integer AS population,
+                      business_vault.quintile_cuts(coalesce(array_agg(a.last_order_date), '{}')) AS recency,
+                      business_vault.quintile_cuts(coalesce(array_agg(a.orders_count), '{}')) AS frequency,
+                      business_vault.quintile_cuts(coalesce(array_agg(a.total_spent), '{}')) AS monetary
+                 FROM (SELECT max(o.order_date) AS last_order_date,
+                              count(*)::integer AS orders_count, sum(o.amount) AS total_spent
+                         FROM business_vault.orders_at(m.as_of) o
+                        WHERE o.is_counted
+                        GROUP BY o.hk_customer) a) r
+         WHERE m.by_loader
+           AND (m.as_of < '2025-01-01' OR m.as_of > now() - interval '2 days')
+           AND (m.population, m.recency::text, m.frequency::text, m.monetary::text)
+               IS DISTINCT FROM (r.population, r.recency::text, r.frequency::text, r.monetary::text)";
+    assert_eq!(rows(&client, differing).await, Vec::<String>::new());
+    // and they are what a request for the end of such a day reads
+    let kept = "SELECT population, recency, frequency, monetary
+                  FROM business_vault.rfm_cutpoints_as_of
+                 WHERE as_of = '2024-05-25 23:59:59.999999+00'";
+    let asked = "SELECT population, recency, frequency, monetary
+                   FROM business_vault.rfm_cuts_at('2024-05-25 23:59:59.999999+00')";
+    assert_eq!(rows(&client, asked).await, rows(&client, kept).await);
+    assert_eq!(
+        rows(&client, kept).await,
+        [
+            "(7,\"{2024-05-01,2024-05-01,2024-05-10,2024-05-25}\",\"{2,2,4,4}\",\"{180.00,240.00,1000.00,NULL}\")"
+        ],
+        "last order, orders and spent: C1 05-01 4 400, C2 05-10 3 240, C3 05-01 3 180, \
+         C4 03-01 2 20 (not O92, placed cancelled), C5 01-15 1 1000, C6 05-25 1 40 (O91, \
+         placed that day), C7 03-01 1 1000 (O71, paid again)"
+    );
+
+    // late events (the earliest at noon of 2024-03-01) forget that day and the ones after
+    append(&client, &late()).await;
+    load_all(&mut client).await;
+    let kept_days =
+        "SELECT count(*), max(as_of) FROM business_vault.rfm_cutpoints_as_of WHERE by_loader";
+    assert_eq!(
+        rows(&client, kept_days).await,
+        ["(46,\"2024-02-29 23:59:59.999999+00\")"]
+    );
+    assert_eq!(
+        past_days::fill(&client).await.expect("fill"),
+        Filled::Stored(days as usize)
+    );
+    assert_eq!(rows(&client, differing).await, Vec::<String>::new());
+}

@@ -1,0 +1,706 @@
+//! The RFM boundaries of every past day, kept by the loader.
+//!
+//! One customer as of a past time (`GET /customers/{id}?as_of=`) is scored against the
+//! quintile boundaries of the whole population at that time: every order as it was
+//! then, grouped per customer (`business_vault.rfm_cuts_at`). Computed on request that
+//! is half a second at ten times the demo data, and the first request of a date stalls
+//! every request for it. Most as-of requests name a date, which means the end of that
+//! UTC day, and a vault's past has few of those: [`fill`] computes the boundaries at
+//! every day's end, from the day of the first order to yesterday, in one sweep of the
+//! order history in business-time order, and stores them in
+//! `business_vault.rfm_cutpoints_as_of` (`by_loader`), where `rfm_cuts_at` finds them.
+//!
+//! The rules stay in SQL: the sweep reads every version of every order's details,
+//! status and lines once, with `is_counted` and `line_amount` already applied by the
+//! database, and does only the bookkeeping of time that `business_vault.orders_at`
+//! does per request: an order exists from its details' `ordered_at` on, with the
+//! status and lines in force. It keeps every customer's figures and the three
+//! populations as sorted multisets, and takes each day's boundaries by rank, as
+//! `business_vault.quintile_cuts` defines them.
+//!
+//! The rows are stored only if the loader's checkpoint has not moved since the history
+//! was read (one repeatable-read transaction; the checkpoint row locked `FOR SHARE`),
+//! and a batch that writes at or before a day forgets it (`forget_past.sql`): the next
+//! fill sweeps again. A fill with every day present reads one count.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
+use futures_util::{TryStreamExt, pin_mut};
+use postgres_types::{FromSql, Type, accepts};
+use rust_decimal::Decimal;
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+use crate::db::{Doing, Failed};
+use crate::hash::{Hash, KeyMap};
+
+/// What [`fill`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filled {
+    /// No order, or no day of the vault has ended yet.
+    Nothing,
+    /// Every past day was there already.
+    Present,
+    /// The history was swept: this many days' boundaries stored.
+    Stored(usize),
+    /// The vault moved while the history was read: nothing stored.
+    Moved,
+    /// A value of the history the sweep cannot hold (the reason): nothing stored,
+    /// and the days are computed on request as before.
+    Unsweepable(String),
+}
+
+/// At most this many days are kept (a hundred years up to yesterday).
+const MAX_DAYS: u64 = 36_600;
+
+/// The span of days a fill covers (the first order's to yesterday, UTC), the
+/// checkpoint, and what `is_counted` says of an order without a status.
+const SPAN: &str = "
+SELECT (min(o.details_from) AT TIME ZONE 'UTC')::date,
+       (now() AT TIME ZONE 'UTC')::date - 1,
+       (SELECT k.xid::text FROM ops.checkpoints k WHERE k.consumer = 'vault_loader'),
+       (SELECT k.seq FROM ops.checkpoints k WHERE k.consumer = 'vault_loader'),
+       business_vault.is_counted(NULL)
+  FROM business_vault.order_summary o";
+
+/// How many of the span's days are stored.
+const PRESENT: &str = "
+SELECT count(*) FROM business_vault.rfm_cutpoints_as_of m
+ WHERE m.by_loader AND m.as_of BETWEEN $1 AND $2";
+
+/// The order history, with the rules applied, and no more of it than the days need:
+///
+/// - kind 0, one row per order of the summary: its customer (as `orders_at`), and
+///   what of it did not change over its life, which is most of it: its details, when
+///   their current version began with the first (`details_since = details_from`); its
+///   amount, when its lines' current versions began by then (`lines_since <=
+///   details_from`; before its first details the order did not exist).
+/// - kind 1 and 3: every version of the details and lines that did change.
+/// - kind 2: the status versions of the orders with a status that counts otherwise than
+///   no status: whatever the others' statuses say, they count as no status does.
+const HISTORY: &str = "
+SELECT 0::smallint, o.hk_order, o.hk_customer, o.details_from,
+       CASE WHEN o.details_since <= o.details_from THEN o.ordered_at END,
+       CASE WHEN o.lines_since <= o.details_from THEN o.amount END,
+       NULL::boolean, NULL::bytea, NULL::bigint
+  FROM business_vault.order_summary o
+UNION ALL
+SELECT 1::smallint, d.hk_order, NULL, d.applied_dts, coalesce(d.ordered_at, d.applied_dts),
+       NULL, NULL, NULL, d.event_seq
+  FROM raw_vault.sat_order_details d
+ WHERE d.hk_order IN (SELECT o.hk_order FROM business_vault.order_summary o
+                       WHERE o.details_since > o.details_from)
+UNION ALL
+SELECT 2::smallint, s.hk_order, NULL, s.applied_dts, NULL, NULL,
+       business_vault.is_counted(s.status), NULL, s.event_seq
+  FROM raw_vault.sat_order_status s
+ WHERE s.hk_order = ANY (ARRAY(SELECT DISTINCT x.hk_order FROM raw_vault.sat_order_status x
+                                WHERE business_vault.is_counted(x.status)
+                                      IS DISTINCT FROM business_vault.is_counted(NULL)))
+UNION ALL
+SELECT 3::smallint, b.hk_order, NULL, s.applied_dts, NULL,
+       business_vault.line_amount(s.quantity, s.unit_price, s.discount), NULL,
+       b.hk_order_product, s.event_seq
+  FROM business_vault.bridge_customer_order_product b
+  JOIN raw_vault.sat_order_line s ON s.hk_order_product = b.hk_order_product
+ WHERE b.hk_order IN (SELECT o.hk_order FROM business_vault.order_summary o
+                       WHERE o.lines_since > o.details_from)";
+
+/// Store the swept days, if the checkpoint is where it was when they were read.
+const STORE: &str = "
+INSERT INTO business_vault.rfm_cutpoints_as_of AS m
+       (as_of, population, recency, frequency, monetary, by_loader)
+SELECT d.as_of, d.population, ARRAY[d.r1, d.r2, d.r3, d.r4], ARRAY[d.f1, d.f2, d.f3, d.f4],
+       ARRAY[d.m1, d.m2, d.m3, d.m4], true
+  FROM unnest($3::timestamptz[], $4::integer[], $5::date[], $6::date[], $7::date[], $8::date[],
+              $9::integer[], $10::integer[], $11::integer[], $12::integer[],
+              $13::numeric[], $14::numeric[], $15::numeric[], $16::numeric[])
+       AS d(as_of, population, r1, r2, r3, r4, f1, f2, f3, f4, m1, m2, m3, m4)
+ WHERE EXISTS (SELECT FROM ops.checkpoints k
+                WHERE k.consumer = 'vault_loader' AND k.xid::text = $1 AND k.seq = $2
+                  FOR SHARE)
+ON CONFLICT (as_of) DO UPDATE SET by_loader = true";
+
+/// The instant a date as of means: the end of that UTC day (as the API reads a date).
+pub fn day_end(day: NaiveDate) -> DateTime<Utc> {
+    let end = NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).unwrap_or(NaiveTime::MIN);
+    day.and_time(end).and_utc()
+}
+
+/// Compute and store the RFM boundaries at the end of every past day that is not
+/// stored yet (see the module's documentation), in a transaction of its own.
+pub async fn fill(client: &Client) -> Result<Filled, Failed> {
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL jit = off")
+        .await
+        .doing("starting the sweep of past days")?;
+    let filled = sweep_and_store(client).await;
+    let end = match &filled {
+        Ok(Filled::Stored(_)) => "COMMIT",
+        _ => "ROLLBACK",
+    };
+    let ended = client
+        .batch_execute(end)
+        .await
+        .doing("storing the past days' boundaries");
+    match filled {
+        Err(e) if e.source.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE) => {
+            Ok(Filled::Moved)
+        }
+        filled => {
+            let filled = filled?;
+            ended?;
+            Ok(filled)
+        }
+    }
+}
+
+async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
+    let span = client
+        .query_one(SPAN, &[])
+        .await
+        .doing("reading the span of past days")?;
+    let (Some(first), Some(last)) = (
+        span.get::<_, Option<NaiveDate>>(0),
+        span.get::<_, Option<NaiveDate>>(1),
+    ) else {
+        return Ok(Filled::Nothing);
+    };
+    let first = first.max(last - Days::new(MAX_DAYS - 1));
+    if last < first {
+        return Ok(Filled::Nothing);
+    }
+    let days = (last - first).num_days() + 1;
+    let present: i64 = client
+        .query_one(PRESENT, &[&day_end(first), &day_end(last)])
+        .await
+        .doing("counting the past days stored")?
+        .get(0);
+    if present >= days {
+        return Ok(Filled::Present);
+    }
+    let (xid, seq): (Option<String>, Option<i64>) = (span.get(2), span.get(3));
+    let mut sweep = Sweep::new(span.get::<_, Option<bool>>(4).unwrap_or(true));
+    let rows = client
+        .query_raw(HISTORY, std::iter::empty::<&str>())
+        .await
+        .doing("reading the order history")?;
+    pin_mut!(rows);
+    let started = std::time::Instant::now();
+    while let Some(row) = rows.try_next().await.doing("reading the order history")? {
+        if let Err(why) = sweep.read(&row) {
+            return Ok(Filled::Unsweepable(why));
+        }
+    }
+    let read_ms = started.elapsed().as_millis() as u64;
+    let versions = sweep.versions.len();
+    let cuts = match sweep.run(first, last) {
+        Ok(cuts) => cuts,
+        Err(why) => return Ok(Filled::Unsweepable(why)),
+    };
+    tracing::debug!(
+        versions,
+        read_ms,
+        sweep_ms = started.elapsed().as_millis() as u64 - read_ms,
+        "order history swept"
+    );
+    Ok(match store(client, xid, seq, &cuts).await? {
+        0 => Filled::Moved,
+        stored => Filled::Stored(stored),
+    })
+}
+
+/// [`fill`] after a run, saying what it did in the log.
+pub async fn after_run(client: &Client) -> Result<Filled, Failed> {
+    let started = std::time::Instant::now();
+    let filled = fill(client).await?;
+    let ms = started.elapsed().as_millis() as u64;
+    match &filled {
+        Filled::Stored(days) => {
+            tracing::info!(days, ms, "RFM boundaries of the past days stored")
+        }
+        Filled::Moved => {
+            tracing::info!(
+                ms,
+                "RFM boundaries of the past days not stored: the vault moved"
+            )
+        }
+        Filled::Unsweepable(why) => tracing::warn!(
+            "RFM boundaries of the past days not kept (computed on request instead): {why}"
+        ),
+        Filled::Nothing | Filled::Present => {}
+    }
+    Ok(filled)
+}
+
+async fn store(
+    tx: &Client,
+    xid: Option<String>,
+    seq: Option<i64>,
+    cuts: &[DayCuts],
+) -> Result<usize, Failed> {
+    let col = |f: &dyn Fn(&DayCuts) -> Option<NaiveDate>| cuts.iter().map(f).collect::<Vec<_>>();
+    let as_of: Vec<DateTime<Utc>> = cuts.iter().map(|c| day_end(c.day)).collect();
+    let population: Vec<i32> = cuts
+        .iter()
+        .map(|c| i32::try_from(c.population).unwrap_or(i32::MAX))
+        .collect();
+    let r: [Vec<Option<NaiveDate>>; 4] = std::array::from_fn(|k| col(&|c| c.recency[k]));
+    let f: [Vec<Option<i32>>; 4] = std::array::from_fn(|k| {
+        cuts.iter()
+            .map(|c| c.frequency[k].map(|v| i32::try_from(v).unwrap_or(i32::MAX)))
+            .collect()
+    });
+    let m: [Vec<Option<Decimal>>; 4] =
+        std::array::from_fn(|k| cuts.iter().map(|c| c.monetary[k]).collect());
+    let stored = tx
+        .execute(
+            STORE,
+            &[
+                &xid,
+                &seq,
+                &as_of,
+                &population,
+                &r[0],
+                &r[1],
+                &r[2],
+                &r[3],
+                &f[0],
+                &f[1],
+                &f[2],
+                &f[3],
+                &m[0],
+                &m[1],
+                &m[2],
+                &m[3],
+            ],
+        )
+        .await
+        .doing("storing the past days' boundaries")?;
+    Ok(stored as usize)
+}
+
+/// The boundaries at the end of one day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayCuts {
+    pub day: NaiveDate,
+    pub population: u64,
+    pub recency: [Option<NaiveDate>; 4],
+    pub frequency: [Option<u32>; 4],
+    pub monetary: [Option<Decimal>; 4],
+}
+
+/// One version of an order's details, status or line, in business-time order.
+struct Version {
+    at: i64,
+    seq: i64,
+    order: u32,
+    change: Change,
+}
+
+enum Change {
+    Details { ordered_at: i64 },
+    Status { counted: bool },
+    Line { line: u32, amount: Decimal },
+}
+
+/// An order as the sweep has reached it.
+#[derive(Default)]
+struct Order {
+    customer: u32,
+    /// `ordered_at` of the details version in force (none: no details yet).
+    ordered_at: Option<i64>,
+    /// Whether the status in force counts (none: no status yet).
+    counted: Option<bool>,
+    /// The sum of the amounts of the line versions in force.
+    amount: Decimal,
+    /// What it adds to its customer's figures now: its date and amount, if it counts.
+    adds: Option<(NaiveDate, Decimal)>,
+    dirty: bool,
+}
+
+/// A customer's figures over its counted orders.
+#[derive(Default)]
+struct Customer {
+    orders: u32,
+    spent: Decimal,
+    dates: BTreeMap<NaiveDate, u32>,
+}
+
+impl Customer {
+    /// Recency, frequency and monetary value; none without a counted order.
+    fn figures(&self) -> Option<(NaiveDate, u32, Decimal)> {
+        let last = *self.dates.keys().next_back()?;
+        Some((last, self.orders, self.spent))
+    }
+}
+
+/// A population's values, as a sorted multiset.
+struct Population<K> {
+    values: BTreeMap<K, u64>,
+}
+
+impl<K: Ord + Copy> Population<K> {
+    fn new() -> Self {
+        Population {
+            values: BTreeMap::new(),
+        }
+    }
+
+    fn add(&mut self, v: K) {
+        *self.values.entry(v).or_default() += 1;
+    }
+
+    fn remove(&mut self, v: K) {
+        if let Some(n) = self.values.get_mut(&v) {
+            *n -= 1;
+            if *n == 0 {
+                self.values.remove(&v);
+            }
+        }
+    }
+
+    /// `business_vault.quintile_cuts` of the `n` values: for k = 1..4, the smallest
+    /// value greater than the one at rank ⌈k·n/5⌉ (none when there is none).
+    fn cuts(&self, n: u64) -> [Option<K>; 4] {
+        let mut cuts = [None; 4];
+        if n == 0 {
+            return cuts;
+        }
+        let mut k = 0;
+        let mut below = 0;
+        let mut entries = self.values.iter().peekable();
+        while let Some((_, &count)) = entries.next() {
+            below += count;
+            // every boundary whose rank falls on this value is the next value
+            while k < 4 && below >= ((k as u64 + 1) * n).div_ceil(5) {
+                cuts[k] = entries.peek().map(|(v, _)| **v);
+                k += 1;
+            }
+            if k == 4 {
+                break;
+            }
+        }
+        cuts
+    }
+}
+
+/// The order history, and the state of every order, customer and population as the
+/// sweep moves through it.
+struct Sweep {
+    /// What `business_vault.is_counted` says of an order without a status.
+    counted_without_status: bool,
+    orders: KeyMap<u32>,
+    /// Each order's customer, as (order, customer).
+    order_customers: Vec<(u32, u32)>,
+    lines: KeyMap<u32>,
+    /// Lines numbered: the real ones, and one per order whose amount never changed.
+    line_count: u32,
+    customers: BTreeMap<Option<Hash>, u32>,
+    versions: Vec<Version>,
+}
+
+impl Sweep {
+    fn new(counted_without_status: bool) -> Sweep {
+        Sweep {
+            counted_without_status,
+            orders: KeyMap::default(),
+            order_customers: Vec::new(),
+            lines: KeyMap::default(),
+            line_count: 0,
+            customers: BTreeMap::new(),
+            versions: Vec::new(),
+        }
+    }
+
+    /// Take one row of [`HISTORY`]; an error names a value the sweep cannot hold.
+    fn read(&mut self, row: &tokio_postgres::Row) -> Result<(), String> {
+        let key = |i: usize| -> Result<Option<Hash>, String> {
+            let bytes: Option<&[u8]> = get(row, i)?;
+            Ok(bytes.and_then(|b| b.try_into().ok()))
+        };
+        let time = |i: usize| -> Result<Option<i64>, String> {
+            let t: Option<Micros> = get(row, i)?;
+            Ok(t.map(|m| m.0))
+        };
+        let Some(order) = key(1)? else {
+            return Ok(());
+        };
+        let next = self.orders.len() as u32;
+        let order = *self.orders.entry(order).or_insert(next);
+        let at = time(3)?.unwrap_or(i64::MAX);
+        let seq: Option<i64> = get(row, 8)?;
+        let seq = seq.unwrap_or(i64::MIN);
+        let mut push = |at: i64, change: Change| {
+            self.versions.push(Version {
+                at,
+                seq,
+                order,
+                change,
+            })
+        };
+        match get::<i16>(row, 0)? {
+            0 => {
+                // what did not change: as versions at the order's first details
+                let customer = key(2)?;
+                let next = self.customers.len() as u32;
+                let customer = *self.customers.entry(customer).or_insert(next);
+                self.order_customers.push((order, customer));
+                if let Some(ordered_at) = time(4)? {
+                    push(at, Change::Details { ordered_at });
+                }
+                let amount: Option<Decimal> =
+                    get(row, 5).map_err(|e| format!("an order amount: {e}"))?;
+                if let Some(amount) = amount {
+                    let line = self.line_count;
+                    self.line_count += 1;
+                    push(at, Change::Line { line, amount });
+                }
+            }
+            1 => push(
+                at,
+                Change::Details {
+                    ordered_at: time(4)?.unwrap_or(i64::MAX),
+                },
+            ),
+            2 => {
+                let counted: Option<bool> = get(row, 6)?;
+                let counted = counted.unwrap_or(self.counted_without_status);
+                push(at, Change::Status { counted });
+            }
+            _ => {
+                let Some(line) = key(7)? else {
+                    return Ok(());
+                };
+                let next = self.line_count;
+                let line = *self.lines.entry(line).or_insert(next);
+                if line == next {
+                    self.line_count += 1;
+                }
+                let amount: Option<Decimal> =
+                    get(row, 5).map_err(|e| format!("a line amount: {e}"))?;
+                push(
+                    at,
+                    Change::Line {
+                        line,
+                        amount: amount.unwrap_or_default(),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The boundaries at the end of every day from `first` to `last`; an error names
+    /// an order time outside the dates the sweep can hold.
+    fn run(mut self, first: NaiveDate, last: NaiveDate) -> Result<Vec<DayCuts>, String> {
+        self.versions.sort_unstable_by_key(|v| (v.at, v.seq));
+        let mut orders: Vec<Order> = std::iter::repeat_with(Order::default)
+            .take(self.orders.len())
+            .collect();
+        for &(order, customer) in &self.order_customers {
+            orders[order as usize].customer = customer;
+        }
+        let mut lines: Vec<Option<Decimal>> = vec![None; self.line_count as usize];
+        let mut customers: Vec<Customer> = std::iter::repeat_with(Customer::default)
+            .take(self.customers.len())
+            .collect();
+        let (mut recency, mut frequency, mut monetary) =
+            (Population::new(), Population::new(), Population::new());
+        let mut population = 0u64;
+        // orders whose details place them after the version that said so
+        let mut placed_later: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::new();
+        let mut dirty: Vec<u32> = Vec::new();
+        let mut next = 0;
+        let mut out = Vec::new();
+        let mut day = first;
+        let mut last_cuts: Option<DayCuts> = None;
+        while day <= last {
+            let end = day_end(day).timestamp_micros();
+            while let Some(v) = self.versions.get(next).filter(|v| v.at <= end) {
+                next += 1;
+                let o = &mut orders[v.order as usize];
+                match v.change {
+                    Change::Details { ordered_at } => {
+                        o.ordered_at = Some(ordered_at);
+                        if ordered_at > end {
+                            placed_later.push(Reverse((ordered_at, v.order)));
+                        }
+                    }
+                    Change::Status { counted } => o.counted = Some(counted),
+                    Change::Line { line, amount } => {
+                        let was = lines[line as usize].replace(amount).unwrap_or_default();
+                        o.amount += amount - was;
+                    }
+                }
+                if !o.dirty {
+                    o.dirty = true;
+                    dirty.push(v.order);
+                }
+            }
+            while let Some(&Reverse((at, order))) = placed_later.peek() {
+                if at > end {
+                    break;
+                }
+                placed_later.pop();
+                let o = &mut orders[order as usize];
+                if !o.dirty {
+                    o.dirty = true;
+                    dirty.push(order);
+                }
+            }
+            let changed = !dirty.is_empty();
+            for order in dirty.drain(..) {
+                let o = &mut orders[order as usize];
+                o.dirty = false;
+                let counts = o.counted.unwrap_or(self.counted_without_status);
+                let adds = match o.ordered_at {
+                    Some(at) if at <= end && counts => {
+                        let date = DateTime::from_timestamp_micros(at)
+                            .ok_or_else(|| format!("an order placed at {at} µs from 1970"))?
+                            .date_naive();
+                        let mut amount = o.amount;
+                        amount.rescale(2);
+                        Some((date, amount))
+                    }
+                    _ => None,
+                };
+                if adds == o.adds {
+                    continue;
+                }
+                let was_adding = std::mem::replace(&mut o.adds, adds);
+                let c = &mut customers[o.customer as usize];
+                if let Some((r, f, m)) = c.figures() {
+                    recency.remove(r);
+                    frequency.remove(f);
+                    monetary.remove(m);
+                    population -= 1;
+                }
+                if let Some((date, amount)) = was_adding {
+                    c.orders -= 1;
+                    c.spent -= amount;
+                    if let Some(n) = c.dates.get_mut(&date) {
+                        *n -= 1;
+                        if *n == 0 {
+                            c.dates.remove(&date);
+                        }
+                    }
+                }
+                if let Some((date, amount)) = adds {
+                    c.orders += 1;
+                    c.spent += amount;
+                    *c.dates.entry(date).or_default() += 1;
+                }
+                if let Some((r, f, m)) = c.figures() {
+                    recency.add(r);
+                    frequency.add(f);
+                    monetary.add(m);
+                    population += 1;
+                }
+            }
+            let cuts = match last_cuts.take() {
+                Some(previous) if !changed => DayCuts { day, ..previous },
+                _ => DayCuts {
+                    day,
+                    population,
+                    recency: recency.cuts(population),
+                    frequency: frequency.cuts(population),
+                    monetary: monetary.cuts(population),
+                },
+            };
+            out.push(cuts.clone());
+            last_cuts = Some(cuts);
+            let Some(following) = day.checked_add_days(Days::new(1)) else {
+                break;
+            };
+            day = following;
+        }
+        Ok(out)
+    }
+}
+
+/// Column `i` of `row`, or what is wrong with it.
+fn get<'a, T: FromSql<'a>>(row: &'a tokio_postgres::Row, i: usize) -> Result<T, String> {
+    row.try_get(i).map_err(|e| e.to_string())
+}
+
+/// A `timestamptz` as microseconds since 1970, its infinities as `i64::MIN` and
+/// `i64::MAX` (chrono's types refuse them).
+struct Micros(i64);
+
+/// 2000-01-01, PostgreSQL's epoch, in microseconds since 1970.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+impl<'a> FromSql<'a> for Micros {
+    fn from_sql(
+        _: &Type,
+        raw: &'a [u8],
+    ) -> Result<Micros, Box<dyn std::error::Error + Sync + Send>> {
+        let since_2000 = i64::from_be_bytes(raw.try_into()?);
+        Ok(Micros(match since_2000 {
+            i64::MIN | i64::MAX => since_2000,
+            t => t.saturating_add(PG_EPOCH_MICROS),
+        }))
+    }
+
+    accepts!(TIMESTAMPTZ);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `business_vault.quintile_cuts` by its definition: the smallest value greater
+    /// than the one at rank ⌈k·n/5⌉ of the sorted values.
+    fn by_definition(values: &[u32]) -> [Option<u32>; 4] {
+        let mut s = values.to_vec();
+        s.sort_unstable();
+        let n = s.len();
+        std::array::from_fn(|k| {
+            if n == 0 {
+                return None;
+            }
+            let at = s[((k + 1) * n).div_ceil(5) - 1];
+            s.iter().copied().find(|&v| v > at)
+        })
+    }
+
+    #[test]
+    fn cuts_are_the_smallest_values_above_each_quintile_rank() {
+        let mut seed = 7u64;
+        let mut random = move |below: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % below
+        };
+        for _ in 0..3_000 {
+            let n = random(40) as usize;
+            let spread = 1 + random(12);
+            let values: Vec<u32> = (0..n).map(|_| random(spread) as u32).collect();
+            let mut p = Population::new();
+            for &v in &values {
+                p.add(v);
+            }
+            assert_eq!(
+                p.cuts(n as u64),
+                by_definition(&values),
+                "values {values:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_removed_value_leaves_the_population() {
+        let mut p = Population::new();
+        for v in [1, 2, 2, 3, 4, 5] {
+            p.add(v);
+        }
+        p.remove(2);
+        p.remove(5);
+        assert_eq!(p.cuts(4), by_definition(&[1, 2, 3, 4]));
+        assert_eq!(p.cuts(0), [None; 4]);
+    }
+}
