@@ -16,10 +16,11 @@
 -- changed after ts, else by index) and whole tables for the rest, which is what a
 -- population needs. tests/integration/oracle.rs checks both
 -- against each other and against an independent model for every customer. The RFM
--- boundaries of the population at ts, which even one customer's scores need, are
--- computed once per ts and remembered (business_vault.rfm_cuts_at,
--- business_vault.rfm_cutpoints_as_of): one customer as of a date costs about a
--- millisecond once some request has asked for that date.
+-- boundaries of the population at ts, which even one customer's scores need, are read
+-- from business_vault.rfm_cutpoints_as_of (business_vault.rfm_cuts_at): the loader
+-- keeps them for the end of every past day (src/load/business/past_days.rs), and any
+-- other ts is computed once and remembered there. One customer as of a date costs
+-- about a millisecond.
 
 -- The order lines and the product versions in force at ts, whatever the order: the
 -- parts the population functions below join to the orders of then. Plain SQL (no SET,
