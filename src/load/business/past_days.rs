@@ -6,7 +6,7 @@
 //! is half a second at ten times the demo data, and the first request of a date stalls
 //! every request for it. Most as-of requests name a date, which means the end of that
 //! UTC day, and a vault's past has few of those: [`fill`] computes the boundaries at
-//! every day's end, from the day of the first order to yesterday, in one sweep of the
+//! every day's end, from the day of the earliest order to yesterday, in one sweep of the
 //! order history in business-time order, and stores them in
 //! `business_vault.rfm_cutpoints_as_of` (`by_loader`), where `rfm_cuts_at` finds them.
 //!
@@ -55,10 +55,12 @@ pub enum Filled {
 /// At most this many days are kept (a hundred years up to yesterday).
 const MAX_DAYS: u64 = 36_600;
 
-/// The span of days a fill covers (the first order's to yesterday, UTC), the
-/// checkpoint, and what `is_counted` says of an order without a status.
+/// The span of days a fill covers (the earliest order's to yesterday, UTC; by the index
+/// on `ordered_at`: a daemon asks after every run), the checkpoint, and what
+/// `is_counted` says of an order without a status. (Which days are kept changes no
+/// day's boundaries: the sweep applies every version before the first day too.)
 const SPAN: &str = "
-SELECT (min(o.details_from) AT TIME ZONE 'UTC')::date,
+SELECT (min(o.ordered_at) AT TIME ZONE 'UTC')::date,
        (now() AT TIME ZONE 'UTC')::date - 1,
        (SELECT k.xid::text FROM ops.checkpoints k WHERE k.consumer = 'vault_loader'),
        (SELECT k.seq FROM ops.checkpoints k WHERE k.consumer = 'vault_loader'),
