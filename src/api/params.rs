@@ -117,8 +117,7 @@ fn parse_time(
 /// `as_of`: a date means the end of that day (UTC).
 pub fn parse_as_of(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
     parse_time(name, raw, |d| {
-        let end = NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999)?;
-        Some(d.and_time(end).and_utc())
+        Some(crate::load::business::past_days::day_end(d))
     })
 }
 

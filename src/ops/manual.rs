@@ -46,7 +46,8 @@ impl ManualRun {
         self.run.span()
     }
 
-    /// End the run: analyze what a successful load changed, record how it ended
+    /// End the run: analyze what a successful load changed (and keep the RFM
+    /// boundaries of the past days it left missing), record how it ended
     /// (`waiting`: the transaction holding events back, if any), and release the lock
     /// whatever happened before. The load's own error comes first, then the
     /// bookkeeping's.
@@ -60,12 +61,12 @@ impl ManualRun {
         self.progress.finish();
         let analyzed = match &summary {
             Ok(_) => {
-                match super::analyze::after_run(client, Some(&self.url), vault_schema, &[]).await {
-                    Ok(_) => crate::load::business::past_days::after_run(client)
-                        .await
-                        .map(|_| ()),
-                    Err(e) => Err(e),
+                async {
+                    super::analyze::after_run(client, Some(&self.url), vault_schema, &[]).await?;
+                    crate::load::business::past_days::after_run(client).await?;
+                    Ok::<_, crate::db::Failed>(())
                 }
+                .await
             }
             Err(_) => Ok(()),
         };

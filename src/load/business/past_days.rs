@@ -10,10 +10,10 @@
 //! order history in business-time order, and stores them in
 //! `business_vault.rfm_cutpoints_as_of` (`by_loader`), where `rfm_cuts_at` finds them.
 //!
-//! The rules stay in SQL: the sweep reads every version of every order's details,
-//! status and lines once, with `is_counted` and `line_amount` already applied by the
-//! database, and does only the bookkeeping of time that `business_vault.orders_at`
-//! does per request: an order exists from its details' `ordered_at` on, with the
+//! The rules stay in SQL: the sweep reads the versions of every order's details,
+//! status and lines once (no more of them than the days need, see [`HISTORY`]), with
+//! `is_counted` and `line_amount` already applied by the database, and does only the
+//! bookkeeping of time that `business_vault.orders_at` does per request: an order exists from its details' `ordered_at` on, with the
 //! status and lines in force. It keeps every customer's figures and the three
 //! populations as sorted multisets, and takes each day's boundaries by rank, as
 //! `business_vault.quintile_cuts` defines them.
@@ -21,7 +21,8 @@
 //! The rows are stored only if the loader's checkpoint has not moved since the history
 //! was read (one repeatable-read transaction; the checkpoint row locked `FOR SHARE`),
 //! and a batch that writes at or before a day forgets it (`forget_past.sql`): the next
-//! fill sweeps again. A fill with every day present reads one count.
+//! fill sweeps again. A fill with every day present reads a minimum by index and a
+//! count.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -125,7 +126,8 @@ SELECT d.as_of, d.population, ARRAY[d.r1, d.r2, d.r3, d.r4], ARRAY[d.f1, d.f2, d
                   FOR SHARE)
 ON CONFLICT (as_of) DO UPDATE SET by_loader = true";
 
-/// The instant a date as of means: the end of that UTC day (as the API reads a date).
+/// The instant a date as of means: the end of that UTC day. (The API reads a date
+/// `as_of` with it: the kept days are found by that very instant.)
 pub fn day_end(day: NaiveDate) -> DateTime<Utc> {
     let end = NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).unwrap_or(NaiveTime::MIN);
     day.and_time(end).and_utc()
@@ -238,18 +240,18 @@ pub async fn after_run(client: &Client) -> Result<Filled, Failed> {
 }
 
 async fn store(
-    tx: &Client,
+    client: &Client,
     xid: Option<String>,
     seq: Option<i64>,
     cuts: &[DayCuts],
 ) -> Result<usize, Failed> {
-    let col = |f: &dyn Fn(&DayCuts) -> Option<NaiveDate>| cuts.iter().map(f).collect::<Vec<_>>();
     let as_of: Vec<DateTime<Utc>> = cuts.iter().map(|c| day_end(c.day)).collect();
     let population: Vec<i32> = cuts
         .iter()
         .map(|c| i32::try_from(c.population).unwrap_or(i32::MAX))
         .collect();
-    let r: [Vec<Option<NaiveDate>>; 4] = std::array::from_fn(|k| col(&|c| c.recency[k]));
+    let r: [Vec<Option<NaiveDate>>; 4] =
+        std::array::from_fn(|k| cuts.iter().map(|c| c.recency[k]).collect());
     let f: [Vec<Option<i32>>; 4] = std::array::from_fn(|k| {
         cuts.iter()
             .map(|c| c.frequency[k].map(|v| i32::try_from(v).unwrap_or(i32::MAX)))
@@ -257,7 +259,7 @@ async fn store(
     });
     let m: [Vec<Option<Decimal>>; 4] =
         std::array::from_fn(|k| cuts.iter().map(|c| c.monetary[k]).collect());
-    let stored = tx
+    let stored = client
         .execute(
             STORE,
             &[
