@@ -92,6 +92,27 @@ fn order(id: &str, customer: &str, day: &str, lines: &[(&str, i64, &str, &str)])
     )
 }
 
+/// An `order_placed` event `id` of (order, customer), recorded at noon of one day for an
+/// order placed at noon of another (recorded, ordered), with its (channel, status) and
+/// one line (product, quantity, unit price).
+fn placed(
+    id: &str,
+    (order, customer): (&str, &str),
+    (recorded, ordered): (&str, &str),
+    (channel, status): (&str, &str),
+    (product, quantity, price): (&str, i64, &str),
+) -> NewEvent {
+    ev(
+        id,
+        "order_placed",
+        &noon(recorded),
+        json!({"order_id": order, "customer_id": customer, "ordered_at": noon(ordered),
+               "channel": channel, "status": status,
+               "lines": [{"line_no": 1, "product_id": product, "quantity": quantity,
+                          "unit_price": price, "discount": "0"}]}),
+    )
+}
+
 fn status(order: &str, day: &str, status: &str) -> NewEvent {
     ev(
         &format!("{status}-{order}"),
@@ -537,13 +558,12 @@ fn orders_changed() -> Vec<NewEvent> {
     vec![
         line("pos-1-corrected", "2024-07-10", "T1", "P4", "5"),
         line("pos-2", "2024-07-20", "T2", "P2", "1"),
-        ev(
+        placed(
             "placed-O21-again",
-            "order_placed",
-            &noon("2024-04-01"),
-            json!({"order_id": "O21", "customer_id": "C2", "ordered_at": noon("2024-03-10"),
-                   "channel": "shop", "status": "placed",
-                   "lines": [{"line_no": 1, "product_id": "P2", "quantity": 1, "unit_price": "80", "discount": "0"}]}),
+            ("O21", "C2"),
+            ("2024-04-01", "2024-03-10"),
+            ("shop", "placed"),
+            ("P2", 1, "80"),
         ),
         status("O21", "2024-07-25", "paid"),
     ]
@@ -2355,22 +2375,20 @@ async fn quintile_cuts_are_the_smallest_values_with_enough_below_them() {
 /// counts again after it was cancelled, one placed as cancelled.
 fn orders_turning() -> Vec<NewEvent> {
     vec![
-        ev(
+        placed(
             "placed-O91",
-            "order_placed",
-            &noon("2024-05-20"),
-            json!({"order_id": "O91", "customer_id": "C6", "ordered_at": noon("2024-05-25"),
-                   "channel": "web", "status": "placed",
-                   "lines": [{"line_no": 1, "product_id": "P3", "quantity": 2, "unit_price": "20", "discount": "0"}]}),
+            ("O91", "C6"),
+            ("2024-05-20", "2024-05-25"),
+            ("web", "placed"),
+            ("P3", 2, "20"),
         ),
         status("O71", "2024-04-01", "paid"),
-        ev(
+        placed(
             "placed-O92",
-            "order_placed",
-            &noon("2024-03-03"),
-            json!({"order_id": "O92", "customer_id": "C4", "ordered_at": noon("2024-03-03"),
-                   "channel": "shop", "status": "cancelled",
-                   "lines": [{"line_no": 1, "product_id": "P5", "quantity": 1, "unit_price": "700", "discount": "0"}]}),
+            ("O92", "C4"),
+            ("2024-03-03", "2024-03-03"),
+            ("shop", "cancelled"),
+            ("P5", 1, "700"),
         ),
     ]
 }
