@@ -1,5 +1,6 @@
 //! `dvault demo` (library side): the load it does is recorded like `dvault load`'s,
-//! and the queries its tour suggests run on what it loaded.
+//! it ends like one (the RFM boundaries of every past day kept), and the queries its
+//! tour suggests run on what it loaded.
 
 use dvault::config::Config;
 use dvault::demo::{DemoOptions, SAMPLE_QUERIES, prepare};
@@ -48,6 +49,26 @@ async fn the_demo_load_is_a_recorded_run_and_its_tour_queries_run() {
         ("manual".into(), "load".into(), "succeeded".into())
     );
     assert_eq!(run.get::<_, Option<i64>>(3), Some(logged));
+
+    // the run's end kept the RFM boundaries of every day from the earliest order's to
+    // yesterday
+    let kept = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE m.by_loader),
+                    (now() AT TIME ZONE 'UTC')::date
+                      - (SELECT (min(o.ordered_at) AT TIME ZONE 'UTC')::date
+                           FROM business_vault.order_summary o)
+               FROM business_vault.rfm_cutpoints_as_of m",
+            &[],
+        )
+        .await
+        .expect("kept days");
+    let (days, expected): (i64, i32) = (kept.get(0), kept.get(1));
+    assert!(
+        expected > 300,
+        "the demo's orders span a year: {expected} days"
+    );
+    assert_eq!(days, i64::from(expected));
 
     for q in SAMPLE_QUERIES {
         let rows = client
