@@ -325,30 +325,49 @@ struct Order {
     dirty: bool,
 }
 
+impl Order {
+    /// Put this order (numbered `id`) on the day's list of orders to count again, once.
+    fn mark(&mut self, id: u32, dirty: &mut Vec<u32>) {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.push(id);
+        }
+    }
+}
+
 /// A customer's figures over its counted orders.
-#[derive(Default)]
 struct Customer {
     orders: u32,
     spent: Decimal,
-    dates: BTreeMap<NaiveDate, u32>,
+    /// The days of its counted orders.
+    dates: Multiset<NaiveDate>,
 }
 
 impl Customer {
+    fn new() -> Customer {
+        Customer {
+            orders: 0,
+            spent: Decimal::ZERO,
+            dates: Multiset::new(),
+        }
+    }
+
     /// Recency, frequency and monetary value; none without a counted order.
     fn figures(&self) -> Option<(NaiveDate, u32, Decimal)> {
-        let last = *self.dates.keys().next_back()?;
+        let last = *self.dates.values.keys().next_back()?;
         Some((last, self.orders, self.spent))
     }
 }
 
-/// A population's values, as a sorted multiset.
-struct Population<K> {
+/// Values in order, each with how many times it is there: a customer's order days,
+/// and each of the three populations.
+struct Multiset<K> {
     values: BTreeMap<K, u64>,
 }
 
-impl<K: Ord + Copy> Population<K> {
+impl<K: Ord + Copy> Multiset<K> {
     fn new() -> Self {
-        Population {
+        Multiset {
             values: BTreeMap::new(),
         }
     }
@@ -508,19 +527,18 @@ impl Sweep {
             orders[order as usize].customer = customer;
         }
         let mut lines: Vec<Option<Decimal>> = vec![None; self.line_count as usize];
-        let mut customers: Vec<Customer> = std::iter::repeat_with(Customer::default)
+        let mut customers: Vec<Customer> = std::iter::repeat_with(Customer::new)
             .take(self.customers.len())
             .collect();
         let (mut recency, mut frequency, mut monetary) =
-            (Population::new(), Population::new(), Population::new());
+            (Multiset::new(), Multiset::new(), Multiset::new());
         let mut population = 0u64;
         // orders whose details place them after the version that said so
         let mut placed_later: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::new();
         let mut dirty: Vec<u32> = Vec::new();
         let mut next = 0;
-        let mut out = Vec::new();
+        let mut out: Vec<DayCuts> = Vec::new();
         let mut day = first;
-        let mut last_cuts: Option<DayCuts> = None;
         while day <= last {
             let end = day_end(day).timestamp_micros();
             while let Some(v) = self.versions.get(next).filter(|v| v.at <= end) {
@@ -539,21 +557,14 @@ impl Sweep {
                         o.amount += amount - was;
                     }
                 }
-                if !o.dirty {
-                    o.dirty = true;
-                    dirty.push(v.order);
-                }
+                o.mark(v.order, &mut dirty);
             }
             while let Some(&Reverse((at, order))) = placed_later.peek() {
                 if at > end {
                     break;
                 }
                 placed_later.pop();
-                let o = &mut orders[order as usize];
-                if !o.dirty {
-                    o.dirty = true;
-                    dirty.push(order);
-                }
+                orders[order as usize].mark(order, &mut dirty);
             }
             let changed = !dirty.is_empty();
             for order in dirty.drain(..) {
@@ -585,17 +596,12 @@ impl Sweep {
                 if let Some((date, amount)) = was_adding {
                     c.orders -= 1;
                     c.spent -= amount;
-                    if let Some(n) = c.dates.get_mut(&date) {
-                        *n -= 1;
-                        if *n == 0 {
-                            c.dates.remove(&date);
-                        }
-                    }
+                    c.dates.remove(date);
                 }
                 if let Some((date, amount)) = adds {
                     c.orders += 1;
                     c.spent += amount;
-                    *c.dates.entry(date).or_default() += 1;
+                    c.dates.add(date);
                 }
                 if let Some((r, f, m)) = c.figures() {
                     recency.add(r);
@@ -604,8 +610,11 @@ impl Sweep {
                     population += 1;
                 }
             }
-            let cuts = match last_cuts.take() {
-                Some(previous) if !changed => DayCuts { day, ..previous },
+            let cuts = match out.last() {
+                Some(previous) if !changed => DayCuts {
+                    day,
+                    ..previous.clone()
+                },
                 _ => DayCuts {
                     day,
                     population,
@@ -614,8 +623,7 @@ impl Sweep {
                     monetary: monetary.cuts(population),
                 },
             };
-            out.push(cuts.clone());
-            last_cuts = Some(cuts);
+            out.push(cuts);
             let Some(following) = day.checked_add_days(Days::new(1)) else {
                 break;
             };
@@ -684,7 +692,7 @@ mod tests {
             let n = random(40) as usize;
             let spread = 1 + random(12);
             let values: Vec<u32> = (0..n).map(|_| random(spread) as u32).collect();
-            let mut p = Population::new();
+            let mut p = Multiset::new();
             for &v in &values {
                 p.add(v);
             }
@@ -698,7 +706,7 @@ mod tests {
 
     #[test]
     fn a_removed_value_leaves_the_population() {
-        let mut p = Population::new();
+        let mut p = Multiset::new();
         for v in [1, 2, 2, 3, 4, 5] {
             p.add(v);
         }
