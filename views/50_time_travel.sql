@@ -612,8 +612,10 @@ BEGIN
         ON CONFLICT ON CONSTRAINT population_as_of_pkey DO NOTHING
     )
     SELECT * FROM computed;
+    -- (the days the loader keeps are not counted: src/load/business/past_days.rs)
     DELETE FROM business_vault.population_as_of m
      WHERE m.as_of IN (SELECT x.as_of FROM business_vault.population_as_of x
+                        WHERE NOT x.by_loader
                         GROUP BY x.as_of ORDER BY max(x.computed_at) DESC, x.as_of OFFSET 1000);
 END
 $$;

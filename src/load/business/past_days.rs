@@ -36,6 +36,10 @@ use tokio_postgres::error::SqlState;
 
 use crate::db::{Doing, Failed};
 use crate::hash::{Hash, KeyMap};
+use population::{DayPopulation, Segments};
+
+mod population;
+pub mod score;
 
 /// What [`fill`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,12 +115,34 @@ SELECT 3::smallint, b.hk_order, NULL, s.applied_dts, NULL,
  WHERE b.hk_order IN (SELECT o.hk_order FROM business_vault.order_summary o
                        WHERE o.lines_since > o.details_from)";
 
-/// Store the swept days, if the checkpoint is where it was when they were read.
+/// The days of the span whose population figures a sweep stored (UTC dates, in order).
+const POPULATION_PRESENT: &str = "
+SELECT DISTINCT (m.as_of AT TIME ZONE 'UTC')::date
+  FROM business_vault.population_as_of m
+ WHERE m.by_loader AND m.as_of BETWEEN $1 AND $2
+ ORDER BY 1";
+
+/// When each customer became known other than by an order (`business_vault.customers_at`):
+/// its first profile or contact version or product view.
+const KNOWN: &str = "
+SELECT u.hk_customer, min(u.at)
+  FROM (SELECT s.hk_customer, min(s.applied_dts) AS at
+          FROM raw_vault.sat_customer_profile s GROUP BY s.hk_customer
+        UNION ALL
+        SELECT s.hk_customer, min(s.applied_dts)
+          FROM raw_vault.sat_customer_contact s GROUP BY s.hk_customer
+        UNION ALL
+        SELECT v.hk_customer, min(v.viewed_at)
+          FROM raw_vault.link_product_view v GROUP BY v.hk_customer) u
+ GROUP BY u.hk_customer";
+
+/// Store the swept days, if the checkpoint is where it was when they were read. (Money
+/// at two decimals, as the database sums it: the driver sends a zero without its scale.)
 const STORE: &str = "
 INSERT INTO business_vault.rfm_cutpoints_as_of AS m
        (as_of, population, recency, frequency, monetary, by_loader)
 SELECT d.as_of, d.population, ARRAY[d.r1, d.r2, d.r3, d.r4], ARRAY[d.f1, d.f2, d.f3, d.f4],
-       ARRAY[d.m1, d.m2, d.m3, d.m4], true
+       ARRAY[round(d.m1, 2), round(d.m2, 2), round(d.m3, 2), round(d.m4, 2)], true
   FROM unnest($3::timestamptz[], $4::integer[], $5::date[], $6::date[], $7::date[], $8::date[],
               $9::integer[], $10::integer[], $11::integer[], $12::integer[],
               $13::numeric[], $14::numeric[], $15::numeric[], $16::numeric[])
@@ -177,22 +203,43 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
         return Ok(Filled::Nothing);
     }
     let days = (last - first).num_days() + 1;
+    let span_ends = [&day_end(first), &day_end(last)];
     let present: i64 = client
-        .query_one(PRESENT, &[&day_end(first), &day_end(last)])
+        .query_one(PRESENT, &[span_ends[0], span_ends[1]])
         .await
         .doing("counting the past days stored")?
         .get(0);
-    if present >= days {
+    let wanted = population_wanted(client, first, last).await?;
+    if present >= days && !wanted.contains(&true) {
         return Ok(Filled::Present);
     }
     let (xid, seq): (Option<String>, Option<i64>) = (span.get(2), span.get(3));
     let mut sweep = Sweep::new(span.get::<_, Option<bool>>(4).unwrap_or(true));
+    let started = std::time::Instant::now();
+    let segments = if wanted.contains(&true) {
+        let rows = client
+            .query_raw(KNOWN, std::iter::empty::<&str>())
+            .await
+            .doing("reading when the customers became known")?;
+        pin_mut!(rows);
+        while let Some(row) = rows
+            .try_next()
+            .await
+            .doing("reading when the customers became known")?
+        {
+            if let Err(why) = sweep.know(&row) {
+                return Ok(Filled::Unsweepable(why));
+            }
+        }
+        Some(Segments::read(client).await?)
+    } else {
+        None
+    };
     let rows = client
         .query_raw(HISTORY, std::iter::empty::<&str>())
         .await
         .doing("reading the order history")?;
     pin_mut!(rows);
-    let started = std::time::Instant::now();
     while let Some(row) = rows.try_next().await.doing("reading the order history")? {
         if let Err(why) = sweep.read(&row) {
             return Ok(Filled::Unsweepable(why));
@@ -200,20 +247,58 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
     }
     let read_ms = started.elapsed().as_millis() as u64;
     let versions = sweep.versions.len();
-    let cuts = match sweep.run(first, last) {
-        Ok(cuts) => cuts,
+    let swept = match sweep.run(first, last, segments.as_ref().map(|s| (&wanted[..], s))) {
+        Ok(swept) => swept,
         Err(why) => return Ok(Filled::Unsweepable(why)),
     };
     tracing::debug!(
         versions,
         read_ms,
         sweep_ms = started.elapsed().as_millis() as u64 - read_ms,
+        population_days = swept.population.len(),
         "order history swept"
     );
-    Ok(match store(client, xid, seq, &cuts).await? {
+    let stored = store(client, &xid, &seq, &swept.cuts).await?;
+    if let Some(segments) = &segments
+        && let Err(why) =
+            population::store(client, (&xid, &seq), &swept.population, segments).await?
+    {
+        return Ok(Filled::Unsweepable(why));
+    }
+    Ok(match stored {
         0 => Filled::Moved,
         stored => Filled::Stored(stored),
     })
+}
+
+/// Which days of the span need their population swept, by number from `first`: those
+/// without figures stored by a sweep, from the first day that has some (the days
+/// before it had nobody to count: a batch that changes them forgets every later day
+/// too), or every day when none has.
+async fn population_wanted(
+    client: &Client,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> Result<Vec<bool>, Failed> {
+    let kept: Vec<NaiveDate> = client
+        .query(POPULATION_PRESENT, &[&day_end(first), &day_end(last)])
+        .await
+        .doing("reading the past days' population figures stored")?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let days = (last - first).num_days() as usize + 1;
+    let mut wanted = vec![kept.is_empty(); days];
+    if let Some(&from) = kept.first() {
+        let from = (from - first).num_days().max(0) as usize;
+        wanted[from.min(days)..].fill(true);
+        for day in kept {
+            if let Some(w) = wanted.get_mut((day - first).num_days() as usize) {
+                *w = false;
+            }
+        }
+    }
+    Ok(wanted)
 }
 
 /// [`fill`] after a run, saying what it did in the log.
@@ -241,8 +326,8 @@ pub async fn after_run(client: &Client) -> Result<Filled, Failed> {
 
 async fn store(
     client: &Client,
-    xid: Option<String>,
-    seq: Option<i64>,
+    xid: &Option<String>,
+    seq: &Option<i64>,
     cuts: &[DayCuts],
 ) -> Result<usize, Failed> {
     let as_of: Vec<DateTime<Utc>> = cuts.iter().map(|c| day_end(c.day)).collect();
@@ -263,8 +348,8 @@ async fn store(
         .execute(
             STORE,
             &[
-                &xid,
-                &seq,
+                xid,
+                seq,
                 &as_of,
                 &population,
                 &r[0],
@@ -322,6 +407,8 @@ struct Order {
     amount: Decimal,
     /// What it adds to its customer's figures now: its date and amount, if it counts.
     adds: Option<(NaiveDate, Decimal)>,
+    /// Placed by now (its details in force say so).
+    exists: bool,
     dirty: bool,
 }
 
@@ -335,27 +422,47 @@ impl Order {
     }
 }
 
-/// A customer's figures over its counted orders.
+/// A customer's figures over its counted orders, and whether it is known.
 struct Customer {
     orders: u32,
     spent: Decimal,
     /// The days of its counted orders.
     dates: Multiset<NaiveDate>,
+    /// A customer of the hub (not the missing customer of an order without a link).
+    in_hub: bool,
+    /// Its first profile or contact version or product view (µs; `i64::MAX`: none).
+    known_from: i64,
+    /// How many of its orders exist (are placed by now), counted or not.
+    existing: u32,
+    /// Its figures as the population counts them (kept when days' populations are
+    /// swept).
+    counted: Option<population::Counted>,
 }
 
 impl Customer {
-    fn new() -> Customer {
+    fn new(in_hub: bool, known_from: i64) -> Customer {
         Customer {
             orders: 0,
             spent: Decimal::ZERO,
             dates: Multiset::new(),
+            in_hub,
+            known_from,
+            existing: 0,
+            counted: None,
         }
     }
 
     /// Recency, frequency and monetary value; none without a counted order.
     fn figures(&self) -> Option<(NaiveDate, u32, Decimal)> {
-        let last = *self.dates.values.keys().next_back()?;
+        let (_, last) = self.first_and_last()?;
         Some((last, self.orders, self.spent))
+    }
+
+    /// The days of its first and last counted orders.
+    fn first_and_last(&self) -> Option<(NaiveDate, NaiveDate)> {
+        let first = *self.dates.values.keys().next()?;
+        let last = *self.dates.values.keys().next_back()?;
+        Some((first, last))
     }
 }
 
@@ -422,6 +529,8 @@ struct Sweep {
     /// Lines numbered: the real ones, and one per order whose amount never changed.
     line_count: u32,
     customers: BTreeMap<Option<Hash>, u32>,
+    /// When customers became known other than by an order, as (customer, µs).
+    known: Vec<(u32, i64)>,
     versions: Vec<Version>,
 }
 
@@ -434,8 +543,22 @@ impl Sweep {
             lines: KeyMap::default(),
             line_count: 0,
             customers: BTreeMap::new(),
+            known: Vec::new(),
             versions: Vec::new(),
         }
+    }
+
+    /// Take one row of [`KNOWN`].
+    fn know(&mut self, row: &tokio_postgres::Row) -> Result<(), String> {
+        let key: Option<&[u8]> = get(row, 0)?;
+        let Some(key) = key.and_then(|b| Hash::try_from(b).ok()) else {
+            return Ok(());
+        };
+        let from: Option<Micros> = get(row, 1)?;
+        let next = self.customers.len() as u32;
+        let customer = *self.customers.entry(Some(key)).or_insert(next);
+        self.known.push((customer, from.map_or(i64::MAX, |m| m.0)));
+        Ok(())
     }
 
     /// Take one row of [`HISTORY`]; an error names a value the sweep cannot hold.
@@ -467,9 +590,8 @@ impl Sweep {
         match get::<i16>(row, 0)? {
             0 => {
                 // what did not change: as versions at the order's first details
-                let customer = key(2)?;
                 let next = self.customers.len() as u32;
-                let customer = *self.customers.entry(customer).or_insert(next);
+                let customer = *self.customers.entry(key(2)?).or_insert(next);
                 self.order_customers.push((order, customer));
                 if let Some(ordered_at) = time(4)? {
                     push(at, Change::Details { ordered_at });
@@ -516,9 +638,16 @@ impl Sweep {
         Ok(())
     }
 
-    /// The boundaries at the end of every day from `first` to `last`; an error names
-    /// an order time outside the dates the sweep can hold.
-    fn run(mut self, first: NaiveDate, last: NaiveDate) -> Result<Vec<DayCuts>, String> {
+    /// The boundaries at the end of every day from `first` to `last`, and the
+    /// population at the end of those for which `population` says so (by the day's
+    /// number from `first`; with the segments); an error names a value the sweep cannot
+    /// hold.
+    fn run(
+        mut self,
+        first: NaiveDate,
+        last: NaiveDate,
+        population: Option<(&[bool], &Segments)>,
+    ) -> Result<Swept, String> {
         self.versions.sort_unstable_by_key(|v| (v.at, v.seq));
         let mut orders: Vec<Order> = std::iter::repeat_with(Order::default)
             .take(self.orders.len())
@@ -527,17 +656,22 @@ impl Sweep {
             orders[order as usize].customer = customer;
         }
         let mut lines: Vec<Option<Decimal>> = vec![None; self.line_count as usize];
-        let mut customers: Vec<Customer> = std::iter::repeat_with(Customer::new)
-            .take(self.customers.len())
-            .collect();
+        let mut customers: Vec<Customer> = vec![];
+        customers.resize_with(self.customers.len(), || Customer::new(true, i64::MAX));
+        if let Some(&missing) = self.customers.get(&None) {
+            customers[missing as usize].in_hub = false;
+        }
+        for &(customer, from) in &self.known {
+            customers[customer as usize].known_from = from;
+        }
         let (mut recency, mut frequency, mut monetary) =
             (Multiset::new(), Multiset::new(), Multiset::new());
-        let mut population = 0u64;
+        let mut scored = 0u64;
         // orders whose details place them after the version that said so
         let mut placed_later: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::new();
         let mut dirty: Vec<u32> = Vec::new();
         let mut next = 0;
-        let mut out: Vec<DayCuts> = Vec::new();
+        let mut swept = Swept::default();
         let mut day = first;
         while day <= last {
             let end = day_end(day).timestamp_micros();
@@ -570,9 +704,18 @@ impl Sweep {
             for order in dirty.drain(..) {
                 let o = &mut orders[order as usize];
                 o.dirty = false;
-                let counts = o.counted.unwrap_or(self.counted_without_status);
+                let c = &mut customers[o.customer as usize];
+                let exists = o.ordered_at.is_some_and(|at| at <= end);
+                if exists != o.exists {
+                    o.exists = exists;
+                    if exists {
+                        c.existing += 1;
+                    } else {
+                        c.existing -= 1;
+                    }
+                }
                 let adds = match o.ordered_at {
-                    Some(at) if at <= end && counts => {
+                    Some(at) if exists && o.counted.unwrap_or(self.counted_without_status) => {
                         let date = DateTime::from_timestamp_micros(at)
                             .ok_or_else(|| format!("an order placed at {at} µs from 1970"))?
                             .date_naive();
@@ -586,12 +729,11 @@ impl Sweep {
                     continue;
                 }
                 let was_adding = std::mem::replace(&mut o.adds, adds);
-                let c = &mut customers[o.customer as usize];
                 if let Some((r, f, m)) = c.figures() {
                     recency.remove(r);
                     frequency.remove(f);
                     monetary.remove(m);
-                    population -= 1;
+                    scored -= 1;
                 }
                 if let Some((date, amount)) = was_adding {
                     c.orders -= 1;
@@ -607,30 +749,46 @@ impl Sweep {
                     recency.add(r);
                     frequency.add(f);
                     monetary.add(m);
-                    population += 1;
+                    scored += 1;
+                }
+                if population.is_some() {
+                    c.counted = population::Counted::of(c)?;
                 }
             }
-            let cuts = match out.last() {
+            let cuts = match swept.cuts.last() {
                 Some(previous) if !changed => DayCuts {
                     day,
                     ..previous.clone()
                 },
                 _ => DayCuts {
                     day,
-                    population,
-                    recency: recency.cuts(population),
-                    frequency: frequency.cuts(population),
-                    monetary: monetary.cuts(population),
+                    population: scored,
+                    recency: recency.cuts(scored),
+                    frequency: frequency.cuts(scored),
+                    monetary: monetary.cuts(scored),
                 },
             };
-            out.push(cuts);
+            if let Some((wanted, segments)) = population
+                && wanted.get(swept.cuts.len()) == Some(&true)
+            {
+                let at_end = population::at_day_end(&customers, end, &cuts, segments)?;
+                swept.population.push(at_end);
+            }
+            swept.cuts.push(cuts);
             let Some(following) = day.checked_add_days(Days::new(1)) else {
                 break;
             };
             day = following;
         }
-        Ok(out)
+        Ok(swept)
     }
+}
+
+/// What a sweep found: the boundaries of every day, the population of the days asked.
+#[derive(Default)]
+struct Swept {
+    cuts: Vec<DayCuts>,
+    population: Vec<DayPopulation>,
 }
 
 /// Column `i` of `row`, or what is wrong with it.
