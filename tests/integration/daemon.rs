@@ -1036,11 +1036,19 @@ async fn a_failed_gate_fails_the_nightly_run_keeps_the_data_and_shows_in_status_
     )
     .await;
     assert_eq!(analyzed, 1);
-    // and kept the RFM boundaries of every day from the orders' (2024-05-01) to yesterday
+    // and kept the RFM boundaries and the population figures of every day from the
+    // orders' (2024-05-01) to yesterday
     let kept = count(
         &client,
         "SELECT count(*) - ((now() AT TIME ZONE 'UTC')::date - '2024-05-01'::date)
            FROM business_vault.rfm_cutpoints_as_of WHERE by_loader",
+    )
+    .await;
+    assert_eq!(kept, 0);
+    let kept = count(
+        &client,
+        "SELECT count(DISTINCT as_of) - ((now() AT TIME ZONE 'UTC')::date - '2024-05-01'::date)
+           FROM business_vault.population_as_of WHERE by_loader",
     )
     .await;
     assert_eq!(kept, 0);

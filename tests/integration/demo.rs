@@ -50,11 +50,13 @@ async fn the_demo_load_is_a_recorded_run_and_its_tour_queries_run() {
     );
     assert_eq!(run.get::<_, Option<i64>>(3), Some(logged));
 
-    // the run's end kept the RFM boundaries of every day from the earliest order's to
-    // yesterday
+    // the run's end kept the RFM boundaries and the population figures of every day
+    // from the earliest order's to yesterday
     let kept = client
         .query_one(
             "SELECT count(*) FILTER (WHERE m.by_loader),
+                    (SELECT count(DISTINCT p.as_of) FROM business_vault.population_as_of p
+                      WHERE p.by_loader),
                     (now() AT TIME ZONE 'UTC')::date
                       - (SELECT (min(o.ordered_at) AT TIME ZONE 'UTC')::date
                            FROM business_vault.order_summary o)
@@ -63,12 +65,15 @@ async fn the_demo_load_is_a_recorded_run_and_its_tour_queries_run() {
         )
         .await
         .expect("kept days");
-    let (days, expected): (i64, i32) = (kept.get(0), kept.get(1));
+    let (cuts, population, expected): (i64, i64, i32) = (kept.get(0), kept.get(1), kept.get(2));
     assert!(
         expected > 300,
         "the demo's orders span a year: {expected} days"
     );
-    assert_eq!(days, i64::from(expected));
+    assert_eq!(
+        (cuts, population),
+        (i64::from(expected), i64::from(expected))
+    );
 
     for q in SAMPLE_QUERIES {
         let rows = client

@@ -25,6 +25,7 @@ use tokio_postgres::Client;
 
 use dvault::events::{self, NewEvent};
 use dvault::generate::{GenOptions, generate};
+use dvault::load::business::past_days;
 
 use crate::harness::{TestDb, load_all_with};
 
@@ -1069,9 +1070,10 @@ async fn every_customer_360_figure_of_a_bulk_first_load_equals_the_oracle_too() 
 
 async fn the_oracle_holds(path: Path) {
     let today = Utc::now().date_naive();
+    // a time of day, computed on request, and a day's end, kept by the loader
     let as_of = [
         at(today - Duration::days(30), (13, 37, 0)),
-        at(today - Duration::days(80), (13, 37, 0)),
+        past_days::day_end(today - Duration::days(80)),
     ];
     let references = [today, as_of[0].date_naive(), as_of[1].date_naive()];
     let mut log = generated_world(today - Duration::days(1));
@@ -1102,6 +1104,20 @@ async fn the_oracle_holds(path: Path) {
     let loaded = load_all_with(&mut client, &loader).await;
     assert_eq!((loaded.events, loaded.rejected), (log.len() as u64, 0));
     assert_eq!(!loaded.bulk.is_empty(), path == Path::Bulk, "{path:?}");
+    // what a run's end does: keep every past day's figures, which the as-of day's end
+    // then reads
+    assert!(matches!(
+        past_days::fill(&client).await.expect("fill"),
+        past_days::Filled::Stored(_)
+    ));
+    let kept = client
+        .query_one(
+            "SELECT count(*) FROM business_vault.population_as_of WHERE by_loader AND as_of = $1",
+            &[&as_of[1]],
+        )
+        .await
+        .expect("kept");
+    assert!(kept.get::<_, i64>(0) > 5, "the day's segments kept");
 
     let vault = Vault::replay(&log);
     let mut failures = Vec::new();

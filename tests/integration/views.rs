@@ -2289,6 +2289,93 @@ async fn population_figures_kept_by_small_batches_equal_their_definition() {
     assert_eq!(after, answers);
 }
 
+/// The loader's sweep of past days scores a customer (`past_days::score`: days since the
+/// last order, average gap, churn risk, predicted value) as `business_vault.customer_scores`
+/// does, for 6,000 random customers: one to forty orders over up to three years, on both
+/// sides of every churn threshold, spending from nothing to ten trillion (where the
+/// division keeps fewer decimals), a few negative.
+#[tokio::test]
+async fn the_sweep_of_past_days_scores_a_customer_as_the_sql_rules_do() {
+    use chrono::{Days, NaiveDate};
+    use dvault::load::business::past_days::score::{self, Churn};
+
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let mut seed = 5u64;
+    let mut random = move |below: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % below.max(1)
+    };
+    let start = NaiveDate::from_ymd_opt(2023, 1, 1).expect("date");
+    let mut customers = Vec::new();
+    for i in 0..6_000u64 {
+        let first = start + Days::new(random(800));
+        let last = first + Days::new(random(400));
+        let day = last + Days::new(random(200));
+        let orders = 1 + random(40) as u32;
+        let sign = if i % 23 == 0 { -1 } else { 1 };
+        let cents = sign * i128::from(random(10u64.pow(1 + (i % 15) as u32)));
+        customers.push((day, first, last, orders, cents));
+    }
+    let money = |cents: i128| {
+        let sign = if cents < 0 { "-" } else { "" };
+        format!("{sign}{}.{:02}", cents.abs() / 100, cents.abs() % 100)
+    };
+    let column = |f: &dyn Fn(&(NaiveDate, NaiveDate, NaiveDate, u32, i128)) -> String| {
+        customers.iter().map(f).collect::<Vec<String>>()
+    };
+    let sql = client
+        .query(
+            "SELECT s.days_since_last_order, s.avg_days_between_orders::text, s.churn_risk,
+                    s.clv_predicted_12m::text
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+                    WITH ORDINALITY AS u(day, first, last, orders, spent, n)
+              CROSS JOIN LATERAL business_vault.customer_scores(
+                    u.day::date, u.first::date, u.last::date, u.orders::integer,
+                    u.spent::numeric, '{}', '{}', '{}') s
+              ORDER BY u.n",
+            &[
+                &column(&|c| c.0.to_string()),
+                &column(&|c| c.1.to_string()),
+                &column(&|c| c.2.to_string()),
+                &column(&|c| c.3.to_string()),
+                &column(&|c| money(c.4)),
+            ],
+        )
+        .await
+        .expect("customer_scores");
+    assert_eq!(sql.len(), customers.len());
+    let mut risks = std::collections::BTreeMap::new();
+    for (&(day, first, last, orders, cents), row) in customers.iter().zip(&sql) {
+        let scored = score::score(day, first, last, orders, cents).expect("score");
+        let ours = (
+            i32::try_from(scored.days_since_last_order).expect("days"),
+            scored.gap_tenths.map(|g| format!("{}.{}", g / 10, g % 10)),
+            match scored.churn {
+                Churn::Active => "active",
+                Churn::AtRisk => "at risk",
+                Churn::Churned => "churned",
+            }
+            .to_string(),
+            money(scored.clv_cents),
+        );
+        let theirs: (i32, Option<String>, String, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        assert_eq!(
+            ours, theirs,
+            "{orders} orders from {first} to {last} for {} cents, at {day}",
+            cents
+        );
+        *risks.entry(theirs.2).or_insert(0) += 1;
+    }
+    assert!(
+        risks.values().all(|&n| n > 500) && risks.len() == 3,
+        "every churn risk, often: {risks:?}"
+    );
+}
+
 /// `business_vault.quintile_cuts` (one sort and a binary search per boundary) gives
 /// what its definition says, computed here by rank: for k = 1..4 the smallest value
 /// with 5 × (values strictly below it) ≥ k × n. Populations of 0 to 40 values, with
@@ -2395,11 +2482,13 @@ fn orders_turning() -> Vec<NewEvent> {
 
 /// The RFM boundaries the loader keeps for the end of every past day equal, day by day,
 /// the boundaries of the orders as they were then (`business_vault.orders_at`, as a
-/// request computes them): with orders whose details, lines and status changed after
-/// they were placed, and again after late events, which make the batch forget the days
-/// from theirs on (and only those) until the next fill sweeps again.
+/// request computes them), and its population figures those of every customer known
+/// then (`business_vault.population_computed`): with orders whose details, lines and
+/// status changed after they were placed, customers known by an order or a view alone,
+/// and again after late events, which make the batch forget the days from theirs on
+/// (and only those) until the next fill sweeps again.
 #[tokio::test]
-async fn the_boundaries_kept_for_every_past_day_are_those_of_the_orders_of_then() {
+async fn the_boundaries_and_population_kept_for_every_past_day_are_those_of_then() {
     use dvault::load::business::past_days::{self, Filled};
 
     let (_db, mut client) = setup(&shop()).await;
@@ -2461,18 +2550,84 @@ async fn the_boundaries_kept_for_every_past_day_are_those_of_the_orders_of_then(
          placed that day), C7 03-01 1 1000 (O71, paid again)"
     );
 
+    // the population per segment of each kept day against every customer of then
+    assert_eq!(
+        rows(&client, POPULATION_DIFFERING).await,
+        Vec::<String>::new()
+    );
+    // customers are counted from when they became known: C1 to C7 registered, C8 by
+    // its first order (07-05, a till's line), C9 by a product view alone (08-01)
+    let known = "SELECT (as_of AT TIME ZONE 'UTC')::date, sum(customers)
+                   FROM business_vault.population_as_of
+                  WHERE by_loader AND as_of::date IN ('2024-07-04', '2024-07-05', '2024-07-31', '2024-08-01')
+                  GROUP BY as_of ORDER BY as_of";
+    assert_eq!(
+        rows(&client, known).await,
+        [
+            "(2024-07-04,7)",
+            "(2024-07-05,8)",
+            "(2024-07-31,8)",
+            "(2024-08-01,9)"
+        ]
+    );
+    // a request for the end of a kept day reads the kept figures (marked here: each
+    // segment's count 100 more)
+    let mark = |by: i64| {
+        format!(
+            "UPDATE business_vault.population_as_of SET customers = customers + {by}
+              WHERE as_of = '2024-05-25 23:59:59.999999+00'"
+        )
+    };
+    client.batch_execute(&mark(100)).await.expect("mark");
+    let asked = "SELECT sum(customers) FROM mart.segments_as_of('2024-05-25 23:59:59.999999+00')
+                  UNION ALL
+                 SELECT sum(customers) - 100 * count(*) FROM business_vault.population_as_of
+                  WHERE as_of = '2024-05-25 23:59:59.999999+00'";
+    let asked = rows(&client, asked).await;
+    assert_eq!(asked[1], "(7)", "C1 to C7 known on 05-25");
+    assert_ne!(asked[0], asked[1], "the marked figures read");
+    client.batch_execute(&mark(-100)).await.expect("unmark");
+
     // late events (the earliest at noon of 2024-03-01) forget that day and the ones after
     append(&client, &late()).await;
     load_all(&mut client).await;
-    let kept_days =
-        "SELECT count(*), max(as_of) FROM business_vault.rfm_cutpoints_as_of WHERE by_loader";
+    let kept_days = "SELECT count(*), max(as_of) FROM business_vault.rfm_cutpoints_as_of WHERE by_loader
+                     UNION ALL
+                     SELECT count(DISTINCT as_of), max(as_of) FROM business_vault.population_as_of WHERE by_loader";
     assert_eq!(
         rows(&client, kept_days).await,
-        ["(46,\"2024-02-29 23:59:59.999999+00\")"]
+        [
+            "(46,\"2024-02-29 23:59:59.999999+00\")",
+            "(46,\"2024-02-29 23:59:59.999999+00\")"
+        ]
     );
     assert_eq!(
         past_days::fill(&client).await.expect("fill"),
         Filled::Stored(days as usize)
     );
     assert_eq!(rows(&client, differing).await, Vec::<String>::new());
+    assert_eq!(
+        rows(&client, POPULATION_DIFFERING).await,
+        Vec::<String>::new()
+    );
 }
+
+/// The kept population figures of the days of 2024 and of the last two days that differ
+/// from what a request computes for them (`business_vault.population_computed`: every
+/// customer of then, scored by the SQL rules), both ways.
+const POPULATION_DIFFERING: &str = "
+    SELECT d.as_of, x.*
+      FROM (SELECT DISTINCT as_of FROM business_vault.population_as_of
+             WHERE by_loader AND (as_of < '2025-01-01' OR as_of > now() - interval '2 days')) d
+     CROSS JOIN LATERAL (
+           (SELECT 'kept' AS side, p.segment, p.customers, p.with_orders, p.orders, p.revenue,
+                   p.with_days, p.days_sum, p.clv_predicted_12m, p.active, p.at_risk, p.churned
+              FROM business_vault.population_as_of p WHERE p.as_of = d.as_of
+            EXCEPT
+            SELECT 'kept', c.* FROM business_vault.population_computed(d.as_of) c)
+           UNION ALL
+           (SELECT 'computed', c.* FROM business_vault.population_computed(d.as_of) c
+            EXCEPT
+            SELECT 'computed', p.segment, p.customers, p.with_orders, p.orders, p.revenue,
+                   p.with_days, p.days_sum, p.clv_predicted_12m, p.active, p.at_risk, p.churned
+              FROM business_vault.population_as_of p WHERE p.as_of = d.as_of)) x";
