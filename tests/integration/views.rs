@@ -2323,9 +2323,8 @@ async fn the_sweep_of_past_days_scores_a_customer_as_the_sql_rules_do() {
         let sign = if cents < 0 { "-" } else { "" };
         format!("{sign}{}.{:02}", cents.abs() / 100, cents.abs() % 100)
     };
-    let column = |f: &dyn Fn(&(NaiveDate, NaiveDate, NaiveDate, u32, i128)) -> String| {
-        customers.iter().map(f).collect::<Vec<String>>()
-    };
+    type Customer = (NaiveDate, NaiveDate, NaiveDate, u32, i128);
+    let column = |f: &dyn Fn(&Customer) -> String| customers.iter().map(f).collect::<Vec<String>>();
     let sql = client
         .query(
             "SELECT s.days_since_last_order, s.avg_days_between_orders::text, s.churn_risk,
