@@ -401,10 +401,11 @@ pub async fn one(
     Path(id): Path<String>,
     Query(q): Query<AsOfParams>,
 ) -> Result<Json<Customer>, ApiError> {
-    let not_found = || ApiError::not_found("customer", &id);
+    let as_of = q.time()?;
+    let not_found = || ApiError::not_found_at("customer", &id, as_of);
     let hk = params::hash_key(&id).ok_or_else(not_found)?;
     let client = state.reads().await?;
-    let row = match q.time()? {
+    let row = match as_of {
         None => {
             let stmt = client
                 .prepare_cached(&format!(

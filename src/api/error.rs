@@ -54,6 +54,8 @@ pub enum ApiError {
         id: String,
         /// The ids that exist, when they are few (segment names).
         allowed: Vec<String>,
+        /// The business time asked for (`as_of`): none then, maybe some now.
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
     },
     #[error("no route {method} {path}")]
     NoRoute { method: String, path: String },
@@ -150,6 +152,21 @@ impl ApiError {
             what,
             id: id.to_string(),
             allowed: Vec::new(),
+            as_of: None,
+        }
+    }
+
+    /// [`ApiError::not_found`] at the business time `as_of`, when one was asked for.
+    pub fn not_found_at(
+        what: &'static str,
+        id: &str,
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> ApiError {
+        ApiError::NotFound {
+            what,
+            id: id.to_string(),
+            allowed: Vec::new(),
+            as_of,
         }
     }
 
@@ -260,9 +277,20 @@ impl ApiError {
                 "content type {got:?} is not accepted here; use one of: {}",
                 accepted.join(", ")
             ),
-            ApiError::NotFound { what, id, allowed } if !allowed.is_empty() => {
+            ApiError::NotFound {
+                what, id, allowed, ..
+            } if !allowed.is_empty() => {
                 format!("no {what} {id:?}; allowed: {}", allowed.join(", "))
             }
+            ApiError::NotFound {
+                what,
+                id,
+                as_of: Some(t),
+                ..
+            } => format!(
+                "no {what} {id:?} as of {}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            ),
             ApiError::NotFound { what, id, .. } => format!("no {what} {id:?}"),
             ApiError::NoRoute { method, path } => format!(
                 "no endpoint {method} {path}; the endpoints are listed at /openapi.json and /docs"

@@ -155,6 +155,7 @@ fn not_found_example(path: &str) -> ApiError {
             what: "segment",
             id: "Whales".into(),
             allowed: super::openapi::SEGMENTS.map(String::from).to_vec(),
+            as_of: None,
         },
         _ => ApiError::NoRoute {
             method: "GET".into(),

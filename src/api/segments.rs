@@ -119,6 +119,7 @@ pub async fn members(
                 what: "segment",
                 id: name.clone(),
                 allowed: names.clone(),
+                as_of: None,
             })?
     };
     customers::list_segment(state, segment, q).await

@@ -616,7 +616,12 @@ async fn a_customer_now_as_of_a_date_its_orders_and_its_history() {
         .await;
     assert_eq!(before["city"], "Rome");
     let p = app.json("/customers/C01?as_of=2024-01-01", 404).await;
-    assert_problem(&p, 404, "not-found", "no customer \"C01\"");
+    assert_problem(
+        &p,
+        404,
+        "not-found",
+        "no customer \"C01\" as of 2024-01-01T23:59:59.999999Z",
+    );
     let p = app.json("/customers/C01?as_of=last%20week", 400).await;
     assert_problem(&p, 400, "bad-parameter", "as_of");
     assert_eq!(p["parameter"], "as_of");

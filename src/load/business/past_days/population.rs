@@ -104,7 +104,7 @@ pub struct Counted {
     last: i32,
     orders: u32,
     spent_cents: i128,
-    gap_tenths: Option<i128>,
+    gap_tenths: Option<i64>,
 }
 
 impl Counted {

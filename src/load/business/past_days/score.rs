@@ -28,7 +28,7 @@ pub struct Numeric {
 pub struct Scored {
     pub days_since_last_order: i64,
     /// `avg_days_between_orders` in tenths of a day (none with one order).
-    pub gap_tenths: Option<i128>,
+    pub gap_tenths: Option<i64>,
     pub churn: Churn,
     /// `clv_predicted_12m` in cents.
     pub clv_cents: i128,
@@ -50,7 +50,7 @@ pub fn score(
 ) -> Result<Scored, TooLarge> {
     let days = (day - last).num_days();
     let gap_tenths = gap_tenths(first, last, orders)?;
-    let churn = churn_risk(days.into(), gap_tenths);
+    let churn = churn_risk(days, gap_tenths);
     Ok(Scored {
         days_since_last_order: days,
         gap_tenths,
@@ -60,24 +60,33 @@ pub fn score(
 }
 
 /// `avg_days_between_orders` in tenths: round((last - first)::numeric / (orders - 1),
-/// 1); none with fewer than two orders.
-pub fn gap_tenths(
-    first: NaiveDate,
-    last: NaiveDate,
-    orders: u32,
-) -> Result<Option<i128>, TooLarge> {
+/// 1); none with fewer than two orders. (Below a million days the exact quotient,
+/// rounded once, is PostgreSQL's: it keeps twelve decimals or more, and a quotient by
+/// `orders - 1` not on a half tenth is at least 1 / (2 × (orders - 1)) tenths from one.)
+pub fn gap_tenths(first: NaiveDate, last: NaiveDate, orders: u32) -> Result<Option<i64>, TooLarge> {
     if orders < 2 {
         return Ok(None);
     }
-    let span = Numeric {
-        units: (last - first).num_days().into(),
-        scale: 0,
-    };
-    let between = Numeric {
-        units: (orders - 1).into(),
-        scale: 0,
-    };
-    Ok(Some(round(divide(span, between)?, 1)?))
+    let span = (last - first).num_days();
+    let between = i64::from(orders - 1);
+    if span.abs() < 1_000_000 {
+        return Ok(Some(
+            div_half_away((span * 10).into(), between.into()) as i64
+        ));
+    }
+    let gap = divide(
+        Numeric {
+            units: span.into(),
+            scale: 0,
+        },
+        Numeric {
+            units: between.into(),
+            scale: 0,
+        },
+    )?;
+    i64::try_from(round(gap, 1)?)
+        .map(Some)
+        .map_err(|_| TooLarge)
 }
 
 /// `clv_predicted_12m` in cents: round(total_spent * 365 / greatest(days since the
@@ -136,7 +145,7 @@ fn clv_by_numeric(spent_cents: i128, days: i64, retention: (i64, i64)) -> Result
 /// `business_vault.churn_risk(days, gap)`: churned past max(90, 3 gaps), at risk past
 /// min(60, max(14, 1.5 gaps)) (past 60 with one order), compared exactly (in
 /// twentieths of a day, where 1.5 tenths are whole).
-pub fn churn_risk(days: i128, gap_tenths: Option<i128>) -> Churn {
+pub fn churn_risk(days: i64, gap_tenths: Option<i64>) -> Churn {
     let days_20 = days * 20;
     match gap_tenths {
         None if days > 90 => Churn::Churned,
