@@ -2549,10 +2549,15 @@ async fn the_boundaries_and_population_kept_for_every_past_day_are_those_of_then
          placed that day), C7 03-01 1 1000 (O71, paid again)"
     );
 
-    // the population per segment of each kept day against every customer of then
+    // the population per segment of each kept day against every customer of then, and
+    // every day's kept
     assert_eq!(
         rows(&client, POPULATION_DIFFERING).await,
         Vec::<String>::new()
+    );
+    assert_eq!(
+        rows(&client, POPULATION_DAYS).await,
+        [format!("({days},{days})")]
     );
     // customers are counted from when they became known: C1 to C7 registered, C8 by
     // its first order (07-05, a till's line), C9 by a product view alone (08-01)
@@ -2609,7 +2614,62 @@ async fn the_boundaries_and_population_kept_for_every_past_day_are_those_of_then
         rows(&client, POPULATION_DIFFERING).await,
         Vec::<String>::new()
     );
+    assert_eq!(
+        rows(&client, POPULATION_DAYS).await,
+        [format!("({days},{days})")]
+    );
 }
+
+/// Days with nobody to count (an order placed days before the event that recorded it,
+/// of a customer known by nothing else) keep no population figures, yet count as swept:
+/// the next fill finds every day present instead of sweeping again.
+#[tokio::test]
+async fn days_with_nobody_to_count_are_swept_once() {
+    use dvault::load::business::past_days::{self, Filled};
+
+    let (_db, client) = setup(&[
+        product("P1", "Novel", "Books", "50.00"),
+        placed(
+            "placed-O1",
+            ("O1", "C1"),
+            ("2024-05-20", "2024-05-15"),
+            ("web", "placed"),
+            ("P1", 1, "50"),
+        ),
+    ])
+    .await;
+    let days: i64 = client
+        .query_one(
+            "SELECT ((now() AT TIME ZONE 'UTC')::date - '2024-05-15'::date)::bigint",
+            &[],
+        )
+        .await
+        .expect("days")
+        .get(0);
+    assert_eq!(
+        past_days::fill(&client).await.expect("fill"),
+        Filled::Stored(days as usize)
+    );
+    // 05-15 to 05-19: C1's order is not recorded yet, so nobody is known
+    assert_eq!(
+        rows(&client, POPULATION_DAYS).await,
+        [format!("({days},{})", days - 5)]
+    );
+    assert_eq!(
+        past_days::fill(&client).await.expect("fill"),
+        Filled::Present
+    );
+    assert_eq!(
+        rows(&client, POPULATION_DIFFERING).await,
+        Vec::<String>::new()
+    );
+}
+
+/// The days whose population the sweep marks kept, and the days with kept figures.
+const POPULATION_DAYS: &str = "
+    SELECT (SELECT count(*) FROM business_vault.rfm_cutpoints_as_of
+             WHERE by_loader AND population_kept),
+           (SELECT count(DISTINCT as_of) FROM business_vault.population_as_of WHERE by_loader)";
 
 /// The kept population figures of the days of 2024 and of the last two days that differ
 /// from what a request computes for them (`business_vault.population_computed`: every

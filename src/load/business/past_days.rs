@@ -1,4 +1,4 @@
-//! The RFM boundaries of every past day, kept by the loader.
+//! The RFM boundaries and the population figures of every past day, kept by the loader.
 //!
 //! One customer as of a past time (`GET /customers/{id}?as_of=`) is scored against the
 //! quintile boundaries of the whole population at that time: every order as it was
@@ -18,11 +18,20 @@
 //! populations as sorted multisets, and takes each day's boundaries by rank, as
 //! `business_vault.quintile_cuts` defines them.
 //!
+//! `GET /segments?as_of=` and `GET /analytics/churn?as_of=` need every customer known
+//! at that time, scored: the same sweep keeps the figures per segment at the end of
+//! every past day whose figures are missing (`population`, in
+//! `business_vault.population_as_of`), scoring the customers as
+//! `business_vault.customer_scores` does (`score`). The days whose figures were kept are
+//! marked on their boundaries' row (`population_kept`): a day with nobody to count has
+//! no figures to find.
+//!
 //! The rows are stored only if the loader's checkpoint has not moved since the history
 //! was read (one repeatable-read transaction; the checkpoint row locked `FOR SHARE`),
 //! and a batch that writes at or before a day forgets it (`forget_past.sql`): the next
-//! fill sweeps again. A fill with every day present reads a minimum by index and a
-//! count.
+//! fill sweeps again. A fill with every day present reads a minimum by index and the
+//! days kept. A value the population figures cannot hold leaves them to be computed on
+//! request (with a warning) and the boundaries are kept all the same.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -48,7 +57,8 @@ pub enum Filled {
     Nothing,
     /// Every past day was there already.
     Present,
-    /// The history was swept: this many days' boundaries stored.
+    /// The history was swept: this many days' boundaries stored (and the population
+    /// figures of the days that had none).
     Stored(usize),
     /// The vault moved while the history was read: nothing stored.
     Moved,
@@ -72,9 +82,10 @@ SELECT (min(o.ordered_at) AT TIME ZONE 'UTC')::date,
        business_vault.is_counted(NULL)
   FROM business_vault.order_summary o";
 
-/// How many of the span's days are stored.
+/// The span's days stored, and whether their population figures were (UTC dates).
 const PRESENT: &str = "
-SELECT count(*) FROM business_vault.rfm_cutpoints_as_of m
+SELECT (m.as_of AT TIME ZONE 'UTC')::date, m.population_kept
+  FROM business_vault.rfm_cutpoints_as_of m
  WHERE m.by_loader AND m.as_of BETWEEN $1 AND $2";
 
 /// The order history, with the rules applied, and no more of it than the days need:
@@ -115,42 +126,41 @@ SELECT 3::smallint, b.hk_order, NULL, s.applied_dts, NULL,
  WHERE b.hk_order IN (SELECT o.hk_order FROM business_vault.order_summary o
                        WHERE o.lines_since > o.details_from)";
 
-/// The days of the span whose population figures a sweep stored (UTC dates, in order).
-const POPULATION_PRESENT: &str = "
-SELECT DISTINCT (m.as_of AT TIME ZONE 'UTC')::date
-  FROM business_vault.population_as_of m
- WHERE m.by_loader AND m.as_of BETWEEN $1 AND $2
- ORDER BY 1";
-
-/// When each customer became known other than by an order (`business_vault.customers_at`):
-/// its first profile or contact version or product view.
+/// Every customer of the hub (the population counts no other), and when it became
+/// known other than by an order (`business_vault.customers_at`): its first profile or
+/// contact version or product view, if any.
 const KNOWN: &str = "
-SELECT u.hk_customer, min(u.at)
-  FROM (SELECT s.hk_customer, min(s.applied_dts) AS at
-          FROM raw_vault.sat_customer_profile s GROUP BY s.hk_customer
-        UNION ALL
-        SELECT s.hk_customer, min(s.applied_dts)
-          FROM raw_vault.sat_customer_contact s GROUP BY s.hk_customer
-        UNION ALL
-        SELECT v.hk_customer, min(v.viewed_at)
-          FROM raw_vault.link_product_view v GROUP BY v.hk_customer) u
- GROUP BY u.hk_customer";
+SELECT h.hk_customer, k.at
+  FROM raw_vault.hub_customer h
+  LEFT JOIN (SELECT u.hk_customer, min(u.at) AS at
+               FROM (SELECT s.hk_customer, min(s.applied_dts) AS at
+                       FROM raw_vault.sat_customer_profile s GROUP BY s.hk_customer
+                     UNION ALL
+                     SELECT s.hk_customer, min(s.applied_dts)
+                       FROM raw_vault.sat_customer_contact s GROUP BY s.hk_customer
+                     UNION ALL
+                     SELECT v.hk_customer, min(v.viewed_at)
+                       FROM raw_vault.link_product_view v GROUP BY v.hk_customer) u
+              GROUP BY u.hk_customer) k
+    ON k.hk_customer = h.hk_customer";
 
-/// Store the swept days, if the checkpoint is where it was when they were read. (Money
-/// at two decimals, as the database sums it: the driver sends a zero without its scale.)
+/// Store the swept days, if the checkpoint is where it was when they were read, with
+/// whether their population figures were stored too (`$17`). (Money at two decimals,
+/// as the database sums it: the driver sends a zero without its scale.)
 const STORE: &str = "
 INSERT INTO business_vault.rfm_cutpoints_as_of AS m
-       (as_of, population, recency, frequency, monetary, by_loader)
+       (as_of, population, recency, frequency, monetary, by_loader, population_kept)
 SELECT d.as_of, d.population, ARRAY[d.r1, d.r2, d.r3, d.r4], ARRAY[d.f1, d.f2, d.f3, d.f4],
-       ARRAY[round(d.m1, 2), round(d.m2, 2), round(d.m3, 2), round(d.m4, 2)], true
+       ARRAY[round(d.m1, 2), round(d.m2, 2), round(d.m3, 2), round(d.m4, 2)], true, d.kept
   FROM unnest($3::timestamptz[], $4::integer[], $5::date[], $6::date[], $7::date[], $8::date[],
               $9::integer[], $10::integer[], $11::integer[], $12::integer[],
-              $13::numeric[], $14::numeric[], $15::numeric[], $16::numeric[])
-       AS d(as_of, population, r1, r2, r3, r4, f1, f2, f3, f4, m1, m2, m3, m4)
+              $13::numeric[], $14::numeric[], $15::numeric[], $16::numeric[], $17::boolean[])
+       AS d(as_of, population, r1, r2, r3, r4, f1, f2, f3, f4, m1, m2, m3, m4, kept)
  WHERE EXISTS (SELECT FROM ops.checkpoints k
                 WHERE k.consumer = 'vault_loader' AND k.xid::text = $1 AND k.seq = $2
                   FOR SHARE)
-ON CONFLICT (as_of) DO UPDATE SET by_loader = true";
+ON CONFLICT (as_of) DO UPDATE
+   SET by_loader = true, population_kept = m.population_kept OR EXCLUDED.population_kept";
 
 /// The instant a date as of means: the end of that UTC day. (The API reads a date
 /// `as_of` with it: the kept days are found by that very instant.)
@@ -202,36 +212,32 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
     if last < first {
         return Ok(Filled::Nothing);
     }
-    let days = (last - first).num_days() + 1;
-    let span_ends = [&day_end(first), &day_end(last)];
-    let present: i64 = client
-        .query_one(PRESENT, &[span_ends[0], span_ends[1]])
+    let days = (last - first).num_days() as usize + 1;
+    // the days stored, and those whose population figures are missing
+    let mut stored_days = 0;
+    let mut wanted = vec![true; days];
+    for row in client
+        .query(PRESENT, &[&day_end(first), &day_end(last)])
         .await
-        .doing("counting the past days stored")?
-        .get(0);
-    let wanted = population_wanted(client, first, last).await?;
-    if present >= days && !wanted.contains(&true) {
+        .doing("reading the past days stored")?
+    {
+        stored_days += 1;
+        let (day, kept): (NaiveDate, bool) = (row.get(0), row.get(1));
+        if let Some(w) = usize::try_from((day - first).num_days())
+            .ok()
+            .and_then(|d| wanted.get_mut(d))
+        {
+            *w = !kept;
+        }
+    }
+    if stored_days >= days && !wanted.contains(&true) {
         return Ok(Filled::Present);
     }
     let (xid, seq): (Option<String>, Option<i64>) = (span.get(2), span.get(3));
     let mut sweep = Sweep::new(span.get::<_, Option<bool>>(4).unwrap_or(true));
     let started = std::time::Instant::now();
     let segments = if wanted.contains(&true) {
-        let rows = client
-            .query_raw(KNOWN, std::iter::empty::<&str>())
-            .await
-            .doing("reading when the customers became known")?;
-        pin_mut!(rows);
-        while let Some(row) = rows
-            .try_next()
-            .await
-            .doing("reading when the customers became known")?
-        {
-            if let Err(why) = sweep.know(&row) {
-                return Ok(Filled::Unsweepable(why));
-            }
-        }
-        Some(Segments::read(client).await?)
+        read_known(client, &mut sweep).await?
     } else {
         None
     };
@@ -247,7 +253,8 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
     }
     let read_ms = started.elapsed().as_millis() as u64;
     let versions = sweep.versions.len();
-    let swept = match sweep.run(first, last, segments.as_ref().map(|s| (&wanted[..], s))) {
+    let wanted_days = segments.as_ref().map(|s| (&wanted[..], s));
+    let mut swept = match sweep.run(first, last, wanted_days) {
         Ok(swept) => swept,
         Err(why) => return Ok(Filled::Unsweepable(why)),
     };
@@ -258,47 +265,69 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
         population_days = swept.population.len(),
         "order history swept"
     );
-    let stored = store(client, &xid, &seq, &swept.cuts).await?;
     if let Some(segments) = &segments
+        && swept.population_failed.is_none()
         && let Err(why) =
             population::store(client, (&xid, &seq), &swept.population, segments).await?
     {
-        return Ok(Filled::Unsweepable(why));
+        swept.population_failed = Some(why);
     }
-    Ok(match stored {
+    if let Some(why) = &swept.population_failed {
+        tracing::warn!(
+            "population figures of the past days not kept (computed on request instead): {why}"
+        );
+        swept.population.clear();
+    }
+    let kept: Vec<bool> = {
+        let mut kept = vec![false; swept.cuts.len()];
+        for p in &swept.population {
+            if let Some(k) = usize::try_from((p.day - first).num_days())
+                .ok()
+                .and_then(|d| kept.get_mut(d))
+            {
+                *k = true;
+            }
+        }
+        kept
+    };
+    Ok(match store(client, &xid, &seq, &swept.cuts, &kept).await? {
         0 => Filled::Moved,
         stored => Filled::Stored(stored),
     })
 }
 
-/// Which days of the span need their population swept, by number from `first`: those
-/// without figures stored by a sweep, from the first day that has some (the days
-/// before it had nobody to count: a batch that changes them forgets every later day
-/// too), or every day when none has.
-async fn population_wanted(
-    client: &Client,
-    first: NaiveDate,
-    last: NaiveDate,
-) -> Result<Vec<bool>, Failed> {
-    let kept: Vec<NaiveDate> = client
-        .query(POPULATION_PRESENT, &[&day_end(first), &day_end(last)])
+/// Read [`KNOWN`] into the sweep, and the segments: none (with a warning) when a value
+/// there is one the population figures cannot hold.
+async fn read_known(client: &Client, sweep: &mut Sweep) -> Result<Option<Segments>, Failed> {
+    let rows = client
+        .query_raw(KNOWN, std::iter::empty::<&str>())
         .await
-        .doing("reading the past days' population figures stored")?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let days = (last - first).num_days() as usize + 1;
-    let mut wanted = vec![kept.is_empty(); days];
-    if let Some(&from) = kept.first() {
-        let from = (from - first).num_days().max(0) as usize;
-        wanted[from.min(days)..].fill(true);
-        for day in kept {
-            if let Some(w) = wanted.get_mut((day - first).num_days() as usize) {
-                *w = false;
-            }
+        .doing("reading when the customers became known")?;
+    pin_mut!(rows);
+    let mut unknowable = None;
+    while let Some(row) = rows
+        .try_next()
+        .await
+        .doing("reading when the customers became known")?
+    {
+        if let Err(why) = sweep.know(&row) {
+            unknowable.get_or_insert(why);
         }
     }
-    Ok(wanted)
+    let segments = match unknowable {
+        Some(why) => Err(why),
+        None => Segments::read(client).await?,
+    };
+    Ok(match segments {
+        Ok(segments) => Some(segments),
+        Err(why) => {
+            sweep.known.clear();
+            tracing::warn!(
+                "population figures of the past days not kept (computed on request instead): {why}"
+            );
+            None
+        }
+    })
 }
 
 /// [`fill`] after a run, saying what it did in the log.
@@ -308,7 +337,11 @@ pub async fn after_run(client: &Client) -> Result<Filled, Failed> {
     let ms = started.elapsed().as_millis() as u64;
     match &filled {
         Filled::Stored(days) => {
-            tracing::info!(days, ms, "RFM boundaries of the past days stored")
+            tracing::info!(
+                days,
+                ms,
+                "RFM boundaries and population of the past days stored"
+            )
         }
         Filled::Moved => {
             tracing::info!(
@@ -329,6 +362,7 @@ async fn store(
     xid: &Option<String>,
     seq: &Option<i64>,
     cuts: &[DayCuts],
+    population_kept: &[bool],
 ) -> Result<usize, Failed> {
     let as_of: Vec<DateTime<Utc>> = cuts.iter().map(|c| day_end(c.day)).collect();
     let population: Vec<i32> = cuts
@@ -364,6 +398,7 @@ async fn store(
                 &m[1],
                 &m[2],
                 &m[3],
+                &population_kept,
             ],
         )
         .await
@@ -529,7 +564,8 @@ struct Sweep {
     /// Lines numbered: the real ones, and one per order whose amount never changed.
     line_count: u32,
     customers: BTreeMap<Option<Hash>, u32>,
-    /// When customers became known other than by an order, as (customer, µs).
+    /// The customers of the hub, and when they became known other than by an order, as
+    /// (customer, µs; `i64::MAX`: never).
     known: Vec<(u32, i64)>,
     versions: Vec<Version>,
 }
@@ -548,7 +584,7 @@ impl Sweep {
         }
     }
 
-    /// Take one row of [`KNOWN`].
+    /// Take one row of [`KNOWN`]; an error names a time the sweep cannot hold.
     fn know(&mut self, row: &tokio_postgres::Row) -> Result<(), String> {
         let key: Option<&[u8]> = get(row, 0)?;
         let Some(key) = key.and_then(|b| Hash::try_from(b).ok()) else {
@@ -646,7 +682,7 @@ impl Sweep {
         mut self,
         first: NaiveDate,
         last: NaiveDate,
-        population: Option<(&[bool], &Segments)>,
+        mut population: Option<(&[bool], &Segments)>,
     ) -> Result<Swept, String> {
         self.versions.sort_unstable_by_key(|v| (v.at, v.seq));
         let mut orders: Vec<Order> = std::iter::repeat_with(Order::default)
@@ -657,11 +693,9 @@ impl Sweep {
         }
         let mut lines: Vec<Option<Decimal>> = vec![None; self.line_count as usize];
         let mut customers: Vec<Customer> = vec![];
-        customers.resize_with(self.customers.len(), || Customer::new(true, i64::MAX));
-        if let Some(&missing) = self.customers.get(&None) {
-            customers[missing as usize].in_hub = false;
-        }
+        customers.resize_with(self.customers.len(), || Customer::new(false, i64::MAX));
         for &(customer, from) in &self.known {
+            customers[customer as usize].in_hub = true;
             customers[customer as usize].known_from = from;
         }
         let (mut recency, mut frequency, mut monetary) =
@@ -752,7 +786,13 @@ impl Sweep {
                     scored += 1;
                 }
                 if population.is_some() {
-                    c.counted = population::Counted::of(c)?;
+                    match population::Counted::of(c) {
+                        Ok(counted) => c.counted = counted,
+                        Err(why) => {
+                            swept.population_failed = Some(why);
+                            population = None;
+                        }
+                    }
                 }
             }
             let cuts = match swept.cuts.last() {
@@ -771,8 +811,13 @@ impl Sweep {
             if let Some((wanted, segments)) = population
                 && wanted.get(swept.cuts.len()) == Some(&true)
             {
-                let at_end = population::at_day_end(&customers, end, &cuts, segments)?;
-                swept.population.push(at_end);
+                match population::at_day_end(&customers, end, &cuts, segments) {
+                    Ok(at_end) => swept.population.push(at_end),
+                    Err(why) => {
+                        swept.population_failed = Some(why);
+                        population = None;
+                    }
+                }
             }
             swept.cuts.push(cuts);
             let Some(following) = day.checked_add_days(Days::new(1)) else {
@@ -784,11 +829,13 @@ impl Sweep {
     }
 }
 
-/// What a sweep found: the boundaries of every day, the population of the days asked.
+/// What a sweep found: the boundaries of every day, the population of the days asked
+/// (or why not: a value the figures cannot hold).
 #[derive(Default)]
 struct Swept {
     cuts: Vec<DayCuts>,
     population: Vec<DayPopulation>,
+    population_failed: Option<String>,
 }
 
 /// Column `i` of `row`, or what is wrong with it.

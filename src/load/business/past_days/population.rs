@@ -31,7 +31,8 @@ pub struct Segments {
 }
 
 impl Segments {
-    pub async fn read(client: &Client) -> Result<Segments, Failed> {
+    /// The segments, or the score triple without one.
+    pub async fn read(client: &Client) -> Result<Result<Segments, String>, Failed> {
         let rows = client
             .query(SEGMENTS, &[])
             .await
@@ -40,8 +41,10 @@ impl Segments {
         let mut by_scores = [0; 125];
         let mut prospect = 0;
         for row in rows {
-            let name: Option<String> = row.get(3);
-            let name = name.unwrap_or_default();
+            let triple: [Option<i32>; 3] = [row.get(0), row.get(1), row.get(2)];
+            let Some(name) = row.get::<_, Option<String>>(3) else {
+                return Ok(Err(format!("rfm_segment{triple:?} is NULL")));
+            };
             let at = match names.iter().position(|n| *n == name) {
                 Some(at) => at,
                 None => {
@@ -49,23 +52,20 @@ impl Segments {
                     names.len() - 1
                 }
             };
-            match (
-                row.get::<_, Option<i32>>(0),
-                row.get::<_, Option<i32>>(1),
-                row.get::<_, Option<i32>>(2),
-            ) {
-                (Some(r), Some(f), Some(m)) => {
-                    let score = |s: i32| usize::try_from(s).unwrap_or(1).clamp(1, 5);
+            match triple {
+                // (each of 1 to 5: SEGMENTS' series)
+                [Some(r), Some(f), Some(m)] => {
+                    let score = |s: i32| usize::try_from(s).unwrap_or(1);
                     by_scores[index((score(r), score(f), score(m)))] = at;
                 }
                 _ => prospect = at,
             }
         }
-        Ok(Segments {
+        Ok(Ok(Segments {
             names,
             by_scores,
             prospect,
-        })
+        }))
     }
 }
 

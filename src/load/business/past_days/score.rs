@@ -3,8 +3,8 @@
 //! `views/20_rules.sql`, with PostgreSQL's `numeric` arithmetic reproduced digit for
 //! digit. The RFM segment is not here: the sweep reads the segment of every score
 //! triple from `business_vault.rfm_segment` itself. `tests/integration/views.rs`
-//! compares these functions with the SQL ones over thousands of figures, and every
-//! kept day's population with `business_vault.population_computed`.
+//! compares these functions with the SQL ones over thousands of figures, and the kept
+//! days' population with `business_vault.population_computed`.
 
 use chrono::NaiveDate;
 
@@ -106,7 +106,7 @@ pub fn clv_cents(spent_cents: i128, since_first: i64, churn: Churn) -> Result<i1
     let days = since_first.max(90);
     if let Ok(cents) = i64::try_from(spent_cents)
         && days <= 1_000_000
-        && cents.abs() < 10_000_000_000 / 365 * days
+        && cents.unsigned_abs() < (10_000_000_000 / 365 * days).unsigned_abs()
     {
         let (n, d) = (cents * 365 * num, days * den);
         let (q, r) = (n / d, n % d);
@@ -283,7 +283,7 @@ mod tests {
     }
 
     #[test]
-    fn the_quick_predicted_value_is_postgresql_s() {
+    fn the_quick_predicted_value_is_the_digit_for_digit_one() {
         let mut seed = 11u64;
         let mut random = move |below: u64| {
             seed = seed
