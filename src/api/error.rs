@@ -148,12 +148,7 @@ impl ApiError {
     }
 
     pub fn not_found(what: &'static str, id: &str) -> ApiError {
-        ApiError::NotFound {
-            what,
-            id: id.to_string(),
-            allowed: Vec::new(),
-            as_of: None,
-        }
+        ApiError::not_found_at(what, id, None)
     }
 
     /// [`ApiError::not_found`] at the business time `as_of`, when one was asked for.

@@ -47,7 +47,7 @@ impl ManualRun {
     }
 
     /// End the run: analyze what a successful load changed (and keep the RFM
-    /// boundaries of the past days it left missing), record how it ended
+    /// boundaries and population figures of the past days it left missing), record how it ended
     /// (`waiting`: the transaction holding events back, if any), and release the lock
     /// whatever happened before. The load's own error comes first, then the
     /// bookkeeping's.

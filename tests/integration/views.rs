@@ -2456,6 +2456,18 @@ async fn quintile_cuts_are_the_smallest_values_with_enough_below_them() {
     );
 }
 
+/// How many past days the loader keeps from `first` (a date) to yesterday (UTC).
+async fn days_to_yesterday(client: &Client, first: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT ((now() AT TIME ZONE 'UTC')::date - $1::text::date)::bigint",
+            &[&first],
+        )
+        .await
+        .expect("days")
+        .get(0)
+}
+
 /// Orders whose life shows every kind of change the RFM boundaries of past days must
 /// follow: one placed (ordered_at) days after the event that recorded it, one that
 /// counts again after it was cancelled, one placed as cancelled.
@@ -2494,14 +2506,7 @@ async fn the_boundaries_and_population_kept_for_every_past_day_are_those_of_then
     append(&client, &[orders_changed(), orders_turning()].concat()).await;
     load_all(&mut client).await;
 
-    let days: i64 = client
-        .query_one(
-            "SELECT ((now() AT TIME ZONE 'UTC')::date - '2024-01-15'::date)::bigint",
-            &[],
-        )
-        .await
-        .expect("days")
-        .get(0);
+    let days = days_to_yesterday(&client, "2024-01-15").await;
     assert_eq!(
         past_days::fill(&client).await.expect("fill"),
         Filled::Stored(days as usize),
@@ -2638,14 +2643,7 @@ async fn days_with_nobody_to_count_are_swept_once() {
         ),
     ])
     .await;
-    let days: i64 = client
-        .query_one(
-            "SELECT ((now() AT TIME ZONE 'UTC')::date - '2024-05-15'::date)::bigint",
-            &[],
-        )
-        .await
-        .expect("days")
-        .get(0);
+    let days = days_to_yesterday(&client, "2024-05-15").await;
     assert_eq!(
         past_days::fill(&client).await.expect("fill"),
         Filled::Stored(days as usize)

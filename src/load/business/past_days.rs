@@ -212,16 +212,14 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
     if last < first {
         return Ok(Filled::Nothing);
     }
-    let days = (last - first).num_days() as usize + 1;
-    // the days stored, and those whose population figures are missing
-    let mut stored_days = 0;
-    let mut wanted = vec![true; days];
+    // the days whose population figures are missing (the days not stored among them);
+    // when none is, every day is there
+    let mut wanted = vec![true; (last - first).num_days() as usize + 1];
     for row in client
         .query(PRESENT, &[&day_end(first), &day_end(last)])
         .await
         .doing("reading the past days stored")?
     {
-        stored_days += 1;
         let (day, kept): (NaiveDate, bool) = (row.get(0), row.get(1));
         if let Some(w) = usize::try_from((day - first).num_days())
             .ok()
@@ -230,14 +228,18 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
             *w = !kept;
         }
     }
-    if stored_days >= days && !wanted.contains(&true) {
+    if !wanted.contains(&true) {
         return Ok(Filled::Present);
     }
     let (xid, seq): (Option<String>, Option<i64>) = (span.get(2), span.get(3));
     let mut sweep = Sweep::new(span.get::<_, Option<bool>>(4).unwrap_or(true));
     let started = std::time::Instant::now();
+    let mut population_failed = None;
     let segments = if wanted.contains(&true) {
-        read_known(client, &mut sweep).await?
+        read_known(client, &mut sweep)
+            .await?
+            .map_err(|why| population_failed = Some(why))
+            .ok()
     } else {
         None
     };
@@ -254,7 +256,7 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
     let read_ms = started.elapsed().as_millis() as u64;
     let versions = sweep.versions.len();
     let wanted_days = segments.as_ref().map(|s| (&wanted[..], s));
-    let mut swept = match sweep.run(first, last, wanted_days) {
+    let swept = match sweep.run(first, last, wanted_days) {
         Ok(swept) => swept,
         Err(why) => return Ok(Filled::Unsweepable(why)),
     };
@@ -265,40 +267,35 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
         population_days = swept.population.len(),
         "order history swept"
     );
+    let mut population_failed = population_failed.or(swept.population_failed);
     if let Some(segments) = &segments
-        && swept.population_failed.is_none()
+        && population_failed.is_none()
         && let Err(why) =
             population::store(client, (&xid, &seq), &swept.population, segments).await?
     {
-        swept.population_failed = Some(why);
+        population_failed = Some(why);
     }
-    if let Some(why) = &swept.population_failed {
+    // the days whose population is stored now: every one wanted, unless it failed
+    let mut kept = wanted;
+    kept.truncate(swept.cuts.len());
+    if let Some(why) = &population_failed {
         tracing::warn!(
             "population figures of the past days not kept (computed on request instead): {why}"
         );
-        swept.population.clear();
+        kept.fill(false);
     }
-    let kept: Vec<bool> = {
-        let mut kept = vec![false; swept.cuts.len()];
-        for p in &swept.population {
-            if let Some(k) = usize::try_from((p.day - first).num_days())
-                .ok()
-                .and_then(|d| kept.get_mut(d))
-            {
-                *k = true;
-            }
-        }
-        kept
-    };
     Ok(match store(client, &xid, &seq, &swept.cuts, &kept).await? {
         0 => Filled::Moved,
         stored => Filled::Stored(stored),
     })
 }
 
-/// Read [`KNOWN`] into the sweep, and the segments: none (with a warning) when a value
-/// there is one the population figures cannot hold.
-async fn read_known(client: &Client, sweep: &mut Sweep) -> Result<Option<Segments>, Failed> {
+/// Read [`KNOWN`] into the sweep, and the segments; or a value there that the
+/// population figures cannot hold.
+async fn read_known(
+    client: &Client,
+    sweep: &mut Sweep,
+) -> Result<Result<Segments, String>, Failed> {
     let rows = client
         .query_raw(KNOWN, std::iter::empty::<&str>())
         .await
@@ -314,20 +311,10 @@ async fn read_known(client: &Client, sweep: &mut Sweep) -> Result<Option<Segment
             unknowable.get_or_insert(why);
         }
     }
-    let segments = match unknowable {
-        Some(why) => Err(why),
-        None => Segments::read(client).await?,
-    };
-    Ok(match segments {
-        Ok(segments) => Some(segments),
-        Err(why) => {
-            sweep.known.clear();
-            tracing::warn!(
-                "population figures of the past days not kept (computed on request instead): {why}"
-            );
-            None
-        }
-    })
+    match unknowable {
+        Some(why) => Ok(Err(why)),
+        None => Segments::read(client).await,
+    }
 }
 
 /// [`fill`] after a run, saying what it did in the log.
@@ -475,13 +462,14 @@ struct Customer {
 }
 
 impl Customer {
-    fn new(in_hub: bool, known_from: i64) -> Customer {
+    /// A customer with no order, not known to be of the hub (until [`KNOWN`] says so).
+    fn new() -> Customer {
         Customer {
             orders: 0,
             spent: Decimal::ZERO,
             dates: Multiset::new(),
-            in_hub,
-            known_from,
+            in_hub: false,
+            known_from: i64::MAX,
             existing: 0,
             counted: None,
         }
@@ -693,7 +681,7 @@ impl Sweep {
         }
         let mut lines: Vec<Option<Decimal>> = vec![None; self.line_count as usize];
         let mut customers: Vec<Customer> = vec![];
-        customers.resize_with(self.customers.len(), || Customer::new(false, i64::MAX));
+        customers.resize_with(self.customers.len(), Customer::new);
         for &(customer, from) in &self.known {
             customers[customer as usize].in_hub = true;
             customers[customer as usize].known_from = from;
@@ -869,6 +857,17 @@ impl<'a> FromSql<'a> for Micros {
 mod tests {
     use super::*;
 
+    /// Numbers below a bound, the same for the same seed (a linear congruential
+    /// generator): the sweep's tests and its scores' draw their cases from it.
+    pub(super) fn random(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |below| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % below
+        }
+    }
+
     /// `business_vault.quintile_cuts` by its definition: the smallest value greater
     /// than the one at rank ⌈k·n/5⌉ of the sorted values.
     fn by_definition(values: &[u32]) -> [Option<u32>; 4] {
@@ -886,13 +885,7 @@ mod tests {
 
     #[test]
     fn cuts_are_the_smallest_values_above_each_quintile_rank() {
-        let mut seed = 7u64;
-        let mut random = move |below: u64| {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (seed >> 33) % below
-        };
+        let mut random = random(7);
         for _ in 0..3_000 {
             let n = random(40) as usize;
             let spread = 1 + random(12);

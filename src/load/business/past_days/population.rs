@@ -113,8 +113,6 @@ impl Counted {
         let Some((first, last)) = c.first_and_last() else {
             return Ok(None);
         };
-        let mut spent = c.spent;
-        spent.rescale(2);
         let gap_tenths = score::gap_tenths(first, last, c.orders).map_err(|_| {
             format!(
                 "the average gap of {} orders from {first} to {last}",
@@ -125,10 +123,16 @@ impl Counted {
             first: first.num_days_from_ce(),
             last: last.num_days_from_ce(),
             orders: c.orders,
-            spent_cents: spent.mantissa(),
+            spent_cents: cents(c.spent),
             gap_tenths,
         }))
     }
+}
+
+/// An amount of money in cents (at two decimals, as every amount of the history is).
+fn cents(mut amount: Decimal) -> i128 {
+    amount.rescale(2);
+    amount.mantissa()
 }
 
 /// `business_vault.quintile_score`: 1 + the number of boundaries `x` reaches.
@@ -148,12 +152,7 @@ pub fn at_day_end(
 ) -> Result<DayPopulation, String> {
     let today = cuts.day.num_days_from_ce();
     let recency = cuts.recency.map(|c| c.map(|d| d.num_days_from_ce()));
-    let monetary = cuts.monetary.map(|c| {
-        c.map(|mut m| {
-            m.rescale(2);
-            m.mantissa()
-        })
-    });
+    let monetary = cuts.monetary.map(|c| c.map(cents));
     let mut figures = vec![Figures::default(); segments.names.len()];
     for c in customers {
         if !c.in_hub || !(c.known_from <= end || c.existing > 0) {

@@ -247,31 +247,21 @@ mod tests {
 
     #[test]
     fn division_keeps_sixteen_significant_digits_as_postgresql_does() {
-        // SELECT 1::numeric / 3  → 0.33333333333333333333 (20 places)
-        assert_eq!(
-            divide(n(1, 0), n(3, 0)),
-            Ok(n(33_333_333_333_333_333_333, 20))
-        );
-        // SELECT 2::numeric / 3  → 0.66666666666666666667
-        assert_eq!(
-            divide(n(2, 0), n(3, 0)),
-            Ok(n(66_666_666_666_666_666_667, 20))
-        );
-        // SELECT 10000::numeric / 3 → 3333.3333333333333333
-        assert_eq!(
-            divide(n(10_000, 0), n(3, 0)),
-            Ok(n(33_333_333_333_333_333_333, 16))
-        );
-        // SELECT 4565.25 / 90 → 50.7250000000000000
-        assert_eq!(
-            divide(n(456_525, 2), n(90, 0)),
-            Ok(n(507_250_000_000_000_000, 16))
-        );
-        // SELECT -7::numeric / 2 → -3.5000000000000000
-        assert_eq!(
-            divide(n(-7, 0), n(2, 0)),
-            Ok(n(-35_000_000_000_000_000, 16))
-        );
+        // (a / b, and what PostgreSQL 15 answers for it)
+        for (a, b, quotient) in [
+            // SELECT 1::numeric / 3  → 0.33333333333333333333 (20 places)
+            (n(1, 0), n(3, 0), n(33_333_333_333_333_333_333, 20)),
+            // SELECT 2::numeric / 3  → 0.66666666666666666667
+            (n(2, 0), n(3, 0), n(66_666_666_666_666_666_667, 20)),
+            // SELECT 10000::numeric / 3 → 3333.3333333333333333
+            (n(10_000, 0), n(3, 0), n(33_333_333_333_333_333_333, 16)),
+            // SELECT 4565.25 / 90 → 50.7250000000000000
+            (n(456_525, 2), n(90, 0), n(507_250_000_000_000_000, 16)),
+            // SELECT -7::numeric / 2 → -3.5000000000000000
+            (n(-7, 0), n(2, 0), n(-35_000_000_000_000_000, 16)),
+        ] {
+            assert_eq!(divide(a, b), Ok(quotient), "{a:?} / {b:?}");
+        }
     }
 
     #[test]
@@ -284,13 +274,7 @@ mod tests {
 
     #[test]
     fn the_quick_predicted_value_is_the_digit_for_digit_one() {
-        let mut seed = 11u64;
-        let mut random = move |below: u64| {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (seed >> 33) % below
-        };
+        let mut random = super::super::tests::random(11);
         for i in 0..200_000 {
             // cents up to 10^(i % 12), negative now and then; days near 90 and beyond
             let cents = random(10u64.pow(i % 12)) as i128 * if i % 17 == 0 { -1 } else { 1 };
