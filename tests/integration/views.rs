@@ -2597,6 +2597,41 @@ async fn the_boundaries_and_population_kept_for_every_past_day_are_those_of_then
     assert_ne!(asked[0], asked[1], "the marked figures read");
     client.batch_execute(&mark(-100)).await.expect("unmark");
 
+    // the revenue series of each kept day against the orders of then, and a request for
+    // the end of a kept day reads them (marked here: each version's orders 100 more)
+    assert_eq!(rows(&client, REVENUE_DIFFERING).await, Vec::<String>::new());
+    let may = "SELECT period_start, orders, customers, units, revenue,
+                      orders_cancelled_or_returned, revenue_lost
+                 FROM mart.revenue_as_of('2024-05-25 23:59:59.999999+00', 'month')";
+    assert_eq!(
+        rows(&client, may).await,
+        [
+            "(2024-01-01,1,1,1,1000.00,0,0.00)",
+            "(2024-02-01,3,3,6,170.00,0,0.00)",
+            "(2024-03-01,5,5,8,1250.00,1,700.00)",
+            "(2024-04-01,2,2,3,180.00,0,0.00)",
+            "(2024-05-01,4,4,8,280.00,0,0.00)"
+        ],
+        "by 05-25: January O51; February O11, O31, O41; March O12, O21, O32, O42 and O71 \
+         (paid again), O92 placed cancelled (700); April O13, O22; May O14, O23, O33 and \
+         O91 (2 units, placed that day)"
+    );
+    let mark = |by: i64| {
+        format!(
+            "UPDATE business_vault.revenue_kept SET orders = orders + {by}
+              WHERE held @> '2024-05-25'::date AND grain = 'month'"
+        )
+    };
+    client.batch_execute(&mark(100)).await.expect("mark");
+    let marked =
+        "SELECT sum(orders) FROM mart.revenue_as_of('2024-05-25 23:59:59.999999+00', 'month')";
+    assert_eq!(
+        rows(&client, marked).await,
+        ["(515)"],
+        "15 orders, 100 more a month"
+    );
+    client.batch_execute(&mark(-100)).await.expect("unmark");
+
     // late events (the earliest at noon of 2024-03-01) forget that day and the ones after
     append(&client, &late()).await;
     load_all(&mut client).await;
@@ -2619,6 +2654,7 @@ async fn the_boundaries_and_population_kept_for_every_past_day_are_those_of_then
         rows(&client, POPULATION_DIFFERING).await,
         Vec::<String>::new()
     );
+    assert_eq!(rows(&client, REVENUE_DIFFERING).await, Vec::<String>::new());
     assert_eq!(
         rows(&client, POPULATION_DAYS).await,
         [format!("({days},{days})")]
@@ -2662,6 +2698,36 @@ async fn days_with_nobody_to_count_are_swept_once() {
         Vec::<String>::new()
     );
 }
+
+/// The revenue series the sweep kept for the days of 2024 and the last two that differ
+/// from what a request computes for them (`business_vault.sales_computed`), both ways,
+/// for each grain; and the days of the span not marked kept.
+const REVENUE_DIFFERING: &str = "
+    SELECT d.as_of, x.*
+      FROM (SELECT as_of FROM business_vault.rfm_cutpoints_as_of
+             WHERE by_loader AND (as_of < '2025-01-01' OR as_of > now() - interval '2 days')) d
+     CROSS JOIN LATERAL (
+           (SELECT 'kept' AS side, k.grain, k.period_start, k.orders, k.customers, k.units,
+                   k.revenue, k.orders_cancelled_or_returned, k.revenue_lost
+              FROM business_vault.revenue_kept k
+             WHERE k.held @> (d.as_of AT TIME ZONE 'UTC')::date
+            EXCEPT
+            SELECT 'kept', c.grain, c.period_start, c.orders, c.customers, c.units, c.revenue,
+                   c.orders_cancelled_or_returned, c.revenue_lost
+              FROM business_vault.sales_computed(d.as_of) c WHERE c.part = 'revenue')
+           UNION ALL
+           (SELECT 'computed', c.grain, c.period_start, c.orders, c.customers, c.units,
+                   c.revenue, c.orders_cancelled_or_returned, c.revenue_lost
+              FROM business_vault.sales_computed(d.as_of) c WHERE c.part = 'revenue'
+            EXCEPT
+            SELECT 'computed', k.grain, k.period_start, k.orders, k.customers, k.units,
+                   k.revenue, k.orders_cancelled_or_returned, k.revenue_lost
+              FROM business_vault.revenue_kept k
+             WHERE k.held @> (d.as_of AT TIME ZONE 'UTC')::date)) x
+    UNION ALL
+    SELECT m.as_of, 'not kept', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+      FROM business_vault.rfm_cutpoints_as_of m
+     WHERE m.by_loader AND NOT m.sales_kept";
 
 /// The days whose population the sweep marks kept, and the days with kept figures.
 const POPULATION_DAYS: &str = "

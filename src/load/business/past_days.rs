@@ -46,8 +46,10 @@ use tokio_postgres::error::SqlState;
 use crate::db::{Doing, Failed};
 use crate::hash::{Hash, KeyMap};
 use population::{DayPopulation, Segments};
+use revenue::{Sale, Series};
 
 mod population;
+mod revenue;
 pub mod score;
 
 /// What [`fill`] did.
@@ -82,9 +84,10 @@ SELECT (min(o.ordered_at) AT TIME ZONE 'UTC')::date,
        business_vault.is_counted(NULL)
   FROM business_vault.order_summary o";
 
-/// The span's days stored, and whether their population figures were (UTC dates).
+/// The span's days stored, and whether their population figures and revenue series
+/// were (UTC dates).
 const PRESENT: &str = "
-SELECT (m.as_of AT TIME ZONE 'UTC')::date, m.population_kept
+SELECT (m.as_of AT TIME ZONE 'UTC')::date, m.population_kept, m.sales_kept
   FROM business_vault.rfm_cutpoints_as_of m
  WHERE m.by_loader AND m.as_of BETWEEN $1 AND $2";
 
@@ -93,7 +96,7 @@ SELECT (m.as_of AT TIME ZONE 'UTC')::date, m.population_kept
 /// - kind 0, one row per order of the summary: its customer (as `orders_at`), and
 ///   what of it did not change over its life, which is most of it: its details, when
 ///   their current version began with the first (`details_since = details_from`); its
-///   amount, when its lines' current versions began by then (`lines_since <=
+///   amount and units, when its lines' current versions began by then (`lines_since <=
 ///   details_from`; before its first details the order did not exist).
 /// - kind 1 and 3: every version of the details and lines that did change.
 /// - kind 2: the status versions of the orders with a status that counts otherwise than
@@ -102,17 +105,18 @@ const HISTORY: &str = "
 SELECT 0::smallint, o.hk_order, o.hk_customer, o.details_from,
        CASE WHEN o.details_since <= o.details_from THEN o.ordered_at END,
        CASE WHEN o.lines_since <= o.details_from THEN o.amount END,
-       NULL::boolean, NULL::bytea, NULL::bigint
+       NULL::boolean, NULL::bytea, NULL::bigint,
+       CASE WHEN o.lines_since <= o.details_from THEN o.units END
   FROM business_vault.order_summary o
 UNION ALL
 SELECT 1::smallint, d.hk_order, NULL, d.applied_dts, coalesce(d.ordered_at, d.applied_dts),
-       NULL, NULL, NULL, d.event_seq
+       NULL, NULL, NULL, d.event_seq, NULL
   FROM raw_vault.sat_order_details d
  WHERE d.hk_order IN (SELECT o.hk_order FROM business_vault.order_summary o
                        WHERE o.details_since > o.details_from)
 UNION ALL
 SELECT 2::smallint, s.hk_order, NULL, s.applied_dts, NULL, NULL,
-       business_vault.is_counted(s.status), NULL, s.event_seq
+       business_vault.is_counted(s.status), NULL, s.event_seq, NULL
   FROM raw_vault.sat_order_status s
  WHERE s.hk_order = ANY (ARRAY(SELECT DISTINCT x.hk_order FROM raw_vault.sat_order_status x
                                 WHERE business_vault.is_counted(x.status)
@@ -120,7 +124,7 @@ SELECT 2::smallint, s.hk_order, NULL, s.applied_dts, NULL, NULL,
 UNION ALL
 SELECT 3::smallint, b.hk_order, NULL, s.applied_dts, NULL,
        business_vault.line_amount(s.quantity, s.unit_price, s.discount), NULL,
-       b.hk_order_product, s.event_seq
+       b.hk_order_product, s.event_seq, s.quantity
   FROM business_vault.bridge_customer_order_product b
   JOIN raw_vault.sat_order_line s ON s.hk_order_product = b.hk_order_product
  WHERE b.hk_order IN (SELECT o.hk_order FROM business_vault.order_summary o
@@ -145,13 +149,16 @@ SELECT h.hk_customer, k.at
     ON k.hk_customer = h.hk_customer";
 
 /// Store the swept days, if the checkpoint is where it was when they were read, with
-/// whether their population figures were stored too (`$17`). (Money at two decimals,
-/// as the database sums it: the driver sends a zero without its scale.)
+/// whether their population figures were stored too (`$17`); their revenue series are,
+/// every day's (see [`fill`]). (Money at two decimals, as the database sums it: the
+/// driver sends a zero without its scale.)
 const STORE: &str = "
 INSERT INTO business_vault.rfm_cutpoints_as_of AS m
-       (as_of, population, recency, frequency, monetary, by_loader, population_kept)
+       (as_of, population, recency, frequency, monetary, by_loader, population_kept,
+        sales_kept)
 SELECT d.as_of, d.population, ARRAY[d.r1, d.r2, d.r3, d.r4], ARRAY[d.f1, d.f2, d.f3, d.f4],
-       ARRAY[round(d.m1, 2), round(d.m2, 2), round(d.m3, 2), round(d.m4, 2)], true, d.kept
+       ARRAY[round(d.m1, 2), round(d.m2, 2), round(d.m3, 2), round(d.m4, 2)], true, d.kept,
+       true
   FROM unnest($3::timestamptz[], $4::integer[], $5::date[], $6::date[], $7::date[], $8::date[],
               $9::integer[], $10::integer[], $11::integer[], $12::integer[],
               $13::numeric[], $14::numeric[], $15::numeric[], $16::numeric[], $17::boolean[])
@@ -160,7 +167,8 @@ SELECT d.as_of, d.population, ARRAY[d.r1, d.r2, d.r3, d.r4], ARRAY[d.f1, d.f2, d
                 WHERE k.consumer = 'vault_loader' AND k.xid::text = $1 AND k.seq = $2
                   FOR SHARE)
 ON CONFLICT (as_of) DO UPDATE
-   SET by_loader = true, population_kept = m.population_kept OR EXCLUDED.population_kept";
+   SET by_loader = true, population_kept = m.population_kept OR EXCLUDED.population_kept,
+       sales_kept = true";
 
 /// The instant a date as of means: the end of that UTC day. (The API reads a date
 /// `as_of` with it: the kept days are found by that very instant.)
@@ -212,23 +220,25 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
     if last < first {
         return Ok(Filled::Nothing);
     }
-    // the days whose population figures are missing (the days not stored among them);
-    // when none is, every day is there
+    // the days whose population figures are missing (the days not stored among them),
+    // and whether a day's revenue series is; when none is, every day is there
     let mut wanted = vec![true; (last - first).num_days() as usize + 1];
+    let mut sales_kept = vec![false; wanted.len()];
     for row in client
         .query(PRESENT, &[&day_end(first), &day_end(last)])
         .await
         .doing("reading the past days stored")?
     {
-        let (day, kept): (NaiveDate, bool) = (row.get(0), row.get(1));
-        if let Some(w) = usize::try_from((day - first).num_days())
-            .ok()
-            .and_then(|d| wanted.get_mut(d))
+        let (day, kept, sales): (NaiveDate, bool, bool) = (row.get(0), row.get(1), row.get(2));
+        if let Ok(d) = usize::try_from((day - first).num_days())
+            && d < wanted.len()
         {
-            *w = !kept;
+            wanted[d] = !kept;
+            sales_kept[d] = sales;
         }
     }
-    if !wanted.contains(&true) {
+    let sales_wanted = sales_kept.contains(&false);
+    if !wanted.contains(&true) && !sales_wanted {
         return Ok(Filled::Present);
     }
     let (xid, seq): (Option<String>, Option<i64>) = (span.get(2), span.get(3));
@@ -256,7 +266,7 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
     let read_ms = started.elapsed().as_millis() as u64;
     let versions = sweep.versions.len();
     let wanted_days = segments.as_ref().map(|s| (&wanted[..], s));
-    let swept = match sweep.run(first, last, wanted_days) {
+    let swept = match sweep.run(first, last, wanted_days, sales_wanted) {
         Ok(swept) => swept,
         Err(why) => return Ok(Filled::Unsweepable(why)),
     };
@@ -283,6 +293,11 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
             "population figures of the past days not kept (computed on request instead): {why}"
         );
         kept.fill(false);
+    }
+    // the revenue series of every day, replacing the versions kept before (which
+    // answer for every day otherwise)
+    if let Some(series) = swept.series {
+        series.store(client, (&xid, &seq), last).await?;
     }
     Ok(match store(client, &xid, &seq, &swept.cuts, &kept).await? {
         0 => Filled::Moved,
@@ -412,9 +427,17 @@ struct Version {
 }
 
 enum Change {
-    Details { ordered_at: i64 },
-    Status { counted: bool },
-    Line { line: u32, amount: Decimal },
+    Details {
+        ordered_at: i64,
+    },
+    Status {
+        counted: bool,
+    },
+    Line {
+        line: u32,
+        amount: Decimal,
+        units: i64,
+    },
 }
 
 /// An order as the sweep has reached it.
@@ -425,10 +448,12 @@ struct Order {
     ordered_at: Option<i64>,
     /// Whether the status in force counts (none: no status yet).
     counted: Option<bool>,
-    /// The sum of the amounts of the line versions in force.
+    /// The sums of the amounts and units of the line versions in force.
     amount: Decimal,
-    /// What it adds to its customer's figures now: its date and amount, if it counts.
-    adds: Option<(NaiveDate, Decimal)>,
+    units: i64,
+    /// What it adds to its periods' sales now, if placed (and so to its customer's
+    /// figures, if it counts).
+    sale: Option<Sale>,
     /// Placed by now (its details in force say so).
     exists: bool,
     dirty: bool,
@@ -625,7 +650,15 @@ impl Sweep {
                 if let Some(amount) = amount {
                     let line = self.line_count;
                     self.line_count += 1;
-                    push(at, Change::Line { line, amount });
+                    let units: Option<i64> = get(row, 9)?;
+                    push(
+                        at,
+                        Change::Line {
+                            line,
+                            amount,
+                            units: units.unwrap_or_default(),
+                        },
+                    );
                 }
             }
             1 => push(
@@ -650,11 +683,13 @@ impl Sweep {
                 }
                 let amount: Option<Decimal> =
                     get(row, 5).map_err(|e| format!("a line amount: {e}"))?;
+                let quantity: Option<i64> = get(row, 9)?;
                 push(
                     at,
                     Change::Line {
                         line,
                         amount: amount.unwrap_or_default(),
+                        units: quantity.unwrap_or_default(),
                     },
                 );
             }
@@ -662,24 +697,27 @@ impl Sweep {
         Ok(())
     }
 
-    /// The boundaries at the end of every day from `first` to `last`, and the
-    /// population at the end of those for which `population` says so (by the day's
-    /// number from `first`; with the segments); an error names a value the sweep cannot
-    /// hold.
+    /// The boundaries at the end of every day from `first` to `last`, the population
+    /// at the end of those for which `population` says so (by the day's number from
+    /// `first`; with the segments), and if `sales`, the revenue series of every day; an
+    /// error names a value the sweep cannot hold.
     fn run(
         mut self,
         first: NaiveDate,
         last: NaiveDate,
         mut population: Option<(&[bool], &Segments)>,
+        sales: bool,
     ) -> Result<Swept, String> {
         self.versions.sort_unstable_by_key(|v| (v.at, v.seq));
+        // the orders without a customer link share one customer, whom nobody counts
+        let no_customer = self.customers.get(&None).copied();
         let mut orders: Vec<Order> = std::iter::repeat_with(Order::default)
             .take(self.orders.len())
             .collect();
         for &(order, customer) in &self.order_customers {
             orders[order as usize].customer = customer;
         }
-        let mut lines: Vec<Option<Decimal>> = vec![None; self.line_count as usize];
+        let mut lines: Vec<Option<(Decimal, i64)>> = vec![None; self.line_count as usize];
         let mut customers: Vec<Customer> = vec![];
         customers.resize_with(self.customers.len(), Customer::new);
         for &(customer, from) in &self.known {
@@ -693,7 +731,10 @@ impl Sweep {
         let mut placed_later: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::new();
         let mut dirty: Vec<u32> = Vec::new();
         let mut next = 0;
-        let mut swept = Swept::default();
+        let mut swept = Swept {
+            series: sales.then(Series::default),
+            ..Swept::default()
+        };
         let mut day = first;
         while day <= last {
             let end = day_end(day).timestamp_micros();
@@ -708,9 +749,16 @@ impl Sweep {
                         }
                     }
                     Change::Status { counted } => o.counted = Some(counted),
-                    Change::Line { line, amount } => {
-                        let was = lines[line as usize].replace(amount).unwrap_or_default();
+                    Change::Line {
+                        line,
+                        amount,
+                        units,
+                    } => {
+                        let (was, was_units) = lines[line as usize]
+                            .replace((amount, units))
+                            .unwrap_or_default();
                         o.amount += amount - was;
+                        o.units += units - was_units;
                     }
                 }
                 o.mark(v.order, &mut dirty);
@@ -736,21 +784,32 @@ impl Sweep {
                         c.existing -= 1;
                     }
                 }
-                let adds = match o.ordered_at {
-                    Some(at) if exists && o.counted.unwrap_or(self.counted_without_status) => {
-                        let date = DateTime::from_timestamp_micros(at)
-                            .ok_or_else(|| format!("an order placed at {at} µs from 1970"))?
-                            .date_naive();
+                let sale = match o.ordered_at {
+                    Some(at) if exists => {
                         let mut amount = o.amount;
                         amount.rescale(2);
-                        Some((date, amount))
+                        Some(Sale {
+                            date: revenue::date_of(at)?,
+                            customer: (Some(o.customer) != no_customer).then_some(o.customer),
+                            counted: o.counted.unwrap_or(self.counted_without_status),
+                            amount,
+                            units: o.units,
+                        })
                     }
                     _ => None,
                 };
-                if adds == o.adds {
+                let was = std::mem::replace(&mut o.sale, sale);
+                if sale == was {
                     continue;
                 }
-                let was_adding = std::mem::replace(&mut o.adds, adds);
+                if let Some(series) = &mut swept.series {
+                    series.change(was, sale);
+                }
+                let adds = |s: Option<Sale>| s.filter(|s| s.counted).map(|s| (s.date, s.amount));
+                let (was_adding, adds) = (adds(was), adds(sale));
+                if adds == was_adding {
+                    continue;
+                }
                 if let Some((r, f, m)) = c.figures() {
                     recency.remove(r);
                     frequency.remove(f);
@@ -808,6 +867,9 @@ impl Sweep {
                 }
             }
             swept.cuts.push(cuts);
+            if let Some(series) = &mut swept.series {
+                series.day_end(day);
+            }
             let Some(following) = day.checked_add_days(Days::new(1)) else {
                 break;
             };
@@ -818,12 +880,13 @@ impl Sweep {
 }
 
 /// What a sweep found: the boundaries of every day, the population of the days asked
-/// (or why not: a value the figures cannot hold).
+/// (or why not: a value the figures cannot hold), the revenue series if asked.
 #[derive(Default)]
 struct Swept {
     cuts: Vec<DayCuts>,
     population: Vec<DayPopulation>,
     population_failed: Option<String>,
+    series: Option<Series>,
 }
 
 /// Column `i` of `row`, or what is wrong with it.
