@@ -2599,7 +2599,10 @@ async fn the_boundaries_and_population_kept_for_every_past_day_are_those_of_then
 
     // the revenue series of each kept day against the orders of then, and a request for
     // the end of a kept day reads them (marked here: each version's orders 100 more)
-    assert_eq!(rows(&client, REVENUE_DIFFERING).await, Vec::<String>::new());
+    assert_eq!(
+        rows(&client, &revenue_differing(DAYS_COMPARED)).await,
+        Vec::<String>::new()
+    );
     let may = "SELECT period_start, orders, customers, units, revenue,
                       orders_cancelled_or_returned, revenue_lost
                  FROM mart.revenue_as_of('2024-05-25 23:59:59.999999+00', 'month')";
@@ -2654,7 +2657,10 @@ async fn the_boundaries_and_population_kept_for_every_past_day_are_those_of_then
         rows(&client, POPULATION_DIFFERING).await,
         Vec::<String>::new()
     );
-    assert_eq!(rows(&client, REVENUE_DIFFERING).await, Vec::<String>::new());
+    assert_eq!(
+        rows(&client, &revenue_differing(DAYS_COMPARED)).await,
+        Vec::<String>::new()
+    );
     assert_eq!(
         rows(&client, POPULATION_DAYS).await,
         [format!("({days},{days})")]
@@ -2699,13 +2705,16 @@ async fn days_with_nobody_to_count_are_swept_once() {
     );
 }
 
-/// The revenue series the sweep kept for the days of 2024 and the last two that differ
-/// from what a request computes for them (`business_vault.sales_computed`), both ways,
-/// for each grain; and the days of the span not marked kept.
-const REVENUE_DIFFERING: &str = "
+/// The revenue series the sweep kept for the days `days` picks (a condition on `as_of`,
+/// the day's end) that differ from what a request computes for them
+/// (`business_vault.sales_computed`), both ways, for each grain; and the days of the
+/// span not marked kept.
+pub fn revenue_differing(days: &str) -> String {
+    format!(
+        "
     SELECT d.as_of, x.*
       FROM (SELECT as_of FROM business_vault.rfm_cutpoints_as_of
-             WHERE by_loader AND (as_of < '2025-01-01' OR as_of > now() - interval '2 days')) d
+             WHERE by_loader AND ({days})) d
      CROSS JOIN LATERAL (
            (SELECT 'kept' AS side, k.grain, k.period_start, k.orders, k.customers, k.units,
                    k.revenue, k.orders_cancelled_or_returned, k.revenue_lost
@@ -2727,7 +2736,12 @@ const REVENUE_DIFFERING: &str = "
     UNION ALL
     SELECT m.as_of, 'not kept', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
       FROM business_vault.rfm_cutpoints_as_of m
-     WHERE m.by_loader AND NOT m.sales_kept";
+     WHERE m.by_loader AND NOT m.sales_kept"
+    )
+}
+
+/// The days of 2024 and the last two.
+const DAYS_COMPARED: &str = "as_of < '2025-01-01' OR as_of > now() - interval '2 days'";
 
 /// The days whose population the sweep marks kept, and the days with kept figures.
 const POPULATION_DAYS: &str = "
