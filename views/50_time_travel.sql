@@ -820,9 +820,9 @@ $$;
 COMMENT ON FUNCTION business_vault.sales_remembered(timestamptz) IS
     'Remember business_vault.sales_computed(ts) in business_vault.sales_as_of and its tables; false when it cannot be (a read-only transaction, or a load committed meanwhile).';
 
--- Whether the revenue series at ts is kept by the loader (migration 28): ts is the end of
--- a past day whose series it kept.
-CREATE OR REPLACE FUNCTION business_vault.revenue_kept_at(ts timestamptz)
+-- Whether the sales at ts are kept by the loader (migration 28): ts is the end of a past
+-- day whose sales it kept.
+CREATE OR REPLACE FUNCTION business_vault.sales_kept_at(ts timestamptz)
 RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -830,12 +830,11 @@ AS $$
     SELECT EXISTS (SELECT FROM business_vault.rfm_cutpoints_as_of m
                     WHERE m.as_of = ts AND m.by_loader AND m.sales_kept)
 $$;
-COMMENT ON FUNCTION business_vault.revenue_kept_at(timestamptz) IS
-    'Whether business_vault.revenue_kept answers for business time ts: the end of a past UTC day whose revenue series the loader kept.';
+COMMENT ON FUNCTION business_vault.sales_kept_at(timestamptz) IS
+    'Whether business_vault.revenue_kept, categories_kept and top_products_kept answer for business time ts: the end of a past UTC day whose sales the loader kept.';
 
 -- The three readers: the remembered figures, or (see above) their own computation.
--- (mart.revenue_as_of reads the series the loader kept first, when ts is the end of a
--- past day.) business_vault.sales_remembered is asked first, to remember the sales of
+-- (Each reads what the loader kept first, when ts is the end of a past day.) business_vault.sales_remembered is asked first, to remember the sales of
 -- ts if it can; which of the two a reader returns is then decided inside its one statement
 -- (one snapshot): remembered figures a batch or the eviction removed in between are
 -- either all seen or computed again, never an empty answer.
@@ -851,7 +850,7 @@ BEGIN
         RAISE EXCEPTION 'unknown period %: day, week or month', quote_nullable(period)
               USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF NOT business_vault.revenue_kept_at(ts) THEN
+    IF NOT business_vault.sales_kept_at(ts) THEN
         PERFORM business_vault.sales_remembered(ts);
     END IF;
     RETURN QUERY
@@ -860,18 +859,18 @@ BEGIN
         SELECT x.period_start AS starts, x.orders AS n, x.customers AS c, x.units AS u,
                x.revenue AS amount, x.orders_cancelled_or_returned AS lost, x.revenue_lost AS lost_amount
           FROM business_vault.revenue_kept x
-         WHERE business_vault.revenue_kept_at(ts)
+         WHERE business_vault.sales_kept_at(ts)
            AND x.held @> (ts AT TIME ZONE 'UTC')::date AND x.grain = period
         UNION ALL
         SELECT x.period_start, x.orders, x.customers, x.units, x.revenue,
                x.orders_cancelled_or_returned, x.revenue_lost
           FROM business_vault.revenue_as_of x
-         WHERE NOT business_vault.revenue_kept_at(ts) AND x.as_of = ts AND x.grain = period
+         WHERE NOT business_vault.sales_kept_at(ts) AND x.as_of = ts AND x.grain = period
         UNION ALL
         SELECT x.period_start, x.orders, x.customers, x.units, x.revenue,
                x.orders_cancelled_or_returned, x.revenue_lost
           FROM business_vault.sales_computed(ts) x
-         WHERE NOT business_vault.revenue_kept_at(ts)
+         WHERE NOT business_vault.sales_kept_at(ts)
            AND NOT EXISTS (SELECT FROM business_vault.sales_as_of m WHERE m.as_of = ts)
            AND x.part = 'revenue' AND x.grain = period
     )
@@ -895,16 +894,23 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM business_vault.sales_remembered(ts);
+    IF NOT business_vault.sales_kept_at(ts) THEN
+        PERFORM business_vault.sales_remembered(ts);
+    END IF;
     RETURN QUERY
     WITH c AS (
         SELECT x.category AS name, x.products AS n, x.units_sold AS u, x.revenue AS amount
+          FROM business_vault.categories_kept x
+         WHERE business_vault.sales_kept_at(ts) AND x.held @> (ts AT TIME ZONE 'UTC')::date
+        UNION ALL
+        SELECT x.category, x.products, x.units_sold, x.revenue
           FROM business_vault.categories_as_of x
-         WHERE x.as_of = ts
+         WHERE NOT business_vault.sales_kept_at(ts) AND x.as_of = ts
         UNION ALL
         SELECT x.category, x.products, x.units::bigint, x.revenue
           FROM business_vault.sales_computed(ts) x
-         WHERE NOT EXISTS (SELECT FROM business_vault.sales_as_of m WHERE m.as_of = ts)
+         WHERE NOT business_vault.sales_kept_at(ts)
+           AND NOT EXISTS (SELECT FROM business_vault.sales_as_of m WHERE m.as_of = ts)
            AND x.part = 'category'
     )
     SELECT c.name, c.n, c.u, c.amount, round(100.0 * c.amount / nullif(sum(c.amount) OVER (), 0), 2)
@@ -922,15 +928,22 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM business_vault.sales_remembered(ts);
+    IF NOT business_vault.sales_kept_at(ts) THEN
+        PERFORM business_vault.sales_remembered(ts);
+    END IF;
     RETURN QUERY
     SELECT x.rank, x.product_id, x.name, x.category, x.units_sold, x.revenue
+      FROM business_vault.top_products_kept x
+     WHERE business_vault.sales_kept_at(ts) AND x.held @> (ts AT TIME ZONE 'UTC')::date
+    UNION ALL
+    SELECT x.rank, x.product_id, x.name, x.category, x.units_sold, x.revenue
       FROM business_vault.top_products_as_of x
-     WHERE x.as_of = ts
+     WHERE NOT business_vault.sales_kept_at(ts) AND x.as_of = ts
     UNION ALL
     SELECT x.rank, x.product_id, x.name, x.category, x.units::bigint, x.revenue
       FROM business_vault.sales_computed(ts) x
-     WHERE NOT EXISTS (SELECT FROM business_vault.sales_as_of m WHERE m.as_of = ts)
+     WHERE NOT business_vault.sales_kept_at(ts)
+       AND NOT EXISTS (SELECT FROM business_vault.sales_as_of m WHERE m.as_of = ts)
        AND x.part = 'product'
      ORDER BY 1;
 END

@@ -62,7 +62,7 @@ pub const TABLES: &[&str] = &[
 /// Answers the business vault remembers rather than derives from the log (the RFM
 /// boundaries, the population figures and the sales of past times,
 /// `V13__rfm_cutpoints_as_of.sql`, `V15__population_as_of.sql`, `V18__sales_as_of.sql`,
-/// and the revenue series of past days, `V28__revenue_every_day.sql`):
+/// and the sales of past days, `V28__revenue_every_day.sql`):
 /// emptied with it, not part of what a rebuild must reproduce. The sales' figures hang
 /// from `sales_as_of` by a foreign key, so they are listed too (TRUNCATE wants them).
 pub const CACHES: &[&str] = &[
@@ -73,6 +73,8 @@ pub const CACHES: &[&str] = &[
     "business_vault.categories_as_of",
     "business_vault.top_products_as_of",
     "business_vault.revenue_kept",
+    "business_vault.categories_kept",
+    "business_vault.top_products_kept",
 ];
 
 /// The keys a batch touched, by what they feed.

@@ -2488,6 +2488,16 @@ fn orders_turning() -> Vec<NewEvent> {
             ("shop", "cancelled"),
             ("P5", 1, "700"),
         ),
+        // products never listed: P8 known from its view (04-10), P9 from the order with
+        // a line of it (09-10)
+        viewed(90, "C1", "P8", "2024-04-10"),
+        placed(
+            "placed-O93",
+            ("O93", "C5"),
+            ("2024-09-10", "2024-09-10"),
+            ("web", "placed"),
+            ("P9", 1, "30"),
+        ),
     ]
 }
 
@@ -2600,7 +2610,7 @@ async fn the_boundaries_and_population_kept_for_every_past_day_are_those_of_then
     // the revenue series of each kept day against the orders of then, and a request for
     // the end of a kept day reads them (marked here: each version's orders 100 more)
     assert_eq!(
-        rows(&client, &revenue_differing(DAYS_COMPARED)).await,
+        rows(&client, &sales_differing(DAYS_COMPARED)).await,
         Vec::<String>::new()
     );
     let may = "SELECT period_start, orders, customers, units, revenue,
@@ -2634,6 +2644,47 @@ async fn the_boundaries_and_population_kept_for_every_past_day_are_those_of_then
         "15 orders, 100 more a month"
     );
     client.batch_execute(&mark(-100)).await.expect("unmark");
+    // and so are its categories and top products (known then: P8 by a view, without a
+    // category; P9 not yet)
+    let categories = "SELECT category, products, units_sold, revenue
+                        FROM mart.categories_as_of('2024-05-25 23:59:59.999999+00')";
+    assert_eq!(
+        rows(&client, categories).await,
+        [
+            "(Toys,2,5,2240.00)",
+            "(Books,2,19,620.00)",
+            "(Garden,1,2,20.00)",
+            "(,1,0,0.00)"
+        ],
+        "Toys: P5 1+1 for 2000 (O51, O71; not O92, cancelled) and P2 3 for 240 (O21, O22, \
+         O23); Books: P1 8 for 400 (O11 to O14) and P3 3+3+3+2 for 220 (O31, O32, O33, \
+         O91); Garden: P4 1+1 for 20 (O41, O42); P8 never listed, viewed"
+    );
+    client
+        .batch_execute(
+            "UPDATE business_vault.categories_kept SET products = products + 10
+              WHERE held @> '2024-05-25'::date;
+             UPDATE business_vault.top_products_kept SET units_sold = units_sold + 10
+              WHERE held @> '2024-05-25'::date",
+        )
+        .await
+        .expect("mark");
+    let marked = "SELECT (SELECT sum(products) FROM mart.categories_as_of('2024-05-25 23:59:59.999999+00')),
+                         (SELECT sum(units_sold) FROM mart.top_products_as_of('2024-05-25 23:59:59.999999+00'))";
+    assert_eq!(
+        rows(&client, marked).await,
+        ["(46,76)"],
+        "6 products and 26 units, 10 more on each of 4 categories and 5 products"
+    );
+    client
+        .batch_execute(
+            "UPDATE business_vault.categories_kept SET products = products - 10
+              WHERE held @> '2024-05-25'::date;
+             UPDATE business_vault.top_products_kept SET units_sold = units_sold - 10
+              WHERE held @> '2024-05-25'::date",
+        )
+        .await
+        .expect("unmark");
 
     // late events (the earliest at noon of 2024-03-01) forget that day and the ones after
     append(&client, &late()).await;
@@ -2658,7 +2709,7 @@ async fn the_boundaries_and_population_kept_for_every_past_day_are_those_of_then
         Vec::<String>::new()
     );
     assert_eq!(
-        rows(&client, &revenue_differing(DAYS_COMPARED)).await,
+        rows(&client, &sales_differing(DAYS_COMPARED)).await,
         Vec::<String>::new()
     );
     assert_eq!(
@@ -2705,36 +2756,46 @@ async fn days_with_nobody_to_count_are_swept_once() {
     );
 }
 
-/// The revenue series the sweep kept for the days `days` picks (a condition on `as_of`,
-/// the day's end) that differ from what a request computes for them
-/// (`business_vault.sales_computed`), both ways, for each grain; and the days of the
-/// span not marked kept.
-pub fn revenue_differing(days: &str) -> String {
+/// The sales the sweep kept (revenue series, categories, top products) for the days
+/// `days` picks (a condition on `as_of`, the day's end) that differ from what a request
+/// computes for them (`business_vault.sales_computed`), both ways, as text rows; and the
+/// days of the span not marked kept.
+pub fn sales_differing(days: &str) -> String {
     format!(
         "
-    SELECT d.as_of, x.*
-      FROM (SELECT as_of FROM business_vault.rfm_cutpoints_as_of
+    SELECT d.as_of, x.side, x.r
+      FROM (SELECT as_of, (as_of AT TIME ZONE 'UTC')::date AS day
+              FROM business_vault.rfm_cutpoints_as_of
              WHERE by_loader AND ({days})) d
      CROSS JOIN LATERAL (
-           (SELECT 'kept' AS side, k.grain, k.period_start, k.orders, k.customers, k.units,
-                   k.revenue, k.orders_cancelled_or_returned, k.revenue_lost
-              FROM business_vault.revenue_kept k
-             WHERE k.held @> (d.as_of AT TIME ZONE 'UTC')::date
-            EXCEPT
-            SELECT 'kept', c.grain, c.period_start, c.orders, c.customers, c.units, c.revenue,
-                   c.orders_cancelled_or_returned, c.revenue_lost
-              FROM business_vault.sales_computed(d.as_of) c WHERE c.part = 'revenue')
+           WITH kept AS (
+                SELECT 'revenue ' || ROW(k.grain, k.period_start, k.orders, k.customers, k.units,
+                                         k.revenue, k.orders_cancelled_or_returned,
+                                         k.revenue_lost)::text AS r
+                  FROM business_vault.revenue_kept k WHERE k.held @> d.day
+                UNION ALL
+                SELECT 'category ' || ROW(k.category, k.products, k.units_sold, k.revenue)::text
+                  FROM business_vault.categories_kept k WHERE k.held @> d.day
+                UNION ALL
+                SELECT 'product ' || ROW(k.rank, k.product_id, k.name, k.category, k.units_sold,
+                                         k.revenue)::text
+                  FROM business_vault.top_products_kept k WHERE k.held @> d.day
+           ), computed AS (
+                SELECT c.part || ' ' || CASE c.part
+                         WHEN 'revenue' THEN ROW(c.grain, c.period_start, c.orders, c.customers,
+                                                 c.units, c.revenue, c.orders_cancelled_or_returned,
+                                                 c.revenue_lost)::text
+                         WHEN 'category' THEN ROW(c.category, c.products, c.units::bigint,
+                                                  c.revenue)::text
+                         ELSE ROW(c.rank, c.product_id, c.name, c.category, c.units::bigint,
+                                  c.revenue)::text END AS r
+                  FROM business_vault.sales_computed(d.as_of) c
+           )
+           (SELECT 'kept' AS side, r FROM kept EXCEPT SELECT 'kept', r FROM computed)
            UNION ALL
-           (SELECT 'computed', c.grain, c.period_start, c.orders, c.customers, c.units,
-                   c.revenue, c.orders_cancelled_or_returned, c.revenue_lost
-              FROM business_vault.sales_computed(d.as_of) c WHERE c.part = 'revenue'
-            EXCEPT
-            SELECT 'computed', k.grain, k.period_start, k.orders, k.customers, k.units,
-                   k.revenue, k.orders_cancelled_or_returned, k.revenue_lost
-              FROM business_vault.revenue_kept k
-             WHERE k.held @> (d.as_of AT TIME ZONE 'UTC')::date)) x
+           (SELECT 'computed', r FROM computed EXCEPT SELECT 'computed', r FROM kept)) x
     UNION ALL
-    SELECT m.as_of, 'not kept', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    SELECT m.as_of, 'not kept', NULL
       FROM business_vault.rfm_cutpoints_as_of m
      WHERE m.by_loader AND NOT m.sales_kept"
     )

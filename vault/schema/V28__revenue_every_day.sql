@@ -1,10 +1,12 @@
--- dvault schema, migration 28: the revenue series of every past day, kept by the loader.
+-- dvault schema, migration 28: the sales of every past day (the revenue series, the
+-- categories and the top products), kept by the loader.
 --
 -- Like the boundaries (migration 26) and the population figures (27): the first request
--- of a date for the revenue series (mart.revenue_as_of, GET /analytics/revenue?as_of=)
--- computed the sales of then from every order and line, seconds at ten times the demo
--- data. The loader's sweep of the order history now also keeps the series of every
--- past day (src/load/business/past_days/revenue.rs). Storing each day's whole series
+-- of a date for its sales (mart.revenue_as_of, mart.categories_as_of,
+-- mart.top_products_as_of, GET /analytics/revenue|categories|top-products?as_of=)
+-- computed them from every order and line of then, seconds at ten times the demo data.
+-- The loader's sweep of the order history now also keeps them for every past day
+-- (src/load/business/past_days/revenue.rs and products.rs). Storing each day's whole series
 -- would be some 440 rows a day, most of them the same as the day before's: a period's
 -- figures change only on the days one of its orders is placed or changes. So each
 -- version of a period's figures is kept once, with the days it held (`held`: the ends of
@@ -17,7 +19,7 @@
 ALTER TABLE business_vault.rfm_cutpoints_as_of
     ADD COLUMN sales_kept boolean NOT NULL DEFAULT false;
 COMMENT ON COLUMN business_vault.rfm_cutpoints_as_of.sales_kept IS
-    'The loader''s sweep kept the revenue series of this day too (in business_vault.revenue_kept, the versions whose held range contains the day).';
+    'The loader''s sweep kept the sales of this day too (in business_vault.revenue_kept, categories_kept and top_products_kept: the versions whose held range contains the day).';
 
 CREATE TABLE business_vault.revenue_kept (
     grain                        text NOT NULL CHECK (grain IN ('day', 'week', 'month')),
@@ -40,3 +42,29 @@ COMMENT ON TABLE business_vault.revenue_kept IS
     'business_vault.revenue_period as it was at the end of each past UTC day, kept by the loader: one row per version of a period''s figures (orders placed by then, counted by their status then), held at the end of every day of held. A period without an order placed by a day has no version holding that day. Answers only for the days whose business_vault.rfm_cutpoints_as_of row is marked sales_kept.';
 COMMENT ON COLUMN business_vault.revenue_kept.held IS
     'The days at whose end the period had these figures.';
+
+CREATE TABLE business_vault.categories_kept (
+    category   text,
+    held       daterange NOT NULL CHECK (NOT isempty(held)),
+    products   bigint NOT NULL,
+    units_sold bigint NOT NULL,
+    revenue    numeric NOT NULL,
+    CONSTRAINT categories_kept_key UNIQUE NULLS NOT DISTINCT (category, held)
+);
+CREATE INDEX categories_kept_held ON business_vault.categories_kept USING spgist (held);
+COMMENT ON TABLE business_vault.categories_kept IS
+    'business_vault.category_summary as it was at the end of each past UTC day, kept by the loader: one row per version of a category''s figures (the products known then in that category then, the sales of the orders counted then), held at the end of every day of held. Answers only for the days marked sales_kept.';
+
+CREATE TABLE business_vault.top_products_kept (
+    held       daterange NOT NULL CHECK (NOT isempty(held)),
+    rank       integer NOT NULL,
+    product_id text NOT NULL,
+    name       text,
+    category   text,
+    units_sold bigint NOT NULL,
+    revenue    numeric NOT NULL,
+    PRIMARY KEY (held, rank)
+);
+CREATE INDEX top_products_kept_held ON business_vault.top_products_kept USING spgist (held);
+COMMENT ON TABLE business_vault.top_products_kept IS
+    'The 100 products with the most revenue at the end of each past UTC day (ties: product id), with their name and category then, kept by the loader: one version of the whole list per change, held at the end of every day of held. Answers only for the days marked sales_kept.';

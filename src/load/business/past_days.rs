@@ -26,6 +26,12 @@
 //! marked on their boundaries' row (`population_kept`): a day with nobody to count has
 //! no figures to find.
 //!
+//! `GET /analytics/revenue|categories|top-products?as_of=` need the sales of then: the
+//! same sweep keeps the revenue series (`revenue`), the categories and the top 100
+//! products (`products`, from every order line and product details version) of every
+//! past day, each version once with the days it held, rewritten whole by a fill that
+//! finds a day without them (`sales_kept` on the day's boundaries).
+//!
 //! The rows are stored only if the loader's checkpoint has not moved since the history
 //! was read (one repeatable-read transaction; the checkpoint row locked `FOR SHARE`),
 //! and a batch that writes at or before a day forgets it (`forget_past.sql`): the next
@@ -46,9 +52,11 @@ use tokio_postgres::error::SqlState;
 use crate::db::{Doing, Failed};
 use crate::hash::{Hash, KeyMap};
 use population::{DayPopulation, Segments};
+use products::{Catalog, LineSale};
 use revenue::{Sale, Series};
 
 mod population;
+mod products;
 mod revenue;
 pub mod score;
 
@@ -94,29 +102,37 @@ SELECT (m.as_of AT TIME ZONE 'UTC')::date, m.population_kept, m.sales_kept
 /// The order history, with the rules applied, and no more of it than the days need:
 ///
 /// - kind 0, one row per order of the summary: its customer (as `orders_at`), and
-///   what of it did not change over its life, which is most of it: its details, when
-///   their current version began with the first (`details_since = details_from`); its
-///   amount and units, when its lines' current versions began by then (`lines_since <=
-///   details_from`; before its first details the order did not exist).
+///   its details, when their current version began with the first (`details_since =
+///   details_from`), which is most of them.
+/// - kind 4: the lines of the orders whose lines' current versions began by their first
+///   details (`lines_since <= details_from`; before its first details the order did not
+///   exist), as they stand in the bridge, at the first details.
 /// - kind 1 and 3: every version of the details and lines that did change.
+///
+/// Lines with their product (the categories and top products count them).
 /// - kind 2: the status versions of the orders with a status that counts otherwise than
 ///   no status: whatever the others' statuses say, they count as no status does.
 const HISTORY: &str = "
 SELECT 0::smallint, o.hk_order, o.hk_customer, o.details_from,
        CASE WHEN o.details_since <= o.details_from THEN o.ordered_at END,
-       CASE WHEN o.lines_since <= o.details_from THEN o.amount END,
-       NULL::boolean, NULL::bytea, NULL::bigint,
-       CASE WHEN o.lines_since <= o.details_from THEN o.units END
+       NULL::numeric, NULL::boolean, NULL::bytea, NULL::bigint, NULL::bigint, NULL::bytea
   FROM business_vault.order_summary o
 UNION ALL
+SELECT 4::smallint, b.hk_order, NULL, o.details_from, NULL,
+       business_vault.line_amount(b.quantity, b.unit_price, b.discount), NULL,
+       b.hk_order_product, NULL, b.quantity, b.hk_product
+  FROM business_vault.bridge_customer_order_product b
+  JOIN business_vault.order_summary o ON o.hk_order = b.hk_order
+ WHERE o.lines_since <= o.details_from
+UNION ALL
 SELECT 1::smallint, d.hk_order, NULL, d.applied_dts, coalesce(d.ordered_at, d.applied_dts),
-       NULL, NULL, NULL, d.event_seq, NULL
+       NULL, NULL, NULL, d.event_seq, NULL, NULL
   FROM raw_vault.sat_order_details d
  WHERE d.hk_order IN (SELECT o.hk_order FROM business_vault.order_summary o
                        WHERE o.details_since > o.details_from)
 UNION ALL
 SELECT 2::smallint, s.hk_order, NULL, s.applied_dts, NULL, NULL,
-       business_vault.is_counted(s.status), NULL, s.event_seq, NULL
+       business_vault.is_counted(s.status), NULL, s.event_seq, NULL, NULL
   FROM raw_vault.sat_order_status s
  WHERE s.hk_order = ANY (ARRAY(SELECT DISTINCT x.hk_order FROM raw_vault.sat_order_status x
                                 WHERE business_vault.is_counted(x.status)
@@ -124,7 +140,7 @@ SELECT 2::smallint, s.hk_order, NULL, s.applied_dts, NULL, NULL,
 UNION ALL
 SELECT 3::smallint, b.hk_order, NULL, s.applied_dts, NULL,
        business_vault.line_amount(s.quantity, s.unit_price, s.discount), NULL,
-       b.hk_order_product, s.event_seq, s.quantity
+       b.hk_order_product, s.event_seq, s.quantity, b.hk_product
   FROM business_vault.bridge_customer_order_product b
   JOIN raw_vault.sat_order_line s ON s.hk_order_product = b.hk_order_product
  WHERE b.hk_order IN (SELECT o.hk_order FROM business_vault.order_summary o
@@ -253,6 +269,9 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
     } else {
         None
     };
+    if sales_wanted && let Err(why) = sweep.read_products(client).await? {
+        return Ok(Filled::Unsweepable(why));
+    }
     let rows = client
         .query_raw(HISTORY, std::iter::empty::<&str>())
         .await
@@ -294,10 +313,13 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
         );
         kept.fill(false);
     }
-    // the revenue series of every day, replacing the versions kept before (which
-    // answer for every day otherwise)
+    // the sales of every day, replacing the versions kept before (which answer for
+    // every day otherwise)
     if let Some(series) = swept.series {
         series.store(client, (&xid, &seq), last).await?;
+    }
+    if let Some(catalog) = swept.catalog {
+        catalog.store(client, (&xid, &seq), last).await?;
     }
     Ok(match store(client, &xid, &seq, &swept.cuts, &kept).await? {
         0 => Filled::Moved,
@@ -438,6 +460,11 @@ enum Change {
         amount: Decimal,
         units: i64,
     },
+    /// A product's details version (an index of [`Sweep`]'s `details`).
+    Product {
+        product: u32,
+        details: u32,
+    },
 }
 
 /// An order as the sweep has reached it.
@@ -574,13 +601,16 @@ struct Sweep {
     /// Each order's customer, as (order, customer).
     order_customers: Vec<(u32, u32)>,
     lines: KeyMap<u32>,
-    /// Lines numbered: the real ones, and one per order whose amount never changed.
-    line_count: u32,
+    /// Each line's order and product (`u32::MAX`: none of the hub), by line number.
+    line_owners: Vec<(u32, u32)>,
     customers: BTreeMap<Option<Hash>, u32>,
     /// The customers of the hub, and when they became known other than by an order, as
     /// (customer, µs; `i64::MAX`: never).
     known: Vec<(u32, i64)>,
     versions: Vec<Version>,
+    /// The products, and their details versions (by [`Change::Product`]).
+    catalog: Catalog,
+    details: Vec<products::Details>,
 }
 
 impl Sweep {
@@ -590,11 +620,35 @@ impl Sweep {
             orders: KeyMap::default(),
             order_customers: Vec::new(),
             lines: KeyMap::default(),
-            line_count: 0,
+            line_owners: Vec::new(),
             customers: BTreeMap::new(),
             known: Vec::new(),
             versions: Vec::new(),
+            catalog: Catalog::default(),
+            details: Vec::new(),
         }
+    }
+
+    /// Read the products and their details versions, or a time the sweep cannot hold.
+    async fn read_products(&mut self, client: &Client) -> Result<Result<(), String>, Failed> {
+        self.catalog = match Catalog::read(client).await? {
+            Ok(catalog) => catalog,
+            Err(why) => return Ok(Err(why)),
+        };
+        let (versions, details) = (&mut self.versions, &mut self.details);
+        products::read_versions(client, &self.catalog.keys, |product, at, seq, d| {
+            versions.push(Version {
+                at,
+                seq,
+                order: 0,
+                change: Change::Product {
+                    product,
+                    details: details.len() as u32,
+                },
+            });
+            details.push(d);
+        })
+        .await
     }
 
     /// Take one row of [`KNOWN`]; an error names a time the sweep cannot hold.
@@ -645,21 +699,6 @@ impl Sweep {
                 if let Some(ordered_at) = time(4)? {
                     push(at, Change::Details { ordered_at });
                 }
-                let amount: Option<Decimal> =
-                    get(row, 5).map_err(|e| format!("an order amount: {e}"))?;
-                if let Some(amount) = amount {
-                    let line = self.line_count;
-                    self.line_count += 1;
-                    let units: Option<i64> = get(row, 9)?;
-                    push(
-                        at,
-                        Change::Line {
-                            line,
-                            amount,
-                            units: units.unwrap_or_default(),
-                        },
-                    );
-                }
             }
             1 => push(
                 at,
@@ -676,10 +715,11 @@ impl Sweep {
                 let Some(line) = key(7)? else {
                     return Ok(());
                 };
-                let next = self.line_count;
+                let next = self.line_owners.len() as u32;
                 let line = *self.lines.entry(line).or_insert(next);
                 if line == next {
-                    self.line_count += 1;
+                    let product = key(10)?.and_then(|p| self.catalog.keys.get(&p).copied());
+                    self.line_owners.push((order, product.unwrap_or(u32::MAX)));
                 }
                 let amount: Option<Decimal> =
                     get(row, 5).map_err(|e| format!("a line amount: {e}"))?;
@@ -699,8 +739,8 @@ impl Sweep {
 
     /// The boundaries at the end of every day from `first` to `last`, the population
     /// at the end of those for which `population` says so (by the day's number from
-    /// `first`; with the segments), and if `sales`, the revenue series of every day; an
-    /// error names a value the sweep cannot hold.
+    /// `first`; with the segments), and if `sales`, the sales of every day (the products
+    /// read first); an error names a value the sweep cannot hold.
     fn run(
         mut self,
         first: NaiveDate,
@@ -717,7 +757,17 @@ impl Sweep {
         for &(order, customer) in &self.order_customers {
             orders[order as usize].customer = customer;
         }
-        let mut lines: Vec<Option<(Decimal, i64)>> = vec![None; self.line_count as usize];
+        let mut lines: Vec<Option<(Decimal, i64)>> = vec![None; self.line_owners.len()];
+        // what each line adds to its product now, and each order's lines of a product
+        let mut line_sales: Vec<Option<LineSale>> = vec![None; self.line_owners.len()];
+        let mut order_lines: Vec<Vec<u32>> = vec![Vec::new(); self.orders.len()];
+        if sales {
+            for (line, &(order, product)) in self.line_owners.iter().enumerate() {
+                if product != u32::MAX {
+                    order_lines[order as usize].push(line as u32);
+                }
+            }
+        }
         let mut customers: Vec<Customer> = vec![];
         customers.resize_with(self.customers.len(), Customer::new);
         for &(customer, from) in &self.known {
@@ -733,6 +783,7 @@ impl Sweep {
         let mut next = 0;
         let mut swept = Swept {
             series: sales.then(Series::default),
+            catalog: sales.then(|| std::mem::take(&mut self.catalog)),
             ..Swept::default()
         };
         let mut day = first;
@@ -740,6 +791,12 @@ impl Sweep {
             let end = day_end(day).timestamp_micros();
             while let Some(v) = self.versions.get(next).filter(|v| v.at <= end) {
                 next += 1;
+                if let Change::Product { product, details } = v.change {
+                    if let Some(catalog) = &mut swept.catalog {
+                        catalog.details(product, self.details[details as usize].clone());
+                    }
+                    continue;
+                }
                 let o = &mut orders[v.order as usize];
                 match v.change {
                     Change::Details { ordered_at } => {
@@ -760,6 +817,7 @@ impl Sweep {
                         o.amount += amount - was;
                         o.units += units - was_units;
                     }
+                    Change::Product { .. } => {}
                 }
                 o.mark(v.order, &mut dirty);
             }
@@ -798,6 +856,19 @@ impl Sweep {
                     }
                     _ => None,
                 };
+                if let Some(catalog) = &mut swept.catalog {
+                    for &line in &order_lines[order as usize] {
+                        let now =
+                            sale.zip(lines[line as usize])
+                                .map(|(s, (amount, units))| LineSale {
+                                    counted: s.counted,
+                                    units,
+                                    amount,
+                                });
+                        let was = std::mem::replace(&mut line_sales[line as usize], now);
+                        catalog.line(self.line_owners[line as usize].1, was, now);
+                    }
+                }
                 let was = std::mem::replace(&mut o.sale, sale);
                 if sale == was {
                     continue;
@@ -870,6 +941,9 @@ impl Sweep {
             if let Some(series) = &mut swept.series {
                 series.day_end(day);
             }
+            if let Some(catalog) = &mut swept.catalog {
+                catalog.day_end(day, end);
+            }
             let Some(following) = day.checked_add_days(Days::new(1)) else {
                 break;
             };
@@ -880,13 +954,14 @@ impl Sweep {
 }
 
 /// What a sweep found: the boundaries of every day, the population of the days asked
-/// (or why not: a value the figures cannot hold), the revenue series if asked.
+/// (or why not: a value the figures cannot hold), the sales if asked.
 #[derive(Default)]
 struct Swept {
     cuts: Vec<DayCuts>,
     population: Vec<DayPopulation>,
     population_failed: Option<String>,
     series: Option<Series>,
+    catalog: Option<Catalog>,
 }
 
 /// Column `i` of `row`, or what is wrong with it.
