@@ -932,8 +932,10 @@ BEGIN
         PERFORM business_vault.sales_remembered(ts);
     END IF;
     RETURN QUERY
-    SELECT x.rank, x.product_id, x.name, x.category, x.units_sold, x.revenue
+    SELECT t.rank::integer, t.product_id, t.name, t.category, t.units_sold, t.revenue
       FROM business_vault.top_products_kept x
+     CROSS JOIN LATERAL unnest(x.product_id, x.name, x.category, x.units_sold, x.revenue)
+           WITH ORDINALITY AS t(product_id, name, category, units_sold, revenue, rank)
      WHERE business_vault.sales_kept_at(ts) AND x.held @> (ts AT TIME ZONE 'UTC')::date
     UNION ALL
     SELECT x.rank, x.product_id, x.name, x.category, x.units_sold, x.revenue

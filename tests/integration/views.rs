@@ -2664,7 +2664,8 @@ async fn the_boundaries_and_population_kept_for_every_past_day_are_those_of_then
         .batch_execute(
             "UPDATE business_vault.categories_kept SET products = products + 10
               WHERE held @> '2024-05-25'::date;
-             UPDATE business_vault.top_products_kept SET units_sold = units_sold + 10
+             UPDATE business_vault.top_products_kept
+                SET units_sold = ARRAY(SELECT u + 10 FROM unnest(units_sold) u)
               WHERE held @> '2024-05-25'::date",
         )
         .await
@@ -2680,7 +2681,8 @@ async fn the_boundaries_and_population_kept_for_every_past_day_are_those_of_then
         .batch_execute(
             "UPDATE business_vault.categories_kept SET products = products - 10
               WHERE held @> '2024-05-25'::date;
-             UPDATE business_vault.top_products_kept SET units_sold = units_sold - 10
+             UPDATE business_vault.top_products_kept
+                SET units_sold = ARRAY(SELECT u - 10 FROM unnest(units_sold) u)
               WHERE held @> '2024-05-25'::date",
         )
         .await
@@ -2777,9 +2779,13 @@ pub fn sales_differing(days: &str) -> String {
                 SELECT 'category ' || ROW(k.category, k.products, k.units_sold, k.revenue)::text
                   FROM business_vault.categories_kept k WHERE k.held @> d.day
                 UNION ALL
-                SELECT 'product ' || ROW(k.rank, k.product_id, k.name, k.category, k.units_sold,
-                                         k.revenue)::text
-                  FROM business_vault.top_products_kept k WHERE k.held @> d.day
+                SELECT 'product ' || ROW(t.rank::integer, t.product_id, t.name, t.category,
+                                         t.units_sold, t.revenue)::text
+                  FROM business_vault.top_products_kept k
+                 CROSS JOIN LATERAL unnest(k.product_id, k.name, k.category, k.units_sold,
+                                           k.revenue)
+                       WITH ORDINALITY AS t(product_id, name, category, units_sold, revenue, rank)
+                 WHERE k.held @> d.day
            ), computed AS (
                 SELECT c.part || ' ' || CASE c.part
                          WHEN 'revenue' THEN ROW(c.grain, c.period_start, c.orders, c.customers,

@@ -56,15 +56,13 @@ COMMENT ON TABLE business_vault.categories_kept IS
     'business_vault.category_summary as it was at the end of each past UTC day, kept by the loader: one row per version of a category''s figures (the products known then in that category then, the sales of the orders counted then), held at the end of every day of held. Answers only for the days marked sales_kept.';
 
 CREATE TABLE business_vault.top_products_kept (
-    held       daterange NOT NULL CHECK (NOT isempty(held)),
-    rank       integer NOT NULL,
-    product_id text NOT NULL,
-    name       text,
-    category   text,
-    units_sold bigint NOT NULL,
-    revenue    numeric NOT NULL,
-    PRIMARY KEY (held, rank)
+    held       daterange PRIMARY KEY CHECK (NOT isempty(held)),
+    product_id text[] NOT NULL,
+    name       text[] NOT NULL,
+    category   text[] NOT NULL,
+    units_sold bigint[] NOT NULL,
+    revenue    numeric[] NOT NULL
 );
 CREATE INDEX top_products_kept_held ON business_vault.top_products_kept USING spgist (held);
 COMMENT ON TABLE business_vault.top_products_kept IS
-    'The 100 products with the most revenue at the end of each past UTC day (ties: product id), with their name and category then, kept by the loader: one version of the whole list per change, held at the end of every day of held. Answers only for the days marked sales_kept.';
+    'The 100 products with the most revenue at the end of each past UTC day (ties: product id), with their name and category then, kept by the loader: one row per version of the whole list (the arrays in rank order; the list changes on most days with a sale, and a row a rank cost 100 index entries a day), held at the end of every day of held. Answers only for the days marked sales_kept.';

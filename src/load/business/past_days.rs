@@ -106,7 +106,8 @@ SELECT (m.as_of AT TIME ZONE 'UTC')::date, m.population_kept, m.sales_kept
 ///   details_from`), which is most of them.
 /// - kind 4: the lines of the orders whose lines' current versions began by their first
 ///   details (`lines_since <= details_from`; before its first details the order did not
-///   exist), as they stand in the bridge, at the first details.
+///   exist), as they stand in the bridge, at the first details (without their key:
+///   they have no other version).
 /// - kind 1 and 3: every version of the details and lines that did change.
 ///
 /// Lines with their product (the categories and top products count them).
@@ -120,7 +121,7 @@ SELECT 0::smallint, o.hk_order, o.hk_customer, o.details_from,
 UNION ALL
 SELECT 4::smallint, b.hk_order, NULL, o.details_from, NULL,
        business_vault.line_amount(b.quantity, b.unit_price, b.discount), NULL,
-       b.hk_order_product, NULL, b.quantity, b.hk_product
+       NULL, NULL, b.quantity, b.hk_product
   FROM business_vault.bridge_customer_order_product b
   JOIN business_vault.order_summary o ON o.hk_order = b.hk_order
  WHERE o.lines_since <= o.details_from
@@ -690,7 +691,8 @@ impl Sweep {
                 change,
             })
         };
-        match get::<i16>(row, 0)? {
+        let kind = get::<i16>(row, 0)?;
+        match kind {
             0 => {
                 // what did not change: as versions at the order's first details
                 let next = self.customers.len() as u32;
@@ -712,11 +714,12 @@ impl Sweep {
                 push(at, Change::Status { counted });
             }
             _ => {
-                let Some(line) = key(7)? else {
-                    return Ok(());
-                };
                 let next = self.line_owners.len() as u32;
-                let line = *self.lines.entry(line).or_insert(next);
+                let line = match key(7)? {
+                    Some(line) => *self.lines.entry(line).or_insert(next),
+                    None if kind == 4 => next,
+                    None => return Ok(()),
+                };
                 if line == next {
                     let product = key(10)?.and_then(|p| self.catalog.keys.get(&p).copied());
                     self.line_owners.push((order, product.unwrap_or(u32::MAX)));

@@ -387,18 +387,21 @@ SELECT v.category, daterange(v.from_day, v.to_day), v.products, v.units, round(v
                   FOR SHARE)
 ON CONFLICT DO NOTHING";
 
-/// Store the top products' versions if the checkpoint is where it was.
+/// Store the top products' versions if the checkpoint is where it was: a row a version,
+/// its lists in rank order.
 const STORE_TOP: &str = "
 INSERT INTO business_vault.top_products_kept
-       (held, rank, product_id, name, category, units_sold, revenue)
-SELECT daterange(v.from_day, v.to_day), v.rank, v.product_id, v.name, v.category, v.units,
-       round(v.revenue, 2)
+       (held, product_id, name, category, units_sold, revenue)
+SELECT daterange(v.from_day, min(v.to_day)), array_agg(v.product_id ORDER BY v.rank),
+       array_agg(v.name ORDER BY v.rank), array_agg(v.category ORDER BY v.rank),
+       array_agg(v.units ORDER BY v.rank), array_agg(round(v.revenue, 2) ORDER BY v.rank)
   FROM unnest($3::date[], $4::date[], $5::integer[], $6::text[], $7::text[], $8::text[],
               $9::bigint[], $10::numeric[])
        AS v(from_day, to_day, rank, product_id, name, category, units, revenue)
  WHERE EXISTS (SELECT FROM ops.checkpoints k
                 WHERE k.consumer = 'vault_loader' AND k.xid::text = $1 AND k.seq = $2
                   FOR SHARE)
+ GROUP BY v.from_day
 ON CONFLICT DO NOTHING";
 
 /// Read every details version into the sweep's versions, through `push` (product, at,
