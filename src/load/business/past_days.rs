@@ -92,8 +92,8 @@ SELECT (min(o.ordered_at) AT TIME ZONE 'UTC')::date,
        business_vault.is_counted(NULL)
   FROM business_vault.order_summary o";
 
-/// The span's days stored, and whether their population figures and revenue series
-/// were (UTC dates).
+/// The span's days stored, and whether their population figures and sales were (UTC
+/// dates).
 const PRESENT: &str = "
 SELECT (m.as_of AT TIME ZONE 'UTC')::date, m.population_kept, m.sales_kept
   FROM business_vault.rfm_cutpoints_as_of m
@@ -109,10 +109,10 @@ SELECT (m.as_of AT TIME ZONE 'UTC')::date, m.population_kept, m.sales_kept
 ///   exist), as they stand in the bridge, at the first details (without their key:
 ///   they have no other version).
 /// - kind 1 and 3: every version of the details and lines that did change.
-///
-/// Lines with their product (the categories and top products count them).
 /// - kind 2: the status versions of the orders with a status that counts otherwise than
 ///   no status: whatever the others' statuses say, they count as no status does.
+///
+/// Lines come with their product (the categories and top products count them).
 const HISTORY: &str = "
 SELECT 0::smallint, o.hk_order, o.hk_customer, o.details_from,
        CASE WHEN o.details_since <= o.details_from THEN o.ordered_at END,
@@ -166,8 +166,8 @@ SELECT h.hk_customer, k.at
     ON k.hk_customer = h.hk_customer";
 
 /// Store the swept days, if the checkpoint is where it was when they were read, with
-/// whether their population figures were stored too (`$17`); their revenue series are,
-/// every day's (see [`fill`]). (Money at two decimals, as the database sums it: the
+/// whether their population figures were stored too (`$17`); their sales are, every
+/// day's (see [`fill`]). (Money at two decimals, as the database sums it: the
 /// driver sends a zero without its scale.)
 const STORE: &str = "
 INSERT INTO business_vault.rfm_cutpoints_as_of AS m
