@@ -32,11 +32,12 @@
 //! past day, each version once with the days it held, rewritten whole by a fill that
 //! finds a day without them (`sales_kept` on the day's boundaries).
 //!
-//! The rows are stored only if the loader's checkpoint has not moved since the history
-//! was read (one repeatable-read transaction; the checkpoint row locked `FOR SHARE`),
-//! and a batch that writes at or before a day forgets it (`forget_past.sql`): the next
-//! fill sweeps again. A fill with every day present reads a minimum by index and the
-//! days kept. A value the population figures cannot hold leaves them to be computed on
+//! The rows are kept only if the loader's checkpoint has not moved since the history
+//! was read: all in one repeatable-read transaction, whose last statement stores the
+//! days' boundaries with the checkpoint row locked `FOR SHARE`, and which is rolled
+//! back, with every figure stored before, when that stores nothing. A batch that writes
+//! at or before a day forgets it (`forget_past.sql`): the next fill sweeps again. A
+//! fill with every day present reads a minimum by index and the days kept. A value the population figures cannot hold leaves them to be computed on
 //! request (with a warning) and the boundaries are kept all the same.
 
 use std::cmp::Reverse;
@@ -238,9 +239,9 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
         return Ok(Filled::Nothing);
     }
     // the days whose population figures are missing (the days not stored among them),
-    // and whether a day's revenue series is; when none is, every day is there
+    // and how many days' sales are kept; when every day's are, every day is there
     let mut wanted = vec![true; (last - first).num_days() as usize + 1];
-    let mut sales_kept = vec![false; wanted.len()];
+    let mut sales_kept = 0;
     for row in client
         .query(PRESENT, &[&day_end(first), &day_end(last)])
         .await
@@ -251,10 +252,10 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
             && d < wanted.len()
         {
             wanted[d] = !kept;
-            sales_kept[d] = sales;
+            sales_kept += usize::from(sales);
         }
     }
-    let sales_wanted = sales_kept.contains(&false);
+    let sales_wanted = sales_kept < wanted.len();
     if !wanted.contains(&true) && !sales_wanted {
         return Ok(Filled::Present);
     }
@@ -300,8 +301,7 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
     let mut population_failed = population_failed.or(swept.population_failed);
     if let Some(segments) = &segments
         && population_failed.is_none()
-        && let Err(why) =
-            population::store(client, (&xid, &seq), &swept.population, segments).await?
+        && let Err(why) = population::store(client, &swept.population, segments).await?
     {
         population_failed = Some(why);
     }
@@ -317,10 +317,10 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
     // the sales of every day, replacing the versions kept before (which answer for
     // every day otherwise)
     if let Some(series) = swept.series {
-        series.store(client, (&xid, &seq), last).await?;
+        series.store(client, last).await?;
     }
     if let Some(catalog) = swept.catalog {
-        catalog.store(client, (&xid, &seq), last).await?;
+        catalog.store(client, last).await?;
     }
     Ok(match store(client, &xid, &seq, &swept.cuts, &kept).await? {
         0 => Filled::Moved,

@@ -195,29 +195,25 @@ pub fn at_day_end(
     })
 }
 
-/// Store the swept days' populations, if the checkpoint is where it was when they were
-/// read (`$1`, `$2`). (Money at two decimals, as the database sums it: the driver
-/// sends a zero without its scale.)
+/// Store the swept days' populations (in the fill's transaction, which stores nothing
+/// unless the checkpoint is where it was when they were read). (Money at two decimals,
+/// as the database sums it: the driver sends a zero without its scale.)
 const STORE: &str = "
 INSERT INTO business_vault.population_as_of AS m
        (as_of, segment, customers, with_orders, orders, revenue, with_days, days_sum,
         clv_predicted_12m, active, at_risk, churned, by_loader)
 SELECT d.as_of, d.segment, d.customers, d.with_orders, d.orders, round(d.revenue, 2),
        d.with_days, d.days_sum, round(d.clv, 2), d.active, d.at_risk, d.churned, true
-  FROM unnest($3::timestamptz[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[],
-              $8::numeric[], $9::bigint[], $10::bigint[], $11::numeric[], $12::bigint[],
-              $13::bigint[], $14::bigint[])
+  FROM unnest($1::timestamptz[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+              $6::numeric[], $7::bigint[], $8::bigint[], $9::numeric[], $10::bigint[],
+              $11::bigint[], $12::bigint[])
        AS d(as_of, segment, customers, with_orders, orders, revenue, with_days, days_sum,
             clv, active, at_risk, churned)
- WHERE EXISTS (SELECT FROM ops.checkpoints k
-                WHERE k.consumer = 'vault_loader' AND k.xid::text = $1 AND k.seq = $2
-                  FOR SHARE)
 ON CONFLICT (as_of, segment) DO UPDATE SET by_loader = true";
 
 /// Store `days`; how many rows were stored, or the figure too large for `numeric`.
 pub async fn store(
     client: &Client,
-    checkpoint: (&Option<String>, &Option<i64>),
     days: &[DayPopulation],
     segments: &Segments,
 ) -> Result<Result<u64, String>, Failed> {
@@ -253,8 +249,6 @@ pub async fn store(
         .execute(
             STORE,
             &[
-                checkpoint.0,
-                checkpoint.1,
                 &c.as_of,
                 &c.segment,
                 &c.customers,

@@ -294,14 +294,9 @@ impl Catalog {
     }
 
     /// Store every version, the open ones held to the end of `last`, in place of the
-    /// versions kept before, if the checkpoint is where it was (the caller rolls back
-    /// otherwise).
-    pub async fn store(
-        mut self,
-        client: &Client,
-        (xid, seq): (&Option<String>, &Option<i64>),
-        last: NaiveDate,
-    ) -> Result<(), Failed> {
+    /// versions kept before. (In the fill's transaction, which stores nothing unless the
+    /// checkpoint is where it was when the history was read.)
+    pub async fn store(mut self, client: &Client, last: NaiveDate) -> Result<(), Failed> {
         let to = last + Days::new(1);
         for (c, state) in self.categories.iter_mut().enumerate() {
             if let Some((from, f)) = state.open.take() {
@@ -328,7 +323,7 @@ impl Catalog {
         client
             .execute(
                 STORE_CATEGORIES,
-                &[xid, seq, &names, &froms, &tos, &products, &units, &revenue],
+                &[&names, &froms, &tos, &products, &units, &revenue],
             )
             .await
             .doing("storing the past days' categories")?;
@@ -358,8 +353,6 @@ impl Catalog {
             .execute(
                 STORE_TOP,
                 &[
-                    xid,
-                    seq,
                     &froms,
                     &tos,
                     &ranks,
@@ -376,31 +369,24 @@ impl Catalog {
     }
 }
 
-/// Store the categories' versions if the checkpoint is where it was.
+/// Store the categories' versions.
 const STORE_CATEGORIES: &str = "
 INSERT INTO business_vault.categories_kept (category, held, products, units_sold, revenue)
 SELECT v.category, daterange(v.from_day, v.to_day), v.products, v.units, round(v.revenue, 2)
-  FROM unnest($3::text[], $4::date[], $5::date[], $6::bigint[], $7::bigint[], $8::numeric[])
+  FROM unnest($1::text[], $2::date[], $3::date[], $4::bigint[], $5::bigint[], $6::numeric[])
        AS v(category, from_day, to_day, products, units, revenue)
- WHERE EXISTS (SELECT FROM ops.checkpoints k
-                WHERE k.consumer = 'vault_loader' AND k.xid::text = $1 AND k.seq = $2
-                  FOR SHARE)
 ON CONFLICT DO NOTHING";
 
-/// Store the top products' versions if the checkpoint is where it was: a row a version,
-/// its lists in rank order.
+/// Store the top products' versions: a row a version, its lists in rank order.
 const STORE_TOP: &str = "
 INSERT INTO business_vault.top_products_kept
        (held, product_id, name, category, units_sold, revenue)
 SELECT daterange(v.from_day, min(v.to_day)), array_agg(v.product_id ORDER BY v.rank),
        array_agg(v.name ORDER BY v.rank), array_agg(v.category ORDER BY v.rank),
        array_agg(v.units ORDER BY v.rank), array_agg(round(v.revenue, 2) ORDER BY v.rank)
-  FROM unnest($3::date[], $4::date[], $5::integer[], $6::text[], $7::text[], $8::text[],
-              $9::bigint[], $10::numeric[])
+  FROM unnest($1::date[], $2::date[], $3::integer[], $4::text[], $5::text[], $6::text[],
+              $7::bigint[], $8::numeric[])
        AS v(from_day, to_day, rank, product_id, name, category, units, revenue)
- WHERE EXISTS (SELECT FROM ops.checkpoints k
-                WHERE k.consumer = 'vault_loader' AND k.xid::text = $1 AND k.seq = $2
-                  FOR SHARE)
  GROUP BY v.from_day
 ON CONFLICT DO NOTHING";
 

@@ -148,14 +148,9 @@ impl Series {
     }
 
     /// Store every version, the open ones held to the end of `last`, in place of the
-    /// versions kept before, if the checkpoint is where it was when the history was read
-    /// (the caller rolls back otherwise); how many were stored.
-    pub async fn store(
-        mut self,
-        client: &Client,
-        (xid, seq): (&Option<String>, &Option<i64>),
-        last: NaiveDate,
-    ) -> Result<u64, Failed> {
+    /// versions kept before; how many were stored. (In the fill's transaction, which
+    /// stores nothing unless the checkpoint is where it was when the history was read.)
+    pub async fn store(mut self, client: &Client, last: NaiveDate) -> Result<u64, Failed> {
         let to = last + Days::new(1);
         for ((grain, start), p) in self.periods.drain() {
             if let Some((from, figures)) = p.open {
@@ -187,8 +182,6 @@ impl Series {
             .execute(
                 STORE,
                 &[
-                    xid,
-                    seq,
                     &grains,
                     &starts,
                     &froms,
@@ -206,20 +199,17 @@ impl Series {
     }
 }
 
-/// Store the versions if the checkpoint is where it was. (Money at two decimals, as the
-/// database sums it: the driver sends a zero without its scale.)
+/// Store the versions. (Money at two decimals, as the database sums it: the driver sends
+/// a zero without its scale.)
 const STORE: &str = "
 INSERT INTO business_vault.revenue_kept
        (grain, period_start, held, orders, customers, units, revenue,
         orders_cancelled_or_returned, revenue_lost)
 SELECT v.grain, v.start, daterange(v.from_day, v.to_day), v.orders, v.customers, v.units,
        round(v.revenue, 2), v.lost, round(v.revenue_lost, 2)
-  FROM unnest($3::text[], $4::date[], $5::date[], $6::date[], $7::bigint[], $8::bigint[],
-              $9::bigint[], $10::numeric[], $11::bigint[], $12::numeric[])
+  FROM unnest($1::text[], $2::date[], $3::date[], $4::date[], $5::bigint[], $6::bigint[],
+              $7::bigint[], $8::numeric[], $9::bigint[], $10::numeric[])
        AS v(grain, start, from_day, to_day, orders, customers, units, revenue, lost, revenue_lost)
- WHERE EXISTS (SELECT FROM ops.checkpoints k
-                WHERE k.consumer = 'vault_loader' AND k.xid::text = $1 AND k.seq = $2
-                  FOR SHARE)
 ON CONFLICT DO NOTHING";
 
 /// The day (UTC) of a time in µs since 1970, or what is wrong with it.
