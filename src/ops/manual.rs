@@ -81,7 +81,7 @@ impl ManualRun {
 /// checked against the checkpoint), and the `ANALYZE`'s two connections and the
 /// fill, one backend's read and then the loader's sweep, share the cores. After the
 /// demo's first load 0.58 + 0.69 s one after the other, 1.0 s side by side; at ten
-/// times its data 2.7 + 7.4 s against 7.7 s (bench/README.md). Without a second
+/// times its data 2.7 + 6.6–7.4 s against 7.7 s (bench/README.md). Without a second
 /// connection, one after the other.
 async fn analyze_and_fill(
     client: &Client,
