@@ -96,7 +96,8 @@ async fn analyze_and_fill(
             analyzed?;
             filled?;
         }
-        Err(_) => {
+        Err(e) => {
+            tracing::debug!(error = %e, "no second connection: the past days after the ANALYZE");
             analyze.await?;
             fill(client).await?;
         }

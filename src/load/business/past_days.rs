@@ -37,8 +37,9 @@
 //! days' boundaries with the checkpoint row locked `FOR SHARE`, and which is rolled
 //! back, with every figure stored before, when that stores nothing. A batch that writes
 //! at or before a day forgets it (`forget_past.sql`): the next fill sweeps again. A
-//! fill with every day present reads a minimum by index and the days kept. A value the population figures cannot hold leaves them to be computed on
-//! request (with a warning) and the boundaries are kept all the same.
+//! fill with every day present reads a minimum by index and the days kept. A value the
+//! population figures cannot hold leaves them to be computed on request (with a
+//! warning) and the boundaries are kept all the same.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
