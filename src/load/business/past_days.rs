@@ -46,7 +46,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use futures_util::{TryStreamExt, pin_mut};
-use postgres_types::{FromSql, Type, accepts};
+use postgres_types::{FromSql, ToSql, Type, accepts};
 use rust_decimal::Decimal;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
@@ -275,15 +275,12 @@ async fn sweep_and_store(client: &Client) -> Result<Filled, Failed> {
     if sales_wanted && let Err(why) = sweep.read_products(client).await? {
         return Ok(Filled::Unsweepable(why));
     }
-    let rows = client
-        .query_raw(HISTORY, std::iter::empty::<&str>())
-        .await
-        .doing("reading the order history")?;
-    pin_mut!(rows);
-    while let Some(row) = rows.try_next().await.doing("reading the order history")? {
-        if let Err(why) = sweep.read(&row) {
-            return Ok(Filled::Unsweepable(why));
-        }
+    if let Err(why) = each_row(client, HISTORY, "reading the order history", |row| {
+        sweep.read(row)
+    })
+    .await?
+    {
+        return Ok(Filled::Unsweepable(why));
     }
     let read_ms = started.elapsed().as_millis() as u64;
     let versions = sweep.versions.len();
@@ -335,22 +332,21 @@ async fn read_known(
     client: &Client,
     sweep: &mut Sweep,
 ) -> Result<Result<Segments, String>, Failed> {
-    let rows = client
-        .query_raw(KNOWN, std::iter::empty::<&str>())
-        .await
-        .doing("reading when the customers became known")?;
-    pin_mut!(rows);
+    // every customer is read, also after one the figures cannot hold
     let mut unknowable = None;
-    while let Some(row) = rows
-        .try_next()
-        .await
-        .doing("reading when the customers became known")?
-    {
-        if let Err(why) = sweep.know(&row) {
-            unknowable.get_or_insert(why);
-        }
-    }
-    match unknowable {
+    let read = each_row(
+        client,
+        KNOWN,
+        "reading when the customers became known",
+        |row| {
+            if let Err(why) = sweep.know(row) {
+                unknowable.get_or_insert(why);
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    match unknowable.or(read.err()) {
         Some(why) => Ok(Err(why)),
         None => Segments::read(client).await,
     }
@@ -966,6 +962,43 @@ struct Swept {
     population_failed: Option<String>,
     series: Option<Series>,
     catalog: Option<Catalog>,
+}
+
+/// Each row of `sql`, in order, to `take`; the first value `take` cannot hold (its
+/// error) ends the read.
+async fn each_row(
+    client: &Client,
+    sql: &str,
+    doing: &'static str,
+    mut take: impl FnMut(&tokio_postgres::Row) -> Result<(), String>,
+) -> Result<Result<(), String>, Failed> {
+    let rows = client
+        .query_raw(sql, std::iter::empty::<&str>())
+        .await
+        .doing(doing)?;
+    pin_mut!(rows);
+    while let Some(row) = rows.try_next().await.doing(doing)? {
+        if let Err(why) = take(&row) {
+            return Ok(Err(why));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Replace every row of `table`, a table of kept versions that a fill rewrites whole,
+/// by what `store` inserts from `params`; how many rows it inserted.
+async fn replace(
+    client: &Client,
+    table: &str,
+    store: &str,
+    params: &[&(dyn ToSql + Sync)],
+    doing: &'static str,
+) -> Result<u64, Failed> {
+    client
+        .execute(&format!("DELETE FROM {table}"), &[])
+        .await
+        .doing(doing)?;
+    client.execute(store, params).await.doing(doing)
 }
 
 /// Column `i` of `row`, or what is wrong with it.

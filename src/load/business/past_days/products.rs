@@ -16,12 +16,11 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{Days, NaiveDate};
-use futures_util::{TryStreamExt, pin_mut};
 use rust_decimal::Decimal;
 use tokio_postgres::Client;
 
-use super::{Micros, get};
-use crate::db::{Doing, Failed};
+use super::{Micros, each_row, get};
+use crate::db::Failed;
 use crate::hash::{Hash, KeyMap};
 
 /// Every product of the hub (the sales count no other): its id, and for a product never
@@ -130,21 +129,13 @@ impl Catalog {
     /// Read every product of the hub, or a time the sweep cannot hold.
     pub async fn read(client: &Client) -> Result<Result<Catalog, String>, Failed> {
         let mut catalog = Catalog::default();
-        let rows = client
-            .query_raw(PRODUCTS, std::iter::empty::<&str>())
-            .await
-            .doing("reading the products")?;
-        pin_mut!(rows);
-        while let Some(row) = rows.try_next().await.doing("reading the products")? {
+        let read = each_row(client, PRODUCTS, "reading the products", |row| {
             let key: &[u8] = row.get(0);
             let Ok(key) = Hash::try_from(key) else {
-                continue;
+                return Ok(());
             };
             let id: String = row.get(1);
-            let known_from = match get::<Option<Micros>>(&row, 2) {
-                Ok(t) => t.map_or(i64::MAX, |m| m.0),
-                Err(why) => return Ok(Err(why)),
-            };
+            let known_from = get::<Option<Micros>>(row, 2)?.map_or(i64::MAX, |m| m.0);
             let at = catalog.products.len() as u32;
             catalog.keys.insert(key, at);
             if known_from != i64::MAX {
@@ -160,9 +151,11 @@ impl Catalog {
                 counts: None,
                 dirty: false,
             });
-        }
+            Ok(())
+        })
+        .await?;
         catalog.to_know.sort_unstable_by_key(|&(at, _)| Reverse(at));
-        Ok(Ok(catalog))
+        Ok(read.map(|()| catalog))
     }
 
     /// A details version of `product` came in force.
@@ -316,17 +309,14 @@ impl Catalog {
         let products: Vec<i64> = h.iter().map(|v| v.3.products).collect();
         let units: Vec<i64> = h.iter().map(|v| v.3.units).collect();
         let revenue: Vec<Decimal> = h.iter().map(|v| v.3.revenue).collect();
-        client
-            .execute("DELETE FROM business_vault.categories_kept", &[])
-            .await
-            .doing("replacing the past days' categories")?;
-        client
-            .execute(
-                STORE_CATEGORIES,
-                &[&names, &froms, &tos, &products, &units, &revenue],
-            )
-            .await
-            .doing("storing the past days' categories")?;
+        super::replace(
+            client,
+            "business_vault.categories_kept",
+            STORE_CATEGORIES,
+            &[&names, &froms, &tos, &products, &units, &revenue],
+            "replacing the past days' categories",
+        )
+        .await?;
         let rows = self.held_top.iter().flat_map(|(from, to, top)| {
             top.iter()
                 .enumerate()
@@ -345,26 +335,23 @@ impl Catalog {
             units.push(t.units);
             revenue.push(t.revenue);
         }
-        client
-            .execute("DELETE FROM business_vault.top_products_kept", &[])
-            .await
-            .doing("replacing the past days' top products")?;
-        client
-            .execute(
-                STORE_TOP,
-                &[
-                    &froms,
-                    &tos,
-                    &ranks,
-                    &ids,
-                    &names,
-                    &categories,
-                    &units,
-                    &revenue,
-                ],
-            )
-            .await
-            .doing("storing the past days' top products")?;
+        super::replace(
+            client,
+            "business_vault.top_products_kept",
+            STORE_TOP,
+            &[
+                &froms,
+                &tos,
+                &ranks,
+                &ids,
+                &names,
+                &categories,
+                &units,
+                &revenue,
+            ],
+            "replacing the past days' top products",
+        )
+        .await?;
         Ok(())
     }
 }
@@ -397,24 +384,12 @@ pub async fn read_versions(
     keys: &KeyMap<u32>,
     mut push: impl FnMut(u32, i64, i64, Details),
 ) -> Result<Result<(), String>, Failed> {
-    let rows = client
-        .query_raw(VERSIONS, std::iter::empty::<&str>())
-        .await
-        .doing("reading the products' details")?;
-    pin_mut!(rows);
-    while let Some(row) = rows
-        .try_next()
-        .await
-        .doing("reading the products' details")?
-    {
+    each_row(client, VERSIONS, "reading the products' details", |row| {
         let key: &[u8] = row.get(0);
         let Some(&product) = Hash::try_from(key).ok().and_then(|k| keys.get(&k)) else {
-            continue;
+            return Ok(());
         };
-        let at = match get::<Micros>(&row, 1) {
-            Ok(m) => m.0,
-            Err(why) => return Ok(Err(why)),
-        };
+        let at = get::<Micros>(row, 1)?.0;
         let seq: Option<i64> = row.get(2);
         push(
             product,
@@ -425,6 +400,7 @@ pub async fn read_versions(
                 category: row.get(4),
             },
         );
-    }
-    Ok(Ok(()))
+        Ok(())
+    })
+    .await
 }

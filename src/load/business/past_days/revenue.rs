@@ -14,7 +14,7 @@ use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use tokio_postgres::Client;
 
-use crate::db::{Doing, Failed};
+use crate::db::Failed;
 
 /// The grains of the series, as `mart.revenue_as_of` names them.
 const GRAINS: [&str; 3] = ["day", "week", "month"];
@@ -174,28 +174,25 @@ impl Series {
         let revenue: Vec<Decimal> = h.iter().map(|v| v.figures.revenue).collect();
         let lost: Vec<i64> = h.iter().map(|v| v.figures.lost_orders).collect();
         let revenue_lost: Vec<Decimal> = h.iter().map(|v| v.figures.revenue_lost).collect();
-        client
-            .execute("DELETE FROM business_vault.revenue_kept", &[])
-            .await
-            .doing("replacing the past days' revenue series")?;
-        client
-            .execute(
-                STORE,
-                &[
-                    &grains,
-                    &starts,
-                    &froms,
-                    &tos,
-                    &orders,
-                    &customers,
-                    &units,
-                    &revenue,
-                    &lost,
-                    &revenue_lost,
-                ],
-            )
-            .await
-            .doing("storing the past days' revenue series")
+        super::replace(
+            client,
+            "business_vault.revenue_kept",
+            STORE,
+            &[
+                &grains,
+                &starts,
+                &froms,
+                &tos,
+                &orders,
+                &customers,
+                &units,
+                &revenue,
+                &lost,
+                &revenue_lost,
+            ],
+            "replacing the past days' revenue series",
+        )
+        .await
     }
 }
 
